@@ -1,0 +1,77 @@
+//! Tacit: an end-to-end encrypted messaging core.
+//!
+//! This crate implements profile `tacit-v1` (see `docs/PROTOCOL.md`): the
+//! X3DH key agreement and the Double Ratchet with header encryption, byte
+//! for byte, so that any implementation of the same profile interoperates.
+//! It does no I/O and holds no global state: bytes in, bytes out.
+//!
+//! The layers stand alone and depend one way:
+//!
+//! - [`keys`]: identity keys (Ed25519 with their X25519 view), X25519 key
+//!   pairs, strict prekey signatures, Diffie-Hellman with the all-zero check.
+//! - [`x3dh`]: the handshake, producing [`ratchet::SessionKeys`].
+//! - [`ratchet`]: the Double Ratchet with header encryption, started from
+//!   X3DH's output or from key material agreed by any other handshake.
+//!
+//! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`];
+//! with the default `std` feature, convenience methods use the operating
+//! system's generator.
+//!
+//! # Quick start
+//!
+//! ```
+//! use tacit::keys::{IdentityKeyPair, KeyPair};
+//! use tacit::ratchet::{Ratchet, RatchetConfig};
+//! use tacit::x3dh::{self, PreKeyBundle};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut rng = rand_core::OsRng;
+//! let alice = IdentityKeyPair::generate(&mut rng);
+//! let bob = IdentityKeyPair::generate(&mut rng);
+//! let bob_signed_prekey = KeyPair::generate(&mut rng);
+//!
+//! // Bob publishes a bundle; Alice fetches it and starts a session.
+//! let bundle = PreKeyBundle {
+//!     identity_key: bob.public_key(),
+//!     signed_prekey: bob_signed_prekey.public_key(),
+//!     signed_prekey_signature: bob.sign_prekey(&bob_signed_prekey.public_key()),
+//!     one_time_prekey: None,
+//! };
+//! let init = x3dh::initiate(&alice, &bundle, &mut rng)?;
+//! let mut alice_session = Ratchet::new_initiator(
+//!     init.agreement.session_keys(),
+//!     &bundle.signed_prekey,
+//!     RatchetConfig::default(),
+//!     &mut rng,
+//! )?;
+//! let first = alice_session.encrypt(b"hello Bob")?;
+//!
+//! // Bob receives Alice's identity key, ephemeral key and first message.
+//! let agreement = x3dh::respond(&bob, &bob_signed_prekey, None, &alice.public_key(), &init.ephemeral_key)?;
+//! let mut bob_session =
+//!     Ratchet::new_responder(agreement.session_keys(), bob_signed_prekey, RatchetConfig::default());
+//! assert_eq!(bob_session.decrypt(&first)?, b"hello Bob");
+//!
+//! let reply = bob_session.encrypt(b"hello Alice")?;
+//! assert_eq!(alice_session.decrypt(&reply)?, b"hello Alice");
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+extern crate alloc;
+
+mod crypto;
+pub mod error;
+pub mod keys;
+pub mod ratchet;
+pub mod x3dh;
+
+pub use error::{DecryptError, EncryptError, InitError, KeyError, StateError, X3dhError};
+pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
+pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
+pub use x3dh::PreKeyBundle;
+
+/// The profile this crate implements.
+pub const PROFILE: &str = "tacit-v1";

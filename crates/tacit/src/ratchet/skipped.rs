@@ -1,0 +1,179 @@
+//! The bounded store of skipped message keys (`MKSKIPPED`).
+//!
+//! Keys are kept in insertion order, grouped in runs that share a header
+//! key (the keys of one receiving chain are stored together). When the store
+//! holds its cap, storing one more key evicts the oldest one.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use crate::keys::SecretKey32;
+
+/// The skipped keys of one receiving chain, in insertion order.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct SkippedChain {
+    /// The header key of the chain (`HKr` when the keys were skipped).
+    pub(crate) header_key: SecretKey32,
+    /// `(N, MK)` pairs, oldest first.
+    pub(crate) keys: VecDeque<(u32, SecretKey32)>,
+}
+
+/// Skipped message keys, bounded by a cap on their total number.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub(crate) struct SkippedKeys {
+    chains: VecDeque<SkippedChain>,
+    len: usize,
+}
+
+impl SkippedKeys {
+    /// The total number of stored keys.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The runs of keys, oldest first.
+    pub(crate) fn chains(&self) -> impl Iterator<Item = &SkippedChain> {
+        self.chains.iter()
+    }
+
+    /// Rebuilds a store from runs, as read back from storage. Returns `None`
+    /// when a run is empty.
+    pub(crate) fn from_chains(chains: VecDeque<SkippedChain>) -> Option<Self> {
+        if chains.iter().any(|c| c.keys.is_empty()) {
+            return None;
+        }
+        let len = chains.iter().map(|c| c.keys.len()).sum();
+        Some(Self { chains, len })
+    }
+
+    /// The message key stored for `(header_key, n)`, without removing it.
+    pub(crate) fn get(&self, header_key: &SecretKey32, n: u32) -> Option<&SecretKey32> {
+        self.chains
+            .iter()
+            .filter(|c| &c.header_key == header_key)
+            .flat_map(|c| c.keys.iter())
+            .find(|(m, _)| *m == n)
+            .map(|(_, mk)| mk)
+    }
+
+    /// Removes the key stored for `(header_key, n)`, if any.
+    pub(crate) fn remove(&mut self, header_key: &SecretKey32, n: u32) {
+        let Some(ci) = self
+            .chains
+            .iter()
+            .position(|c| &c.header_key == header_key && c.keys.iter().any(|(m, _)| *m == n))
+        else {
+            return;
+        };
+        if let Some(chain) = self.chains.get_mut(ci) {
+            chain.keys.retain(|(m, _)| *m != n);
+            if chain.keys.is_empty() {
+                self.chains.remove(ci);
+            }
+            self.len = self.chains.iter().map(|c| c.keys.len()).sum();
+        }
+    }
+
+    /// The header keys that have stored keys, oldest run first, each once.
+    pub(crate) fn header_keys(&self) -> Vec<&SecretKey32> {
+        let mut keys: Vec<&SecretKey32> = Vec::new();
+        for chain in &self.chains {
+            if !keys.contains(&&chain.header_key) {
+                keys.push(&chain.header_key);
+            }
+        }
+        keys
+    }
+
+    /// Stores `(header_key, n) -> message_key`, evicting the oldest key
+    /// first when `cap` keys are already stored. With a cap of zero nothing
+    /// is stored.
+    pub(crate) fn push(
+        &mut self,
+        header_key: &SecretKey32,
+        n: u32,
+        message_key: SecretKey32,
+        cap: usize,
+    ) {
+        if cap == 0 {
+            return;
+        }
+        while self.len >= cap {
+            self.evict_oldest();
+        }
+        match self.chains.back_mut() {
+            Some(chain) if &chain.header_key == header_key => {
+                chain.keys.push_back((n, message_key))
+            }
+            _ => self.chains.push_back(SkippedChain {
+                header_key: header_key.clone(),
+                keys: VecDeque::from([(n, message_key)]),
+            }),
+        }
+        self.len = self.len.saturating_add(1);
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some(front) = self.chains.front_mut() else {
+            self.len = 0;
+            return;
+        };
+        front.keys.pop_front();
+        if front.keys.is_empty() {
+            self.chains.pop_front();
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> SecretKey32 {
+        SecretKey32::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn evicts_oldest_by_insertion_order_across_chains() {
+        let mut store = SkippedKeys::default();
+        for n in 0..3 {
+            store.push(&key(1), n, key(10 + n as u8), 4);
+        }
+        for n in 0..2 {
+            store.push(&key(2), n, key(20 + n as u8), 4);
+        }
+        assert_eq!(store.len(), 4);
+        assert!(store.get(&key(1), 0).is_none(), "oldest evicted");
+        assert_eq!(store.get(&key(1), 1), Some(&key(11)));
+        assert_eq!(store.get(&key(2), 1), Some(&key(21)));
+        store.push(&key(2), 2, key(22), 4);
+        store.push(&key(2), 3, key(23), 4);
+        assert!(store.get(&key(1), 2).is_none());
+        assert_eq!(store.header_keys(), vec![&key(2)]);
+        assert_eq!(store.len(), 4);
+    }
+
+    #[test]
+    fn remove_drops_only_that_key_and_empty_runs() {
+        let mut store = SkippedKeys::default();
+        store.push(&key(1), 5, key(15), 10);
+        store.push(&key(2), 7, key(27), 10);
+        store.push(&key(2), 8, key(28), 10);
+        store.remove(&key(2), 9);
+        assert_eq!(store.len(), 3);
+        store.remove(&key(1), 5);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.header_keys(), vec![&key(2)]);
+        store.remove(&key(2), 7);
+        assert_eq!(store.get(&key(2), 8), Some(&key(28)));
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn zero_cap_stores_nothing() {
+        let mut store = SkippedKeys::default();
+        store.push(&key(1), 0, key(2), 0);
+        assert_eq!(store.len(), 0);
+    }
+}
