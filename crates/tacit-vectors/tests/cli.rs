@@ -1,0 +1,241 @@
+//! The `tacit-vectors` binary against the committed vectors, an independent
+//! implementation's vectors, and files altered by one byte.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tool(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tacit-vectors"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn verify(files: &[&Path]) -> (bool, String) {
+    let mut args: Vec<&Path> = vec![Path::new("verify")];
+    args.extend_from_slice(files);
+    let out = tool(&args);
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tacit-vectors-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn load(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("test-vectors").join(name)).unwrap())
+        .unwrap()
+}
+
+fn verify_value(value: &Value, name: &str) -> (bool, String) {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = scratch("mutated").join(format!("{n}-{name}"));
+    std::fs::write(&path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+    verify(&[&path])
+}
+
+/// Flips one bit of the second byte of a hex string (not the first: X25519
+/// clamping ignores the low bits of a private key's first byte).
+fn flip_hex(value: &mut Value) {
+    let s = value.as_str().unwrap().to_owned();
+    let mut bytes = hex::decode(&s).unwrap();
+    bytes[1] ^= 0x01;
+    *value = Value::String(hex::encode(bytes));
+}
+
+#[test]
+fn committed_vectors_verify() {
+    let x3dh = root().join("test-vectors/x3dh.json");
+    let ratchet = root().join("test-vectors/ratchet.json");
+    let (ok, out) = verify(&[&x3dh, &ratchet]);
+    assert!(ok, "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+    let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(passed, out.lines().filter(|l| l.starts_with("ok ")).count());
+    assert!(passed >= 20, "{out}");
+}
+
+#[test]
+fn independent_implementation_vectors_verify() {
+    let dir = root().join("tools/pyref/vectors");
+    let (ok, out) = verify(&[&dir.join("x3dh.json"), &dir.join("ratchet.json")]);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn generation_is_deterministic_and_matches_the_committed_files() {
+    let dir = scratch("generated");
+    let out = tool(&[Path::new("generate"), &dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["x3dh.json", "ratchet.json"] {
+        let generated = std::fs::read(dir.join(name)).unwrap();
+        let committed = std::fs::read(root().join("test-vectors").join(name)).unwrap();
+        assert!(
+            generated == committed,
+            "{name} differs from a fresh generation"
+        );
+    }
+}
+
+#[test]
+fn one_changed_byte_in_any_x3dh_expected_value_fails() {
+    let original = load("x3dh.json");
+    let fields = [
+        "alice_identity_public",
+        "bob_identity_public",
+        "bob_signed_prekey_public",
+        "bob_one_time_prekey_public",
+        "alice_ephemeral_public",
+        "sk",
+        "ad",
+        "root_key",
+        "header_key_a",
+        "next_header_key_b",
+    ];
+    for field in fields {
+        let mut value = original.clone();
+        flip_hex(&mut value["cases"][0]["expected"][field]);
+        let name = value["cases"][0]["name"].as_str().unwrap().to_owned();
+        let (ok, out) = verify_value(&value, "x3dh.json");
+        assert!(!ok, "{field}: {out}");
+        assert!(
+            out.contains(&format!("FAIL {name}: {field}")),
+            "{field}: {out}"
+        );
+        assert!(out.trim_end().ends_with("1 failed"), "{out}");
+    }
+}
+
+#[test]
+fn one_changed_byte_in_ratchet_outputs_fails() {
+    let original = load("ratchet.json");
+    for field in ["header", "enc_header", "ciphertext"] {
+        let mut value = original.clone();
+        flip_hex(&mut value["cases"][0]["messages"][1]["expected"][field]);
+        let (ok, out) = verify_value(&value, "ratchet.json");
+        assert!(!ok, "{field}: {out}");
+        assert!(
+            out.contains(&format!("{field}: expected")),
+            "{field}: {out}"
+        );
+    }
+    // A plaintext that does not come back.
+    let mut value = original.clone();
+    let plaintext = &mut value["cases"][0]["messages"][0]["plaintext"];
+    *plaintext = Value::String(format!("{}00", plaintext.as_str().unwrap()));
+    let (ok, out) = verify_value(&value, "ratchet.json");
+    assert!(!ok, "{out}");
+}
+
+#[test]
+fn changed_inputs_and_expectations_fail() {
+    let original = load("ratchet.json");
+    // A ratchet private key Alice uses.
+    let mut value = original.clone();
+    flip_hex(&mut value["cases"][0]["alice_ratchet_privates"][0]);
+    assert!(!verify_value(&value, "ratchet.json").0);
+    // A leftover private key.
+    let mut value = original.clone();
+    value["cases"][0]["bob_ratchet_privates"]
+        .as_array_mut()
+        .unwrap()
+        .push(Value::String("11".repeat(32)));
+    let (ok, out) = verify_value(&value, "ratchet.json");
+    assert!(!ok && out.contains("left over"), "{out}");
+    // A delivery that fails but is expected to work, and the reverse.
+    let mut value = original.clone();
+    let replay = value["cases"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "replay")
+        .unwrap();
+    let event = replay["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["expect"] == "error" && e["op"] == "deliver")
+        .unwrap();
+    event["expect"] = Value::String("ok".into());
+    assert!(!verify_value(&value, "ratchet.json").0);
+    let mut value = original.clone();
+    let event = value["cases"][0]["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["op"] == "deliver")
+        .unwrap();
+    event["expect"] = Value::String("error".into());
+    assert!(!verify_value(&value, "ratchet.json").0);
+    // An invalid bundle relabelled with the other error.
+    let mut value = load("x3dh.json");
+    let entry = &mut value["invalid"][0];
+    entry["error"] = Value::String(
+        if entry["error"] == "signature" {
+            "small_order"
+        } else {
+            "signature"
+        }
+        .into(),
+    );
+    assert!(!verify_value(&value, "x3dh.json").0);
+}
+
+#[test]
+fn the_schema_is_closed_and_strict() {
+    let original = load("x3dh.json");
+    let mut extra = original.clone();
+    extra["cases"][0]["expected"]["surprise"] = Value::Bool(true);
+    assert!(!verify_value(&extra, "x3dh.json").0);
+    let mut missing = original.clone();
+    missing["cases"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("bob_one_time_prekey_private");
+    assert!(!verify_value(&missing, "x3dh.json").0);
+    let mut upper = original.clone();
+    let sk = upper["cases"][0]["expected"]["sk"]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
+    upper["cases"][0]["expected"]["sk"] = Value::String(sk);
+    assert!(!verify_value(&upper, "x3dh.json").0);
+    let mut profile = original;
+    profile["profile"] = Value::String("tacit-v2".into());
+    assert!(!verify_value(&profile, "x3dh.json").0);
+
+    let ratchet = load("ratchet.json");
+    let mut unsent = ratchet.clone();
+    let events = unsent["cases"][0]["events"].as_array_mut().unwrap();
+    let last_send = events.iter().rposition(|e| e["op"] == "send").unwrap();
+    events.remove(last_send);
+    let (ok, out) = verify_value(&unsent, "ratchet.json");
+    assert!(!ok, "{out}");
+}
+
+#[test]
+fn unreadable_files_and_bad_usage_fail() {
+    let (ok, out) = verify(&[Path::new("/nonexistent/tacit.json")]);
+    assert!(!ok);
+    assert!(out.contains("FAIL /nonexistent/tacit.json"), "{out}");
+    assert!(out.trim_end().ends_with("0 passed, 1 failed"), "{out}");
+    let out = tool(&[Path::new("frobnicate")]);
+    assert_eq!(out.status.code(), Some(2));
+}
