@@ -1,0 +1,1510 @@
+#!/usr/bin/env python3
+"""Independent reference implementation of the tacit-v1 profile (X3DH and the
+Double Ratchet with header encryption), used only to cross-check test vectors.
+
+Usage:
+    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
+    python3 tacit_ref.py verify FILE...      check files of the PROFILE.md schema
+
+Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings).
+X25519 and the AEADs come from libsodium; HKDF/HMAC come from hashlib/hmac;
+Ed25519 point decoding and strict verification are done here with plain
+integers, so that the acceptance rule is exactly the profile's (see
+verify_strict below), independent of libsodium's own rule.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import sys
+
+import nacl.bindings as nb
+import nacl.exceptions
+
+PROFILE = "tacit-v1"
+DEFAULT_MAX_SKIP = 1000
+DEFAULT_MAX_STORED_SKIPPED = 2000
+U32_MAX = 2**32 - 1
+
+INFO_X3DH = b"tacit/x3dh/v1"
+INFO_SESSION = b"tacit/session/v1"
+INFO_ROOT = b"tacit/ratchet/root/v1"
+INFO_MESSAGE = b"tacit/ratchet/message/v1"
+
+
+class ProtocolError(Exception):
+    """An error the profile says the protocol returns (an expected outcome)."""
+
+
+class BundleError(ProtocolError):
+    def __init__(self, kind, detail=""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+class VectorError(Exception):
+    """The vector file is malformed or disagrees with this implementation."""
+
+
+# ---------------------------------------------------------------------------
+# HKDF-SHA256 (RFC 5869) and HMAC-SHA256
+
+def hmac_sha256(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def hkdf(salt, ikm, info, length):
+    prk = hmac_sha256(salt, ikm)
+    okm = b""
+    t = b""
+    i = 1
+    while len(okm) < length:
+        t = hmac_sha256(prk, t + info + bytes([i]))
+        okm += t
+        i += 1
+    return okm[:length]
+
+
+# ---------------------------------------------------------------------------
+# Curve25519 arithmetic with plain integers
+
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+ED_D = (-121665 * pow(121666, P - 2, P)) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+
+def _inv(x):
+    return pow(x, P - 2, P)
+
+
+def _sqrt_ratio(u, v):
+    """Return the non-negative (even) x with v*x^2 == u mod p, or None."""
+    u %= P
+    v %= P
+    x = (u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P)) % P
+    vxx = v * x * x % P
+    if vxx == u:
+        pass
+    elif vxx == (-u) % P:
+        x = x * SQRT_M1 % P
+    else:
+        return None
+    if x & 1:
+        x = P - x
+    return x % P
+
+
+# Extended twisted Edwards coordinates (X, Y, Z, T), a = -1.
+ED_IDENTITY = (0, 1, 1, 0)
+
+
+def ed_add(p1, p2):
+    x1, y1, z1, t1 = p1
+    x2, y2, z2, t2 = p2
+    a = (y1 - x1) * (y2 - x2) % P
+    b = (y1 + x1) * (y2 + x2) % P
+    c = t1 * 2 * ED_D * t2 % P
+    d = z1 * 2 * z2 % P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % P, g * h % P, f * g % P, e * h % P)
+
+
+def ed_neg(pt):
+    x, y, z, t = pt
+    return ((-x) % P, y, z, (-t) % P)
+
+
+def ed_mul(k, pt):
+    q = ED_IDENTITY
+    while k > 0:
+        if k & 1:
+            q = ed_add(q, pt)
+        pt = ed_add(pt, pt)
+        k >>= 1
+    return q
+
+
+def ed_eq(p1, p2):
+    x1, y1, z1, _ = p1
+    x2, y2, z2, _ = p2
+    return (x1 * z2 - x2 * z1) % P == 0 and (y1 * z2 - y2 * z1) % P == 0
+
+
+def ed_encode(pt):
+    x, y, z, _ = pt
+    zi = _inv(z)
+    x = x * zi % P
+    y = y * zi % P
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def ed_decode(b):
+    """Decode a 32-byte Edwards point the way curve25519-dalek's
+    CompressedEdwardsY::decompress does (what ed25519-dalek 2.x uses):
+    the y coordinate is the low 255 bits reduced mod p (values >= p are NOT
+    rejected), x is the non-negative square root, negated when the sign bit is
+    set (also when x == 0).  Returns None when y is not the y of a point.
+    RFC 8032 section 5.1.3 would instead reject y >= p and (x == 0, sign 1);
+    all points with such encodings except those with y mod p in 2..18 are of
+    small order, so the difference only matters for non-canonical encodings.
+    """
+    if len(b) != 32:
+        return None
+    n = int.from_bytes(b, "little")
+    sign = n >> 255
+    y = (n & ((1 << 255) - 1)) % P
+    yy = y * y % P
+    x = _sqrt_ratio(yy - 1, ED_D * yy + 1)
+    if x is None:
+        return None
+    if sign:
+        x = (-x) % P
+    return (x, y, 1, x * y % P)
+
+
+def ed_is_small_order(pt):
+    return ed_eq(ed_mul(8, pt), ED_IDENTITY)
+
+
+ED_B = ed_decode(bytes.fromhex(
+    "5866666666666666666666666666666666666666666666666666666666666666"))
+
+
+def ed_secret_scalar(seed):
+    h = hashlib.sha512(seed).digest()
+    a = bytearray(h[:32])
+    a[0] &= 248
+    a[31] &= 127
+    a[31] |= 64
+    return int.from_bytes(a, "little"), h[32:]
+
+
+def ed_public_from_seed(seed):
+    a, _ = ed_secret_scalar(seed)
+    return ed_encode(ed_mul(a, ED_B))
+
+
+def ed_sign(seed, msg):
+    """RFC 8032 Ed25519 signing with integers (cross-checked against
+    libsodium in generate)."""
+    a, prefix = ed_secret_scalar(seed)
+    pub = ed_encode(ed_mul(a, ED_B))
+    r = int.from_bytes(hashlib.sha512(prefix + msg).digest(), "little") % L
+    rb = ed_encode(ed_mul(r, ED_B))
+    k = int.from_bytes(hashlib.sha512(rb + pub + msg).digest(), "little") % L
+    s = (r + k * a) % L
+    return rb + s.to_bytes(32, "little")
+
+
+def verify_strict(pub, msg, sig):
+    """Strict Ed25519 verification with exactly the profile's rule, which is
+    the acceptance rule of ed25519-dalek 2.x `verify_strict` (without the
+    `legacy_compatibility` feature):
+      1. S (little-endian, 32 bytes) < L;
+      2. A = pub decodes as a point (dalek decoding, see ed_decode);
+      3. R = sig[:32] decodes as a point;
+      4. neither A nor R is of small order ([8]P == identity);
+      5. with k = SHA-512(R_bytes || A_bytes || msg) mod L (the bytes as
+         received, not re-encoded), the canonical encoding of [S]B - [k]A
+         equals R_bytes.
+    Known differences from libsodium's crypto_sign_verify_detached /
+    crypto_sign_open (which this program therefore does not use to verify):
+      - libsodium rejects a public key A whose encoding is not canonical
+        (y >= p); the profile/dalek rule decodes it (y reduced mod p) and
+        accepts it if the point is not of small order and the equation holds
+        with k hashed over the non-canonical bytes.  (Some y in 2..18 give
+        points of large order, so such keys exist; they cannot arise from a
+        seed, so none of the generated vectors exercises this.)
+      - libsodium tests small order of A and R against a fixed list of
+        encodings; the profile decodes and multiplies by 8.  The outcomes
+        coincide for canonical encodings, and a non-canonical R is refused by
+        both (R is compared by encoding in step 5).
+      - libsodium built with ED25519_COMPAT only checks the top 3 bits of S;
+        the profile requires S < L.
+    """
+    if len(pub) != 32 or len(sig) != 64:
+        return False
+    rb, sb = sig[:32], sig[32:]
+    s = int.from_bytes(sb, "little")
+    if s >= L:
+        return False
+    a_pt = ed_decode(pub)
+    if a_pt is None:
+        return False
+    r_pt = ed_decode(rb)
+    if r_pt is None:
+        return False
+    if ed_is_small_order(a_pt) or ed_is_small_order(r_pt):
+        return False
+    k = int.from_bytes(hashlib.sha512(rb + pub + msg).digest(), "little") % L
+    check = ed_add(ed_mul(s, ED_B), ed_neg(ed_mul(k, a_pt)))
+    return ed_encode(check) == rb
+
+
+def equation_holds_unstrict(pub, msg, sig):
+    """[S mod 2^256]B == R + [k]A as points, no other check (used by generate
+    to show that crafted signatures are refused only by the strict rules)."""
+    a_pt, r_pt = ed_decode(pub), ed_decode(sig[:32])
+    if a_pt is None or r_pt is None:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    k = int.from_bytes(hashlib.sha512(sig[:32] + pub + msg).digest(), "little") % L
+    return ed_eq(ed_mul(s, ED_B), ed_add(r_pt, ed_mul(k, a_pt)))
+
+
+def equation_holds_cofactored(pub, msg, sig):
+    a_pt, r_pt = ed_decode(pub), ed_decode(sig[:32])
+    if a_pt is None or r_pt is None:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    k = int.from_bytes(hashlib.sha512(sig[:32] + pub + msg).digest(), "little") % L
+    lhs = ed_mul(8, ed_mul(s, ED_B))
+    rhs = ed_mul(8, ed_add(r_pt, ed_mul(k, a_pt)))
+    return ed_eq(lhs, rhs)
+
+
+def ed_to_montgomery(pub):
+    """Birational map u = (1 + y) / (1 - y) of a decoded Edwards point
+    (ed25519-dalek VerifyingKey::to_montgomery; 1 - y == 0 maps to u = 0)."""
+    pt = ed_decode(pub)
+    x, y, z, _ = pt
+    y = y * _inv(z) % P
+    u = (1 + y) * _inv((1 - y) % P) % P if (1 - y) % P else 0
+    return u.to_bytes(32, "little")
+
+
+def check_identity_key(pub):
+    pt = ed_decode(pub)
+    if pt is None:
+        raise ProtocolError("identity key does not decode as an Edwards point")
+    if ed_is_small_order(pt):
+        raise ProtocolError("identity key is of small order")
+    return pt
+
+
+# ---------------------------------------------------------------------------
+# X25519
+
+def x25519_ladder(k, u):
+    """RFC 7748 X25519 with integers (used to tell libsodium's refusals apart
+    and to cross-check it)."""
+    kb = bytearray(k)
+    kb[0] &= 248
+    kb[31] &= 127
+    kb[31] |= 64
+    scalar = int.from_bytes(kb, "little")
+    x1 = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P
+    x2, z2, x3, z3 = 1, 0, x1, 1
+    swap = 0
+    for t in reversed(range(255)):
+        kt = (scalar >> t) & 1
+        swap ^= kt
+        if swap:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = kt
+        a = (x2 + z2) % P
+        aa = a * a % P
+        b = (x2 - z2) % P
+        bb = b * b % P
+        e = (aa - bb) % P
+        c = (x3 + z3) % P
+        d = (x3 - z3) % P
+        da = d * a % P
+        cb = c * b % P
+        x3 = (da + cb) ** 2 % P
+        z3 = x1 * (da - cb) ** 2 % P
+        x2 = aa * bb % P
+        z2 = e * (aa + 121665 * e) % P
+    if swap:
+        x2, x3, z2, z3 = x3, x2, z3, z2
+    return (x2 * _inv(z2) % P).to_bytes(32, "little")
+
+
+def dh(priv, pub):
+    """X25519; an all-zero output is the profile's error.  libsodium refuses
+    an all-zero output (and, in some builds, a fixed list of small-order
+    inputs, which are exactly those giving a zero output); when it refuses,
+    the integer ladder decides whether the output really is zero."""
+    if len(priv) != 32 or len(pub) != 32:
+        raise VectorError("bad key length")
+    try:
+        out = nb.crypto_scalarmult(priv, pub)
+    except nacl.exceptions.RuntimeError:
+        out = x25519_ladder(priv, pub)
+        if any(out):
+            raise VectorError("libsodium refused a DH whose output is not zero")
+    if not any(out):
+        raise ProtocolError("all-zero DH output")
+    return out
+
+
+def x25519_public(priv):
+    return nb.crypto_scalarmult_base(priv)
+
+
+def identity_x25519_private(seed):
+    return hashlib.sha512(seed).digest()[:32]
+
+
+# ---------------------------------------------------------------------------
+# AEADs
+
+def xchacha_encrypt(key, nonce, msg, aad):
+    return nb.crypto_aead_xchacha20poly1305_ietf_encrypt(msg, aad, nonce, key)
+
+
+def xchacha_decrypt(key, nonce, ct, aad):
+    try:
+        return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(ct, aad, nonce, key)
+    except nacl.exceptions.CryptoError:
+        return None
+
+
+def chacha_encrypt(key, nonce, msg, aad):
+    return nb.crypto_aead_chacha20poly1305_ietf_encrypt(msg, aad, nonce, key)
+
+
+def chacha_decrypt(key, nonce, ct, aad):
+    try:
+        return nb.crypto_aead_chacha20poly1305_ietf_decrypt(ct, aad, nonce, key)
+    except nacl.exceptions.CryptoError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# X3DH
+
+X3DH_INPUTS = ("alice_identity_seed", "bob_identity_seed",
+               "bob_signed_prekey_private", "bob_signed_prekey_signature",
+               "bob_one_time_prekey_private", "alice_ephemeral_private")
+
+
+def x3dh(inp, offered_spk_pub=None):
+    """Run X3DH as the initiator on the bundle made from the inputs (or
+    offering offered_spk_pub instead of the SPK's real public key) and, for
+    a bundle that is accepted, also as the responder, checking agreement.
+    inp holds bytes (None for an absent OPK)."""
+    a_seed = inp["alice_identity_seed"]
+    b_seed = inp["bob_identity_seed"]
+    spk_priv = inp["bob_signed_prekey_private"]
+    sig = inp["bob_signed_prekey_signature"]
+    opk_priv = inp["bob_one_time_prekey_private"]
+    ek_priv = inp["alice_ephemeral_private"]
+
+    ika_pub = ed_public_from_seed(a_seed)
+    ikb_pub = ed_public_from_seed(b_seed)
+    spk_pub = x25519_public(spk_priv) if offered_spk_pub is None else offered_spk_pub
+    opk_pub = None if opk_priv is None else x25519_public(opk_priv)
+    ek_pub = x25519_public(ek_priv)
+
+    # Alice receives the bundle (IK_B, SPK_B, signature, OPK_B).
+    check_identity_key(ikb_pub)
+    if not verify_strict(ikb_pub, spk_pub, sig):
+        raise BundleError("signature")
+    ika_x = identity_x25519_private(a_seed)
+    ikb_mont = ed_to_montgomery(ikb_pub)
+    try:
+        dhs = [dh(ika_x, spk_pub), dh(ek_priv, ikb_mont), dh(ek_priv, spk_pub)]
+        if opk_pub is not None:
+            dhs.append(dh(ek_priv, opk_pub))
+    except ProtocolError as e:
+        raise BundleError("small_order", str(e))
+    sk = hkdf(bytes(32), b"\xff" * 32 + b"".join(dhs), INFO_X3DH, 32)
+
+    # Bob's side, from the prekey message (IK_A, EK_A, which OPK).
+    check_identity_key(ika_pub)
+    ikb_x = identity_x25519_private(b_seed)
+    ika_mont = ed_to_montgomery(ika_pub)
+    bdhs = [dh(spk_priv, ika_mont), dh(ikb_x, ek_pub), dh(spk_priv, ek_pub)]
+    if opk_priv is not None:
+        bdhs.append(dh(opk_priv, ek_pub))
+    bsk = hkdf(bytes(32), b"\xff" * 32 + b"".join(bdhs), INFO_X3DH, 32)
+    if bsk != sk:
+        raise VectorError("initiator and responder disagree on SK")
+
+    ad = ika_pub + ikb_pub
+    okm = hkdf(bytes(32), sk, INFO_SESSION, 96)
+    return {
+        "alice_identity_public": ika_pub, "bob_identity_public": ikb_pub,
+        "bob_signed_prekey_public": spk_pub, "bob_one_time_prekey_public": opk_pub,
+        "alice_ephemeral_public": ek_pub,
+        "sk": sk, "ad": ad, "root_key": okm[:32],
+        "header_key_a": okm[32:64], "next_header_key_b": okm[64:96],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Double Ratchet with header encryption (Signal spec section 4)
+
+def kdf_rk(rk, dh_out):
+    okm = hkdf(rk, dh_out, INFO_ROOT, 96)
+    return okm[:32], okm[32:64], okm[64:96]
+
+
+def kdf_ck(ck):
+    return hmac_sha256(ck, b"\x02"), hmac_sha256(ck, b"\x01")  # (next CK, MK)
+
+
+def message_key_material(mk):
+    okm = hkdf(bytes(32), mk, INFO_MESSAGE, 44)
+    return okm[:32], okm[32:44]
+
+
+def hdecrypt(hk, enc_header, ad):
+    if hk is None or len(enc_header) != 80:
+        return None
+    h = xchacha_decrypt(hk, enc_header[:24], enc_header[24:], ad)
+    if h is None or len(h) != 40:
+        return None
+    return (h[:32], int.from_bytes(h[32:36], "big"), int.from_bytes(h[36:40], "big"))
+
+
+class Party:
+    """Session state.  `privs` is the list of ratchet private keys the party
+    draws from (generate passes a growing list); `drawn` counts draws and is
+    part of the state, so a rolled-back decryption also rolls back draws."""
+
+    FIELDS = ("dhs_priv", "dhs_pub", "dhr", "rk", "cks", "ckr", "hks", "hkr",
+              "nhks", "nhkr", "ns", "nr", "pn", "skipped", "drawn",
+              "max_skip", "max_stored", "ad", "privs", "source")
+
+    def __init__(self):
+        for f in self.FIELDS:
+            setattr(self, f, None)
+
+    def clone(self):
+        c = Party()
+        for f in self.FIELDS:
+            setattr(c, f, getattr(self, f))
+        c.skipped = dict(self.skipped)  # insertion order is kept
+        return c
+
+    def draw(self):
+        if self.drawn >= len(self.privs):
+            if self.source is None:
+                raise VectorError("ratchet private list exhausted")
+            self.privs.append(self.source(self.drawn))
+        priv = self.privs[self.drawn]
+        self.drawn += 1
+        return priv
+
+
+def _new_party(ad, privs, max_skip, source):
+    s = Party()
+    s.ad = ad
+    s.privs = privs
+    s.source = source
+    s.drawn = 0
+    s.max_skip = max_skip
+    s.max_stored = DEFAULT_MAX_STORED_SKIPPED
+    s.skipped = {}
+    s.ns = s.nr = s.pn = 0
+    return s
+
+
+def init_alice(x, spk_pub, privs, max_skip, source=None):
+    s = _new_party(x["ad"], privs, max_skip, source)
+    s.dhs_priv = s.draw()
+    s.dhs_pub = x25519_public(s.dhs_priv)
+    s.dhr = spk_pub
+    s.rk, s.cks, s.nhks = kdf_rk(x["root_key"], dh(s.dhs_priv, s.dhr))
+    s.ckr = None
+    s.hks = x["header_key_a"]
+    s.hkr = None
+    s.nhkr = x["next_header_key_b"]
+    return s
+
+
+def init_bob(x, spk_priv, privs, max_skip, source=None):
+    s = _new_party(x["ad"], privs, max_skip, source)
+    s.dhs_priv = spk_priv
+    s.dhs_pub = x25519_public(spk_priv)
+    s.dhr = None
+    s.rk = x["root_key"]
+    s.cks = s.ckr = None
+    s.hks = None
+    s.nhks = x["next_header_key_b"]
+    s.hkr = None
+    s.nhkr = x["header_key_a"]
+    return s
+
+
+def ratchet_encrypt(s, plaintext, header_nonce):
+    """RatchetEncryptHE; mutates s.  Returns (header, enc_header, ciphertext)."""
+    if s.cks is None or s.hks is None:
+        raise ProtocolError("no sending chain yet")
+    if s.ns >= U32_MAX:
+        raise ProtocolError("sending chain exhausted")
+    s.cks, mk = kdf_ck(s.cks)
+    header = s.dhs_pub + s.pn.to_bytes(4, "big") + s.ns.to_bytes(4, "big")
+    enc_header = header_nonce + xchacha_encrypt(s.hks, header_nonce, header, s.ad)
+    s.ns += 1
+    key, nonce = message_key_material(mk)
+    ct = chacha_encrypt(key, nonce, plaintext, s.ad + enc_header)
+    return header, enc_header, ct
+
+
+def _decrypt_with(s, mk, enc_header, ct):
+    key, nonce = message_key_material(mk)
+    pt = chacha_decrypt(key, nonce, ct, s.ad + enc_header)
+    if pt is None:
+        raise ProtocolError("message authentication failed")
+    return pt
+
+
+def _try_skipped(s, enc_header, ct):
+    # The spec loops over every stored (hk, n); HDECRYPT only depends on hk,
+    # so try each distinct header key once and look (hk, header.n) up.
+    tried = set()
+    for hk, _n in list(s.skipped):
+        if hk in tried:
+            continue
+        tried.add(hk)
+        h = hdecrypt(hk, enc_header, s.ad)
+        if h is not None and (hk, h[2]) in s.skipped:
+            mk = s.skipped.pop((hk, h[2]))
+            return True, _decrypt_with(s, mk, enc_header, ct)
+    return False, None
+
+
+def _skip(s, until):
+    if s.nr + s.max_skip < until:
+        raise ProtocolError("too many skipped messages")
+    if s.ckr is not None:
+        while s.nr < until:
+            s.ckr, mk = kdf_ck(s.ckr)
+            s.skipped[(s.hkr, s.nr)] = mk
+            while len(s.skipped) > s.max_stored:
+                del s.skipped[next(iter(s.skipped))]
+            s.nr += 1
+
+
+def ratchet_decrypt(state, enc_header, ct):
+    """RatchetDecryptHE, transactional: returns (new_state, plaintext) or
+    raises ProtocolError, leaving `state` untouched either way."""
+    s = state.clone()
+    found, pt = _try_skipped(s, enc_header, ct)
+    if found:
+        return s, pt
+    h = hdecrypt(s.hkr, enc_header, s.ad)
+    step = False
+    if h is None:
+        h = hdecrypt(s.nhkr, enc_header, s.ad)
+        if h is None:
+            raise ProtocolError("header does not decrypt")
+        step = True
+    dh_pub, pn, n = h
+    if step:
+        _skip(s, pn)
+        # DHRatchetHE, receiving half.
+        s.pn = s.ns
+        s.ns = 0
+        s.nr = 0
+        s.hks = s.nhks
+        s.hkr = s.nhkr
+        s.dhr = dh_pub
+        s.rk, s.ckr, s.nhkr = kdf_rk(s.rk, dh(s.dhs_priv, s.dhr))
+    _skip(s, n)
+    s.ckr, mk = kdf_ck(s.ckr)
+    s.nr += 1
+    pt = _decrypt_with(s, mk, enc_header, ct)
+    if step:
+        # DHRatchetHE, sending half: only once the message authenticated.
+        s.dhs_priv = s.draw()
+        s.dhs_pub = x25519_public(s.dhs_priv)
+        s.rk, s.cks, s.nhks = kdf_rk(s.rk, dh(s.dhs_priv, s.dhr))
+    return s, pt
+
+
+# ---------------------------------------------------------------------------
+# Strict JSON reading
+
+HEX_RE = re.compile(r"\A(?:[0-9a-f]{2})*\Z")
+
+
+def _no_dupes(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise VectorError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _keys(obj, required, optional=(), where=""):
+    if not isinstance(obj, dict):
+        raise VectorError(f"{where}: expected an object")
+    missing = [k for k in required if k not in obj]
+    extra = [k for k in obj if k not in required and k not in optional]
+    if missing:
+        raise VectorError(f"{where}: missing field(s) {', '.join(missing)}")
+    if extra:
+        raise VectorError(f"{where}: unknown field(s) {', '.join(extra)}")
+
+
+def _hex(v, n, where, nullable=False):
+    if v is None and nullable:
+        return None
+    if not isinstance(v, str) or not HEX_RE.match(v):
+        raise VectorError(f"{where}: not lowercase hex")
+    b = bytes.fromhex(v)
+    if n is not None and len(b) != n:
+        raise VectorError(f"{where}: expected {n} bytes, got {len(b)}")
+    return b
+
+
+def _int(v, where):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise VectorError(f"{where}: expected a non-negative integer")
+    return v
+
+
+def _str(v, where):
+    if not isinstance(v, str):
+        raise VectorError(f"{where}: expected a string")
+    return v
+
+
+def _x3dh_inputs(obj, where):
+    return {
+        "alice_identity_seed": _hex(obj["alice_identity_seed"], 32, where + ".alice_identity_seed"),
+        "bob_identity_seed": _hex(obj["bob_identity_seed"], 32, where + ".bob_identity_seed"),
+        "bob_signed_prekey_private": _hex(obj["bob_signed_prekey_private"], 32,
+                                          where + ".bob_signed_prekey_private"),
+        "bob_signed_prekey_signature": _hex(obj["bob_signed_prekey_signature"], 64,
+                                            where + ".bob_signed_prekey_signature"),
+        "bob_one_time_prekey_private": _hex(obj["bob_one_time_prekey_private"], 32,
+                                            where + ".bob_one_time_prekey_private", True),
+        "alice_ephemeral_private": _hex(obj["alice_ephemeral_private"], 32,
+                                        where + ".alice_ephemeral_private"),
+    }
+
+
+EXPECTED_X3DH = (("alice_identity_public", 32), ("bob_identity_public", 32),
+                 ("bob_signed_prekey_public", 32), ("bob_one_time_prekey_public", 32),
+                 ("alice_ephemeral_public", 32), ("sk", 32), ("ad", 64),
+                 ("root_key", 32), ("header_key_a", 32), ("next_header_key_b", 32))
+
+
+# ---------------------------------------------------------------------------
+# verify
+
+def verify_x3dh_case(c):
+    where = "case"
+    _keys(c, ("name",) + X3DH_INPUTS + ("expected",), where=where)
+    inp = _x3dh_inputs(c, where)
+    exp = c["expected"]
+    _keys(exp, [k for k, _ in EXPECTED_X3DH], where=where + ".expected")
+    want = {}
+    for k, n in EXPECTED_X3DH:
+        want[k] = _hex(exp[k], n, f"expected.{k}", k == "bob_one_time_prekey_public")
+    try:
+        got = x3dh(inp)
+    except ProtocolError as e:
+        raise VectorError(f"bundle refused: {e}")
+    for k, _ in EXPECTED_X3DH:
+        if got[k] != want[k]:
+            g = None if got[k] is None else got[k].hex()
+            raise VectorError(f"expected.{k} mismatch: computed {g}")
+
+
+def verify_invalid_entry(c):
+    where = "invalid"
+    _keys(c, ("name",) + X3DH_INPUTS + ("bob_signed_prekey_public", "error"), where=where)
+    inp = _x3dh_inputs(c, where)
+    offered = _hex(c["bob_signed_prekey_public"], 32, "bob_signed_prekey_public")
+    err = c["error"]
+    if err not in ("signature", "small_order"):
+        raise VectorError(f"error must be \"signature\" or \"small_order\", got {err!r}")
+    try:
+        x3dh(inp, offered_spk_pub=offered)
+    except BundleError as e:
+        if e.kind != err:
+            raise VectorError(f"refused with {e.kind!r}, expected {err!r}")
+        return
+    except ProtocolError as e:
+        raise VectorError(f"refused for another reason: {e}")
+    raise VectorError("bundle accepted, expected refusal")
+
+
+def verify_ratchet_case(c):
+    _keys(c, ("name", "x3dh", "alice_ratchet_privates", "bob_ratchet_privates",
+              "messages", "events"), ("max_skip",), where="case")
+    max_skip = _int(c["max_skip"], "max_skip") if "max_skip" in c else DEFAULT_MAX_SKIP
+    _keys(c["x3dh"], X3DH_INPUTS, where="x3dh")
+    inp = _x3dh_inputs(c["x3dh"], "x3dh")
+    privs = {}
+    for who in ("alice", "bob"):
+        lst = c[f"{who}_ratchet_privates"]
+        if not isinstance(lst, list):
+            raise VectorError(f"{who}_ratchet_privates: expected a list")
+        privs[who] = [_hex(v, 32, f"{who}_ratchet_privates[{i}]") for i, v in enumerate(lst)]
+    msgs = c["messages"]
+    if not isinstance(msgs, list):
+        raise VectorError("messages: expected a list")
+    parsed = []
+    for i, m in enumerate(msgs):
+        w = f"messages[{i}]"
+        _keys(m, ("sender", "plaintext", "header_nonce", "expected"), where=w)
+        if m["sender"] not in ("alice", "bob"):
+            raise VectorError(f"{w}.sender: must be \"alice\" or \"bob\"")
+        _keys(m["expected"], ("header", "enc_header", "ciphertext"), where=w + ".expected")
+        parsed.append({
+            "sender": m["sender"],
+            "plaintext": _hex(m["plaintext"], None, w + ".plaintext"),
+            "header_nonce": _hex(m["header_nonce"], 24, w + ".header_nonce"),
+            "header": _hex(m["expected"]["header"], 40, w + ".expected.header"),
+            "enc_header": _hex(m["expected"]["enc_header"], 80, w + ".expected.enc_header"),
+            "ciphertext": _hex(m["expected"]["ciphertext"], None, w + ".expected.ciphertext"),
+        })
+    events = c["events"]
+    if not isinstance(events, list):
+        raise VectorError("events: expected a list")
+    for j, ev in enumerate(events):
+        w = f"events[{j}]"
+        if not isinstance(ev, dict) or "op" not in ev:
+            raise VectorError(f"{w}: expected an object with op")
+        op = ev["op"]
+        if op == "send":
+            _keys(ev, ("op", "message"), where=w)
+        elif op == "deliver":
+            _keys(ev, ("op", "message", "expect"), where=w)
+            if ev["expect"] not in ("ok", "error"):
+                raise VectorError(f"{w}.expect: must be \"ok\" or \"error\"")
+        elif op == "deliver_tampered":
+            _keys(ev, ("op", "message", "byte", "expect"), where=w)
+            _int(ev["byte"], w + ".byte")
+            if ev["expect"] != "error":
+                raise VectorError(f"{w}.expect: must be \"error\"")
+        else:
+            raise VectorError(f"{w}: unknown op {op!r}")
+        idx = _int(ev["message"], w + ".message")
+        if idx >= len(parsed):
+            raise VectorError(f"{w}: no message {idx}")
+
+    try:
+        x = x3dh(inp)
+    except ProtocolError as e:
+        raise VectorError(f"x3dh block is not a valid bundle: {e}")
+    if not privs["alice"]:
+        raise VectorError("alice_ratchet_privates is empty (it must hold her initial pair)")
+    st = {"alice": init_alice(x, x["bob_signed_prekey_public"], privs["alice"], max_skip),
+          "bob": init_bob(x, inp["bob_signed_prekey_private"], privs["bob"], max_skip)}
+
+    next_send = 0
+    for j, ev in enumerate(events):
+        w = f"events[{j}] ({ev['op']} {ev['message']})"
+        i = ev["message"]
+        m = parsed[i]
+        if ev["op"] == "send":
+            if i != next_send:
+                raise VectorError(f"{w}: sends must name messages in index order, expected {next_send}")
+            next_send += 1
+            try:
+                header, enc_header, ct = ratchet_encrypt(st[m["sender"]], m["plaintext"],
+                                                         m["header_nonce"])
+            except ProtocolError as e:
+                raise VectorError(f"{w}: encryption refused: {e}")
+            for k, v in (("header", header), ("enc_header", enc_header), ("ciphertext", ct)):
+                if v != m[k]:
+                    raise VectorError(f"{w}: expected.{k} mismatch: computed {v.hex()}")
+            continue
+        if i >= next_send:
+            raise VectorError(f"{w}: delivered before it was sent")
+        receiver = "bob" if m["sender"] == "alice" else "alice"
+        wire = m["enc_header"] + m["ciphertext"]
+        if ev["op"] == "deliver_tampered":
+            k = ev["byte"]
+            if k >= len(wire):
+                raise VectorError(f"{w}: byte {k} out of range")
+            wire = wire[:k] + bytes([wire[k] ^ 0xFF]) + wire[k + 1:]
+        try:
+            new_state, pt = ratchet_decrypt(st[receiver], wire[:80], wire[80:])
+        except ProtocolError as e:
+            if ev["expect"] == "ok":
+                raise VectorError(f"{w}: delivery failed: {e}")
+            continue
+        if ev["expect"] == "error":
+            raise VectorError(f"{w}: delivery succeeded, expected error")
+        if pt != m["plaintext"]:
+            raise VectorError(f"{w}: wrong plaintext")
+        st[receiver] = new_state
+    if next_send != len(parsed):
+        raise VectorError(f"message {next_send} is never sent")
+    for who in ("alice", "bob"):
+        if st[who].drawn != len(privs[who]):
+            raise VectorError(f"{who} used {st[who].drawn} of {len(privs[who])} ratchet privates")
+
+
+def verify_file(path):
+    """Returns (passed, failed) and prints a line per case."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"), object_pairs_hook=_no_dupes)
+        if not isinstance(doc, dict):
+            raise VectorError("top level is not an object")
+        if doc.get("profile") != PROFILE:
+            raise VectorError(f"profile is not {PROFILE!r}")
+        if "invalid" in doc:
+            kind = "x3dh"
+        elif (isinstance(doc.get("cases"), list) and doc["cases"]
+              and isinstance(doc["cases"][0], dict) and "alice_identity_seed" in doc["cases"][0]):
+            kind = "x3dh"
+        else:
+            kind = "ratchet"
+        if kind == "x3dh":
+            _keys(doc, ("profile", "cases", "invalid"), where="top level (x3dh.json)")
+        else:
+            _keys(doc, ("profile", "cases"), where="top level (ratchet.json)")
+        for k in ("cases", "invalid"):
+            if k in doc and not isinstance(doc[k], list):
+                raise VectorError(f"{k}: expected a list")
+    except (OSError, ValueError, VectorError) as e:
+        print(f"FAIL {path}: {e}")
+        return 0, 1
+
+    passed = failed = 0
+    groups = [(doc["cases"], verify_x3dh_case if kind == "x3dh" else verify_ratchet_case)]
+    if kind == "x3dh":
+        groups.append((doc["invalid"], verify_invalid_entry))
+    for entries, fn in groups:
+        for n, c in enumerate(entries):
+            name = c.get("name") if isinstance(c, dict) else None
+            if not isinstance(name, str):
+                name = f"{path}#{n}"
+            try:
+                fn(c)
+            except (VectorError, ProtocolError) as e:
+                print(f"FAIL {name}: {e}")
+                failed += 1
+            except Exception as e:  # noqa: BLE001 - report, never crash
+                print(f"FAIL {name}: {type(e).__name__}: {e}")
+                failed += 1
+            else:
+                print(f"ok {name}")
+                passed += 1
+    return passed, failed
+
+
+def cmd_verify(paths):
+    if not paths:
+        print("usage: tacit_ref.py verify FILE...", file=sys.stderr)
+        return 2
+    passed = failed = 0
+    for p in paths:
+        a, b = verify_file(p)
+        passed += a
+        failed += b
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------
+# generate
+
+def rnd(label, n=32):
+    out = b""
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"tacit-v1 pyref/{label}/{i}".encode()).digest()
+        i += 1
+    return out[:n]
+
+
+def make_x3dh_inputs(label, opk=True):
+    b_seed = rnd(label + "/bob_identity_seed")
+    spk_priv = rnd(label + "/bob_signed_prekey_private")
+    spk_pub = x25519_public(spk_priv)
+    return {
+        "alice_identity_seed": rnd(label + "/alice_identity_seed"),
+        "bob_identity_seed": b_seed,
+        "bob_signed_prekey_private": spk_priv,
+        "bob_signed_prekey_signature": sign_checked(b_seed, spk_pub),
+        "bob_one_time_prekey_private": rnd(label + "/bob_one_time_prekey_private") if opk else None,
+        "alice_ephemeral_private": rnd(label + "/alice_ephemeral_private"),
+    }
+
+
+def sign_checked(seed, msg):
+    """Ed25519 signature, computed both here and by libsodium."""
+    ours = ed_sign(seed, msg)
+    pk, sk = nb.crypto_sign_seed_keypair(seed)
+    theirs = nb.crypto_sign(msg, sk)[:64]
+    assert ours == theirs and pk == ed_public_from_seed(seed), "Ed25519 cross-check failed"
+    assert verify_strict(pk, msg, ours)
+    return ours
+
+
+def hexify(v):
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dict):
+        return {k: hexify(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [hexify(x) for x in v]
+    return v
+
+
+def selfcheck_primitives():
+    # Birational map and identity DH key agree with libsodium.
+    for i in range(4):
+        seed = rnd(f"selfcheck/{i}")
+        pk, sk = nb.crypto_sign_seed_keypair(seed)
+        assert ed_to_montgomery(pk) == nb.crypto_sign_ed25519_pk_to_curve25519(pk)
+        a = identity_x25519_private(seed)
+        assert nb.crypto_scalarmult_base(a) == nb.crypto_sign_ed25519_pk_to_curve25519(pk)
+        assert x25519_ladder(a, nb.crypto_scalarmult_base(b"\x09" + bytes(31))) == \
+            nb.crypto_scalarmult(a, nb.crypto_scalarmult_base(b"\x09" + bytes(31)))
+        other = rnd(f"selfcheck/other/{i}")
+        assert x25519_ladder(other, ed_to_montgomery(pk)) == dh(other, ed_to_montgomery(pk))
+    # HKDF against RFC 5869 test case 1.
+    okm = hkdf(bytes.fromhex("000102030405060708090a0b0c"), b"\x0b" * 22,
+               bytes.fromhex("f0f1f2f3f4f5f6f7f8f9"), 42)
+    assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+                         "34007208d5b887185865")
+
+
+def torsion_point_of_order_8():
+    i = 0
+    while True:
+        cand = hashlib.sha256(f"tacit-v1 pyref/torsion/{i}".encode()).digest()
+        i += 1
+        pt = ed_decode(cand)
+        if pt is None:
+            continue
+        t = ed_mul(L, pt)
+        if not ed_eq(ed_mul(4, t), ED_IDENTITY):
+            return t
+
+
+def gen_x3dh():
+    cases = []
+
+    def add_case(name, inp):
+        cases.append({"name": name, **inp, "expected": x3dh(inp)})
+
+    add_case("x3dh_with_opk", make_x3dh_inputs("x3dh_with_opk", True))
+    add_case("x3dh_without_opk", make_x3dh_inputs("x3dh_without_opk", False))
+    add_case("x3dh_with_opk_second_seeds", make_x3dh_inputs("x3dh_with_opk_second_seeds", True))
+    # All-zero and all-one inputs (clamping does the work for X25519).
+    b_seed = b"\xff" * 32
+    spk_priv = b"\xff" * 32
+    add_case("x3dh_extreme_bytes", {
+        "alice_identity_seed": bytes(32), "bob_identity_seed": b_seed,
+        "bob_signed_prekey_private": spk_priv,
+        "bob_signed_prekey_signature": sign_checked(b_seed, x25519_public(spk_priv)),
+        "bob_one_time_prekey_private": bytes(32), "alice_ephemeral_private": b"\x80" + bytes(31),
+    })
+
+    invalid = []
+
+    def add_invalid(name, inp, offered, error, expect_unstrict=None):
+        entry = {"name": name, **inp, "bob_signed_prekey_public": offered, "error": error}
+        try:
+            x3dh(inp, offered_spk_pub=offered)
+        except BundleError as e:
+            assert e.kind == error, (name, e.kind)
+        else:
+            raise AssertionError(f"{name}: accepted")
+        if expect_unstrict is not None:
+            assert expect_unstrict(inp["bob_identity_seed"], offered,
+                                   inp["bob_signed_prekey_signature"]), name
+        invalid.append(entry)
+
+    def base(label, opk=True):
+        return make_x3dh_inputs("invalid/" + label, opk)
+
+    # --- signature errors
+    inp = base("sig_over_other_key")
+    other = x25519_public(rnd("invalid/sig_over_other_key/other"))
+    inp["bob_signed_prekey_signature"] = sign_checked(inp["bob_identity_seed"], other)
+    add_invalid("signature_over_another_key", inp,
+                x25519_public(inp["bob_signed_prekey_private"]), "signature")
+
+    inp = base("sig_by_wrong_identity")
+    spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+    inp["bob_signed_prekey_signature"] = sign_checked(inp["alice_identity_seed"], spk_pub)
+    add_invalid("signature_by_another_identity_key", inp, spk_pub, "signature")
+
+    inp = base("sig_flip_r", opk=False)
+    spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+    sig = bytearray(inp["bob_signed_prekey_signature"])
+    sig[5] ^= 0x10
+    inp["bob_signed_prekey_signature"] = bytes(sig)
+    add_invalid("signature_bit_flipped_in_r", inp, spk_pub, "signature")
+
+    inp = base("sig_flip_s")
+    spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+    sig = bytearray(inp["bob_signed_prekey_signature"])
+    sig[40] ^= 0x01
+    inp["bob_signed_prekey_signature"] = bytes(sig)
+    add_invalid("signature_bit_flipped_in_s", inp, spk_pub, "signature")
+
+    inp = base("sig_flip_key")
+    spk_pub = bytearray(x25519_public(inp["bob_signed_prekey_private"]))
+    spk_pub[17] ^= 0x04
+    add_invalid("signature_offered_key_bit_flipped", inp, bytes(spk_pub), "signature")
+
+    inp = base("sig_top_bit_key")
+    spk_pub = bytearray(x25519_public(inp["bob_signed_prekey_private"]))
+    spk_pub[31] ^= 0x80  # same X25519 public key, different signed bytes
+    add_invalid("signature_offered_key_top_bit_set", inp, bytes(spk_pub), "signature")
+
+    inp = base("sig_s_plus_l")
+    spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+    sig = inp["bob_signed_prekey_signature"]
+    s = int.from_bytes(sig[32:], "little") + L
+    assert s < 2**256
+    inp["bob_signed_prekey_signature"] = sig[:32] + s.to_bytes(32, "little")
+    add_invalid("signature_non_canonical_s_plus_l", inp, spk_pub, "signature",
+                lambda seed, m, sg: equation_holds_unstrict(ed_public_from_seed(seed), m, sg))
+
+    identity_encodings = (
+        ("signature_r_identity_crafted", (1).to_bytes(32, "little")),
+        ("signature_r_identity_non_canonical_y", (P + 1).to_bytes(32, "little")),
+        ("signature_r_identity_sign_bit_set", (1 | (1 << 255)).to_bytes(32, "little")),
+    )
+    for name, rb in identity_encodings:
+        inp = base(name, opk=(name != "signature_r_identity_sign_bit_set"))
+        spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+        a, _ = ed_secret_scalar(inp["bob_identity_seed"])
+        pub = ed_public_from_seed(inp["bob_identity_seed"])
+        k = int.from_bytes(hashlib.sha512(rb + pub + spk_pub).digest(), "little") % L
+        inp["bob_signed_prekey_signature"] = rb + (k * a % L).to_bytes(32, "little")
+        add_invalid(name, inp, spk_pub, "signature",
+                    lambda seed, m, sg: equation_holds_unstrict(ed_public_from_seed(seed), m, sg))
+
+    # R of mixed order: R = [r]B + T8; passes only the cofactored equation.
+    inp = base("sig_mixed_order_r")
+    spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+    a, _ = ed_secret_scalar(inp["bob_identity_seed"])
+    pub = ed_public_from_seed(inp["bob_identity_seed"])
+    r = int.from_bytes(rnd("invalid/sig_mixed_order_r/r", 64), "little") % L
+    rb = ed_encode(ed_add(ed_mul(r, ED_B), torsion_point_of_order_8()))
+    k = int.from_bytes(hashlib.sha512(rb + pub + spk_pub).digest(), "little") % L
+    inp["bob_signed_prekey_signature"] = rb + ((r + k * a) % L).to_bytes(32, "little")
+    add_invalid("signature_r_mixed_order_cofactored_only", inp, spk_pub, "signature",
+                lambda seed, m, sg: equation_holds_cofactored(ed_public_from_seed(seed), m, sg))
+
+    # R of order 8 with S = k*a: [S]B = [k]A but R != identity.
+    inp = base("sig_order8_r", opk=False)
+    spk_pub = x25519_public(inp["bob_signed_prekey_private"])
+    a, _ = ed_secret_scalar(inp["bob_identity_seed"])
+    pub = ed_public_from_seed(inp["bob_identity_seed"])
+    rb = ed_encode(torsion_point_of_order_8())
+    k = int.from_bytes(hashlib.sha512(rb + pub + spk_pub).digest(), "little") % L
+    inp["bob_signed_prekey_signature"] = rb + (k * a % L).to_bytes(32, "little")
+    add_invalid("signature_r_small_order_8", inp, spk_pub, "signature",
+                lambda seed, m, sg: equation_holds_cofactored(ed_public_from_seed(seed), m, sg))
+
+    inp = base("sig_all_zero")
+    inp["bob_signed_prekey_signature"] = bytes(64)
+    add_invalid("signature_all_zero_bytes", inp,
+                x25519_public(inp["bob_signed_prekey_private"]), "signature")
+
+    # The signature is checked before the DH outputs: a small-order key with
+    # a bad signature is a signature error.
+    inp = base("sig_before_dh")
+    inp["bob_signed_prekey_signature"] = sign_checked(inp["bob_identity_seed"], b"\x01" + bytes(31))
+    add_invalid("signature_checked_before_small_order", inp, bytes(32), "signature")
+
+    # --- small-order offered keys with valid signatures
+    o8a = 325606250916557431795983626356110631294008115727848805560023387167927233504
+    o8b = 39382357235489614581723060781553021112529911719440698176882885853963445705823
+    small = (
+        ("small_order_u_0", 0),
+        ("small_order_u_1", 1),
+        ("small_order_u_p_minus_1", P - 1),
+        ("small_order_order8_a", o8a),
+        ("small_order_order8_b", o8b),
+        ("small_order_u_p_non_canonical", P),
+        ("small_order_u_p_plus_1_non_canonical", P + 1),
+        ("small_order_u_0_top_bit_set", 1 << 255),
+        ("small_order_order8_a_top_bit_set", o8a | (1 << 255)),
+        ("small_order_u_1_top_bit_set_non_canonical", (P + 1) | (1 << 255)),
+    )
+    for n, (name, u) in enumerate(small):
+        inp = base(name, opk=(n % 2 == 0))
+        offered = u.to_bytes(32, "little")
+        assert not any(x25519_ladder(rnd(name + "/probe"), offered))
+        inp["bob_signed_prekey_signature"] = sign_checked(inp["bob_identity_seed"], offered)
+        add_invalid(name, inp, offered, "small_order")
+
+    return {"profile": PROFILE, "cases": hexify(cases), "invalid": hexify(invalid)}
+
+
+class Scenario:
+    """Builds one ratchet case by running both parties, recording the ratchet
+    privates they draw, the messages and the events."""
+
+    def __init__(self, name, max_skip=None, opk=True):
+        self.name = name
+        self.max_skip = max_skip
+        self.inp = make_x3dh_inputs(f"ratchet/{name}/x3dh", opk)
+        x = x3dh(self.inp)
+        ms = DEFAULT_MAX_SKIP if max_skip is None else max_skip
+        self.privs = {"alice": [], "bob": []}
+
+        def src(who):
+            return lambda i: rnd(f"ratchet/{name}/{who}/ratchet_private/{i}")
+
+        self.st = {
+            "alice": init_alice(x, x["bob_signed_prekey_public"], self.privs["alice"], ms,
+                                src("alice")),
+            "bob": init_bob(x, self.inp["bob_signed_prekey_private"], self.privs["bob"], ms,
+                            src("bob")),
+        }
+        self.messages = []
+        self.wire = []
+        self.events = []
+
+    def send(self, sender, plaintext=None):
+        i = len(self.messages)
+        if plaintext is None:
+            plaintext = f"{self.name}: message {i} from {sender}".encode()
+        nonce = rnd(f"ratchet/{self.name}/message/{i}/header_nonce", 24)
+        header, enc_header, ct = ratchet_encrypt(self.st[sender], plaintext, nonce)
+        self.messages.append({"sender": sender, "plaintext": plaintext, "header_nonce": nonce,
+                              "expected": {"header": header, "enc_header": enc_header,
+                                           "ciphertext": ct}})
+        self.wire.append(enc_header + ct)
+        self.events.append({"op": "send", "message": i})
+        return i
+
+    def _deliver(self, i, wire, expect):
+        m = self.messages[i]
+        receiver = "bob" if m["sender"] == "alice" else "alice"
+        try:
+            new, pt = ratchet_decrypt(self.st[receiver], wire[:80], wire[80:])
+        except ProtocolError:
+            assert expect == "error", f"{self.name}: delivery of {i} failed unexpectedly"
+            return
+        assert expect == "ok", f"{self.name}: delivery of {i} succeeded unexpectedly"
+        assert pt == m["plaintext"]
+        self.st[receiver] = new
+
+    def deliver(self, i, expect="ok"):
+        self._deliver(i, self.wire[i], expect)
+        self.events.append({"op": "deliver", "message": i, "expect": expect})
+
+    def tamper(self, i, k):
+        w = bytearray(self.wire[i])
+        w[k] ^= 0xFF
+        self._deliver(i, bytes(w), "error")
+        self.events.append({"op": "deliver_tampered", "message": i, "byte": k,
+                            "expect": "error"})
+
+    def exchange(self, sender, plaintext=None):
+        self.deliver(self.send(sender, plaintext))
+
+    def case(self):
+        c = {"name": self.name}
+        if self.max_skip is not None:
+            c["max_skip"] = self.max_skip
+        c["x3dh"] = dict(self.inp)
+        c["alice_ratchet_privates"] = list(self.privs["alice"])
+        c["bob_ratchet_privates"] = list(self.privs["bob"])
+        c["messages"] = self.messages
+        c["events"] = self.events
+        return hexify(c)
+
+
+def gen_ratchet(with_eviction=True):
+    cases = []
+
+    # In-order exchange, both directions, several messages per chain.
+    s = Scenario("in_order_exchange")
+    for who in ("alice", "alice", "bob", "bob", "bob", "alice", "bob", "alice", "alice"):
+        s.exchange(who)
+    cases.append(s.case())
+
+    s = Scenario("in_order_exchange_without_opk", opk=False)
+    for who in ("alice", "bob", "alice", "alice", "bob"):
+        s.exchange(who)
+    cases.append(s.case())
+
+    # A long one-way chain.
+    s = Scenario("long_one_way_chain")
+    for _ in range(40):
+        s.exchange("alice")
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # A long chain sent first, delivered afterwards in order.
+    s = Scenario("one_way_chain_sent_then_delivered")
+    ids = [s.send("alice") for _ in range(12)]
+    for i in ids:
+        s.deliver(i)
+    cases.append(s.case())
+
+    # Ping-pong: every reply is a DH ratchet step.
+    s = Scenario("ping_pong")
+    for r in range(11):
+        s.exchange("alice" if r % 2 == 0 else "bob")
+    cases.append(s.case())
+
+    # Out-of-order delivery across two ratchet steps.
+    s = Scenario("out_of_order_across_two_ratchet_steps")
+    a = [s.send("alice") for _ in range(4)]            # Alice chain 1: N 0..3
+    s.deliver(a[1])                                   # skips a0
+    b = [s.send("bob") for _ in range(3)]              # Bob chain 1
+    s.deliver(b[1])                                   # skips b0
+    a += [s.send("alice") for _ in range(3)]           # Alice chain 2: PN 4
+    s.deliver(a[6])                                   # old chain skips a2,a3; new skips a4,a5
+    b += [s.send("bob") for _ in range(2)]             # Bob chain 2: PN 3
+    s.deliver(b[4])                                   # old chain skips b2; new skips b3
+    for i in (a[3], b[0], a[0], a[5], b[3], a[2], b[2], a[4]):
+        s.deliver(i)
+    s.exchange("alice")
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # Delayed past MAX_SKIP in the current chain.
+    s = Scenario("delayed_past_max_skip", max_skip=3)
+    a = [s.send("alice") for _ in range(5)]
+    s.deliver(a[4], "error")                          # 0 + 3 < 4
+    s.deliver(a[3])                                   # stores 3 keys
+    s.deliver(a[4])
+    s.deliver(a[1])
+    a += [s.send("alice") for _ in range(5)]           # N 5..9
+    s.deliver(a[9], "error")                          # 5 + 3 < 9
+    s.deliver(a[8])
+    s.deliver(a[9])
+    for i in (a[0], a[2], a[7], a[5], a[6]):
+        s.deliver(i)
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # A new chain's PN forces skipping too many in the old chain.
+    s = Scenario("max_skip_exceeded_by_previous_chain_length", max_skip=3)
+    a = [s.send("alice") for _ in range(6)]            # N 0..5
+    s.deliver(a[0])
+    s.exchange("bob")
+    a6 = s.send("alice")                              # new chain, PN 6, N 0
+    s.deliver(a6, "error")                            # 1 + 3 < 6
+    s.deliver(a[1])
+    s.deliver(a6, "error")                            # 2 + 3 < 6
+    s.deliver(a[2])
+    s.deliver(a6)                                     # 3 + 3 >= 6: stores N 3,4,5
+    for i in (a[5], a[3], a[4]):
+        s.deliver(i)
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # A new-chain message may skip MAX_SKIP in each chain; one more fails.
+    s = Scenario("max_skip_in_old_and_new_chain", max_skip=3)
+    a = [s.send("alice") for _ in range(4)]            # N 0..3
+    s.deliver(a[0])
+    s.exchange("bob")
+    c2 = [s.send("alice") for _ in range(5)]           # chain 2: PN 4, N 0..4
+    s.deliver(c2[4], "error")                         # old chain ok (1+3>=4), new 0+3<4
+    s.deliver(c2[3])                                  # 3 skipped in each chain
+    s.deliver(c2[4])
+    for i in (a[2], c2[0], a[1], c2[2], a[3], c2[1]):
+        s.deliver(i)
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # Replays.
+    s = Scenario("replay")
+    a0 = s.send("alice")
+    s.deliver(a0)
+    s.deliver(a0, "error")                            # replay in the current chain
+    a1, a2, a3 = s.send("alice"), s.send("alice"), s.send("alice")
+    s.deliver(a3)
+    s.deliver(a1)
+    s.deliver(a1, "error")                            # replay of a skipped-then-delivered one
+    s.deliver(a3, "error")
+    b0 = s.send("bob")
+    s.deliver(b0)
+    s.deliver(b0, "error")                            # replay of a message that opened a chain
+    a4 = s.send("alice")
+    s.deliver(a4)
+    s.deliver(a0, "error")                            # replay from an old chain
+    s.deliver(a2)                                     # still stored
+    s.deliver(a2, "error")
+    s.deliver(a4, "error")
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # Tampering with header bytes (nonce, encrypted header, header tag).
+    s = Scenario("tamper_header_bytes")
+    s.exchange("alice")
+    a1 = s.send("alice")
+    for k in (0, 23, 24, 50, 63, 64, 79):
+        s.tamper(a1, k)
+    s.deliver(a1)
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # Tampering with ciphertext bytes, including when the delivery would skip.
+    s = Scenario("tamper_ciphertext_bytes")
+    s.exchange("alice")
+    a1, a2 = s.send("alice"), s.send("alice")
+    n = len(s.wire[a2])
+    for k in (80, 85, n - 17, n - 16, n - 1):
+        s.tamper(a2, k)                               # would skip a1 if it succeeded
+    s.deliver(a2)
+    s.tamper(a1, 80)                                  # a1's key is now a stored skipped key
+    s.tamper(a1, 30)
+    s.deliver(a1)
+    s.deliver(a1, "error")
+    s.exchange("bob")
+    cases.append(s.case())
+
+    # Tampering with messages that open a new chain (DH ratchet step).
+    s = Scenario("tamper_new_chain_message")
+    a0 = s.send("alice")
+    s.tamper(a0, 10)                                  # header nonce
+    s.tamper(a0, 90)                                  # ciphertext
+    s.tamper(a0, len(s.wire[a0]) - 1)                 # tag
+    s.deliver(a0)
+    b0, b1 = s.send("bob"), s.send("bob")
+    s.tamper(b1, 40)
+    s.tamper(b1, 81)                                  # would skip b0 and step
+    s.deliver(b1)
+    s.deliver(b0)
+    a1 = s.send("alice")
+    s.tamper(a1, 100)
+    s.deliver(a1)
+    cases.append(s.case())
+
+    # Empty plaintexts.
+    s = Scenario("empty_plaintext", opk=False)
+    s.exchange("alice", b"")
+    s.exchange("bob", b"")
+    a1, a2 = s.send("alice", b""), s.send("alice", b"")
+    s.deliver(a2)
+    s.deliver(a1)
+    cases.append(s.case())
+
+    # Large plaintexts.
+    s = Scenario("large_plaintext")
+    s.exchange("alice", rnd("ratchet/large_plaintext/p0", 6000))
+    s.exchange("bob", rnd("ratchet/large_plaintext/p1", 4097))
+    s.exchange("alice", bytes(range(256)) * 20)
+    cases.append(s.case())
+
+    # Bob sends many before Alice answers, Alice receives them in reverse.
+    s = Scenario("reverse_order_chain")
+    s.exchange("alice")
+    b = [s.send("bob") for _ in range(6)]
+    for i in reversed(b):
+        s.deliver(i)
+    s.exchange("alice")
+    cases.append(s.case())
+
+    # MAX_SKIP 0: only in-order delivery works, in either chain.
+    s = Scenario("max_skip_zero", max_skip=0, opk=False)
+    a0, a1 = s.send("alice"), s.send("alice")
+    s.deliver(a1, "error")                            # 0 + 0 < 1
+    s.deliver(a0)
+    s.deliver(a1)
+    s.exchange("bob")
+    a2, a3 = s.send("alice"), s.send("alice")          # chain 2: PN 2, N 0..1
+    s.deliver(a3, "error")
+    s.deliver(a2)
+    s.deliver(a3)
+    s.exchange("bob")
+    a4 = s.send("alice")                              # Alice chain 3: PN 2, N 0
+    bx, by = s.send("bob"), s.send("bob")              # Bob chain 2: N 1, 2
+    s.deliver(a4)                                     # Bob steps
+    b3 = s.send("bob")                                # Bob chain 3: PN 3, N 0
+    s.deliver(b3, "error")                            # Alice: old chain 1 + 0 < 3
+    s.deliver(by, "error")                            # 1 + 0 < 2
+    s.deliver(bx)
+    s.deliver(b3, "error")                            # 2 + 0 < 3
+    s.deliver(by)
+    s.deliver(b3)
+    cases.append(s.case())
+
+    if with_eviction:
+        cases.append(eviction_case())
+
+    return {"profile": PROFILE, "cases": cases}
+
+
+def eviction_case():
+    # The skipped-key store holds at most 2000 keys; one more evicts the
+    # oldest, and a failed delivery evicts nothing.
+    s = Scenario("skipped_key_store_eviction")
+    a = [s.send("alice", b"") for _ in range(1001)]    # chain A1: N 0..1000
+    s.deliver(a[1000])                                 # stores 1000 keys
+    s.exchange("bob")
+    c = [s.send("alice", b"") for _ in range(1001)]    # chain A2: PN 1001
+    s.deliver(c[1000])                                 # stores 1000 more: full (2000)
+    s.exchange("bob")
+    d = [s.send("alice", b"") for _ in range(2)]       # chain A3
+    s.tamper(d[1], 85)                                 # would evict a0 if it succeeded
+    s.deliver(a[0])                                    # so a0 is still there (1999 left)
+    s.deliver(d[1])                                    # stores d0: 2000, no eviction
+    s.exchange("bob")
+    e = [s.send("alice", b"") for _ in range(3)]       # chain A4
+    s.deliver(e[2])                                    # stores e0, e1: evicts a1, a2
+    s.deliver(a[1], "error")
+    s.deliver(a[2], "error")
+    s.deliver(a[3])
+    s.deliver(e[0])
+    s.deliver(d[0])
+    s.deliver(c[0])
+    s.deliver(a[999])
+    s.deliver(c[999])
+    s.deliver(e[1])
+    s.exchange("bob")
+    return s.case()
+
+
+def dump(doc):
+    """Deterministic JSON: objects indented, each message / event / list of
+    hex strings on one line."""
+    def fmt(v, ind, key=None):
+        pad = "  " * ind
+        if isinstance(v, dict):
+            if key in ("expected",) and ind > 4:
+                return json.dumps(v, separators=(", ", ": "))
+            items = [f'{pad}  {json.dumps(k)}: {fmt(x, ind + 1, k)}' for k, x in v.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}" if items else "{}"
+        if isinstance(v, list):
+            if not v:
+                return "[]"
+            if key in ("messages", "events", "alice_ratchet_privates", "bob_ratchet_privates"):
+                items = [pad + "  " + json.dumps(x, separators=(", ", ": ")) for x in v]
+            else:
+                items = [pad + "  " + fmt(x, ind + 1) for x in v]
+            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+        return json.dumps(v)
+    return fmt(doc, 0) + "\n"
+
+
+def cmd_generate(outdir):
+    selfcheck_primitives()
+    x = gen_x3dh()
+    r = gen_ratchet()
+    os.makedirs(outdir, exist_ok=True)
+    for name, doc in (("x3dh.json", x), ("ratchet.json", r)):
+        text = dump(doc)
+        assert json.loads(text) == doc
+        with open(os.path.join(outdir, name), "w", encoding="ascii", newline="\n") as f:
+            f.write(text)
+    print(f"wrote {os.path.join(outdir, 'x3dh.json')} ({len(x['cases'])} cases, "
+          f"{len(x['invalid'])} invalid) and {os.path.join(outdir, 'ratchet.json')} "
+          f"({len(r['cases'])} cases)")
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "generate" and len(argv) == 3:
+        return cmd_generate(argv[2])
+    if len(argv) >= 2 and argv[1] == "verify":
+        return cmd_verify(argv[2:])
+    print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
