@@ -117,3 +117,69 @@ pub enum StateError {
     #[error("corrupt session record")]
     Corrupt,
 }
+
+/// A user id or device id that cannot form an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// The user id is empty or longer than 64 bytes.
+    #[error("user id of {0} bytes (must be 1 to 64)")]
+    UserIdLength(usize),
+    /// The user id contains control characters.
+    #[error("user id contains control characters")]
+    UserIdCharacters,
+    /// Device ids start at 1.
+    #[error("device id 0")]
+    DeviceIdZero,
+}
+
+/// Bytes that do not decode as the wire message they should be. Nothing
+/// was changed by the attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The input is longer than the message type allows.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    Oversize {
+        /// The input's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The bytes are not a protobuf message of the expected type.
+    #[error("malformed message")]
+    Malformed,
+    /// The message decodes but is not in canonical form (unknown fields,
+    /// fields out of order or repeated, default values written out,
+    /// non-minimal varints).
+    #[error("message is not canonically encoded")]
+    NonCanonical,
+    /// The message's version is not one this build reads.
+    #[error("unknown message version {0}")]
+    UnknownVersion(u32),
+    /// A required field is absent.
+    #[error("missing field {0}")]
+    MissingField(&'static str),
+    /// A field has the wrong length.
+    #[error("field {field} has {actual} bytes, expected {expected}")]
+    InvalidLength {
+        /// The field.
+        field: &'static str,
+        /// The length the field requires.
+        expected: usize,
+        /// The length it has.
+        actual: usize,
+    },
+    /// A field holds a value outside its range (an unknown enum value, an
+    /// empty or oversized string, a zero device id).
+    #[error("field {0} is out of range")]
+    InvalidValue(&'static str),
+    /// A key field does not hold a usable key.
+    #[error("field {field}: {error}")]
+    InvalidKey {
+        /// The field.
+        field: &'static str,
+        /// Why the key is refused.
+        error: KeyError,
+    },
+}

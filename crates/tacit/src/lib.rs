@@ -62,13 +62,18 @@
 
 extern crate alloc;
 
+pub mod address;
 mod crypto;
 pub mod error;
 pub mod keys;
 pub mod ratchet;
+pub mod wire;
 pub mod x3dh;
 
-pub use error::{DecryptError, EncryptError, InitError, KeyError, StateError, X3dhError};
+pub use address::{Address, DeviceId};
+pub use error::{
+    AddressError, DecryptError, EncryptError, InitError, KeyError, StateError, WireError, X3dhError,
+};
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
 pub use x3dh::PreKeyBundle;

@@ -1,0 +1,289 @@
+//! The wire format: versioned protobuf messages (prost, derived on
+//! hand-written structs, so building needs no `protoc`), decoded strictly.
+//!
+//! Every message type here has a trusted Rust form and a protobuf form. The
+//! protobuf form is private: bytes from outside are decoded into it, then
+//! checked field by field into the trusted form, so that a value of a public
+//! type here is always well formed. Decoding refuses, with a [`WireError`]:
+//! input over the type's size limit, bytes that are not the message, a
+//! message not in canonical encoding (it must re-encode to the same bytes:
+//! no unknown fields, no repeated or reordered fields), an unknown version,
+//! a missing field, a key or field of the wrong length, and a key that is
+//! not usable (an identity key that is not a valid, non-small-order point).
+//!
+//! | message | fields |
+//! | --- | --- |
+//! | [`PreKeyBundleMessage`] | identity key, signed prekey id, key and signature, optional one-time prekey id and key |
+//! | [`PreKeyMessage`] | initiator identity key, ephemeral key, prekey ids, the first ratchet message |
+//! | [`EncryptedMessage`] (ratchet message) | encrypted header, ciphertext |
+//! | [`SessionMessage`] | either of the two above, tagged |
+//!
+//! Field numbers and meanings are listed in `docs/PROTOCOL.md`.
+
+mod proto;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use prost::Message as _;
+
+use crate::error::WireError;
+use crate::keys::{IdentityKey, PublicKey, Signature, KEY_LEN, SIGNATURE_LEN};
+use crate::ratchet::{EncryptedMessage, ENCRYPTED_HEADER_LEN, TAG_LEN};
+use crate::x3dh::PreKeyBundle;
+
+/// The version every message of this format carries.
+pub const WIRE_VERSION: u32 = 1;
+/// The largest encoded ratchet, prekey or session message accepted.
+pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
+/// The largest encoded prekey bundle accepted.
+pub const MAX_BUNDLE_LEN: usize = 512;
+
+/// A message with a wire encoding.
+pub trait WireMessage: Sized {
+    /// The canonical encoding.
+    fn to_wire(&self) -> Vec<u8>;
+    /// Strict decoding; see the module documentation.
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError>;
+}
+
+/// Decodes a protobuf message, refusing oversize input and non-canonical
+/// encodings.
+pub(crate) fn decode_canonical<M: prost::Message + Default>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<M, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::Oversize {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let message = M::decode(bytes).map_err(|_| WireError::Malformed)?;
+    if message.encoded_len() != bytes.len() || message.encode_to_vec() != bytes {
+        return Err(WireError::NonCanonical);
+    }
+    Ok(message)
+}
+
+/// Checks a message's version field.
+pub(crate) fn check_version(version: u32) -> Result<(), WireError> {
+    if version == WIRE_VERSION {
+        Ok(())
+    } else {
+        Err(WireError::UnknownVersion(version))
+    }
+}
+
+/// A fixed-length byte field.
+pub(crate) fn fixed<const N: usize>(
+    field: &'static str,
+    bytes: &[u8],
+) -> Result<[u8; N], WireError> {
+    if bytes.is_empty() {
+        return Err(WireError::MissingField(field));
+    }
+    bytes.try_into().map_err(|_| WireError::InvalidLength {
+        field,
+        expected: N,
+        actual: bytes.len(),
+    })
+}
+
+/// An identity key field: 32 bytes, a valid non-small-order point.
+pub(crate) fn identity_key(field: &'static str, bytes: &[u8]) -> Result<IdentityKey, WireError> {
+    IdentityKey::from_bytes(&fixed::<KEY_LEN>(field, bytes)?)
+        .map_err(|error| WireError::InvalidKey { field, error })
+}
+
+/// An X25519 public key field: 32 bytes.
+pub(crate) fn public_key(field: &'static str, bytes: &[u8]) -> Result<PublicKey, WireError> {
+    fixed::<KEY_LEN>(field, bytes).map(PublicKey::from_bytes)
+}
+
+/// A responder's published keys: what an initiator fetches to start a
+/// session, with the ids the responder finds its private keys by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreKeyBundleMessage {
+    /// The responder's identity key.
+    pub identity_key: IdentityKey,
+    /// The signed prekey's id.
+    pub signed_prekey_id: u32,
+    /// The signed prekey.
+    pub signed_prekey: PublicKey,
+    /// The identity's signature over the signed prekey's encoding.
+    pub signed_prekey_signature: Signature,
+    /// A one-time prekey (or the fallback prekey) with its id, if one was
+    /// offered.
+    pub one_time_prekey: Option<(u32, PublicKey)>,
+}
+
+impl PreKeyBundleMessage {
+    /// The bundle as X3DH takes it (without ids).
+    pub fn x3dh_bundle(&self) -> PreKeyBundle {
+        PreKeyBundle {
+            identity_key: self.identity_key,
+            signed_prekey: self.signed_prekey,
+            signed_prekey_signature: self.signed_prekey_signature,
+            one_time_prekey: self.one_time_prekey.map(|(_, key)| key),
+        }
+    }
+}
+
+impl WireMessage for PreKeyBundleMessage {
+    fn to_wire(&self) -> Vec<u8> {
+        proto::PreKeyBundle {
+            version: WIRE_VERSION,
+            identity_key: self.identity_key.to_bytes().to_vec(),
+            signed_prekey_id: self.signed_prekey_id,
+            signed_prekey: self.signed_prekey.to_bytes().to_vec(),
+            signed_prekey_signature: self.signed_prekey_signature.to_bytes().to_vec(),
+            one_time_prekey_id: self.one_time_prekey.map(|(id, _)| id),
+            one_time_prekey: self.one_time_prekey.map(|(_, key)| key.to_bytes().to_vec()),
+        }
+        .encode_to_vec()
+    }
+
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
+        let m: proto::PreKeyBundle = decode_canonical(bytes, MAX_BUNDLE_LEN)?;
+        check_version(m.version)?;
+        let one_time_prekey = match (m.one_time_prekey_id, &m.one_time_prekey) {
+            (Some(id), Some(key)) => Some((id, public_key("one_time_prekey", key)?)),
+            (None, None) => None,
+            (Some(_), None) => return Err(WireError::MissingField("one_time_prekey")),
+            (None, Some(_)) => return Err(WireError::MissingField("one_time_prekey_id")),
+        };
+        Ok(Self {
+            identity_key: identity_key("identity_key", &m.identity_key)?,
+            signed_prekey_id: m.signed_prekey_id,
+            signed_prekey: public_key("signed_prekey", &m.signed_prekey)?,
+            signed_prekey_signature: Signature::from_bytes(fixed::<SIGNATURE_LEN>(
+                "signed_prekey_signature",
+                &m.signed_prekey_signature,
+            )?),
+            one_time_prekey,
+        })
+    }
+}
+
+/// The first message of a session: what the responder needs to repeat
+/// X3DH, and the first ratchet message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreKeyMessage {
+    /// The initiator's identity key.
+    pub identity_key: IdentityKey,
+    /// The initiator's ephemeral key `EK_A`.
+    pub ephemeral_key: PublicKey,
+    /// The id of the signed prekey the initiator used.
+    pub signed_prekey_id: u32,
+    /// The id of the one-time (or fallback) prekey used, if any.
+    pub one_time_prekey_id: Option<u32>,
+    /// The first ratchet message.
+    pub message: EncryptedMessage,
+}
+
+impl PreKeyMessage {
+    fn to_proto(&self) -> proto::PreKeyMessage {
+        proto::PreKeyMessage {
+            version: WIRE_VERSION,
+            identity_key: self.identity_key.to_bytes().to_vec(),
+            ephemeral_key: self.ephemeral_key.to_bytes().to_vec(),
+            signed_prekey_id: self.signed_prekey_id,
+            one_time_prekey_id: self.one_time_prekey_id,
+            message: Some(ratchet_to_proto(&self.message)),
+        }
+    }
+
+    fn from_proto(m: &proto::PreKeyMessage) -> Result<Self, WireError> {
+        check_version(m.version)?;
+        let message = m
+            .message
+            .as_ref()
+            .ok_or(WireError::MissingField("message"))?;
+        Ok(Self {
+            identity_key: identity_key("identity_key", &m.identity_key)?,
+            ephemeral_key: public_key("ephemeral_key", &m.ephemeral_key)?,
+            signed_prekey_id: m.signed_prekey_id,
+            one_time_prekey_id: m.one_time_prekey_id,
+            message: ratchet_from_proto(message)?,
+        })
+    }
+}
+
+impl WireMessage for PreKeyMessage {
+    fn to_wire(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
+        Self::from_proto(&decode_canonical(bytes, MAX_MESSAGE_LEN)?)
+    }
+}
+
+fn ratchet_to_proto(message: &EncryptedMessage) -> proto::RatchetMessage {
+    proto::RatchetMessage {
+        version: WIRE_VERSION,
+        encrypted_header: message.encrypted_header().to_vec(),
+        ciphertext: message.ciphertext().to_vec(),
+    }
+}
+
+fn ratchet_from_proto(m: &proto::RatchetMessage) -> Result<EncryptedMessage, WireError> {
+    check_version(m.version)?;
+    let header = fixed::<ENCRYPTED_HEADER_LEN>("encrypted_header", &m.encrypted_header)?;
+    if m.ciphertext.len() < TAG_LEN {
+        return Err(WireError::InvalidLength {
+            field: "ciphertext",
+            expected: TAG_LEN,
+            actual: m.ciphertext.len(),
+        });
+    }
+    EncryptedMessage::new(header, m.ciphertext.clone()).map_err(|_| WireError::Malformed)
+}
+
+/// The ratchet message: encrypted header and ciphertext.
+impl WireMessage for EncryptedMessage {
+    fn to_wire(&self) -> Vec<u8> {
+        ratchet_to_proto(self).encode_to_vec()
+    }
+
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
+        ratchet_from_proto(&decode_canonical(bytes, MAX_MESSAGE_LEN)?)
+    }
+}
+
+/// A message of a session: a prekey message (which starts one) or a ratchet
+/// message (which continues one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionMessage {
+    /// Starts a session.
+    PreKey(Box<PreKeyMessage>),
+    /// Continues a session.
+    Ratchet(EncryptedMessage),
+}
+
+impl WireMessage for SessionMessage {
+    fn to_wire(&self) -> Vec<u8> {
+        let kind = match self {
+            Self::PreKey(m) => proto::session_message::Kind::PreKey(m.to_proto()),
+            Self::Ratchet(m) => proto::session_message::Kind::Ratchet(ratchet_to_proto(m)),
+        };
+        proto::SessionMessage { kind: Some(kind) }.encode_to_vec()
+    }
+
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
+        let m: proto::SessionMessage = decode_canonical(bytes, MAX_MESSAGE_LEN)?;
+        match m.kind {
+            Some(proto::session_message::Kind::PreKey(p)) => {
+                PreKeyMessage::from_proto(&p).map(|m| Self::PreKey(Box::new(m)))
+            }
+            Some(proto::session_message::Kind::Ratchet(r)) => {
+                ratchet_from_proto(&r).map(Self::Ratchet)
+            }
+            None => Err(WireError::MissingField("kind")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
