@@ -1,0 +1,1 @@
+//! Frames between tacit clients and the relay.

@@ -1,0 +1,1 @@
+//! The tacit relay: authenticated delivery, prekey directory, durable mailboxes.

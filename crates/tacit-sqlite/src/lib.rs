@@ -1,0 +1,1 @@
+//! SQLite storage for tacit sessions, records sealed at rest.
