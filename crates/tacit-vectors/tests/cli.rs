@@ -231,6 +231,21 @@ fn the_schema_is_closed_and_strict() {
 }
 
 #[test]
+fn duplicate_keys_are_refused() {
+    let text = std::fs::read_to_string(root().join("test-vectors/x3dh.json")).unwrap();
+    let duplicated = text.replacen(
+        "\"profile\": \"tacit-v1\"",
+        "\"profile\": \"tacit-v1\", \"profile\": \"tacit-v1\"",
+        1,
+    );
+    assert_ne!(duplicated, text);
+    let path = scratch("duplicate").join("x3dh.json");
+    std::fs::write(&path, duplicated).unwrap();
+    let (ok, out) = verify(&[&path]);
+    assert!(!ok && out.contains("duplicate field"), "{out}");
+}
+
+#[test]
 fn unreadable_files_and_bad_usage_fail() {
     let (ok, out) = verify(&[Path::new("/nonexistent/tacit.json")]);
     assert!(!ok);

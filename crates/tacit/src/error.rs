@@ -36,9 +36,6 @@ pub enum KeyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum X3dhError {
-    /// A peer identity key was not a valid, non-small-order Edwards point.
-    #[error("invalid identity key: {0}")]
-    InvalidIdentityKey(KeyError),
     /// The signed prekey's signature failed strict verification.
     #[error("signed prekey signature is invalid")]
     InvalidSignature,

@@ -10,6 +10,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::skipped::{SkippedChain, SkippedKeys};
@@ -126,7 +127,14 @@ impl Ratchet {
         if !rest.is_empty() {
             return Err(StateError::Corrupt);
         }
-        record.to_ratchet()
+        let ratchet = record.to_ratchet()?;
+        // Only the canonical encoding is accepted: this refuses non-minimal
+        // varints, duplicate skipped keys and anything else that would not
+        // be written back byte for byte.
+        if ratchet.to_bytes().as_slice() != bytes {
+            return Err(StateError::Corrupt);
+        }
+        Ok(ratchet)
     }
 }
 
@@ -145,7 +153,19 @@ impl RecordV1 {
             })
             .collect();
         let skipped = SkippedKeys::from_chains(chains).ok_or(StateError::Corrupt)?;
+        let current_header_key = self.receiving.as_ref().map(|c| c.header_key);
+        let skipped_consistent = self.skipped.iter().all(|chain| {
+            let mut numbers: Vec<u32> = chain.keys.iter().map(|k| k.n).collect();
+            numbers.sort_unstable();
+            let distinct = numbers.windows(2).all(|w| w[0] != w[1]);
+            let is_current =
+                current_header_key.is_some_and(|hk| bool::from(hk.ct_eq(&chain.header_key)));
+            let below_received =
+                !is_current || numbers.iter().all(|n| u64::from(*n) < self.received);
+            distinct && below_received
+        });
         let invariants = [
+            skipped_consistent,
             self.associated_data.len() <= MAX_ASSOCIATED_DATA_LEN,
             u64::try_from(skipped.len())
                 .is_ok_and(|n| n <= u64::from(self.max_stored_skipped_keys)),
@@ -173,5 +193,104 @@ impl RecordV1 {
             next_receiving_header_key: SecretKey32::from_bytes(self.next_receiving_header_key),
             skipped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratchet::SessionKeys;
+
+    fn conversation_with_skipped_keys() -> (Ratchet, Ratchet) {
+        let mut rng = rand_core::OsRng;
+        let keys = || SessionKeys::new([1; 32], [2; 32], [3; 32], b"ad").unwrap();
+        let bob_key = KeyPair::generate(&mut rng);
+        let mut alice = Ratchet::new_initiator(
+            keys(),
+            &bob_key.public_key(),
+            RatchetConfig::default(),
+            &mut rng,
+        )
+        .unwrap();
+        let mut bob = Ratchet::new_responder(keys(), bob_key, RatchetConfig::default());
+        let _skipped = alice.encrypt_with_rng(b"0", &mut rng).unwrap();
+        let m = alice.encrypt_with_rng(b"1", &mut rng).unwrap();
+        bob.decrypt_with_rng(&m, &mut rng).unwrap();
+        (alice, bob)
+    }
+
+    fn record(bytes: &[u8]) -> RecordV1 {
+        postcard::from_bytes(&bytes[1..]).unwrap()
+    }
+
+    fn write(record: &RecordV1) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        out.extend(postcard::to_allocvec(record).unwrap());
+        out
+    }
+
+    #[test]
+    fn records_round_trip_canonically() {
+        let (alice, bob) = conversation_with_skipped_keys();
+        for side in [alice, bob] {
+            let bytes = side.to_bytes();
+            assert_eq!(Ratchet::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+            assert_eq!(write(&record(&bytes)), *bytes);
+        }
+    }
+
+    #[test]
+    fn non_minimal_varints_are_refused() {
+        let (_, bob) = conversation_with_skipped_keys();
+        let bytes = bob.to_bytes();
+        // The first field, max_skip = 1000, is the varint e8 07; re-encode
+        // it with a redundant continuation byte (e8 87 00).
+        assert_eq!(&bytes[1..3], &[0xe8, 0x07]);
+        let mut padded = vec![bytes[0], 0xe8, 0x87, 0x00];
+        padded.extend_from_slice(&bytes[3..]);
+        assert_eq!(
+            Ratchet::from_bytes(&padded).err(),
+            Some(StateError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn inconsistent_skipped_keys_are_refused() {
+        let (_, bob) = conversation_with_skipped_keys();
+        let bytes = bob.to_bytes();
+        let good = record(&bytes);
+        assert_eq!(good.skipped.len(), 1);
+
+        let mut duplicate = record(&bytes);
+        let key = SkippedKeyV1 {
+            n: good.skipped[0].keys[0].n,
+            message_key: [9; 32],
+        };
+        duplicate.skipped[0].keys.push(key);
+        assert_eq!(
+            Ratchet::from_bytes(&write(&duplicate)).err(),
+            Some(StateError::Corrupt)
+        );
+
+        let mut ahead = record(&bytes);
+        ahead.skipped[0].keys[0].n = 5; // not below Nr = 2 in the current chain
+        assert_eq!(
+            Ratchet::from_bytes(&write(&ahead)).err(),
+            Some(StateError::Corrupt)
+        );
+
+        let mut empty_run = record(&bytes);
+        empty_run.skipped[0].keys.clear();
+        assert_eq!(
+            Ratchet::from_bytes(&write(&empty_run)).err(),
+            Some(StateError::Corrupt)
+        );
+
+        let mut over_cap = record(&bytes);
+        over_cap.max_stored_skipped_keys = 0;
+        assert_eq!(
+            Ratchet::from_bytes(&write(&over_cap)).err(),
+            Some(StateError::Corrupt)
+        );
     }
 }
