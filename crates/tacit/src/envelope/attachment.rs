@@ -423,3 +423,92 @@ pub fn decrypt_attachment(
     decryptor.finish(&mut plaintext)?;
     Ok(plaintext)
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+    const PREFIX: [u8; NONCE_PREFIX_LEN] = [9; NONCE_PREFIX_LEN];
+
+    /// A blob whose chunks carry the given flags.
+    fn blob_with_flags(chunks: &[(&[u8], bool)]) -> Vec<u8> {
+        let mut blob = PREFIX.to_vec();
+        for (index, (plaintext, last)) in chunks.iter().enumerate() {
+            let nonce = chunk_nonce(&PREFIX, index as u64, *last).unwrap();
+            let mut buffer = plaintext.to_vec();
+            let tag = XChaCha20Poly1305::new((&KEY).into())
+                .encrypt_in_place_detached(&nonce, &[], &mut buffer)
+                .unwrap();
+            blob.extend_from_slice(&buffer);
+            blob.extend_from_slice(&tag);
+        }
+        blob
+    }
+
+    fn pointer_for(blob: &[u8], size: u64) -> AttachmentPointer {
+        let digest: [u8; 32] = Sha256::digest(blob).into();
+        AttachmentPointer::new(b"id", SecretKey32::from_bytes(KEY), digest, size, "").unwrap()
+    }
+
+    #[test]
+    fn the_reference_construction_decrypts() {
+        let full = vec![1u8; CHUNK_LEN];
+        let blob = blob_with_flags(&[(&full, false), (b"tail", true)]);
+        let size = CHUNK_LEN as u64 + 4;
+        assert_eq!(encrypted_len(size), Some(blob.len() as u64));
+        let mut encryptor = AttachmentEncryptor::with_key(SecretKey32::from_bytes(KEY), PREFIX);
+        let mut out = Vec::new();
+        encryptor.update(&full, &mut out).unwrap();
+        encryptor.update(b"tail", &mut out).unwrap();
+        let encrypted = encryptor.finish(&mut out).unwrap();
+        assert_eq!(out, blob);
+        assert_eq!(encrypted.digest(), pointer_for(&blob, size).digest());
+        let mut plaintext = full.clone();
+        plaintext.extend_from_slice(b"tail");
+        assert_eq!(
+            decrypt_attachment(&pointer_for(&blob, size), &blob),
+            Ok(plaintext)
+        );
+    }
+
+    #[test]
+    fn a_last_chunk_without_the_final_flag_is_truncation() {
+        let blob = blob_with_flags(&[(b"only chunk", false)]);
+        assert_eq!(
+            decrypt_attachment(&pointer_for(&blob, 10), &blob),
+            Err(AttachmentError::Truncated)
+        );
+    }
+
+    #[test]
+    fn a_final_flag_before_the_end_is_refused() {
+        let full = vec![1u8; CHUNK_LEN];
+        let blob = blob_with_flags(&[(&full, true), (b"more", true)]);
+        assert_eq!(
+            decrypt_attachment(&pointer_for(&blob, CHUNK_LEN as u64 + 4), &blob),
+            Err(AttachmentError::ChunkAuthentication(0))
+        );
+    }
+
+    #[test]
+    fn sizes_and_lengths() {
+        assert_eq!(encrypted_len(0), Some(19 + 16));
+        assert_eq!(
+            encrypted_len(CHUNK_LEN as u64),
+            Some(19 + CHUNK_LEN as u64 + 16)
+        );
+        assert_eq!(
+            encrypted_len(CHUNK_LEN as u64 + 1),
+            Some(19 + CHUNK_LEN as u64 + 1 + 32)
+        );
+        assert!(encrypted_len(MAX_ATTACHMENT_LEN).is_some());
+        assert_eq!(encrypted_len(MAX_ATTACHMENT_LEN + 1), None);
+        assert_eq!(
+            chunk_nonce(&PREFIX, u64::from(u32::MAX) + 1, false),
+            Err(AttachmentError::TooLarge)
+        );
+    }
+}

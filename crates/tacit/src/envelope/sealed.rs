@@ -423,3 +423,250 @@ pub fn open(
         message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::string::String;
+    use alloc::vec;
+
+    use super::*;
+    use crate::error::KeyError;
+    use crate::ratchet::{EncryptedMessage, ENCRYPTED_HEADER_LEN};
+    use crate::wire::PreKeyMessage;
+
+    /// Hands out the same byte for every request.
+    struct FixedRng(u8);
+
+    impl rand_core::RngCore for FixedRng {
+        fn next_u32(&mut self) -> u32 {
+            u32::from_le_bytes([self.0; 4])
+        }
+        fn next_u64(&mut self) -> u64 {
+            u64::from_le_bytes([self.0; 8])
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            dest.fill(self.0);
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    impl rand_core::CryptoRng for FixedRng {}
+
+    fn parties() -> (IdentityKeyPair, Address, IdentityKeyPair, Address) {
+        (
+            IdentityKeyPair::from_seed(&[1; 32]),
+            Address::new("alice", 1).unwrap(),
+            IdentityKeyPair::from_seed(&[2; 32]),
+            Address::new("bob", 7).unwrap(),
+        )
+    }
+
+    fn ratchet(len: usize) -> SessionMessage {
+        SessionMessage::Ratchet(
+            EncryptedMessage::new([5; ENCRYPTED_HEADER_LEN], vec![6; len]).unwrap(),
+        )
+    }
+
+    fn prekey(identity: IdentityKey, len: usize, ids: u32) -> SessionMessage {
+        SessionMessage::PreKey(Box::new(PreKeyMessage {
+            identity_key: identity,
+            ephemeral_key: PublicKey::from_bytes([8; 32]),
+            signed_prekey_id: ids,
+            one_time_prekey_id: Some(ids),
+            message: EncryptedMessage::new([5; ENCRYPTED_HEADER_LEN], vec![6; len]).unwrap(),
+        }))
+    }
+
+    /// Seals a hand-made inner plaintext and sender part.
+    fn seal_raw(sender_identity: &[u8; KEY_LEN], mut inner: Vec<u8>) -> Vec<u8> {
+        let (alice, _, bob, bob_address) = parties();
+        seal_padded(
+            &alice,
+            sender_identity,
+            &bob.public_key(),
+            &bob_address,
+            &mut inner,
+            &mut FixedRng(3),
+        )
+        .unwrap()
+    }
+
+    fn open_bob(envelope: &[u8]) -> Result<Unsealed, EnvelopeError> {
+        let (_, _, bob, bob_address) = parties();
+        open(&bob, &bob_address, envelope)
+    }
+
+    fn inner(user_id: &str, device_id: u32, message: &[u8]) -> Vec<u8> {
+        proto::SealedContent {
+            version: WIRE_VERSION,
+            sender_user_id: String::from(user_id),
+            sender_device_id: device_id,
+            message: message.to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn the_reserve_fits_the_largest_address_and_prekey_framing() {
+        let longest = Address::new(&"u".repeat(64), u32::MAX).unwrap();
+        let identity = IdentityKeyPair::from_seed(&[1; 32]).public_key();
+        let mut worst_margin = usize::MAX;
+        for len in [
+            16,
+            127,
+            128,
+            200,
+            16_383,
+            16_384,
+            131_088,
+            MAX_MESSAGE_LEN - 400,
+        ] {
+            for message in [ratchet(len), prekey(identity, len, u32::MAX)] {
+                let encoded = inner(longest.user_id(), longest.device_id(), &message.to_wire());
+                let room = ciphertext_len(&message) + INNER_RESERVE;
+                assert!(encoded.len() < room, "{len}");
+                worst_margin = worst_margin.min(room - encoded.len());
+            }
+        }
+        // The worst case leaves room to spare, but not a wasteful amount.
+        assert!((2..=96).contains(&worst_margin), "{worst_margin}");
+    }
+
+    #[test]
+    fn round_trip_and_fixed_draw() {
+        let (alice, alice_address, bob, bob_address) = parties();
+        let message = ratchet(176);
+        let envelope = seal_with_rng(
+            &alice,
+            &alice_address,
+            &bob.public_key(),
+            &bob_address,
+            &message,
+            &mut FixedRng(3),
+        )
+        .unwrap();
+        let again = seal_with_rng(
+            &alice,
+            &alice_address,
+            &bob.public_key(),
+            &bob_address,
+            &message,
+            &mut FixedRng(3),
+        )
+        .unwrap();
+        assert_eq!(envelope, again, "only the RNG's 32 bytes vary an envelope");
+        let opened = open(&bob, &bob_address, &envelope).unwrap();
+        assert_eq!(opened.sender_identity, alice.public_key());
+        assert_eq!(opened.sender_address, alice_address);
+        assert_eq!(opened.message, message);
+    }
+
+    #[test]
+    fn a_sender_part_that_is_not_an_identity_key_is_refused() {
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        let message = ratchet(16).to_wire();
+        let body = inner("alice", 1, &message);
+        let envelope = seal_raw(&not_a_point, padding::pad_to(&body, 16 + INNER_RESERVE));
+        assert_eq!(
+            open_bob(&envelope),
+            Err(EnvelopeError::InvalidSenderIdentity(
+                KeyError::InvalidIdentityKey
+            ))
+        );
+        let mut small_order = [0u8; 32];
+        small_order[0] = 1;
+        let envelope = seal_raw(&small_order, padding::pad_to(&body, 16 + INNER_RESERVE));
+        assert_eq!(
+            open_bob(&envelope),
+            Err(EnvelopeError::InvalidSenderIdentity(
+                KeyError::WeakIdentityKey
+            ))
+        );
+    }
+
+    #[test]
+    fn malformed_inner_content_is_refused() {
+        let alice = IdentityKeyPair::from_seed(&[1; 32]).public_key().to_bytes();
+        let message = ratchet(16).to_wire();
+        let room = 16 + INNER_RESERVE;
+        let cases: [(Vec<u8>, EnvelopeError); 6] = [
+            (vec![0; room], EnvelopeError::InnerPadding),
+            (
+                padding::pad_to(&[0xff, 0xff, 0xff], room),
+                EnvelopeError::InnerMalformed(WireError::Malformed),
+            ),
+            (
+                padding::pad_to(&inner("alice", 1, &message), room + 1),
+                EnvelopeError::InnerPadding,
+            ),
+            (
+                padding::pad_to(&inner("", 1, &message), room),
+                EnvelopeError::InnerMalformed(WireError::InvalidValue("sender_address")),
+            ),
+            (
+                padding::pad_to(&inner("alice", 0, &message), room),
+                EnvelopeError::InnerMalformed(WireError::InvalidValue("sender_address")),
+            ),
+            (
+                padding::pad_to(&inner("alice", 1, &[1, 2, 3]), room),
+                EnvelopeError::InnerMalformed(WireError::Malformed),
+            ),
+        ];
+        for (i, (padded, error)) in cases.into_iter().enumerate() {
+            assert_eq!(open_bob(&seal_raw(&alice, padded)), Err(error), "case {i}");
+        }
+        let mut wrong_version =
+            proto::SealedContent::decode(&inner("alice", 1, &message)[..]).unwrap();
+        wrong_version.version = 2;
+        assert_eq!(
+            open_bob(&seal_raw(
+                &alice,
+                padding::pad_to(&wrong_version.encode_to_vec(), room)
+            )),
+            Err(EnvelopeError::InnerMalformed(WireError::UnknownVersion(2)))
+        );
+    }
+
+    #[test]
+    fn a_prekey_message_must_carry_the_sealed_identity() {
+        let (alice, alice_address, bob, bob_address) = parties();
+        let mallory = IdentityKeyPair::from_seed(&[9; 32]).public_key();
+        for (claimed, expected) in [
+            (alice.public_key(), Ok(())),
+            (mallory, Err(EnvelopeError::SenderIdentityMismatch)),
+        ] {
+            let envelope = seal_with_rng(
+                &alice,
+                &alice_address,
+                &bob.public_key(),
+                &bob_address,
+                &prekey(claimed, 176, 3),
+                &mut FixedRng(4),
+            )
+            .unwrap();
+            assert_eq!(open(&bob, &bob_address, &envelope).map(|_| ()), expected);
+        }
+    }
+
+    #[test]
+    fn oversize_session_messages_are_not_sealed() {
+        let (alice, alice_address, bob, bob_address) = parties();
+        let result = seal_with_rng(
+            &alice,
+            &alice_address,
+            &bob.public_key(),
+            &bob_address,
+            &ratchet(MAX_MESSAGE_LEN),
+            &mut FixedRng(4),
+        );
+        assert!(
+            matches!(result, Err(EnvelopeError::TooLarge { .. })),
+            "{result:?}"
+        );
+    }
+}
