@@ -586,13 +586,13 @@ fn contents() -> Result<Vec<(String, Content)>, String> {
         text(
             "content_text_fills_first_bucket",
             ContentKind::Text,
-            vec![b'x'; 126],
+            vec![b'x'; 128],
             TIMESTAMP,
         )?,
         text(
             "content_text_spills_to_second_bucket",
             ContentKind::Text,
-            vec![b'x'; 127],
+            vec![b'x'; 129],
             TIMESTAMP,
         )?,
         text(
@@ -796,7 +796,10 @@ fn sealed_case(
 }
 
 /// The outer envelope's three fields: ephemeral key, sender part, message.
-fn fields(envelope: &[u8]) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+type Fields = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Splits an envelope into its [`Fields`].
+fn fields(envelope: &[u8]) -> Result<Fields, String> {
     let outer = sealed::SealedEnvelope::from_wire(envelope).map_err(|e| e.to_string())?;
     Ok((
         outer.ephemeral_key().to_bytes().to_vec(),
