@@ -18,12 +18,12 @@ use crate::verify::Parties;
 use Party::{Alice, Bob};
 
 /// 32 bytes derived from a label.
-fn derive(label: &str) -> [u8; 32] {
+pub(crate) fn derive(label: &str) -> [u8; 32] {
     Sha256::digest(format!("tacit-v1 test vectors/{label}")).into()
 }
 
 /// The six handshake inputs of a named case.
-fn inputs(name: &str, one_time_prekey: bool) -> X3dhInputs {
+pub(crate) fn inputs(name: &str, one_time_prekey: bool) -> X3dhInputs {
     let bob = IdentityKeyPair::from_seed(&derive(&format!("{name}/bob_identity_seed")));
     let spk_private = derive(&format!("{name}/bob_signed_prekey_private"));
     let spk = KeyPair::from_private_bytes(spk_private);

@@ -1,10 +1,11 @@
 //! Generation and verification of the profile `tacit-v1` test vectors
-//! (`x3dh.json` and `ratchet.json`).
+//! (`x3dh.json`, `ratchet.json` and `envelope.json`).
 //!
 //! `verify` reads files of the profile's schema strictly and recomputes
 //! everything from the inputs alone, so it checks files written by any
 //! implementation of the profile.
 
+pub mod envelope;
 pub mod generate;
 pub mod schema;
 pub mod script_rng;

@@ -40,8 +40,13 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let x3dh = to_json(&generate::x3dh_file()?)?;
     let ratchet = to_json(&generate::ratchet_file()?)?;
+    let envelope = to_json(&tacit_vectors::envelope::envelope_file()?)?;
     let mut written = Vec::new();
-    for (name, text) in [("x3dh.json", x3dh), ("ratchet.json", ratchet)] {
+    for (name, text) in [
+        ("x3dh.json", x3dh),
+        ("ratchet.json", ratchet),
+        ("envelope.json", envelope),
+    ] {
         // Never write a file that does not verify.
         let results = verify::verify_json(&text)?;
         if let Some(bad) = results.iter().find(|r| r.outcome.is_err()) {

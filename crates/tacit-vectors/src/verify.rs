@@ -30,11 +30,18 @@ pub fn verify_path(path: &Path) -> Result<Vec<CaseResult>, String> {
     verify_json(&text)
 }
 
-/// Verifies the text of an `x3dh.json` or `ratchet.json` file. The kind is
-/// told by the top-level fields: only `x3dh.json` has `invalid`.
+/// Verifies the text of an `x3dh.json`, `ratchet.json` or `envelope.json`
+/// file. The kind is told by the top-level fields: only `envelope.json` has
+/// `sealed`, only `x3dh.json` has `invalid`.
 pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if value.get("sealed").is_some() {
+        let file: crate::envelope::EnvelopeFile =
+            serde_json::from_value(value).map_err(|e| format!("envelope.json schema: {e}"))?;
+        check_profile(&file.profile)?;
+        return Ok(crate::envelope::verify_envelope(&file));
+    }
     let is_x3dh = value.get("invalid").is_some()
         || value
             .get("cases")
@@ -55,7 +62,7 @@ pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
     }
 }
 
-fn check_profile(profile: &str) -> Result<(), String> {
+pub(crate) fn check_profile(profile: &str) -> Result<(), String> {
     if profile == PROFILE {
         Ok(())
     } else {
@@ -149,7 +156,7 @@ impl Parties {
     }
 }
 
-fn check(field: &str, computed: &[u8], expected: &[u8]) -> Result<(), String> {
+pub(crate) fn check(field: &str, computed: &[u8], expected: &[u8]) -> Result<(), String> {
     if computed == expected {
         Ok(())
     } else {

@@ -59,13 +59,14 @@ fn flip_hex(value: &mut Value) {
 fn committed_vectors_verify() {
     let x3dh = root().join("test-vectors/x3dh.json");
     let ratchet = root().join("test-vectors/ratchet.json");
-    let (ok, out) = verify(&[&x3dh, &ratchet]);
+    let envelope = root().join("test-vectors/envelope.json");
+    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope]);
     assert!(ok, "{out}");
     let last = out.lines().last().unwrap();
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
     let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(passed, out.lines().filter(|l| l.starts_with("ok ")).count());
-    assert!(passed >= 20, "{out}");
+    assert!(passed >= 70, "{out}");
 }
 
 #[test]
@@ -84,7 +85,7 @@ fn generation_is_deterministic_and_matches_the_committed_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in ["x3dh.json", "ratchet.json"] {
+    for name in ["x3dh.json", "ratchet.json", "envelope.json"] {
         let generated = std::fs::read(dir.join(name)).unwrap();
         let committed = std::fs::read(root().join("test-vectors").join(name)).unwrap();
         assert!(
@@ -253,4 +254,119 @@ fn unreadable_files_and_bad_usage_fail() {
     assert!(out.trim_end().ends_with("0 passed, 1 failed"), "{out}");
     let out = tool(&[Path::new("frobnicate")]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_envelope_file_holds_every_kind_of_entry() {
+    let file = load("envelope.json");
+    for (list, at_least) in [
+        ("padding", 10),
+        ("contents", 8),
+        ("invalid_contents", 6),
+        ("sealed", 4),
+        ("invalid_sealed", 12),
+    ] {
+        assert!(file[list].as_array().unwrap().len() >= at_least, "{list}");
+    }
+    let errors: std::collections::BTreeSet<&str> = file["invalid_sealed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["error"].as_str().unwrap())
+        .collect();
+    for error in [
+        "malformed",
+        "invalid_ephemeral_key",
+        "sender_does_not_open",
+        "content_does_not_open",
+        "sender_identity_mismatch",
+    ] {
+        assert!(errors.contains(error), "{error}");
+    }
+}
+
+#[test]
+fn one_changed_byte_in_any_envelope_expected_value_fails() {
+    let original = load("envelope.json");
+    for (list, field) in [
+        ("sealed", "envelope"),
+        ("sealed", "ephemeral_public"),
+        ("sealed", "sender_identity_public"),
+        ("sealed", "recipient_identity_public"),
+        ("contents", "encoded"),
+        ("contents", "padded"),
+    ] {
+        let mut value = original.clone();
+        flip_hex(&mut value[list][1]["expected"][field]);
+        let name = value[list][1]["name"].as_str().unwrap().to_owned();
+        let (ok, out) = verify_value(&value, "envelope.json");
+        assert!(!ok, "{field}: {out}");
+        assert!(
+            out.contains(&format!("FAIL {name}: {field}")),
+            "{field}: {out}"
+        );
+        assert!(out.trim_end().ends_with("1 failed"), "{out}");
+    }
+    // A padded length off by one block.
+    let mut value = original.clone();
+    let padded = value["padding"][0]["padded_len"].as_u64().unwrap();
+    value["padding"][0]["padded_len"] = Value::from(padded + 160);
+    let (ok, out) = verify_value(&value, "envelope.json");
+    assert!(!ok && out.contains("padded_len: expected"), "{out}");
+}
+
+#[test]
+fn changed_envelope_inputs_and_errors_fail() {
+    let original = load("envelope.json");
+    // Each input of a sealed case changes the envelope.
+    for field in [
+        "sender_identity_seed",
+        "recipient_identity_seed",
+        "ephemeral_private",
+        "session_message",
+    ] {
+        let mut value = original.clone();
+        flip_hex(&mut value["sealed"][1][field]);
+        let (ok, out) = verify_value(&value, "envelope.json");
+        assert!(!ok, "{field}: {out}");
+    }
+    for (field, new) in [
+        ("sender_user_id", Value::from("mallory")),
+        ("sender_device_id", Value::from(9)),
+        ("recipient_device_id", Value::from(9)),
+    ] {
+        let mut value = original.clone();
+        value["sealed"][1][field] = new;
+        let (ok, out) = verify_value(&value, "envelope.json");
+        assert!(!ok && out.contains("envelope: expected"), "{field}: {out}");
+    }
+    // An invalid envelope relabelled with another error, or repaired.
+    let mut value = original.clone();
+    let entry = value["invalid_sealed"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["error"] == "content_does_not_open")
+        .unwrap();
+    entry["error"] = Value::from("sender_does_not_open");
+    let (ok, out) = verify_value(&value, "envelope.json");
+    assert!(!ok && out.contains("expected error"), "{out}");
+    let mut value = original.clone();
+    value["invalid_sealed"][0]["envelope"] = original["sealed"][1]["expected"]["envelope"].clone();
+    let (ok, out) = verify_value(&value, "envelope.json");
+    assert!(!ok && out.contains("the envelope opened"), "{out}");
+    // An invalid content that is in fact valid, and a relabelled one.
+    let mut value = original.clone();
+    value["invalid_contents"][0]["padded"] = original["contents"][0]["expected"]["padded"].clone();
+    assert!(!verify_value(&value, "envelope.json").0);
+    let mut value = original.clone();
+    value["invalid_contents"][0]["error"] = Value::from("padding");
+    assert!(!verify_value(&value, "envelope.json").0);
+    // The schema is closed.
+    let mut value = original.clone();
+    value["sealed"][0]["surprise"] = Value::Bool(true);
+    assert!(!verify_value(&value, "envelope.json").0);
+    let mut value = original;
+    value["contents"][0]["kind"] = Value::from("shout");
+    assert!(!verify_value(&value, "envelope.json").0);
 }

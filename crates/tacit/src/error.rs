@@ -180,3 +180,155 @@ pub enum WireError {
         error: KeyError,
     },
 }
+
+/// Padding could not be added or removed (see [`crate::envelope::padding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PaddingError {
+    /// The input is too long to pad: its padded length would pass the cap.
+    #[error("{len} bytes cannot be padded (at most {max})")]
+    TooLong {
+        /// The unpadded length.
+        len: usize,
+        /// The longest input that can be padded.
+        max: usize,
+    },
+    /// The padded input's length is not the bucket its content pads to
+    /// (including an empty input or one over the cap).
+    #[error("padded length {0} is not the bucket of its content")]
+    WrongLength(usize),
+    /// No `0x80` marker: the padding is all zeros.
+    #[error("padding marker 0x80 missing")]
+    MissingMarker,
+    /// A byte after the content that is neither zero nor the marker.
+    #[error("padding holds a byte that is not zero")]
+    NonZeroPadding,
+}
+
+/// A [`crate::envelope::Content`] could not be built, encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ContentError {
+    /// The encoded content does not decode strictly.
+    #[error("content: {0}")]
+    Wire(WireError),
+    /// The content kind is not one this build knows (kind 0 included).
+    #[error("unknown content kind {0}")]
+    UnknownKind(u32),
+    /// The body is longer than [`crate::envelope::MAX_BODY_LEN`].
+    #[error("body of {0} bytes is too long")]
+    BodyTooLong(usize),
+    /// An attachment pointer is present without kind `AttachmentPointer`,
+    /// or that kind comes without one.
+    #[error("attachment pointer and content kind disagree")]
+    AttachmentMismatch,
+    /// An attachment pointer field is out of range.
+    #[error("attachment pointer field {0} is out of range")]
+    InvalidAttachmentPointer(&'static str),
+    /// The padding around the encoded content is wrong.
+    #[error("content padding: {0}")]
+    Padding(PaddingError),
+}
+
+impl From<WireError> for ContentError {
+    fn from(error: WireError) -> Self {
+        Self::Wire(error)
+    }
+}
+
+impl From<PaddingError> for ContentError {
+    fn from(error: PaddingError) -> Self {
+        Self::Padding(error)
+    }
+}
+
+/// An attachment could not be encrypted or decrypted (see
+/// [`crate::envelope::attachment`]). After an error the encryptor or
+/// decryptor refuses further input, and any plaintext it released must be
+/// discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AttachmentError {
+    /// The attachment is longer than [`crate::envelope::MAX_ATTACHMENT_LEN`]
+    /// (the chunk counter would overflow).
+    #[error("attachment too large")]
+    TooLarge,
+    /// A chunk failed authentication: tampered, reordered, taken from
+    /// another attachment, or a final chunk where more data follows.
+    #[error("chunk {0} failed authentication")]
+    ChunkAuthentication(u64),
+    /// The ciphertext ends early: it is shorter than a header and one chunk,
+    /// or its last chunk authenticates only as a non-final chunk.
+    #[error("attachment truncated")]
+    Truncated,
+    /// More ciphertext arrived than the pointer's size allows, or the
+    /// plaintext's length differs from the pointer's size.
+    #[error("attachment size differs from the pointer's")]
+    SizeMismatch,
+    /// The SHA-256 digest of the ciphertext differs from the pointer's.
+    #[error("attachment digest mismatch")]
+    DigestMismatch,
+    /// An earlier call failed; this encryptor or decryptor is finished.
+    #[error("an earlier error ended this stream")]
+    Failed,
+}
+
+/// A sealed-sender envelope could not be sealed or opened (see
+/// [`crate::envelope::sealed`]).
+///
+/// [`Malformed`](Self::Malformed) is what a relay can detect without keys
+/// ([`EnvelopeError::is_relay_detectable`]); every other opening error is
+/// found only by the recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// Sealing: the session message is too long to seal.
+    #[error("session message of {len} bytes is too long to seal (at most {max})")]
+    TooLarge {
+        /// The encoded session message's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Sealing: the recipient's identity key gives an all-zero
+    /// Diffie-Hellman output.
+    #[error("recipient identity key is unusable: {0}")]
+    InvalidRecipientIdentity(KeyError),
+    /// The bytes are not a well-formed sealed envelope (size, encoding,
+    /// version, field lengths): a relay can check this.
+    #[error("malformed sealed envelope: {0}")]
+    Malformed(WireError),
+    /// The envelope's ephemeral key gives an all-zero Diffie-Hellman output.
+    #[error("ephemeral key is of small order")]
+    InvalidEphemeralKey,
+    /// The sender part does not authenticate: the envelope is for another
+    /// identity key or address, or was altered.
+    #[error("sealed sender does not open for this recipient")]
+    SenderDoesNotOpen,
+    /// The sealed sender identity key is not a valid identity key.
+    #[error("sealed sender identity is invalid: {0}")]
+    InvalidSenderIdentity(KeyError),
+    /// The content part does not authenticate: it was altered, or was not
+    /// sealed by the identity the sender part names.
+    #[error("sealed content does not open")]
+    ContentDoesNotOpen,
+    /// The envelope opened but its inner content is not well formed (only
+    /// the holder of the sender's identity key can cause this).
+    #[error("sealed content is malformed: {0}")]
+    InnerMalformed(WireError),
+    /// The envelope opened but its inner padding is wrong.
+    #[error("sealed content padding is wrong")]
+    InnerPadding,
+    /// The sealed sender identity differs from the identity the session
+    /// message or the caller's session names.
+    #[error("sealed sender identity does not match the session's")]
+    SenderIdentityMismatch,
+}
+
+impl EnvelopeError {
+    /// Whether a relay, holding no keys, can detect this error: the envelope
+    /// is malformed. All other opening errors are recipient-side.
+    pub fn is_relay_detectable(&self) -> bool {
+        matches!(self, Self::Malformed(_))
+    }
+}

@@ -12,6 +12,9 @@
 //! - [`x3dh`]: the handshake, producing [`ratchet::SessionKeys`].
 //! - [`ratchet`]: the Double Ratchet with header encryption, started from
 //!   X3DH's output or from key material agreed by any other handshake.
+//! - [`wire`]: the strict protobuf encoding of bundles and session messages.
+//! - [`envelope`]: the ratchet's plaintext ([`envelope::Content`], padded to
+//!   hide its length), attachment encryption, and sealed sender.
 //!
 //! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`];
 //! with the default `std` feature, convenience methods use the operating
@@ -64,6 +67,7 @@ extern crate alloc;
 
 pub mod address;
 mod crypto;
+pub mod envelope;
 pub mod error;
 pub mod keys;
 pub mod ratchet;
@@ -72,7 +76,8 @@ pub mod x3dh;
 
 pub use address::{Address, DeviceId};
 pub use error::{
-    AddressError, DecryptError, EncryptError, InitError, KeyError, StateError, WireError, X3dhError,
+    AddressError, AttachmentError, ContentError, DecryptError, EncryptError, EnvelopeError,
+    InitError, KeyError, PaddingError, StateError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};

@@ -1,0 +1,392 @@
+//! [`Content`]: what the ratchet encrypts. Its kind, the sender's timestamp
+//! and a random message id travel inside the encryption, with the body and,
+//! for attachments, an [`AttachmentPointer`].
+//!
+//! [`Content::to_padded`] encodes and pads a content for the ratchet;
+//! [`Content::from_padded`] strictly undoes both.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::mem;
+
+use prost::Message as _;
+use rand_core::CryptoRngCore;
+use zeroize::Zeroize;
+
+use super::attachment::MAX_ATTACHMENT_LEN;
+use super::padding::{self, MAX_UNPADDED_LEN};
+use super::proto;
+use crate::error::ContentError;
+use crate::keys::{SecretKey32, KEY_LEN};
+use crate::wire::{check_version, decode_canonical, fixed, WIRE_VERSION};
+
+/// Length of a message id.
+pub const MESSAGE_ID_LEN: usize = 16;
+/// The longest body a content may carry (127 KiB), so that every valid
+/// content pads to at most [`padding::MAX_PADDED_LEN`].
+pub const MAX_BODY_LEN: usize = 127 * 1024;
+/// The longest attachment id.
+pub const MAX_ATTACHMENT_ID_LEN: usize = 64;
+/// The longest attachment content type, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 128;
+/// Length of an attachment digest (SHA-256).
+pub const DIGEST_LEN: usize = 32;
+
+/// What a [`Content`] is. The body's meaning depends on the kind; see
+/// `docs/protocol/envelope.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ContentKind {
+    /// A text message: the body is UTF-8 text.
+    Text,
+    /// An attachment: the content carries an [`AttachmentPointer`]; the
+    /// body is an optional caption.
+    AttachmentPointer,
+    /// A delivery receipt: the body lists the 16-byte ids of the messages
+    /// delivered.
+    DeliveryReceipt,
+    /// A read receipt: the body lists the 16-byte ids of the messages read.
+    ReadReceipt,
+    /// A typing notification: the body is empty (stopped) or one byte 1
+    /// (started).
+    Typing,
+    /// A session control message (for example, a session reset): the body
+    /// is defined by the session layer.
+    SessionControl,
+}
+
+impl ContentKind {
+    /// Every kind, in code order.
+    pub const ALL: [Self; 6] = [
+        Self::Text,
+        Self::AttachmentPointer,
+        Self::DeliveryReceipt,
+        Self::ReadReceipt,
+        Self::Typing,
+        Self::SessionControl,
+    ];
+
+    /// The kind's code on the wire (1 to 6).
+    pub const fn code(self) -> u32 {
+        match self {
+            Self::Text => 1,
+            Self::AttachmentPointer => 2,
+            Self::DeliveryReceipt => 3,
+            Self::ReadReceipt => 4,
+            Self::Typing => 5,
+            Self::SessionControl => 6,
+        }
+    }
+
+    /// The kind of a wire code; unknown codes (0 included) are an error.
+    pub fn from_code(code: u32) -> Result<Self, ContentError> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.code() == code)
+            .ok_or(ContentError::UnknownKind(code))
+    }
+}
+
+/// A pointer to an encrypted attachment: its id at the storage service,
+/// the key it is encrypted under, the SHA-256 digest of the encrypted blob,
+/// the plaintext's size and its content type.
+///
+/// The key is secret: it is zeroized on drop, compared in constant time and
+/// never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttachmentPointer {
+    id: Vec<u8>,
+    key: SecretKey32,
+    digest: [u8; DIGEST_LEN],
+    size: u64,
+    content_type: String,
+}
+
+impl AttachmentPointer {
+    /// Checks and builds a pointer: `id` of 1 to 64 bytes, `size` at most
+    /// [`MAX_ATTACHMENT_LEN`], `content_type` of at most 128 bytes without
+    /// control characters (it may be empty: unknown).
+    pub fn new(
+        id: &[u8],
+        key: SecretKey32,
+        digest: [u8; DIGEST_LEN],
+        size: u64,
+        content_type: &str,
+    ) -> Result<Self, ContentError> {
+        if id.is_empty() || id.len() > MAX_ATTACHMENT_ID_LEN {
+            return Err(ContentError::InvalidAttachmentPointer("id"));
+        }
+        if size > MAX_ATTACHMENT_LEN {
+            return Err(ContentError::InvalidAttachmentPointer("size"));
+        }
+        if content_type.len() > MAX_CONTENT_TYPE_LEN || content_type.chars().any(char::is_control) {
+            return Err(ContentError::InvalidAttachmentPointer("content_type"));
+        }
+        Ok(Self {
+            id: id.to_vec(),
+            key,
+            digest,
+            size,
+            content_type: content_type.into(),
+        })
+    }
+
+    /// The attachment's id at the storage service.
+    pub fn id(&self) -> &[u8] {
+        &self.id
+    }
+
+    /// The key the attachment is encrypted under.
+    pub fn key(&self) -> &SecretKey32 {
+        &self.key
+    }
+
+    /// SHA-256 of the encrypted blob.
+    pub fn digest(&self) -> &[u8; DIGEST_LEN] {
+        &self.digest
+    }
+
+    /// The plaintext's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The plaintext's content type (for example `image/png`).
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    fn to_proto(&self) -> proto::AttachmentPointer {
+        proto::AttachmentPointer {
+            id: self.id.clone(),
+            key: self.key.as_bytes().to_vec(),
+            digest: self.digest.to_vec(),
+            size: self.size,
+            content_type: self.content_type.clone(),
+        }
+    }
+
+    fn from_proto(m: &proto::AttachmentPointer) -> Result<Self, ContentError> {
+        let key = fixed::<KEY_LEN>("key", &m.key)
+            .map_err(|_| ContentError::InvalidAttachmentPointer("key"))?;
+        let digest = fixed::<DIGEST_LEN>("digest", &m.digest)
+            .map_err(|_| ContentError::InvalidAttachmentPointer("digest"))?;
+        Self::new(
+            &m.id,
+            SecretKey32::from_bytes(key),
+            digest,
+            m.size,
+            &m.content_type,
+        )
+    }
+}
+
+impl fmt::Debug for AttachmentPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachmentPointer")
+            .field("id_len", &self.id.len())
+            .field("size", &self.size)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plaintext of a ratchet message: a kind, a body, the sender's
+/// timestamp (milliseconds since the Unix epoch, supplied by the caller: the
+/// core reads no clock), a random 16-byte message id, and for attachments a
+/// pointer.
+///
+/// The body is zeroized when the content is dropped, and `Debug` prints only
+/// its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Content {
+    kind: ContentKind,
+    body: Vec<u8>,
+    timestamp: u64,
+    message_id: [u8; MESSAGE_ID_LEN],
+    attachment: Option<AttachmentPointer>,
+}
+
+impl Content {
+    /// A content of any kind but [`ContentKind::AttachmentPointer`] (use
+    /// [`attachment_pointer_with_rng`](Self::attachment_pointer_with_rng)),
+    /// with a message id of 16 bytes drawn from `rng` in one call.
+    pub fn new_with_rng(
+        kind: ContentKind,
+        body: Vec<u8>,
+        timestamp: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, ContentError> {
+        let mut message_id = [0u8; MESSAGE_ID_LEN];
+        rng.fill_bytes(&mut message_id);
+        Self::from_parts(kind, body, timestamp, message_id, None)
+    }
+
+    /// An attachment content: the pointer and a caption (may be empty),
+    /// with a message id of 16 bytes drawn from `rng` in one call.
+    pub fn attachment_pointer_with_rng(
+        pointer: AttachmentPointer,
+        caption: Vec<u8>,
+        timestamp: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, ContentError> {
+        let mut message_id = [0u8; MESSAGE_ID_LEN];
+        rng.fill_bytes(&mut message_id);
+        Self::from_parts(
+            ContentKind::AttachmentPointer,
+            caption,
+            timestamp,
+            message_id,
+            Some(pointer),
+        )
+    }
+
+    /// A content from all its parts: the attachment must be present exactly
+    /// when the kind is [`ContentKind::AttachmentPointer`], and the body at
+    /// most [`MAX_BODY_LEN`] bytes.
+    pub fn from_parts(
+        kind: ContentKind,
+        body: Vec<u8>,
+        timestamp: u64,
+        message_id: [u8; MESSAGE_ID_LEN],
+        attachment: Option<AttachmentPointer>,
+    ) -> Result<Self, ContentError> {
+        // Built first so that a refused body is zeroized on drop.
+        let content = Self {
+            kind,
+            body,
+            timestamp,
+            message_id,
+            attachment,
+        };
+        if content.body.len() > MAX_BODY_LEN {
+            return Err(ContentError::BodyTooLong(content.body.len()));
+        }
+        if content.attachment.is_some() != (kind == ContentKind::AttachmentPointer) {
+            return Err(ContentError::AttachmentMismatch);
+        }
+        Ok(content)
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ContentKind {
+        self.kind
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body out (the content keeps an empty one).
+    pub fn into_body(mut self) -> Vec<u8> {
+        mem::take(&mut self.body)
+    }
+
+    /// The sender's timestamp, in milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The random message id.
+    pub fn message_id(&self) -> &[u8; MESSAGE_ID_LEN] {
+        &self.message_id
+    }
+
+    /// The attachment pointer, for kind [`ContentKind::AttachmentPointer`].
+    pub fn attachment(&self) -> Option<&AttachmentPointer> {
+        self.attachment.as_ref()
+    }
+
+    /// The canonical encoding (unpadded).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        proto::Content {
+            version: WIRE_VERSION,
+            kind: self.kind.code(),
+            timestamp: self.timestamp,
+            message_id: self.message_id.to_vec(),
+            body: self.body.clone(),
+            attachment: self.attachment.as_ref().map(AttachmentPointer::to_proto),
+        }
+        .encode_to_vec()
+    }
+
+    /// Strict decoding of an unpadded encoding: at most
+    /// [`MAX_UNPADDED_LEN`] bytes, canonical, version 1, a known kind, a
+    /// 16-byte message id, a body of at most [`MAX_BODY_LEN`] bytes, and an
+    /// attachment pointer exactly for kind `AttachmentPointer`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ContentError> {
+        let mut m: proto::Content = decode_canonical(bytes, MAX_UNPADDED_LEN)?;
+        let result = Self::from_proto(&mut m);
+        m.body.zeroize();
+        result
+    }
+
+    fn from_proto(m: &mut proto::Content) -> Result<Self, ContentError> {
+        check_version(m.version)?;
+        let kind = ContentKind::from_code(m.kind)?;
+        let message_id = fixed::<MESSAGE_ID_LEN>("message_id", &m.message_id)?;
+        let attachment = m
+            .attachment
+            .as_ref()
+            .map(AttachmentPointer::from_proto)
+            .transpose()?;
+        Self::from_parts(
+            kind,
+            mem::take(&mut m.body),
+            m.timestamp,
+            message_id,
+            attachment,
+        )
+    }
+
+    /// Encodes and pads (see [`padding`]): the bytes the ratchet encrypts.
+    pub fn to_padded(&self) -> Result<Vec<u8>, ContentError> {
+        let mut encoded = self.to_bytes();
+        let padded = padding::pad(&encoded);
+        encoded.zeroize();
+        Ok(padded?)
+    }
+
+    /// Strictly unpads and decodes what the ratchet decrypted.
+    pub fn from_padded(padded: &[u8]) -> Result<Self, ContentError> {
+        Self::from_bytes(padding::unpad(padded)?)
+    }
+}
+
+#[cfg(feature = "std")]
+impl Content {
+    /// [`new_with_rng`](Self::new_with_rng) with the operating system's
+    /// randomness.
+    pub fn new(kind: ContentKind, body: Vec<u8>, timestamp: u64) -> Result<Self, ContentError> {
+        Self::new_with_rng(kind, body, timestamp, &mut rand_core::OsRng)
+    }
+
+    /// [`attachment_pointer_with_rng`](Self::attachment_pointer_with_rng)
+    /// with the operating system's randomness.
+    pub fn attachment_pointer(
+        pointer: AttachmentPointer,
+        caption: Vec<u8>,
+        timestamp: u64,
+    ) -> Result<Self, ContentError> {
+        Self::attachment_pointer_with_rng(pointer, caption, timestamp, &mut rand_core::OsRng)
+    }
+}
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        self.body.zeroize();
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Content")
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.len())
+            .field("timestamp", &self.timestamp)
+            .field("attachment", &self.attachment)
+            .finish_non_exhaustive()
+    }
+}
