@@ -67,15 +67,20 @@ mod crypto;
 pub mod error;
 pub mod keys;
 pub mod ratchet;
+pub mod session;
+pub mod store;
 pub mod wire;
 pub mod x3dh;
 
 pub use address::{Address, DeviceId};
 pub use error::{
-    AddressError, DecryptError, EncryptError, InitError, KeyError, StateError, WireError, X3dhError,
+    AccountError, AddressError, DecryptError, EncryptError, InitError, KeyError, SessionError,
+    StateError, StoreError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
+pub use session::{Account, Decrypted, SafetyNumber, SessionManager};
+pub use store::{InMemoryStore, Store};
 pub use x3dh::PreKeyBundle;
 
 /// The profile this crate implements.
