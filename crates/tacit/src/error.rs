@@ -3,6 +3,7 @@
 //! Every fallible operation in this crate returns one of these. None of them
 //! carries secret material, so they are safe to log.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 
 use thiserror::Error;
@@ -274,15 +275,8 @@ pub enum SessionError {
     /// changed). Accept the new one explicitly with
     /// [`SessionManager::accept_identity`](crate::session::SessionManager::accept_identity)
     /// after checking it.
-    #[error("identity of {address} changed")]
-    UntrustedIdentity {
-        /// The device.
-        address: crate::address::Address,
-        /// The identity trusted for it.
-        trusted: crate::keys::IdentityKey,
-        /// The identity it presented.
-        received: crate::keys::IdentityKey,
-    },
+    #[error("identity of {} changed", .0.address)]
+    UntrustedIdentity(Box<IdentityConflict>),
     /// The identity key in a prekey message is not the sender identity the
     /// envelope authenticated.
     #[error("prekey message identity does not match the sender's identity")]
@@ -308,4 +302,16 @@ pub enum SessionError {
     /// The message could not be encrypted.
     #[error("encrypt: {0}")]
     Encrypt(#[from] EncryptError),
+}
+
+/// A peer device presented another identity key than the one trusted for
+/// its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConflict {
+    /// The device.
+    pub address: crate::address::Address,
+    /// The identity trusted for it.
+    pub trusted: crate::keys::IdentityKey,
+    /// The identity it presented.
+    pub received: crate::keys::IdentityKey,
 }

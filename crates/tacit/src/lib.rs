@@ -74,8 +74,8 @@ pub mod x3dh;
 
 pub use address::{Address, DeviceId};
 pub use error::{
-    AccountError, AddressError, DecryptError, EncryptError, InitError, KeyError, SessionError,
-    StateError, StoreError, WireError, X3dhError,
+    AccountError, AddressError, DecryptError, EncryptError, IdentityConflict, InitError, KeyError,
+    SessionError, StateError, StoreError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};

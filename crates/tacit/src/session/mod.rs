@@ -61,7 +61,7 @@ pub use safety::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
 
 use self::account::OptionalPreKey;
 use crate::address::{Address, DeviceId};
-use crate::error::{AccountError, DecryptError, SessionError};
+use crate::error::{AccountError, DecryptError, IdentityConflict, SessionError};
 use crate::keys::{IdentityKey, PublicKey};
 use crate::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
 use crate::store::{Changes, Store};
@@ -188,7 +188,7 @@ enum Trust {
     /// The trusted identity.
     Same,
     /// A change accepted under [`TrustMode::AcceptAndReport`].
-    Changed(IdentityChange),
+    Changed(Box<IdentityChange>),
 }
 
 impl<S: Store> SessionManager<S> {
@@ -401,7 +401,7 @@ impl<S: Store> SessionManager<S> {
         }
         self.store.commit(changes)?;
         Ok(match trust {
-            Trust::Changed(change) => Some(change),
+            Trust::Changed(change) => Some(*change),
             _ => None,
         })
     }
@@ -456,11 +456,13 @@ impl<S: Store> SessionManager<S> {
         let mut state = record.current().cloned().ok_or_else(no_session)?;
         if let Some(trusted) = self.store.trusted_identity(recipient)? {
             if trusted != state.remote_identity {
-                return Err(SessionError::UntrustedIdentity {
-                    address: recipient.clone(),
-                    trusted,
-                    received: state.remote_identity,
-                });
+                return Err(SessionError::UntrustedIdentity(Box::new(
+                    IdentityConflict {
+                        address: recipient.clone(),
+                        trusted,
+                        received: state.remote_identity,
+                    },
+                )));
             }
         }
         let encrypted = state.ratchet.encrypt_with_rng(plaintext, rng)?;
@@ -539,7 +541,7 @@ impl<S: Store> SessionManager<S> {
                 changes.with_identity(sender.clone(), *sender_identity)
             }
             Trust::Changed(change) => {
-                decrypted.identity_change = Some(change);
+                decrypted.identity_change = Some(*change);
                 changes.with_identity(sender.clone(), *sender_identity)
             }
         };
@@ -693,15 +695,17 @@ impl<S: Store> SessionManager<S> {
             None => Ok(Trust::FirstUse),
             Some(trusted) if trusted == *identity => Ok(Trust::Same),
             Some(trusted) => match self.config.trust {
-                TrustMode::AcceptAndReport => Ok(Trust::Changed(IdentityChange {
+                TrustMode::AcceptAndReport => Ok(Trust::Changed(Box::new(IdentityChange {
                     previous: trusted,
                     current: *identity,
-                })),
-                _ => Err(SessionError::UntrustedIdentity {
-                    address: address.clone(),
-                    trusted,
-                    received: *identity,
-                }),
+                }))),
+                _ => Err(SessionError::UntrustedIdentity(Box::new(
+                    IdentityConflict {
+                        address: address.clone(),
+                        trusted,
+                        received: *identity,
+                    },
+                ))),
             },
         }
     }
