@@ -60,7 +60,7 @@ impl fmt::Debug for SecretKey32 {
 ///
 /// Decoding follows RFC 7748 (the top bit is ignored, values of p or more
 /// are reduced); no key is refused here. A key that gives an all-zero
-/// Diffie-Hellman output is refused by [`diffie_hellman`].
+/// Diffie-Hellman output is refused by [`KeyPair::diffie_hellman`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey([u8; KEY_LEN]);
 
