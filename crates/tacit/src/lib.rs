@@ -12,6 +12,9 @@
 //! - [`x3dh`]: the handshake, producing [`ratchet::SessionKeys`].
 //! - [`ratchet`]: the Double Ratchet with header encryption, started from
 //!   X3DH's output or from key material agreed by any other handshake.
+//! - [`session`]: accounts and prekeys, per-device sessions with an archive,
+//!   simultaneous initiation, identity trust and safety numbers, over the
+//!   storage traits of [`store`].
 //!
 //! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`];
 //! with the default `std` feature, convenience methods use the operating
