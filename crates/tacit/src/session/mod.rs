@@ -60,7 +60,7 @@ pub use record::{PendingPreKey, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT
 pub use safety::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
 
 use self::account::OptionalPreKey;
-use crate::address::{Address, DeviceId};
+use crate::address::Address;
 use crate::error::{AccountError, DecryptError, IdentityConflict, SessionError};
 use crate::keys::{IdentityKey, PublicKey};
 use crate::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
@@ -578,10 +578,11 @@ impl<S: Store> SessionManager<S> {
                     break;
                 }
                 Err(e) => {
-                    if first_error.is_none() || e != DecryptError::UnknownHeaderKey {
-                        first_error = first_error
-                            .filter(|f| *f != DecryptError::UnknownHeaderKey)
-                            .or(Some(e));
+                    // Keep the first error, unless it only says "not this
+                    // session" and a later state says more.
+                    let unknown = DecryptError::UnknownHeaderKey;
+                    if first_error.is_none_or(|f| f == unknown && e != unknown) {
+                        first_error = Some(e);
                     }
                 }
             }
@@ -709,13 +710,4 @@ impl<S: Store> SessionManager<S> {
             },
         }
     }
-}
-
-/// The device ids of a list of addresses of one user, for convenience.
-pub fn device_ids(addresses: &[Address], user_id: &str) -> Vec<DeviceId> {
-    addresses
-        .iter()
-        .filter(|a| a.user_id() == user_id)
-        .map(Address::device_id)
-        .collect()
 }
