@@ -1,1 +1,443 @@
 //! SQLite storage for tacit sessions, records sealed at rest.
+//!
+//! [`SqliteStore`] implements every store trait of [`tacit::store`] over
+//! one SQLite file (WAL journal, `synchronous=FULL`). Every record (the
+//! account with its prekeys, trusted identities, session records) is sealed
+//! with XChaCha20-Poly1305 under a key derived from a 32-byte key the
+//! application supplies; a [`Store::commit`] is one SQLite transaction, so
+//! the writes of one decrypt land together or not at all.
+//!
+//! # Format
+//!
+//! ```text
+//! record_key = HMAC-SHA256(app_key, "tacit-sqlite/v1/record")
+//! index_key  = HMAC-SHA256(app_key, "tacit-sqlite/v1/index")
+//! user_tag   = HMAC-SHA256(index_key, user_id)          (32 bytes)
+//! row key    : account   "account"
+//!              meta      the name (e.g. "key_check")
+//!              identities, sessions   user_tag || device_id (u32 big-endian)
+//! aad        = "tacit-sqlite/v1" || 0x00 || table || 0x00 || row key
+//! sealed     = 0x01 || nonce (24 random bytes)
+//!              || XChaCha20-Poly1305(record_key, nonce, record, aad)
+//! ```
+//!
+//! User ids are stored only as `user_tag`, so the file does not list whom
+//! the device talks to in clear (device ids and row counts remain visible).
+//! A fresh nonce is drawn for every write. The associated data binds each
+//! record to its table and row, so a record copied to another row fails to
+//! open ([`StoreError::Tampered`]). A sealed constant in `meta` checks the
+//! key when the file is opened ([`StoreError::WrongKey`]). Rolling a row
+//! back to an older sealed value of the same row is not detected.
+//!
+//! The schema version is kept in `schema_version`; migrations run in order,
+//! in one transaction, when a file of an older version is opened. A file of
+//! a newer version is refused ([`StoreError::UnknownSchema`]).
+
+use std::fmt;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use rand_core::{OsRng, RngCore};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use tacit::error::{StateError, StoreError};
+use tacit::keys::IdentityKey;
+use tacit::session::{Account, SessionRecord};
+use tacit::store::{Changes, IdentityStore, PreKeyStore, SessionStore, Store};
+use tacit::{Address, DeviceId};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The version byte of a sealed record.
+pub const SEAL_VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+const AAD_LABEL: &[u8] = b"tacit-sqlite/v1";
+const KEY_CHECK: &[u8] = b"tacit-sqlite key check v1";
+
+/// Schema migrations: entry `i` brings a file from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        record BLOB NOT NULL
+    );
+    CREATE TABLE identities (
+        user_tag BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (user_tag, device_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        user_tag BLOB NOT NULL,
+        device_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (user_tag, device_id)
+    ) WITHOUT ROWID;
+"];
+
+/// A store in one SQLite file, every record sealed at rest. See the crate
+/// documentation for the format.
+pub struct SqliteStore {
+    conn: Connection,
+    record_key: Zeroizing<[u8; 32]>,
+    index_key: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.conn.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn hmac(key: &[u8; 32], message: &[u8]) -> Zeroizing<[u8; 32]> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return Zeroizing::new([0u8; 32]),
+    };
+    mac.update(message);
+    Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
+fn row_key(user_tag: &[u8; 32], device_id: DeviceId) -> [u8; 36] {
+    let mut out = [0u8; 36];
+    out[..32].copy_from_slice(user_tag);
+    out[32..].copy_from_slice(&device_id.to_be_bytes());
+    out
+}
+
+fn aad(table: &str, row: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(AAD_LABEL.len() + table.len() + row.len() + 2);
+    out.extend_from_slice(AAD_LABEL);
+    out.push(0);
+    out.extend_from_slice(table.as_bytes());
+    out.push(0);
+    out.extend_from_slice(row);
+    out
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path` with the application's key.
+    /// A file sealed under another key is refused with
+    /// [`StoreError::WrongKey`].
+    pub fn open(path: impl AsRef<Path>, key: &[u8; 32]) -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open(path).map_err(backend)?, key)
+    }
+
+    /// A store in memory (for tests).
+    pub fn open_in_memory(key: &[u8; 32]) -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open_in_memory().map_err(backend)?, key)
+    }
+
+    fn with_connection(mut conn: Connection, key: &[u8; 32]) -> Result<Self, StoreError> {
+        // In memory, the journal mode stays "memory"; on a file it is WAL.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        let store = Self {
+            conn,
+            record_key: hmac(key, b"tacit-sqlite/v1/record"),
+            index_key: hmac(key, b"tacit-sqlite/v1/index"),
+        };
+        store.check_key()?;
+        Ok(store)
+    }
+
+    /// Opens the key-check record, or writes it in a new file.
+    fn check_key(&self) -> Result<(), StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'key_check'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        match sealed {
+            Some(sealed) => match self.open_record("meta", b"key_check", &sealed) {
+                Ok(plain) if plain.as_slice() == KEY_CHECK => Ok(()),
+                _ => Err(StoreError::WrongKey),
+            },
+            None => {
+                let sealed = self.seal("meta", b"key_check", KEY_CHECK)?;
+                self.conn
+                    .execute(
+                        "INSERT INTO meta (name, value) VALUES ('key_check', ?1)",
+                        params![sealed],
+                    )
+                    .map_err(backend)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn user_tag(&self, user_id: &str) -> [u8; 32] {
+        *hmac(&self.index_key, user_id.as_bytes())
+    }
+
+    fn seal(&self, table: &str, row: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng
+            .try_fill_bytes(&mut nonce)
+            .map_err(|e| StoreError::Backend(format!("randomness: {e}")))?;
+        let cipher = XChaCha20Poly1305::new(self.record_key.as_ref().into());
+        let aad = aad(table, row);
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| StoreError::Backend("record too long".into()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    fn open_record(
+        &self,
+        table: &'static str,
+        row: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let tampered = || StoreError::Tampered {
+            table,
+            row: printable(row),
+        };
+        let (&version, rest) = sealed.split_first().ok_or_else(tampered)?;
+        if version != SEAL_VERSION || rest.len() < NONCE_LEN {
+            return Err(tampered());
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let cipher = XChaCha20Poly1305::new(self.record_key.as_ref().into());
+        let aad = aad(table, row);
+        cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| tampered())
+    }
+
+    fn load_row(
+        &self,
+        table: &'static str,
+        address: &Address,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let tag = self.user_tag(address.user_id());
+        let sql = match table {
+            "sessions" => "SELECT record FROM sessions WHERE user_tag = ?1 AND device_id = ?2",
+            _ => "SELECT record FROM identities WHERE user_tag = ?1 AND device_id = ?2",
+        };
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(params![&tag[..], address.device_id()], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(backend)?;
+        sealed
+            .map(|s| self.open_record(table, &row_key(&tag, address.device_id()), &s))
+            .transpose()
+    }
+}
+
+fn printable(row: &[u8]) -> String {
+    match std::str::from_utf8(row) {
+        Ok(s) if row.len() != 36 => s.to_owned(),
+        _ => row.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")
+        .map_err(backend)?;
+    let version: Option<u32> = tx
+        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()
+        .map_err(backend)?;
+    let from = version.unwrap_or(0);
+    let from_index = usize::try_from(from).unwrap_or(usize::MAX);
+    if from_index > MIGRATIONS.len() {
+        return Err(StoreError::UnknownSchema(from));
+    }
+    for migration in &MIGRATIONS[from_index..] {
+        tx.execute_batch(migration).map_err(backend)?;
+    }
+    if version.is_none() {
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![SCHEMA_VERSION],
+        )
+        .map_err(backend)?;
+    } else if from != SCHEMA_VERSION {
+        tx.execute(
+            "UPDATE schema_version SET version = ?1",
+            params![SCHEMA_VERSION],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+impl IdentityStore for SqliteStore {
+    fn trusted_identity(&self, address: &Address) -> Result<Option<IdentityKey>, StoreError> {
+        let corrupt = StoreError::Corrupt {
+            table: "identities",
+            error: StateError::Corrupt,
+        };
+        match self.load_row("identities", address)? {
+            None => Ok(None),
+            Some(bytes) => IdentityKey::try_from_slice(&bytes)
+                .map(Some)
+                .map_err(|_| corrupt),
+        }
+    }
+}
+
+impl PreKeyStore for SqliteStore {
+    fn load_account(&self) -> Result<Option<Account>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT record FROM account WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(backend)?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let bytes = self.open_record("account", b"account", &sealed)?;
+        Account::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                table: "account",
+                error,
+            })
+    }
+}
+
+impl SessionStore for SqliteStore {
+    fn load_session(&self, address: &Address) -> Result<Option<SessionRecord>, StoreError> {
+        match self.load_row("sessions", address)? {
+            None => Ok(None),
+            Some(bytes) => SessionRecord::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|error| StoreError::Corrupt {
+                    table: "sessions",
+                    error,
+                }),
+        }
+    }
+
+    fn session_devices(&self, user_id: &str) -> Result<Vec<DeviceId>, StoreError> {
+        let tag = self.user_tag(user_id);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT device_id FROM sessions WHERE user_tag = ?1 ORDER BY device_id")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![&tag[..]], |row| row.get::<_, u32>(0))
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+}
+
+impl Store for SqliteStore {
+    /// Writes every change in one immediate transaction: the account first,
+    /// then identities, then sessions. Any error rolls the whole
+    /// transaction back.
+    fn commit(&mut self, changes: Changes) -> Result<(), StoreError> {
+        // Seal everything before touching the database.
+        let account = changes
+            .account
+            .as_ref()
+            .map(|a| self.seal("account", b"account", &a.to_bytes()))
+            .transpose()?;
+        let mut identities = Vec::with_capacity(changes.identities.len());
+        for (address, identity) in &changes.identities {
+            let tag = self.user_tag(address.user_id());
+            let row = row_key(&tag, address.device_id());
+            let sealed = self.seal("identities", &row, &identity.to_bytes())?;
+            identities.push((tag, address.device_id(), sealed));
+        }
+        let mut sessions = Vec::with_capacity(changes.sessions.len());
+        for (address, record) in &changes.sessions {
+            let tag = self.user_tag(address.user_id());
+            let row = row_key(&tag, address.device_id());
+            let sealed = record
+                .as_ref()
+                .map(|r| self.seal("sessions", &row, &r.to_bytes()))
+                .transpose()?;
+            sessions.push((tag, address.device_id(), sealed));
+        }
+
+        // Dropping the transaction without commit rolls it back.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if let Some(sealed) = account {
+            tx.execute(
+                "INSERT INTO account (id, record) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                params![sealed],
+            )
+            .map_err(backend)?;
+        }
+        for (tag, device_id, sealed) in identities {
+            tx.execute(
+                "INSERT INTO identities (user_tag, device_id, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_tag, device_id) DO UPDATE SET record = excluded.record",
+                params![&tag[..], device_id, sealed],
+            )
+            .map_err(backend)?;
+        }
+        for (tag, device_id, sealed) in sessions {
+            match sealed {
+                Some(sealed) => tx.execute(
+                    "INSERT INTO sessions (user_tag, device_id, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_tag, device_id) DO UPDATE SET record = excluded.record",
+                    params![&tag[..], device_id, sealed],
+                ),
+                None => tx.execute(
+                    "DELETE FROM sessions WHERE user_tag = ?1 AND device_id = ?2",
+                    params![&tag[..], device_id],
+                ),
+            }
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+}

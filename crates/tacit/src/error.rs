@@ -3,6 +3,9 @@
 //! Every fallible operation in this crate returns one of these. None of them
 //! carries secret material, so they are safe to log.
 
+use alloc::boxed::Box;
+use alloc::string::String;
+
 use thiserror::Error;
 
 /// A key received from outside could not be used.
@@ -331,4 +334,133 @@ impl EnvelopeError {
     pub fn is_relay_detectable(&self) -> bool {
         matches!(self, Self::Malformed(_))
     }
+}
+
+/// An account could not do what was asked. The account is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    /// No one-time prekey has this id: it was consumed, or never issued.
+    #[error("no one-time prekey with id {0}")]
+    UnknownOneTimePreKey(u32),
+    /// Generating this many one-time prekeys would hold more than the cap.
+    #[error("{requested} more one-time prekeys would exceed the cap of {max}")]
+    TooManyOneTimePreKeys {
+        /// How many were asked for.
+        requested: usize,
+        /// The most an account holds.
+        max: usize,
+    },
+    /// The 32-bit id space of a kind of prekey is used up.
+    #[error("prekey ids exhausted")]
+    IdsExhausted,
+}
+
+/// A storage backend failed. The manager treats every store error as "the
+/// write did not happen": a store must commit a change set entirely or not
+/// at all.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend reported an error (I/O, a constraint, a lock).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// The key that seals records at rest is not the one the store was
+    /// created with.
+    #[error("wrong storage key")]
+    WrongKey,
+    /// A sealed record does not open under its row's key and associated
+    /// data: it was tampered with or moved from another row.
+    #[error("record {table}/{row} failed authentication")]
+    Tampered {
+        /// The table.
+        table: &'static str,
+        /// A printable form of the row key.
+        row: String,
+    },
+    /// A record opened but does not decode.
+    #[error("record {table} does not decode: {error}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// Why it does not decode.
+        error: StateError,
+    },
+    /// The store was written by a newer schema than this build reads.
+    #[error("unknown schema version {0}")]
+    UnknownSchema(u32),
+    /// A change was refused on purpose (for tests of transactionality).
+    #[error("write refused: {0}")]
+    Refused(&'static str),
+}
+
+/// A session operation failed. Every store is unchanged: nothing the
+/// operation computed was written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// A store failed; nothing was written.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The store holds no account: create one first.
+    #[error("the store holds no account")]
+    NoAccount,
+    /// The store already holds an account.
+    #[error("the store already holds an account")]
+    AccountExists,
+    /// The account refused the change.
+    #[error("account: {0}")]
+    Account(#[from] AccountError),
+    /// There is no session with this device to send on or decrypt with.
+    #[error("no session with {0}")]
+    NoSession(crate::address::Address),
+    /// No identity is known for this device.
+    #[error("no identity known for {0}")]
+    UnknownIdentity(crate::address::Address),
+    /// The operation names the local device itself.
+    #[error("{0} is this device")]
+    OwnAddress(crate::address::Address),
+    /// The peer's identity key is not the one trusted for its address (it
+    /// changed). Accept the new one explicitly with
+    /// [`SessionManager::accept_identity`](crate::session::SessionManager::accept_identity)
+    /// after checking it.
+    #[error("identity of {} changed", .0.address)]
+    UntrustedIdentity(Box<IdentityConflict>),
+    /// The identity key in a prekey message is not the sender identity the
+    /// envelope authenticated.
+    #[error("prekey message identity does not match the sender's identity")]
+    IdentityMismatch,
+    /// A prekey message names a signed prekey this account does not hold
+    /// (never issued, or retired past its grace period).
+    #[error("unknown signed prekey {0}")]
+    UnknownSignedPreKey(u32),
+    /// A prekey message names a one-time prekey this account does not hold:
+    /// already consumed by an earlier prekey message (a replay), or never
+    /// issued.
+    #[error("unknown or consumed one-time prekey {0}")]
+    UnknownOneTimePreKey(u32),
+    /// The handshake was refused.
+    #[error("handshake: {0}")]
+    X3dh(#[from] X3dhError),
+    /// The session keys were refused by the ratchet.
+    #[error("session start: {0}")]
+    Init(#[from] InitError),
+    /// The message did not decrypt with any session with this device.
+    #[error("decrypt: {0}")]
+    Decrypt(#[from] DecryptError),
+    /// The message could not be encrypted.
+    #[error("encrypt: {0}")]
+    Encrypt(#[from] EncryptError),
+}
+
+/// A peer device presented another identity key than the one trusted for
+/// its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConflict {
+    /// The device.
+    pub address: crate::address::Address,
+    /// The identity trusted for it.
+    pub trusted: crate::keys::IdentityKey,
+    /// The identity it presented.
+    pub received: crate::keys::IdentityKey,
 }

@@ -15,6 +15,9 @@
 //! - [`wire`]: the strict protobuf encoding of bundles and session messages.
 //! - [`envelope`]: the ratchet's plaintext ([`envelope::Content`], padded to
 //!   hide its length), attachment encryption, and sealed sender.
+//! - [`session`]: accounts and prekeys, per-device sessions with an archive,
+//!   simultaneous initiation, identity trust and safety numbers, over the
+//!   storage traits of [`store`].
 //!
 //! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`];
 //! with the default `std` feature, convenience methods use the operating
@@ -71,16 +74,21 @@ pub mod envelope;
 pub mod error;
 pub mod keys;
 pub mod ratchet;
+pub mod session;
+pub mod store;
 pub mod wire;
 pub mod x3dh;
 
 pub use address::{Address, DeviceId};
 pub use error::{
-    AddressError, AttachmentError, ContentError, DecryptError, EncryptError, EnvelopeError,
-    InitError, KeyError, PaddingError, StateError, WireError, X3dhError,
+    AccountError, AddressError, AttachmentError, ContentError, DecryptError, EncryptError,
+    EnvelopeError, IdentityConflict, InitError, KeyError, PaddingError, SessionError, StateError,
+    StoreError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
+pub use session::{Account, Decrypted, SafetyNumber, SessionManager};
+pub use store::{InMemoryStore, Store};
 pub use x3dh::PreKeyBundle;
 
 /// The profile this crate implements.

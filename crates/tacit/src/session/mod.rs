@@ -1,0 +1,713 @@
+//! Accounts, per-device sessions, the session archive, identity trust and
+//! simultaneous initiation.
+//!
+//! A [`SessionManager`] holds a [`Store`] and the local device's
+//! [`Address`]. It encrypts plaintext bytes for one peer device into a
+//! [`SessionMessage`] and decrypts a [`SessionMessage`] from a peer device
+//! whose address and identity key the layer above has authenticated (the
+//! sealed envelope). Padding, content and the envelope belong to that layer.
+//!
+//! Every operation reads what it needs, computes every change on copies,
+//! and writes them with one [`Store::commit`]: an operation that fails
+//! (bad message, unknown prekey, tampering, replay, changed identity, or a
+//! store error) writes nothing.
+//!
+//! The rules (archive, promotion, simultaneous initiation, trust, prekey
+//! replay) are in `docs/protocol/sessions.md` and summed up on each method.
+//!
+//! ```
+//! use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
+//! use tacit::store::InMemoryStore;
+//! use tacit::Address;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut rng = rand_core::OsRng;
+//! let alice_addr = Address::new("alice", 1)?;
+//! let bob_addr = Address::new("bob", 1)?;
+//! let mut alice = SessionManager::create(
+//!     InMemoryStore::new(), alice_addr.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
+//! let mut bob = SessionManager::create(
+//!     InMemoryStore::new(), bob_addr.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
+//! bob.generate_one_time_prekeys(10, &mut rng)?;
+//!
+//! // Alice fetches Bob's bundle (through a relay) and starts a session.
+//! let bundle = bob.account().bundle(BundlePreKey::Auto)?;
+//! alice.process_bundle(&bob_addr, &bundle, &mut rng)?;
+//! let message = alice.encrypt(&bob_addr, b"hello", &mut rng)?;
+//!
+//! // The envelope layer authenticates the sender's address and identity.
+//! let alice_identity = alice.account().identity().public_key();
+//! let decrypted = bob.decrypt(&alice_addr, &alice_identity, &message, &mut rng)?;
+//! assert_eq!(decrypted.plaintext, b"hello");
+//! # Ok(()) }
+//! ```
+
+mod account;
+mod record;
+mod safety;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::CryptoRngCore;
+
+pub use account::{
+    Account, BundlePreKey, FallbackPreKey, SignedPreKey, ACCOUNT_VERSION, MAX_ONE_TIME_PREKEYS,
+    MAX_RETIRED_SIGNED_PREKEYS,
+};
+pub use record::{PendingPreKey, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT, RECORD_VERSION};
+pub use safety::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
+
+use self::account::OptionalPreKey;
+use crate::address::Address;
+use crate::error::{AccountError, DecryptError, IdentityConflict, SessionError};
+use crate::keys::{IdentityKey, PublicKey};
+use crate::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
+use crate::store::{Changes, Store};
+use crate::wire::{PreKeyBundleMessage, PreKeyMessage, SessionMessage};
+use crate::x3dh;
+
+/// What to do when a peer device presents an identity key other than the
+/// one trusted for its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TrustMode {
+    /// Refuse with [`SessionError::UntrustedIdentity`] until the application
+    /// calls [`SessionManager::accept_identity`]. The default.
+    #[default]
+    Strict,
+    /// Accept the new identity, trust it from now on, and report the change
+    /// in [`Decrypted::identity_change`] (or the return value of
+    /// [`SessionManager::process_bundle`]).
+    AcceptAndReport,
+}
+
+/// The manager's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// Limits of every new session.
+    pub ratchet: RatchetConfig,
+    /// What to do on an identity change.
+    pub trust: TrustMode,
+}
+
+impl SessionConfig {
+    /// The defaults with another trust mode.
+    pub fn with_trust(mut self, trust: TrustMode) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// The defaults with other ratchet limits.
+    pub fn with_ratchet(mut self, ratchet: RatchetConfig) -> Self {
+        self.ratchet = ratchet;
+        self
+    }
+}
+
+/// A peer device's identity changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityChange {
+    /// The identity trusted before.
+    pub previous: IdentityKey,
+    /// The identity trusted now.
+    pub current: IdentityKey,
+}
+
+/// A decrypted message and what its decryption changed.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Decrypted {
+    /// The plaintext (as the layer above padded it).
+    pub plaintext: Vec<u8>,
+    /// Set when the sender's identity changed and [`TrustMode::AcceptAndReport`]
+    /// accepted it.
+    pub identity_change: Option<IdentityChange>,
+    /// Whether the sender's identity was seen for the first time (and is
+    /// now trusted).
+    pub first_contact: bool,
+    /// Whether this prekey message created a new session.
+    pub new_session: bool,
+    /// Which session decrypted it (the current one, or an archived one).
+    pub slot: Slot,
+}
+
+impl fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext_len", &self.plaintext.len())
+            .field("identity_change", &self.identity_change)
+            .field("first_contact", &self.first_contact)
+            .field("new_session", &self.new_session)
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+/// A summary of the sessions with one peer device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The current session's base key (the same on both sides), if there is
+    /// a current session.
+    pub current_base_key: Option<PublicKey>,
+    /// Whether the current session was initiated by this side.
+    pub current_initiated: bool,
+    /// Whether a message of the peer was received on the current session.
+    pub current_acknowledged: bool,
+    /// The number of archived sessions.
+    pub archived: usize,
+}
+
+/// The session manager of one device. See the module documentation.
+pub struct SessionManager<S: Store> {
+    store: S,
+    local: Address,
+    /// A copy of the stored account, replaced after each successful commit
+    /// that changes it.
+    account: Account,
+    config: SessionConfig,
+}
+
+impl<S: Store> fmt::Debug for SessionManager<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("local", &self.local)
+            .field("identity", &self.account.identity().public_key())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the peer's identity against the trusted one.
+enum Trust {
+    /// Nothing trusted yet: trust on first use.
+    FirstUse,
+    /// The trusted identity.
+    Same,
+    /// A change accepted under [`TrustMode::AcceptAndReport`].
+    Changed(Box<IdentityChange>),
+}
+
+impl<S: Store> SessionManager<S> {
+    /// Stores `account` as the local device's account and opens a manager
+    /// on it. Refuses with [`SessionError::AccountExists`] if the store
+    /// already holds one.
+    pub fn create(
+        mut store: S,
+        local: Address,
+        account: Account,
+        config: SessionConfig,
+    ) -> Result<Self, SessionError> {
+        if store.load_account()?.is_some() {
+            return Err(SessionError::AccountExists);
+        }
+        store.commit(Changes::new().with_account(account.clone()))?;
+        Ok(Self {
+            store,
+            local,
+            account,
+            config,
+        })
+    }
+
+    /// Opens a manager on a store that holds an account.
+    pub fn open(store: S, local: Address, config: SessionConfig) -> Result<Self, SessionError> {
+        let account = store.load_account()?.ok_or(SessionError::NoAccount)?;
+        Ok(Self {
+            store,
+            local,
+            account,
+            config,
+        })
+    }
+
+    /// The local device's address.
+    pub fn local_address(&self) -> &Address {
+        &self.local
+    }
+
+    /// The account (identity and prekeys).
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Changes the account with `f` and stores the result; if `f` or the
+    /// store fails, nothing changes.
+    pub fn update_account<T>(
+        &mut self,
+        f: impl FnOnce(&mut Account) -> Result<T, AccountError>,
+    ) -> Result<T, SessionError> {
+        let mut account = self.account.clone();
+        let out = f(&mut account)?;
+        self.store
+            .commit(Changes::new().with_account(account.clone()))?;
+        self.account = account;
+        Ok(out)
+    }
+
+    /// Generates `count` one-time prekeys and stores them; returns their
+    /// ids and public keys for publication.
+    pub fn generate_one_time_prekeys(
+        &mut self,
+        count: usize,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<(u32, PublicKey)>, SessionError> {
+        self.update_account(|a| a.generate_one_time_prekeys(count, rng))
+    }
+
+    /// Rotates the signed prekey at `now`, keeping replaced ones for `grace`
+    /// (see [`Account::rotate_signed_prekey`]); returns the new id.
+    pub fn rotate_signed_prekey(
+        &mut self,
+        now: u64,
+        grace: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<u32, SessionError> {
+        self.update_account(|a| a.rotate_signed_prekey(now, grace, rng).map(|s| s.id()))
+    }
+
+    /// The identity trusted for `address`, if any.
+    pub fn trusted_identity(&self, address: &Address) -> Result<Option<IdentityKey>, SessionError> {
+        Ok(self.store.trusted_identity(address)?)
+    }
+
+    /// Trusts `identity` for `address` from now on (after the user verified
+    /// it, e.g. by its safety number). If the current session with that
+    /// device was made with another identity, it is archived: a new session
+    /// must be started from a bundle.
+    pub fn accept_identity(
+        &mut self,
+        address: &Address,
+        identity: &IdentityKey,
+    ) -> Result<(), SessionError> {
+        let mut changes = Changes::new().with_identity(address.clone(), *identity);
+        if let Some(mut record) = self.store.load_session(address)? {
+            if record
+                .current()
+                .is_some_and(|s| s.remote_identity() != identity)
+            {
+                record.archive_current();
+                changes = changes.with_session(address.clone(), Some(record));
+            }
+        }
+        self.store.commit(changes)?;
+        Ok(())
+    }
+
+    /// The safety number of this device and `peer`, from the identity
+    /// trusted for it.
+    pub fn safety_number(&self, peer: &Address) -> Result<SafetyNumber, SessionError> {
+        let remote = self
+            .store
+            .trusted_identity(peer)?
+            .ok_or_else(|| SessionError::UnknownIdentity(peer.clone()))?;
+        Ok(SafetyNumber::new(
+            self.local.user_id(),
+            &self.account.identity().public_key(),
+            peer.user_id(),
+            &remote,
+        ))
+    }
+
+    /// A summary of the sessions with `address`, if there is a record.
+    pub fn session_info(&self, address: &Address) -> Result<Option<SessionInfo>, SessionError> {
+        Ok(self.store.load_session(address)?.map(|r| SessionInfo {
+            current_base_key: r.current().map(|s| *s.base_key()),
+            current_initiated: r.current().is_some_and(SessionState::is_initiator),
+            current_acknowledged: r.current().is_some_and(SessionState::is_acknowledged),
+            archived: r.archived_len(),
+        }))
+    }
+
+    /// Deletes every session with `address` (e.g. the device was removed).
+    /// The trusted identity stays.
+    pub fn delete_session(&mut self, address: &Address) -> Result<(), SessionError> {
+        self.store
+            .commit(Changes::new().with_session(address.clone(), None))?;
+        Ok(())
+    }
+
+    /// The devices a message to `user_id` fans out to: every known device
+    /// of that user (one with a session record) and every other known
+    /// device of the local user, without the local device, sorted and
+    /// without repeats. Devices with no session yet need a bundle first
+    /// ([`process_bundle`](Self::process_bundle)).
+    pub fn fan_out(&self, user_id: &str) -> Result<Vec<Address>, SessionError> {
+        let mut out = Vec::new();
+        for user in [user_id, self.local.user_id()] {
+            for device in self.store.session_devices(user)? {
+                if let Ok(address) = Address::new(user, device) {
+                    if address != self.local && !out.contains(&address) {
+                        out.push(address);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Starts a session with `address` from its published bundle (signature
+    /// checked strictly). The new session becomes current; an older one is
+    /// archived. Messages on it are prekey messages until the peer answers.
+    ///
+    /// Trust: a first identity is trusted; a different identity from the
+    /// trusted one is refused under [`TrustMode::Strict`], or accepted and
+    /// returned under [`TrustMode::AcceptAndReport`].
+    pub fn process_bundle(
+        &mut self,
+        address: &Address,
+        bundle: &PreKeyBundleMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<IdentityChange>, SessionError> {
+        self.check_not_self(address)?;
+        let trust = self.check_trust(address, &bundle.identity_key)?;
+        let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
+        let ratchet = Ratchet::new_initiator(
+            init.agreement.session_keys(),
+            &bundle.signed_prekey,
+            self.config.ratchet,
+            rng,
+        )?;
+        let state = SessionState {
+            ratchet,
+            remote_identity: bundle.identity_key,
+            base_key: init.ephemeral_key,
+            initiator: true,
+            pending: Some(PendingPreKey {
+                ephemeral_key: init.ephemeral_key,
+                signed_prekey_id: bundle.signed_prekey_id,
+                one_time_prekey_id: bundle.one_time_prekey.map(|(id, _)| id),
+            }),
+        };
+        let mut record = self.store.load_session(address)?.unwrap_or_default();
+        record.insert_initiated(state);
+        let mut changes = Changes::new().with_session(address.clone(), Some(record));
+        if !matches!(trust, Trust::Same) {
+            changes = changes.with_identity(address.clone(), bundle.identity_key);
+        }
+        self.store.commit(changes)?;
+        Ok(match trust {
+            Trust::Changed(change) => Some(*change),
+            _ => None,
+        })
+    }
+
+    /// Encrypts `plaintext` for one device on the current session with it.
+    /// Until the peer has answered, the result is a prekey message repeating
+    /// the session's prekey fields; afterwards a ratchet message.
+    ///
+    /// Refuses with [`SessionError::NoSession`] when there is no current
+    /// session, and with [`SessionError::UntrustedIdentity`] when the
+    /// session's identity is no longer the trusted one.
+    pub fn encrypt(
+        &mut self,
+        recipient: &Address,
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<SessionMessage, SessionError> {
+        let (record, message) = self.encrypt_one(recipient, plaintext, rng)?;
+        self.store
+            .commit(Changes::new().with_session(recipient.clone(), Some(record)))?;
+        Ok(message)
+    }
+
+    /// Encrypts `plaintext` for every device of [`fan_out`](Self::fan_out)
+    /// for `user_id`, with one commit: if any device fails (no session,
+    /// untrusted identity), nothing is written and the error names it.
+    pub fn encrypt_for_user(
+        &mut self,
+        user_id: &str,
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<(Address, SessionMessage)>, SessionError> {
+        let mut changes = Changes::new();
+        let mut out = Vec::new();
+        for address in self.fan_out(user_id)? {
+            let (record, message) = self.encrypt_one(&address, plaintext, rng)?;
+            changes = changes.with_session(address.clone(), Some(record));
+            out.push((address, message));
+        }
+        self.store.commit(changes)?;
+        Ok(out)
+    }
+
+    fn encrypt_one(
+        &self,
+        recipient: &Address,
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SessionRecord, SessionMessage), SessionError> {
+        let no_session = || SessionError::NoSession(recipient.clone());
+        let mut record = self.store.load_session(recipient)?.ok_or_else(no_session)?;
+        let mut state = record.current().cloned().ok_or_else(no_session)?;
+        if let Some(trusted) = self.store.trusted_identity(recipient)? {
+            if trusted != state.remote_identity {
+                return Err(SessionError::UntrustedIdentity(Box::new(
+                    IdentityConflict {
+                        address: recipient.clone(),
+                        trusted,
+                        received: state.remote_identity,
+                    },
+                )));
+            }
+        }
+        let encrypted = state.ratchet.encrypt_with_rng(plaintext, rng)?;
+        let message = match &state.pending {
+            Some(p) => SessionMessage::PreKey(Box::new(PreKeyMessage {
+                identity_key: self.account.identity().public_key(),
+                ephemeral_key: p.ephemeral_key,
+                signed_prekey_id: p.signed_prekey_id,
+                one_time_prekey_id: p.one_time_prekey_id,
+                message: encrypted,
+            })),
+            None => SessionMessage::Ratchet(encrypted),
+        };
+        record.put_back(Slot::Current, state);
+        Ok((record, message))
+    }
+
+    /// Decrypts a message from `sender`, whose identity key
+    /// `sender_identity` the envelope layer authenticated.
+    ///
+    /// - The identity must be the trusted one (or none yet: trust on first
+    ///   use); a change is refused under [`TrustMode::Strict`].
+    /// - A prekey message must carry `sender_identity`. If a stored session
+    ///   has its base key, it is a retransmission (the initiator repeats the
+    ///   prekey fields until answered) and decrypts through that session, so
+    ///   a replay fails as [`DecryptError::DuplicateMessage`]. Otherwise a
+    ///   new session is made from the named prekeys; its one-time prekey is
+    ///   consumed only if the inner message decrypts, and a one-time prekey
+    ///   consumed before is refused ([`SessionError::UnknownOneTimePreKey`]).
+    /// - A ratchet message is tried on the current session, then the
+    ///   archived ones, most recently used first. An archived session that
+    ///   decrypts moves to the front of the archive but does not become
+    ///   current.
+    ///
+    /// On any error, no store changes.
+    pub fn decrypt(
+        &mut self,
+        sender: &Address,
+        sender_identity: &IdentityKey,
+        message: &SessionMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Decrypted, SessionError> {
+        self.check_not_self(sender)?;
+        let trust = self.check_trust(sender, sender_identity)?;
+        let record = self.store.load_session(sender)?;
+        let (changes, mut decrypted) = match message {
+            SessionMessage::Ratchet(m) => {
+                let record = record.ok_or_else(|| SessionError::NoSession(sender.clone()))?;
+                self.decrypt_existing(sender, sender_identity, record, None, m, rng)?
+            }
+            SessionMessage::PreKey(m) => {
+                if m.identity_key != *sender_identity {
+                    return Err(SessionError::IdentityMismatch);
+                }
+                let record = record.unwrap_or_default();
+                let existing = record
+                    .find_by_base_key(&m.ephemeral_key, sender_identity)
+                    .map(|(slot, _)| slot);
+                match existing {
+                    Some(slot) => self.decrypt_existing(
+                        sender,
+                        sender_identity,
+                        record,
+                        Some(slot),
+                        &m.message,
+                        rng,
+                    )?,
+                    None => self.decrypt_new_session(sender, record, m, rng)?,
+                }
+            }
+        };
+        let changes = match trust {
+            Trust::Same => changes,
+            Trust::FirstUse => {
+                decrypted.first_contact = true;
+                changes.with_identity(sender.clone(), *sender_identity)
+            }
+            Trust::Changed(change) => {
+                decrypted.identity_change = Some(*change);
+                changes.with_identity(sender.clone(), *sender_identity)
+            }
+        };
+        let account = changes.account.clone();
+        self.store.commit(changes)?;
+        if let Some(account) = account {
+            self.account = account;
+        }
+        Ok(decrypted)
+    }
+
+    /// Decrypts with the stored states: `only` the given one (a prekey
+    /// retransmission), or the current then the archived ones.
+    fn decrypt_existing(
+        &self,
+        sender: &Address,
+        sender_identity: &IdentityKey,
+        mut record: SessionRecord,
+        only: Option<Slot>,
+        message: &EncryptedMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Changes, Decrypted), SessionError> {
+        let mut first_error = None;
+        let mut found = None;
+        for (slot, state) in record.states() {
+            if only.is_some_and(|o| o != slot) || state.remote_identity != *sender_identity {
+                continue;
+            }
+            let mut state = state.clone();
+            match state.ratchet.decrypt_with_rng(message, rng) {
+                Ok(plaintext) => {
+                    state.pending = None;
+                    found = Some((slot, state, plaintext));
+                    break;
+                }
+                Err(e) => {
+                    // Keep the first error, unless it only says "not this
+                    // session" and a later state says more.
+                    let unknown = DecryptError::UnknownHeaderKey;
+                    if first_error.is_none_or(|f| f == unknown && e != unknown) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        let Some((slot, state, plaintext)) = found else {
+            return Err(match first_error {
+                Some(e) => SessionError::Decrypt(e),
+                None => SessionError::NoSession(sender.clone()),
+            });
+        };
+        record.put_back(slot, state);
+        Ok((
+            Changes::new().with_session(sender.clone(), Some(record)),
+            Decrypted {
+                plaintext,
+                identity_change: None,
+                first_contact: false,
+                new_session: false,
+                slot,
+            },
+        ))
+    }
+
+    /// A prekey message with a base key never seen: X3DH as the responder,
+    /// a new session, and the one-time prekey consumed, all only if the
+    /// inner message decrypts.
+    fn decrypt_new_session(
+        &self,
+        sender: &Address,
+        mut record: SessionRecord,
+        message: &PreKeyMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Changes, Decrypted), SessionError> {
+        let signed_prekey = self
+            .account
+            .signed_prekey_by_id(message.signed_prekey_id)
+            .ok_or(SessionError::UnknownSignedPreKey(message.signed_prekey_id))?;
+        let optional = match message.one_time_prekey_id {
+            None => None,
+            Some(id) => Some((
+                id,
+                self.account
+                    .optional_prekey(id)
+                    .ok_or(SessionError::UnknownOneTimePreKey(id))?,
+            )),
+        };
+        let optional_pair = optional.map(|(_, k)| match k {
+            OptionalPreKey::OneTime(pair) | OptionalPreKey::Fallback(pair) => pair,
+        });
+        let agreement = x3dh::respond(
+            self.account.identity(),
+            signed_prekey.key_pair(),
+            optional_pair,
+            &message.identity_key,
+            &message.ephemeral_key,
+        )?;
+        let mut ratchet = Ratchet::new_responder(
+            agreement.session_keys(),
+            signed_prekey.key_pair().clone(),
+            self.config.ratchet,
+        );
+        let plaintext = ratchet.decrypt_with_rng(&message.message, rng)?;
+
+        // Decrypted: build the changes.
+        let mut changes = Changes::new();
+        if let Some((id, OptionalPreKey::OneTime(_))) = optional {
+            let mut account = self.account.clone();
+            account.remove_one_time_prekey(id)?;
+            changes = changes.with_account(account);
+        }
+        record.insert_received(SessionState {
+            ratchet,
+            remote_identity: message.identity_key,
+            base_key: message.ephemeral_key,
+            initiator: false,
+            pending: None,
+        });
+        let slot = if record
+            .current()
+            .is_some_and(|s| s.base_key() == &message.ephemeral_key)
+        {
+            Slot::Current
+        } else {
+            Slot::Archived(0)
+        };
+        Ok((
+            changes.with_session(sender.clone(), Some(record)),
+            Decrypted {
+                plaintext,
+                identity_change: None,
+                first_contact: false,
+                new_session: true,
+                slot,
+            },
+        ))
+    }
+
+    fn check_not_self(&self, address: &Address) -> Result<(), SessionError> {
+        if *address == self.local {
+            return Err(SessionError::OwnAddress(address.clone()));
+        }
+        Ok(())
+    }
+
+    fn check_trust(
+        &self,
+        address: &Address,
+        identity: &IdentityKey,
+    ) -> Result<Trust, SessionError> {
+        match self.store.trusted_identity(address)? {
+            None => Ok(Trust::FirstUse),
+            Some(trusted) if trusted == *identity => Ok(Trust::Same),
+            Some(trusted) => match self.config.trust {
+                TrustMode::AcceptAndReport => Ok(Trust::Changed(Box::new(IdentityChange {
+                    previous: trusted,
+                    current: *identity,
+                }))),
+                _ => Err(SessionError::UntrustedIdentity(Box::new(
+                    IdentityConflict {
+                        address: address.clone(),
+                        trusted,
+                        received: *identity,
+                    },
+                ))),
+            },
+        }
+    }
+}

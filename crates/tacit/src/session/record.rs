@@ -1,0 +1,326 @@
+//! Session records: per peer device, the current session and up to
+//! [`ARCHIVE_LIMIT`] archived ones.
+//!
+//! A record is serialized as one version byte and the postcard encoding of
+//! its states, current first, then the archived states from the most to the
+//! least recently used. Each state is its ratchet ([`Ratchet::to_bytes`]),
+//! the peer's identity key, the session's base key (the initiator's X3DH
+//! ephemeral key, which names the session on both sides), who initiated it,
+//! and, for a session this side initiated and has not yet received a
+//! message on, the prekey fields its messages must repeat.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::StateError;
+use crate::keys::{IdentityKey, PublicKey, KEY_LEN};
+use crate::ratchet::Ratchet;
+
+/// The most archived sessions kept per peer device (as libsignal).
+pub const ARCHIVE_LIMIT: usize = 40;
+/// The current session record version.
+pub const RECORD_VERSION: u8 = 1;
+
+/// What the initiator repeats in every message until the responder answers:
+/// the fields of the prekey message that starts the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingPreKey {
+    /// The initiator's ephemeral key `EK_A` (the session's base key).
+    pub ephemeral_key: PublicKey,
+    /// The id of the responder's signed prekey used.
+    pub signed_prekey_id: u32,
+    /// The id of the responder's one-time or fallback prekey used, if any.
+    pub one_time_prekey_id: Option<u32>,
+}
+
+/// One session with a peer device.
+#[derive(Clone)]
+pub struct SessionState {
+    pub(crate) ratchet: Ratchet,
+    pub(crate) remote_identity: IdentityKey,
+    pub(crate) base_key: PublicKey,
+    pub(crate) initiator: bool,
+    pub(crate) pending: Option<PendingPreKey>,
+}
+
+impl SessionState {
+    /// The peer's identity key, as bound into the session's associated data.
+    pub fn remote_identity(&self) -> &IdentityKey {
+        &self.remote_identity
+    }
+
+    /// The base key: the initiator's X3DH ephemeral key. Both sides of a
+    /// session know it; it names the session.
+    pub fn base_key(&self) -> &PublicKey {
+        &self.base_key
+    }
+
+    /// Whether this side started the session.
+    pub fn is_initiator(&self) -> bool {
+        self.initiator
+    }
+
+    /// Whether a message of the peer has been received on this session
+    /// (always true on the responder's side). Until then the initiator sends
+    /// prekey messages.
+    pub fn is_acknowledged(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// The prekey fields still repeated in outgoing messages, if not yet
+    /// acknowledged.
+    pub fn pending_prekey(&self) -> Option<&PendingPreKey> {
+        self.pending.as_ref()
+    }
+
+    /// The ratchet.
+    pub fn ratchet(&self) -> &Ratchet {
+        &self.ratchet
+    }
+
+    /// Whether this state is the initiator's unanswered side: the case where
+    /// a prekey message from the same peer is a simultaneous initiation.
+    fn is_unanswered_initiation(&self) -> bool {
+        self.initiator && self.pending.is_some()
+    }
+}
+
+impl fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionState")
+            .field("remote_identity", &self.remote_identity)
+            .field("base_key", &self.base_key)
+            .field("initiator", &self.initiator)
+            .field("pending", &self.pending)
+            .field("ratchet", &self.ratchet)
+            .finish()
+    }
+}
+
+/// Where a state sits in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The current session: the one messages are sent on.
+    Current,
+    /// An archived session, by index (0 is the most recently used).
+    Archived(usize),
+}
+
+/// The sessions with one peer device: the current one (used to send) and
+/// up to [`ARCHIVE_LIMIT`] archived ones (still used to decrypt late
+/// messages), most recently used first.
+#[derive(Clone, Default)]
+pub struct SessionRecord {
+    current: Option<SessionState>,
+    archived: VecDeque<SessionState>,
+}
+
+impl SessionRecord {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current session, if any.
+    pub fn current(&self) -> Option<&SessionState> {
+        self.current.as_ref()
+    }
+
+    /// The archived sessions, most recently used first.
+    pub fn archived(&self) -> impl Iterator<Item = &SessionState> {
+        self.archived.iter()
+    }
+
+    /// The number of archived sessions.
+    pub fn archived_len(&self) -> usize {
+        self.archived.len()
+    }
+
+    /// Whether the record holds no session at all.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none() && self.archived.is_empty()
+    }
+
+    /// The states in the order decryption tries them: current, then the
+    /// archive from the most recently used.
+    pub(crate) fn states(&self) -> impl Iterator<Item = (Slot, &SessionState)> {
+        self.current.iter().map(|s| (Slot::Current, s)).chain(
+            self.archived
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (Slot::Archived(i), s)),
+        )
+    }
+
+    /// The state with this base key and peer identity, if any.
+    pub(crate) fn find_by_base_key(
+        &self,
+        base_key: &PublicKey,
+        identity: &IdentityKey,
+    ) -> Option<(Slot, &SessionState)> {
+        self.states()
+            .find(|(_, s)| &s.base_key == base_key && &s.remote_identity == identity)
+    }
+
+    /// Puts back a state that decrypted a message. The current state stays
+    /// current; an archived state moves to the front of the archive (it is
+    /// evicted last) but does not become current. See `docs/protocol/sessions.md`.
+    pub(crate) fn put_back(&mut self, slot: Slot, state: SessionState) {
+        match slot {
+            Slot::Current => self.current = Some(state),
+            Slot::Archived(i) => {
+                self.archived.remove(i);
+                self.archived.push_front(state);
+            }
+        }
+    }
+
+    /// A session this side just initiated: it becomes current and the
+    /// previous current one is archived.
+    pub(crate) fn insert_initiated(&mut self, state: SessionState) {
+        if let Some(old) = self.current.replace(state) {
+            self.archive(old);
+        }
+    }
+
+    /// A session just created by the peer's prekey message. It becomes
+    /// current, except on simultaneous initiation: when the current session
+    /// is one this side initiated with the same peer identity and has not
+    /// yet received a message on, the session with the greater base key
+    /// (compared as 32-byte big-endian strings) is current and the other is
+    /// archived. Both sides compare the same two keys, so they agree.
+    pub(crate) fn insert_received(&mut self, state: SessionState) {
+        let keep_current = self.current.as_ref().is_some_and(|current| {
+            current.is_unanswered_initiation()
+                && current.remote_identity == state.remote_identity
+                && current.base_key.as_bytes() > state.base_key.as_bytes()
+        });
+        if keep_current {
+            self.archive(state);
+        } else if let Some(old) = self.current.replace(state) {
+            self.archive(old);
+        }
+    }
+
+    /// Moves the current session to the archive, if there is one.
+    pub(crate) fn archive_current(&mut self) {
+        if let Some(old) = self.current.take() {
+            self.archive(old);
+        }
+    }
+
+    fn archive(&mut self, state: SessionState) {
+        self.archived.push_front(state);
+        self.archived.truncate(ARCHIVE_LIMIT);
+    }
+
+    /// Serializes the record (see the module documentation). The bytes hold
+    /// secrets: they are zeroized when dropped and must be stored
+    /// encrypted.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let record = RecordV1 {
+            current: self.current.as_ref().map(StateV1::from_state),
+            archived: self.archived.iter().map(StateV1::from_state).collect(),
+        };
+        let mut out = Zeroizing::new(Vec::new());
+        out.push(RECORD_VERSION);
+        // Serializing into a Vec cannot fail for these types.
+        if let Ok(body) = postcard::to_allocvec(&record) {
+            let body = Zeroizing::new(body);
+            out.extend_from_slice(&body);
+        }
+        out
+    }
+
+    /// Reads a record written by [`to_bytes`](Self::to_bytes), strictly: a
+    /// known version, no trailing bytes, at most [`ARCHIVE_LIMIT`] archived
+    /// states, valid identity keys and ratchets, and prekey fields only on
+    /// initiator states.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        let (&version, body) = bytes.split_first().ok_or(StateError::Empty)?;
+        if version != RECORD_VERSION {
+            return Err(StateError::UnknownVersion(version));
+        }
+        let (record, rest): (RecordV1, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
+        if !rest.is_empty() || record.archived.len() > ARCHIVE_LIMIT {
+            return Err(StateError::Corrupt);
+        }
+        Ok(Self {
+            current: record.current.as_ref().map(StateV1::to_state).transpose()?,
+            archived: record
+                .archived
+                .iter()
+                .map(StateV1::to_state)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("current", &self.current)
+            .field("archived", &self.archived.len())
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct RecordV1 {
+    current: Option<StateV1>,
+    archived: Vec<StateV1>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct StateV1 {
+    ratchet: Vec<u8>,
+    remote_identity: [u8; KEY_LEN],
+    base_key: [u8; KEY_LEN],
+    initiator: bool,
+    pending: Option<PendingV1>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct PendingV1 {
+    signed_prekey_id: u32,
+    one_time_prekey_id: Option<u32>,
+}
+
+impl StateV1 {
+    fn from_state(s: &SessionState) -> Self {
+        Self {
+            ratchet: s.ratchet.to_bytes().to_vec(),
+            remote_identity: s.remote_identity.to_bytes(),
+            base_key: s.base_key.to_bytes(),
+            initiator: s.initiator,
+            pending: s.pending.map(|p| PendingV1 {
+                signed_prekey_id: p.signed_prekey_id,
+                one_time_prekey_id: p.one_time_prekey_id,
+            }),
+        }
+    }
+
+    fn to_state(&self) -> Result<SessionState, StateError> {
+        if self.pending.is_some() && !self.initiator {
+            return Err(StateError::Corrupt);
+        }
+        let base_key = PublicKey::from_bytes(self.base_key);
+        Ok(SessionState {
+            ratchet: Ratchet::from_bytes(&self.ratchet)?,
+            remote_identity: IdentityKey::from_bytes(&self.remote_identity)
+                .map_err(|_| StateError::Corrupt)?,
+            base_key,
+            initiator: self.initiator,
+            pending: self.pending.as_ref().map(|p| PendingPreKey {
+                ephemeral_key: base_key,
+                signed_prekey_id: p.signed_prekey_id,
+                one_time_prekey_id: p.one_time_prekey_id,
+            }),
+        })
+    }
+}
