@@ -1,5 +1,12 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    dead_code,
+    unreachable_pub
+)]
 //! A minimal test client for the relay, and helpers to start relays.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
