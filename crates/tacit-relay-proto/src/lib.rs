@@ -1,1 +1,162 @@
 //! Frames between tacit clients and the relay.
+//!
+//! A client talks to the relay over one WebSocket connection carrying
+//! binary messages; each WebSocket message is one frame. The client sends
+//! [`ClientFrame`]s: a request with a request id. The relay sends
+//! [`ServerFrame`]s: a [`Response`] matched to a request by its id, or a
+//! push (a mailbox message, the end of the stored backlog, a low prekey
+//! supply, a count of messages that expired undelivered).
+//!
+//! Every frame type has a trusted Rust form (the public types here) and a
+//! private protobuf form (prost, derived on hand-written structs, so no
+//! `protoc` is needed). Decoding is strict, as in `tacit::wire`: input over
+//! the size limit, bytes that are not the frame, a frame that is not in
+//! canonical encoding (it must re-encode to the same bytes), a missing or
+//! out-of-range field, or a key that is not usable are refused with a
+//! [`FrameError`]; a value of a public type here is always well formed.
+//!
+//! ```
+//! use tacit_relay_proto::{ClientFrame, Request, Ack};
+//!
+//! let frame = ClientFrame {
+//!     request_id: 7,
+//!     request: Request::Ack(Ack::new(vec![1, 2, 3])?),
+//! };
+//! let bytes = frame.encode();
+//! assert_eq!(ClientFrame::decode(&bytes)?, frame);
+//! # Ok::<(), tacit_relay_proto::FrameError>(())
+//! ```
+//!
+//! Login signs a transcript built by [`login_transcript`] (or
+//! [`register_transcript`] to register); [`Login::sign`] and
+//! [`Register::sign`] build the requests. `docs/relay.md` describes the
+//! protocol in full.
+
+mod client;
+mod error;
+mod proto;
+mod server;
+
+pub use client::{
+    Ack, ClientFrame, DeliveryToken, FetchBundles, Login, OneTimePreKey, Register, Request,
+    SetDeliveryToken, SignedPreKey, Submit, UploadPreKeys,
+};
+pub use error::{ErrorCode, FrameError};
+pub use server::{
+    Challenge, DeviceBundle, ErrorReply, LoggedIn, Push, Reply, Response, ServerFrame,
+};
+
+pub use tacit::wire::PreKeyBundleMessage;
+pub use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Signature};
+
+/// The version of this protocol; the WebSocket path is `/v1`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The WebSocket path of this protocol version.
+pub const WEBSOCKET_PATH: &str = "/v1";
+/// The largest sealed envelope a client may submit, in bytes.
+pub const MAX_ENVELOPE_LEN: usize = 260 * 1024;
+/// The largest client frame this protocol allows; a relay may set a lower
+/// limit.
+pub const MAX_CLIENT_FRAME_LEN: usize = MAX_ENVELOPE_LEN + 1024;
+/// The largest server frame a client accepts.
+pub const MAX_SERVER_FRAME_LEN: usize = MAX_ENVELOPE_LEN + 64 * 1024;
+/// The length of a login challenge.
+pub const CHALLENGE_LEN: usize = 32;
+/// The shortest delivery token.
+pub const MIN_DELIVERY_TOKEN_LEN: usize = 16;
+/// The longest delivery token.
+pub const MAX_DELIVERY_TOKEN_LEN: usize = 64;
+/// The most one-time prekeys in one upload.
+pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
+/// The most message ids in one acknowledgement.
+pub const MAX_ACK_IDS: usize = 1024;
+/// The most devices of one user (and so bundles in one answer).
+pub const MAX_DEVICES_PER_USER: usize = 16;
+/// The longest relay name.
+pub const MAX_SERVER_NAME_LEN: usize = 255;
+/// The longest error message.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+/// The domain separator of the login transcript.
+pub const LOGIN_CONTEXT: &[u8] = b"tacit-relay-login-v1";
+/// The domain separator of the registration transcript.
+pub const REGISTER_CONTEXT: &[u8] = b"tacit-relay-register-v1";
+
+/// The bytes a device signs to log in:
+///
+/// `"tacit-relay-login-v1" || len(server_name) as u8 || server_name ||
+/// challenge (32) || timestamp_ms as u64 big-endian || len(user_id) as u8
+/// || user_id || device_id as u32 big-endian`.
+///
+/// The length prefixes make the encoding unambiguous; server names are at
+/// most [`MAX_SERVER_NAME_LEN`] and user ids at most 64 bytes.
+pub fn login_transcript(
+    server_name: &str,
+    challenge: &[u8; CHALLENGE_LEN],
+    timestamp_ms: u64,
+    address: &Address,
+) -> Vec<u8> {
+    transcript(LOGIN_CONTEXT, server_name, challenge, timestamp_ms, address)
+}
+
+/// The bytes a device signs to register: the login transcript with the
+/// [`REGISTER_CONTEXT`] separator, followed by the 32-byte identity key.
+pub fn register_transcript(
+    server_name: &str,
+    challenge: &[u8; CHALLENGE_LEN],
+    timestamp_ms: u64,
+    address: &Address,
+    identity_key: &IdentityKey,
+) -> Vec<u8> {
+    let mut out = transcript(
+        REGISTER_CONTEXT,
+        server_name,
+        challenge,
+        timestamp_ms,
+        address,
+    );
+    out.extend_from_slice(&identity_key.to_bytes());
+    out
+}
+
+fn transcript(
+    context: &[u8],
+    server_name: &str,
+    challenge: &[u8; CHALLENGE_LEN],
+    timestamp_ms: u64,
+    address: &Address,
+) -> Vec<u8> {
+    let name = &server_name.as_bytes()[..server_name.len().min(MAX_SERVER_NAME_LEN)];
+    let user = address.user_id().as_bytes();
+    let mut out = Vec::with_capacity(context.len() + name.len() + user.len() + 50);
+    out.extend_from_slice(context);
+    out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(name);
+    out.extend_from_slice(challenge);
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
+    out.push(u8::try_from(user.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(user);
+    out.extend_from_slice(&address.device_id().to_be_bytes());
+    out
+}
+
+/// Decodes a protobuf message, refusing oversize input and non-canonical
+/// encodings.
+fn decode_canonical<M: prost::Message + Default>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<M, FrameError> {
+    if bytes.len() > max {
+        return Err(FrameError::Oversize {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let message = M::decode(bytes).map_err(|_| FrameError::Malformed)?;
+    if message.encoded_len() != bytes.len() || message.encode_to_vec() != bytes {
+        return Err(FrameError::NonCanonical);
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,407 @@
-//! The tacit relay: authenticated delivery, prekey directory, durable mailboxes.
+//! The tacit relay: authenticated delivery, prekey directory, durable
+//! mailboxes.
+//!
+//! The relay speaks the frames of [`tacit_relay_proto`] over WebSocket
+//! (path [`WEBSOCKET_PATH`](tacit_relay_proto::WEBSOCKET_PATH)) and keeps
+//! its state in one SQLite file (WAL, `synchronous=FULL`). It stores sealed
+//! envelopes without reading them and without recording who submitted
+//! them. A submission is acknowledged only once its write transaction has
+//! committed; writes from every connection are committed together in
+//! batches (group commit).
+//!
+//! Start a relay in-process:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tacit_relay::RelayError> {
+//! let mut config = tacit_relay::Config::new("relay.db");
+//! config.listen = "127.0.0.1:0".parse().unwrap_or(config.listen);
+//! let relay = tacit_relay::Relay::bind(config).await?;
+//! println!("listening on ws://{}/v1", relay.local_addr());
+//! relay.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `docs/relay.md` describes the protocol, the guarantees and the flags.
+
+mod conn;
+mod limits;
+mod metrics;
+mod online;
+mod store;
+#[cfg(feature = "tls")]
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::connect_info::Connected;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::serve::IncomingStream;
+use axum::Router;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use limits::Rate;
+pub use store::StoreError;
+
+use crate::limits::PerIp;
+use crate::metrics::Metrics;
+use crate::online::Online;
+use crate::store::{Readers, Writer, WriterLimits};
+
+/// Files of a TLS certificate chain and its private key, in PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// The relay's settings. [`Config::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The SQLite file.
+    pub db_path: PathBuf,
+    /// The relay's name, bound into every login signature.
+    pub server_name: String,
+    /// The most messages one device's mailbox holds.
+    pub queue_cap: u32,
+    /// How long a message waits for its recipient before it is deleted.
+    pub message_ttl: Duration,
+    /// The largest client frame accepted, at most
+    /// [`MAX_CLIENT_FRAME_LEN`](tacit_relay_proto::MAX_CLIENT_FRAME_LEN).
+    pub max_frame_len: usize,
+    /// The most one-time prekeys stored per device.
+    pub max_one_time_prekeys: u32,
+    /// Below this many one-time prekeys, the owner is told to upload more.
+    pub prekeys_low_threshold: u32,
+    /// How far a login timestamp may be from the relay's clock, and how
+    /// long a challenge lives.
+    pub login_window: Duration,
+    /// How often the relay pings; a connection silent for two intervals
+    /// is closed.
+    pub ping_interval: Duration,
+    /// Requests per connection before login.
+    pub unauthenticated_rate: Rate,
+    /// Requests before login, per peer IP address across its connections.
+    pub per_ip_rate: Rate,
+    /// Requests per logged-in connection.
+    pub authenticated_rate: Rate,
+    /// Refused frames or logins a connection may send before it is closed.
+    pub max_bad_frames: u32,
+    /// How often expired messages are deleted.
+    pub purge_interval: Duration,
+    /// The most commands committed in one transaction.
+    pub max_batch: usize,
+    /// Read-only database connections.
+    pub readers: usize,
+    /// Serve over TLS with these files (the `tls` feature).
+    pub tls: Option<TlsFiles>,
+    /// How long shutdown waits for connections to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The defaults, with the database at `db_path`.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            db_path: db_path.into(),
+            server_name: "tacit-relay".into(),
+            queue_cap: 10_000,
+            message_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_frame_len: tacit_relay_proto::MAX_CLIENT_FRAME_LEN,
+            max_one_time_prekeys: 1000,
+            prekeys_low_threshold: 10,
+            login_window: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(20),
+            unauthenticated_rate: Rate::new(20.0, 50),
+            per_ip_rate: Rate::new(100.0, 500),
+            authenticated_rate: Rate::new(200.0, 1000),
+            max_bad_frames: 16,
+            purge_interval: Duration::from_secs(60),
+            max_batch: 512,
+            readers: 4,
+            tls: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    fn check(&self) -> Result<(), RelayError> {
+        let bad = |what: &str| Err(RelayError::Config(what.into()));
+        if self.max_frame_len < 64 || self.max_frame_len > tacit_relay_proto::MAX_CLIENT_FRAME_LEN {
+            return bad("max frame length out of range");
+        }
+        if self.server_name.is_empty()
+            || self.server_name.len() > tacit_relay_proto::MAX_SERVER_NAME_LEN
+        {
+            return bad("server name must be 1 to 255 bytes");
+        }
+        if self.queue_cap == 0 || self.max_batch == 0 {
+            return bad("queue cap and batch size must be positive");
+        }
+        if self.message_ttl.is_zero()
+            || self.ping_interval.is_zero()
+            || self.purge_interval.is_zero()
+            || self.login_window.is_zero()
+        {
+            return bad("durations must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Why the relay could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// A setting is out of range.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Listening or serving failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS could not be set up.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A relay task failed.
+    #[error("relay task failed: {0}")]
+    Task(String),
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) writer: Writer,
+    pub(crate) readers: Readers,
+    pub(crate) online: Arc<Online>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) per_ip: PerIp,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) connections: watch::Sender<usize>,
+    pub(crate) next_connection: AtomicU64,
+}
+
+/// The relay, started with [`Relay::bind`].
+#[derive(Debug)]
+pub struct Relay {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), RelayError>>,
+}
+
+impl Relay {
+    /// Opens the database, binds the listener and starts serving in the
+    /// background.
+    pub async fn bind(config: Config) -> Result<Self, RelayError> {
+        config.check()?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let online = Arc::new(Online::default());
+        let metrics = Arc::new(Metrics::default());
+        let limits = WriterLimits {
+            queue_cap: config.queue_cap,
+            ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
+            prekeys_low: config.prekeys_low_threshold,
+            max_batch: config.max_batch,
+        };
+        let (writer, writer_thread) = store::start_writer(
+            &config.db_path,
+            limits,
+            Arc::clone(&online),
+            Arc::clone(&metrics),
+        )?;
+        let readers = match Readers::open(&config.db_path, config.readers) {
+            Ok(r) => r,
+            Err(e) => {
+                writer.stop().await;
+                return Err(e.into());
+            }
+        };
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(files) => Some(tls::acceptor(files)?),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.tls.is_some() {
+            return Err(RelayError::Tls("built without the tls feature".into()));
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (connections, _) = watch::channel(0usize);
+        let shared = Arc::new(Shared {
+            per_ip: PerIp::new(config.per_ip_rate),
+            config,
+            writer,
+            readers,
+            online,
+            metrics,
+            shutdown: shutdown_rx.clone(),
+            connections,
+            next_connection: AtomicU64::new(1),
+        });
+        let app = Router::new()
+            .route(tacit_relay_proto::WEBSOCKET_PATH, get(websocket))
+            .route("/metrics", get(metrics_page))
+            .with_state(Arc::clone(&shared))
+            .into_make_service_with_connect_info::<Peer>();
+        let purge = tokio::spawn(purge_loop(Arc::clone(&shared)));
+        let task = tokio::spawn(async move {
+            let mut stop = shutdown_rx.clone();
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            #[cfg(feature = "tls")]
+            let served = match tls {
+                Some(acceptor) => {
+                    axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                        .with_graceful_shutdown(signal)
+                        .await
+                }
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(signal)
+                        .await
+                }
+            };
+            #[cfg(not(feature = "tls"))]
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await;
+            // Upgraded WebSocket connections outlive the HTTP server: wait
+            // for them to finish their in-flight writes.
+            let mut open = shared.connections.subscribe();
+            let grace = shared.config.shutdown_grace;
+            if tokio::time::timeout(grace, open.wait_for(|n| *n == 0))
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after the shutdown grace period");
+            }
+            purge.abort();
+            shared.writer.stop().await;
+            let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+            tracing::info!("relay stopped");
+            served?;
+            match joined {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(RelayError::Task("the writer thread failed".into())),
+            }
+        });
+        tracing::info!(%local_addr, "relay listening");
+        Ok(Self {
+            local_addr,
+            shutdown: shutdown_tx,
+            task,
+        })
+    }
+
+    /// The address the relay listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn trigger_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Stops accepting connections, lets every connection finish its
+    /// in-flight requests (their answers are sent), closes the connections,
+    /// commits the last batch and closes the database.
+    pub async fn shutdown(self) -> Result<(), RelayError> {
+        self.trigger_shutdown();
+        self.wait().await
+    }
+
+    /// Waits until the relay stops (after [`Relay::trigger_shutdown`] or
+    /// a failure).
+    pub async fn wait(self) -> Result<(), RelayError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(RelayError::Task(e.to_string())),
+        }
+    }
+}
+
+/// The peer's address, for plain and TLS connections alike.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+async fn websocket(
+    ws: WebSocketUpgrade,
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+) -> impl IntoResponse {
+    // The transport reads messages somewhat over the limit so that the
+    // relay can answer an oversize frame with a typed error.
+    let transport_limit = shared.config.max_frame_len + 64 * 1024;
+    ws.max_message_size(transport_limit)
+        .max_frame_size(transport_limit)
+        .on_upgrade(move |socket| conn::run(shared, socket, peer))
+}
+
+async fn metrics_page(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let queues = shared.readers.stats().await.ok();
+    let body = shared.metrics.render(queues, shared.online.len());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}
+
+async fn purge_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.purge_interval);
+    loop {
+        tick.tick().await;
+        let now_ms = now_ms();
+        match shared
+            .writer
+            .call(|reply| store::Command::Purge { now_ms, reply })
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired messages deleted"),
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        shared.per_ip.sweep();
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

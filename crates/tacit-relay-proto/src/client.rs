@@ -1,0 +1,587 @@
+//! Client frames: requests.
+
+use prost::Message as _;
+use tacit::keys::{KEY_LEN, SIGNATURE_LEN};
+use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Signature};
+
+use crate::error::FrameError;
+use crate::proto::{self, client_frame};
+use crate::{
+    login_transcript, register_transcript, CHALLENGE_LEN, MAX_ACK_IDS, MAX_CLIENT_FRAME_LEN,
+    MAX_DELIVERY_TOKEN_LEN, MAX_ENVELOPE_LEN, MAX_PREKEYS_PER_UPLOAD, MIN_DELIVERY_TOKEN_LEN,
+};
+
+/// A request with its id. The relay answers each request with one
+/// [`Response`](crate::Response) carrying the same id; ids start at 1 and
+/// should not repeat on a connection (the relay does not check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    /// The request's id, 1 or more.
+    pub request_id: u64,
+    /// The request.
+    pub request: Request,
+}
+
+/// What a client asks of the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Ask for a fresh login challenge (any connection).
+    GetChallenge,
+    /// Register a device's identity key and log in (any connection).
+    Register(Register),
+    /// Log in as a registered device (any connection).
+    Login(Login),
+    /// Store prekeys of the logged-in device.
+    UploadPreKeys(UploadPreKeys),
+    /// Fetch prekey bundles of a user's devices (any connection).
+    FetchBundles(FetchBundles),
+    /// Submit a sealed envelope to a device's mailbox (any connection).
+    Submit(Submit),
+    /// Acknowledge, and so delete, messages of the logged-in device.
+    Ack(Ack),
+    /// Set or clear the logged-in device's delivery token.
+    SetDeliveryToken(SetDeliveryToken),
+}
+
+impl Request {
+    /// The request kind's name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::GetChallenge => "get_challenge",
+            Self::Register(_) => "register",
+            Self::Login(_) => "login",
+            Self::UploadPreKeys(_) => "upload_prekeys",
+            Self::FetchBundles(_) => "fetch_bundles",
+            Self::Submit(_) => "submit",
+            Self::Ack(_) => "ack",
+            Self::SetDeliveryToken(_) => "set_delivery_token",
+        }
+    }
+}
+
+/// Registers `address` with `identity_key` and logs the connection in. The
+/// signature covers [`register_transcript`] with the connection's current
+/// challenge. Registering again with the same key is a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// The device's address.
+    pub address: Address,
+    /// The device's identity key.
+    pub identity_key: IdentityKey,
+    /// The client's clock, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The identity key's signature over the registration transcript.
+    pub signature: Signature,
+}
+
+impl Register {
+    /// Signs a registration for `address` with `identity` over the
+    /// challenge the relay `server_name` issued.
+    pub fn sign(
+        identity: &IdentityKeyPair,
+        server_name: &str,
+        challenge: &[u8; CHALLENGE_LEN],
+        timestamp_ms: u64,
+        address: Address,
+    ) -> Self {
+        let identity_key = identity.public_key();
+        let transcript = register_transcript(
+            server_name,
+            challenge,
+            timestamp_ms,
+            &address,
+            &identity_key,
+        );
+        Self {
+            signature: identity.sign(&transcript),
+            address,
+            identity_key,
+            timestamp_ms,
+        }
+    }
+}
+
+/// Logs the connection in as `address`. The signature covers
+/// [`login_transcript`] with the connection's current challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The device's address.
+    pub address: Address,
+    /// The client's clock, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The identity key's signature over the login transcript.
+    pub signature: Signature,
+}
+
+impl Login {
+    /// Signs a login for `address` with `identity` over the challenge the
+    /// relay `server_name` issued.
+    pub fn sign(
+        identity: &IdentityKeyPair,
+        server_name: &str,
+        challenge: &[u8; CHALLENGE_LEN],
+        timestamp_ms: u64,
+        address: Address,
+    ) -> Self {
+        let transcript = login_transcript(server_name, challenge, timestamp_ms, &address);
+        Self {
+            signature: identity.sign(&transcript),
+            address,
+            timestamp_ms,
+        }
+    }
+}
+
+/// A signed prekey: id, key and the identity's signature over the key's
+/// encoding (`IdentityKeyPair::sign_prekey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedPreKey {
+    /// The id the device finds the private key by.
+    pub id: u32,
+    /// The public key.
+    pub key: PublicKey,
+    /// The identity's signature over `key`.
+    pub signature: Signature,
+}
+
+/// A one-time prekey, or the fallback prekey: id and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneTimePreKey {
+    /// The id the device finds the private key by.
+    pub id: u32,
+    /// The public key.
+    pub key: PublicKey,
+}
+
+/// Prekeys of the logged-in device. A signed or fallback prekey replaces
+/// the stored one; one-time prekeys are added (their ids must be distinct
+/// here and from those stored). At least one key must be present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPreKeys {
+    /// A new signed prekey.
+    pub signed_prekey: Option<SignedPreKey>,
+    /// A new fallback prekey, handed out when no one-time prekey is left.
+    pub fallback_prekey: Option<OneTimePreKey>,
+    /// One-time prekeys to add, at most [`MAX_PREKEYS_PER_UPLOAD`].
+    pub one_time_prekeys: Vec<OneTimePreKey>,
+}
+
+/// Fetches the prekey bundles of `user_id`'s devices, or of one device.
+/// Each bundle claims one of the device's one-time prekeys, or offers the
+/// fallback prekey when none is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchBundles {
+    /// The user; checked like an [`Address`]'s user id.
+    user_id: String,
+    /// One device, or all of the user's devices.
+    device_id: Option<DeviceId>,
+}
+
+impl FetchBundles {
+    /// The bundles of every device of `user_id`.
+    pub fn user(user_id: &str) -> Result<Self, FrameError> {
+        check_user_id(None, user_id)?;
+        Ok(Self {
+            user_id: user_id.into(),
+            device_id: None,
+        })
+    }
+
+    /// The bundle of one device.
+    pub fn device(address: &Address) -> Self {
+        Self {
+            user_id: address.user_id().into(),
+            device_id: Some(address.device_id()),
+        }
+    }
+
+    /// The user.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The device, if one was asked for.
+    pub fn device_id(&self) -> Option<DeviceId> {
+        self.device_id
+    }
+}
+
+/// A device's delivery token: 16 to 64 bytes the device shares with its
+/// correspondents inside encrypted conversations. Submissions from
+/// connections that are not logged in must present it once the device has
+/// set one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeliveryToken(Vec<u8>);
+
+impl DeliveryToken {
+    /// Checks the length (16 to 64 bytes).
+    pub fn new(bytes: &[u8]) -> Result<Self, FrameError> {
+        Self::checked(None, "delivery_token", bytes)
+    }
+
+    fn checked(
+        request_id: Option<u64>,
+        field: &'static str,
+        bytes: &[u8],
+    ) -> Result<Self, FrameError> {
+        if (MIN_DELIVERY_TOKEN_LEN..=MAX_DELIVERY_TOKEN_LEN).contains(&bytes.len()) {
+            Ok(Self(bytes.to_vec()))
+        } else {
+            Err(FrameError::invalid(request_id, field))
+        }
+    }
+
+    /// The token's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DeliveryToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeliveryToken(<redacted>)")
+    }
+}
+
+/// A sealed envelope for `recipient`. The relay stores and forwards the
+/// envelope without reading it and does not record who submitted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submit {
+    /// The recipient device.
+    pub recipient: Address,
+    /// The sealed envelope, 1 to [`MAX_ENVELOPE_LEN`] bytes.
+    envelope: Vec<u8>,
+    /// The recipient's delivery token, if the submitter knows it.
+    pub delivery_token: Option<DeliveryToken>,
+}
+
+impl Submit {
+    /// Checks the envelope's length (1 to [`MAX_ENVELOPE_LEN`] bytes).
+    pub fn new(
+        recipient: Address,
+        envelope: Vec<u8>,
+        delivery_token: Option<DeliveryToken>,
+    ) -> Result<Self, FrameError> {
+        check_envelope(None, &envelope)?;
+        Ok(Self {
+            recipient,
+            envelope,
+            delivery_token,
+        })
+    }
+
+    /// The sealed envelope.
+    pub fn envelope(&self) -> &[u8] {
+        &self.envelope
+    }
+
+    /// The sealed envelope, by value.
+    pub fn into_envelope(self) -> Vec<u8> {
+        self.envelope
+    }
+}
+
+/// Acknowledges messages of the logged-in device's mailbox, deleting them.
+/// Either every id is in the mailbox and all are deleted, or the request is
+/// refused and nothing is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    message_ids: Vec<u64>,
+}
+
+impl Ack {
+    /// Checks the list: 1 to [`MAX_ACK_IDS`] ids, none zero, none repeated.
+    pub fn new(message_ids: Vec<u64>) -> Result<Self, FrameError> {
+        check_ack_ids(None, &message_ids)?;
+        Ok(Self { message_ids })
+    }
+
+    /// The acknowledged ids.
+    pub fn message_ids(&self) -> &[u64] {
+        &self.message_ids
+    }
+}
+
+/// Sets (or with `None` clears) the logged-in device's delivery token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetDeliveryToken {
+    /// The new token, or none to accept submissions without a token.
+    pub token: Option<DeliveryToken>,
+}
+
+impl ClientFrame {
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+
+    /// Strict decoding, with the protocol's size limit
+    /// [`MAX_CLIENT_FRAME_LEN`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        Self::decode_with_limit(bytes, MAX_CLIENT_FRAME_LEN)
+    }
+
+    /// Strict decoding with a size limit of `max_len` bytes.
+    pub fn decode_with_limit(bytes: &[u8], max_len: usize) -> Result<Self, FrameError> {
+        if bytes.len() > max_len {
+            return Err(FrameError::Oversize {
+                len: bytes.len(),
+                max: max_len,
+            });
+        }
+        let m = proto::ClientFrame::decode(bytes).map_err(|_| FrameError::Malformed)?;
+        let canonical = m.encoded_len() == bytes.len() && m.encode_to_vec() == bytes;
+        if m.request_id == 0 {
+            return Err(if canonical {
+                FrameError::MissingRequestId
+            } else {
+                FrameError::NonCanonical
+            });
+        }
+        let id = Some(m.request_id);
+        let Some(request) = m.request else {
+            // prost skips fields it does not know: a frame whose request is
+            // of an unknown kind decodes with no request.
+            return Err(if canonical {
+                FrameError::missing(id, "request")
+            } else {
+                FrameError::UnknownRequest {
+                    request_id: m.request_id,
+                }
+            });
+        };
+        if !canonical {
+            return Err(FrameError::NonCanonical);
+        }
+        let request = match request {
+            client_frame::Request::GetChallenge(_) => Request::GetChallenge,
+            client_frame::Request::Register(r) => Request::Register(Register {
+                address: address(id, &r.user_id, r.device_id)?,
+                identity_key: identity_key(id, "identity_key", &r.identity_key)?,
+                timestamp_ms: r.timestamp_ms,
+                signature: signature(id, "signature", &r.signature)?,
+            }),
+            client_frame::Request::Login(r) => Request::Login(Login {
+                address: address(id, &r.user_id, r.device_id)?,
+                timestamp_ms: r.timestamp_ms,
+                signature: signature(id, "signature", &r.signature)?,
+            }),
+            client_frame::Request::UploadPreKeys(r) => {
+                Request::UploadPreKeys(upload_from_proto(id, r)?)
+            }
+            client_frame::Request::FetchBundles(r) => {
+                check_user_id(id, &r.user_id)?;
+                if r.device_id == Some(0) {
+                    return Err(FrameError::invalid(id, "device_id"));
+                }
+                Request::FetchBundles(FetchBundles {
+                    user_id: r.user_id,
+                    device_id: r.device_id,
+                })
+            }
+            client_frame::Request::Submit(r) => {
+                check_envelope(id, &r.envelope)?;
+                Request::Submit(Submit {
+                    recipient: address(id, &r.user_id, r.device_id)?,
+                    delivery_token: r
+                        .delivery_token
+                        .map(|t| DeliveryToken::checked(id, "delivery_token", &t))
+                        .transpose()?,
+                    envelope: r.envelope,
+                })
+            }
+            client_frame::Request::Ack(r) => {
+                check_ack_ids(id, &r.message_ids)?;
+                Request::Ack(Ack {
+                    message_ids: r.message_ids,
+                })
+            }
+            client_frame::Request::SetDeliveryToken(r) => {
+                Request::SetDeliveryToken(SetDeliveryToken {
+                    token: r
+                        .token
+                        .map(|t| DeliveryToken::checked(id, "token", &t))
+                        .transpose()?,
+                })
+            }
+        };
+        Ok(Self {
+            request_id: m.request_id,
+            request,
+        })
+    }
+
+    fn to_proto(&self) -> proto::ClientFrame {
+        let request = match &self.request {
+            Request::GetChallenge => client_frame::Request::GetChallenge(proto::Empty {}),
+            Request::Register(r) => client_frame::Request::Register(proto::Register {
+                user_id: r.address.user_id().into(),
+                device_id: r.address.device_id(),
+                identity_key: r.identity_key.to_bytes().to_vec(),
+                timestamp_ms: r.timestamp_ms,
+                signature: r.signature.to_bytes().to_vec(),
+            }),
+            Request::Login(r) => client_frame::Request::Login(proto::Login {
+                user_id: r.address.user_id().into(),
+                device_id: r.address.device_id(),
+                timestamp_ms: r.timestamp_ms,
+                signature: r.signature.to_bytes().to_vec(),
+            }),
+            Request::UploadPreKeys(r) => {
+                client_frame::Request::UploadPreKeys(proto::UploadPreKeys {
+                    signed_prekey: r.signed_prekey.map(|k| proto::SignedPreKey {
+                        id: k.id,
+                        key: k.key.to_bytes().to_vec(),
+                        signature: k.signature.to_bytes().to_vec(),
+                    }),
+                    fallback_prekey: r.fallback_prekey.map(prekey_to_proto),
+                    one_time_prekeys: r
+                        .one_time_prekeys
+                        .iter()
+                        .copied()
+                        .map(prekey_to_proto)
+                        .collect(),
+                })
+            }
+            Request::FetchBundles(r) => client_frame::Request::FetchBundles(proto::FetchBundles {
+                user_id: r.user_id.clone(),
+                device_id: r.device_id,
+            }),
+            Request::Submit(r) => client_frame::Request::Submit(proto::Submit {
+                user_id: r.recipient.user_id().into(),
+                device_id: r.recipient.device_id(),
+                envelope: r.envelope.clone(),
+                delivery_token: r.delivery_token.as_ref().map(|t| t.0.clone()),
+            }),
+            Request::Ack(r) => client_frame::Request::Ack(proto::Ack {
+                message_ids: r.message_ids.clone(),
+            }),
+            Request::SetDeliveryToken(r) => {
+                client_frame::Request::SetDeliveryToken(proto::SetDeliveryToken {
+                    token: r.token.as_ref().map(|t| t.0.clone()),
+                })
+            }
+        };
+        proto::ClientFrame {
+            request_id: self.request_id,
+            request: Some(request),
+        }
+    }
+}
+
+fn prekey_to_proto(k: OneTimePreKey) -> proto::PreKey {
+    proto::PreKey {
+        id: k.id,
+        key: k.key.to_bytes().to_vec(),
+    }
+}
+
+fn upload_from_proto(
+    id: Option<u64>,
+    r: proto::UploadPreKeys,
+) -> Result<UploadPreKeys, FrameError> {
+    let signed_prekey = r
+        .signed_prekey
+        .map(|k| {
+            Ok::<_, FrameError>(SignedPreKey {
+                id: k.id,
+                key: public_key(id, "signed_prekey.key", &k.key)?,
+                signature: signature(id, "signed_prekey.signature", &k.signature)?,
+            })
+        })
+        .transpose()?;
+    let fallback_prekey = r
+        .fallback_prekey
+        .map(|k| {
+            Ok::<_, FrameError>(OneTimePreKey {
+                id: k.id,
+                key: public_key(id, "fallback_prekey.key", &k.key)?,
+            })
+        })
+        .transpose()?;
+    if r.one_time_prekeys.len() > MAX_PREKEYS_PER_UPLOAD {
+        return Err(FrameError::invalid(id, "one_time_prekeys"));
+    }
+    let mut one_time_prekeys = Vec::with_capacity(r.one_time_prekeys.len());
+    let mut ids = std::collections::BTreeSet::new();
+    for k in &r.one_time_prekeys {
+        if !ids.insert(k.id) {
+            return Err(FrameError::invalid(id, "one_time_prekeys.id"));
+        }
+        one_time_prekeys.push(OneTimePreKey {
+            id: k.id,
+            key: public_key(id, "one_time_prekeys.key", &k.key)?,
+        });
+    }
+    if signed_prekey.is_none() && fallback_prekey.is_none() && one_time_prekeys.is_empty() {
+        return Err(FrameError::missing(id, "prekeys"));
+    }
+    Ok(UploadPreKeys {
+        signed_prekey,
+        fallback_prekey,
+        one_time_prekeys,
+    })
+}
+
+fn check_user_id(id: Option<u64>, user_id: &str) -> Result<(), FrameError> {
+    if user_id.is_empty() {
+        return Err(FrameError::missing(id, "user_id"));
+    }
+    Address::new(user_id, 1)
+        .map(|_| ())
+        .map_err(|_| FrameError::invalid(id, "user_id"))
+}
+
+fn address(id: Option<u64>, user_id: &str, device_id: u32) -> Result<Address, FrameError> {
+    check_user_id(id, user_id)?;
+    Address::new(user_id, device_id).map_err(|_| FrameError::invalid(id, "device_id"))
+}
+
+fn check_envelope(id: Option<u64>, envelope: &[u8]) -> Result<(), FrameError> {
+    if envelope.is_empty() {
+        Err(FrameError::missing(id, "envelope"))
+    } else if envelope.len() > MAX_ENVELOPE_LEN {
+        Err(FrameError::invalid(id, "envelope"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_ack_ids(id: Option<u64>, ids: &[u64]) -> Result<(), FrameError> {
+    if ids.is_empty() {
+        return Err(FrameError::missing(id, "message_ids"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if ids.len() > MAX_ACK_IDS || ids.iter().any(|&m| m == 0 || !seen.insert(m)) {
+        return Err(FrameError::invalid(id, "message_ids"));
+    }
+    Ok(())
+}
+
+fn fixed<const N: usize>(
+    id: Option<u64>,
+    field: &'static str,
+    bytes: &[u8],
+) -> Result<[u8; N], FrameError> {
+    if bytes.is_empty() {
+        return Err(FrameError::missing(id, field));
+    }
+    bytes.try_into().map_err(|_| FrameError::invalid(id, field))
+}
+
+pub(crate) fn identity_key(
+    id: Option<u64>,
+    field: &'static str,
+    bytes: &[u8],
+) -> Result<IdentityKey, FrameError> {
+    IdentityKey::from_bytes(&fixed::<KEY_LEN>(id, field, bytes)?)
+        .map_err(|_| FrameError::invalid(id, field))
+}
+
+fn public_key(id: Option<u64>, field: &'static str, bytes: &[u8]) -> Result<PublicKey, FrameError> {
+    fixed::<KEY_LEN>(id, field, bytes).map(PublicKey::from_bytes)
+}
+
+fn signature(id: Option<u64>, field: &'static str, bytes: &[u8]) -> Result<Signature, FrameError> {
+    fixed::<SIGNATURE_LEN>(id, field, bytes).map(Signature::from_bytes)
+}

@@ -1,0 +1,468 @@
+use prost::Message as _;
+use tacit::KeyPair;
+
+use super::*;
+
+fn addr(user: &str, device: u32) -> Address {
+    Address::new(user, device).unwrap()
+}
+
+fn identity(seed: u8) -> IdentityKeyPair {
+    IdentityKeyPair::from_seed(&[seed; 32])
+}
+
+fn every_request() -> Vec<Request> {
+    let id = identity(1);
+    let spk = KeyPair::from_private_bytes([2; 32]).public_key();
+    vec![
+        Request::GetChallenge,
+        Request::Register(Register::sign(
+            &id,
+            "relay",
+            &[3; 32],
+            1_000,
+            addr("alice", 1),
+        )),
+        Request::Login(Login::sign(&id, "relay", &[3; 32], 1_000, addr("alice", 2))),
+        Request::UploadPreKeys(UploadPreKeys {
+            signed_prekey: Some(SignedPreKey {
+                id: 1,
+                key: spk,
+                signature: id.sign_prekey(&spk),
+            }),
+            fallback_prekey: Some(OneTimePreKey { id: 9, key: spk }),
+            one_time_prekeys: vec![
+                OneTimePreKey { id: 1, key: spk },
+                OneTimePreKey { id: 2, key: spk },
+            ],
+        }),
+        Request::FetchBundles(FetchBundles::user("bob").unwrap()),
+        Request::FetchBundles(FetchBundles::device(&addr("bob", 3))),
+        Request::Submit(Submit::new(addr("bob", 1), vec![7; 100], None).unwrap()),
+        Request::Submit(
+            Submit::new(
+                addr("bob", 1),
+                vec![7; 100],
+                Some(DeliveryToken::new(&[5; 16]).unwrap()),
+            )
+            .unwrap(),
+        ),
+        Request::Ack(Ack::new(vec![1, 5, 3]).unwrap()),
+        Request::SetDeliveryToken(SetDeliveryToken {
+            token: Some(DeliveryToken::new(&[6; 32]).unwrap()),
+        }),
+        Request::SetDeliveryToken(SetDeliveryToken { token: None }),
+    ]
+}
+
+fn bundle() -> PreKeyBundleMessage {
+    let id = identity(4);
+    let spk = KeyPair::from_private_bytes([5; 32]).public_key();
+    PreKeyBundleMessage {
+        identity_key: id.public_key(),
+        signed_prekey_id: 3,
+        signed_prekey: spk,
+        signed_prekey_signature: id.sign_prekey(&spk),
+        one_time_prekey: Some((8, KeyPair::from_private_bytes([6; 32]).public_key())),
+    }
+}
+
+fn every_server_frame() -> Vec<ServerFrame> {
+    let ok = |reply| {
+        ServerFrame::Response(Response {
+            request_id: 3,
+            result: Ok(reply),
+        })
+    };
+    let mut frames = vec![
+        ok(Reply::Challenge(Challenge {
+            challenge: [1; 32],
+            server_name: "relay".into(),
+            server_time_ms: 5,
+        })),
+        ok(Reply::LoggedIn(LoggedIn {
+            registered: true,
+            one_time_prekeys: 4,
+            has_signed_prekey: true,
+        })),
+        ok(Reply::PreKeysStored {
+            one_time_prekeys: 0,
+        }),
+        ok(Reply::Bundles(vec![
+            DeviceBundle {
+                device_id: 1,
+                bundle: bundle(),
+            },
+            DeviceBundle {
+                device_id: 4,
+                bundle: bundle(),
+            },
+        ])),
+        ok(Reply::Bundles(vec![])),
+        ok(Reply::Submitted { message_id: 77 }),
+        ok(Reply::Acked { removed: 2 }),
+        ok(Reply::DeliveryTokenSet),
+        ServerFrame::Push(Push {
+            message_id: 9,
+            server_time_ms: 10,
+            envelope: vec![1, 2, 3],
+        }),
+        ServerFrame::QueueEmpty,
+        ServerFrame::PreKeysLow { remaining: 0 },
+        ServerFrame::MessagesExpired { count: 3 },
+    ];
+    for &code in ErrorCode::ALL {
+        frames.push(ServerFrame::Response(Response {
+            request_id: 0,
+            result: Err(ErrorReply {
+                code,
+                message: code.name().into(),
+                retry_after_ms: Some(5),
+            }),
+        }));
+    }
+    frames
+}
+
+#[test]
+fn every_client_frame_round_trips() {
+    for (i, request) in every_request().into_iter().enumerate() {
+        let frame = ClientFrame {
+            request_id: i as u64 + 1,
+            request,
+        };
+        let bytes = frame.encode();
+        assert_eq!(
+            ClientFrame::decode(&bytes).unwrap(),
+            frame,
+            "{}",
+            frame.request.name()
+        );
+    }
+}
+
+#[test]
+fn every_server_frame_round_trips() {
+    for frame in every_server_frame() {
+        let bytes = frame.encode();
+        assert_eq!(ServerFrame::decode(&bytes).unwrap(), frame);
+    }
+}
+
+#[test]
+fn error_codes_are_stable() {
+    for (i, &code) in ErrorCode::ALL.iter().enumerate() {
+        assert_eq!(code.as_u32(), i as u32 + 1);
+        assert_eq!(ErrorCode::from_u32(code.as_u32()), Some(code));
+    }
+    assert_eq!(ErrorCode::from_u32(0), None);
+    assert_eq!(ErrorCode::from_u32(1000), None);
+}
+
+#[test]
+fn oversize_frames_are_refused() {
+    let frame = ClientFrame {
+        request_id: 1,
+        request: Request::Submit(Submit::new(addr("bob", 1), vec![1; 1000], None).unwrap()),
+    };
+    let bytes = frame.encode();
+    assert_eq!(
+        ClientFrame::decode_with_limit(&bytes, 500),
+        Err(FrameError::Oversize {
+            len: bytes.len(),
+            max: 500
+        })
+    );
+    assert_eq!(
+        ServerFrame::decode(&vec![0; MAX_SERVER_FRAME_LEN + 1]),
+        Err(FrameError::Oversize {
+            len: MAX_SERVER_FRAME_LEN + 1,
+            max: MAX_SERVER_FRAME_LEN
+        })
+    );
+}
+
+#[test]
+fn garbage_and_non_canonical_frames_are_refused() {
+    assert_eq!(
+        ClientFrame::decode(&[0xff, 0xff, 0xff]),
+        Err(FrameError::Malformed)
+    );
+    assert_eq!(
+        ServerFrame::decode(&[0x0a, 0x05, 0x01]),
+        Err(FrameError::Malformed)
+    );
+    let good = ClientFrame {
+        request_id: 1,
+        request: Request::Ack(Ack::new(vec![1, 2]).unwrap()),
+    }
+    .encode();
+    // An unknown field inside the request.
+    let mut unknown_inner = good.clone();
+    unknown_inner.extend_from_slice(&[0x08 | (40 << 3), 1]);
+    assert!(ClientFrame::decode(&unknown_inner).is_err());
+    // The same field written twice.
+    let mut twice = good.clone();
+    twice.extend_from_slice(&[0x08, 0x01]);
+    assert_eq!(ClientFrame::decode(&twice), Err(FrameError::NonCanonical));
+    // Unpacked repeated ids.
+    let unpacked = [0x08, 0x01, 0x42, 0x04, 0x08, 0x01, 0x08, 0x02];
+    assert_eq!(
+        ClientFrame::decode(&unpacked),
+        Err(FrameError::NonCanonical)
+    );
+    // A non-minimal varint for the request id.
+    let mut long = vec![0x08, 0x81, 0x00];
+    long.extend_from_slice(&good[2..]);
+    assert_eq!(ClientFrame::decode(&long), Err(FrameError::NonCanonical));
+    // The empty frame has no request id.
+    assert_eq!(ClientFrame::decode(&[]), Err(FrameError::MissingRequestId));
+    assert_eq!(
+        ServerFrame::decode(&[]),
+        Err(FrameError::missing(None, "kind"))
+    );
+}
+
+#[test]
+fn unknown_request_kinds_keep_their_request_id() {
+    // request_id = 42, then field 30 (an unknown request kind), empty.
+    let bytes = [0x08, 42, 0xf2, 0x01, 0x00];
+    let error = ClientFrame::decode(&bytes).unwrap_err();
+    assert_eq!(error, FrameError::UnknownRequest { request_id: 42 });
+    assert_eq!(error.request_id(), Some(42));
+    assert_eq!(error.code(), ErrorCode::UnknownRequest);
+    // A frame with an id and no request at all.
+    assert_eq!(
+        ClientFrame::decode(&[0x08, 42]),
+        Err(FrameError::missing(Some(42), "request"))
+    );
+}
+
+fn raw(request: proto::client_frame::Request) -> Vec<u8> {
+    proto::ClientFrame {
+        request_id: 5,
+        request: Some(request),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn invalid_fields_are_refused_with_the_request_id() {
+    use proto::client_frame::Request as R;
+    let submit = |user: &str, device: u32, envelope: Vec<u8>, token: Option<Vec<u8>>| {
+        raw(R::Submit(proto::Submit {
+            user_id: user.into(),
+            device_id: device,
+            envelope,
+            delivery_token: token,
+        }))
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (submit("", 1, vec![1], None), "user_id"),
+        (submit(&"u".repeat(65), 1, vec![1], None), "user_id"),
+        (submit("a\u{7}", 1, vec![1], None), "user_id"),
+        (submit("bob", 0, vec![1], None), "device_id"),
+        (submit("bob", 1, vec![], None), "envelope"),
+        (
+            submit("bob", 1, vec![1; MAX_ENVELOPE_LEN + 1], None),
+            "envelope",
+        ),
+        (
+            submit("bob", 1, vec![1], Some(vec![1; 15])),
+            "delivery_token",
+        ),
+        (
+            submit("bob", 1, vec![1], Some(vec![1; 65])),
+            "delivery_token",
+        ),
+        (
+            raw(R::Ack(proto::Ack {
+                message_ids: vec![],
+            })),
+            "message_ids",
+        ),
+        (
+            raw(R::Ack(proto::Ack {
+                message_ids: vec![0],
+            })),
+            "message_ids",
+        ),
+        (
+            raw(R::Ack(proto::Ack {
+                message_ids: vec![3, 3],
+            })),
+            "message_ids",
+        ),
+        (
+            raw(R::Ack(proto::Ack {
+                message_ids: (1..=MAX_ACK_IDS as u64 + 1).collect(),
+            })),
+            "message_ids",
+        ),
+        (
+            raw(R::Login(proto::Login {
+                user_id: "bob".into(),
+                device_id: 1,
+                timestamp_ms: 1,
+                signature: vec![1; 63],
+            })),
+            "signature",
+        ),
+        (
+            raw(R::Register(proto::Register {
+                user_id: "bob".into(),
+                device_id: 1,
+                identity_key: vec![2; 32], // not a point
+                timestamp_ms: 1,
+                signature: vec![1; 64],
+            })),
+            "identity_key",
+        ),
+        (
+            raw(R::UploadPreKeys(proto::UploadPreKeys {
+                signed_prekey: None,
+                fallback_prekey: None,
+                one_time_prekeys: vec![],
+            })),
+            "prekeys",
+        ),
+        (
+            raw(R::UploadPreKeys(proto::UploadPreKeys {
+                signed_prekey: None,
+                fallback_prekey: None,
+                one_time_prekeys: vec![
+                    proto::PreKey {
+                        id: 1,
+                        key: vec![1; 32],
+                    },
+                    proto::PreKey {
+                        id: 1,
+                        key: vec![2; 32],
+                    },
+                ],
+            })),
+            "one_time_prekeys.id",
+        ),
+        (
+            raw(R::UploadPreKeys(proto::UploadPreKeys {
+                signed_prekey: None,
+                fallback_prekey: None,
+                one_time_prekeys: (0..=MAX_PREKEYS_PER_UPLOAD as u32)
+                    .map(|id| proto::PreKey {
+                        id,
+                        key: vec![1; 32],
+                    })
+                    .collect(),
+            })),
+            "one_time_prekeys",
+        ),
+        (
+            raw(R::FetchBundles(proto::FetchBundles {
+                user_id: "bob".into(),
+                device_id: Some(0),
+            })),
+            "device_id",
+        ),
+        (
+            raw(R::SetDeliveryToken(proto::SetDeliveryToken {
+                token: Some(vec![]),
+            })),
+            "token",
+        ),
+    ];
+    for (bytes, field) in cases {
+        let error = ClientFrame::decode(&bytes).unwrap_err();
+        assert_eq!(error.request_id(), Some(5), "{field}: {error:?}");
+        assert_eq!(error.code(), ErrorCode::InvalidRequest, "{field}");
+        match error {
+            FrameError::MissingField { field: f, .. }
+            | FrameError::InvalidField { field: f, .. } => {
+                assert_eq!(f, field)
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn server_frames_with_bad_fields_are_refused() {
+    let bad = [
+        proto::server_frame::Kind::Push(proto::Push {
+            message_id: 0,
+            server_time_ms: 1,
+            envelope: vec![1],
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::Error(proto::Error {
+                code: 999,
+                message: String::new(),
+                retry_after_ms: None,
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::Challenge(proto::Challenge {
+                challenge: vec![1; 31],
+                server_name: "relay".into(),
+                server_time_ms: 1,
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::Bundles(proto::Bundles {
+                bundles: vec![proto::DeviceBundle {
+                    device_id: 1,
+                    bundle: vec![1, 2, 3],
+                }],
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: None,
+        }),
+    ];
+    for kind in bad {
+        let bytes = proto::ServerFrame { kind: Some(kind) }.encode_to_vec();
+        assert!(ServerFrame::decode(&bytes).is_err());
+    }
+}
+
+#[test]
+fn login_signatures_bind_every_field() {
+    let id = identity(7);
+    let challenge = [9; 32];
+    let login = Login::sign(&id, "relay.example", &challenge, 1234, addr("alice", 2));
+    let key = id.public_key();
+    let check = |name: &str, c: &[u8; 32], ts: u64, a: &Address| {
+        key.verify(&login_transcript(name, c, ts, a), &login.signature)
+            .is_ok()
+    };
+    assert!(check("relay.example", &challenge, 1234, &addr("alice", 2)));
+    assert!(!check("relay.other", &challenge, 1234, &addr("alice", 2)));
+    assert!(!check("relay.example", &[8; 32], 1234, &addr("alice", 2)));
+    assert!(!check("relay.example", &challenge, 1235, &addr("alice", 2)));
+    assert!(!check("relay.example", &challenge, 1234, &addr("alice", 3)));
+    assert!(!check("relay.example", &challenge, 1234, &addr("alicf", 2)));
+    // A login signature is not a registration signature.
+    let reg = register_transcript("relay.example", &challenge, 1234, &addr("alice", 2), &key);
+    assert!(key.verify(&reg, &login.signature).is_err());
+}
+
+#[test]
+fn transcript_layout_is_fixed() {
+    let t = login_transcript("ab", &[0xcc; 32], 0x0102, &addr("u", 3));
+    let mut expected = b"tacit-relay-login-v1".to_vec();
+    expected.extend_from_slice(&[2, b'a', b'b']);
+    expected.extend_from_slice(&[0xcc; 32]);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+    expected.extend_from_slice(&[1, b'u', 0, 0, 0, 3]);
+    assert_eq!(t, expected);
+}
+
+#[test]
+fn delivery_tokens_do_not_print() {
+    let token = DeliveryToken::new(&[0xab; 20]).unwrap();
+    assert!(!format!("{token:?}").contains("171"));
+    assert!(!format!("{token:?}").to_lowercase().contains("ab"));
+}

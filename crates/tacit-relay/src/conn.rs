@@ -1,0 +1,810 @@
+//! One WebSocket connection: reading frames, answering requests, pushing
+//! the mailbox of the device logged in on it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use tacit::{Address, IdentityKey};
+use tacit_relay_proto::{
+    login_transcript, register_transcript, Challenge, ClientFrame, ErrorCode, ErrorReply, LoggedIn,
+    Push, Reply, Request, Response, ServerFrame, CHALLENGE_LEN,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::limits::Bucket;
+use crate::metrics::inc;
+use crate::online::Signal;
+use crate::store::{Command, Outcome};
+use crate::{now_ms, Shared};
+
+/// Requests whose answers may be pending at once on one connection.
+const MAX_IN_FLIGHT: usize = 128;
+/// Frames waiting to be written.
+const OUTBOUND_CAPACITY: usize = 256;
+/// Messages read from the mailbox at a time.
+const PAGE: usize = 64;
+/// How long a write may wait for a slow peer before the connection is
+/// dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Failed logins allowed on one connection.
+const MAX_FAILED_LOGINS: u32 = 5;
+
+/// WebSocket close codes.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL: u16 = 1002;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+type Answer = Pin<Box<dyn Future<Output = ServerFrame> + Send + Sync>>;
+
+/// What the writing half sends.
+enum Outbound {
+    Frame(ServerFrame),
+    Ping,
+    Close(u16, &'static str),
+}
+
+/// Why the reading loop ended.
+enum End {
+    PeerClosed,
+    Close(u16, &'static str),
+}
+
+/// The device logged in on a connection.
+struct Session {
+    address: Address,
+    identity_key: IdentityKey,
+    signal: Arc<Signal>,
+    delivery: JoinHandle<()>,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    id: u64,
+    peer: SocketAddr,
+    out: mpsc::Sender<Outbound>,
+    challenge: Option<([u8; CHALLENGE_LEN], Instant)>,
+    session: Option<Session>,
+    bucket: Bucket,
+    bad_frames: u32,
+    failed_logins: u32,
+    in_flight: FuturesUnordered<Answer>,
+}
+
+/// Counts open connections for a graceful shutdown.
+struct Guard(Arc<Shared>);
+
+impl Guard {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.connections.send_modify(|n| *n += 1);
+        inc(&shared.metrics.connections_total);
+        inc(&shared.metrics.connections_open);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.connections.send_modify(|n| *n = n.saturating_sub(1));
+        self.0
+            .metrics
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
+    let _guard = Guard::new(&shared);
+    let id = shared
+        .next_connection
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (sink, stream) = socket.split();
+    let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let mut conn = Conn {
+        bucket: Bucket::full(shared.config.unauthenticated_rate),
+        shared,
+        id,
+        peer,
+        out,
+        challenge: None,
+        session: None,
+        bad_frames: 0,
+        failed_logins: 0,
+        in_flight: FuturesUnordered::new(),
+    };
+    tracing::debug!(id, %peer, "connection opened");
+    let end = if *conn.shared.shutdown.borrow() {
+        conn.error(0, ErrorCode::ShuttingDown, "the relay is shutting down")
+            .await;
+        End::Close(CLOSE_GOING_AWAY, "shutting down")
+    } else {
+        conn.read_loop(stream).await
+    };
+    conn.finish(end).await;
+    if tokio::time::timeout(SEND_TIMEOUT, writer).await.is_err() {
+        tracing::debug!(id, "writer did not finish");
+    }
+    tracing::debug!(id, "connection closed");
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
+    while let Some(item) = rx.recv().await {
+        let result = match item {
+            Outbound::Frame(frame) => sink.send(Message::Binary(frame.encode().into())).await,
+            Outbound::Ping => sink.send(Message::Ping(Default::default())).await,
+            Outbound::Close(code, reason) => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                break;
+            }
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+impl Conn {
+    async fn send(&self, item: Outbound) -> bool {
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, self.out.send(item)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn send_frame(&self, frame: ServerFrame) -> bool {
+        if let ServerFrame::Response(Response { result: Err(e), .. }) = &frame {
+            self.shared.metrics.record_error(e.code);
+        }
+        self.send(Outbound::Frame(frame)).await
+    }
+
+    async fn respond(&self, request_id: u64, result: Outcome<Reply>) -> bool {
+        self.send_frame(ServerFrame::Response(Response { request_id, result }))
+            .await
+    }
+
+    async fn error(&self, request_id: u64, code: ErrorCode, message: &str) -> bool {
+        self.respond(request_id, Err(ErrorReply::new(code, message)))
+            .await
+    }
+
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> End {
+        let interval = self.shared.config.ping_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut last_heard = Instant::now();
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            let kicked = self.session.as_ref().map(|s| Arc::clone(&s.signal));
+            tokio::select! {
+                biased;
+                () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                    return End::Close(CLOSE_GOING_AWAY, "shutting down");
+                }
+                () = async { match &kicked { Some(s) => s.kicked.notified().await, None => std::future::pending().await } } => {
+                    self.error(0, ErrorCode::Superseded, "another connection logged in as this device").await;
+                    return End::Close(CLOSE_POLICY, "superseded");
+                }
+                Some(frame) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    if !self.send_frame(frame).await {
+                        return End::PeerClosed;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > 2 * interval {
+                        return End::Close(CLOSE_POLICY, "keepalive timeout");
+                    }
+                    if !self.send(Outbound::Ping).await {
+                        return End::PeerClosed;
+                    }
+                }
+                message = stream.next(), if self.in_flight.len() < MAX_IN_FLIGHT => {
+                    last_heard = Instant::now();
+                    let flow = match message {
+                        None => return End::PeerClosed,
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            if text.contains("Space limit exceeded") || text.contains("too long") {
+                                self.error(0, ErrorCode::FrameTooLarge, "frame exceeds the relay's limit").await;
+                                return End::Close(CLOSE_TOO_BIG, "frame too large");
+                            }
+                            tracing::debug!(id = self.id, error = %text, "transport error");
+                            self.error(0, ErrorCode::MalformedFrame, "WebSocket protocol error").await;
+                            return End::Close(CLOSE_PROTOCOL, "protocol error");
+                        }
+                        Some(Ok(Message::Binary(bytes))) => self.frame(&bytes).await,
+                        Some(Ok(Message::Text(_))) => {
+                            self.bad_frame(0, ErrorCode::MalformedFrame, "frames are binary WebSocket messages").await
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                        Some(Ok(Message::Close(_))) => return End::PeerClosed,
+                    };
+                    if let Err(end) = flow {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a refused frame; too many close the connection.
+    async fn bad_frame(
+        &mut self,
+        request_id: u64,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<(), End> {
+        self.bad_frames += 1;
+        if !self.error(request_id, code, message).await {
+            return Err(End::PeerClosed);
+        }
+        if self.bad_frames > self.shared.config.max_bad_frames {
+            self.error(0, ErrorCode::TooManyErrors, "too many refused frames")
+                .await;
+            return Err(End::Close(CLOSE_POLICY, "too many errors"));
+        }
+        Ok(())
+    }
+
+    async fn frame(&mut self, bytes: &[u8]) -> Result<(), End> {
+        inc(&self.shared.metrics.frames_in_total);
+        let max = self.shared.config.max_frame_len;
+        if bytes.len() > max {
+            self.error(
+                0,
+                ErrorCode::FrameTooLarge,
+                &format!("frame of {} bytes exceeds the limit of {max}", bytes.len()),
+            )
+            .await;
+            return Err(End::Close(CLOSE_TOO_BIG, "frame too large"));
+        }
+        let frame = match ClientFrame::decode_with_limit(bytes, max) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return self
+                    .bad_frame(e.request_id().unwrap_or(0), e.code(), &e.to_string())
+                    .await;
+            }
+        };
+        let request_id = frame.request_id;
+        if let Err(wait) = self.rate_limit() {
+            let mut reply = ErrorReply::new(ErrorCode::RateLimited, "too many requests");
+            reply.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            return if self.respond(request_id, Err(reply)).await {
+                Ok(())
+            } else {
+                Err(End::PeerClosed)
+            };
+        }
+        self.request(request_id, frame.request).await
+    }
+
+    fn rate_limit(&mut self) -> Result<(), Duration> {
+        let config = &self.shared.config;
+        let now = Instant::now();
+        if self.session.is_some() {
+            self.bucket.take(config.authenticated_rate, now)
+        } else {
+            self.bucket.take(config.unauthenticated_rate, now)?;
+            self.shared.per_ip.take(self.peer.ip())
+        }
+    }
+
+    async fn request(&mut self, request_id: u64, request: Request) -> Result<(), End> {
+        let kind = request.name();
+        let needs_login = matches!(
+            request,
+            Request::UploadPreKeys(_) | Request::Ack(_) | Request::SetDeliveryToken(_)
+        );
+        if needs_login && self.session.is_none() {
+            return self
+                .bad_frame(
+                    request_id,
+                    ErrorCode::NotAuthenticated,
+                    &format!("{kind} needs a logged-in connection"),
+                )
+                .await;
+        }
+        match request {
+            Request::GetChallenge => {
+                let mut challenge = [0u8; CHALLENGE_LEN];
+                OsRng.fill_bytes(&mut challenge);
+                self.challenge = Some((challenge, Instant::now()));
+                let reply = Reply::Challenge(Challenge {
+                    challenge,
+                    server_name: self.shared.config.server_name.clone(),
+                    server_time_ms: now_ms(),
+                });
+                self.answer(request_id, Ok(reply)).await
+            }
+            Request::Register(_) | Request::Login(_) if self.session.is_some() => {
+                self.bad_frame(
+                    request_id,
+                    ErrorCode::AlreadyAuthenticated,
+                    "this connection is logged in",
+                )
+                .await
+            }
+            Request::Register(r) => {
+                let result = self
+                    .authenticate(&r.address, r.timestamp_ms, |name, challenge| {
+                        let t = register_transcript(
+                            name,
+                            challenge,
+                            r.timestamp_ms,
+                            &r.address,
+                            &r.identity_key,
+                        );
+                        r.identity_key.verify(&t, &r.signature).is_ok()
+                    })
+                    .await;
+                let result = match result {
+                    Ok(()) => {
+                        let (address, identity_key) = (r.address.clone(), r.identity_key);
+                        match self
+                            .shared
+                            .writer
+                            .call(|reply| Command::Register {
+                                address,
+                                identity_key,
+                                now_ms: now_ms(),
+                                reply,
+                            })
+                            .await
+                        {
+                            Ok(created) => {
+                                self.shared
+                                    .readers
+                                    .device(&r.address)
+                                    .await
+                                    .and_then(|info| {
+                                        info.map(|i| (created, i)).ok_or_else(|| {
+                                            ErrorReply::new(ErrorCode::Internal, "device vanished")
+                                        })
+                                    })
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                self.logged_in(request_id, r.address, result).await
+            }
+            Request::Login(l) => {
+                let device = self.shared.readers.device(&l.address).await;
+                let result = match device {
+                    Err(e) => Err(e),
+                    Ok(device) => {
+                        match device {
+                            None => {
+                                // The attempt still spends the challenge.
+                                self.challenge = None;
+                                Err(ErrorReply::new(ErrorCode::UnknownDevice, "no such device"))
+                            }
+                            Some(info) => {
+                                let key = info.identity_key;
+                                self.authenticate(&l.address, l.timestamp_ms, |name, challenge| {
+                                    let t = login_transcript(
+                                        name,
+                                        challenge,
+                                        l.timestamp_ms,
+                                        &l.address,
+                                    );
+                                    key.verify(&t, &l.signature).is_ok()
+                                })
+                                .await
+                                .map(|()| (false, info))
+                            }
+                        }
+                    }
+                };
+                self.logged_in(request_id, l.address, result).await
+            }
+            Request::UploadPreKeys(upload) => {
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                if let Some(spk) = &upload.signed_prekey {
+                    if session
+                        .identity_key
+                        .verify_signed_prekey(&spk.key, &spk.signature)
+                        .is_err()
+                    {
+                        return self
+                            .answer(
+                                request_id,
+                                Err(ErrorReply::new(
+                                    ErrorCode::InvalidPreKeys,
+                                    "the signed prekey's signature does not verify",
+                                )),
+                            )
+                            .await;
+                    }
+                }
+                let address = session.address.clone();
+                let max_one_time = self.shared.config.max_one_time_prekeys;
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::UploadPreKeys {
+                        address,
+                        upload,
+                        max_one_time,
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer
+                        .await
+                        .map(|one_time_prekeys| Reply::PreKeysStored { one_time_prekeys })
+                });
+                Ok(())
+            }
+            Request::FetchBundles(f) => {
+                let user_id = f.user_id().to_owned();
+                let device_id = f.device_id();
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::ClaimBundles {
+                        user_id,
+                        device_id,
+                        reply,
+                    })
+                    .await;
+                let metrics = Arc::clone(&self.shared.metrics);
+                self.later(request_id, async move {
+                    answer.await.map(|bundles| {
+                        metrics
+                            .bundles_total
+                            .fetch_add(bundles.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        Reply::Bundles(
+                            bundles
+                                .into_iter()
+                                .map(|(device_id, bundle)| tacit_relay_proto::DeviceBundle {
+                                    device_id,
+                                    bundle,
+                                })
+                                .collect(),
+                        )
+                    })
+                });
+                Ok(())
+            }
+            Request::Submit(s) => {
+                // Nothing about the submitter is stored or logged.
+                let token_hash = s.delivery_token.as_ref().map(|t| token_hash(t.as_bytes()));
+                let recipient = s.recipient.clone();
+                let authenticated = self.session.is_some();
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::Submit {
+                        recipient,
+                        envelope: s.into_envelope(),
+                        token_hash,
+                        authenticated,
+                        now_ms: now_ms(),
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer
+                        .await
+                        .map(|message_id| Reply::Submitted { message_id })
+                });
+                Ok(())
+            }
+            Request::Ack(a) => {
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                let address = session.address.clone();
+                let ids = a.message_ids().to_vec();
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::Ack {
+                        address,
+                        ids,
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer.await.map(|removed| Reply::Acked { removed })
+                });
+                Ok(())
+            }
+            Request::SetDeliveryToken(t) => {
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                let address = session.address.clone();
+                let token_hash = t.token.as_ref().map(|t| token_hash(t.as_bytes()));
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::SetToken {
+                        address,
+                        token_hash,
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer.await.map(|()| Reply::DeliveryTokenSet)
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers now.
+    async fn answer(&self, request_id: u64, result: Outcome<Reply>) -> Result<(), End> {
+        if self.respond(request_id, result).await {
+            Ok(())
+        } else {
+            Err(End::PeerClosed)
+        }
+    }
+
+    /// Answers when `answer` completes, without holding up the next
+    /// request.
+    fn later(
+        &mut self,
+        request_id: u64,
+        answer: impl Future<Output = Outcome<Reply>> + Send + Sync + 'static,
+    ) {
+        self.in_flight.push(Box::pin(async move {
+            ServerFrame::Response(Response {
+                request_id,
+                result: answer.await,
+            })
+        }));
+    }
+
+    /// Checks the challenge (taking it: one attempt per challenge), the
+    /// timestamp and the signature.
+    async fn authenticate(
+        &mut self,
+        address: &Address,
+        timestamp_ms: u64,
+        verify: impl FnOnce(&str, &[u8; CHALLENGE_LEN]) -> bool,
+    ) -> Outcome<()> {
+        let window = self.shared.config.login_window;
+        let Some((challenge, issued)) = self.challenge.take() else {
+            return Err(ErrorReply::new(
+                ErrorCode::NoChallenge,
+                "no live challenge on this connection; ask for one",
+            ));
+        };
+        if issued.elapsed() > window {
+            return Err(ErrorReply::new(
+                ErrorCode::NoChallenge,
+                "the challenge expired; ask for another",
+            ));
+        }
+        let now = now_ms();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        if now.abs_diff(timestamp_ms) > window_ms {
+            return Err(ErrorReply::new(
+                ErrorCode::StaleTimestamp,
+                format!(
+                    "timestamp is {} ms from the relay's clock; at most {window_ms} allowed",
+                    now.abs_diff(timestamp_ms)
+                ),
+            ));
+        }
+        if !verify(&self.shared.config.server_name, &challenge) {
+            tracing::info!(id = self.id, device = %address, "login refused: bad signature");
+            return Err(ErrorReply::new(
+                ErrorCode::BadSignature,
+                "the signature does not verify",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Finishes a login or registration: answers, and on success makes this
+    /// the device's connection and starts pushing its mailbox.
+    async fn logged_in(
+        &mut self,
+        request_id: u64,
+        address: Address,
+        result: Outcome<(bool, crate::store::DeviceInfo)>,
+    ) -> Result<(), End> {
+        let (registered, info) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let closes = matches!(
+                    e.code,
+                    ErrorCode::BadSignature
+                        | ErrorCode::StaleTimestamp
+                        | ErrorCode::NoChallenge
+                        | ErrorCode::UnknownDevice
+                        | ErrorCode::AddressTaken
+                );
+                if closes {
+                    self.failed_logins += 1;
+                }
+                self.answer(request_id, Err(e)).await?;
+                if self.failed_logins >= MAX_FAILED_LOGINS {
+                    self.error(0, ErrorCode::TooManyErrors, "too many failed logins")
+                        .await;
+                    return Err(End::Close(CLOSE_POLICY, "too many failed logins"));
+                }
+                return Ok(());
+            }
+        };
+        inc(&self.shared.metrics.logins_total);
+        tracing::info!(id = self.id, device = %address, registered, "logged in");
+        self.bucket = Bucket::full(self.shared.config.authenticated_rate);
+        let signal = Arc::new(Signal::new(self.id));
+        self.shared
+            .online
+            .insert(address.clone(), Arc::clone(&signal));
+        self.answer(
+            request_id,
+            Ok(Reply::LoggedIn(LoggedIn {
+                registered,
+                one_time_prekeys: info.one_time_prekeys,
+                has_signed_prekey: info.has_signed_prekey,
+            })),
+        )
+        .await?;
+        let expired_for = address.clone();
+        if let Ok(count) = self
+            .shared
+            .writer
+            .call(|reply| Command::TakeExpired {
+                address: expired_for,
+                reply,
+            })
+            .await
+        {
+            if count > 0
+                && !self
+                    .send_frame(ServerFrame::MessagesExpired { count })
+                    .await
+            {
+                return Err(End::PeerClosed);
+            }
+        }
+        if info.one_time_prekeys < self.shared.config.prekeys_low_threshold
+            && !self
+                .send_frame(ServerFrame::PreKeysLow {
+                    remaining: info.one_time_prekeys,
+                })
+                .await
+        {
+            return Err(End::PeerClosed);
+        }
+        let delivery = tokio::spawn(deliver(
+            Arc::clone(&self.shared),
+            address.clone(),
+            Arc::clone(&signal),
+            self.out.clone(),
+        ));
+        self.session = Some(Session {
+            address,
+            identity_key: info.identity_key,
+            signal,
+            delivery,
+        });
+        Ok(())
+    }
+
+    /// Lets in-flight requests finish and send their answers, stops
+    /// pushing, and closes.
+    async fn finish(mut self, end: End) {
+        let grace = self.shared.config.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(frame) = self.in_flight.next().await {
+                if !self.send_frame(frame).await {
+                    break;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(id = self.id, "in-flight requests did not finish");
+        }
+        if let Some(session) = self.session.take() {
+            session.delivery.abort();
+            self.shared.online.remove(&session.address, self.id);
+        }
+        let (code, reason) = match end {
+            End::PeerClosed => (CLOSE_NORMAL, ""),
+            End::Close(code, reason) => (code, reason),
+        };
+        let _ = self.send(Outbound::Close(code, reason)).await;
+    }
+}
+
+/// Pushes the device's mailbox in id order: the stored backlog, then
+/// `QueueEmpty`, then each message as it arrives.
+async fn deliver(
+    shared: Arc<Shared>,
+    address: Address,
+    signal: Arc<Signal>,
+    out: mpsc::Sender<Outbound>,
+) {
+    let mut cursor = 0u64;
+    let mut backlog_sent = false;
+    loop {
+        if let Some(remaining) = signal.take_low() {
+            if out
+                .send(Outbound::Frame(ServerFrame::PreKeysLow { remaining }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        loop {
+            let page = match shared
+                .readers
+                .messages_after(&address, cursor, now_ms(), PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(_) => {
+                    // Retry after a pause; the mailbox is not lost.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let full = page.len() == PAGE;
+            for m in page {
+                cursor = m.id;
+                let push = ServerFrame::Push(Push {
+                    message_id: m.id,
+                    server_time_ms: m.server_ms,
+                    envelope: m.envelope,
+                });
+                if out.send(Outbound::Frame(push)).await.is_err() {
+                    return;
+                }
+                inc(&shared.metrics.pushed_total);
+            }
+            if !full {
+                break;
+            }
+        }
+        if !backlog_sent {
+            backlog_sent = true;
+            if out
+                .send(Outbound::Frame(ServerFrame::QueueEmpty))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        signal.wake.notified().await;
+    }
+}
+
+/// The stored form of a delivery token.
+fn token_hash(token: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"tacit-relay-delivery-token-v1");
+    h.update(token);
+    h.finalize().into()
+}

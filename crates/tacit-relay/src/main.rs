@@ -1,0 +1,120 @@
+//! `tacit-relay`: serve the tacit relay protocol over WebSocket.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tacit_relay::{Config, Rate, Relay, TlsFiles};
+
+/// The tacit relay: authenticated delivery of sealed envelopes, a prekey
+/// directory and durable mailboxes in one SQLite file.
+#[derive(Debug, Parser)]
+#[command(name = "tacit-relay", version, about)]
+struct Args {
+    /// Address to listen on (WebSocket at /v1, metrics at /metrics).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// The SQLite database file.
+    #[arg(long, default_value = "./tacit-relay.db")]
+    db: PathBuf,
+    /// The relay's name, bound into login signatures.
+    #[arg(long, default_value = "tacit-relay")]
+    server_name: String,
+    /// The most messages queued per device.
+    #[arg(long, default_value_t = 10_000)]
+    queue_cap: u32,
+    /// How long a message waits for its recipient, in seconds.
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    message_ttl_secs: u64,
+    /// The largest client frame accepted, in bytes.
+    #[arg(long, default_value_t = tacit_relay_proto::MAX_CLIENT_FRAME_LEN)]
+    max_frame_size: usize,
+    /// The most one-time prekeys stored per device.
+    #[arg(long, default_value_t = 1000)]
+    max_one_time_prekeys: u32,
+    /// Seconds between keepalive pings.
+    #[arg(long, default_value_t = 20)]
+    ping_interval_secs: u64,
+    /// Requests per second per connection before login.
+    #[arg(long, default_value_t = 20.0)]
+    rate_unauthenticated: f64,
+    /// Burst of requests per connection before login.
+    #[arg(long, default_value_t = 50)]
+    burst_unauthenticated: u32,
+    /// Requests per second per peer IP before login, across connections.
+    #[arg(long, default_value_t = 100.0)]
+    rate_per_ip: f64,
+    /// Burst of requests per peer IP before login.
+    #[arg(long, default_value_t = 500)]
+    burst_per_ip: u32,
+    /// Requests per second per logged-in connection.
+    #[arg(long, default_value_t = 200.0)]
+    rate_authenticated: f64,
+    /// Burst of requests per logged-in connection.
+    #[arg(long, default_value_t = 1000)]
+    burst_authenticated: u32,
+    /// PEM certificate chain; with --tls-key, serve over TLS (wss://).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut config = Config::new(args.db);
+    config.listen = args.listen;
+    config.server_name = args.server_name;
+    config.queue_cap = args.queue_cap;
+    config.message_ttl = Duration::from_secs(args.message_ttl_secs);
+    config.max_frame_len = args.max_frame_size;
+    config.max_one_time_prekeys = args.max_one_time_prekeys;
+    config.ping_interval = Duration::from_secs(args.ping_interval_secs);
+    config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
+    config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);
+    config.authenticated_rate = Rate::new(args.rate_authenticated, args.burst_authenticated);
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let relay = Relay::bind(config).await?;
+    // The address line is for scripts and tests that start the binary on
+    // port 0.
+    println!("listening on {}", relay.local_addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    relay.shutdown().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

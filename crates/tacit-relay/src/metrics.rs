@@ -1,0 +1,202 @@
+//! Counters for the `/metrics` endpoint (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tacit_relay_proto::ErrorCode;
+
+use crate::store::QueueStats;
+
+/// The relay's counters. Rates follow from the totals over time.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    started: Instant,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) logins_total: AtomicU64,
+    pub(crate) frames_in_total: AtomicU64,
+    pub(crate) pushed_total: AtomicU64,
+    pub(crate) bundles_total: AtomicU64,
+    submitted_total: AtomicU64,
+    acked_total: AtomicU64,
+    expired_total: AtomicU64,
+    batches_total: AtomicU64,
+    batched_commands_total: AtomicU64,
+    errors: Vec<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            connections_total: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            logins_total: AtomicU64::new(0),
+            frames_in_total: AtomicU64::new(0),
+            pushed_total: AtomicU64::new(0),
+            bundles_total: AtomicU64::new(0),
+            submitted_total: AtomicU64::new(0),
+            acked_total: AtomicU64::new(0),
+            expired_total: AtomicU64::new(0),
+            batches_total: AtomicU64::new(0),
+            batched_commands_total: AtomicU64::new(0),
+            errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub(crate) fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Counts a committed batch.
+    pub(crate) fn record_batch(&self, commands: usize, submitted: u64, acked: u64, expired: u64) {
+        inc(&self.batches_total);
+        self.batched_commands_total
+            .fetch_add(commands as u64, Ordering::Relaxed);
+        self.submitted_total.fetch_add(submitted, Ordering::Relaxed);
+        self.acked_total.fetch_add(acked, Ordering::Relaxed);
+        self.expired_total.fetch_add(expired, Ordering::Relaxed);
+    }
+
+    /// Counts an error sent.
+    pub(crate) fn record_error(&self, code: ErrorCode) {
+        let i = ErrorCode::ALL.iter().position(|c| *c == code);
+        if let Some(c) = i.and_then(|i| self.errors.get(i)) {
+            inc(c);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self, queues: Option<QueueStats>, online: usize) -> String {
+        let mut out = String::new();
+        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP tacit_relay_{name} {help}");
+            let _ = writeln!(out, "# TYPE tacit_relay_{name} {kind}");
+            let _ = writeln!(out, "tacit_relay_{name} {value}");
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        line(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            self.started.elapsed().as_secs(),
+        );
+        line(
+            "connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            get(&self.connections_total),
+        );
+        line(
+            "connections_open",
+            "gauge",
+            "WebSocket connections open.",
+            get(&self.connections_open),
+        );
+        line(
+            "devices_online",
+            "gauge",
+            "Devices logged in.",
+            online as u64,
+        );
+        line(
+            "logins_total",
+            "counter",
+            "Successful logins and registrations.",
+            get(&self.logins_total),
+        );
+        line(
+            "frames_in_total",
+            "counter",
+            "Frames received.",
+            get(&self.frames_in_total),
+        );
+        line(
+            "submitted_total",
+            "counter",
+            "Envelopes durably queued.",
+            get(&self.submitted_total),
+        );
+        line(
+            "pushed_total",
+            "counter",
+            "Messages pushed to devices (with redeliveries).",
+            get(&self.pushed_total),
+        );
+        line(
+            "acked_total",
+            "counter",
+            "Messages acknowledged and deleted.",
+            get(&self.acked_total),
+        );
+        line(
+            "expired_total",
+            "counter",
+            "Messages deleted undelivered after their TTL.",
+            get(&self.expired_total),
+        );
+        line(
+            "bundles_total",
+            "counter",
+            "Prekey bundles handed out.",
+            get(&self.bundles_total),
+        );
+        line(
+            "commit_batches_total",
+            "counter",
+            "Write transactions committed.",
+            get(&self.batches_total),
+        );
+        line(
+            "commit_batched_commands_total",
+            "counter",
+            "Commands in committed batches.",
+            get(&self.batched_commands_total),
+        );
+        if let Some(q) = queues {
+            line("devices", "gauge", "Registered devices.", q.devices);
+            line(
+                "queued_messages",
+                "gauge",
+                "Messages waiting in mailboxes.",
+                q.queued_messages,
+            );
+            line(
+                "queue_depth_max",
+                "gauge",
+                "The deepest mailbox.",
+                q.max_queue_depth,
+            );
+            line(
+                "queues_nonempty",
+                "gauge",
+                "Mailboxes holding messages.",
+                q.nonempty_queues,
+            );
+            line(
+                "one_time_prekeys",
+                "gauge",
+                "One-time prekeys stored.",
+                q.one_time_prekeys,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tacit_relay_errors_total Error responses sent, by code."
+        );
+        let _ = writeln!(out, "# TYPE tacit_relay_errors_total counter");
+        for (code, c) in ErrorCode::ALL.iter().zip(&self.errors) {
+            let _ = writeln!(
+                out,
+                "tacit_relay_errors_total{{code=\"{}\"}} {}",
+                code.name(),
+                get(c)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,88 @@
+//! The devices logged in on this relay, and how to reach their
+//! connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tacit::Address;
+use tokio::sync::Notify;
+
+/// How the relay reaches one logged-in connection.
+#[derive(Debug)]
+pub(crate) struct Signal {
+    /// The connection's number.
+    pub(crate) connection: u64,
+    /// Wakes the delivery task: new mail, or a prekey warning.
+    pub(crate) wake: Notify,
+    /// Tells the connection another login replaced it.
+    pub(crate) kicked: Notify,
+    /// A pending low-prekeys warning (the count), or -1.
+    low: AtomicI64,
+}
+
+impl Signal {
+    pub(crate) fn new(connection: u64) -> Self {
+        Self {
+            connection,
+            wake: Notify::new(),
+            kicked: Notify::new(),
+            low: AtomicI64::new(-1),
+        }
+    }
+
+    /// Takes the pending low-prekeys warning.
+    pub(crate) fn take_low(&self) -> Option<u32> {
+        u32::try_from(self.low.swap(-1, Ordering::AcqRel)).ok()
+    }
+}
+
+/// The registry of logged-in devices: at most one connection per device.
+#[derive(Debug, Default)]
+pub(crate) struct Online {
+    devices: Mutex<HashMap<Address, Arc<Signal>>>,
+}
+
+impl Online {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Arc<Signal>>> {
+        self.devices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes `signal` the device's connection; an earlier one is told it
+    /// was replaced.
+    pub(crate) fn insert(&self, address: Address, signal: Arc<Signal>) {
+        if let Some(old) = self.map().insert(address, signal) {
+            old.kicked.notify_one();
+        }
+    }
+
+    /// Forgets the device's connection if it is still `connection`.
+    pub(crate) fn remove(&self, address: &Address, connection: u64) {
+        let mut map = self.map();
+        if map.get(address).is_some_and(|s| s.connection == connection) {
+            map.remove(address);
+        }
+    }
+
+    /// Wakes the device's delivery task, if it is online.
+    pub(crate) fn wake(&self, address: &Address) {
+        if let Some(s) = self.map().get(address) {
+            s.wake.notify_one();
+        }
+    }
+
+    /// Warns the device, if it is online, that its prekeys run low.
+    pub(crate) fn prekeys_low(&self, address: &Address, remaining: u32) {
+        if let Some(s) = self.map().get(address) {
+            s.low.store(i64::from(remaining), Ordering::Release);
+            s.wake.notify_one();
+        }
+    }
+
+    /// How many devices are online.
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+}

@@ -1,0 +1,929 @@
+//! The relay's SQLite store: one writer thread that applies every change
+//! and commits in batches (group commit), and a few read-only connections.
+//!
+//! Every change goes through [`Writer`]: a command is queued on a channel;
+//! the writer thread takes every command waiting (up to a batch limit),
+//! applies each inside its own savepoint (a refused or failed command
+//! changes nothing), commits the batch with `synchronous=FULL` in WAL mode
+//! (so the commit is on disk when it returns), and only then answers each
+//! command. An answer of success therefore means durable.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use subtle::ConstantTimeEq;
+use tacit::wire::PreKeyBundleMessage;
+use tacit::{Address, DeviceId, IdentityKey, PublicKey, Signature};
+use tacit_relay_proto::{
+    ErrorCode, ErrorReply, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::online::Online;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    identity_key BLOB NOT NULL,
+    signed_prekey_id INTEGER,
+    signed_prekey BLOB,
+    signed_prekey_signature BLOB,
+    fallback_prekey_id INTEGER,
+    fallback_prekey BLOB,
+    token_hash BLOB,
+    queued INTEGER NOT NULL DEFAULT 0,
+    expired_unreported INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS one_time_prekeys (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (user_id, device_id, key_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    server_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_device ON messages (user_id, device_id, id);
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
+";
+
+/// A store failure that is not a refusal: the database could not be opened
+/// or used.
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+/// The result of a command: a value, or a typed refusal.
+pub(crate) type Outcome<T> = Result<T, ErrorReply>;
+
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Outcome<T> {
+    Err(ErrorReply::new(code, message))
+}
+
+fn internal(error: &rusqlite::Error) -> ErrorReply {
+    tracing::error!(%error, "storage failure");
+    ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
+}
+
+/// Opens the database file (creating it and the schema) in WAL mode with
+/// `synchronous=FULL`.
+fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if read_only {
+        conn.pragma_update(None, "query_only", true)?;
+    } else {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode is {mode}, not wal"
+            ))));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+    }
+    Ok(conn)
+}
+
+/// What the writer does.
+pub(crate) enum Command {
+    Register {
+        address: Address,
+        identity_key: IdentityKey,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<bool>>,
+    },
+    UploadPreKeys {
+        address: Address,
+        upload: UploadPreKeys,
+        max_one_time: u32,
+        reply: oneshot::Sender<Outcome<u32>>,
+    },
+    ClaimBundles {
+        user_id: String,
+        device_id: Option<DeviceId>,
+        reply: oneshot::Sender<Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>>,
+    },
+    Submit {
+        recipient: Address,
+        envelope: Vec<u8>,
+        token_hash: Option<[u8; 32]>,
+        authenticated: bool,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    Ack {
+        address: Address,
+        ids: Vec<u64>,
+        reply: oneshot::Sender<Outcome<u32>>,
+    },
+    SetToken {
+        address: Address,
+        token_hash: Option<[u8; 32]>,
+        reply: oneshot::Sender<Outcome<()>>,
+    },
+    TakeExpired {
+        address: Address,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    Purge {
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    /// Stop after this batch.
+    Stop,
+}
+
+/// Limits the writer applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterLimits {
+    pub(crate) queue_cap: u32,
+    pub(crate) ttl_ms: u64,
+    pub(crate) prekeys_low: u32,
+    pub(crate) max_batch: usize,
+}
+
+/// The writer's queue.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Writer {
+    /// Queues a command built around a reply channel (commands run in the
+    /// order they are queued) and returns the future of its answer, which
+    /// comes after the command's batch committed.
+    pub(crate) async fn queue<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(oneshot::Sender<Outcome<T>>) -> Command,
+    ) -> impl std::future::Future<Output = Outcome<T>> + Send + Sync + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(build(reply)).await.is_ok();
+        async move {
+            if !sent {
+                return refuse(ErrorCode::ShuttingDown, "the relay is shutting down");
+            }
+            rx.await
+                .unwrap_or_else(|_| refuse(ErrorCode::ShuttingDown, "the relay is shutting down"))
+        }
+    }
+
+    /// Queues a command and waits for its answer.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(oneshot::Sender<Outcome<T>>) -> Command,
+    ) -> Outcome<T> {
+        self.queue(build).await.await
+    }
+
+    /// Asks the writer thread to stop after the commands queued before.
+    pub(crate) async fn stop(&self) {
+        let _ = self.tx.send(Command::Stop).await;
+    }
+}
+
+/// Starts the writer thread. It ends when every [`Writer`] is dropped,
+/// after answering the commands queued.
+pub(crate) fn start_writer(
+    path: &Path,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    let conn = open(path, false)?;
+    let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    let handle = std::thread::Builder::new()
+        .name("tacit-relay-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            let mut batch = Vec::with_capacity(limits.max_batch);
+            let mut stop = false;
+            while let Some(first) = rx.blocking_recv() {
+                let mut next = Some(first);
+                while let Some(command) = next.take() {
+                    match command {
+                        Command::Stop => stop = true,
+                        command => batch.push(command),
+                    }
+                    if batch.len() < limits.max_batch {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
+                if stop {
+                    break;
+                }
+            }
+            if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(%error, "checkpoint at shutdown failed");
+            }
+            tracing::debug!("writer stopped");
+        })
+        .map_err(|e| StoreError(rusqlite::Error::InvalidParameterName(e.to_string())))?;
+    Ok((Writer { tx }, handle))
+}
+
+/// An answer held until the batch commits.
+enum Pending {
+    Bool(oneshot::Sender<Outcome<bool>>, Outcome<bool>),
+    U32(oneshot::Sender<Outcome<u32>>, Outcome<u32>),
+    U64(oneshot::Sender<Outcome<u64>>, Outcome<u64>),
+    Unit(oneshot::Sender<Outcome<()>>, Outcome<()>),
+    Bundles(
+        oneshot::Sender<Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>>,
+        Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>,
+    ),
+    None,
+}
+
+impl Pending {
+    fn fail(self, error: ErrorReply) {
+        if let Self::None = self {
+            return;
+        }
+        // A receiver that has gone away no longer needs the answer.
+        let _ = match self {
+            Self::Bool(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::U32(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::U64(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::Unit(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::Bundles(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::None => Ok(()),
+        };
+    }
+
+    fn send(self) {
+        let _ = match self {
+            Self::Bool(tx, v) => tx.send(v).map_err(drop),
+            Self::U32(tx, v) => tx.send(v).map_err(drop),
+            Self::U64(tx, v) => tx.send(v).map_err(drop),
+            Self::Unit(tx, v) => tx.send(v).map_err(drop),
+            Self::Bundles(tx, v) => tx.send(v).map_err(drop),
+            Self::None => Ok(()),
+        };
+    }
+}
+
+/// After-commit effects: wake recipients, warn owners of low prekeys.
+#[derive(Default)]
+struct Effects {
+    mail: Vec<Address>,
+    low: Vec<(Address, u32)>,
+    submitted: u64,
+    acked: u64,
+    expired: u64,
+}
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Command>,
+    limits: &WriterLimits,
+    online: &Online,
+    metrics: &Metrics,
+) {
+    let size = batch.len();
+    let mut pending = Vec::with_capacity(size);
+    let mut effects = Effects::default();
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(error) => {
+            let e = internal(&error);
+            for command in batch.drain(..) {
+                reply_of(command).fail(e.clone());
+            }
+            return;
+        }
+    };
+    let mut tx = tx;
+    for command in batch.drain(..) {
+        pending.push(apply(&mut tx, command, limits, &mut effects));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            metrics.record_batch(size, effects.submitted, effects.acked, effects.expired);
+            for p in pending {
+                p.send();
+            }
+            for address in &effects.mail {
+                online.wake(address);
+            }
+            for (address, remaining) in effects.low {
+                online.prekeys_low(&address, remaining);
+            }
+        }
+        Err(error) => {
+            let e = internal(&error);
+            for p in pending {
+                p.fail(e.clone());
+            }
+        }
+    }
+}
+
+/// The reply channel of a command that could not run.
+fn reply_of(command: Command) -> Pending {
+    fn e<T>() -> Outcome<T> {
+        refuse(ErrorCode::Internal, "unreachable")
+    }
+    match command {
+        Command::Register { reply, .. } => Pending::Bool(reply, e()),
+        Command::UploadPreKeys { reply, .. } | Command::Ack { reply, .. } => {
+            Pending::U32(reply, e())
+        }
+        Command::ClaimBundles { reply, .. } => Pending::Bundles(reply, e()),
+        Command::Submit { reply, .. }
+        | Command::TakeExpired { reply, .. }
+        | Command::Purge { reply, .. } => Pending::U64(reply, e()),
+        Command::SetToken { reply, .. } => Pending::Unit(reply, e()),
+        Command::Stop => Pending::None,
+    }
+}
+
+/// Runs `f` in a savepoint, kept only if `f` succeeds.
+fn savepoint<T>(
+    tx: &mut Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
+) -> Outcome<T> {
+    let sp = match tx.savepoint() {
+        Ok(sp) => sp,
+        Err(error) => return Err(internal(&error)),
+    };
+    match f(&sp) {
+        Ok(Ok(value)) => match sp.commit() {
+            Ok(()) => Ok(value),
+            Err(error) => Err(internal(&error)),
+        },
+        // Dropping the savepoint rolls it back.
+        Ok(Err(refusal)) => Err(refusal),
+        Err(error) => Err(internal(&error)),
+    }
+}
+
+fn apply(
+    tx: &mut Transaction<'_>,
+    command: Command,
+    limits: &WriterLimits,
+    effects: &mut Effects,
+) -> Pending {
+    match command {
+        Command::Register {
+            address,
+            identity_key,
+            now_ms,
+            reply,
+        } => Pending::Bool(
+            reply,
+            savepoint(tx, |t| register(t, &address, &identity_key, now_ms)),
+        ),
+        Command::UploadPreKeys {
+            address,
+            upload,
+            max_one_time,
+            reply,
+        } => Pending::U32(
+            reply,
+            savepoint(tx, |t| upload_prekeys(t, &address, &upload, max_one_time)),
+        ),
+        Command::ClaimBundles {
+            user_id,
+            device_id,
+            reply,
+        } => {
+            let mut low = Vec::new();
+            let result = savepoint(tx, |t| {
+                claim_bundles(t, &user_id, device_id, limits.prekeys_low, &mut low)
+            });
+            if result.is_ok() {
+                effects.low.extend(low);
+            }
+            Pending::Bundles(reply, result)
+        }
+        Command::Submit {
+            recipient,
+            envelope,
+            token_hash,
+            authenticated,
+            now_ms,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| {
+                submit(
+                    t,
+                    &recipient,
+                    &envelope,
+                    token_hash,
+                    authenticated,
+                    now_ms,
+                    limits,
+                )
+            });
+            if result.is_ok() {
+                effects.submitted += 1;
+                effects.mail.push(recipient);
+            }
+            Pending::U64(reply, result)
+        }
+        Command::Ack {
+            address,
+            ids,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| ack(t, &address, &ids));
+            if let Ok(n) = result {
+                effects.acked += u64::from(n);
+            }
+            Pending::U32(reply, result)
+        }
+        Command::SetToken {
+            address,
+            token_hash,
+            reply,
+        } => Pending::Unit(
+            reply,
+            savepoint(tx, |t| {
+                let n = t.execute(
+                    "UPDATE devices SET token_hash = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                    params![
+                        address.user_id(),
+                        address.device_id(),
+                        token_hash.map(|h| h.to_vec())
+                    ],
+                )?;
+                Ok(if n == 1 {
+                    Ok(())
+                } else {
+                    refuse(ErrorCode::UnknownDevice, "no such device")
+                })
+            }),
+        ),
+        Command::TakeExpired { address, reply } => Pending::U64(
+            reply,
+            savepoint(tx, |t| {
+                let n: Option<u64> = t
+                    .query_row(
+                        "SELECT expired_unreported FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                        params![address.user_id(), address.device_id()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if n.unwrap_or(0) > 0 {
+                    t.execute(
+                        "UPDATE devices SET expired_unreported = 0 WHERE user_id = ?1 AND device_id = ?2",
+                        params![address.user_id(), address.device_id()],
+                    )?;
+                }
+                Ok(Ok(n.unwrap_or(0)))
+            }),
+        ),
+        Command::Stop => Pending::None,
+        Command::Purge { now_ms, reply } => {
+            let result = savepoint(tx, |t| purge(t, now_ms));
+            if let Ok(n) = result {
+                effects.expired += n;
+            }
+            Pending::U64(reply, result)
+        }
+    }
+}
+
+fn register(
+    t: &Connection,
+    address: &Address,
+    identity_key: &IdentityKey,
+    now_ms: u64,
+) -> Result<Outcome<bool>, rusqlite::Error> {
+    let existing: Option<Vec<u8>> = t
+        .prepare_cached("SELECT identity_key FROM devices WHERE user_id = ?1 AND device_id = ?2")?
+        .query_row(params![address.user_id(), address.device_id()], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if let Some(key) = existing {
+        return Ok(if key == identity_key.to_bytes() {
+            Ok(false)
+        } else {
+            refuse(
+                ErrorCode::AddressTaken,
+                "the address is registered with another identity key",
+            )
+        });
+    }
+    let devices: usize = t
+        .prepare_cached("SELECT COUNT(*) FROM devices WHERE user_id = ?1")?
+        .query_row(params![address.user_id()], |r| r.get(0))?;
+    if devices >= MAX_DEVICES_PER_USER {
+        return Ok(refuse(
+            ErrorCode::TooManyDevices,
+            "the user has the most devices allowed",
+        ));
+    }
+    t.prepare_cached(
+        "INSERT INTO devices (user_id, device_id, identity_key, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        address.user_id(),
+        address.device_id(),
+        identity_key.to_bytes().to_vec(),
+        now_ms
+    ])?;
+    Ok(Ok(true))
+}
+
+fn count_one_time(
+    t: &Connection,
+    user_id: &str,
+    device_id: DeviceId,
+) -> Result<u32, rusqlite::Error> {
+    t.prepare_cached("SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2")?
+        .query_row(params![user_id, device_id], |r| r.get(0))
+}
+
+fn upload_prekeys(
+    t: &Connection,
+    address: &Address,
+    upload: &UploadPreKeys,
+    max_one_time: u32,
+) -> Result<Outcome<u32>, rusqlite::Error> {
+    let (user, device) = (address.user_id(), address.device_id());
+    let stored = count_one_time(t, user, device)?;
+    let adding = u32::try_from(upload.one_time_prekeys.len()).unwrap_or(u32::MAX);
+    if stored.saturating_add(adding) > max_one_time {
+        return Ok(refuse(
+            ErrorCode::TooManyPreKeys,
+            format!("{stored} one-time prekeys stored; at most {max_one_time} allowed"),
+        ));
+    }
+    {
+        let mut insert = t.prepare_cached(
+            "INSERT OR IGNORE INTO one_time_prekeys (user_id, device_id, key_id, key) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for OneTimePreKey { id, key } in &upload.one_time_prekeys {
+            if insert.execute(params![user, device, id, key.to_bytes().to_vec()])? == 0 {
+                return Ok(refuse(
+                    ErrorCode::InvalidPreKeys,
+                    format!("one-time prekey id {id} is already stored"),
+                ));
+            }
+        }
+    }
+    if let Some(k) = &upload.signed_prekey {
+        t.prepare_cached(
+            "UPDATE devices SET signed_prekey_id = ?3, signed_prekey = ?4, signed_prekey_signature = ?5 WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .execute(params![user, device, k.id, k.key.to_bytes().to_vec(), k.signature.to_bytes().to_vec()])?;
+    }
+    if let Some(k) = &upload.fallback_prekey {
+        t.prepare_cached(
+            "UPDATE devices SET fallback_prekey_id = ?3, fallback_prekey = ?4 WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .execute(params![user, device, k.id, k.key.to_bytes().to_vec()])?;
+    }
+    Ok(Ok(stored + adding))
+}
+
+/// A device row's prekey columns.
+type DeviceKeys = (
+    DeviceId,
+    Vec<u8>,
+    Option<u32>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<u32>,
+    Option<Vec<u8>>,
+);
+
+fn claim_bundles(
+    t: &Connection,
+    user_id: &str,
+    device_id: Option<DeviceId>,
+    low_threshold: u32,
+    low: &mut Vec<(Address, u32)>,
+) -> Result<Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>, rusqlite::Error> {
+    let rows: Vec<DeviceKeys> = {
+        let mut stmt = t.prepare_cached(
+            "SELECT device_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature, fallback_prekey_id, fallback_prekey
+             FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY device_id",
+        )?;
+        let rows = stmt.query_map(params![user_id, device_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if rows.is_empty() {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    }
+    let mut bundles = Vec::with_capacity(rows.len());
+    for (device, ik, spk_id, spk, spk_sig, fb_id, fb) in rows {
+        let (Some(spk_id), Some(spk), Some(spk_sig)) = (spk_id, spk, spk_sig) else {
+            continue;
+        };
+        let (Ok(identity_key), Ok(signed_prekey), Ok(signature)) = (
+            IdentityKey::try_from_slice(&ik),
+            PublicKey::try_from_slice(&spk),
+            Signature::try_from_slice(&spk_sig),
+        ) else {
+            tracing::error!(user_id, device, "stored keys are corrupt");
+            continue;
+        };
+        let one_time: Option<(u32, Vec<u8>)> = t
+            .prepare_cached(
+                "SELECT key_id, key FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
+            )?
+            .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let offered = match one_time {
+            Some((id, key)) => {
+                t.prepare_cached(
+                    "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
+                )?
+                .execute(params![user_id, device, id])?;
+                let remaining = count_one_time(t, user_id, device)?;
+                if remaining < low_threshold {
+                    if let Ok(address) = Address::new(user_id, device) {
+                        low.push((address, remaining));
+                    }
+                }
+                PublicKey::try_from_slice(&key).ok().map(|k| (id, k))
+            }
+            None => {
+                if let Ok(address) = Address::new(user_id, device) {
+                    low.push((address, 0));
+                }
+                match (fb_id, fb) {
+                    (Some(id), Some(key)) => PublicKey::try_from_slice(&key).ok().map(|k| (id, k)),
+                    _ => None,
+                }
+            }
+        };
+        bundles.push((
+            device,
+            PreKeyBundleMessage {
+                identity_key,
+                signed_prekey_id: spk_id,
+                signed_prekey,
+                signed_prekey_signature: signature,
+                one_time_prekey: offered,
+            },
+        ));
+    }
+    if bundles.is_empty() {
+        return Ok(refuse(
+            ErrorCode::NoPreKeys,
+            "no signed prekey has been uploaded",
+        ));
+    }
+    Ok(Ok(bundles))
+}
+
+fn submit(
+    t: &Connection,
+    recipient: &Address,
+    envelope: &[u8],
+    token_hash: Option<[u8; 32]>,
+    authenticated: bool,
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<Outcome<u64>, rusqlite::Error> {
+    let (user, device) = (recipient.user_id(), recipient.device_id());
+    let row: Option<(Option<Vec<u8>>, u32)> = t
+        .prepare_cached(
+            "SELECT token_hash, queued FROM devices WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((stored_token, queued)) = row else {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    };
+    if let (Some(stored), false) = (stored_token, authenticated) {
+        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
+        if !matches {
+            return Ok(refuse(
+                ErrorCode::DeliveryTokenRefused,
+                "the recipient requires its delivery token",
+            ));
+        }
+    }
+    if queued >= limits.queue_cap {
+        return Ok(refuse(
+            ErrorCode::QueueFull,
+            format!("the recipient's queue holds {queued} messages, the most allowed"),
+        ));
+    }
+    t.prepare_cached(
+        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope])?;
+    let id = t.last_insert_rowid();
+    t.prepare_cached(
+        "UPDATE devices SET queued = queued + 1 WHERE user_id = ?1 AND device_id = ?2",
+    )?
+    .execute(params![user, device])?;
+    Ok(Ok(u64::try_from(id).unwrap_or(0)))
+}
+
+fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
+    let (user, device) = (address.user_id(), address.device_id());
+    let mut removed = 0u32;
+    {
+        let mut delete = t.prepare_cached(
+            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3",
+        )?;
+        for &id in ids {
+            let Ok(id) = i64::try_from(id) else {
+                return Ok(refuse(
+                    ErrorCode::UnknownMessage,
+                    format!("message {id} is not in this mailbox"),
+                ));
+            };
+            if delete.execute(params![id, user, device])? == 0 {
+                return Ok(refuse(
+                    ErrorCode::UnknownMessage,
+                    format!("message {id} is not in this mailbox; nothing was deleted"),
+                ));
+            }
+            removed += 1;
+        }
+    }
+    t.prepare_cached(
+        "UPDATE devices SET queued = queued - ?3 WHERE user_id = ?1 AND device_id = ?2",
+    )?
+    .execute(params![user, device, removed])?;
+    Ok(Ok(removed))
+}
+
+fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
+    let groups: Vec<(String, u32, u64)> = {
+        let mut stmt = t.prepare_cached(
+            "SELECT user_id, device_id, COUNT(*) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
+        )?;
+        let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut total = 0;
+    for (user, device, n) in groups {
+        t.prepare_cached(
+            "UPDATE devices SET queued = queued - ?3, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .execute(params![user, device, n])?;
+        total += n;
+    }
+    t.prepare_cached("DELETE FROM messages WHERE expires_ms <= ?1")?
+        .execute(params![now_ms])?;
+    Ok(Ok(total))
+}
+
+/// A registered device, as login needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceInfo {
+    pub(crate) identity_key: IdentityKey,
+    pub(crate) one_time_prekeys: u32,
+    pub(crate) has_signed_prekey: bool,
+}
+
+/// A stored message.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMessage {
+    pub(crate) id: u64,
+    pub(crate) server_ms: u64,
+    pub(crate) envelope: Vec<u8>,
+}
+
+/// Queue statistics for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QueueStats {
+    pub(crate) devices: u64,
+    pub(crate) queued_messages: u64,
+    pub(crate) max_queue_depth: u64,
+    pub(crate) nonempty_queues: u64,
+    pub(crate) one_time_prekeys: u64,
+}
+
+/// Read-only connections, used from blocking tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct Readers {
+    conns: Arc<Vec<Mutex<Connection>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Readers {
+    pub(crate) fn open(path: &Path, count: usize) -> Result<Self, StoreError> {
+        let conns = (0..count.max(1))
+            .map(|_| open(path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            conns: Arc::new(conns),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Outcome<T> {
+        let conns = Arc::clone(&self.conns);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = conns[i]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&conn)
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(error)) => Err(internal(&error)),
+            Err(_) => refuse(ErrorCode::Internal, "reader task failed"),
+        }
+    }
+
+    pub(crate) async fn device(&self, address: &Address) -> Outcome<Option<DeviceInfo>> {
+        let (user, device) = (address.user_id().to_owned(), address.device_id());
+        self.with(move |c| {
+            let row: Option<(Vec<u8>, bool)> = c
+                .prepare_cached(
+                    "SELECT identity_key, signed_prekey IS NOT NULL FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                )?
+                .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((ik, has_signed_prekey)) = row else {
+                return Ok(None);
+            };
+            let one_time_prekeys = count_one_time(c, &user, device)?;
+            Ok(IdentityKey::try_from_slice(&ik).ok().map(|identity_key| DeviceInfo {
+                identity_key,
+                one_time_prekeys,
+                has_signed_prekey,
+            }))
+        })
+        .await
+    }
+
+    pub(crate) async fn messages_after(
+        &self,
+        address: &Address,
+        after: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Outcome<Vec<StoredMessage>> {
+        let (user, device) = (address.user_id().to_owned(), address.device_id());
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, server_ms, envelope FROM messages
+                 WHERE user_id = ?1 AND device_id = ?2 AND id > ?3 AND expires_ms > ?4
+                 ORDER BY id LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(params![user, device, after, now_ms, limit], |r| {
+                Ok(StoredMessage {
+                    id: r.get(0)?,
+                    server_ms: r.get(1)?,
+                    envelope: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn stats(&self) -> Outcome<QueueStats> {
+        self.with(|c| {
+            let (devices, queued, max, nonempty): (u64, Option<u64>, Option<u64>, u64) = c.query_row(
+                "SELECT COUNT(*), SUM(queued), MAX(queued), COUNT(CASE WHEN queued > 0 THEN 1 END) FROM devices",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let one_time_prekeys: u64 =
+                c.query_row("SELECT COUNT(*) FROM one_time_prekeys", [], |r| r.get(0))?;
+            Ok(QueueStats {
+                devices,
+                queued_messages: queued.unwrap_or(0),
+                max_queue_depth: max.unwrap_or(0),
+                nonempty_queues: nonempty,
+                one_time_prekeys,
+            })
+        })
+        .await
+    }
+}
