@@ -451,6 +451,12 @@ pub enum SessionError {
     /// The message could not be encrypted.
     #[error("encrypt: {0}")]
     Encrypt(#[from] EncryptError),
+    /// A sealed envelope could not be made or opened.
+    #[error("envelope: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// A content could not be encoded, or a decrypted one did not decode.
+    #[error("content: {0}")]
+    Content(#[from] ContentError),
 }
 
 /// A peer device presented another identity key than the one trusted for

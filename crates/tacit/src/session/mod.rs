@@ -43,6 +43,7 @@
 //! ```
 
 mod account;
+mod messaging;
 mod record;
 mod safety;
 
@@ -56,6 +57,7 @@ pub use account::{
     Account, BundlePreKey, FallbackPreKey, SignedPreKey, ACCOUNT_VERSION, MAX_ONE_TIME_PREKEYS,
     MAX_RETIRED_SIGNED_PREKEYS,
 };
+pub use messaging::{OutgoingEnvelope, Received};
 pub use record::{PendingPreKey, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT, RECORD_VERSION};
 pub use safety::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
 

@@ -1,0 +1,185 @@
+//! The whole path through the core, two users with two devices each:
+//! content, padding, sessions, sealed envelopes, and back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tacit::envelope::{Content, ContentKind};
+use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
+use tacit::store::InMemoryStore;
+use tacit::{Address, EnvelopeError, SessionError};
+
+type Device = SessionManager<InMemoryStore>;
+
+fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
+    let mut d = SessionManager::create(
+        InMemoryStore::new(),
+        Address::new(user, id).unwrap(),
+        Account::generate(rng, 0),
+        SessionConfig::default(),
+    )
+    .unwrap();
+    d.generate_one_time_prekeys(4, rng).unwrap();
+    d
+}
+
+/// Every device learns the bundle of every other device it talks to.
+fn introduce(from: &mut Device, to: &Device, rng: &mut ChaCha20Rng) {
+    let bundle = to.account().bundle(BundlePreKey::Auto).unwrap();
+    from.process_bundle(to.local_address(), &bundle, rng)
+        .unwrap();
+}
+
+fn contains_window(haystack: &[u8], needle: &[u8], window: usize) -> bool {
+    needle
+        .windows(window.min(needle.len()))
+        .any(|w| haystack.windows(w.len()).any(|h| h == w))
+}
+
+#[test]
+fn fan_out_reaches_every_device_and_reveals_nothing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut alice1 = device("alice", 1, &mut rng);
+    let mut alice2 = device("alice", 2, &mut rng);
+    let mut bob1 = device("bob", 1, &mut rng);
+    let mut bob2 = device("bob", 2, &mut rng);
+    for to in [&bob1, &bob2, &alice2] {
+        introduce(&mut alice1, to, &mut rng);
+    }
+
+    let body = b"meet at the north gate at noon".to_vec();
+    let content =
+        Content::new_with_rng(ContentKind::Text, body.clone(), 1_765_432_100_123, &mut rng)
+            .unwrap();
+    let outgoing = alice1.seal_for_user("bob", &content, &mut rng).unwrap();
+    let recipients: Vec<String> = outgoing.iter().map(|o| o.recipient.to_string()).collect();
+    assert_eq!(recipients, ["alice.2", "bob.1", "bob.2"]);
+
+    let identity = alice1.account().identity().public_key();
+    let secrets: [&[u8]; 5] = [
+        &body,
+        &identity.to_bytes(),
+        &identity.to_x25519().to_bytes(),
+        &content.timestamp().to_be_bytes(),
+        content.message_id(),
+    ];
+    for o in &outgoing {
+        for secret in secrets {
+            assert!(
+                !contains_window(&o.envelope, secret, 8),
+                "a secret leaks into an envelope"
+            );
+        }
+        assert!(!contains_window(&o.envelope, b"alice", 5));
+    }
+    // All three envelopes have the same size: the recipient cannot be told
+    // apart by length, nor first contact from later messages (below).
+    assert!(outgoing
+        .iter()
+        .all(|o| o.envelope.len() == outgoing[0].envelope.len()));
+
+    for (o, receiver) in outgoing.iter().zip([&mut alice2, &mut bob1, &mut bob2]) {
+        let received = receiver.open_envelope(&o.envelope, &mut rng).unwrap();
+        assert_eq!(received.sender, *alice1.local_address());
+        assert_eq!(received.sender_identity, identity);
+        assert_eq!(received.content, content);
+        assert!(received.first_contact && received.new_session);
+    }
+
+    // Bob's first device answers on the same session with a receipt.
+    let receipt = Content::new_with_rng(
+        ContentKind::DeliveryReceipt,
+        content.message_id().to_vec(),
+        1,
+        &mut rng,
+    )
+    .unwrap();
+    let reply = bob1
+        .seal_for_device(alice1.local_address(), &receipt, &mut rng)
+        .unwrap();
+    let received = alice1.open_envelope(&reply.envelope, &mut rng).unwrap();
+    assert_eq!(received.content.kind(), ContentKind::DeliveryReceipt);
+    assert!(!received.new_session);
+
+    // A later message is a ratchet message; its envelope is as long as the
+    // first (a prekey message), so first contact is not visible either.
+    let later = alice1
+        .seal_for_device(bob1.local_address(), &content, &mut rng)
+        .unwrap();
+    assert_eq!(later.envelope.len(), outgoing[0].envelope.len());
+    assert_eq!(
+        bob1.open_envelope(&later.envelope, &mut rng)
+            .unwrap()
+            .content,
+        content
+    );
+}
+
+#[test]
+fn failures_leave_every_store_unchanged() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 1, &mut rng);
+    let mut carol = device("carol", 1, &mut rng);
+    introduce(&mut alice, &bob, &mut rng);
+    introduce(&mut alice, &carol, &mut rng);
+    let content = Content::new_with_rng(ContentKind::Text, b"hi".to_vec(), 5, &mut rng).unwrap();
+    let to_bob = alice
+        .seal_for_device(bob.local_address(), &content, &mut rng)
+        .unwrap();
+    let to_carol = alice
+        .seal_for_device(carol.local_address(), &content, &mut rng)
+        .unwrap();
+
+    let before = bob.store().dump();
+    // Every single-bit flip of the envelope is refused, and changes nothing.
+    for i in (0..to_bob.envelope.len()).step_by(7) {
+        let mut tampered = to_bob.envelope.clone();
+        tampered[i] ^= 0x10;
+        assert!(bob.open_envelope(&tampered, &mut rng).is_err(), "byte {i}");
+    }
+    // An envelope for another device does not open here.
+    assert!(matches!(
+        bob.open_envelope(&to_carol.envelope, &mut rng),
+        Err(SessionError::Envelope(EnvelopeError::SenderDoesNotOpen))
+    ));
+    assert!(bob.open_envelope(&[], &mut rng).is_err());
+    assert_eq!(bob.store().dump(), before);
+
+    // The genuine envelope still opens, once.
+    assert_eq!(
+        bob.open_envelope(&to_bob.envelope, &mut rng)
+            .unwrap()
+            .content,
+        content
+    );
+    let after = bob.store().dump();
+    assert!(
+        bob.open_envelope(&to_bob.envelope, &mut rng).is_err(),
+        "replay"
+    );
+    assert_eq!(bob.store().dump(), after);
+    assert_eq!(
+        carol
+            .open_envelope(&to_carol.envelope, &mut rng)
+            .unwrap()
+            .content,
+        content
+    );
+}
+
+#[test]
+fn sealing_to_a_user_without_known_devices_sends_nothing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut alice = device("alice", 1, &mut rng);
+    let content = Content::new_with_rng(ContentKind::Typing, vec![1], 0, &mut rng).unwrap();
+    assert!(alice
+        .seal_for_user("nobody", &content, &mut rng)
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        alice.seal_for_device(&Address::new("nobody", 1).unwrap(), &content, &mut rng),
+        Err(SessionError::NoSession(_))
+    ));
+}
