@@ -3,7 +3,7 @@
 //! The file pins the envelope layer: the padding rule, the encoding of
 //! `Content`, and sealed-sender envelopes from all their inputs, plus
 //! contents and envelopes that must be refused with a named error. The
-//! schema is documented in `docs/protocol/envelope.md`.
+//! schema is documented in `docs/PROTOCOL.md` (section 10).
 
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};

@@ -34,7 +34,7 @@ pub const MAX_CONTENT_TYPE_LEN: usize = 128;
 pub const DIGEST_LEN: usize = 32;
 
 /// What a [`Content`] is. The body's meaning depends on the kind; see
-/// `docs/protocol/envelope.md`.
+/// `docs/PROTOCOL.md` (section 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ContentKind {

@@ -10,7 +10,7 @@
 //! encrypt -> [`crate::wire::SessionMessage`] -> [`sealed::seal_with_rng`]
 //! -> bytes for the relay. And back in: [`sealed::open`] -> check the
 //! sender -> ratchet decrypt -> [`Content::from_padded`]. The wire format of
-//! every message here is in `docs/protocol/envelope.md`.
+//! every message here is in `docs/PROTOCOL.md` (section 10).
 //!
 //! ```
 //! use tacit::envelope::{sealed, Content, ContentKind};

@@ -1,5 +1,5 @@
 //! The protobuf forms of the envelope layer's messages, derived with prost
-//! on hand-written structs. Field tables are in `docs/protocol/envelope.md`.
+//! on hand-written structs. Field tables are in `docs/PROTOCOL.md` (section 10).
 
 use alloc::string::String;
 use alloc::vec::Vec;

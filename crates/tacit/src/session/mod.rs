@@ -13,7 +13,7 @@
 //! store error) writes nothing.
 //!
 //! The rules (archive, promotion, simultaneous initiation, trust, prekey
-//! replay) are in `docs/protocol/sessions.md` and summed up on each method.
+//! replay) are in `docs/PROTOCOL.md` (section 11) and summed up on each method.
 //!
 //! ```
 //! use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};

@@ -168,7 +168,7 @@ impl SessionRecord {
 
     /// Puts back a state that decrypted a message. The current state stays
     /// current; an archived state moves to the front of the archive (it is
-    /// evicted last) but does not become current. See `docs/protocol/sessions.md`.
+    /// evicted last) but does not become current. See `docs/PROTOCOL.md` (section 11).
     pub(crate) fn put_back(&mut self, slot: Slot, state: SessionState) {
         match slot {
             Slot::Current => self.current = Some(state),
