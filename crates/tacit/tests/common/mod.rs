@@ -1,0 +1,341 @@
+//! Helpers shared by the integration tests: deterministic and counting RNGs,
+//! session set-up through X3DH, state snapshots, a mirror of the session
+//! record (version 1) and an independent implementation of the profile's
+//! primitives for crafting messages.
+//!
+//! Every test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tacit::keys::{IdentityKeyPair, KeyPair, PublicKey};
+use tacit::ratchet::{
+    EncryptedMessage, Header, Ratchet, RatchetConfig, SessionKeys, ENCRYPTED_HEADER_LEN,
+    STATE_VERSION,
+};
+use tacit::x3dh::{self, PreKeyBundle};
+use tacit::DecryptError;
+
+/// A deterministic RNG.
+pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// A ChaCha20 RNG that counts what is drawn from it.
+#[derive(Debug, Clone)]
+pub(crate) struct CountingRng {
+    inner: ChaCha20Rng,
+    /// Bytes drawn so far.
+    pub(crate) bytes: usize,
+    /// Calls made so far (of any of the `RngCore` methods).
+    pub(crate) calls: usize,
+}
+
+impl CountingRng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            inner: ChaCha20Rng::seed_from_u64(seed),
+            bytes: 0,
+            calls: 0,
+        }
+    }
+}
+
+impl RngCore for CountingRng {
+    fn next_u32(&mut self) -> u32 {
+        self.bytes += 4;
+        self.calls += 1;
+        self.inner.next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.bytes += 8;
+        self.calls += 1;
+        self.inner.next_u64()
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.bytes += dest.len();
+        self.calls += 1;
+        self.inner.fill_bytes(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.bytes += dest.len();
+        self.calls += 1;
+        self.inner.try_fill_bytes(dest)
+    }
+}
+
+impl CryptoRng for CountingRng {}
+
+/// The two sides of a fresh session, set up through X3DH from seeded keys,
+/// with what a test may need to craft messages.
+pub(crate) struct Session {
+    pub(crate) alice: Ratchet,
+    pub(crate) bob: Ratchet,
+    /// The session keys (both sides derive the same ones).
+    pub(crate) keys: SessionKeys,
+    /// Bob's signed prekey, his first ratchet key.
+    pub(crate) bob_signed_prekey: PublicKey,
+    /// An RNG for the encryptions of the test.
+    pub(crate) rng: ChaCha20Rng,
+}
+
+impl Session {
+    /// Alice encrypts `text`.
+    pub(crate) fn a(&mut self, text: &str) -> EncryptedMessage {
+        self.alice
+            .encrypt_with_rng(text.as_bytes(), &mut self.rng)
+            .expect("alice encrypts")
+    }
+
+    /// Bob encrypts `text`.
+    pub(crate) fn b(&mut self, text: &str) -> EncryptedMessage {
+        self.bob
+            .encrypt_with_rng(text.as_bytes(), &mut self.rng)
+            .expect("bob encrypts")
+    }
+}
+
+/// A session between two seeded identities, with `config` on both sides.
+pub(crate) fn session(config: RatchetConfig, seed: u64) -> Session {
+    let mut rng = rng(seed);
+    let alice_id = IdentityKeyPair::generate(&mut rng);
+    let bob_id = IdentityKeyPair::generate(&mut rng);
+    let spk = KeyPair::generate(&mut rng);
+    let bundle = PreKeyBundle {
+        identity_key: bob_id.public_key(),
+        signed_prekey: spk.public_key(),
+        signed_prekey_signature: bob_id.sign_prekey(&spk.public_key()),
+        one_time_prekey: None,
+    };
+    let init = x3dh::initiate(&alice_id, &bundle, &mut rng).expect("initiate");
+    let agreement = x3dh::respond(
+        &bob_id,
+        &spk,
+        None,
+        &alice_id.public_key(),
+        &init.ephemeral_key,
+    )
+    .expect("respond");
+    let alice = Ratchet::new_initiator(
+        init.agreement.session_keys(),
+        &spk.public_key(),
+        config,
+        &mut rng,
+    )
+    .expect("initiator");
+    let bob_signed_prekey = spk.public_key();
+    let bob = Ratchet::new_responder(agreement.session_keys(), spk, config);
+    Session {
+        alice,
+        bob,
+        keys: agreement.session_keys(),
+        bob_signed_prekey,
+        rng,
+    }
+}
+
+/// The serialized state, as a plain vector.
+pub(crate) fn state(r: &Ratchet) -> Vec<u8> {
+    r.to_bytes().to_vec()
+}
+
+/// Decrypts with a fresh counting RNG; returns the result and the bytes
+/// drawn.
+pub(crate) fn decrypt_counting(
+    r: &mut Ratchet,
+    message: &EncryptedMessage,
+    seed: u64,
+) -> (Result<Vec<u8>, DecryptError>, CountingRng) {
+    let mut rng = CountingRng::new(seed);
+    let result = r.decrypt_with_rng(message, &mut rng);
+    (result, rng)
+}
+
+/// Asserts that `message` fails with `expected`, that the serialized state
+/// is byte-for-byte what it was, and that no randomness was drawn.
+#[track_caller]
+pub(crate) fn assert_rejected(r: &mut Ratchet, message: &EncryptedMessage, expected: DecryptError) {
+    let before = state(r);
+    let count = r.skipped_key_count();
+    let (result, rng) = decrypt_counting(r, message, 0xdead);
+    assert_eq!(result, Err(expected));
+    assert_eq!(state(r), before, "state changed by a failed decryption");
+    assert_eq!(r.skipped_key_count(), count);
+    assert_eq!(rng.bytes, 0, "a failed decryption drew randomness");
+}
+
+/// Asserts that `message` decrypts to `expected`, drawing exactly 32 bytes
+/// in one call when it opens a new chain and nothing otherwise.
+#[track_caller]
+pub(crate) fn assert_decrypts(
+    r: &mut Ratchet,
+    message: &EncryptedMessage,
+    expected: &str,
+    opens_new_chain: bool,
+) {
+    // A seed of the message's own (random) header nonce: distinct steps get
+    // distinct ratchet keys, and a rerun gets the same ones.
+    let seed = u64::from_le_bytes(message.encrypted_header()[..8].try_into().expect("8 bytes"));
+    let (result, rng) = decrypt_counting(r, message, seed);
+    assert_eq!(
+        result.as_deref(),
+        Ok(expected.as_bytes()),
+        "message {expected:?} did not decrypt"
+    );
+    let (bytes, calls) = if opens_new_chain { (32, 1) } else { (0, 0) };
+    assert_eq!((rng.bytes, rng.calls), (bytes, calls), "randomness drawn");
+}
+
+/// Flips every bit of byte `index` of `enc_header || ciphertext`.
+pub(crate) fn flip(message: &EncryptedMessage, index: usize, mask: u8) -> EncryptedMessage {
+    let mut bytes = message.to_bytes();
+    bytes[index] ^= mask;
+    EncryptedMessage::from_bytes(&bytes).expect("same length")
+}
+
+/// `HENCRYPT(hk, H)` computed independently of the crate.
+pub(crate) fn seal_header(
+    header_key: &[u8; 32],
+    nonce: [u8; 24],
+    header: &Header,
+    associated_data: &[u8],
+) -> [u8; ENCRYPTED_HEADER_LEN] {
+    let mut body = header.to_bytes();
+    let tag = XChaCha20Poly1305::new(header_key.into())
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), associated_data, &mut body)
+        .expect("seal header");
+    let mut out = [0u8; ENCRYPTED_HEADER_LEN];
+    out[..24].copy_from_slice(&nonce);
+    out[24..64].copy_from_slice(&body);
+    out[64..].copy_from_slice(&tag);
+    out
+}
+
+/// `HDECRYPT(hk, enc_header)` computed independently of the crate.
+pub(crate) fn open_header(
+    header_key: &[u8; 32],
+    encrypted: &[u8; ENCRYPTED_HEADER_LEN],
+    associated_data: &[u8],
+) -> Option<Header> {
+    let mut body: [u8; 40] = encrypted[24..64].try_into().expect("40 bytes");
+    XChaCha20Poly1305::new(header_key.into())
+        .decrypt_in_place_detached(
+            XNonce::from_slice(&encrypted[..24]),
+            associated_data,
+            &mut body,
+            Tag::from_slice(&encrypted[64..]),
+        )
+        .ok()?;
+    Some(Header::from_bytes(&body))
+}
+
+/// A message whose header is sealed under `header_key` (known to the test)
+/// and whose body is `body_len` arbitrary bytes.
+pub(crate) fn crafted(
+    header_key: &[u8; 32],
+    header: &Header,
+    associated_data: &[u8],
+    body_len: usize,
+) -> EncryptedMessage {
+    let enc = seal_header(header_key, [7; 24], header, associated_data);
+    EncryptedMessage::new(enc, vec![0x5a; body_len]).expect("long enough")
+}
+
+// ---------------------------------------------------------------------------
+// A mirror of the session record, version 1: one version byte, then the
+// postcard encoding of these fields in this order.
+
+/// A chain in the record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChainRec {
+    pub(crate) chain_key: [u8; 32],
+    pub(crate) header_key: [u8; 32],
+}
+
+/// One stored skipped key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SkippedKeyRec {
+    pub(crate) n: u32,
+    pub(crate) message_key: [u8; 32],
+}
+
+/// A run of skipped keys sharing a header key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SkippedRunRec {
+    pub(crate) header_key: [u8; 32],
+    pub(crate) keys: Vec<SkippedKeyRec>,
+}
+
+/// The whole record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) max_skip: u32,
+    pub(crate) max_stored_skipped_keys: u32,
+    pub(crate) associated_data: Vec<u8>,
+    pub(crate) root_key: [u8; 32],
+    pub(crate) ratchet_private_key: [u8; 32],
+    pub(crate) sending: Option<ChainRec>,
+    pub(crate) sent: u32,
+    pub(crate) previous_sent: u32,
+    pub(crate) receiving: Option<ChainRec>,
+    pub(crate) received: u64,
+    pub(crate) next_sending_header_key: [u8; 32],
+    pub(crate) next_receiving_header_key: [u8; 32],
+    pub(crate) skipped: Vec<SkippedRunRec>,
+}
+
+impl Record {
+    /// Reads a session's record, checking that the mirror re-encodes it to
+    /// exactly the same bytes.
+    pub(crate) fn of(r: &Ratchet) -> Self {
+        let bytes = state(r);
+        assert_eq!(bytes[0], STATE_VERSION);
+        let record: Record = postcard::from_bytes(&bytes[1..]).expect("mirror decodes the record");
+        assert_eq!(record.encode(), bytes, "mirror re-encodes the record");
+        record
+    }
+
+    /// The record's bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        out.extend(postcard::to_allocvec(self).expect("encode"));
+        out
+    }
+
+    /// Every secret of the record.
+    pub(crate) fn secrets(&self) -> Vec<[u8; 32]> {
+        let mut out = vec![
+            self.root_key,
+            self.ratchet_private_key,
+            self.next_sending_header_key,
+            self.next_receiving_header_key,
+        ];
+        for chain in self.sending.iter().chain(self.receiving.iter()) {
+            out.push(chain.chain_key);
+            out.push(chain.header_key);
+        }
+        for run in &self.skipped {
+            out.push(run.header_key);
+            out.extend(run.keys.iter().map(|k| k.message_key));
+        }
+        out
+    }
+}
+
+/// A proptest configuration with an explicit case count, a fixed seed (a
+/// failure reproduces on every run) and no persistence files.
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7ac1_7000 + u64::from(cases)),
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..proptest::test_runner::Config::default()
+    }
+}
