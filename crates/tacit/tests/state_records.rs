@@ -330,9 +330,6 @@ fn non_canonical_or_inconsistent_records_are_corrupt() {
 /// twice (the first copy is used and removed, the second stays), so such a
 /// record must be refused like a key stored twice in one run.
 #[test]
-#[ignore = "library bug: Ratchet::from_bytes checks skipped keys for duplicates per run only; \
-            a record with the same (header key, N) in two runs is accepted and the message \
-            then decrypts twice"]
 fn a_skipped_key_stored_twice_across_runs_is_corrupt() {
     let m = mid(21);
     let bob = Record::of(&m.bob);

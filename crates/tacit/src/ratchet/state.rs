@@ -154,16 +154,21 @@ impl RecordV1 {
             .collect();
         let skipped = SkippedKeys::from_chains(chains).ok_or(StateError::Corrupt)?;
         let current_header_key = self.receiving.as_ref().map(|c| c.header_key);
-        let skipped_consistent = self.skipped.iter().all(|chain| {
-            let mut numbers: Vec<u32> = chain.keys.iter().map(|k| k.n).collect();
-            numbers.sort_unstable();
-            let distinct = numbers.windows(2).all(|w| w[0] != w[1]);
+        // Every (header key, N) is stored at most once, across all runs, and
+        // keys of the current receiving chain are below Nr.
+        let mut stored: Vec<([u8; 32], u32)> = self
+            .skipped
+            .iter()
+            .flat_map(|chain| chain.keys.iter().map(|k| (chain.header_key, k.n)))
+            .collect();
+        stored.sort_unstable();
+        let distinct = stored.windows(2).all(|w| w[0] != w[1]);
+        let below_received = self.skipped.iter().all(|chain| {
             let is_current =
                 current_header_key.is_some_and(|hk| bool::from(hk.ct_eq(&chain.header_key)));
-            let below_received =
-                !is_current || numbers.iter().all(|n| u64::from(*n) < self.received);
-            distinct && below_received
+            !is_current || chain.keys.iter().all(|k| u64::from(k.n) < self.received)
         });
+        let skipped_consistent = distinct && below_received;
         let invariants = [
             skipped_consistent,
             self.associated_data.len() <= MAX_ASSOCIATED_DATA_LEN,
