@@ -496,7 +496,8 @@ impl Engine {
 
     async fn frame(&mut self, conn: &mut Conn, frame: ServerFrame) -> Option<Outcome> {
         let result = match frame {
-            ServerFrame::Push(push) => self.receive(conn, push).await,
+            ServerFrame::Push(push) if self.config.receive => self.receive(conn, push).await,
+            ServerFrame::Push(_) => Ok(()),
             ServerFrame::QueueEmpty => {
                 self.emit(Event::QueueDrained {
                     delivered: self.counts.delivered,

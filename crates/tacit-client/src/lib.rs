@@ -130,6 +130,11 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Send a delivery receipt for every text received.
     pub delivery_receipts: bool,
+    /// Process the messages the relay pushes. With `false` they are left
+    /// unacknowledged in the relay's queue for a later run (a client that
+    /// only sends, such as a one-shot `send` command, so that it does not
+    /// take messages away from the one that shows them).
+    pub receive: bool,
     /// Acknowledge processed messages to the relay. Always `true` in use;
     /// `false` leaves every message in the relay's queue, which is what a
     /// client killed between processing and acknowledging leaves behind
@@ -158,6 +163,7 @@ impl ClientConfig {
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(10),
             delivery_receipts: true,
+            receive: true,
             acknowledge: true,
         }
     }
