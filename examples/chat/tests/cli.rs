@@ -58,6 +58,41 @@ async fn chat(dir: &Path, store: &str, relay: &Relay, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs tacit-chat with `input` on its standard input.
+async fn chat_with_input(
+    dir: &Path,
+    store: &str,
+    relay: &Relay,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    use std::io::Write as _;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-chat"));
+    command
+        .arg("--store")
+        .arg(dir.join(store))
+        .arg("--relay")
+        .arg(format!("ws://{}/v1", relay.local_addr()))
+        .args(args)
+        .env_remove("TACIT_STORE_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -116,6 +151,26 @@ async fn a_scripted_conversation_survives_a_fresh_relay_database() {
     assert!(String::from_utf8_lossy(&unregistered.stderr).contains("register first"));
     let usage = chat(d, "alice.db", &relay1, &["send", "bob"]).await;
     assert_eq!(usage.status.code(), Some(2));
+
+    // The interactive mode, fed a few lines.
+    let out = chat_with_input(
+        d,
+        "alice.db",
+        &relay1,
+        &["chat", "bob"],
+        "typed interactively\n/who\n/nonsense\n/quit\n",
+    )
+    .await;
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("[sent] you -> bob: typed interactively"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("talking to bob; known: bob"), "{stderr}");
+    assert!(stderr.contains("unknown command /nonsense"), "{stderr}");
+    let out = ok(&chat(d, "bob.db", &relay1, &["recv"]).await);
+    assert_eq!(out, "alice: typed interactively\n");
     relay1.shutdown().await.unwrap();
 
     // A fresh relay database: register again with the same stores; the
