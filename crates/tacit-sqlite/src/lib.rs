@@ -32,6 +32,26 @@
 //! The schema version is kept in `schema_version`; migrations run in order,
 //! in one transaction, when a file of an older version is opened. A file of
 //! a newer version is refused ([`StoreError::UnknownSchema`]).
+//!
+//! # Application records
+//!
+//! An application built on the store (a client keeping its message history
+//! and the ids of messages it has processed, say) can keep its own records
+//! in the same file, sealed the same way, and write them in the same
+//! transaction as a session commit ([`SqliteStore::commit_with`]): a
+//! decrypted message and the record of having processed it then land
+//! together or not at all.
+//!
+//! ```text
+//! key_tag    = HMAC-SHA256(index_key, "app" || 0x00 || kind || 0x00 || key)
+//! row key    : kind || 0x00 || key_tag
+//! table      : "app_records" (in the aad)
+//! ```
+//!
+//! Records are listed per kind in the order they were first written;
+//! overwriting a record keeps its place. Keys are stored only as tags, so
+//! they can be looked up but not listed: a record that needs its key must
+//! hold it in its value.
 
 use std::fmt;
 use std::path::Path;
@@ -51,7 +71,9 @@ use tacit::store::{Changes, IdentityStore, PreKeyStore, SessionStore, Store};
 use tacit::{Address, DeviceId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// The longest application record kind, in bytes.
+pub const MAX_APP_KIND_LEN: usize = 64;
 /// The version byte of a sealed record.
 pub const SEAL_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
@@ -59,7 +81,8 @@ const AAD_LABEL: &[u8] = b"tacit-sqlite/v1";
 const KEY_CHECK: &[u8] = b"tacit-sqlite key check v1";
 
 /// Schema migrations: entry `i` brings a file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE meta (
         name TEXT PRIMARY KEY,
         value BLOB NOT NULL
@@ -80,7 +103,91 @@ const MIGRATIONS: &[&str] = &["
         record BLOB NOT NULL,
         PRIMARY KEY (user_tag, device_id)
     ) WITHOUT ROWID;
-"];
+",
+    "
+    CREATE TABLE app_records (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        key_tag BLOB NOT NULL,
+        record BLOB NOT NULL,
+        UNIQUE (kind, key_tag)
+    );
+",
+];
+
+/// A write to the application's own records, applied by
+/// [`SqliteStore::commit_with`] in the same transaction as the session
+/// changes.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AppWrite {
+    /// Writes `value` under `(kind, key)`, replacing any record there (which
+    /// keeps its place in the listing order).
+    Put {
+        /// The record kind (1 to [`MAX_APP_KIND_LEN`] bytes).
+        kind: String,
+        /// The record's key within its kind.
+        key: Vec<u8>,
+        /// The record; sealed before it is written, zeroized when dropped.
+        value: Zeroizing<Vec<u8>>,
+    },
+    /// Deletes the record under `(kind, key)`, if there is one.
+    Delete {
+        /// The record kind.
+        kind: String,
+        /// The record's key within its kind.
+        key: Vec<u8>,
+    },
+}
+
+impl AppWrite {
+    /// A [`Put`](Self::Put).
+    pub fn put(kind: &str, key: &[u8], value: Vec<u8>) -> Self {
+        Self::Put {
+            kind: kind.into(),
+            key: key.to_vec(),
+            value: Zeroizing::new(value),
+        }
+    }
+
+    /// A [`Delete`](Self::Delete).
+    pub fn delete(kind: &str, key: &[u8]) -> Self {
+        Self::Delete {
+            kind: kind.into(),
+            key: key.to_vec(),
+        }
+    }
+
+    fn kind(&self) -> &str {
+        match self {
+            Self::Put { kind, .. } | Self::Delete { kind, .. } => kind,
+        }
+    }
+}
+
+impl fmt::Debug for AppWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Put { kind, value, .. } => f
+                .debug_struct("Put")
+                .field("kind", kind)
+                .field("value_len", &value.len())
+                .finish_non_exhaustive(),
+            Self::Delete { kind, .. } => f
+                .debug_struct("Delete")
+                .field("kind", kind)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+fn check_kind(kind: &str) -> Result<(), StoreError> {
+    if kind.is_empty() || kind.len() > MAX_APP_KIND_LEN || kind.contains('\0') {
+        return Err(StoreError::Backend(format!(
+            "application record kind must be 1 to {MAX_APP_KIND_LEN} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
 
 /// A store in one SQLite file, every record sealed at rest. See the crate
 /// documentation for the format.
@@ -268,6 +375,108 @@ impl SqliteStore {
             .map(|s| self.open_record(table, &row_key(&tag, address.device_id()), &s))
             .transpose()
     }
+
+    fn app_tag(&self, kind: &str, key: &[u8]) -> [u8; 32] {
+        let mut message = Vec::with_capacity(kind.len() + key.len() + 5);
+        message.extend_from_slice(b"app");
+        message.push(0);
+        message.extend_from_slice(kind.as_bytes());
+        message.push(0);
+        message.extend_from_slice(key);
+        *hmac(&self.index_key, &message)
+    }
+
+    fn app_row(kind: &str, tag: &[u8; 32]) -> Vec<u8> {
+        let mut row = Vec::with_capacity(kind.len() + 33);
+        row.extend_from_slice(kind.as_bytes());
+        row.push(0);
+        row.extend_from_slice(tag);
+        row
+    }
+
+    /// The application record under `(kind, key)`, if there is one.
+    pub fn app_record(
+        &self,
+        kind: &str,
+        key: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        check_kind(kind)?;
+        let tag = self.app_tag(kind, key);
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT record FROM app_records WHERE kind = ?1 AND key_tag = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![kind, &tag[..]], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(backend)?;
+        sealed
+            .map(|s| self.open_record("app_records", &Self::app_row(kind, &tag), &s))
+            .transpose()
+    }
+
+    /// Every application record of `kind`, in the order they were first
+    /// written.
+    pub fn app_records(&self, kind: &str) -> Result<Vec<Zeroizing<Vec<u8>>>, StoreError> {
+        check_kind(kind)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key_tag, record FROM app_records WHERE kind = ?1 ORDER BY seq")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![kind], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tag, sealed) = row.map_err(backend)?;
+            let mut row_key = Vec::with_capacity(kind.len() + 1 + tag.len());
+            row_key.extend_from_slice(kind.as_bytes());
+            row_key.push(0);
+            row_key.extend_from_slice(&tag);
+            out.push(self.open_record("app_records", &row_key, &sealed)?);
+        }
+        Ok(out)
+    }
+
+    /// Applies `changes` (as [`Store::commit`]) and the application writes
+    /// `writes`, in order, in one transaction: all of them or none.
+    pub fn commit_with(&mut self, changes: Changes, writes: &[AppWrite]) -> Result<(), StoreError> {
+        let mut sealed_writes = Vec::with_capacity(writes.len());
+        for write in writes {
+            check_kind(write.kind())?;
+            let tag = match write {
+                AppWrite::Put { kind, key, .. } | AppWrite::Delete { kind, key } => {
+                    self.app_tag(kind, key)
+                }
+            };
+            let sealed = match write {
+                AppWrite::Put { kind, value, .. } => {
+                    Some(self.seal("app_records", &Self::app_row(kind, &tag), value)?)
+                }
+                AppWrite::Delete { .. } => None,
+            };
+            sealed_writes.push((write.kind(), tag, sealed));
+        }
+        self.commit_inner(changes, |tx| {
+            for (kind, tag, sealed) in &sealed_writes {
+                match sealed {
+                    Some(sealed) => tx.execute(
+                        "INSERT INTO app_records (kind, key_tag, record) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (kind, key_tag) DO UPDATE SET record = excluded.record",
+                        params![kind, &tag[..], sealed],
+                    ),
+                    None => tx.execute(
+                        "DELETE FROM app_records WHERE kind = ?1 AND key_tag = ?2",
+                        params![kind, &tag[..]],
+                    ),
+                }
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 fn printable(row: &[u8]) -> String {
@@ -379,6 +588,18 @@ impl Store for SqliteStore {
     /// then identities, then sessions. Any error rolls the whole
     /// transaction back.
     fn commit(&mut self, changes: Changes) -> Result<(), StoreError> {
+        self.commit_inner(changes, |_| Ok(()))
+    }
+}
+
+impl SqliteStore {
+    /// Seals `changes`, then writes them and runs `extra` in one immediate
+    /// transaction.
+    fn commit_inner(
+        &mut self,
+        changes: Changes,
+        extra: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         // Seal everything before touching the database.
         let account = changes
             .account
@@ -438,6 +659,7 @@ impl Store for SqliteStore {
             }
             .map_err(backend)?;
         }
+        extra(&tx)?;
         tx.commit().map_err(backend)
     }
 }

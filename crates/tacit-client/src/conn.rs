@@ -1,0 +1,139 @@
+//! One WebSocket connection to the relay: requests with ids, answers
+//! matched to them, and the frames that arrive meanwhile kept in order.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tacit_relay_proto::{ClientFrame, ErrorReply, Reply, Request, Response, ServerFrame};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::ClientError;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A connection to the relay.
+pub(crate) struct Conn {
+    ws: Ws,
+    next_id: u64,
+    /// Frames read while waiting for an answer, handled after it.
+    pending: VecDeque<ServerFrame>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("next_id", &self.next_id)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lost(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Connection(e.to_string())
+}
+
+impl Conn {
+    /// Opens the WebSocket at `url` (`ws://host:port/v1`).
+    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| ClientError::Timeout("connecting to the relay"))?
+            .map_err(lost)?;
+        Ok(Self {
+            ws,
+            next_id: 1,
+            pending: VecDeque::new(),
+            timeout,
+        })
+    }
+
+    /// Sends a request without waiting for its answer; returns its id.
+    pub(crate) async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
+        let request_id = self.next_id;
+        self.next_id += 1;
+        let bytes = ClientFrame {
+            request_id,
+            request,
+        }
+        .encode();
+        tokio::time::timeout(self.timeout, self.ws.send(Message::binary(bytes)))
+            .await
+            .map_err(|_| ClientError::Timeout("sending to the relay"))?
+            .map_err(lost)?;
+        Ok(request_id)
+    }
+
+    /// The next frame from the socket. Cancel safe.
+    async fn read(&mut self) -> Result<ServerFrame, ClientError> {
+        loop {
+            match self.ws.next().await {
+                None => return Err(ClientError::Connection("closed by the relay".into())),
+                Some(Err(e)) => return Err(lost(e)),
+                Some(Ok(Message::Binary(bytes))) => {
+                    return ServerFrame::decode(&bytes)
+                        .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let why = frame
+                        .map(|f| format!("closed by the relay ({}: {})", f.code, f.reason))
+                        .unwrap_or_else(|| "closed by the relay".into());
+                    return Err(ClientError::Connection(why));
+                }
+                // Pings are answered by the WebSocket layer.
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next frame: one kept while waiting for an answer, or a new one.
+    /// Cancel safe.
+    pub(crate) async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
+        }
+        self.read().await
+    }
+
+    /// Sends a request and waits for its answer (up to the timeout),
+    /// keeping other frames for later. Answers to requests nobody waits
+    /// for (acknowledgements) are dropped here.
+    pub(crate) async fn request(
+        &mut self,
+        request: Request,
+    ) -> Result<Result<Reply, ErrorReply>, ClientError> {
+        let id = self.send(request).await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.read())
+                .await
+                .map_err(|_| ClientError::Timeout("waiting for the relay's answer"))??;
+            match frame {
+                ServerFrame::Response(Response { request_id, result }) if request_id == id => {
+                    return Ok(result)
+                }
+                ServerFrame::Response(Response {
+                    request_id: 0,
+                    result: Err(e),
+                }) => return Err(ClientError::Relay(e)),
+                ServerFrame::Response(other) => self.note_unawaited(other),
+                other => self.pending.push_back(other),
+            }
+        }
+    }
+
+    /// An answer to a request sent with [`send`](Self::send).
+    pub(crate) fn note_unawaited(&mut self, response: Response) {
+        if let Err(e) = response.result {
+            tracing::warn!(request_id = response.request_id, error = %e, "request refused");
+        }
+    }
+
+    /// Closes the connection politely (best effort).
+    pub(crate) async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}

@@ -1,0 +1,560 @@
+//! An async tacit client: sessions and history in an encrypted SQLite
+//! store, delivery through a tacit relay.
+//!
+//! - [`register`] creates the device's identity in the store (or reuses the
+//!   one there), registers it with the relay and publishes prekeys.
+//! - [`Client::start`] opens the store and runs a background task that
+//!   connects, logs in, keeps prekeys stocked, receives, decrypts, records
+//!   and acknowledges messages, sends delivery receipts, and reconnects
+//!   with backoff when the connection drops.
+//! - The application reads [`Event`]s ([`Client::next_event`]) and sends
+//!   with [`Client::send_text`] and [`Client::send_read_receipt`].
+//!
+//! A message is shown once: it is recorded (history and the ids that
+//! recognise a redelivery) in the same store transaction as the session
+//! change that decrypting it caused, then reported, then acknowledged to
+//! the relay. `docs/client.md` describes the state machine, the ordering
+//! and its failure cases.
+//!
+//! ```no_run
+//! use tacit_client::{register, Client, ClientConfig, Event, StoreKey};
+//!
+//! # async fn run() -> Result<(), tacit_client::ClientError> {
+//! let key = StoreKey::load_or_create("alice.db.key")?;
+//! let config = ClientConfig::new("alice.db", key, "ws://127.0.0.1:7878/v1");
+//! register(&config, tacit::Address::new("alice", 1)?).await?;
+//! let mut client = Client::start(config).await?;
+//! client.send_text("bob", "hello").await?;
+//! while let Some(event) = client.next_event().await {
+//!     if let Event::Message(m) = event {
+//!         println!("{}: {}", m.sender.user_id(), m.text);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod engine;
+mod key;
+mod store;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tacit::envelope::MESSAGE_ID_LEN;
+use tacit::error::{SessionError, StoreError};
+use tacit::Address;
+use tacit_relay_proto::{ErrorCode, ErrorReply};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use engine::register;
+pub use key::StoreKey;
+
+/// A content message id: 16 random bytes chosen by the sender.
+pub type MessageId = [u8; MESSAGE_ID_LEN];
+
+/// How the client reconnects: exponential backoff with jitter, bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// The delay after the first failure.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// Consecutive failed attempts after which the client stops.
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    /// 250 ms, doubling up to 10 s, giving up after 30 failed attempts in a
+    /// row (about four minutes).
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            max_attempts: 30,
+        }
+    }
+}
+
+impl Backoff {
+    /// A backoff with these bounds.
+    pub fn new(initial: Duration, max: Duration, max_attempts: u32) -> Self {
+        Self {
+            initial,
+            max,
+            max_attempts,
+        }
+    }
+
+    /// The delay before attempt `failures + 1`: `initial * 2^(failures-1)`
+    /// capped at `max`, then scaled by `jitter` in `[0.5, 1]` (from a
+    /// random `u32`), so that clients cut off together do not come back
+    /// together.
+    pub fn delay(&self, failures: u32, jitter: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(30);
+        let base = self
+            .initial
+            .checked_mul(1u32 << shift)
+            .unwrap_or(self.max)
+            .min(self.max);
+        let fraction = 0.5 + f64::from(jitter) / f64::from(u32::MAX) / 2.0;
+        base.mul_f64(fraction)
+    }
+}
+
+/// The client's settings. [`ClientConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The store file (SQLite, every record sealed under `store_key`).
+    pub store_path: PathBuf,
+    /// The key the store is sealed under.
+    pub store_key: StoreKey,
+    /// The relay's WebSocket URL, `ws://HOST:PORT/v1`.
+    pub relay_url: String,
+    /// How many one-time prekeys the client keeps published.
+    pub one_time_prekeys: u32,
+    /// Below this many one-time prekeys at login, the client uploads more
+    /// (the relay also sends `PreKeysLow` below its own threshold).
+    pub prekeys_low: u32,
+    /// Rotate the signed prekey at login when it is older than this.
+    pub signed_prekey_max_age: Duration,
+    /// Keep a replaced signed prekey this long, for prekey messages built
+    /// from bundles fetched before the rotation.
+    pub signed_prekey_grace: Duration,
+    /// Reconnection.
+    pub backoff: Backoff,
+    /// How long to wait for the relay to answer a request or a connection.
+    pub request_timeout: Duration,
+    /// Send a delivery receipt for every text received.
+    pub delivery_receipts: bool,
+    /// Process the messages the relay pushes. With `false` they are left
+    /// unacknowledged in the relay's queue for a later run (a client that
+    /// only sends, such as a one-shot `send` command, so that it does not
+    /// take messages away from the one that shows them).
+    pub receive: bool,
+    /// Acknowledge processed messages to the relay. Always `true` in use;
+    /// `false` leaves every message in the relay's queue, which is what a
+    /// client killed between processing and acknowledging leaves behind
+    /// (for tests of redelivery).
+    pub acknowledge: bool,
+}
+
+impl ClientConfig {
+    /// The defaults for this store and relay: 100 one-time prekeys
+    /// (replenished below 20), signed prekey rotated after 7 days with a
+    /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
+    /// receipts on.
+    pub fn new(
+        store_path: impl Into<PathBuf>,
+        store_key: StoreKey,
+        relay_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            store_path: store_path.into(),
+            store_key,
+            relay_url: relay_url.into(),
+            one_time_prekeys: 100,
+            prekeys_low: 20,
+            signed_prekey_max_age: Duration::from_secs(7 * 24 * 3600),
+            signed_prekey_grace: Duration::from_secs(30 * 24 * 3600),
+            backoff: Backoff::default(),
+            request_timeout: Duration::from_secs(10),
+            delivery_receipts: true,
+            receive: true,
+            acknowledge: true,
+        }
+    }
+}
+
+/// Which way a history entry went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from `peer`.
+    Incoming,
+    /// Sent to `peer`'s user.
+    Outgoing,
+}
+
+/// Where a message stands, as far as this device knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// An incoming message, recorded.
+    Received = 0,
+    /// Stored by the relay for every recipient device.
+    Sent = 1,
+    /// A recipient device reported it delivered.
+    Delivered = 2,
+    /// A recipient device reported it read.
+    Read = 3,
+}
+
+/// One message in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// Incoming or outgoing.
+    pub direction: Direction,
+    /// The sender (incoming), or the recipient user's first device
+    /// (outgoing).
+    pub peer: Address,
+    /// The content's message id.
+    pub message_id: MessageId,
+    /// The sender's timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The text.
+    pub text: String,
+    /// Its status.
+    pub status: Status,
+}
+
+/// A text message received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IncomingMessage {
+    /// The sending device, authenticated by the sealed envelope.
+    pub sender: Address,
+    /// The content's message id (receipts refer to it).
+    pub message_id: MessageId,
+    /// The sender's timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+    /// The relay's id of the message.
+    pub relay_id: u64,
+    /// Whether this was the first message from this identity.
+    pub first_contact: bool,
+}
+
+/// The kind of a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// The recipient's device received the messages.
+    Delivered,
+    /// The recipient displayed the messages.
+    Read,
+}
+
+/// What the client reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Logged in to the relay; the stored queue follows.
+    Connected,
+    /// Every message queued at login has been handled.
+    QueueDrained {
+        /// New messages since login (texts, receipts, others).
+        delivered: u32,
+        /// Redelivered or repeated messages recognised and dropped.
+        duplicates: u32,
+    },
+    /// A text message.
+    Message(IncomingMessage),
+    /// A receipt for messages this device sent.
+    Receipt {
+        /// The device that sent the receipt.
+        from: Address,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The messages it covers.
+        message_ids: Vec<MessageId>,
+    },
+    /// One-time prekeys (and maybe a new signed prekey) were published.
+    PreKeysPublished {
+        /// One-time prekeys uploaded now.
+        uploaded: u32,
+        /// One-time prekeys the relay now holds.
+        stored: u32,
+        /// Whether the signed prekey was rotated.
+        signed_prekey_rotated: bool,
+    },
+    /// Messages expired at the relay before this device fetched them.
+    MessagesExpired {
+        /// How many.
+        count: u64,
+    },
+    /// A message that cannot be processed (it does not open or decrypt):
+    /// recorded as handled and acknowledged.
+    Dropped {
+        /// The relay's id of the message.
+        relay_id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A message left in the relay's queue for now: its sender's identity
+    /// changed and is not trusted. It is offered again at the next login.
+    Held {
+        /// The relay's id of the message.
+        relay_id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The connection was lost; the client reconnects after `retry_in`.
+    Disconnected {
+        /// What happened.
+        reason: String,
+        /// The delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The client stopped for good (the last event).
+    Stopped {
+        /// Why, unless it was asked to stop.
+        error: Option<String>,
+    },
+}
+
+/// A message handed to the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SentMessage {
+    /// The content's message id.
+    pub message_id: MessageId,
+    /// The devices whose mailbox durably holds a copy.
+    pub stored_for: Vec<Address>,
+    /// The devices the relay refused, and why.
+    pub refused: Vec<(Address, ErrorReply)>,
+}
+
+/// A device registered with the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Registration {
+    /// The device's address.
+    pub address: Address,
+    /// Whether the relay did not know the device before.
+    pub newly_registered: bool,
+    /// One-time prekeys the relay holds for it.
+    pub one_time_prekeys: u32,
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The store failed; a change in progress was not written.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The session layer refused.
+    #[error("session: {0}")]
+    Session(#[from] SessionError),
+    /// The store holds no identity yet.
+    #[error("the store holds no identity: register first")]
+    NotRegistered,
+    /// The store belongs to another address.
+    #[error("the store belongs to {stored}, not {requested}")]
+    ProfileMismatch {
+        /// The address in the store.
+        stored: String,
+        /// The address asked for.
+        requested: String,
+    },
+    /// The relay refused a request.
+    #[error("relay refused: {0}")]
+    Relay(ErrorReply),
+    /// The user has no device with published prekeys at the relay.
+    #[error("unknown user: {0}")]
+    UnknownPeer(String),
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The relay did not answer in time.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    /// The relay sent something unexpected.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The input is not valid (a user name, a key).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// An I/O error (the key file).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client has stopped.
+    #[error("the client has stopped")]
+    Stopped,
+}
+
+impl From<tacit::AddressError> for ClientError {
+    fn from(e: tacit::AddressError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl From<tacit_relay_proto::FrameError> for ClientError {
+    fn from(e: tacit_relay_proto::FrameError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl ClientError {
+    /// Whether retrying (after a reconnect) cannot help: the relay does not
+    /// know this device, the identity does not match, or the store failed.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Self::Relay(e) => matches!(
+                e.code,
+                ErrorCode::UnknownDevice
+                    | ErrorCode::BadSignature
+                    | ErrorCode::AddressTaken
+                    | ErrorCode::StaleTimestamp
+                    | ErrorCode::Superseded
+                    | ErrorCode::TooManyErrors
+            ),
+            Self::Connection(_) | Self::Timeout(_) | Self::Protocol(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Requests from the [`Client`] handle to its task.
+pub(crate) enum Command {
+    Send {
+        peer: String,
+        text: String,
+        reply: oneshot::Sender<Result<SentMessage, ClientError>>,
+    },
+    Read {
+        peer: String,
+        message_ids: Vec<MessageId>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    SafetyNumbers {
+        peer: String,
+        reply: oneshot::Sender<Result<Vec<(Address, String)>, ClientError>>,
+    },
+    History {
+        reply: oneshot::Sender<Result<Vec<HistoryEntry>, ClientError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A running client. See the crate documentation.
+#[derive(Debug)]
+pub struct Client {
+    address: Address,
+    commands: mpsc::Sender<Command>,
+    events: mpsc::UnboundedReceiver<Event>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    /// Opens the store (which must hold a registered identity: see
+    /// [`register`]) and starts the client's task, which connects to the
+    /// relay at once. Fails if the store cannot be opened.
+    pub async fn start(config: ClientConfig) -> Result<Self, ClientError> {
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let engine = engine::Engine::open(config, commands_rx, events_tx)?;
+        let address = engine.address().clone();
+        let task = tokio::spawn(engine.run());
+        Ok(Self {
+            address,
+            commands: commands_tx,
+            events: events_rx,
+            task: Some(task),
+        })
+    }
+
+    /// This device's address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The next event; `None` after [`Event::Stopped`] was taken.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Sends `text` to every known device of `peer` (fetching their bundles
+    /// first if there is no session yet) and to this user's other devices.
+    /// Returns once every copy is durably stored by the relay, or refused.
+    /// While the client is disconnected the send waits for the connection.
+    pub async fn send_text(&self, peer: &str, text: &str) -> Result<SentMessage, ClientError> {
+        self.call(|reply| Command::Send {
+            peer: peer.into(),
+            text: text.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Tells `peer` that these messages were read.
+    pub async fn send_read_receipt(
+        &self,
+        peer: &str,
+        message_ids: Vec<MessageId>,
+    ) -> Result<(), ClientError> {
+        self.call(|reply| Command::Read {
+            peer: peer.into(),
+            message_ids,
+            reply,
+        })
+        .await
+    }
+
+    /// The safety number with each known device of `peer`, from the
+    /// identities trusted for them.
+    pub async fn safety_numbers(&self, peer: &str) -> Result<Vec<(Address, String)>, ClientError> {
+        self.call(|reply| Command::SafetyNumbers {
+            peer: peer.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// The message history, oldest first.
+    pub async fn history(&self) -> Result<Vec<HistoryEntry>, ClientError> {
+        self.call(|reply| Command::History { reply }).await
+    }
+
+    /// Closes the connection and stops the task. Messages processed are
+    /// already acknowledged or will be offered again at the next start.
+    pub async fn shutdown(mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Dropping without `shutdown` ends the task at its next step, like a
+        // crash: whatever it acknowledged is done, the rest is redelivered.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,383 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! The client against an in-process relay on 127.0.0.1: the offline queue,
+//! receipts, acknowledgement after durable processing, redelivery without
+//! duplicates, reconnection after a relay restart, prekey replenishment,
+//! and refused input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tacit_client::{register, Client, ClientError, Direction, Event, ReceiptKind, Status};
+
+#[tokio::test]
+async fn offline_queue_drains_in_order_with_receipts() {
+    let dir = TempDir::new("offline");
+    let relay = start_relay(&dir.path("relay.db")).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+
+    // Bob is offline while Alice writes.
+    let mut alice = Client::start(alice_config).await.unwrap();
+    let mut sent = Vec::new();
+    for text in ["one", "two", "three"] {
+        let s = alice.send_text("bob", text).await.unwrap();
+        assert_eq!(s.stored_for, vec![addr("bob", 1)]);
+        assert!(s.refused.is_empty());
+        sent.push(s.message_id);
+    }
+    assert_eq!(queued(&dir.path("relay.db"), "bob"), 3);
+
+    // Bob comes online and drains his queue, in order.
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let ((delivered, duplicates), events) = drained(&mut bob).await;
+    assert_eq!((delivered, duplicates), (3, 0));
+    assert_eq!(texts(&events), ["alice: one", "alice: two", "alice: three"]);
+
+    // Alice gets a delivery receipt for each.
+    let mut delivered_ids = Vec::new();
+    while delivered_ids.len() < 3 {
+        let (ids, _) = wait_for(&mut alice, |e| match e {
+            Event::Receipt {
+                kind: ReceiptKind::Delivered,
+                message_ids,
+                from,
+            } if *from == addr("bob", 1) => Some(message_ids.clone()),
+            _ => None,
+        })
+        .await;
+        delivered_ids.extend(ids);
+    }
+    delivered_ids.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(delivered_ids, expected);
+
+    // Bob reads the first: Alice sees it read.
+    bob.send_read_receipt("alice", vec![sent[0]]).await.unwrap();
+    let (ids, _) = wait_for(&mut alice, |e| match e {
+        Event::Receipt {
+            kind: ReceiptKind::Read,
+            message_ids,
+            ..
+        } => Some(message_ids.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(ids, vec![sent[0]]);
+
+    // Bob replies on the session Alice started.
+    bob.send_text("alice", "hi alice").await.unwrap();
+    let (m, _) = wait_for(&mut alice, |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((m.sender, m.text.as_str()), (addr("bob", 1), "hi alice"));
+
+    // Both histories, with statuses.
+    let history = alice.history().await.unwrap();
+    let statuses: Vec<(Direction, &str, Status)> = history
+        .iter()
+        .map(|h| (h.direction, h.text.as_str(), h.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (Direction::Outgoing, "one", Status::Read),
+            (Direction::Outgoing, "two", Status::Delivered),
+            (Direction::Outgoing, "three", Status::Delivered),
+            (Direction::Incoming, "hi alice", Status::Received),
+        ]
+    );
+    let bob_history = bob.history().await.unwrap();
+    assert_eq!(bob_history.len(), 4);
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn redelivery_after_a_crash_before_the_ack_shows_nothing_twice() {
+    let dir = TempDir::new("redelivery");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let alice = Client::start(alice_config).await.unwrap();
+    for text in ["first", "second"] {
+        alice.send_text("bob", text).await.unwrap();
+    }
+
+    // Bob processes both but dies before acknowledging: the state a client
+    // killed between its durable commit and its ack leaves behind.
+    let mut crashing = bob_config.clone();
+    crashing.acknowledge = false;
+    crashing.delivery_receipts = false;
+    let mut bob = Client::start(crashing).await.unwrap();
+    let ((delivered, _), events) = drained(&mut bob).await;
+    assert_eq!(delivered, 2);
+    assert_eq!(texts(&events), ["alice: first", "alice: second"]);
+    drop(bob);
+    assert_eq!(queued(&relay_db, "bob"), 2, "nothing was acknowledged");
+
+    // Restarted, Bob is offered both again: the ratchet would refuse them
+    // as replays, but he recognises them, shows nothing, and acks them.
+    let mut bob = Client::start(bob_config.clone()).await.unwrap();
+    let ((delivered, duplicates), events) = drained(&mut bob).await;
+    assert_eq!((delivered, duplicates), (0, 2));
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::Dropped { .. })));
+    eventually(|| queued(&relay_db, "bob") == 0).await;
+    let history = bob.history().await.unwrap();
+    let texts: Vec<&str> = history.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, ["first", "second"]);
+
+    // The conversation goes on.
+    alice.send_text("bob", "third").await.unwrap();
+    let (m, _) = wait_for(&mut bob, |e| match e {
+        Event::Message(m) => Some(m.text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m, "third");
+    bob.shutdown().await;
+    alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn acknowledged_only_after_the_message_is_recorded() {
+    let dir = TempDir::new("ack");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let alice = Client::start(alice_config).await.unwrap();
+    alice.send_text("bob", "durable").await.unwrap();
+
+    let mut bob = Client::start(bob_config.clone()).await.unwrap();
+    drained(&mut bob).await;
+    // Once the relay has deleted the message, it must be in Bob's store.
+    eventually(|| queued(&relay_db, "bob") == 0).await;
+    bob.shutdown().await;
+    let bob = Client::start(bob_config).await.unwrap();
+    let history = bob.history().await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].text, "durable");
+    bob.shutdown().await;
+    alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reconnects_with_backoff_after_a_relay_restart() {
+    let dir = TempDir::new("restart");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let mut alice = Client::start(alice_config).await.unwrap();
+    let mut bob = Client::start(bob_config).await.unwrap();
+    drained(&mut alice).await;
+    drained(&mut bob).await;
+
+    relay.shutdown().await.unwrap();
+    for client in [&mut alice, &mut bob] {
+        let (retry_in, _) = wait_for(client, |e| match e {
+            Event::Disconnected { retry_in, .. } => Some(*retry_in),
+            _ => None,
+        })
+        .await;
+        assert!(retry_in <= Duration::from_millis(400));
+    }
+    // Let a few attempts fail while the relay is down.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let relay = tacit_relay::Relay::bind(relay_config(&relay_db, at))
+        .await
+        .unwrap();
+    for client in [&mut alice, &mut bob] {
+        wait_for(client, |e| matches!(e, Event::Connected).then_some(())).await;
+    }
+    alice.send_text("bob", "after the restart").await.unwrap();
+    let (text, _) = wait_for(&mut bob, |e| match e {
+        Event::Message(m) => Some(m.text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(text, "after the restart");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_while_disconnected_waits_for_the_connection() {
+    let dir = TempDir::new("queued-send");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let mut alice = Client::start(alice_config).await.unwrap();
+    drained(&mut alice).await;
+    relay.shutdown().await.unwrap();
+    wait_for(&mut alice, |e| {
+        matches!(e, Event::Disconnected { .. }).then_some(())
+    })
+    .await;
+
+    let sending = tokio::spawn(async move {
+        let result = alice.send_text("bob", "queued").await.map(|s| s.stored_for);
+        (alice, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let relay = tacit_relay::Relay::bind(relay_config(&relay_db, at))
+        .await
+        .unwrap();
+    let (alice, result) = tokio::time::timeout(WAIT, sending).await.unwrap().unwrap();
+    assert_eq!(result.unwrap(), vec![addr("bob", 1)]);
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let (_, events) = drained(&mut bob).await;
+    assert_eq!(texts(&events), ["alice: queued"]);
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn prekeys_are_replenished_when_the_relay_says_they_are_low() {
+    let dir = TempDir::new("prekeys");
+    let relay = start_relay(&dir.path("relay.db")).await;
+    let at = relay.local_addr();
+    let mut bob_config = client_config(&dir, "bob", at);
+    bob_config.one_time_prekeys = 12;
+    bob_config.prekeys_low = 5;
+    let registration = register(&bob_config, addr("bob", 1)).await.unwrap();
+    assert!(registration.newly_registered);
+    assert_eq!(registration.one_time_prekeys, 12);
+
+    let mut bob = Client::start(bob_config).await.unwrap();
+    drained(&mut bob).await;
+    // Three claims leave 9, under the relay's mark of 10: PreKeysLow.
+    for _ in 0..3 {
+        fetch_bundle(at, &addr("bob", 1)).await;
+    }
+    let ((uploaded, stored), _) = wait_for(&mut bob, |e| match e {
+        Event::PreKeysPublished {
+            uploaded, stored, ..
+        } => Some((*uploaded, *stored)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((uploaded, stored), (3, 12));
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_typed_errors() {
+    let dir = TempDir::new("refused");
+    let relay = start_relay(&dir.path("relay.db")).await;
+    let at = relay.local_addr();
+
+    // No identity yet.
+    let empty = client_config(&dir, "nobody", at);
+    assert!(matches!(
+        Client::start(empty).await,
+        Err(ClientError::NotRegistered)
+    ));
+
+    let alice_config = registered(&dir, "alice", at).await;
+    // The store belongs to alice.1.
+    assert!(matches!(
+        register(&alice_config, addr("mallory", 1)).await,
+        Err(ClientError::ProfileMismatch { .. })
+    ));
+    // Registering again is a login.
+    let again = register(&alice_config, addr("alice", 1)).await.unwrap();
+    assert!(!again.newly_registered);
+
+    let alice = Client::start(alice_config).await.unwrap();
+    assert!(matches!(
+        alice.send_text("carol", "hello?").await,
+        Err(ClientError::UnknownPeer(_))
+    ));
+    assert!(matches!(
+        alice.send_text("alice", "me").await,
+        Err(ClientError::Invalid(_))
+    ));
+    assert!(matches!(
+        alice.send_text("", "x").await,
+        Err(ClientError::Invalid(_))
+    ));
+    assert!(matches!(
+        alice.safety_numbers("carol").await,
+        Err(ClientError::UnknownPeer(_))
+    ));
+    // A wrong key is refused.
+    let mut wrong = client_config(&dir, "alice", at);
+    wrong.store_key = tacit_client::StoreKey::from_bytes([1; 32]);
+    assert!(matches!(
+        Client::start(wrong).await,
+        Err(ClientError::Store(_))
+    ));
+    alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_record_write_leaves_the_message_to_be_redelivered() {
+    let dir = TempDir::new("store-failure");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let alice = Client::start(alice_config).await.unwrap();
+    alice.send_text("bob", "keep me").await.unwrap();
+
+    // Writing Bob's history fails: the session change that decrypting the
+    // message caused is in the same transaction, so it is not kept either.
+    let saboteur = rusqlite::Connection::open(&bob_config.store_path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER fail_history BEFORE INSERT ON app_records
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let mut bob = Client::start(bob_config.clone()).await.unwrap();
+    let mut stopped = None;
+    for _ in 0..20 {
+        match tokio::time::timeout(WAIT, bob.next_event()).await.unwrap() {
+            Some(Event::Stopped { error }) => {
+                stopped = error;
+                break;
+            }
+            Some(Event::Message(m)) => panic!("shown before it was recorded: {m:?}"),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(stopped.unwrap().contains("injected"));
+    assert_eq!(queued(&relay_db, "bob"), 1);
+    drop(bob);
+
+    saboteur
+        .execute_batch("DROP TRIGGER fail_history;")
+        .unwrap();
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let ((delivered, duplicates), events) = drained(&mut bob).await;
+    assert_eq!((delivered, duplicates), (1, 0));
+    assert_eq!(texts(&events), ["alice: keep me"]);
+    eventually(|| queued(&relay_db, "bob") == 0).await;
+    bob.shutdown().await;
+    alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}

@@ -1,0 +1,194 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    dead_code,
+    unreachable_pub
+)]
+//! Helpers: scratch directories, in-process relays, clients, event waits.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tacit::Address;
+use tacit_client::{register, Backoff, Client, ClientConfig, Event, StoreKey};
+use tacit_relay::{Config, Rate, Relay};
+use tacit_relay_proto::{ClientFrame, FetchBundles, Reply, Request, Response, ServerFrame};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a test waits for any one event.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A scratch directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "tacit-client-test-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn relay_config(db: &Path, listen: SocketAddr) -> Config {
+    let mut c = Config::new(db);
+    c.listen = listen;
+    c.unauthenticated_rate = Rate::new(10_000.0, 10_000);
+    c.per_ip_rate = Rate::new(100_000.0, 100_000);
+    c.authenticated_rate = Rate::new(10_000.0, 10_000);
+    c.shutdown_grace = Duration::from_secs(2);
+    c
+}
+
+pub async fn start_relay(db: &Path) -> Relay {
+    Relay::bind(relay_config(db, "127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap()
+}
+
+pub fn url(relay: SocketAddr) -> String {
+    format!("ws://{relay}/v1")
+}
+
+/// A client config with a fresh key file and quick reconnects.
+pub fn client_config(dir: &TempDir, name: &str, relay: SocketAddr) -> ClientConfig {
+    let store = dir.path(&format!("{name}.db"));
+    let key = StoreKey::load_or_create(dir.path(&format!("{name}.db.key"))).unwrap();
+    let mut config = ClientConfig::new(store, key, url(relay));
+    config.backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 40);
+    config.request_timeout = Duration::from_secs(5);
+    config
+}
+
+pub fn addr(user: &str, device: u32) -> Address {
+    Address::new(user, device).unwrap()
+}
+
+/// Registers `name` (device 1) and returns its config.
+pub async fn registered(dir: &TempDir, name: &str, relay: SocketAddr) -> ClientConfig {
+    let config = client_config(dir, name, relay);
+    register(&config, addr(name, 1)).await.unwrap();
+    config
+}
+
+/// Waits for the first event `pick` accepts, collecting the ones before.
+pub async fn wait_for<T>(
+    client: &mut Client,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> (T, Vec<Event>) {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, client.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("no matching event in time; saw {seen:?}"))
+            .unwrap_or_else(|| panic!("client stopped; saw {seen:?}"));
+        if let Some(t) = pick(&event) {
+            return (t, seen);
+        }
+        if let Event::Stopped { error } = &event {
+            panic!("client stopped: {error:?}; saw {seen:?}");
+        }
+        seen.push(event);
+    }
+}
+
+/// Waits for `QueueDrained` and returns its counts and the events before.
+pub async fn drained(client: &mut Client) -> ((u32, u32), Vec<Event>) {
+    wait_for(client, |e| match e {
+        Event::QueueDrained {
+            delivered,
+            duplicates,
+        } => Some((*delivered, *duplicates)),
+        _ => None,
+    })
+    .await
+}
+
+/// Texts of the `Message` events among `events`.
+pub fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(format!("{}: {}", m.sender.user_id(), m.text)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Messages waiting at the relay for `user`.
+pub fn queued(relay_db: &Path, user: &str) -> u32 {
+    let conn = rusqlite::Connection::open(relay_db).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM messages WHERE user_id = ?1",
+        [user],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Polls `f` until it holds (bounded).
+pub async fn eventually(mut f: impl FnMut() -> bool) {
+    for _ in 0..150 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not met in time");
+}
+
+/// Fetches one bundle of `address` over a raw connection (claiming one of
+/// its one-time prekeys).
+pub async fn fetch_bundle(relay: SocketAddr, address: &Address) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url(relay)).await.unwrap();
+    let frame = ClientFrame {
+        request_id: 1,
+        request: Request::FetchBundles(FetchBundles::device(address)),
+    };
+    ws.send(Message::binary(frame.encode())).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(b) = message {
+            match ServerFrame::decode(&b).unwrap() {
+                ServerFrame::Response(Response {
+                    result: Ok(Reply::Bundles(b)),
+                    ..
+                }) => {
+                    assert_eq!(b.len(), 1);
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+}

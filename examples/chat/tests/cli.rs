@@ -1,0 +1,199 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! `tacit-chat` driven as a script against a relay on 127.0.0.1:
+//! register, send while the peer is offline, recv --wait, safety numbers,
+//! errors, and registering again against a fresh relay database with the
+//! same stores.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tacit_relay::{Config, Rate, Relay};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "tacit-chat-test-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn relay(db: &Path) -> Relay {
+    let mut c = Config::new(db);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.unauthenticated_rate = Rate::new(10_000.0, 10_000);
+    c.per_ip_rate = Rate::new(100_000.0, 100_000);
+    c.authenticated_rate = Rate::new(10_000.0, 10_000);
+    c.shutdown_grace = Duration::from_secs(2);
+    Relay::bind(c).await.unwrap()
+}
+
+/// Runs tacit-chat with `args` against `relay`, off the async runtime.
+async fn chat(dir: &Path, store: &str, relay: &Relay, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-chat"));
+    command
+        .arg("--store")
+        .arg(dir.join(store))
+        .arg("--relay")
+        .arg(format!("ws://{}/v1", relay.local_addr()))
+        .args(args)
+        .env_remove("TACIT_STORE_KEY");
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Runs tacit-chat with `input` on its standard input.
+async fn chat_with_input(
+    dir: &Path,
+    store: &str,
+    relay: &Relay,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    use std::io::Write as _;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-chat"));
+    command
+        .arg("--store")
+        .arg(dir.join(store))
+        .arg("--relay")
+        .arg(format!("ws://{}/v1", relay.local_addr()))
+        .args(args)
+        .env_remove("TACIT_STORE_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_conversation_survives_a_fresh_relay_database() {
+    let dir = TempDir::new("script");
+    let d = dir.0.as_path();
+    let relay1 = relay(&d.join("relay1.db")).await;
+
+    ok(&chat(d, "alice.db", &relay1, &["register", "alice"]).await);
+    ok(&chat(d, "bob.db", &relay1, &["register", "bob"]).await);
+    // The key file is private to its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(d.join("alice.db.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Bob is offline: the messages wait at the relay.
+    ok(&chat(d, "alice.db", &relay1, &["send", "bob", "hello bob"]).await);
+    ok(&chat(d, "alice.db", &relay1, &["send", "bob", "are you there?"]).await);
+    let out = ok(&chat(d, "bob.db", &relay1, &["recv", "--wait", "1"]).await);
+    assert_eq!(out, "alice: hello bob\nalice: are you there?\n");
+    // Nothing is shown twice.
+    let out = ok(&chat(d, "bob.db", &relay1, &["recv"]).await);
+    assert_eq!(out, "");
+
+    ok(&chat(d, "bob.db", &relay1, &["send", "alice", "yes, here"]).await);
+    let out = ok(&chat(d, "alice.db", &relay1, &["recv"]).await);
+    assert_eq!(out, "bob: yes, here\n");
+
+    // Both sides compute the same safety number.
+    let a = ok(&chat(d, "alice.db", &relay1, &["safety", "bob"]).await);
+    let b = ok(&chat(d, "bob.db", &relay1, &["safety", "alice"]).await);
+    let number = |s: &str| s.split_once(": ").unwrap().1.trim().to_owned();
+    assert_eq!(number(&a), number(&b));
+    assert_eq!(number(&a).chars().filter(char::is_ascii_digit).count(), 60);
+
+    // Errors are clear and exit with status 1.
+    let unknown = chat(d, "alice.db", &relay1, &["send", "carol", "hi"]).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown user: carol"));
+    let unregistered = chat(d, "nobody.db", &relay1, &["recv"]).await;
+    assert_eq!(unregistered.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unregistered.stderr).contains("register first"));
+    let usage = chat(d, "alice.db", &relay1, &["send", "bob"]).await;
+    assert_eq!(usage.status.code(), Some(2));
+
+    // The interactive mode, fed a few lines.
+    let out = chat_with_input(
+        d,
+        "alice.db",
+        &relay1,
+        &["chat", "bob"],
+        "typed interactively\n/who\n/nonsense\n/quit\n",
+    )
+    .await;
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("[sent] you -> bob: typed interactively"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("talking to bob; known: bob"), "{stderr}");
+    assert!(stderr.contains("unknown command /nonsense"), "{stderr}");
+    let out = ok(&chat(d, "bob.db", &relay1, &["recv"]).await);
+    assert_eq!(out, "alice: typed interactively\n");
+    relay1.shutdown().await.unwrap();
+
+    // A fresh relay database: register again with the same stores; the
+    // identities and sessions carry on.
+    let relay2 = relay(&d.join("relay2.db")).await;
+    let again = chat(d, "alice.db", &relay2, &["register", "alice"]).await;
+    ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("registered alice.1"));
+    ok(&chat(d, "bob.db", &relay2, &["register", "bob"]).await);
+    ok(&chat(
+        d,
+        "alice.db",
+        &relay2,
+        &["send", "bob", "new relay, same us"],
+    )
+    .await);
+    let out = ok(&chat(d, "bob.db", &relay2, &["recv", "--wait", "1"]).await);
+    assert_eq!(out, "alice: new relay, same us\n");
+    let history = ok(&chat(d, "alice.db", &relay2, &["history"]).await);
+    assert!(
+        history.contains("you -> bob: hello bob [delivered]"),
+        "{history}"
+    );
+    assert!(history.contains("bob: yes, here"), "{history}");
+    relay2.shutdown().await.unwrap();
+}

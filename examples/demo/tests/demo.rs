@@ -1,0 +1,48 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! The demo runs with no flags, finishes by itself, exits 0, shows both
+//! views and the relay's rows with nothing leaked, and cleans up.
+
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_demo_runs_to_completion_and_cleans_up() {
+    let started = Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-demo"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    for expected in [
+        "alice: Hi Bob! Lunch on Friday?",
+        "alice: Bring the blue folder.",
+        "3 new, 0 duplicates",
+        "[delivered] Bring the blue folder.",
+        "[read] Hi Bob! Lunch on Friday?",
+        "bob: Friday works. See you there!",
+        "#1 for bob.1",
+        "They match",
+        "Messages left at the relay: 0",
+        "Temporary files removed.",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("FOUND"), "{stdout}");
+    assert!(stdout.matches(": not found").count() >= 8, "{stdout}");
+    // The temporary directory is gone.
+    let line = stdout.lines().find(|l| l.starts_with("database")).unwrap();
+    let path = line
+        .trim_start_matches("database")
+        .trim()
+        .trim_end_matches("(temporary)")
+        .trim();
+    let dir = std::path::Path::new(path).parent().unwrap();
+    assert!(!dir.exists(), "{} still exists", dir.display());
+}
