@@ -173,6 +173,10 @@ error_codes! {
     Superseded = 22,
     /// Too many refused frames or logins on this connection; it is closed.
     TooManyErrors = 23,
+    /// The relay's storage is full (its disk, or its configured size
+    /// limit); nothing was changed. Stored messages are still delivered and
+    /// can be acknowledged; retry later.
+    StorageFull = 24,
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -105,6 +105,10 @@ pub struct Config {
     pub max_batch: usize,
     /// Read-only database connections.
     pub readers: usize,
+    /// A cap on the database file's size, in bytes; none by default. Past
+    /// it, as on a full disk, changes are refused with `StorageFull` while
+    /// stored messages are still delivered and can be acknowledged.
+    pub max_db_bytes: Option<u64>,
     /// Serve over TLS with these files (the `tls` feature).
     pub tls: Option<TlsFiles>,
     /// How long shutdown waits for connections to finish.
@@ -132,6 +136,7 @@ impl Config {
             purge_interval: Duration::from_secs(60),
             max_batch: 512,
             readers: 4,
+            max_db_bytes: None,
             tls: None,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -218,6 +223,7 @@ impl Relay {
             ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
             prekeys_low: config.prekeys_low_threshold,
             max_batch: config.max_batch,
+            max_db_bytes: config.max_db_bytes,
         };
         let (writer, writer_thread) = store::start_writer(
             &config.db_path,

@@ -33,6 +33,10 @@ struct Args {
     /// The most one-time prekeys stored per device.
     #[arg(long, default_value_t = 1000)]
     max_one_time_prekeys: u32,
+    /// A cap on the database file's size in bytes (default: none); past it,
+    /// new messages are refused with StorageFull.
+    #[arg(long)]
+    max_db_bytes: Option<u64>,
     /// Seconds between keepalive pings.
     #[arg(long, default_value_t = 20)]
     ping_interval_secs: u64,
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
     config.message_ttl = Duration::from_secs(args.message_ttl_secs);
     config.max_frame_len = args.max_frame_size;
     config.max_one_time_prekeys = args.max_one_time_prekeys;
+    config.max_db_bytes = args.max_db_bytes;
     config.ping_interval = Duration::from_secs(args.ping_interval_secs);
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);

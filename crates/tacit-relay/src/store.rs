@@ -8,6 +8,7 @@
 //! (so the commit is on disk when it returns), and only then answers each
 //! command. An answer of success therefore means durable.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,13 @@ fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Outcome<T> {
 }
 
 fn internal(error: &rusqlite::Error) -> ErrorReply {
+    if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        tracing::warn!(%error, "storage full");
+        return ErrorReply::new(
+            ErrorCode::StorageFull,
+            "the relay's storage is full; nothing was changed",
+        );
+    }
     tracing::error!(%error, "storage failure");
     ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
 }
@@ -80,6 +88,17 @@ fn internal(error: &rusqlite::Error) -> ErrorReply {
 /// Opens the database file (creating it and the schema) in WAL mode with
 /// `synchronous=FULL`.
 fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    open_limited(path, read_only, None)
+}
+
+/// [`open`], and for a writer with `max_bytes`, a cap on the database's
+/// size: past it, writes fail with `SQLITE_FULL` as on a full disk. A cap
+/// below the current size holds the database at its current size.
+fn open_limited(
+    path: &Path,
+    read_only: bool,
+    max_bytes: Option<u64>,
+) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if read_only {
@@ -94,6 +113,11 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        if let Some(max_bytes) = max_bytes {
+            let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = (max_bytes / page_size.max(1)).max(1);
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
     }
     Ok(conn)
 }
@@ -154,6 +178,8 @@ pub(crate) struct WriterLimits {
     pub(crate) ttl_ms: u64,
     pub(crate) prekeys_low: u32,
     pub(crate) max_batch: usize,
+    /// A cap on the database's size, in bytes.
+    pub(crate) max_db_bytes: Option<u64>,
 }
 
 /// The writer's queue.
@@ -203,7 +229,7 @@ pub(crate) fn start_writer(
     online: Arc<Online>,
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
-    let conn = open(path, false)?;
+    let conn = open_limited(path, false, limits.max_db_bytes)?;
     let (tx, mut rx) = mpsc::channel::<Command>(4096);
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
@@ -265,6 +291,18 @@ impl Pending {
         };
     }
 
+    /// The refusal this answer holds, if it is one.
+    fn error(&self) -> Option<ErrorReply> {
+        match self {
+            Self::Bool(_, Err(e))
+            | Self::U32(_, Err(e))
+            | Self::U64(_, Err(e))
+            | Self::Unit(_, Err(e))
+            | Self::Bundles(_, Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     fn send(self) {
         let _ = match self {
             Self::Bool(tx, v) => tx.send(v).map_err(drop),
@@ -294,23 +332,58 @@ fn run_batch(
     online: &Online,
     metrics: &Metrics,
 ) {
-    let size = batch.len();
-    let mut pending = Vec::with_capacity(size);
+    let mut commands: VecDeque<Command> = batch.drain(..).collect();
+    // Each transaction takes at least one command.
+    while !commands.is_empty() {
+        run_transaction(conn, &mut commands, limits, online, metrics);
+    }
+}
+
+/// Applies commands from the front of `commands` in one transaction,
+/// commits, then answers them.
+///
+/// SQLite may roll a whole transaction back on its own when a statement
+/// fails with `SQLITE_FULL` or an I/O error. Then every change applied so
+/// far in the transaction is gone: those commands are answered with the
+/// failing command's error (they changed nothing), and the commands after
+/// it are left in `commands` for a fresh transaction. Without this, they
+/// would run outside any transaction, each committed on its own, and then
+/// be answered as failed.
+fn run_transaction(
+    conn: &mut Connection,
+    commands: &mut VecDeque<Command>,
+    limits: &WriterLimits,
+    online: &Online,
+    metrics: &Metrics,
+) {
+    let mut pending: Vec<Pending> = Vec::with_capacity(commands.len());
     let mut effects = Effects::default();
-    let tx = match conn.transaction() {
+    let mut tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(error) => {
             let e = internal(&error);
-            for command in batch.drain(..) {
+            for command in commands.drain(..) {
                 reply_of(command).fail(e.clone());
             }
             return;
         }
     };
-    let mut tx = tx;
-    for command in batch.drain(..) {
-        pending.push(apply(&mut tx, command, limits, &mut effects));
+    while let Some(command) = commands.pop_front() {
+        let answer = apply(&mut tx, command, limits, &mut effects);
+        if tx.is_autocommit() {
+            let e = answer.error().unwrap_or_else(|| {
+                ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
+            });
+            tracing::warn!(error = %e, rolled_back = pending.len(), "the transaction was rolled back");
+            for p in pending {
+                p.fail(e.clone());
+            }
+            answer.fail(e);
+            return;
+        }
+        pending.push(answer);
     }
+    let size = pending.len();
     match tx.commit() {
         Ok(()) => {
             metrics.record_batch(size, effects.submitted, effects.acked, effects.expired);
@@ -925,5 +998,229 @@ impl Readers {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tacit-relay-store-{name}-{}-{}",
+            std::process::id(),
+            crate::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("relay.db")
+    }
+
+    fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
+        WriterLimits {
+            queue_cap: 100_000,
+            ttl_ms: 3_600_000,
+            prekeys_low: 0,
+            max_batch: 64,
+            max_db_bytes,
+        }
+    }
+
+    async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64> {
+        let recipient = to.clone();
+        writer
+            .call(|reply| Command::Submit {
+                recipient,
+                envelope,
+                token_hash: None,
+                authenticated: true,
+                now_ms: crate::now_ms(),
+                reply,
+            })
+            .await
+    }
+
+    /// (messages stored, the device's `queued` counter).
+    fn counts(path: &Path) -> (u64, u64) {
+        let c = open(path, true).unwrap();
+        let stored = c
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        let queued = c
+            .query_row("SELECT SUM(queued) FROM devices", [], |r| r.get(0))
+            .unwrap();
+        (stored, queued)
+    }
+
+    #[tokio::test]
+    async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
+        let path = temp_db("full");
+        let (writer, thread) = start_writer(
+            &path,
+            limits(Some(96 * 1024)),
+            Arc::default(),
+            Arc::default(),
+        )
+        .unwrap();
+        let bob = Address::new("bob", 1).unwrap();
+        let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
+        let (address, now_ms) = (bob.clone(), crate::now_ms());
+        writer
+            .call(|reply| Command::Register {
+                address,
+                identity_key: identity,
+                now_ms,
+                reply,
+            })
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        let refusal = loop {
+            assert!(ids.len() < 1000, "the cap never bit");
+            match submit(&writer, &bob, vec![ids.len() as u8; 3000]).await {
+                Ok(id) => ids.push(id),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(refusal.code, ErrorCode::StorageFull, "{refusal}");
+        assert!(refusal.message.contains("full"), "{refusal}");
+        assert!(ids.len() >= 5, "only {} messages fit", ids.len());
+        // The refused submission left no row and no count behind.
+        let stored = ids.len() as u64;
+        assert_eq!(counts(&path), (stored, stored));
+        // Acks still work while full, and free room for new messages.
+        let (address, acked) = (bob.clone(), ids[..ids.len() / 2].to_vec());
+        let removed = writer
+            .call(|reply| Command::Ack {
+                address,
+                ids: acked,
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(u64::from(removed), stored / 2);
+        assert!(submit(&writer, &bob, vec![0xee; 3000]).await.is_ok());
+        assert_eq!(
+            counts(&path),
+            (stored - stored / 2 + 1, stored - stored / 2 + 1)
+        );
+        writer.stop().await;
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Runs one batch on `conn` and returns the answers, in order.
+    fn batch(
+        conn: &mut Connection,
+        commands: Vec<(Command, oneshot::Receiver<Outcome<u64>>)>,
+    ) -> Vec<Outcome<u64>> {
+        let (mut commands, receivers): (Vec<_>, Vec<_>) = commands.into_iter().unzip();
+        run_batch(
+            conn,
+            &mut commands,
+            &limits(None),
+            &Online::default(),
+            &Metrics::default(),
+        );
+        receivers
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap())
+            .collect()
+    }
+
+    fn submit_command(
+        to: &Address,
+        envelope: Vec<u8>,
+    ) -> (Command, oneshot::Receiver<Outcome<u64>>) {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Submit {
+            recipient: to.clone(),
+            envelope,
+            token_hash: None,
+            authenticated: true,
+            now_ms: crate::now_ms(),
+            reply,
+        };
+        (command, rx)
+    }
+
+    fn stored(conn: &Connection, envelope: &[u8]) -> bool {
+        conn.query_row(
+            "SELECT COUNT(*) FROM messages WHERE envelope = ?1",
+            params![envelope],
+            |r| r.get::<_, u64>(0),
+        )
+        .unwrap()
+            > 0
+    }
+
+    #[test]
+    fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
+        let path = temp_db("rollback");
+        let mut conn = open_limited(&path, false, Some(64 * 1024)).unwrap();
+        let bob = Address::new("bob", 1).unwrap();
+        let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
+        let (reply, mut rx) = oneshot::channel();
+        run_batch(
+            &mut conn,
+            &mut vec![Command::Register {
+                address: bob.clone(),
+                identity_key: identity,
+                now_ms: crate::now_ms(),
+                reply,
+            }],
+            &limits(None),
+            &Online::default(),
+            &Metrics::default(),
+        );
+        assert_eq!(rx.try_recv().unwrap(), Ok(true));
+        // One batch: a message that fits, one far too large for the cap,
+        // then small ones. SQLite rolls the whole transaction back at the
+        // large one.
+        let first = vec![1u8; 2000];
+        let huge = vec![2u8; 200_000];
+        let small: Vec<Vec<u8>> = (0..3u8).map(|i| vec![3 + i; 100]).collect();
+        let mut commands = vec![
+            submit_command(&bob, first.clone()),
+            submit_command(&bob, huge.clone()),
+        ];
+        commands.extend(small.iter().map(|e| submit_command(&bob, e.clone())));
+        let answers = batch(&mut conn, commands);
+        // Every answer tells the truth: success means stored, a refusal
+        // means nothing was stored.
+        let envelopes = [&first, &huge, &small[0], &small[1], &small[2]];
+        for (answer, envelope) in answers.iter().zip(envelopes) {
+            assert_eq!(answer.is_ok(), stored(&conn, envelope), "{answer:?}");
+        }
+        assert_eq!(
+            answers[1].as_ref().unwrap_err().code,
+            ErrorCode::StorageFull
+        );
+        assert!(!stored(&conn, &huge));
+        // The commands after the rolled-back one ran in a new transaction.
+        assert!(answers[2..].iter().all(Result::is_ok), "{answers:?}");
+        let queued: u64 = conn
+            .query_row("SELECT queued FROM devices", [], |r| r.get(0))
+            .unwrap();
+        let count: u64 = conn
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(queued, count);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn only_a_full_disk_maps_to_storage_full() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert_eq!(internal(&full).code, ErrorCode::StorageFull);
+        let io = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            None,
+        );
+        assert_eq!(internal(&io).code, ErrorCode::Internal);
     }
 }

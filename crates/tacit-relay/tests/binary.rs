@@ -100,6 +100,7 @@ fn help_lists_the_flags() {
         "--queue-cap",
         "--message-ttl-secs",
         "--max-frame-size",
+        "--max-db-bytes",
         "--rate-unauthenticated",
         "--rate-per-ip",
         "--rate-authenticated",

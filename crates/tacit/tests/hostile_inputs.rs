@@ -1,0 +1,768 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! A catalogue of hostile inputs at every layer of the core: wire decoders,
+//! sealed envelopes, the session manager (prekey and ratchet messages), the
+//! ratchet, session records and account records.
+//!
+//! Each row names its layer, the kind of hostility (truncated, oversize,
+//! wrong version, wrong key, replayed, reordered, cross-session, wrong
+//! recipient), the input, and the exact error expected. For a stateful
+//! layer the row also checks that nothing changed: the ratchet's serialized
+//! state, or the manager's account and every store record
+//! (`InMemoryStore::dump`), byte for byte before and after. Decoders of
+//! bytes hold no state; their rows say so. A summary table is printed.
+
+use std::fmt::Debug;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tacit::envelope::{self, Content, ContentKind, SealedEnvelope};
+use tacit::error::IdentityConflict;
+use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
+use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager, SessionRecord};
+use tacit::store::InMemoryStore;
+use tacit::wire::{
+    PreKeyBundleMessage, SessionMessage, WireMessage, MAX_BUNDLE_LEN, MAX_MESSAGE_LEN,
+};
+use tacit::x3dh::{self, PreKeyBundle};
+use tacit::{
+    Address, DecryptError, EnvelopeError, IdentityKeyPair, KeyError, KeyPair, SessionError,
+    StateError, WireError,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Truncated,
+    Oversize,
+    WrongVersion,
+    WrongKey,
+    Replayed,
+    Reordered,
+    CrossSession,
+    WrongRecipient,
+}
+
+/// Whether a row's layer holds state, and if so whether it is unchanged.
+enum Unchanged {
+    Stateless,
+    Checked(bool),
+}
+
+struct Row {
+    layer: &'static str,
+    kind: Kind,
+    input: String,
+    expected: String,
+    actual: String,
+    unchanged: Unchanged,
+}
+
+impl Row {
+    fn passed(&self) -> bool {
+        self.expected == self.actual && !matches!(self.unchanged, Unchanged::Checked(false))
+    }
+}
+
+#[derive(Default)]
+struct Catalogue {
+    rows: Vec<Row>,
+}
+
+impl Catalogue {
+    fn row<T: Debug, E: Debug>(
+        &mut self,
+        layer: &'static str,
+        kind: Kind,
+        input: impl Into<String>,
+        result: Result<T, E>,
+        expected: E,
+        unchanged: Unchanged,
+    ) {
+        self.rows.push(Row {
+            layer,
+            kind,
+            input: input.into(),
+            expected: format!("{expected:?}"),
+            actual: match result {
+                Ok(v) => format!("Ok({v:?})"),
+                Err(e) => format!("{e:?}"),
+            },
+            unchanged,
+        });
+    }
+
+    /// Prints the table and fails on any row that did not hold.
+    fn finish(self) {
+        println!(
+            "{:<16} {:<15} {:<58} {:<10} result",
+            "layer", "kind", "input", "unchanged"
+        );
+        for r in &self.rows {
+            let unchanged = match r.unchanged {
+                Unchanged::Stateless => "stateless",
+                Unchanged::Checked(true) => "yes",
+                Unchanged::Checked(false) => "NO",
+            };
+            println!(
+                "{:<16} {:<15} {:<58} {:<10} {}",
+                r.layer,
+                format!("{:?}", r.kind),
+                r.input,
+                unchanged,
+                if r.passed() {
+                    r.expected.clone()
+                } else {
+                    format!("FAILED: expected {}, got {}", r.expected, r.actual)
+                }
+            );
+        }
+        let mut kinds: Vec<String> = self.rows.iter().map(|r| format!("{:?}", r.kind)).collect();
+        kinds.sort();
+        kinds.dedup();
+        let layers: std::collections::BTreeSet<&str> = self.rows.iter().map(|r| r.layer).collect();
+        let failed: Vec<&Row> = self.rows.iter().filter(|r| !r.passed()).collect();
+        println!(
+            "{} rows checked across {} layers and {} kinds; {} failed",
+            self.rows.len(),
+            layers.len(),
+            kinds.len(),
+            failed.len()
+        );
+        assert_eq!(kinds.len(), 8, "every kind of hostility has a row");
+        assert!(failed.is_empty(), "{} rows failed", failed.len());
+    }
+}
+
+type Device = SessionManager<InMemoryStore>;
+
+/// Everything a device holds: its account and every store record.
+fn snapshot(d: &Device) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = d
+        .store()
+        .dump()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_vec()))
+        .collect();
+    out.push(("manager account".into(), d.account().to_bytes().to_vec()));
+    out
+}
+
+/// Runs `f` on the device and reports whether its state is unchanged.
+fn on_device<T>(d: &mut Device, f: impl FnOnce(&mut Device) -> T) -> (T, Unchanged) {
+    let before = snapshot(d);
+    let out = f(d);
+    (out, Unchanged::Checked(snapshot(d) == before))
+}
+
+/// Runs `f` on the ratchet and reports whether its state is unchanged.
+fn on_ratchet<T>(r: &mut Ratchet, f: impl FnOnce(&mut Ratchet) -> T) -> (T, Unchanged) {
+    let before = r.to_bytes().to_vec();
+    let out = f(r);
+    (out, Unchanged::Checked(r.to_bytes().to_vec() == before))
+}
+
+fn config() -> SessionConfig {
+    SessionConfig::default().with_ratchet(RatchetConfig::default().with_max_skip(8))
+}
+
+fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
+    let mut d = SessionManager::create(
+        InMemoryStore::new(),
+        Address::new(user, id).unwrap(),
+        Account::generate(rng, 0),
+        config(),
+    )
+    .unwrap();
+    d.generate_one_time_prekeys(4, rng).unwrap();
+    d
+}
+
+fn introduce(from: &mut Device, to: &Device, prekey: BundlePreKey, rng: &mut ChaCha20Rng) {
+    let bundle = to.account().bundle(prekey).unwrap();
+    from.process_bundle(to.local_address(), &bundle, rng)
+        .unwrap();
+}
+
+fn text(body: &str, rng: &mut ChaCha20Rng) -> Content {
+    Content::new_with_rng(ContentKind::Text, body.as_bytes().to_vec(), 1, rng).unwrap()
+}
+
+fn seal(from: &mut Device, to: &Device, body: &str, rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let content = text(body, rng);
+    from.seal_for_device(to.local_address(), &content, rng)
+        .unwrap()
+        .envelope
+}
+
+/// Every message of the wire format and the envelope starts with its
+/// version, field 1: `0x08 0x01`. The copy says version 2.
+fn with_version_2(bytes: &[u8], at: usize) -> Vec<u8> {
+    assert_eq!(&bytes[at..at + 2], &[0x08, 0x01], "version field");
+    let mut out = bytes.to_vec();
+    out[at + 1] = 2;
+    out
+}
+
+/// Replaces the one occurrence of `old` in `bytes` with `new`.
+fn replace(bytes: &[u8], old: &[u8], new: &[u8]) -> Vec<u8> {
+    let at: Vec<usize> = (0..=bytes.len() - old.len())
+        .filter(|&i| &bytes[i..i + old.len()] == old)
+        .collect();
+    assert_eq!(at.len(), 1, "the field occurs once");
+    let mut out = bytes.to_vec();
+    out[at[0]..at[0] + old.len()].copy_from_slice(new);
+    out
+}
+
+/// The encoding of the Edwards identity point: a key of small order.
+const SMALL_ORDER_IDENTITY: [u8; 32] = {
+    let mut k = [0u8; 32];
+    k[0] = 1;
+    k
+};
+
+fn cut(bytes: &[u8]) -> Vec<u8> {
+    bytes[..bytes.len() - 1].to_vec()
+}
+
+#[test]
+fn hostile_inputs_at_every_layer() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x4057);
+    let mut cat = Catalogue::default();
+
+    let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 1, &mut rng);
+    let mut bob2 = device("bob", 2, &mut rng);
+    let mut carol = device("carol", 1, &mut rng);
+    let (a, b, b2, c) = (
+        alice.local_address().clone(),
+        bob.local_address().clone(),
+        bob2.local_address().clone(),
+        carol.local_address().clone(),
+    );
+    let alice_id = alice.account().identity().public_key();
+    let carol_id = carol.account().identity().public_key();
+
+    // Alice and Carol each start a session with Bob; Bob answers Alice.
+    introduce(&mut alice, &bob, BundlePreKey::Auto, &mut rng);
+    // Without a one-time prekey: Alice's bundle already offered the first.
+    introduce(&mut carol, &bob, BundlePreKey::None, &mut rng);
+    let first = seal(&mut alice, &bob, "first", &mut rng);
+    bob.open_envelope(&first, &mut rng).unwrap();
+    let from_carol = seal(&mut carol, &bob, "carol", &mut rng);
+    bob.open_envelope(&from_carol, &mut rng).unwrap();
+    let reply = seal(&mut bob, &alice, "reply", &mut rng);
+    alice.open_envelope(&reply, &mut rng).unwrap();
+    // Ratchet messages from Alice: the first is delivered, the rest wait.
+    let ratchet: Vec<Vec<u8>> = (0..12)
+        .map(|i| seal(&mut alice, &bob, &format!("m{i}"), &mut rng))
+        .collect();
+    bob.open_envelope(&ratchet[0], &mut rng).unwrap();
+    let unsealed = envelope::open(bob.account().identity(), &b, &ratchet[1]).unwrap();
+    let ratchet_message = unsealed.message.clone();
+
+    // --- Wire decoders -------------------------------------------------
+    let bundle = bob.account().bundle(BundlePreKey::Auto).unwrap().to_wire();
+    cat.row(
+        "wire",
+        Kind::Truncated,
+        "bundle without its last byte",
+        PreKeyBundleMessage::from_wire(&cut(&bundle)),
+        WireError::Malformed,
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::Oversize,
+        "bundle of MAX_BUNDLE_LEN + 1 bytes",
+        PreKeyBundleMessage::from_wire(&vec![0; MAX_BUNDLE_LEN + 1]),
+        WireError::Oversize {
+            len: MAX_BUNDLE_LEN + 1,
+            max: MAX_BUNDLE_LEN,
+        },
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::WrongVersion,
+        "bundle of version 2",
+        PreKeyBundleMessage::from_wire(&with_version_2(&bundle, 0)),
+        WireError::UnknownVersion(2),
+        Unchanged::Stateless,
+    );
+    let bob_id_bytes = bob.account().identity().public_key().to_bytes();
+    cat.row(
+        "wire",
+        Kind::WrongKey,
+        "bundle with a small-order identity key",
+        PreKeyBundleMessage::from_wire(&replace(&bundle, &bob_id_bytes, &SMALL_ORDER_IDENTITY)),
+        WireError::InvalidKey {
+            field: "identity_key",
+            error: KeyError::WeakIdentityKey,
+        },
+        Unchanged::Stateless,
+    );
+    let prekey_wire = envelope::open(bob.account().identity(), &b, &first)
+        .unwrap()
+        .message
+        .to_wire();
+    cat.row(
+        "wire",
+        Kind::Truncated,
+        "prekey message without its last byte",
+        SessionMessage::from_wire(&cut(&prekey_wire)),
+        WireError::Malformed,
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::Oversize,
+        "session message of MAX_MESSAGE_LEN + 1 bytes",
+        SessionMessage::from_wire(&vec![0; MAX_MESSAGE_LEN + 1]),
+        WireError::Oversize {
+            len: MAX_MESSAGE_LEN + 1,
+            max: MAX_MESSAGE_LEN,
+        },
+        Unchanged::Stateless,
+    );
+    // The session message wraps the prekey message in field 1: tag, then
+    // a two-byte length, then the prekey message's version.
+    cat.row(
+        "wire",
+        Kind::WrongVersion,
+        "prekey message of version 2",
+        SessionMessage::from_wire(&with_version_2(&prekey_wire, 3)),
+        WireError::UnknownVersion(2),
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::WrongKey,
+        "prekey message with a small-order identity key",
+        SessionMessage::from_wire(&replace(
+            &prekey_wire,
+            &alice_id.to_bytes(),
+            &SMALL_ORDER_IDENTITY,
+        )),
+        WireError::InvalidKey {
+            field: "identity_key",
+            error: KeyError::WeakIdentityKey,
+        },
+        Unchanged::Stateless,
+    );
+    let SessionMessage::Ratchet(rm) = &ratchet_message else {
+        panic!("a ratchet message")
+    };
+    let rm_wire = rm.to_wire();
+    cat.row(
+        "wire",
+        Kind::WrongVersion,
+        "ratchet message of version 2",
+        EncryptedMessage::from_wire(&with_version_2(&rm_wire, 0)),
+        WireError::UnknownVersion(2),
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::Truncated,
+        "ratchet message without its last byte",
+        EncryptedMessage::from_wire(&cut(&rm_wire)),
+        WireError::Malformed,
+        Unchanged::Stateless,
+    );
+
+    // --- Sealed envelopes ----------------------------------------------
+    let env = &ratchet[1];
+    let bob_identity = bob.account().identity().clone();
+    cat.row(
+        "envelope",
+        Kind::Truncated,
+        "envelope without its last byte",
+        envelope::open(&bob_identity, &b, &cut(env)),
+        EnvelopeError::Malformed(WireError::Malformed),
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "envelope",
+        Kind::Oversize,
+        "envelope of MAX_ENVELOPE_LEN + 1 bytes",
+        envelope::open(
+            &bob_identity,
+            &b,
+            &vec![0; envelope::sealed::MAX_ENVELOPE_LEN + 1],
+        ),
+        EnvelopeError::Malformed(WireError::Oversize {
+            len: envelope::sealed::MAX_ENVELOPE_LEN + 1,
+            max: envelope::sealed::MAX_ENVELOPE_LEN,
+        }),
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "envelope",
+        Kind::WrongVersion,
+        "envelope of version 2",
+        envelope::open(&bob_identity, &b, &with_version_2(env, 0)),
+        EnvelopeError::Malformed(WireError::UnknownVersion(2)),
+        Unchanged::Stateless,
+    );
+    let outer = SealedEnvelope::from_wire(env).unwrap();
+    cat.row(
+        "envelope",
+        Kind::WrongKey,
+        "all-zero (small-order) ephemeral key",
+        envelope::open(
+            &bob_identity,
+            &b,
+            &replace(env, &outer.ephemeral_key().to_bytes(), &[0; 32]),
+        ),
+        EnvelopeError::InvalidEphemeralKey,
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "envelope",
+        Kind::WrongRecipient,
+        "Bob's envelope opened by bob.2",
+        envelope::open(bob2.account().identity(), &b2, env),
+        EnvelopeError::SenderDoesNotOpen,
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "envelope",
+        Kind::WrongRecipient,
+        "Bob's envelope opened with Bob's key as bob.2",
+        envelope::open(&bob_identity, &b2, env),
+        EnvelopeError::SenderDoesNotOpen,
+        Unchanged::Stateless,
+    );
+    // The sender part of one envelope with the content part of another.
+    let other = SealedEnvelope::from_wire(&ratchet[2]).unwrap();
+    let spliced = replace(env, outer.encrypted_message(), other.encrypted_message());
+    cat.row(
+        "envelope",
+        Kind::CrossSession,
+        "content part spliced from another envelope",
+        envelope::open(&bob_identity, &b, &spliced),
+        EnvelopeError::ContentDoesNotOpen,
+        Unchanged::Stateless,
+    );
+
+    // --- Session manager -----------------------------------------------
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&cut(env), &mut rng));
+    cat.row(
+        "session",
+        Kind::Truncated,
+        "truncated envelope",
+        r,
+        SessionError::Envelope(EnvelopeError::Malformed(WireError::Malformed)),
+        u,
+    );
+    let big = vec![0u8; envelope::sealed::MAX_ENVELOPE_LEN + 1];
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&big, &mut rng));
+    cat.row(
+        "session",
+        Kind::Oversize,
+        "oversize envelope",
+        r,
+        SessionError::Envelope(EnvelopeError::Malformed(WireError::Oversize {
+            len: envelope::sealed::MAX_ENVELOPE_LEN + 1,
+            max: envelope::sealed::MAX_ENVELOPE_LEN,
+        })),
+        u,
+    );
+    let (r, u) = on_device(&mut bob, |d| {
+        d.open_envelope(&with_version_2(env, 0), &mut rng)
+    });
+    cat.row(
+        "session",
+        Kind::WrongVersion,
+        "envelope of version 2",
+        r,
+        SessionError::Envelope(EnvelopeError::Malformed(WireError::UnknownVersion(2))),
+        u,
+    );
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&ratchet[0], &mut rng));
+    cat.row(
+        "session",
+        Kind::Replayed,
+        "ratchet message delivered twice",
+        r,
+        SessionError::Decrypt(DecryptError::DuplicateMessage),
+        u,
+    );
+    // The session it started is found by its base key, but the chain its
+    // header key belonged to is gone: both sides have ratcheted since.
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&first, &mut rng));
+    cat.row(
+        "session",
+        Kind::Replayed,
+        "prekey message replayed after both sides ratcheted",
+        r,
+        SessionError::Decrypt(DecryptError::UnknownHeaderKey),
+        u,
+    );
+    // ratchet[11] needs keys for 10 skipped messages; max_skip is 8.
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&ratchet[11], &mut rng));
+    cat.row(
+        "session",
+        Kind::Reordered,
+        "message 11 before 1..10 (max_skip 8)",
+        r,
+        SessionError::Decrypt(DecryptError::TooManySkipped),
+        u,
+    );
+    let (r, u) = on_device(&mut bob, |d| {
+        d.decrypt(&c, &carol_id, &ratchet_message, &mut rng)
+    });
+    cat.row(
+        "session",
+        Kind::CrossSession,
+        "Alice's message on Carol's session",
+        r,
+        SessionError::Decrypt(DecryptError::UnknownHeaderKey),
+        u,
+    );
+    let (r, u) = on_device(&mut bob, |d| {
+        d.decrypt(&a, &carol_id, &ratchet_message, &mut rng)
+    });
+    cat.row(
+        "session",
+        Kind::WrongKey,
+        "Alice's address with Carol's identity",
+        r.map(|d| d.plaintext),
+        SessionError::UntrustedIdentity(Box::new(IdentityConflict {
+            address: a.clone(),
+            trusted: alice_id,
+            received: carol_id,
+        })),
+        u,
+    );
+    let (r, u) = on_device(&mut bob2, |d| d.open_envelope(env, &mut rng));
+    cat.row(
+        "session",
+        Kind::WrongRecipient,
+        "Bob's envelope at bob.2",
+        r,
+        SessionError::Envelope(EnvelopeError::SenderDoesNotOpen),
+        u,
+    );
+    // A first message to bob.2, presented under another identity, then
+    // replayed once its session is gone and its one-time prekey spent.
+    introduce(&mut alice, &bob2, BundlePreKey::Auto, &mut rng);
+    let to_bob2 = seal(&mut alice, &bob2, "hello bob.2", &mut rng);
+    let prekey = envelope::open(bob2.account().identity(), &b2, &to_bob2)
+        .unwrap()
+        .message;
+    let SessionMessage::PreKey(pk) = &prekey else {
+        panic!("a prekey message")
+    };
+    let one_time = pk.one_time_prekey_id.unwrap();
+    let (r, u) = on_device(&mut bob2, |d| d.decrypt(&a, &carol_id, &prekey, &mut rng));
+    cat.row(
+        "session",
+        Kind::WrongKey,
+        "prekey message under another sender identity",
+        r.map(|d| d.plaintext),
+        SessionError::IdentityMismatch,
+        u,
+    );
+    let mut tampered = (**pk).clone();
+    tampered.signed_prekey_id ^= 0x5555;
+    let tampered_id = tampered.signed_prekey_id;
+    let (r, u) = on_device(&mut bob2, |d| {
+        d.decrypt(
+            &a,
+            &alice_id,
+            &SessionMessage::PreKey(Box::new(tampered)),
+            &mut rng,
+        )
+    });
+    cat.row(
+        "session",
+        Kind::WrongKey,
+        "prekey message naming an unknown signed prekey",
+        r.map(|d| d.plaintext),
+        SessionError::UnknownSignedPreKey(tampered_id),
+        u,
+    );
+    bob2.open_envelope(&to_bob2, &mut rng).unwrap();
+    bob2.delete_session(&a).unwrap();
+    let (r, u) = on_device(&mut bob2, |d| d.open_envelope(&to_bob2, &mut rng));
+    cat.row(
+        "session",
+        Kind::Replayed,
+        "prekey message after its one-time prekey was spent",
+        r,
+        SessionError::UnknownOneTimePreKey(one_time),
+        u,
+    );
+
+    // --- Ratchet -------------------------------------------------------
+    let (mut sender, mut receiver) = ratchet_pair(&mut rng, 4);
+    let (mut stranger, _) = ratchet_pair(&mut rng, 4);
+    let m: Vec<EncryptedMessage> = (0..8)
+        .map(|i| {
+            sender
+                .encrypt_with_rng(format!("r{i}").as_bytes(), &mut rng)
+                .unwrap()
+        })
+        .collect();
+    receiver.decrypt_with_rng(&m[0], &mut rng).unwrap();
+    cat.row(
+        "ratchet",
+        Kind::Truncated,
+        "message bytes shorter than a header and a tag",
+        EncryptedMessage::from_bytes(&m[1].to_bytes()[..40]),
+        DecryptError::MessageTooShort,
+        Unchanged::Stateless,
+    );
+    let short = EncryptedMessage::new(
+        *m[1].encrypted_header(),
+        m[1].ciphertext()[..m[1].ciphertext().len() - 1].to_vec(),
+    )
+    .unwrap();
+    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt_with_rng(&short, &mut rng));
+    cat.row(
+        "ratchet",
+        Kind::Truncated,
+        "ciphertext without its last byte",
+        r,
+        DecryptError::AuthenticationFailed,
+        u,
+    );
+    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt_with_rng(&m[0], &mut rng));
+    cat.row(
+        "ratchet",
+        Kind::Replayed,
+        "message decrypted twice",
+        r,
+        DecryptError::DuplicateMessage,
+        u,
+    );
+    // m[7] needs keys for 6 skipped messages; max_skip is 4.
+    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt_with_rng(&m[7], &mut rng));
+    cat.row(
+        "ratchet",
+        Kind::Reordered,
+        "message 7 before 1..6 (max_skip 4)",
+        r,
+        DecryptError::TooManySkipped,
+        u,
+    );
+    let (r, u) = on_ratchet(&mut stranger, |s| s.decrypt_with_rng(&m[1], &mut rng));
+    cat.row(
+        "ratchet",
+        Kind::CrossSession,
+        "message of another session",
+        r,
+        DecryptError::UnknownHeaderKey,
+        u,
+    );
+
+    // --- Serialized state: ratchet, session record, account ------------
+    let state = receiver.to_bytes().to_vec();
+    let record = bob.store_record(&a);
+    let account = bob.account().to_bytes().to_vec();
+    type Reader = fn(&[u8]) -> Result<(), StateError>;
+    let readers: [(&'static str, &[u8], Reader); 3] = [
+        ("ratchet state", &state, |b| {
+            Ratchet::from_bytes(b).map(drop)
+        }),
+        ("session record", &record, |b| {
+            SessionRecord::from_bytes(b).map(drop)
+        }),
+        ("account record", &account, |b| {
+            Account::from_bytes(b).map(drop)
+        }),
+    ];
+    for (layer, bytes, read) in readers {
+        assert!(read(bytes).is_ok(), "{layer} round trips");
+        cat.row(
+            layer,
+            Kind::Truncated,
+            "empty",
+            read(&[]),
+            StateError::Empty,
+            Unchanged::Stateless,
+        );
+        cat.row(
+            layer,
+            Kind::Truncated,
+            "without its last byte",
+            read(&cut(bytes)),
+            StateError::Corrupt,
+            Unchanged::Stateless,
+        );
+        cat.row(
+            layer,
+            Kind::Oversize,
+            "with a trailing byte",
+            read(&[bytes, &[0]].concat()),
+            StateError::Corrupt,
+            Unchanged::Stateless,
+        );
+        let mut v2 = bytes.to_vec();
+        v2[0] = 2;
+        cat.row(
+            layer,
+            Kind::WrongVersion,
+            "version byte 2",
+            read(&v2),
+            StateError::UnknownVersion(2),
+            Unchanged::Stateless,
+        );
+    }
+
+    // Nothing refused above changed the conversation: Bob still reads
+    // Alice's waiting messages in order, and Alice reads Bob's reply.
+    for (i, e) in ratchet.iter().enumerate().skip(1) {
+        let got = bob.open_envelope(e, &mut rng).unwrap();
+        assert_eq!(got.content.body(), format!("m{i}").as_bytes());
+    }
+    let back = seal(&mut bob, &alice, "still here", &mut rng);
+    assert_eq!(
+        alice.open_envelope(&back, &mut rng).unwrap().content.body(),
+        b"still here"
+    );
+
+    cat.finish();
+}
+
+/// A ratchet pair from X3DH, both sides with `max_skip`.
+fn ratchet_pair(rng: &mut ChaCha20Rng, max_skip: u32) -> (Ratchet, Ratchet) {
+    let config = RatchetConfig::default().with_max_skip(max_skip);
+    let a = IdentityKeyPair::generate(rng);
+    let b = IdentityKeyPair::generate(rng);
+    let spk = KeyPair::generate(rng);
+    let bundle = PreKeyBundle {
+        identity_key: b.public_key(),
+        signed_prekey: spk.public_key(),
+        signed_prekey_signature: b.sign_prekey(&spk.public_key()),
+        one_time_prekey: None,
+    };
+    let init = x3dh::initiate(&a, &bundle, rng).unwrap();
+    let sender = Ratchet::new_initiator(
+        init.agreement.session_keys(),
+        &bundle.signed_prekey,
+        config,
+        rng,
+    )
+    .unwrap();
+    let agreement = x3dh::respond(&b, &spk, None, &a.public_key(), &init.ephemeral_key).unwrap();
+    let receiver = Ratchet::new_responder(agreement.session_keys(), spk, config);
+    (sender, receiver)
+}
+
+trait StoreRecord {
+    fn store_record(&self, peer: &Address) -> Vec<u8>;
+}
+
+impl StoreRecord for Device {
+    fn store_record(&self, peer: &Address) -> Vec<u8> {
+        use tacit::store::SessionStore;
+        self.store()
+            .load_session(peer)
+            .unwrap()
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+}
