@@ -396,21 +396,21 @@ enum Alteration {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(24))]
+    #![proptest_config(proptest_config(32))]
 
     /// Default limits, sequences far below them: every message that is not
     /// dropped decrypts exactly once, whatever the order.
     #[test]
     fn every_message_decrypts_exactly_once_in_any_order(
         seed in any::<u64>(),
-        ops in proptest::collection::vec(op(), 1..400),
+        ops in proptest::collection::vec(op(), 1..600),
     ) {
         let mut world = World::new(RatchetConfig::default(), seed);
         for op in &ops {
             world.apply(op)?;
         }
         world.flush()?;
-        prop_assert!(world.sent.len() < 400);
+        prop_assert!(world.sent.len() < 600);
         for index in 0..world.sent.len() {
             prop_assert!(
                 world.delivered_set.contains(&index) != world.dropped.contains(&index),
@@ -446,6 +446,11 @@ proptest! {
             }
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(proptest_config(96))]
 
     /// Small `max_skip` and cap: the model says exactly which deliveries
     /// fail with `TooManySkipped`, which keys were evicted and which

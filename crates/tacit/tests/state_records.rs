@@ -342,7 +342,7 @@ fn a_skipped_key_stored_twice_across_runs_is_corrupt() {
         Ok(mut session) => {
             let (a0, text) = &m.to_bob[0];
             assert_decrypts(&mut session, a0, text, false);
-            // Fails: the second copy of the key decrypts the replay.
+            // Were such a record accepted, the replay must still be refused.
             assert_rejected(&mut session, a0, DecryptError::DuplicateMessage);
         }
     }
@@ -371,6 +371,11 @@ fn a_sending_chain_is_exhausted_after_two_to_the_32_minus_one_messages() {
     assert_eq!(Record::of(&bob).received, u64::from(u32::MAX));
 
     let before = state(&alice);
+    assert_eq!(
+        alice.next_header(),
+        None,
+        "no header to send on an exhausted chain"
+    );
     let mut counting = CountingRng::new(2);
     assert_eq!(
         alice.encrypt_with_rng(b"one too many", &mut counting),

@@ -281,9 +281,14 @@ impl Ratchet {
     }
 
     /// The header the next [`encrypt`](Self::encrypt) will send, or `None`
-    /// when this side cannot send yet. Headers are public to the peer only;
+    /// when this side cannot send (no sending chain yet, or the chain is
+    /// exhausted). Headers are public to the peer only;
     /// on the wire they are encrypted.
     pub fn next_header(&self) -> Option<Header> {
+        if self.sent == u32::MAX {
+            // The chain is exhausted: the next encrypt refuses.
+            return None;
+        }
         self.sending.as_ref().map(|_| Header {
             ratchet_key: self.ratchet_key.public_key(),
             previous_chain_length: self.previous_sent,
@@ -298,13 +303,16 @@ impl Ratchet {
         plaintext: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<EncryptedMessage, EncryptError> {
-        let header = self.next_header().ok_or(EncryptError::NoSendingChain)?;
-        let chain = self.sending.as_mut().ok_or(EncryptError::NoSendingChain)?;
+        if self.sending.is_none() {
+            return Err(EncryptError::NoSendingChain);
+        }
         // At most 2^32 - 1 messages a chain: N runs from 0 to 2^32 - 2.
         let next_sent = match self.sent.checked_add(1) {
             Some(next) => next,
             None => return Err(EncryptError::ChainExhausted),
         };
+        let header = self.next_header().ok_or(EncryptError::NoSendingChain)?;
+        let chain = self.sending.as_mut().ok_or(EncryptError::NoSendingChain)?;
         let (message_key, next_chain_key) = kdf_ck(&chain.chain_key);
         let mut nonce = [0u8; HEADER_NONCE_LEN];
         rng.fill_bytes(&mut nonce);
