@@ -1,5 +1,9 @@
 //! One WebSocket connection to the relay: requests with ids, answers
 //! matched to them, and the frames that arrive meanwhile kept in order.
+//!
+//! A connection has a [`Role`] that fixes which requests it may carry: the
+//! account's connection logs in and never submits an envelope or fetches a
+//! bundle; the anonymous one never logs in and does only those two.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -14,9 +18,28 @@ use crate::ClientError;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Registers or logs in as the device: prekeys, pushes, acks.
+    Account,
+    /// Never logs in: sealed envelopes and bundle fetches, so that the
+    /// relay cannot tie them to the device.
+    Anonymous,
+}
+
+impl Role {
+    /// Whether a connection of this role may carry `request`.
+    fn allows(self, request: &Request) -> bool {
+        let anonymous = matches!(request, Request::Submit(_) | Request::FetchBundles(_));
+        anonymous == (self == Self::Anonymous)
+    }
+}
+
 /// A connection to the relay.
 pub(crate) struct Conn {
     ws: Ws,
+    role: Role,
     next_id: u64,
     /// Frames read while waiting for an answer, handled after it.
     pending: VecDeque<ServerFrame>,
@@ -26,6 +49,7 @@ pub(crate) struct Conn {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
+            .field("role", &self.role)
             .field("next_id", &self.next_id)
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
@@ -37,14 +61,19 @@ fn lost(e: impl std::fmt::Display) -> ClientError {
 }
 
 impl Conn {
-    /// Opens the WebSocket at `url` (`ws://host:port/v1`).
-    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, ClientError> {
+    /// Opens the WebSocket at `url` (`ws://host:port/v1`) for `role`.
+    pub(crate) async fn connect(
+        url: &str,
+        timeout: Duration,
+        role: Role,
+    ) -> Result<Self, ClientError> {
         let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
             .await
             .map_err(|_| ClientError::Timeout("connecting to the relay"))?
             .map_err(lost)?;
         Ok(Self {
             ws,
+            role,
             next_id: 1,
             pending: VecDeque::new(),
             timeout,
@@ -52,7 +81,17 @@ impl Conn {
     }
 
     /// Sends a request without waiting for its answer; returns its id.
+    /// A request this connection's role does not allow is refused here
+    /// and never sent (a submission on the logged-in connection would
+    /// name the sender to the relay).
     pub(crate) async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
+        if !self.role.allows(&request) {
+            return Err(ClientError::Invalid(format!(
+                "{} must not go on the {:?} connection",
+                request.name(),
+                self.role
+            )));
+        }
         let request_id = self.next_id;
         self.next_id += 1;
         let bytes = ClientFrame {
@@ -135,5 +174,28 @@ impl Conn {
     /// Closes the connection politely (best effort).
     pub(crate) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tacit_relay_proto::{Ack, FetchBundles, Submit};
+
+    #[test]
+    fn only_the_anonymous_connection_submits_and_fetches() {
+        let bob = tacit::Address::new("bob", 1).unwrap();
+        let submit = Request::Submit(Submit::new(bob.clone(), vec![1], None).unwrap());
+        let fetch = Request::FetchBundles(FetchBundles::device(&bob));
+        let ack = Request::Ack(Ack::new(vec![1]).unwrap());
+        for anonymous in [&submit, &fetch] {
+            assert!(Role::Anonymous.allows(anonymous));
+            assert!(!Role::Account.allows(anonymous));
+        }
+        for account in [&Request::GetChallenge, &ack] {
+            assert!(Role::Account.allows(account));
+            assert!(!Role::Anonymous.allows(account));
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! The client's task: connection, login, prekeys, receiving, sending.
+//!
+//! Two connections: the account's, which logs in and carries prekeys,
+//! pushes and acknowledgements; and the anonymous one ([`Courier`]), which
+//! never logs in and carries every `Submit` and `FetchBundles`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
@@ -14,15 +18,16 @@ use tacit_relay_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Role};
+use crate::courier::Courier;
 use crate::store::{content_key, envelope_digest, ClientStore, Profile, Writes};
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
     MessageId, ReceiptKind, Registration, SentMessage, Status,
 };
 
-/// How many times a rate-limited submission is retried.
-const RATE_LIMIT_RETRIES: u32 = 5;
+/// The most message ids one delivery receipt carries (16 bytes each).
+const RECEIPT_BATCH: usize = 256;
 
 type Manager = SessionManager<ClientStore>;
 
@@ -76,7 +81,7 @@ pub async fn register(
     address: Address,
 ) -> Result<Registration, ClientError> {
     let mut manager = open_manager(config, Some(&address))?;
-    let mut conn = Conn::connect(&config.relay_url, config.request_timeout).await?;
+    let mut conn = Conn::connect(&config.relay_url, config.request_timeout, Role::Account).await?;
     let challenge = challenge(&mut conn).await?;
     let request = Register::sign(
         manager.account().identity(),
@@ -272,6 +277,15 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<Event>,
     waiting: VecDeque<Job>,
     counts: Counts,
+    /// The connection that never logs in, for submissions and fetches.
+    courier: Courier,
+    /// Whether the stored queue is still being delivered (from login to
+    /// `QueueEmpty`).
+    backlog: bool,
+    /// Delivery receipts held while the backlog drains, by sender user,
+    /// sent as one receipt per user (and per [`RECEIPT_BATCH`] ids) at
+    /// `QueueEmpty`.
+    receipts_due: BTreeMap<String, Vec<MessageId>>,
 }
 
 impl Engine {
@@ -281,6 +295,7 @@ impl Engine {
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Self, ClientError> {
         let manager = open_manager(&config, None)?;
+        let courier = Courier::new(&config.relay_url, config.request_timeout);
         Ok(Self {
             manager,
             config,
@@ -288,6 +303,9 @@ impl Engine {
             events,
             waiting: VecDeque::new(),
             counts: Counts::default(),
+            courier,
+            backlog: false,
+            receipts_due: BTreeMap::new(),
         })
     }
 
@@ -308,7 +326,10 @@ impl Engine {
             let error = match self.connect().await {
                 Ok(mut conn) => {
                     failures = 0;
-                    match self.serve(&mut conn).await {
+                    let outcome = self.serve(&mut conn).await;
+                    // The next connected period opens its own.
+                    self.courier.close().await;
+                    match outcome {
                         Outcome::Shutdown(reply) => {
                             conn.close().await;
                             self.emit(Event::Stopped { error: None });
@@ -380,7 +401,12 @@ impl Engine {
     }
 
     async fn connect(&mut self) -> Result<Conn, ClientError> {
-        let mut conn = Conn::connect(&self.config.relay_url, self.config.request_timeout).await?;
+        let mut conn = Conn::connect(
+            &self.config.relay_url,
+            self.config.request_timeout,
+            Role::Account,
+        )
+        .await?;
         let challenge = challenge(&mut conn).await?;
         let login = Login::sign(
             self.manager.account().identity(),
@@ -395,6 +421,7 @@ impl Engine {
             Err(e) => return Err(ClientError::Relay(e)),
         };
         self.counts = Counts::default();
+        self.backlog = true;
         self.emit(Event::Connected);
         self.maintain_prekeys(&mut conn, info).await?;
         Ok(conn)
@@ -459,12 +486,14 @@ impl Engine {
 
     async fn serve(&mut self, conn: &mut Conn) -> Outcome {
         while let Some(job) = self.waiting.pop_front() {
-            if let Some(outcome) = self.job(conn, job).await {
+            if let Some(outcome) = self.job(job).await {
                 return outcome;
             }
         }
         loop {
+            let idle = self.courier.idle_deadline();
             tokio::select! {
+                () = sleep_until(idle) => self.courier.close().await,
                 frame = conn.next_frame() => match frame {
                     Ok(frame) => {
                         if let Some(outcome) = self.frame(conn, frame).await {
@@ -476,7 +505,7 @@ impl Engine {
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
                     Some(command) => {
-                        if let Some(outcome) = self.job(conn, Job::Command(command)).await {
+                        if let Some(outcome) = self.job(Job::Command(command)).await {
                             return outcome;
                         }
                     }
@@ -499,11 +528,12 @@ impl Engine {
             ServerFrame::Push(push) if self.config.receive => self.receive(conn, push).await,
             ServerFrame::Push(_) => Ok(()),
             ServerFrame::QueueEmpty => {
+                self.backlog = false;
                 self.emit(Event::QueueDrained {
                     delivered: self.counts.delivered,
                     duplicates: self.counts.duplicates,
                 });
-                Ok(())
+                self.flush_receipts().await
             }
             ServerFrame::PreKeysLow { remaining } => {
                 match top_up(&mut self.manager, conn, &self.config, remaining).await {
@@ -654,7 +684,30 @@ impl Engine {
         }
         self.ack(conn, push.message_id).await?;
         if let Some((user, id)) = receipt_to.filter(|_| self.config.delivery_receipts) {
-            self.send_receipt(conn, &user, ReceiptKind::Delivered, &[id])
+            if self.backlog {
+                self.receipts_due.entry(user).or_default().push(id);
+            } else {
+                self.send_receipt(&user, ReceiptKind::Delivered, &[id])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the delivery receipts held while the backlog drained: one per
+    /// sender user (per [`RECEIPT_BATCH`] ids) rather than one per message,
+    /// which keeps a long backlog well within the relay's rate limits for
+    /// connections that are not logged in. Receipts not yet sent when the
+    /// connection drops are sent after the next backlog.
+    async fn flush_receipts(&mut self) -> Result<(), ClientError> {
+        while let Some(mut due) = self.receipts_due.first_entry() {
+            let user = due.key().clone();
+            let ids = due.get_mut();
+            let batch: Vec<MessageId> = ids.drain(..ids.len().min(RECEIPT_BATCH)).collect();
+            if ids.is_empty() {
+                due.remove();
+            }
+            self.send_receipt(&user, ReceiptKind::Delivered, &batch)
                 .await?;
         }
         Ok(())
@@ -670,7 +723,6 @@ impl Engine {
     /// Sends a receipt; a refusal is logged, a lost connection returned.
     async fn send_receipt(
         &mut self,
-        conn: &mut Conn,
         user: &str,
         kind: ReceiptKind,
         ids: &[MessageId],
@@ -680,7 +732,7 @@ impl Engine {
             ReceiptKind::Read => ContentKind::ReadReceipt,
         };
         let body = ids.concat();
-        let pending = match self.seal(conn, user, content_kind, body, None).await {
+        let pending = match self.seal(user, content_kind, body, None).await {
             Ok(p) => p,
             Err(e) if matches!(e, ClientError::Connection(_) | ClientError::Timeout(_)) => {
                 return Err(e)
@@ -690,7 +742,7 @@ impl Engine {
                 return Ok(());
             }
         };
-        match self.submit(conn, pending).await {
+        match self.submit(pending).await {
             Ok(()) => Ok(()),
             Err((e, pending)) => {
                 // Resumed after the reconnection.
@@ -701,8 +753,8 @@ impl Engine {
     }
 
     /// Runs a command or resumes a send. Returns how the connection ended
-    /// if it did.
-    async fn job(&mut self, conn: &mut Conn, job: Job) -> Option<Outcome> {
+    /// if it did. Sends go over the anonymous connection only.
+    async fn job(&mut self, job: Job) -> Option<Outcome> {
         let pending = match job {
             Job::Resume(pending) => pending,
             Job::Command(Command::Shutdown { reply }) => {
@@ -718,10 +770,7 @@ impl Engine {
                     text,
                     status: Status::Sent,
                 };
-                match self
-                    .seal(conn, &peer, ContentKind::Text, body, Some(reply))
-                    .await
-                {
+                match self.seal(&peer, ContentKind::Text, body, Some(reply)).await {
                     Ok(mut pending) => {
                         let first = pending
                             .envelopes
@@ -743,7 +792,7 @@ impl Engine {
                 reply,
             }) => {
                 let result = self
-                    .send_receipt(conn, &peer, ReceiptKind::Read, &message_ids)
+                    .send_receipt(&peer, ReceiptKind::Read, &message_ids)
                     .await;
                 let outcome = match &result {
                     Err(ClientError::Connection(m)) => {
@@ -760,7 +809,7 @@ impl Engine {
                 return None;
             }
         };
-        match self.submit(conn, pending).await {
+        match self.submit(pending).await {
             Ok(()) => None,
             Err((e, pending)) => {
                 self.waiting.push_back(Job::Resume(pending));
@@ -818,13 +867,12 @@ impl Engine {
     /// user. On error the reply (if any) is answered here.
     async fn seal(
         &mut self,
-        conn: &mut Conn,
         peer: &str,
         kind: ContentKind,
         body: Vec<u8>,
         reply: Option<oneshot::Sender<Result<SentMessage, ClientError>>>,
     ) -> Result<PendingSend, ClientError> {
-        let result = self.seal_inner(conn, peer, kind, body).await;
+        let result = self.seal_inner(peer, kind, body).await;
         match result {
             Ok((content_id, envelopes)) => Ok(PendingSend {
                 message_id: content_id,
@@ -849,9 +897,10 @@ impl Engine {
         }
     }
 
+    /// The bundles are fetched over the anonymous connection, so that the
+    /// relay does not learn which device asked for whose bundles.
     async fn seal_inner(
         &mut self,
-        conn: &mut Conn,
         peer: &str,
         kind: ContentKind,
         body: Vec<u8>,
@@ -866,7 +915,7 @@ impl Engine {
             .iter()
             .any(|a| a.user_id() == peer);
         if !known {
-            let bundles = match conn.request(Request::FetchBundles(fetch)).await? {
+            let bundles = match self.courier.fetch_bundles(fetch).await? {
                 Ok(Reply::Bundles(b)) => b,
                 Ok(other) => return Err(unexpected(&other)),
                 Err(e) if matches!(e.code, ErrorCode::UnknownDevice | ErrorCode::NoPreKeys) => {
@@ -889,43 +938,26 @@ impl Engine {
         Ok((*content.message_id(), envelopes))
     }
 
-    /// Submits every envelope not yet stored. On a lost connection, returns
+    /// Submits every envelope not yet stored, over the anonymous
+    /// connection and without a delivery token (this client sets none; a
+    /// recipient that did refuses with `DeliveryTokenRefused`). Rate
+    /// limits are waited out by the courier. On a lost connection, returns
     /// the error and the send, to be resumed after reconnecting (the same
     /// envelope bytes, so a copy stored twice is recognised by the
     /// recipient).
-    async fn submit(
-        &mut self,
-        conn: &mut Conn,
-        mut pending: PendingSend,
-    ) -> Result<(), (ClientError, PendingSend)> {
+    async fn submit(&mut self, mut pending: PendingSend) -> Result<(), (ClientError, PendingSend)> {
         while let Some(outgoing) = pending.envelopes.first().cloned() {
-            let mut attempts = 0;
-            let answer = loop {
-                let request = match Submit::new(
-                    outgoing.recipient.clone(),
-                    outgoing.envelope.clone(),
-                    None,
-                ) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        break Err(tacit_relay_proto::ErrorReply::new(
-                            ErrorCode::InvalidRequest,
-                            e.to_string(),
-                        ))
-                    }
+            let answer =
+                match Submit::new(outgoing.recipient.clone(), outgoing.envelope.clone(), None) {
+                    Ok(request) => match self.courier.submit(request).await {
+                        Ok(answer) => answer,
+                        Err(e) => return Err((e, pending)),
+                    },
+                    Err(e) => Err(tacit_relay_proto::ErrorReply::new(
+                        ErrorCode::InvalidRequest,
+                        e.to_string(),
+                    )),
                 };
-                match conn.request(Request::Submit(request)).await {
-                    Err(e) => return Err((e, pending)),
-                    Ok(Err(e))
-                        if e.code == ErrorCode::RateLimited && attempts < RATE_LIMIT_RETRIES =>
-                    {
-                        attempts += 1;
-                        let wait = e.retry_after_ms.unwrap_or(100).min(5_000);
-                        tokio::time::sleep(Duration::from_millis(wait)).await;
-                    }
-                    Ok(answer) => break answer,
-                }
-            };
             match answer {
                 Ok(Reply::Submitted { .. }) => pending.stored_for.push(outgoing.recipient.clone()),
                 Ok(other) => pending.refused.push((
@@ -971,5 +1003,13 @@ impl Engine {
             }));
         }
         Ok(())
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -9,6 +9,10 @@
 //!   with backoff when the connection drops.
 //! - The application reads [`Event`]s ([`Client::next_event`]) and sends
 //!   with [`Client::send_text`] and [`Client::send_read_receipt`].
+//! - Sealed envelopes are submitted, and prekey bundles fetched, over a
+//!   second connection that never logs in, so that the relay cannot tell
+//!   from the connection which device sent an envelope or asked for a
+//!   bundle (it still sees the IP address).
 //!
 //! A message is shown once: it is recorded (history and the ids that
 //! recognise a redelivery) in the same store transaction as the session
@@ -34,6 +38,7 @@
 //! ```
 
 mod conn;
+mod courier;
 mod engine;
 mod key;
 mod store;
@@ -484,7 +489,9 @@ impl Client {
     /// Sends `text` to every known device of `peer` (fetching their bundles
     /// first if there is no session yet) and to this user's other devices.
     /// Returns once every copy is durably stored by the relay, or refused.
-    /// While the client is disconnected the send waits for the connection.
+    /// The copies are submitted over a connection that never logs in,
+    /// without a delivery token. While the client is disconnected the send
+    /// waits for the connection.
     pub async fn send_text(&self, peer: &str, text: &str) -> Result<SentMessage, ClientError> {
         self.call(|reply| Command::Send {
             peer: peer.into(),

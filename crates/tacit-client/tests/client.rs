@@ -2,7 +2,8 @@
 //! The client against an in-process relay on 127.0.0.1: the offline queue,
 //! receipts, acknowledgement after durable processing, redelivery without
 //! duplicates, reconnection after a relay restart, prekey replenishment,
-//! and refused input.
+//! refused input, submissions and bundle fetches only on connections that
+//! never log in, and sends paced by the relay's rate limits.
 
 mod common;
 
@@ -379,5 +380,110 @@ async fn a_failed_record_write_leaves_the_message_to_be_redelivered() {
     eventually(|| queued(&relay_db, "bob") == 0).await;
     bob.shutdown().await;
     alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+/// Sealed sender is only worth something if the relay cannot see who
+/// submitted the envelope: every `Submit` and `FetchBundles` must arrive on
+/// a connection that is not logged in. The relay counts requests by kind
+/// and by the login state of the connection that carried them (and serves
+/// only these two clients).
+#[tokio::test]
+async fn envelopes_and_bundle_fetches_never_go_on_the_logged_in_connection() {
+    let dir = TempDir::new("anonymous");
+    let relay = start_relay(&dir.path("relay.db")).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let mut alice = Client::start(alice_config).await.unwrap();
+    let mut bob = Client::start(bob_config).await.unwrap();
+    drained(&mut alice).await;
+    drained(&mut bob).await;
+
+    // First contact (Alice fetches Bob's bundles), texts both ways,
+    // delivery receipts (sent live), a read receipt.
+    let first = alice.send_text("bob", "one").await.unwrap();
+    assert_eq!(first.stored_for, vec![addr("bob", 1)]);
+    alice.send_text("bob", "two").await.unwrap();
+    for _ in 0..2 {
+        wait_for(&mut bob, |e| matches!(e, Event::Message(_)).then_some(())).await;
+    }
+    bob.send_read_receipt("alice", vec![first.message_id])
+        .await
+        .unwrap();
+    bob.send_text("alice", "three").await.unwrap();
+    wait_for(&mut alice, |e| matches!(e, Event::Message(_)).then_some(())).await;
+    // Alice's delivery receipt for "three" is submitted once she has it.
+    wait_for(&mut bob, |e| match e {
+        Event::Receipt {
+            kind: ReceiptKind::Delivered,
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await;
+    let expected_submits = 3 + 3; // three texts, three receipts at least
+    eventually_async(|| async {
+        metric(&metrics(at).await, "tacit_relay_submitted_total") >= expected_submits
+    })
+    .await;
+
+    let page = metrics(at).await;
+    let stored = metric(&page, "tacit_relay_submitted_total");
+    assert_eq!(requests(&page, "submit", true), 0, "{page}");
+    assert_eq!(requests(&page, "submit", false), stored, "{page}");
+    assert_eq!(requests(&page, "fetch_bundles", true), 0, "{page}");
+    assert!(requests(&page, "fetch_bundles", false) >= 1, "{page}");
+    // The logged-in connections did their own work: logins and acks.
+    assert!(requests(&page, "ack", true) >= expected_submits, "{page}");
+    assert_eq!(requests(&page, "login", false), 2, "{page}");
+    // The unauthenticated submissions carried no delivery token and none
+    // was needed: no refusal of any kind.
+    assert_eq!(
+        metric(
+            &page,
+            "tacit_relay_errors_total{code=\"DeliveryTokenRefused\"}"
+        ),
+        0
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+/// With a relay stricter than its defaults for connections that are not
+/// logged in (10 per second, a burst of 3), a run of sends is paced by the
+/// relay's `retry_after_ms`: every send succeeds, in order, none twice.
+#[tokio::test]
+async fn sends_are_paced_by_the_rate_limit_of_anonymous_connections() {
+    let dir = TempDir::new("paced");
+    let relay_db = dir.path("relay.db");
+    let mut config = relay_config(&relay_db, "127.0.0.1:0".parse().unwrap());
+    config.unauthenticated_rate = tacit_relay::Rate::new(10.0, 3);
+    config.per_ip_rate = tacit_relay::Config::new(&relay_db).per_ip_rate;
+    let relay = tacit_relay::Relay::bind(config).await.unwrap();
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let alice = Client::start(alice_config).await.unwrap();
+    let texts_sent: Vec<String> = (0..15).map(|i| format!("m{i}")).collect();
+    for text in &texts_sent {
+        let sent = alice.send_text("bob", text).await.unwrap();
+        assert_eq!(sent.stored_for, vec![addr("bob", 1)]);
+    }
+    let page = metrics(at).await;
+    assert!(
+        metric(&page, "tacit_relay_errors_total{code=\"RateLimited\"}") > 0,
+        "the limit was never reached: {page}"
+    );
+    assert_eq!(queued(&relay_db, "bob"), 15);
+
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let ((delivered, duplicates), events) = drained(&mut bob).await;
+    assert_eq!((delivered, duplicates), (15, 0));
+    let expected: Vec<String> = texts_sent.iter().map(|t| format!("alice: {t}")).collect();
+    assert_eq!(texts(&events), expected);
+    alice.shutdown().await;
+    bob.shutdown().await;
     relay.shutdown().await.unwrap();
 }

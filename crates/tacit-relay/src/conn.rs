@@ -309,6 +309,9 @@ impl Conn {
 
     async fn request(&mut self, request_id: u64, request: Request) -> Result<(), End> {
         let kind = request.name();
+        self.shared
+            .metrics
+            .record_request(kind, self.session.is_some());
         let needs_login = matches!(
             request,
             Request::UploadPreKeys(_) | Request::Ack(_) | Request::SetDeliveryToken(_)

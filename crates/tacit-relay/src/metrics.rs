@@ -8,6 +8,19 @@ use tacit_relay_proto::ErrorCode;
 
 use crate::store::QueueStats;
 
+/// The request kinds counted by `requests_total`, as
+/// [`Request::name`](tacit_relay_proto::Request::name) spells them.
+const REQUEST_KINDS: [&str; 8] = [
+    "get_challenge",
+    "register",
+    "login",
+    "upload_prekeys",
+    "fetch_bundles",
+    "submit",
+    "ack",
+    "set_delivery_token",
+];
+
 /// The relay's counters. Rates follow from the totals over time.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -24,6 +37,8 @@ pub(crate) struct Metrics {
     batches_total: AtomicU64,
     batched_commands_total: AtomicU64,
     errors: Vec<AtomicU64>,
+    /// Per request kind: [before login, logged in].
+    requests: Vec<[AtomicU64; 2]>,
 }
 
 impl Default for Metrics {
@@ -42,6 +57,10 @@ impl Default for Metrics {
             batches_total: AtomicU64::new(0),
             batched_commands_total: AtomicU64::new(0),
             errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            requests: REQUEST_KINDS
+                .iter()
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
         }
     }
 }
@@ -67,6 +86,18 @@ impl Metrics {
         let i = ErrorCode::ALL.iter().position(|c| *c == code);
         if let Some(c) = i.and_then(|i| self.errors.get(i)) {
             inc(c);
+        }
+    }
+
+    /// Counts a request of `kind` (a [`Request::name`]) that arrived on a
+    /// connection logged in or not. Only the connection's state is
+    /// counted, never who is logged in on it.
+    ///
+    /// [`Request::name`]: tacit_relay_proto::Request::name
+    pub(crate) fn record_request(&self, kind: &str, logged_in: bool) {
+        let i = REQUEST_KINDS.iter().position(|k| *k == kind);
+        if let Some(pair) = i.and_then(|i| self.requests.get(i)) {
+            inc(&pair[usize::from(logged_in)]);
         }
     }
 
@@ -183,6 +214,20 @@ impl Metrics {
                 "One-time prekeys stored.",
                 q.one_time_prekeys,
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tacit_relay_requests_total Requests received, by kind and by whether their connection was logged in."
+        );
+        let _ = writeln!(out, "# TYPE tacit_relay_requests_total counter");
+        for (kind, pair) in REQUEST_KINDS.iter().zip(&self.requests) {
+            for (connection, c) in ["unauthenticated", "authenticated"].iter().zip(pair) {
+                let _ = writeln!(
+                    out,
+                    "tacit_relay_requests_total{{kind=\"{kind}\",connection=\"{connection}\"}} {}",
+                    get(c)
+                );
+            }
         }
         let _ = writeln!(
             out,

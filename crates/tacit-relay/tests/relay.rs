@@ -725,10 +725,14 @@ async fn metrics_endpoint_reports_queues_and_counters() {
     let dir = TempDir::new("metrics");
     let relay = start(&dir.db()).await;
     let bob = Device::new("bob", 1, 2);
+    let alice = Device::new("alice", 1, 3);
     drop(registered(relay.local_addr(), &bob).await);
     let mut a = connect(relay.local_addr()).await;
     submitted(a.submit(&bob.address, b"1").await);
     submitted(a.submit(&bob.address, b"2").await);
+    // One submission on a logged-in connection.
+    let mut logged_in = registered(relay.local_addr(), &alice).await;
+    submitted(logged_in.submit(&bob.address, b"3").await);
     let mut s = tokio::net::TcpStream::connect(relay.local_addr())
         .await
         .unwrap();
@@ -740,8 +744,17 @@ async fn metrics_endpoint_reports_queues_and_counters() {
         .await
         .unwrap()
         .unwrap();
-    assert!(body.contains("tacit_relay_queued_messages 2"), "{body}");
-    assert!(body.contains("tacit_relay_submitted_total 2"), "{body}");
-    assert!(body.contains("tacit_relay_queue_depth_max 2"), "{body}");
+    assert!(body.contains("tacit_relay_queued_messages 3"), "{body}");
+    assert!(body.contains("tacit_relay_submitted_total 3"), "{body}");
+    assert!(body.contains("tacit_relay_queue_depth_max 3"), "{body}");
+    // Requests by kind and by the connection's login state.
+    for line in [
+        "tacit_relay_requests_total{kind=\"submit\",connection=\"unauthenticated\"} 2",
+        "tacit_relay_requests_total{kind=\"submit\",connection=\"authenticated\"} 1",
+        "tacit_relay_requests_total{kind=\"register\",connection=\"unauthenticated\"} 2",
+        "tacit_relay_requests_total{kind=\"fetch_bundles\",connection=\"authenticated\"} 0",
+    ] {
+        assert!(body.contains(line), "{line} in {body}");
+    }
     relay.shutdown().await.unwrap();
 }

@@ -192,3 +192,51 @@ pub async fn fetch_bundle(relay: SocketAddr, address: &Address) {
     }
     let _ = ws.close(None).await;
 }
+
+/// The relay's `/metrics` page.
+pub async fn metrics(relay: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(relay).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    body
+}
+
+/// The value of the metric line that starts with `name` (the full name
+/// with its labels), from a `/metrics` page.
+pub fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {page}"))
+}
+
+/// Requests of `kind` the relay received on connections logged in
+/// (`authenticated`) or not.
+pub fn requests(page: &str, kind: &str, authenticated: bool) -> u64 {
+    let connection = if authenticated {
+        "authenticated"
+    } else {
+        "unauthenticated"
+    };
+    metric(
+        page,
+        &format!("tacit_relay_requests_total{{kind=\"{kind}\",connection=\"{connection}\"}}"),
+    )
+}
+
+/// Polls the async `f` until it holds (bounded).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F) {
+    for _ in 0..150 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not met in time");
+}
