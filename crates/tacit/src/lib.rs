@@ -69,6 +69,7 @@
 extern crate alloc;
 
 pub mod address;
+mod aead;
 mod crypto;
 pub mod envelope;
 pub mod error;

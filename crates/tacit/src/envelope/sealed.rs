@@ -31,8 +31,6 @@
 
 use alloc::vec::Vec;
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use prost::Message as _;
 use rand_core::CryptoRngCore;
 use subtle::ConstantTimeEq;
@@ -41,6 +39,7 @@ use zeroize::Zeroizing;
 use super::padding;
 use super::proto;
 use crate::address::Address;
+use crate::aead::{chacha20poly1305_open, chacha20poly1305_seal};
 use crate::crypto::hkdf;
 use crate::error::{EnvelopeError, WireError};
 use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, KEY_LEN};
@@ -217,14 +216,13 @@ fn static_keys(
 /// ChaCha20-Poly1305 in place, the tag appended. It fails only for inputs
 /// far over any envelope's size.
 fn aead_seal(
-    key: &[u8],
-    nonce: &[u8],
+    key: &[u8; 32],
+    nonce: &[u8; 12],
     aad: &[u8],
     buffer: &mut Vec<u8>,
 ) -> Result<(), EnvelopeError> {
-    let tag = ChaCha20Poly1305::new(key.into())
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buffer)
-        .map_err(|_| EnvelopeError::TooLarge {
+    let tag =
+        chacha20poly1305_seal(key, nonce, aad, buffer).map_err(|_| EnvelopeError::TooLarge {
             len: buffer.len(),
             max: MAX_ENVELOPE_LEN,
         })?;
@@ -232,18 +230,25 @@ fn aead_seal(
     Ok(())
 }
 
-fn aead_open(key: &[u8], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+fn aead_open(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
     let (body, tag) = sealed.split_last_chunk::<TAG_LEN>()?;
     let mut out = Zeroizing::new(body.to_vec());
-    ChaCha20Poly1305::new(key.into())
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            &mut out,
-            Tag::from_slice(tag),
-        )
-        .ok()?;
+    chacha20poly1305_open(key, nonce, aad, &mut out, tag).ok()?;
     Some(out)
+}
+
+/// `K_m || N_m` split into the key and the nonce.
+fn key_and_nonce(okm: &[u8; 44]) -> (Zeroizing<[u8; 32]>, [u8; 12]) {
+    let mut key = Zeroizing::new([0u8; 32]);
+    let mut nonce = [0u8; 12];
+    key.copy_from_slice(&okm[..32]);
+    nonce.copy_from_slice(&okm[32..]);
+    (key, nonce)
 }
 
 /// The ratchet ciphertext's length, which the inner padding follows.
@@ -331,7 +336,8 @@ fn seal_padded(
         .map_err(EnvelopeError::InvalidRecipientIdentity)?;
     let second = static_keys(&first.chain_key, &dh_s, &ctx, &sender_part);
     let aad = [&ctx[..], &sender_part].concat();
-    aead_seal(&second[..32], &second[32..], &aad, buffer)?;
+    let (key, nonce) = key_and_nonce(&second);
+    aead_seal(&key, &nonce, &aad, buffer)?;
 
     let mut encrypted_sender = [0u8; ENCRYPTED_SENDER_LEN];
     encrypted_sender.copy_from_slice(&sender_part);
@@ -394,7 +400,8 @@ pub fn open(
         .map_err(EnvelopeError::InvalidSenderIdentity)?;
     let second = static_keys(&first.chain_key, &dh_s, &ctx, &outer.encrypted_sender);
     let aad = [&ctx[..], &outer.encrypted_sender].concat();
-    let padded = aead_open(&second[..32], &second[32..], &aad, &outer.encrypted_message)
+    let (key, nonce) = key_and_nonce(&second);
+    let padded = aead_open(&key, &nonce, &aad, &outer.encrypted_message)
         .ok_or(EnvelopeError::ContentDoesNotOpen)?;
 
     let inner = padding::strip(&padded).map_err(|_| EnvelopeError::InnerPadding)?;

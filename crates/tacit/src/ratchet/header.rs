@@ -4,9 +4,7 @@
 //! It travels as `n (24) || XChaCha20-Poly1305(hk, n, H, aad = AD)`, 80
 //! bytes, with a fresh random 24-byte nonce `n`.
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
-
+use crate::aead::{xchacha20poly1305_open, xchacha20poly1305_seal};
 use crate::keys::{PublicKey, SecretKey32};
 
 /// Length of a plaintext header.
@@ -62,10 +60,8 @@ pub(crate) fn seal(
     out[..HEADER_NONCE_LEN].copy_from_slice(nonce);
     let body = &mut out[HEADER_NONCE_LEN..HEADER_NONCE_LEN + HEADER_LEN];
     body.copy_from_slice(&header.to_bytes());
-    let cipher = XChaCha20Poly1305::new(header_key.as_bytes().into());
     // Encrypting 40 bytes cannot exceed the AEAD's length limit.
-    let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), associated_data, body)
+    let tag = xchacha20poly1305_seal(header_key.as_bytes(), nonce, associated_data, body)
         .unwrap_or_default();
     out[HEADER_NONCE_LEN + HEADER_LEN..].copy_from_slice(&tag);
     out
@@ -81,15 +77,14 @@ pub(crate) fn open(
     let (nonce, rest) = encrypted.split_at(HEADER_NONCE_LEN);
     let (body, tag) = rest.split_at(HEADER_LEN);
     let mut plain: [u8; HEADER_LEN] = to_array(body);
-    let cipher = XChaCha20Poly1305::new(header_key.as_bytes().into());
-    cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            associated_data,
-            &mut plain,
-            Tag::from_slice(tag),
-        )
-        .ok()?;
+    xchacha20poly1305_open(
+        header_key.as_bytes(),
+        &to_array(nonce),
+        associated_data,
+        &mut plain,
+        &to_array(tag),
+    )
+    .ok()?;
     Some(Header::from_bytes(&plain))
 }
 

@@ -6,12 +6,10 @@
 
 use alloc::vec::Vec;
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
-
 use super::header::{ENCRYPTED_HEADER_LEN, TAG_LEN};
 use super::kdf::MessageKeys;
 use super::MAX_ASSOCIATED_DATA_LEN;
+use crate::aead::{chacha20poly1305_open, chacha20poly1305_seal};
 use crate::error::{DecryptError, EncryptError};
 use crate::keys::SecretKey32;
 
@@ -111,12 +109,7 @@ pub(crate) fn seal(
     let aad = BodyAad::new(associated_data, encrypted_header);
     let mut out = Vec::with_capacity(plaintext.len().saturating_add(TAG_LEN));
     out.extend_from_slice(plaintext);
-    let tag = ChaCha20Poly1305::new(keys.key.as_ref().into())
-        .encrypt_in_place_detached(
-            Nonce::from_slice(keys.nonce.as_ref()),
-            aad.as_slice(),
-            &mut out,
-        )
+    let tag = chacha20poly1305_seal(&keys.key, &keys.nonce, aad.as_slice(), &mut out)
         .map_err(|_| EncryptError::PlaintextTooLong)?;
     out.extend_from_slice(&tag);
     Ok(out)
@@ -135,14 +128,7 @@ pub(crate) fn open(
         .split_last_chunk::<TAG_LEN>()
         .ok_or(DecryptError::MessageTooShort)?;
     let mut out = body.to_vec();
-    let opened = ChaCha20Poly1305::new(keys.key.as_ref().into()).decrypt_in_place_detached(
-        Nonce::from_slice(keys.nonce.as_ref()),
-        aad.as_slice(),
-        &mut out,
-        Tag::from_slice(tag),
-    );
-    if opened.is_err() {
-        return Err(DecryptError::AuthenticationFailed);
-    }
+    chacha20poly1305_open(&keys.key, &keys.nonce, aad.as_slice(), &mut out, tag)
+        .map_err(|_| DecryptError::AuthenticationFailed)?;
     Ok(out)
 }
