@@ -230,6 +230,11 @@ fn hostile_inputs_at_the_sqlite_store() {
         actual: format!("{:?}", SqliteStore::open(&path, &[8; 32])),
         unchanged: raw(&path) == before,
     });
+    let version: u32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, tacit_sqlite::SCHEMA_VERSION);
     set(&path, "UPDATE schema_version SET version = 99", []);
     let before = raw(&path);
     rows.push(Row {
@@ -239,7 +244,11 @@ fn hostile_inputs_at_the_sqlite_store() {
         actual: format!("{:?}", SqliteStore::open(&path, &KEY)),
         unchanged: raw(&path) == before,
     });
-    set(&path, "UPDATE schema_version SET version = 1", []);
+    set(
+        &path,
+        "UPDATE schema_version SET version = ?1",
+        [tacit_sqlite::SCHEMA_VERSION],
+    );
 
     println!("{:<14} {:<42} {:<10} result", "kind", "input", "unchanged");
     let mut failed = 0;
