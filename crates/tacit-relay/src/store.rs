@@ -8,7 +8,7 @@
 //! (so the commit is on disk when it returns), and only then answers each
 //! command. An answer of success therefore means durable.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -77,20 +77,49 @@ fn internal(error: &rusqlite::Error) -> ErrorReply {
     ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
 }
 
-/// Opens the database file (creating it and the schema) in WAL mode with
+/// Where the relay's database is.
+#[derive(Debug, Clone)]
+pub(crate) enum Database {
+    /// A file, opened in WAL mode with `synchronous=FULL`.
+    File(PathBuf),
+    /// A database held in memory for the life of the process's connections
+    /// to it, named by a `file:/NAME?vfs=memdb` URI: for fuzzing the
+    /// request handling without a disk. Not durable.
+    #[cfg(feature = "fuzzing")]
+    Memory(String),
+}
+
+impl Database {
+    /// Whether this is a file (durable, in WAL mode).
+    fn is_file(&self) -> bool {
+        match self {
+            Self::File(_) => true,
+            #[cfg(feature = "fuzzing")]
+            Self::Memory(_) => false,
+        }
+    }
+}
+
+/// Opens the database (creating it and the schema): a file in WAL mode with
 /// `synchronous=FULL`.
-fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
+fn open(database: &Database, read_only: bool) -> Result<Connection, StoreError> {
+    let conn = match database {
+        Database::File(path) => Connection::open(path)?,
+        #[cfg(feature = "fuzzing")]
+        Database::Memory(uri) => Connection::open(uri)?,
+    };
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
     } else {
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError(rusqlite::Error::InvalidParameterName(format!(
-                "journal_mode is {mode}, not wal"
-            ))));
+        if database.is_file() {
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError(rusqlite::Error::InvalidParameterName(format!(
+                    "journal_mode is {mode}, not wal"
+                ))));
+            }
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
@@ -198,12 +227,12 @@ impl Writer {
 /// Starts the writer thread. It ends when every [`Writer`] is dropped,
 /// after answering the commands queued.
 pub(crate) fn start_writer(
-    path: &Path,
+    database: &Database,
     limits: WriterLimits,
     online: Arc<Online>,
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
-    let conn = open(path, false)?;
+    let conn = open(database, false)?;
     let (tx, mut rx) = mpsc::channel::<Command>(4096);
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
@@ -827,9 +856,9 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
-    pub(crate) fn open(path: &Path, count: usize) -> Result<Self, StoreError> {
+    pub(crate) fn open(database: &Database, count: usize) -> Result<Self, StoreError> {
         let conns = (0..count.max(1))
-            .map(|_| open(path, true).map(Mutex::new))
+            .map(|_| open(database, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             conns: Arc::new(conns),
