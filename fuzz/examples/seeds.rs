@@ -97,7 +97,7 @@ fn from_vectors(repo: &Path, s: &mut Seeds) -> Result<(), Error> {
             .as_array()
             .ok_or("messages")?
             .iter()
-            .take(6)
+            .take(3)
         {
             let header = hex(&m["expected"]["enc_header"])?;
             let ciphertext = hex(&m["expected"]["ciphertext"])?;
