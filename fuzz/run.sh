@@ -1,14 +1,50 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 60) each; fails on any crash.
-# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+# Runs every fuzz target for SECONDS (default 60) each, with its seeds
+# (fuzz/seeds/TARGET) and dictionary (fuzz/dicts/TARGET.dict) if any, and
+# fails on any crash, leak, timeout or out-of-memory. Prints, per target,
+# the executions and libFuzzer's final coverage (cov, ft) and corpus.
+# New inputs accumulate in fuzz/corpus/TARGET (not committed); findings in
+# fuzz/artifacts/TARGET. Needs the nightly toolchain and cargo-fuzz
+# (`cargo install cargo-fuzz --locked`).
+#
+#   fuzz/run.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
-targets=$(cargo +nightly fuzz list)
+shift || true
+if [ "$#" -gt 0 ]; then targets="$*"; else targets=$(cargo +nightly fuzz list); fi
+logs="target/run-logs"
+mkdir -p "$logs"
+
+cargo +nightly fuzz build >"$logs/build.log" 2>&1 || { tail -n 60 "$logs/build.log"; exit 1; }
+
+failed=()
+printf '%-20s %10s %8s %8s %12s  %s\n' target runs cov ft corpus result
 for target in $targets; do
   mkdir -p "corpus/$target"
-  if [ -d "seeds/$target" ]; then cp -n seeds/"$target"/* "corpus/$target/" 2>/dev/null || true; fi
-  echo "== $target ($seconds s)"
-  cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=4096 2>&1 | tail -n 3
+  dirs=("corpus/$target")
+  if [ -d "seeds/$target" ]; then dirs+=("seeds/$target"); fi
+  opts=(-max_total_time="$seconds" -max_len=4096 -timeout=60 -rss_limit_mb=2048 -print_final_stats=1)
+  if [ -f "dicts/$target.dict" ]; then opts+=(-dict="dicts/$target.dict"); fi
+  log="$logs/$target.log"
+  result=ok
+  if ! cargo +nightly fuzz run "$target" "${dirs[@]}" -- "${opts[@]}" >"$log" 2>&1; then
+    result=FAILED
+    failed+=("$target")
+  fi
+  stats=$(grep -E '^#[0-9]+' "$log" | grep 'cov:' | tail -n 1 || true)
+  runs=$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{print $2}' || true)
+  cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$stats")
+  ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$stats")
+  corp=$(sed -nE 's/.* corp: ([^ ]+).*/\1/p' <<<"$stats")
+  printf '%-20s %10s %8s %8s %12s  %s\n' "$target" "${runs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result"
+  if [ "$result" = FAILED ]; then
+    grep -E 'panicked|ERROR: |SUMMARY|Test unit written' "$log" | head -n 20 || true
+  fi
 done
-echo "all fuzz targets ran $seconds s each without a finding"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzzing found problems in: ${failed[*]} (logs in fuzz/$logs, inputs in fuzz/artifacts)"
+  exit 1
+fi
+echo "every target ran $seconds s without a finding"

@@ -3,6 +3,8 @@
 //! the serialized state exactly as it was.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -15,8 +17,13 @@ fn established() -> (Ratchet, Vec<Vec<u8>>) {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let keys = || SessionKeys::new([1; 32], [2; 32], [3; 32], &[4; 64]).expect("keys");
     let bob_key = KeyPair::generate(&mut rng);
-    let mut alice = Ratchet::new_initiator(keys(), &bob_key.public_key(), RatchetConfig::default(), &mut rng)
-        .expect("initiator");
+    let mut alice = Ratchet::new_initiator(
+        keys(),
+        &bob_key.public_key(),
+        RatchetConfig::default(),
+        &mut rng,
+    )
+    .expect("initiator");
     let mut bob = Ratchet::new_responder(keys(), bob_key, RatchetConfig::default());
     let mut wires = Vec::new();
     let a: Vec<EncryptedMessage> = (0..3)
@@ -34,8 +41,14 @@ fn established() -> (Ratchet, Vec<Vec<u8>>) {
     (bob, wires)
 }
 
+fn fixture() -> &'static (Ratchet, Vec<Vec<u8>>) {
+    static FIXTURE: OnceLock<(Ratchet, Vec<Vec<u8>>)> = OnceLock::new();
+    FIXTURE.get_or_init(established)
+}
+
 fuzz_target!(|data: &[u8]| {
-    let (mut bob, wires) = established();
+    let (bob, wires) = fixture();
+    let mut bob = bob.clone();
     // The first byte picks a real message to mutate, so the fuzzer starts
     // from headers that open; the rest overwrites its prefix.
     let (selector, rest) = data.split_first().unwrap_or((&0, &[]));
@@ -53,6 +66,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if bob.decrypt_with_rng(&message, &mut rng).is_err() {
-        assert_eq!(bob.to_bytes(), before, "a failed decryption changed the session");
+        assert_eq!(
+            bob.to_bytes(),
+            before,
+            "a failed decryption changed the session"
+        );
     }
 });

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{FuturesUnordered, SplitSink};
+use futures_util::{SinkExt, Stream, StreamExt};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use tacit::{Address, IdentityKey};
@@ -48,7 +48,7 @@ const CLOSE_TOO_BIG: u16 = 1009;
 type Answer = Pin<Box<dyn Future<Output = ServerFrame> + Send + Sync>>;
 
 /// What the writing half sends.
-enum Outbound {
+pub(crate) enum Outbound {
     Frame(ServerFrame),
     Ping,
     Close(u16, &'static str),
@@ -103,15 +103,34 @@ impl Drop for Guard {
     }
 }
 
-/// Serves one connection until it closes.
+/// Serves one WebSocket connection until it closes.
 pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
+    let (sink, stream) = socket.split();
+    let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let id = serve(shared, stream, out, peer).await;
+    if tokio::time::timeout(SEND_TIMEOUT, writer).await.is_err() {
+        tracing::debug!(id, "writer did not finish");
+    }
+    tracing::debug!(id, "connection closed");
+}
+
+/// Serves one connection, reading its messages from `stream` and queueing
+/// what to send on `out`, until it closes; returns the connection's number.
+/// The transport is the caller's: [`run`] for WebSocket.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    out: mpsc::Sender<Outbound>,
+    peer: SocketAddr,
+) -> u64
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let _guard = Guard::new(&shared);
     let id = shared
         .next_connection
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (sink, stream) = socket.split();
-    let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let writer = tokio::spawn(write_loop(sink, out_rx));
     let mut conn = Conn {
         bucket: Bucket::full(shared.config.unauthenticated_rate),
         shared,
@@ -133,10 +152,7 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr
         conn.read_loop(stream).await
     };
     conn.finish(end).await;
-    if tokio::time::timeout(SEND_TIMEOUT, writer).await.is_err() {
-        tracing::debug!(id, "writer did not finish");
-    }
-    tracing::debug!(id, "connection closed");
+    id
 }
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
@@ -186,7 +202,10 @@ impl Conn {
             .await
     }
 
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> End {
+    async fn read_loop<S>(&mut self, mut stream: S) -> End
+    where
+        S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
         let interval = self.shared.config.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut last_heard = Instant::now();

@@ -25,6 +25,9 @@
 //! `docs/relay.md` describes the protocol, the guarantees and the flags.
 
 mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod metrics;
 mod online;
@@ -216,28 +219,6 @@ impl Relay {
         config.check()?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let online = Arc::new(Online::default());
-        let metrics = Arc::new(Metrics::default());
-        let limits = WriterLimits {
-            queue_cap: config.queue_cap,
-            ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
-            prekeys_low: config.prekeys_low_threshold,
-            max_batch: config.max_batch,
-            max_db_bytes: config.max_db_bytes,
-        };
-        let (writer, writer_thread) = store::start_writer(
-            &config.db_path,
-            limits,
-            Arc::clone(&online),
-            Arc::clone(&metrics),
-        )?;
-        let readers = match Readers::open(&config.db_path, config.readers) {
-            Ok(r) => r,
-            Err(e) => {
-                writer.stop().await;
-                return Err(e.into());
-            }
-        };
         #[cfg(feature = "tls")]
         let tls = match &config.tls {
             Some(files) => Some(tls::acceptor(files)?),
@@ -247,19 +228,13 @@ impl Relay {
         if config.tls.is_some() {
             return Err(RelayError::Tls("built without the tls feature".into()));
         }
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (connections, _) = watch::channel(0usize);
-        let shared = Arc::new(Shared {
-            per_ip: PerIp::new(config.per_ip_rate),
-            config,
-            writer,
-            readers,
-            online,
-            metrics,
-            shutdown: shutdown_rx.clone(),
-            connections,
-            next_connection: AtomicU64::new(1),
-        });
+        let database = store::Database::File(config.db_path.clone());
+        let Started {
+            shared,
+            shutdown: shutdown_tx,
+            writer_thread,
+        } = start(config, &database).await?;
+        let shutdown_rx = shared.shutdown.clone();
         let app = Router::new()
             .route(tacit_relay_proto::WEBSOCKET_PATH, get(websocket))
             .route("/metrics", get(metrics_page))
@@ -342,6 +317,57 @@ impl Relay {
             Err(e) => Err(RelayError::Task(e.to_string())),
         }
     }
+}
+
+/// The store and the state shared by every connection, running.
+pub(crate) struct Started {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) writer_thread: std::thread::JoinHandle<()>,
+}
+
+/// Opens the database, starts its writer thread and builds the state every
+/// connection shares.
+pub(crate) async fn start(
+    config: Config,
+    database: &store::Database,
+) -> Result<Started, RelayError> {
+    let online = Arc::new(Online::default());
+    let metrics = Arc::new(Metrics::default());
+    let limits = WriterLimits {
+        queue_cap: config.queue_cap,
+        ttl_ms: u64::try_from(config.message_ttl.as_millis()).unwrap_or(u64::MAX),
+        prekeys_low: config.prekeys_low_threshold,
+        max_batch: config.max_batch,
+        max_db_bytes: config.max_db_bytes,
+    };
+    let (writer, writer_thread) =
+        store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics))?;
+    let readers = match Readers::open(database, config.readers) {
+        Ok(r) => r,
+        Err(e) => {
+            writer.stop().await;
+            return Err(e.into());
+        }
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (connections, _) = watch::channel(0usize);
+    let shared = Arc::new(Shared {
+        per_ip: PerIp::new(config.per_ip_rate),
+        config,
+        writer,
+        readers,
+        online,
+        metrics,
+        shutdown: shutdown_rx,
+        connections,
+        next_connection: AtomicU64::new(1),
+    });
+    Ok(Started {
+        shared,
+        shutdown,
+        writer_thread,
+    })
 }
 
 /// The peer's address, for plain and TLS connections alike.

@@ -9,7 +9,7 @@
 //! command. An answer of success therefore means durable.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -85,31 +85,60 @@ fn internal(error: &rusqlite::Error) -> ErrorReply {
     ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
 }
 
-/// Opens the database file (creating it and the schema) in WAL mode with
+/// Where the relay's database is.
+#[derive(Debug, Clone)]
+pub(crate) enum Database {
+    /// A file, opened in WAL mode with `synchronous=FULL`.
+    File(PathBuf),
+    /// A database held in memory for the life of the process's connections
+    /// to it, named by a `file:/NAME?vfs=memdb` URI: for fuzzing the
+    /// request handling without a disk. Not durable.
+    #[cfg(feature = "fuzzing")]
+    Memory(String),
+}
+
+impl Database {
+    /// Whether this is a file (durable, in WAL mode).
+    fn is_file(&self) -> bool {
+        match self {
+            Self::File(_) => true,
+            #[cfg(feature = "fuzzing")]
+            Self::Memory(_) => false,
+        }
+    }
+}
+
+/// Opens the database (creating it and the schema): a file in WAL mode with
 /// `synchronous=FULL`.
-fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    open_limited(path, read_only, None)
+fn open(database: &Database, read_only: bool) -> Result<Connection, StoreError> {
+    open_limited(database, read_only, None)
 }
 
 /// [`open`], and for a writer with `max_bytes`, a cap on the database's
 /// size: past it, writes fail with `SQLITE_FULL` as on a full disk. A cap
 /// below the current size holds the database at its current size.
 fn open_limited(
-    path: &Path,
+    database: &Database,
     read_only: bool,
     max_bytes: Option<u64>,
 ) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
+    let conn = match database {
+        Database::File(path) => Connection::open(path)?,
+        #[cfg(feature = "fuzzing")]
+        Database::Memory(uri) => Connection::open(uri)?,
+    };
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
     } else {
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError(rusqlite::Error::InvalidParameterName(format!(
-                "journal_mode is {mode}, not wal"
-            ))));
+        if database.is_file() {
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError(rusqlite::Error::InvalidParameterName(format!(
+                    "journal_mode is {mode}, not wal"
+                ))));
+            }
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
@@ -224,12 +253,12 @@ impl Writer {
 /// Starts the writer thread. It ends when every [`Writer`] is dropped,
 /// after answering the commands queued.
 pub(crate) fn start_writer(
-    path: &Path,
+    database: &Database,
     limits: WriterLimits,
     online: Arc<Online>,
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
-    let conn = open_limited(path, false, limits.max_db_bytes)?;
+    let conn = open_limited(database, false, limits.max_db_bytes)?;
     let (tx, mut rx) = mpsc::channel::<Command>(4096);
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
@@ -900,9 +929,9 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
-    pub(crate) fn open(path: &Path, count: usize) -> Result<Self, StoreError> {
+    pub(crate) fn open(database: &Database, count: usize) -> Result<Self, StoreError> {
         let conns = (0..count.max(1))
-            .map(|_| open(path, true).map(Mutex::new))
+            .map(|_| open(database, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             conns: Arc::new(conns),
@@ -1006,7 +1035,7 @@ impl Readers {
 mod tests {
     use super::*;
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
+    fn temp_db(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "tacit-relay-store-{name}-{}-{}",
             std::process::id(),
@@ -1041,8 +1070,8 @@ mod tests {
     }
 
     /// (messages stored, the device's `queued` counter).
-    fn counts(path: &Path) -> (u64, u64) {
-        let c = open(path, true).unwrap();
+    fn counts(path: &std::path::Path) -> (u64, u64) {
+        let c = open(&Database::File(path.to_path_buf()), true).unwrap();
         let stored = c
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
             .unwrap();
@@ -1056,7 +1085,7 @@ mod tests {
     async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
         let path = temp_db("full");
         let (writer, thread) = start_writer(
-            &path,
+            &Database::File(path.clone()),
             limits(Some(96 * 1024)),
             Arc::default(),
             Arc::default(),
@@ -1157,7 +1186,7 @@ mod tests {
     #[test]
     fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
         let path = temp_db("rollback");
-        let mut conn = open_limited(&path, false, Some(64 * 1024)).unwrap();
+        let mut conn = open_limited(&Database::File(path.clone()), false, Some(64 * 1024)).unwrap();
         let bob = Address::new("bob", 1).unwrap();
         let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
         let (reply, mut rx) = oneshot::channel();

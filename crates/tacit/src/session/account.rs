@@ -571,8 +571,9 @@ impl Account {
 
     /// Reads an account written by [`to_bytes`](Self::to_bytes), strictly:
     /// a known version, no trailing bytes, ids unique and in order, ids
-    /// below the next ids to issue, one-time prekeys within the cap, and
-    /// valid signatures on the signed prekeys.
+    /// below the next ids to issue, one-time prekeys within the cap, valid
+    /// signatures on the signed prekeys, and the canonical encoding (what
+    /// `to_bytes` writes back byte for byte).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
         let (&version, body) = bytes.split_first().ok_or(StateError::Empty)?;
         if version != ACCOUNT_VERSION {
@@ -583,7 +584,14 @@ impl Account {
         if !rest.is_empty() {
             return Err(StateError::Corrupt);
         }
-        record.to_account()
+        let account = record.to_account()?;
+        // Only the canonical encoding is accepted: postcard reads
+        // non-minimal varints (ids, lengths, times), which would not be
+        // written back byte for byte.
+        if account.to_bytes().as_slice() != bytes {
+            return Err(StateError::Corrupt);
+        }
+        Ok(account)
     }
 }
 
@@ -674,6 +682,26 @@ mod tests {
         assert_eq!(back.one_time_prekey_count(), 4);
         assert!(back.signed_prekey_by_id(1).is_some());
         assert_eq!(back.signed_prekey().id(), 2);
+    }
+
+    /// Found by fuzzing (`session_record`): postcard reads a non-minimal
+    /// varint, so an account with an id written in two bytes instead of one
+    /// decoded, and was not written back the same.
+    #[test]
+    fn non_minimal_varints_are_refused() {
+        let account = Account::generate(&mut rng(), 100);
+        let bytes = account.to_bytes();
+        // The encoding ends with next_signed_prekey_id and next_prekey_id,
+        // both small varints; widen the last one to two bytes.
+        let last = *bytes.last().unwrap();
+        assert!(last < 0x80);
+        let mut widened = bytes[..bytes.len() - 1].to_vec();
+        widened.extend_from_slice(&[last | 0x80, 0x00]);
+        assert_eq!(
+            Account::from_bytes(&widened).err(),
+            Some(StateError::Corrupt)
+        );
+        assert!(Account::from_bytes(&bytes).is_ok());
     }
 
     #[test]

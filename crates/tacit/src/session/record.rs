@@ -238,8 +238,9 @@ impl SessionRecord {
 
     /// Reads a record written by [`to_bytes`](Self::to_bytes), strictly: a
     /// known version, no trailing bytes, at most [`ARCHIVE_LIMIT`] archived
-    /// states, valid identity keys and ratchets, and prekey fields only on
-    /// initiator states.
+    /// states, valid identity keys and ratchets, prekey fields only on
+    /// initiator states, and the canonical encoding (what `to_bytes` writes
+    /// back byte for byte).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
         let (&version, body) = bytes.split_first().ok_or(StateError::Empty)?;
         if version != RECORD_VERSION {
@@ -250,14 +251,21 @@ impl SessionRecord {
         if !rest.is_empty() || record.archived.len() > ARCHIVE_LIMIT {
             return Err(StateError::Corrupt);
         }
-        Ok(Self {
+        let out = Self {
             current: record.current.as_ref().map(StateV1::to_state).transpose()?,
             archived: record
                 .archived
                 .iter()
                 .map(StateV1::to_state)
                 .collect::<Result<_, _>>()?,
-        })
+        };
+        // Only the canonical encoding is accepted: postcard reads
+        // non-minimal varints (lengths, ids), which would not be written
+        // back byte for byte.
+        if out.to_bytes().as_slice() != bytes {
+            return Err(StateError::Corrupt);
+        }
+        Ok(out)
     }
 }
 
@@ -322,5 +330,24 @@ impl StateV1 {
                 one_time_prekey_id: p.one_time_prekey_id,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (`session_record`): `[1, 0, 0x80, 0]` (no current
+    /// state, an archive whose length 0 is written in two bytes) decoded,
+    /// and was written back as `[1, 0, 0]`.
+    #[test]
+    fn non_minimal_varints_are_refused() {
+        let empty = SessionRecord::new().to_bytes();
+        assert_eq!(*empty, [RECORD_VERSION, 0, 0]);
+        assert!(SessionRecord::from_bytes(&empty).is_ok());
+        assert_eq!(
+            SessionRecord::from_bytes(&[RECORD_VERSION, 0, 0x80, 0]).err(),
+            Some(StateError::Corrupt)
+        );
     }
 }

@@ -1,0 +1,384 @@
+//! Writes the seed corpora into `fuzz/seeds/TARGET/`: from the committed
+//! test vectors (`test-vectors/*.json`) and from traffic recorded on a
+//! relay (the fuzzing seam, driven as a client would). Run from `fuzz/`:
+//! `cargo +nightly run --example seeds`. Deterministic except the recorded
+//! traffic, whose challenges, signatures and times vary.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tacit::envelope::{Content, ContentKind};
+use tacit::keys::{IdentityKeyPair, KeyPair};
+use tacit::ratchet::EncryptedMessage;
+use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
+use tacit::store::InMemoryStore;
+use tacit::wire::{PreKeyBundleMessage, WireMessage};
+use tacit::Address;
+use tacit_relay::fuzzing::{Event, FuzzRelay};
+use tacit_relay::Config;
+use tacit_relay_proto::{
+    Ack, ClientFrame, FetchBundles, Login, OneTimePreKey, Register, Reply, Request, ServerFrame,
+    SignedPreKey, Submit, UploadPreKeys,
+};
+
+type Error = Box<dyn std::error::Error>;
+
+/// Seeds larger than this are left out (the fuzz runs use -max_len=4096).
+const MAX_SEED: usize = 4096;
+
+struct Seeds {
+    root: PathBuf,
+    written: usize,
+}
+
+impl Seeds {
+    fn put(&mut self, target: &str, bytes: &[u8]) -> Result<(), Error> {
+        if bytes.len() > MAX_SEED {
+            return Ok(());
+        }
+        let dir = self.root.join(target);
+        fs::create_dir_all(&dir)?;
+        let name: String = Sha256::digest(bytes)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        fs::write(dir.join(name), bytes)?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+fn hex(v: &Value) -> Result<Vec<u8>, Error> {
+    Ok(hex::decode(v.as_str().ok_or("not a string")?)?)
+}
+
+fn seed32(v: &Value) -> Result<[u8; 32], Error> {
+    hex(v)?.try_into().map_err(|_| "not 32 bytes".into())
+}
+
+fn load(root: &Path, name: &str) -> Result<Value, Error> {
+    Ok(serde_json::from_str(&fs::read_to_string(
+        root.join("test-vectors").join(name),
+    )?)?)
+}
+
+fn from_vectors(repo: &Path, s: &mut Seeds) -> Result<(), Error> {
+    // X3DH: the bundles the cases publish.
+    let x3dh = load(repo, "x3dh.json")?;
+    for case in x3dh["cases"].as_array().ok_or("cases")? {
+        let bob = IdentityKeyPair::from_seed(&seed32(&case["bob_identity_seed"])?);
+        let spk = KeyPair::from_private_bytes(seed32(&case["bob_signed_prekey_private"])?);
+        let mut one_times = vec![None];
+        if !case["bob_one_time_prekey_private"].is_null() {
+            let otpk = KeyPair::from_private_bytes(seed32(&case["bob_one_time_prekey_private"])?);
+            one_times.push(Some((7, otpk.public_key())));
+        }
+        for one_time in one_times {
+            let bundle = PreKeyBundleMessage {
+                identity_key: bob.public_key(),
+                signed_prekey_id: 1,
+                signed_prekey: spk.public_key(),
+                signed_prekey_signature: bob.sign_prekey(&spk.public_key()),
+                one_time_prekey: one_time,
+            };
+            s.put("wire_decode", &bundle.to_wire())?;
+        }
+    }
+    // Ratchet: every message of every case, as the wire carries it.
+    let ratchet = load(repo, "ratchet.json")?;
+    for case in ratchet["cases"].as_array().ok_or("cases")? {
+        for m in case["messages"]
+            .as_array()
+            .ok_or("messages")?
+            .iter()
+            .take(3)
+        {
+            let header = hex(&m["expected"]["enc_header"])?;
+            let ciphertext = hex(&m["expected"]["ciphertext"])?;
+            let header = header.try_into().map_err(|_| "header length")?;
+            let message = EncryptedMessage::new(header, ciphertext)?;
+            s.put("wire_decode", &message.to_bytes())?;
+            s.put("wire_decode", &message.to_wire())?;
+        }
+    }
+    // Envelope: padding, contents, sealed envelopes, refused inputs.
+    let envelope = load(repo, "envelope.json")?;
+    for c in envelope["contents"].as_array().ok_or("contents")? {
+        s.put("content_decode", &hex(&c["expected"]["encoded"])?)?;
+        let padded = hex(&c["expected"]["padded"])?;
+        s.put("content_decode", &padded)?;
+        s.put("padding", &padded)?;
+    }
+    for c in envelope["invalid_contents"]
+        .as_array()
+        .ok_or("invalid_contents")?
+    {
+        s.put("content_decode", &hex(&c["padded"])?)?;
+        s.put("padding", &hex(&c["padded"])?)?;
+    }
+    for p in envelope["padding"].as_array().ok_or("padding")? {
+        let len = p["unpadded_len"].as_u64().ok_or("unpadded_len")? as usize;
+        if let Ok(padded) = tacit::envelope::padding::pad(&vec![0x41; len]) {
+            s.put("padding", &padded)?;
+        }
+    }
+    for c in envelope["sealed"].as_array().ok_or("sealed")? {
+        let sealed = hex(&c["expected"]["envelope"])?;
+        s.put("sealed_decode", &sealed)?;
+        s.put("sealed_open", &[[0x80].as_slice(), &sealed].concat())?;
+        s.put("wire_decode", &hex(&c["session_message"])?)?;
+    }
+    for c in envelope["invalid_sealed"]
+        .as_array()
+        .ok_or("invalid_sealed")?
+    {
+        let sealed = hex(&c["envelope"])?;
+        s.put("sealed_decode", &sealed)?;
+        s.put("sealed_open", &[[0x80].as_slice(), &sealed].concat())?;
+    }
+    Ok(())
+}
+
+/// Records, accounts and ratchet states as a real device stores them.
+fn from_sessions(s: &mut Seeds) -> Result<(), Error> {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let rng = &mut rng;
+    let mut alice = SessionManager::create(
+        InMemoryStore::new(),
+        Address::new("alice", 1)?,
+        Account::generate(rng, 0),
+        SessionConfig::default(),
+    )?;
+    let bob_address = Address::new("bob", 1)?;
+    let mut bob = SessionManager::create(
+        InMemoryStore::new(),
+        bob_address.clone(),
+        Account::generate(rng, 0),
+        SessionConfig::default(),
+    )?;
+    bob.generate_one_time_prekeys(3, rng)?;
+    let dump = |m: &SessionManager<InMemoryStore>, s: &mut Seeds| -> Result<(), Error> {
+        for (key, bytes) in m.store().dump() {
+            if key == "account" {
+                s.put("session_record", &bytes)?;
+            } else if key.starts_with("session/") {
+                s.put("session_record", &bytes)?;
+                if let Ok(record) = tacit::session::SessionRecord::from_bytes(&bytes) {
+                    if let Some(state) = record.current() {
+                        s.put("session_record", &state.ratchet().to_bytes())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    dump(&bob, s)?;
+    alice.process_bundle(
+        &bob_address,
+        &bob.account().bundle(BundlePreKey::Auto)?,
+        rng,
+    )?;
+    dump(&alice, s)?;
+    for round in 0..3u8 {
+        let content = Content::new_with_rng(ContentKind::Text, vec![round; 5], 1, rng)?;
+        let out = alice.seal_for_device(&bob_address, &content, rng)?;
+        bob.open_envelope(&out.envelope, rng)?;
+        let reply = Content::new_with_rng(ContentKind::Text, vec![round; 3], 2, rng)?;
+        let back = bob.seal_for_device(alice.local_address(), &reply, rng)?;
+        alice.open_envelope(&back.envelope, rng)?;
+        dump(&alice, s)?;
+        dump(&bob, s)?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Frames of a real exchange with a relay, in both directions.
+async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
+    let relay = FuzzRelay::start(Config::new("unused")).await?;
+    let name = relay.server_name().to_owned();
+    let mut recorded: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut server: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let alice_id = IdentityKeyPair::from_seed(&[1; 32]);
+    let bob_id = IdentityKeyPair::from_seed(&[2; 32]);
+    let alice = Address::new("alice", 1)?;
+    let bob = Address::new("bob", 1)?;
+    let mut request_id = 0;
+    for (identity, address, register) in [
+        (&alice_id, &alice, true),
+        (&bob_id, &bob, true),
+        (&alice_id, &alice, false),
+    ] {
+        let mut conn = relay.connect(([127, 0, 0, 1], 9000).into());
+        let mut exchange = |request: Request, conn: &tacit_relay::fuzzing::FuzzConnection| {
+            request_id += 1;
+            let bytes = ClientFrame {
+                request_id,
+                request,
+            }
+            .encode();
+            recorded.insert(bytes.clone());
+            conn.send(bytes);
+        };
+        exchange(Request::GetChallenge, &conn);
+        let challenge = loop {
+            match conn.next().await.ok_or("closed")? {
+                Event::Frame(ServerFrame::Response(r)) => match r.result {
+                    Ok(Reply::Challenge(c)) => {
+                        server.insert(
+                            ServerFrame::Response(tacit_relay_proto::Response {
+                                request_id: r.request_id,
+                                result: Ok(Reply::Challenge(c.clone())),
+                            })
+                            .encode(),
+                        );
+                        break c.challenge;
+                    }
+                    _ => return Err("no challenge".into()),
+                },
+                _ => {}
+            }
+        };
+        let request = if register {
+            Request::Register(Register::sign(
+                identity,
+                &name,
+                &challenge,
+                now_ms(),
+                address.clone(),
+            ))
+        } else {
+            Request::Login(Login::sign(
+                identity,
+                &name,
+                &challenge,
+                now_ms(),
+                address.clone(),
+            ))
+        };
+        exchange(request, &conn);
+        let spk = KeyPair::from_private_bytes([address.device_id() as u8 + 40; 32]).public_key();
+        exchange(
+            Request::UploadPreKeys(UploadPreKeys {
+                signed_prekey: Some(SignedPreKey {
+                    id: 1,
+                    key: spk,
+                    signature: identity.sign_prekey(&spk),
+                }),
+                fallback_prekey: Some(OneTimePreKey { id: 100, key: spk }),
+                one_time_prekeys: (1..=3)
+                    .map(|id| OneTimePreKey {
+                        id,
+                        key: KeyPair::from_private_bytes([id as u8; 32]).public_key(),
+                    })
+                    .collect(),
+            }),
+            &conn,
+        );
+        exchange(Request::FetchBundles(FetchBundles::user("bob")?), &conn);
+        exchange(Request::FetchBundles(FetchBundles::device(&alice)), &conn);
+        exchange(
+            Request::Submit(Submit::new(bob.clone(), vec![0xe0; 64], None)?),
+            &conn,
+        );
+        exchange(
+            Request::Submit(Submit::new(alice.clone(), vec![0xa1; 40], None)?),
+            &conn,
+        );
+        exchange(
+            Request::SetDeliveryToken(tacit_relay_proto::SetDeliveryToken {
+                token: Some(tacit_relay_proto::DeliveryToken::new(&[9; 16])?),
+            }),
+            &conn,
+        );
+        // Read until quiet; acknowledge what was pushed.
+        let mut pushed = Vec::new();
+        while let Ok(Some(event)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), conn.next()).await
+        {
+            if let Event::Frame(frame) = event {
+                if let ServerFrame::Push(p) = &frame {
+                    pushed.push(p.message_id);
+                }
+                server.insert(frame.encode());
+            }
+        }
+        if !pushed.is_empty() {
+            exchange(Request::Ack(Ack::new(pushed)?), &conn);
+        }
+        conn.close();
+        while let Some(event) = conn.next().await {
+            if let Event::Frame(frame) = event {
+                server.insert(frame.encode());
+            }
+        }
+    }
+    relay.stop().await;
+    for frame in &recorded {
+        s.put("relay_frames", frame)?;
+    }
+    for frame in &server {
+        s.put("relay_frames", frame)?;
+    }
+    for extra in [
+        ServerFrame::QueueEmpty,
+        ServerFrame::PreKeysLow { remaining: 3 },
+        ServerFrame::MessagesExpired { count: 2 },
+    ] {
+        s.put("relay_frames", &extra.encode())?;
+    }
+    Ok(())
+}
+
+/// Seeds for the targets whose input is a selector and a mutation, or a
+/// structure read by `arbitrary`: a few short patterns to start from.
+fn structured(s: &mut Seeds) -> Result<(), Error> {
+    for target in ["ratchet_decrypt", "sealed_open"] {
+        for selector in 0..6u8 {
+            s.put(target, &[selector])?;
+            s.put(target, &[selector, 0, 0, 1])?;
+        }
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    for target in ["attachment_decrypt", "session_decrypt", "relay_handler"] {
+        for len in [4usize, 16, 64, 256] {
+            for _ in 0..4 {
+                let mut bytes = vec![0u8; len];
+                rand_core::RngCore::fill_bytes(&mut rng, &mut bytes);
+                s.put(target, &bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Error> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = fuzz.parent().ok_or("no parent")?;
+    let root = fuzz.join("seeds");
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    let mut s = Seeds { root, written: 0 };
+    from_vectors(repo, &mut s)?;
+    from_sessions(&mut s)?;
+    structured(&mut s)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(from_relay(&mut s))?;
+    println!("wrote {} seeds under {}", s.written, s.root.display());
+    Ok(())
+}
