@@ -107,9 +107,9 @@ async fn open_publishers(
     let handles: Vec<_> = (0..pairs)
         .map(|i| {
             let (tag, key) = (tag.to_owned(), key.to_owned());
-            tokio::spawn(async move {
-                Ok(open(addr, format!("pub-{tag}-{key}-{i}"), window).await?.0)
-            })
+            tokio::spawn(
+                async move { Ok(open(addr, format!("pub-{tag}-{key}-{i}"), window).await?.0) },
+            )
         })
         .collect();
     join_all(handles).await.into_iter().collect()
@@ -200,7 +200,9 @@ async fn receive(
             if let Some((_, seq, sent_ns)) = payload::parse(&p.payload) {
                 if latency {
                     let us = payload::ns_since(t0).saturating_sub(sent_ns) / 1000;
-                    stats.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                    stats
+                        .latencies_us
+                        .push(u32::try_from(us).unwrap_or(u32::MAX));
                 }
                 if let Some(slot) = stats.seen.get_mut(seq as usize) {
                     if !*slot {
@@ -282,7 +284,11 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
 
     for (key, per_pair, rate) in [
         ("a", args.messages_per_pair, None),
-        ("ap", args.paced_messages / pairs.max(1), Some(args.paced_rate)),
+        (
+            "ap",
+            args.paced_messages / pairs.max(1),
+            Some(args.paced_rate),
+        ),
     ] {
         if !args.runs(if key == "a" { "a" } else { "a'" }) {
             continue;
@@ -304,7 +310,10 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
                 let i = i as u32;
                 let pace = rate.map(|r| {
                     let every = Duration::from_secs_f64(f64::from(pairs) / r);
-                    (start + every.mul_f64(f64::from(i) / f64::from(pairs)), every)
+                    (
+                        start + every.mul_f64(f64::from(i) / f64::from(pairs)),
+                        every,
+                    )
                 });
                 tokio::spawn(send(
                     c,

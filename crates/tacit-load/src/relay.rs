@@ -36,10 +36,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tacit-load-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tacit-load-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self(dir))
     }
@@ -70,7 +68,12 @@ impl RelayProc {
             // The load is one client host: lift the abuse limits.
             .args(["--queue-cap", huge])
             .args(["--rate-authenticated", huge, "--burst-authenticated", huge])
-            .args(["--rate-unauthenticated", huge, "--burst-unauthenticated", huge])
+            .args([
+                "--rate-unauthenticated",
+                huge,
+                "--burst-unauthenticated",
+                huge,
+            ])
             .args(["--rate-per-ip", huge, "--burst-per-ip", huge])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -169,16 +172,18 @@ async fn request(ws: &mut Ws, request_id: u64, request: Request) -> anyhow::Resu
 /// zero-fills a whole chunk before each read; the 128 KiB default costs
 /// the load generator CPU that the relay shares).
 fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024)
 }
 
 /// Connects and registers (or, if registered, logs in) `device`.
 async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
     let attempt = async {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/v1"), Some(ws_config()), true)
-                .await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{addr}/v1"),
+            Some(ws_config()),
+            true,
+        )
+        .await?;
         let Reply::Challenge(c) = request(&mut ws, 1, Request::GetChallenge).await? else {
             bail!("no challenge");
         };
@@ -367,7 +372,9 @@ async fn receive(
                 if let Some((_, seq, sent_ns)) = payload::parse(&p.envelope) {
                     if latency {
                         let us = payload::ns_since(t0).saturating_sub(sent_ns) / 1000;
-                        stats.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                        stats
+                            .latencies_us
+                            .push(u32::try_from(us).unwrap_or(u32::MAX));
                     }
                     if let Some(slot) = stats.seen.get_mut(seq as usize) {
                         if !*slot {
@@ -485,7 +492,11 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
     if args.runs("a") || args.runs("a'") {
         for (key, per_pair, rate) in [
             ("a", args.messages_per_pair, None),
-            ("ap", args.paced_messages / pairs.max(1), Some(args.paced_rate)),
+            (
+                "ap",
+                args.paced_messages / pairs.max(1),
+                Some(args.paced_rate),
+            ),
         ] {
             let name = if key == "a" { "a" } else { "a'" };
             if !args.runs(name) {

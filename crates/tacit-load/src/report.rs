@@ -29,20 +29,90 @@ struct Desc {
 }
 
 const METRICS: &[Desc] = &[
-    Desc { key: "a.rate", scenario: "(a)", label: "delivered msg/s", goal: None },
-    Desc { key: "a.cpu", scenario: "(a)", label: "broker CPU us / delivered msg", goal: Some(Goal::AtMostHalf) },
-    Desc { key: "ap.rate", scenario: "(a')", label: "delivered msg/s (paced)", goal: None },
-    Desc { key: "ap.p50", scenario: "(a')", label: "latency p50 ms", goal: None },
-    Desc { key: "ap.p99", scenario: "(a')", label: "latency p99 ms", goal: Some(Goal::AtMost) },
-    Desc { key: "ap.max", scenario: "(a')", label: "latency max ms", goal: None },
-    Desc { key: "ap.cpu", scenario: "(a')", label: "broker CPU us / delivered msg", goal: None },
-    Desc { key: "b.publish", scenario: "(b)", label: "publish msg/s (acknowledged)", goal: None },
-    Desc { key: "b.drain", scenario: "(b)", label: "drain msg/s", goal: Some(Goal::AtLeast) },
-    Desc { key: "b.rss_mb", scenario: "(b)", label: "broker RSS with the queue, MB", goal: None },
-    Desc { key: "b.rss_per_msg", scenario: "(b)", label: "RSS growth B / queued msg", goal: Some(Goal::Below) },
-    Desc { key: "b.disk_per_msg", scenario: "(b)", label: "disk B / queued msg", goal: None },
-    Desc { key: "c.acked", scenario: "(c)", label: "acknowledged before SIGKILL", goal: None },
-    Desc { key: "c.lost", scenario: "(c)", label: "acknowledged msgs lost", goal: Some(Goal::Zero) },
+    Desc {
+        key: "a.rate",
+        scenario: "(a)",
+        label: "delivered msg/s",
+        goal: None,
+    },
+    Desc {
+        key: "a.cpu",
+        scenario: "(a)",
+        label: "broker CPU us / delivered msg",
+        goal: Some(Goal::AtMostHalf),
+    },
+    Desc {
+        key: "ap.rate",
+        scenario: "(a')",
+        label: "delivered msg/s (paced)",
+        goal: None,
+    },
+    Desc {
+        key: "ap.p50",
+        scenario: "(a')",
+        label: "latency p50 ms",
+        goal: None,
+    },
+    Desc {
+        key: "ap.p99",
+        scenario: "(a')",
+        label: "latency p99 ms",
+        goal: Some(Goal::AtMost),
+    },
+    Desc {
+        key: "ap.max",
+        scenario: "(a')",
+        label: "latency max ms",
+        goal: None,
+    },
+    Desc {
+        key: "ap.cpu",
+        scenario: "(a')",
+        label: "broker CPU us / delivered msg",
+        goal: None,
+    },
+    Desc {
+        key: "b.publish",
+        scenario: "(b)",
+        label: "publish msg/s (acknowledged)",
+        goal: None,
+    },
+    Desc {
+        key: "b.drain",
+        scenario: "(b)",
+        label: "drain msg/s",
+        goal: Some(Goal::AtLeast),
+    },
+    Desc {
+        key: "b.rss_mb",
+        scenario: "(b)",
+        label: "broker RSS with the queue, MB",
+        goal: None,
+    },
+    Desc {
+        key: "b.rss_per_msg",
+        scenario: "(b)",
+        label: "RSS growth B / queued msg",
+        goal: Some(Goal::Below),
+    },
+    Desc {
+        key: "b.disk_per_msg",
+        scenario: "(b)",
+        label: "disk B / queued msg",
+        goal: None,
+    },
+    Desc {
+        key: "c.acked",
+        scenario: "(c)",
+        label: "acknowledged before SIGKILL",
+        goal: None,
+    },
+    Desc {
+        key: "c.lost",
+        scenario: "(c)",
+        label: "acknowledged msgs lost",
+        goal: Some(Goal::Zero),
+    },
 ];
 
 /// Every round's numbers for the relay and the broker.
