@@ -177,6 +177,22 @@ impl ServerFrame {
         proto::ServerFrame { kind: Some(kind) }.encode_to_vec()
     }
 
+    /// The canonical encoding, as [`ServerFrame::encode`], moving a push's
+    /// envelope into the encoder instead of copying it first.
+    pub fn into_encoded(self) -> Vec<u8> {
+        match self {
+            Self::Push(p) => proto::ServerFrame {
+                kind: Some(server_frame::Kind::Push(proto::Push {
+                    message_id: p.message_id,
+                    server_time_ms: p.server_time_ms,
+                    envelope: p.envelope,
+                })),
+            }
+            .encode_to_vec(),
+            other => other.encode(),
+        }
+    }
+
     /// Strict decoding, with the limit [`MAX_SERVER_FRAME_LEN`].
     pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
         let m: proto::ServerFrame = decode_canonical(bytes, MAX_SERVER_FRAME_LEN)?;

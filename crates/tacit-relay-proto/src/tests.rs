@@ -466,3 +466,20 @@ fn delivery_tokens_do_not_print() {
     assert!(!format!("{token:?}").contains("171"));
     assert!(!format!("{token:?}").to_lowercase().contains("ab"));
 }
+
+#[test]
+fn into_encoded_matches_encode() {
+    let frames = [
+        ServerFrame::Push(Push {
+            message_id: 7,
+            server_time_ms: 1_700_000_000_000,
+            envelope: vec![0xab; 600],
+        }),
+        ServerFrame::QueueEmpty,
+        ServerFrame::PreKeysLow { remaining: 3 },
+    ];
+    for frame in frames {
+        let encoded = frame.encode();
+        assert_eq!(frame.into_encoded(), encoded);
+    }
+}

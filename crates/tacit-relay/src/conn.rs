@@ -30,6 +30,8 @@ use crate::{now_ms, Shared};
 const MAX_IN_FLIGHT: usize = 128;
 /// Frames waiting to be written.
 const OUTBOUND_CAPACITY: usize = 256;
+/// Frames written with one flush, at most.
+const COALESCE: usize = 64;
 /// Messages read from the mailbox at a time.
 const PAGE: usize = 64;
 /// How long a write may wait for a slow peer before the connection is
@@ -156,21 +158,38 @@ where
 }
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
-    while let Some(item) = rx.recv().await {
-        let result = match item {
-            Outbound::Frame(frame) => sink.send(Message::Binary(frame.encode().into())).await,
-            Outbound::Ping => sink.send(Message::Ping(Default::default())).await,
-            Outbound::Close(code, reason) => {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })))
-                    .await;
-                break;
+    // Frames waiting are written together: each is only buffered, and one
+    // flush per round puts them on the socket (one write instead of one per
+    // frame).
+    'rounds: while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(item) = next.take() {
+            let fed = match item {
+                Outbound::Frame(frame) => {
+                    sink.feed(Message::Binary(frame.into_encoded().into()))
+                        .await
+                }
+                Outbound::Ping => sink.feed(Message::Ping(Default::default())).await,
+                Outbound::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break 'rounds;
+                }
+            };
+            if fed.is_err() {
+                break 'rounds;
             }
-        };
-        if result.is_err() {
+            written += 1;
+            if written < COALESCE {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
             break;
         }
     }

@@ -254,13 +254,13 @@ impl Relay {
                         .await
                 }
                 None => {
-                    axum::serve(listener, app)
+                    axum::serve(NoDelay(listener), app)
                         .with_graceful_shutdown(signal)
                         .await
                 }
             };
             #[cfg(not(feature = "tls"))]
-            let served = axum::serve(listener, app)
+            let served = axum::serve(NoDelay(listener), app)
                 .with_graceful_shutdown(signal)
                 .await;
             // Upgraded WebSocket connections outlive the HTTP server: wait
@@ -370,12 +370,37 @@ pub(crate) async fn start(
     })
 }
 
+/// A listener that sets `TCP_NODELAY` on every accepted connection:
+/// answers and pushes are small frames, and Nagle's algorithm would hold
+/// each one back until the peer acknowledged the previous one (tens of
+/// milliseconds with delayed acks). The connection's writer coalesces
+/// frames itself.
+#[derive(Debug)]
+struct NoDelay(tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY failed");
+        }
+        (tcp, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
 /// The peer's address, for plain and TLS connections alike.
 #[derive(Debug, Clone, Copy)]
 struct Peer(SocketAddr);
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+impl Connected<IncomingStream<'_, NoDelay>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Self {
         Self(*stream.remote_addr())
     }
 }
@@ -387,6 +412,9 @@ impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
     }
 }
 
+/// Bytes read from a connection's socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
 async fn websocket(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
@@ -397,6 +425,11 @@ async fn websocket(
     let transport_limit = shared.config.max_frame_len + 64 * 1024;
     ws.max_message_size(transport_limit)
         .max_frame_size(transport_limit)
+        // The transport zero-fills this much of its buffer before every
+        // read; its 128 KiB default made that memset the relay's largest
+        // cost for small frames. Larger messages still arrive whole, over
+        // several reads.
+        .read_buffer_size(READ_CHUNK)
         .on_upgrade(move |socket| conn::run(shared, socket, peer))
 }
 

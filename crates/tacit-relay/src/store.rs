@@ -419,6 +419,9 @@ fn run_transaction(
             for p in pending {
                 p.send();
             }
+            // One wake per recipient, however many messages it got.
+            effects.mail.sort_unstable();
+            effects.mail.dedup();
             for address in &effects.mail {
                 online.wake(address);
             }

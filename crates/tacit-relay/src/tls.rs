@@ -65,6 +65,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Answers and pushes are small: do not hold them back.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

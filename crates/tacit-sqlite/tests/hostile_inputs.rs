@@ -230,7 +230,7 @@ fn hostile_inputs_at_the_sqlite_store() {
         actual: format!("{:?}", SqliteStore::open(&path, &[8; 32])),
         unchanged: raw(&path) == before,
     });
-    let version: u32 = rusqlite::Connection::open(&path)
+    let version: u32 = Connection::open(&path)
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();

@@ -1,0 +1,637 @@
+//! The relay side: spawning the relay process, a minimal client, and the
+//! scenarios.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use tacit::{Address, IdentityKeyPair};
+use tacit_relay_proto::{Ack, ClientFrame, Register, Reply, Request, ServerFrame, Submit};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::procfs::{rss_bytes, CpuMark};
+use crate::report::Metrics;
+use crate::{join_all, payload, percentile, Args, RecvStats, SendStats};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long one connection may take to log in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Ack ids in one Ack request (the protocol allows up to 1024).
+const ACK_BATCH: usize = 512;
+
+/// A scratch directory, removed on drop.
+#[derive(Debug)]
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("tacit-load-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A relay process on 127.0.0.1.
+#[derive(Debug)]
+struct RelayProc {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    pid: u32,
+    _stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
+}
+
+impl RelayProc {
+    async fn spawn(bin: &Path, db: &Path) -> anyhow::Result<Self> {
+        let huge = "1000000000";
+        let mut child = tokio::process::Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--server-name", "tacit-load"])
+            .arg("--db")
+            .arg(db)
+            // The load is one client host: lift the abuse limits.
+            .args(["--queue-cap", huge])
+            .args(["--rate-authenticated", huge, "--burst-authenticated", huge])
+            .args([
+                "--rate-unauthenticated",
+                huge,
+                "--burst-unauthenticated",
+                huge,
+            ])
+            .args(["--rate-per-ip", huge, "--burst-per-ip", huge])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id().context("the relay has no pid")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut stdout = tokio::io::BufReader::new(stdout);
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
+            .await
+            .context("the relay did not start in 30 s")??;
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .with_context(|| format!("unexpected first line from the relay: {line:?}"))?
+            .parse()?;
+        if !addr.ip().is_loopback() {
+            bail!("the relay listens on {addr}, not on loopback");
+        }
+        Ok(Self {
+            child,
+            addr,
+            pid,
+            _stdout: stdout,
+        })
+    }
+
+    /// SIGKILL, and wait for the process to go.
+    async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// SIGTERM (a graceful shutdown), then SIGKILL after 30 s.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A device of the load: address and identity.
+#[derive(Debug, Clone)]
+struct Device {
+    address: Address,
+    identity: IdentityKeyPair,
+}
+
+impl Device {
+    fn new(role: &str, i: u32) -> anyhow::Result<Self> {
+        let mut seed = [0x4c; 32];
+        seed[0] = role.as_bytes().first().copied().unwrap_or(0);
+        seed[1..5].copy_from_slice(&i.to_be_bytes());
+        Ok(Self {
+            address: Address::new(&format!("load-{role}{i}"), 1)?,
+            identity: IdentityKeyPair::from_seed(&seed),
+        })
+    }
+}
+
+async fn request(ws: &mut Ws, request_id: u64, request: Request) -> anyhow::Result<Reply> {
+    let bytes = ClientFrame {
+        request_id,
+        request,
+    }
+    .encode();
+    ws.send(Message::binary(bytes)).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => match ServerFrame::decode(&b)? {
+                ServerFrame::Response(r) if r.request_id == request_id => {
+                    return r.result.map_err(|e| anyhow!("relay refused: {e:?}"));
+                }
+                _ => continue,
+            },
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("the relay closed the connection"),
+        }
+    }
+}
+
+/// The client's WebSocket settings: a 16 KiB read chunk (the transport
+/// zero-fills a whole chunk before each read; the 128 KiB default costs
+/// the load generator CPU that the relay shares).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024)
+}
+
+/// Connects and registers (or, if registered, logs in) `device`.
+async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
+    let attempt = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{addr}/v1"),
+            Some(ws_config()),
+            true,
+        )
+        .await?;
+        let Reply::Challenge(c) = request(&mut ws, 1, Request::GetChallenge).await? else {
+            bail!("no challenge");
+        };
+        let register = Register::sign(
+            &device.identity,
+            &c.server_name,
+            &c.challenge,
+            c.server_time_ms,
+            device.address.clone(),
+        );
+        match request(&mut ws, 2, Request::Register(register)).await? {
+            Reply::LoggedIn(_) => Ok(ws),
+            other => bail!("unexpected answer to register: {other:?}"),
+        }
+    };
+    tokio::time::timeout(LOGIN_TIMEOUT, attempt)
+        .await
+        .context("login timed out")?
+}
+
+/// Logs in every device, a few at a time.
+async fn login_all(addr: SocketAddr, devices: &[Device]) -> anyhow::Result<Vec<Ws>> {
+    let handles: Vec<_> = devices
+        .iter()
+        .cloned()
+        .map(|d| tokio::spawn(async move { login(addr, &d).await }))
+        .collect();
+    join_all(handles).await.into_iter().collect()
+}
+
+/// Sends `count` messages to `to`, at most `window` unanswered, paced at
+/// one per `pace` if given, until every one is answered or `deadline`.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    ws: Ws,
+    to: Address,
+    pair: u32,
+    count: u32,
+    pace: Option<(Instant, Duration)>,
+    window: u32,
+    payload_len: usize,
+    t0: Instant,
+    deadline: Instant,
+) -> anyhow::Result<SendStats> {
+    const BASE: u64 = 100;
+    let (mut sink, mut stream) = ws.split();
+    let mut stats = SendStats {
+        acked_set: vec![false; count as usize],
+        ..SendStats::default()
+    };
+    let mut buf = payload::filler(payload_len);
+    let (mut sent, mut in_flight) = (0u32, 0u32);
+    let mut next_due = pace.map(|(start, _)| start);
+    while stats.acked + stats.errors < count && Instant::now() < deadline {
+        let mut fed = false;
+        while sent < count && in_flight < window {
+            let stamp = match (next_due, pace) {
+                (Some(due), Some((_, every))) => {
+                    if Instant::now() < due {
+                        break;
+                    }
+                    next_due = Some(due + every);
+                    // The intended send time, so that a late sender does
+                    // not hide queueing delay.
+                    u64::try_from(due.saturating_duration_since(t0).as_nanos()).unwrap_or(0)
+                }
+                _ => payload::ns_since(t0),
+            };
+            payload::fill(&mut buf, pair, sent, stamp);
+            let frame = ClientFrame {
+                request_id: BASE + u64::from(sent),
+                request: Request::Submit(Submit::new(to.clone(), buf.clone(), None)?),
+            };
+            sink.feed(Message::binary(frame.encode())).await?;
+            sent += 1;
+            in_flight += 1;
+            fed = true;
+        }
+        if fed {
+            sink.flush().await?;
+        }
+        let wake = match next_due {
+            Some(due) if sent < count && in_flight < window => due.min(deadline),
+            _ => deadline,
+        };
+        tokio::select! {
+            message = stream.next() => {
+                let bytes = match message {
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => bail!("the relay closed a sender's connection"),
+                };
+                if let ServerFrame::Response(r) = ServerFrame::decode(&bytes)? {
+                    let Some(seq) = r.request_id.checked_sub(BASE) else { continue };
+                    in_flight = in_flight.saturating_sub(1);
+                    match r.result {
+                        Ok(Reply::Submitted { .. }) => {
+                            stats.acked += 1;
+                            if let Some(slot) = stats.acked_set.get_mut(seq as usize) {
+                                *slot = true;
+                            }
+                        }
+                        other => {
+                            stats.errors += 1;
+                            if stats.first_error.is_none() {
+                                stats.first_error = Some(format!("{other:?}"));
+                            }
+                        }
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+    Ok(stats)
+}
+
+/// When a receiver stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Every expected message arrived and every ack was answered.
+    All,
+    /// The stored backlog was pushed (`QueueEmpty`) and acked.
+    QueueEmpty,
+}
+
+/// Receives pushes and acks them in batches.
+async fn receive(
+    ws: Ws,
+    expected: u32,
+    until: Until,
+    t0: Instant,
+    deadline: Instant,
+    latency: bool,
+) -> anyhow::Result<RecvStats> {
+    let (mut sink, mut stream) = ws.split();
+    let mut stats = RecvStats {
+        seen: vec![false; expected as usize],
+        ..RecvStats::default()
+    };
+    let mut pending: Vec<u64> = Vec::with_capacity(ACK_BATCH);
+    let mut acks_out = 0u32;
+    let mut next_id = 10u64;
+    let mut queue_empty = false;
+    loop {
+        let done = match until {
+            Until::All => stats.distinct >= expected,
+            Until::QueueEmpty => queue_empty,
+        };
+        if done && pending.is_empty() && acks_out == 0 {
+            break;
+        }
+        let message = if pending.is_empty() {
+            match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        } else {
+            match stream.next().now_or_never() {
+                Some(m) => m,
+                None => {
+                    // Nothing more is ready: acknowledge what came.
+                    let ids = std::mem::take(&mut pending);
+                    let frame = ClientFrame {
+                        request_id: next_id,
+                        request: Request::Ack(Ack::new(ids)?),
+                    };
+                    next_id += 1;
+                    acks_out += 1;
+                    sink.send(Message::binary(frame.encode())).await?;
+                    continue;
+                }
+            }
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(b))) => b,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("the relay closed a receiver's connection"),
+        };
+        match ServerFrame::decode(&bytes)? {
+            ServerFrame::Push(p) => {
+                stats.deliveries += 1;
+                if let Some((_, seq, sent_ns)) = payload::parse(&p.envelope) {
+                    if latency {
+                        let us = payload::ns_since(t0).saturating_sub(sent_ns) / 1000;
+                        stats
+                            .latencies_us
+                            .push(u32::try_from(us).unwrap_or(u32::MAX));
+                    }
+                    if let Some(slot) = stats.seen.get_mut(seq as usize) {
+                        if !*slot {
+                            *slot = true;
+                            stats.distinct += 1;
+                        }
+                    }
+                }
+                pending.push(p.message_id);
+                if pending.len() >= ACK_BATCH {
+                    let ids = std::mem::take(&mut pending);
+                    let frame = ClientFrame {
+                        request_id: next_id,
+                        request: Request::Ack(Ack::new(ids)?),
+                    };
+                    next_id += 1;
+                    acks_out += 1;
+                    sink.send(Message::binary(frame.encode())).await?;
+                }
+            }
+            ServerFrame::QueueEmpty => queue_empty = true,
+            ServerFrame::Response(r) if r.request_id >= 10 => {
+                acks_out = acks_out.saturating_sub(1);
+                if r.result.is_err() {
+                    stats.errors += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+    Ok(stats)
+}
+
+fn devices(role: &str, n: u32) -> anyhow::Result<Vec<Device>> {
+    (0..n).map(|i| Device::new(role, i)).collect()
+}
+
+/// Runs `count` messages per pair from `senders` to `receivers` (both
+/// logged in) and returns (send, receive, seconds until all received).
+#[allow(clippy::too_many_arguments)]
+async fn online(
+    args: &Args,
+    senders: Vec<Ws>,
+    receivers: Vec<Ws>,
+    to: &[Device],
+    per_pair: u32,
+    rate: Option<f64>,
+    t0: Instant,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<SendStats>, Vec<RecvStats>, f64)> {
+    let start = Instant::now();
+    let pairs = senders.len() as u32;
+    let recv: Vec<_> = receivers
+        .into_iter()
+        .map(|ws| {
+            tokio::spawn(receive(
+                ws,
+                per_pair,
+                Until::All,
+                t0,
+                deadline,
+                rate.is_some(),
+            ))
+        })
+        .collect();
+    let send: Vec<_> = senders
+        .into_iter()
+        .zip(to)
+        .enumerate()
+        .map(|(i, (ws, d))| {
+            let pace = rate.map(|r| {
+                let every = Duration::from_secs_f64(f64::from(pairs) / r);
+                // Stagger the senders across one interval.
+                (start + every.mul_f64(i as f64 / f64::from(pairs)), every)
+            });
+            tokio::spawn(send(
+                ws,
+                d.address.clone(),
+                i as u32,
+                per_pair,
+                pace,
+                args.window,
+                args.payload,
+                t0,
+                deadline,
+            ))
+        })
+        .collect();
+    let recv: Vec<RecvStats> = join_all(recv).await.into_iter().collect::<Result<_, _>>()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let send: Vec<SendStats> = join_all(send).await.into_iter().collect::<Result<_, _>>()?;
+    Ok((send, recv, elapsed))
+}
+
+fn warn_short(what: &str, got: u64, want: u64) {
+    if got < want {
+        eprintln!("warning: {what}: {got} of {want} (cap reached or errors)");
+    }
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Every scenario against a fresh relay process each.
+pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
+    let bin = args.relay_bin.clone().context("no relay binary")?;
+    let mut m = Metrics::new();
+    let pairs = args.pairs;
+    let senders_d = devices("s", pairs)?;
+    let receivers_d = devices("r", pairs)?;
+    let t0 = Instant::now();
+
+    if args.runs("a") || args.runs("a'") {
+        for (key, per_pair, rate) in [
+            ("a", args.messages_per_pair, None),
+            (
+                "ap",
+                args.paced_messages / pairs.max(1),
+                Some(args.paced_rate),
+            ),
+        ] {
+            let name = if key == "a" { "a" } else { "a'" };
+            if !args.runs(name) {
+                continue;
+            }
+            let dir = TempDir::new(&format!("relay-{key}-{round}"))?;
+            let relay = RelayProc::spawn(&bin, &dir.0.join("relay.db")).await?;
+            let receivers = login_all(relay.addr, &receivers_d).await?;
+            let senders = login_all(relay.addr, &senders_d).await?;
+            let deadline = Instant::now() + args.cap();
+            let cpu = CpuMark::now(Some(relay.pid));
+            let (send, recv, secs) = online(
+                args,
+                senders,
+                receivers,
+                &receivers_d,
+                per_pair,
+                rate,
+                t0,
+                deadline,
+            )
+            .await?;
+            let cpu_us = cpu.since(Some(relay.pid));
+            relay.stop().await?;
+            let s = crate::sum_sends(&send);
+            let r = crate::sum_recvs(recv);
+            let want = u64::from(per_pair) * u64::from(pairs);
+            warn_short("relay delivered", u64::from(r.distinct), want);
+            if let Some(e) = s.first_error {
+                eprintln!("warning: relay refused {} submits, first: {e}", s.errors);
+            }
+            let delivered = f64::from(r.distinct.max(1));
+            m.insert(
+                if key == "a" { "a.rate" } else { "ap.rate" },
+                f64::from(r.distinct) / secs,
+            );
+            if let Some(us) = cpu_us {
+                m.insert(
+                    if key == "a" { "a.cpu" } else { "ap.cpu" },
+                    us as f64 / delivered,
+                );
+            }
+            if rate.is_some() {
+                let mut l = r.latencies_us;
+                l.sort_unstable();
+                m.insert("ap.p50", percentile(&l, 50.0) / 1000.0);
+                m.insert("ap.p99", percentile(&l, 99.0) / 1000.0);
+                m.insert("ap.max", percentile(&l, 100.0) / 1000.0);
+            }
+        }
+    }
+
+    for (key, total) in [("b", args.offline_messages), ("c", args.kill_messages)] {
+        if !args.runs(key) {
+            continue;
+        }
+        let per_pair = total / pairs.max(1);
+        let want = u64::from(per_pair) * u64::from(pairs);
+        let dir = TempDir::new(&format!("relay-{key}-{round}"))?;
+        let db = dir.0.join("relay.db");
+        let relay = RelayProc::spawn(&bin, &db).await?;
+        // Create the mailboxes; their owners go offline.
+        for ws in login_all(relay.addr, &receivers_d).await? {
+            let mut ws = ws;
+            let _ = ws.close(None).await;
+        }
+        let senders = login_all(relay.addr, &senders_d).await?;
+        let deadline = Instant::now() + args.cap();
+        let rss0 = rss_bytes(relay.pid);
+        let start = Instant::now();
+        let send: Vec<_> = senders
+            .into_iter()
+            .zip(&receivers_d)
+            .enumerate()
+            .map(|(i, (ws, d))| {
+                tokio::spawn(send(
+                    ws,
+                    d.address.clone(),
+                    i as u32,
+                    per_pair,
+                    None,
+                    args.window,
+                    args.payload,
+                    t0,
+                    deadline,
+                ))
+            })
+            .collect();
+        let send: Vec<SendStats> = join_all(send).await.into_iter().collect::<Result<_, _>>()?;
+        let publish_secs = start.elapsed().as_secs_f64();
+        let s = crate::sum_sends(&send);
+        warn_short("relay acknowledged", u64::from(s.acked), want);
+        if let Some(e) = &s.first_error {
+            eprintln!("warning: relay refused {} submits, first: {e}", s.errors);
+        }
+        let relay = if key == "b" {
+            m.insert("b.publish", f64::from(s.acked) / publish_secs);
+            if let (Some(before), Some(after)) = (rss0, rss_bytes(relay.pid)) {
+                m.insert("b.rss_mb", after as f64 / 1e6);
+                m.insert(
+                    "b.rss_per_msg",
+                    after.saturating_sub(before) as f64 / f64::from(s.acked.max(1)),
+                );
+            }
+            let disk = file_len(&db) + file_len(&dir.0.join("relay.db-wal"));
+            m.insert("b.disk_per_msg", disk as f64 / f64::from(s.acked.max(1)));
+            relay
+        } else {
+            // Every send is acknowledged: kill, restart on the same file.
+            relay.kill().await?;
+            m.insert("c.acked", f64::from(s.acked));
+            RelayProc::spawn(&bin, &db).await?
+        };
+        let start = Instant::now();
+        let receivers = login_all(relay.addr, &receivers_d).await?;
+        let until = if key == "b" {
+            Until::All
+        } else {
+            Until::QueueEmpty
+        };
+        let deadline = Instant::now() + args.cap();
+        let recv: Vec<_> = receivers
+            .into_iter()
+            .map(|ws| tokio::spawn(receive(ws, per_pair, until, t0, deadline, false)))
+            .collect();
+        let recv: Vec<RecvStats> = join_all(recv).await.into_iter().collect::<Result<_, _>>()?;
+        let drain_secs = start.elapsed().as_secs_f64();
+        relay.stop().await?;
+        if key == "b" {
+            let r = crate::sum_recvs(recv);
+            warn_short("relay drained", u64::from(r.distinct), want);
+            m.insert("b.drain", f64::from(r.distinct) / drain_secs);
+        } else {
+            m.insert("c.lost", crate::lost(&send, &recv) as f64);
+        }
+    }
+    Ok(m)
+}
