@@ -77,6 +77,7 @@ pub mod keys;
 pub mod ratchet;
 pub mod session;
 pub mod store;
+mod versioned;
 pub mod wire;
 pub mod x3dh;
 

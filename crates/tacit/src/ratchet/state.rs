@@ -17,6 +17,7 @@ use super::skipped::{SkippedChain, SkippedKeys};
 use super::{Chain, Ratchet, RatchetConfig, MAX_ASSOCIATED_DATA_LEN};
 use crate::error::StateError;
 use crate::keys::{KeyPair, SecretKey32};
+use crate::versioned;
 
 /// The current record version.
 pub const STATE_VERSION: u8 = 1;
@@ -106,34 +107,17 @@ impl Ratchet {
                 })
                 .collect(),
         };
-        let mut out = Zeroizing::new(Vec::with_capacity(256));
-        out.push(STATE_VERSION);
-        // Serializing into a Vec cannot fail for these types.
-        if let Ok(body) = postcard::to_allocvec(&record) {
-            let body = Zeroizing::new(body);
-            out.extend_from_slice(&body);
-        }
-        out
+        versioned::encode(STATE_VERSION, &record)
     }
 
     /// Reads a session written by [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        let (&version, body) = bytes.split_first().ok_or(StateError::Empty)?;
-        if version != STATE_VERSION {
-            return Err(StateError::UnknownVersion(version));
-        }
-        let (record, rest): (RecordV1, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
-        if !rest.is_empty() {
-            return Err(StateError::Corrupt);
-        }
+        let record: RecordV1 = versioned::decode(STATE_VERSION, bytes)?;
         let ratchet = record.to_ratchet()?;
         // Only the canonical encoding is accepted: this refuses non-minimal
         // varints, duplicate skipped keys and anything else that would not
         // be written back byte for byte.
-        if ratchet.to_bytes().as_slice() != bytes {
-            return Err(StateError::Corrupt);
-        }
+        versioned::ensure_canonical(&ratchet.to_bytes(), bytes)?;
         Ok(ratchet)
     }
 }

@@ -28,6 +28,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{AccountError, StateError};
 use crate::keys::{IdentityKeyPair, KeyPair, PublicKey, Signature, KEY_LEN, SIGNATURE_LEN};
+use crate::versioned;
 use crate::wire::PreKeyBundleMessage;
 
 /// The current account record version.
@@ -559,14 +560,7 @@ impl Account {
             next_signed_prekey_id: self.next_signed_prekey_id,
             next_prekey_id: self.next_prekey_id,
         };
-        let mut out = Zeroizing::new(Vec::new());
-        out.push(ACCOUNT_VERSION);
-        // Serializing into a Vec cannot fail for these types.
-        if let Ok(body) = postcard::to_allocvec(&record) {
-            let body = Zeroizing::new(body);
-            out.extend_from_slice(&body);
-        }
-        out
+        versioned::encode(ACCOUNT_VERSION, &record)
     }
 
     /// Reads an account written by [`to_bytes`](Self::to_bytes), strictly:
@@ -575,22 +569,12 @@ impl Account {
     /// signatures on the signed prekeys, and the canonical encoding (what
     /// `to_bytes` writes back byte for byte).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        let (&version, body) = bytes.split_first().ok_or(StateError::Empty)?;
-        if version != ACCOUNT_VERSION {
-            return Err(StateError::UnknownVersion(version));
-        }
-        let (record, rest): (AccountV1, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
-        if !rest.is_empty() {
-            return Err(StateError::Corrupt);
-        }
+        let record: AccountV1 = versioned::decode(ACCOUNT_VERSION, bytes)?;
         let account = record.to_account()?;
         // Only the canonical encoding is accepted: postcard reads
         // non-minimal varints (ids, lengths, times), which would not be
         // written back byte for byte.
-        if account.to_bytes().as_slice() != bytes {
-            return Err(StateError::Corrupt);
-        }
+        versioned::ensure_canonical(&account.to_bytes(), bytes)?;
         Ok(account)
     }
 }

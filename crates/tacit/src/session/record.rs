@@ -19,6 +19,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::error::StateError;
 use crate::keys::{IdentityKey, PublicKey, KEY_LEN};
 use crate::ratchet::Ratchet;
+use crate::versioned;
 
 /// The most archived sessions kept per peer device (as libsignal).
 pub const ARCHIVE_LIMIT: usize = 40;
@@ -226,14 +227,7 @@ impl SessionRecord {
             current: self.current.as_ref().map(StateV1::from_state),
             archived: self.archived.iter().map(StateV1::from_state).collect(),
         };
-        let mut out = Zeroizing::new(Vec::new());
-        out.push(RECORD_VERSION);
-        // Serializing into a Vec cannot fail for these types.
-        if let Ok(body) = postcard::to_allocvec(&record) {
-            let body = Zeroizing::new(body);
-            out.extend_from_slice(&body);
-        }
-        out
+        versioned::encode(RECORD_VERSION, &record)
     }
 
     /// Reads a record written by [`to_bytes`](Self::to_bytes), strictly: a
@@ -242,13 +236,8 @@ impl SessionRecord {
     /// initiator states, and the canonical encoding (what `to_bytes` writes
     /// back byte for byte).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        let (&version, body) = bytes.split_first().ok_or(StateError::Empty)?;
-        if version != RECORD_VERSION {
-            return Err(StateError::UnknownVersion(version));
-        }
-        let (record, rest): (RecordV1, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
-        if !rest.is_empty() || record.archived.len() > ARCHIVE_LIMIT {
+        let record: RecordV1 = versioned::decode(RECORD_VERSION, bytes)?;
+        if record.archived.len() > ARCHIVE_LIMIT {
             return Err(StateError::Corrupt);
         }
         let out = Self {
@@ -262,9 +251,7 @@ impl SessionRecord {
         // Only the canonical encoding is accepted: postcard reads
         // non-minimal varints (lengths, ids), which would not be written
         // back byte for byte.
-        if out.to_bytes().as_slice() != bytes {
-            return Err(StateError::Corrupt);
-        }
+        versioned::ensure_canonical(&out.to_bytes(), bytes)?;
         Ok(out)
     }
 }
