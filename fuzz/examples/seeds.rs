@@ -234,21 +234,18 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
         };
         exchange(Request::GetChallenge, &conn);
         let challenge = loop {
-            match conn.next().await.ok_or("closed")? {
-                Event::Frame(ServerFrame::Response(r)) => match r.result {
-                    Ok(Reply::Challenge(c)) => {
-                        server.insert(
-                            ServerFrame::Response(tacit_relay_proto::Response {
-                                request_id: r.request_id,
-                                result: Ok(Reply::Challenge(c.clone())),
-                            })
-                            .encode(),
-                        );
-                        break c.challenge;
-                    }
-                    _ => return Err("no challenge".into()),
-                },
-                _ => {}
+            if let Event::Frame(ServerFrame::Response(r)) = conn.next().await.ok_or("closed")? {
+                let Ok(Reply::Challenge(c)) = r.result else {
+                    return Err("no challenge".into());
+                };
+                server.insert(
+                    ServerFrame::Response(tacit_relay_proto::Response {
+                        request_id: r.request_id,
+                        result: Ok(Reply::Challenge(c.clone())),
+                    })
+                    .encode(),
+                );
+                break c.challenge;
             }
         };
         let request = if register {
