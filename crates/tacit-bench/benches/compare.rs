@@ -481,6 +481,8 @@ const C_CNT_SEAL: &str = "crate ChaCha20-Poly1305 seal 592 B";
 const C_CNT_OPEN: &str = "crate ChaCha20-Poly1305 open 592 B";
 const OS_RNG: &str = "OsRng 24 B";
 
+const T_X3DH_INIT: &str = "tacit X3DH initiator, with OPK";
+const T_X3DH_RESP: &str = "tacit X3DH responder, with OPK";
 const T_SETUP: &str = "tacit session setup";
 const T_CHAIN: &str = "tacit chain step 256 B";
 const T_CHAIN_C: &str = "tacit chain step 256 B (ChaCha20Rng)";
@@ -602,7 +604,23 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
     )
     .unwrap();
 
+    let ephemeral = x3dh::initiate(&f.alice, &f.bundle, &mut OsRng)
+        .unwrap()
+        .ephemeral_key;
     vec![
+        simple(T_X3DH_INIT, || {
+            x3dh::initiate(&f.alice, &f.bundle, &mut OsRng).unwrap()
+        }),
+        simple(T_X3DH_RESP, move || {
+            x3dh::respond(
+                &f.bob,
+                &f.signed_prekey,
+                Some(&f.one_time_prekey),
+                &f.alice.public_key(),
+                black_box(&ephemeral),
+            )
+            .unwrap()
+        }),
         simple(T_SETUP, || f.setup(&mut OsRng)),
         tacit_chain(T_CHAIN, f, OsRng),
         tacit_chain(T_CHAIN_C, f, ChaCha20Rng::seed_from_u64(2)),
@@ -797,6 +815,8 @@ impl Figures<'_, '_> {
             + a(SND_OPEN)
             + a(CNT_OPEN);
         Floors {
+            x3dh_initiator,
+            x3dh_responder,
             setup,
             chain,
             ping_pong: chain + dh_step,
@@ -808,6 +828,8 @@ impl Figures<'_, '_> {
 }
 
 struct Floors {
+    x3dh_initiator: f64,
+    x3dh_responder: f64,
     setup: f64,
     chain: f64,
     ping_pong: f64,
@@ -842,7 +864,21 @@ fn print_table(rows: &[Row<'_>]) {
             if by_min { "\nby minimum batch:\n\n| operation" } else { "\nby median batch:\n\n| operation" }
         );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-        let ops: [(&str, &str, Option<&str>, f64, f64); 8] = [
+        let ops: [(&str, &str, Option<&str>, f64, f64); 10] = [
+            (
+                "X3DH initiator, with OPK",
+                T_X3DH_INIT,
+                None,
+                ours.x3dh_initiator,
+                crate_floor.x3dh_initiator,
+            ),
+            (
+                "X3DH responder, with OPK",
+                T_X3DH_RESP,
+                None,
+                ours.x3dh_responder,
+                crate_floor.x3dh_responder,
+            ),
             (
                 "session setup",
                 T_SETUP,
@@ -964,6 +1000,84 @@ fn print_sizes(f: &Fixture, o: &Olm) {
     }
 }
 
+/// Tacit's serialized session in states with skipped keys, up to the cap.
+fn print_skipped_sizes(f: &Fixture) {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let pt = [0x42; PLAINTEXT_LEN];
+    // `deliver(n)`: which of the 100 messages of a batch arrive.
+    let batch = |from: &mut Ratchet,
+                 to: &mut Ratchet,
+                 count: u32,
+                 deliver: &dyn Fn(u32) -> bool,
+                 rng: &mut ChaCha20Rng| {
+        for i in 0..count {
+            let m = from.encrypt_with_rng(&pt, rng).unwrap();
+            if deliver(i) {
+                to.decrypt_with_rng(&m, rng).unwrap();
+            }
+        }
+    };
+    println!();
+    println!(
+        "{:<58} {:>12} {:>12}",
+        "serialized session (Ratchet::to_bytes().len())", "Alice", "Bob"
+    );
+    let report = |name: &str, alice: &Ratchet, bob: &Ratchet| {
+        println!(
+            "{name:<58} {:>12} {:>12}",
+            format!(
+                "{} B ({} sk)",
+                alice.to_bytes().len(),
+                alice.skipped_key_count()
+            ),
+            format!(
+                "{} B ({} sk)",
+                bob.to_bytes().len(),
+                bob.skipped_key_count()
+            ),
+        );
+    };
+    let (alice, bob) = f.setup(&mut rng);
+    report("after X3DH and the first message", &alice, &bob);
+
+    let (mut alice, mut bob) = f.setup(&mut rng);
+    batch(&mut alice, &mut bob, 100, &|_| true, &mut rng);
+    batch(&mut bob, &mut alice, 100, &|_| true, &mut rng);
+    report("100 each way, all delivered", &alice, &bob);
+
+    let (mut alice, mut bob) = f.setup(&mut rng);
+    for _ in 0..100 {
+        batch(&mut alice, &mut bob, 1, &|_| true, &mut rng);
+        batch(&mut bob, &mut alice, 1, &|_| true, &mut rng);
+    }
+    report("100 each way, ping-pong, all delivered", &alice, &bob);
+
+    let (mut alice, mut bob) = f.setup(&mut rng);
+    batch(&mut alice, &mut bob, 100, &|i| i % 10 != 0, &mut rng);
+    batch(&mut bob, &mut alice, 100, &|i| i % 10 != 0, &mut rng);
+    report(
+        "100 each way, every 10th lost (10 skipped keys)",
+        &alice,
+        &bob,
+    );
+
+    let (mut alice, mut bob) = f.setup(&mut rng);
+    batch(&mut alice, &mut bob, 100, &|i| i == 99, &mut rng);
+    batch(&mut bob, &mut alice, 100, &|i| i == 99, &mut rng);
+    report(
+        "100 each way, only the last delivered (99 skipped)",
+        &alice,
+        &bob,
+    );
+
+    // The cap: two chains of 1000 skipped keys each (MAX_SKIP = 1000).
+    let (mut alice, mut bob) = f.setup(&mut rng);
+    batch(&mut alice, &mut bob, 1001, &|i| i == 1000, &mut rng);
+    batch(&mut bob, &mut alice, 1, &|_| true, &mut rng);
+    batch(&mut alice, &mut bob, 1001, &|i| i == 1000, &mut rng);
+    report("at the cap: 2000 skipped keys", &alice, &bob);
+}
+
 fn main() {
     let fixture = Box::leak(Box::new(Fixture::new()));
     let olm = Box::leak(Box::new(Olm::new()));
@@ -1002,5 +1116,6 @@ fn main() {
         measure_all(&mut rows);
         print_table(&rows);
         print_sizes(fixture, olm);
+        print_skipped_sizes(fixture);
     }
 }
