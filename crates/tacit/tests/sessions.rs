@@ -5,6 +5,7 @@
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use tacit::envelope::{Content, ContentKind};
 use tacit::error::{DecryptError, IdentityConflict, SessionError, StoreError};
 use tacit::keys::IdentityKey;
 use tacit::session::{
@@ -300,6 +301,16 @@ fn fan_out_reaches_the_peers_devices_and_my_other_devices() {
         alice1
             .manager
             .encrypt_for_user("bob", b"x", &mut rng)
+            .unwrap_err(),
+        SessionError::NoSession(bob3.address.clone())
+    );
+    assert_eq!(alice1.dump(), before);
+    // Sealing to the user fails the same way, and writes nothing either.
+    let content = Content::new_with_rng(ContentKind::Text, b"x".to_vec(), 0, &mut rng).unwrap();
+    assert_eq!(
+        alice1
+            .manager
+            .seal_for_user("bob", &content, &mut rng)
             .unwrap_err(),
         SessionError::NoSession(bob3.address.clone())
     );

@@ -80,26 +80,17 @@ impl<S: Store> SessionManager<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<OutgoingEnvelope>, SessionError> {
         let padded = content.to_padded()?;
-        let identities = self
-            .fan_out(user_id)?
-            .into_iter()
-            .map(|address| {
-                let identity = self.recipient_identity(&address)?;
-                Ok((address, identity))
-            })
+        let devices = self.fan_out(user_id)?;
+        let identities = devices
+            .iter()
+            .map(|address| self.recipient_identity(address))
             .collect::<Result<Vec<_>, SessionError>>()?;
-        let messages = self.encrypt_for_user(user_id, &padded, rng)?;
-        messages
-            .into_iter()
-            .map(|(address, message)| {
-                let identity = identities
-                    .iter()
-                    .find(|(a, _)| *a == address)
-                    .map(|(_, identity)| *identity)
-                    .ok_or_else(|| SessionError::NoSession(address.clone()))?;
-                self.seal(&address, &identity, &message, rng)
-            })
-            .collect()
+        let messages = self.encrypt_for_devices(&devices, &padded, rng)?;
+        let mut out = Vec::with_capacity(devices.len());
+        for ((address, identity), message) in devices.iter().zip(&identities).zip(&messages) {
+            out.push(self.seal(address, identity, message, rng)?);
+        }
+        Ok(out)
     }
 
     /// Encrypts `content` for one device and seals it.

@@ -436,12 +436,25 @@ impl<S: Store> SessionManager<S> {
         plaintext: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<(Address, SessionMessage)>, SessionError> {
+        let devices = self.fan_out(user_id)?;
+        let messages = self.encrypt_for_devices(&devices, plaintext, rng)?;
+        Ok(devices.into_iter().zip(messages).collect())
+    }
+
+    /// Encrypts `plaintext` for each of `devices`, in order, with one
+    /// commit: if any device fails, nothing is written.
+    pub(crate) fn encrypt_for_devices(
+        &mut self,
+        devices: &[Address],
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<SessionMessage>, SessionError> {
         let mut changes = Changes::new();
-        let mut out = Vec::new();
-        for address in self.fan_out(user_id)? {
-            let (record, message) = self.encrypt_one(&address, plaintext, rng)?;
+        let mut out = Vec::with_capacity(devices.len());
+        for address in devices {
+            let (record, message) = self.encrypt_one(address, plaintext, rng)?;
             changes = changes.with_session(address.clone(), Some(record));
-            out.push((address, message));
+            out.push(message);
         }
         self.store.commit(changes)?;
         Ok(out)
