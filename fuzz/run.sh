@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS (default 60) each, with its seeds
-# (fuzz/seeds/TARGET) and dictionary (fuzz/dicts/TARGET.dict) if any, and
+# (fuzz/seeds/TARGET), the minimized corpus of earlier long runs
+# (fuzz/corpus-min/TARGET), the inputs of past findings
+# (fuzz/regressions/TARGET) and its dictionary (fuzz/dicts/TARGET.dict), and
 # fails on any crash, leak, timeout or out-of-memory. Prints, per target,
 # the executions and libFuzzer's final coverage (cov, ft) and corpus.
 # New inputs accumulate in fuzz/corpus/TARGET (not committed); findings in
@@ -23,7 +25,9 @@ printf '%-20s %10s %8s %8s %12s  %s\n' target runs cov ft corpus result
 for target in $targets; do
   mkdir -p "corpus/$target"
   dirs=("corpus/$target")
-  if [ -d "seeds/$target" ]; then dirs+=("seeds/$target"); fi
+  for kept in seeds corpus-min regressions; do
+    if [ -d "$kept/$target" ]; then dirs+=("$kept/$target"); fi
+  done
   opts=(-max_total_time="$seconds" -max_len=4096 -timeout=60 -rss_limit_mb=2048 -print_final_stats=1)
   if [ -f "dicts/$target.dict" ]; then opts+=(-dict="dicts/$target.dict"); fi
   log="$logs/$target.log"
