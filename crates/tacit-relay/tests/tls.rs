@@ -15,8 +15,8 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 async fn clients_connect_over_tls() {
     let dir = TempDir::new("tls");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert_path = dir.0.join("cert.pem");
-    let key_path = dir.0.join("key.pem");
+    let cert_path = dir.path("cert.pem");
+    let key_path = dir.path("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
     let mut config = config(&dir.db());
@@ -65,12 +65,12 @@ async fn clients_connect_over_tls() {
 #[tokio::test]
 async fn a_bad_certificate_file_is_a_startup_error() {
     let dir = TempDir::new("tls-bad");
-    std::fs::write(dir.0.join("cert.pem"), "not a certificate").unwrap();
-    std::fs::write(dir.0.join("key.pem"), "not a key").unwrap();
+    std::fs::write(dir.path("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path("key.pem"), "not a key").unwrap();
     let mut config = config(&dir.db());
     config.tls = Some(TlsFiles {
-        cert: dir.0.join("cert.pem"),
-        key: dir.0.join("key.pem"),
+        cert: dir.path("cert.pem"),
+        key: dir.path("key.pem"),
     });
     assert!(matches!(
         Relay::bind(config).await,

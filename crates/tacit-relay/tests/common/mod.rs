@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
@@ -28,34 +27,26 @@ use tokio_tungstenite::WebSocketStream;
 /// How long a test waits for any one frame.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A scratch directory, removed on drop.
+/// A scratch directory (`tempfile`), removed on drop.
 #[derive(Debug)]
-pub struct TempDir(pub PathBuf);
+pub struct TempDir(pub tempfile::TempDir);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "tacit-relay-test-{name}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("tacit-relay-test-{name}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     pub fn db(&self) -> PathBuf {
-        self.0.join("relay.db")
+        self.path("relay.db")
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
     }
 }
 
