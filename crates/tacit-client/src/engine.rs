@@ -10,7 +10,10 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use tacit::envelope::{Content, ContentKind, MESSAGE_ID_LEN};
 use tacit::error::SessionError;
-use tacit::session::{OutgoingEnvelope, SessionConfig, SessionManager, MAX_ONE_TIME_PREKEYS};
+use tacit::keys::IdentityKey;
+use tacit::session::{
+    OutgoingEnvelope, SafetyNumber, SessionConfig, SessionManager, MAX_ONE_TIME_PREKEYS,
+};
 use tacit::{Account, Address};
 use tacit_relay_proto::{
     Ack, ErrorCode, FetchBundles, LoggedIn, Login, OneTimePreKey, Push, Register, Reply, Request,
@@ -286,6 +289,9 @@ pub(crate) struct Engine {
     /// sent as one receipt per user (and per [`RECEIPT_BATCH`] ids) at
     /// `QueueEmpty`.
     receipts_due: BTreeMap<String, Vec<MessageId>>,
+    /// Pushes held in this connection (their sender's identity changed),
+    /// with the sender: processed again if its identity is accepted.
+    held: Vec<(Address, Push)>,
 }
 
 impl Engine {
@@ -306,6 +312,7 @@ impl Engine {
             courier,
             backlog: false,
             receipts_due: BTreeMap::new(),
+            held: Vec::new(),
         })
     }
 
@@ -422,6 +429,8 @@ impl Engine {
         };
         self.counts = Counts::default();
         self.backlog = true;
+        // The relay offers every unacknowledged message again.
+        self.held.clear();
         self.emit(Event::Connected);
         self.maintain_prekeys(&mut conn, info).await?;
         Ok(conn)
@@ -504,6 +513,13 @@ impl Engine {
                 },
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
+                    Some(Command::AcceptIdentity { address, identity, reply }) => {
+                        if let Some(outcome) =
+                            self.accept_identity(conn, &address, &identity, reply).await
+                        {
+                            return outcome;
+                        }
+                    }
                     Some(command) => {
                         if let Some(outcome) = self.job(Job::Command(command)).await {
                             return outcome;
@@ -593,13 +609,30 @@ impl Engine {
             Ok(received) => received,
             Err(SessionError::Store(e)) => return Err(e.into()),
             Err(SessionError::UntrustedIdentity(conflict)) => {
+                let local = self.manager.local_address().user_id();
+                let safety_number = SafetyNumber::new(
+                    local,
+                    &self.manager.account().identity().public_key(),
+                    conflict.address.user_id(),
+                    &conflict.received,
+                );
                 self.emit(Event::Held {
                     relay_id: push.message_id,
+                    sender: conflict.address.clone(),
+                    identity: conflict.received,
+                    safety_number: safety_number.as_str().to_owned(),
                     reason: format!(
                         "the identity of {} changed; verify it before reading its messages",
                         conflict.address
                     ),
                 });
+                if !self
+                    .held
+                    .iter()
+                    .any(|(_, p)| p.message_id == push.message_id)
+                {
+                    self.held.push((conflict.address.clone(), push));
+                }
                 return Ok(());
             }
             Err(e) => {
@@ -827,9 +860,46 @@ impl Engine {
         }
     }
 
+    /// Accepts a new identity for `address`, then processes the messages
+    /// from it held in this connection. The reply (the number released)
+    /// is sent once the identity is stored; a failure while processing
+    /// ends the connection, and the relay offers the rest again.
+    async fn accept_identity(
+        &mut self,
+        conn: &mut Conn,
+        address: &Address,
+        identity: &IdentityKey,
+        reply: oneshot::Sender<Result<usize, ClientError>>,
+    ) -> Option<Outcome> {
+        if let Err(e) = self.manager.accept_identity(address, identity) {
+            let _ = reply.send(Err(e.into()));
+            return None;
+        }
+        let (released, kept) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(sender, _)| sender == address);
+        self.held = kept;
+        let _ = reply.send(Ok(released.len()));
+        for (_, push) in released {
+            if let Err(e) = self.receive(conn, push).await {
+                return Some(Self::outcome(e));
+            }
+        }
+        None
+    }
+
     /// Commands that need no connection.
     fn local_command(&mut self, command: Command) {
         match command {
+            Command::AcceptIdentity {
+                address,
+                identity,
+                reply,
+            } => {
+                // Disconnected: held messages come again at the next login.
+                let result = self.manager.accept_identity(&address, &identity);
+                let _ = reply.send(result.map(|()| 0).map_err(Into::into));
+            }
             Command::SafetyNumbers { peer, reply } => {
                 let _ = reply.send(self.safety_numbers(&peer));
             }

@@ -48,6 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::{SessionError, StoreError};
+use tacit::keys::IdentityKey;
 use tacit::Address;
 use tacit_relay_proto::{ErrorCode, ErrorReply};
 use tokio::sync::{mpsc, oneshot};
@@ -289,10 +290,19 @@ pub enum Event {
         reason: String,
     },
     /// A message left in the relay's queue for now: its sender's identity
-    /// changed and is not trusted. It is offered again at the next login.
+    /// changed and is not trusted. It is offered again at the next login,
+    /// and processed at once if the application accepts the new identity
+    /// ([`Client::accept_identity`]) while connected.
     Held {
         /// The relay's id of the message.
         relay_id: u64,
+        /// The device whose identity changed.
+        sender: Address,
+        /// The identity it now presents.
+        identity: IdentityKey,
+        /// The safety number with that identity, to compare with the
+        /// peer's before accepting it.
+        safety_number: String,
         /// Why.
         reason: String,
     },
@@ -432,6 +442,11 @@ pub(crate) enum Command {
     History {
         reply: oneshot::Sender<Result<Vec<HistoryEntry>, ClientError>>,
     },
+    AcceptIdentity {
+        address: Address,
+        identity: IdentityKey,
+        reply: oneshot::Sender<Result<usize, ClientError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -520,6 +535,25 @@ impl Client {
     pub async fn safety_numbers(&self, peer: &str) -> Result<Vec<(Address, String)>, ClientError> {
         self.call(|reply| Command::SafetyNumbers {
             peer: peer.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Trusts `identity` for `address` from now on, after the user compared
+    /// its safety number (reported with [`Event::Held`]) with the peer's.
+    /// A session made with the former identity is archived. The messages
+    /// from that device held in this connection are processed at once
+    /// (their events follow); the count of them is returned. Held messages
+    /// not seen yet, or seen while disconnected, come at the next login.
+    pub async fn accept_identity(
+        &self,
+        address: &Address,
+        identity: &IdentityKey,
+    ) -> Result<usize, ClientError> {
+        self.call(|reply| Command::AcceptIdentity {
+            address: address.clone(),
+            identity: *identity,
             reply,
         })
         .await

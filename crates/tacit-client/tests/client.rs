@@ -487,3 +487,102 @@ async fn sends_are_paced_by_the_rate_limit_of_anonymous_connections() {
     bob.shutdown().await;
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_changed_identity_holds_its_messages_until_accepted() {
+    let dir = TempDir::new("identity");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let alice = Client::start(alice_config).await.unwrap();
+    let mut bob = Client::start(bob_config.clone()).await.unwrap();
+    drained(&mut bob).await;
+    alice.send_text("bob", "before").await.unwrap();
+    let (text, _) = wait_for(&mut bob, |e| match e {
+        Event::Message(m) => Some(m.text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(text, "before");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+
+    // Alice reinstalls: the relay forgets her device and its mailbox (as
+    // an operator does for a lost phone) and she registers a new identity
+    // at alice.1.
+    let db = rusqlite::Connection::open(&relay_db).unwrap();
+    db.execute("DELETE FROM devices WHERE user_id = 'alice'", [])
+        .unwrap();
+    db.execute("DELETE FROM one_time_prekeys WHERE user_id = 'alice'", [])
+        .unwrap();
+    db.execute("DELETE FROM messages WHERE user_id = 'alice'", [])
+        .unwrap();
+    drop(db);
+    let relay = tacit_relay::Relay::bind(relay_config(&relay_db, at))
+        .await
+        .unwrap();
+    let new_config = client_config(&dir, "alice-reinstalled", at);
+    register(&new_config, addr("alice", 1)).await.unwrap();
+    let new_alice = Client::start(new_config).await.unwrap();
+    new_alice
+        .send_text("bob", "after reinstalling")
+        .await
+        .unwrap();
+
+    // Bob holds the message: not shown, not acknowledged.
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let ((sender, identity, safety_number), _) = wait_for(&mut bob, |e| match e {
+        Event::Held {
+            sender,
+            identity,
+            safety_number,
+            ..
+        } => Some((sender.clone(), *identity, safety_number.clone())),
+        Event::Message(m) => panic!("shown before its identity was accepted: {m:?}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(sender, addr("alice", 1));
+    // The number Bob is shown is the one Alice's new device shows him.
+    let alice_sees = new_alice.safety_numbers("bob").await.unwrap();
+    assert_eq!(alice_sees, vec![(addr("bob", 1), safety_number.clone())]);
+    // ... and not the one of the identity Bob trusted before.
+    let before = bob.safety_numbers("alice").await.unwrap();
+    assert_ne!(before[0].1, safety_number);
+    drained(&mut bob).await;
+    assert_eq!(queued(&relay_db, "bob"), 1);
+    let history = bob.history().await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+
+    // Bob compared the numbers and accepts: the held message is shown
+    // once, acknowledged, and the conversation goes on both ways.
+    assert_eq!(bob.accept_identity(&sender, &identity).await.unwrap(), 1);
+    let (m, _) = wait_for(&mut bob, |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (m.sender, m.text.as_str()),
+        (addr("alice", 1), "after reinstalling")
+    );
+    eventually(|| queued(&relay_db, "bob") == 0).await;
+    assert_eq!(
+        bob.safety_numbers("alice").await.unwrap(),
+        vec![(addr("alice", 1), safety_number)]
+    );
+    let mut new_alice = new_alice;
+    bob.send_text("alice", "welcome back").await.unwrap();
+    let (text, _) = wait_for(&mut new_alice, |e| match e {
+        Event::Message(m) => Some(m.text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(text, "welcome back");
+    new_alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}

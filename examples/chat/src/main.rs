@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
+use tacit::keys::IdentityKey;
 use tacit::Address;
 use tacit_client::{
     register, Backoff, Client, ClientConfig, Direction, Event, MessageId, ReceiptKind, Status,
@@ -71,7 +72,8 @@ enum Cmd {
         #[arg(long)]
         wait: Option<u64>,
     },
-    /// Interactive chat: /to PEER, /who, /safety PEER, /history, /quit.
+    /// Interactive chat: /to PEER, /who, /safety PEER, /accept DEVICE,
+    /// /history, /quit.
     Chat {
         /// The first peer to talk to.
         peer: Option<String>,
@@ -275,7 +277,7 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
     let mut client = start(config).await?;
     let me = client.address().clone();
     eprintln!(
-        "tacit-chat as {me}. Type a message, or /to PEER, /who, /safety PEER, /history, /quit."
+        "tacit-chat as {me}. Type a message, or /to PEER, /who, /safety PEER, /accept DEVICE, /history, /quit."
     );
     let (lines_tx, mut lines) = mpsc::channel::<String>(16);
     tokio::spawn(async move {
@@ -288,11 +290,13 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
     });
     // Messages sent in this session, for the receipt markers.
     let mut mine: Vec<(MessageId, String)> = Vec::new();
+    // Devices whose identity changed, with the identity they now present.
+    let mut held: Vec<(Address, IdentityKey)> = Vec::new();
     let outcome = loop {
         tokio::select! {
             line = lines.recv() => {
                 let Some(line) = line else { break Ok(()) };
-                match command(&client, &mut peer, &mut mine, line.trim()).await {
+                match command(&client, &mut peer, &mut mine, &mut held, line.trim()).await {
                     Ok(true) => {}
                     Ok(false) => break Ok(()),
                     Err(e) => eprintln!("! {e:#}"),
@@ -324,6 +328,16 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                         }
                     }
                 }
+                Some(Event::Held { sender, identity, safety_number, .. }) => {
+                    eprintln!(
+                        "* a message from {sender} is held: its identity changed. \
+                         New safety number: {safety_number}. Compare it with {sender}'s, \
+                         then /accept {sender}"
+                    );
+                    if !held.iter().any(|(a, _)| *a == sender) {
+                        held.push((sender, identity));
+                    }
+                }
                 Some(Event::Connected) => eprintln!("* connected"),
                 Some(Event::Stopped { error: Some(e) }) => break Err(anyhow::anyhow!(e)),
                 Some(Event::Stopped { error: None }) => break Ok(()),
@@ -340,6 +354,7 @@ async fn command(
     client: &Client,
     peer: &mut Option<String>,
     mine: &mut Vec<(MessageId, String)>,
+    held: &mut Vec<(Address, IdentityKey)>,
     line: &str,
 ) -> anyhow::Result<bool> {
     if line.is_empty() {
@@ -385,6 +400,16 @@ async fn command(
             for (address, number) in client.safety_numbers(&who).await? {
                 eprintln!("* safety number with {address}: {number}");
             }
+        }
+        "/accept" => {
+            let (address, identity) = held
+                .iter()
+                .find(|(a, _)| a.to_string() == rest)
+                .cloned()
+                .context("usage: /accept DEVICE, for a device whose held message was reported")?;
+            let released = client.accept_identity(&address, &identity).await?;
+            held.retain(|(a, _)| *a != address);
+            eprintln!("* {address}'s new identity is trusted; {released} held message(s) released");
         }
         "/history" => {
             for entry in client.history().await? {
