@@ -139,11 +139,7 @@ async fn redelivery_after_a_crash_before_the_ack_shows_nothing_twice() {
 
     // The conversation goes on.
     alice.send_text("bob", "third").await.unwrap();
-    let (m, _) = wait_for(&mut bob, |e| match e {
-        Event::Message(m) => Some(m.text.clone()),
-        _ => None,
-    })
-    .await;
+    let m = next_text(&mut bob).await;
     assert_eq!(m, "third");
     bob.shutdown().await;
     alice.shutdown().await;
@@ -207,11 +203,7 @@ async fn reconnects_with_backoff_after_a_relay_restart() {
         wait_for(client, |e| matches!(e, Event::Connected).then_some(())).await;
     }
     alice.send_text("bob", "after the restart").await.unwrap();
-    let (text, _) = wait_for(&mut bob, |e| match e {
-        Event::Message(m) => Some(m.text.clone()),
-        _ => None,
-    })
-    .await;
+    let text = next_text(&mut bob).await;
     assert_eq!(text, "after the restart");
     alice.shutdown().await;
     bob.shutdown().await;
@@ -500,11 +492,7 @@ async fn a_changed_identity_holds_its_messages_until_accepted() {
     let mut bob = Client::start(bob_config.clone()).await.unwrap();
     drained(&mut bob).await;
     alice.send_text("bob", "before").await.unwrap();
-    let (text, _) = wait_for(&mut bob, |e| match e {
-        Event::Message(m) => Some(m.text.clone()),
-        _ => None,
-    })
-    .await;
+    let text = next_text(&mut bob).await;
     assert_eq!(text, "before");
     alice.shutdown().await;
     bob.shutdown().await;
@@ -576,11 +564,7 @@ async fn a_changed_identity_holds_its_messages_until_accepted() {
     );
     let mut new_alice = new_alice;
     bob.send_text("alice", "welcome back").await.unwrap();
-    let (text, _) = wait_for(&mut new_alice, |e| match e {
-        Event::Message(m) => Some(m.text.clone()),
-        _ => None,
-    })
-    .await;
+    let text = next_text(&mut new_alice).await;
     assert_eq!(text, "welcome back");
     new_alice.shutdown().await;
     bob.shutdown().await;

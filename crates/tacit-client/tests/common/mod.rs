@@ -104,6 +104,16 @@ pub async fn wait_for<T>(
     }
 }
 
+/// Waits for the next message and returns its text.
+pub async fn next_text(client: &mut Client) -> String {
+    wait_for(client, |e| match e {
+        Event::Message(m) => Some(m.text.clone()),
+        _ => None,
+    })
+    .await
+    .0
+}
+
 /// Waits for `QueueDrained` and returns its counts and the events before.
 pub async fn drained(client: &mut Client) -> ((u32, u32), Vec<Event>) {
     wait_for(client, |e| match e {
