@@ -59,7 +59,7 @@ async fn acknowledged_messages_survive_sigkill() {
     let (mut child, at) = spawn(&dir.db()).await;
     let mut b = connect(at).await;
     b.login(&bob).await.unwrap();
-    let got: Vec<u64> = b.drain().await.iter().map(|p| p.message_id).collect();
+    let got = b.drain_ids().await;
     assert_eq!(got, ids);
     child.kill().await.unwrap();
 }

@@ -253,6 +253,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// The ids of the pushes up to `QueueEmpty`, in order.
+    pub async fn drain_ids(&mut self) -> Vec<u64> {
+        self.drain().await.iter().map(|p| p.message_id).collect()
+    }
+
     /// The next push, skipping notices.
     pub async fn next_push(&mut self) -> Push {
         loop {
