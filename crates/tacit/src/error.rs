@@ -394,6 +394,37 @@ pub enum StoreError {
     Refused(&'static str),
 }
 
+/// A user key, device certificate or device list was refused
+/// (`docs/PROTOCOL.md` 14).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The encoding was refused, or a field broke a rule of the list.
+    #[error("device list: {0}")]
+    Wire(#[from] WireError),
+    /// The certificate of this device does not verify under the user key.
+    #[error("certificate of device {0} does not verify")]
+    InvalidCertificate(u32),
+    /// The list's signature does not verify under its user key.
+    #[error("device list signature does not verify")]
+    InvalidListSignature,
+    /// The list is already listing this device.
+    #[error("device {0} is already listed")]
+    DeviceExists(u32),
+    /// The list does not list this device.
+    #[error("device {0} is not listed")]
+    UnknownDevice(u32),
+    /// The list's version cannot grow any more.
+    #[error("device list version exhausted")]
+    VersionExhausted,
+    /// The key pair given is not the list's user key.
+    #[error("not the list's user key")]
+    WrongUserKey,
+    /// A fingerprint's iteration count is outside 2..=1,000,000.
+    #[error("invalid fingerprint iterations {0}")]
+    InvalidIterations(u32),
+}
+
 /// A session operation failed. Every store is unchanged: nothing the
 /// operation computed was written.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

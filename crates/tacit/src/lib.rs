@@ -73,6 +73,7 @@ mod aead;
 mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod ratchet;
 pub mod session;

@@ -45,7 +45,6 @@
 mod account;
 mod messaging;
 mod record;
-mod safety;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -53,13 +52,13 @@ use core::fmt;
 
 use rand_core::CryptoRngCore;
 
+pub use crate::identity::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
 pub use account::{
     Account, BundlePreKey, FallbackPreKey, SignedPreKey, ACCOUNT_VERSION, MAX_ONE_TIME_PREKEYS,
     MAX_RETIRED_SIGNED_PREKEYS,
 };
 pub use messaging::{OutgoingEnvelope, Received};
 pub use record::{PendingPreKey, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT, RECORD_VERSION};
-pub use safety::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
 
 use self::account::OptionalPreKey;
 use crate::address::Address;
@@ -316,11 +315,15 @@ impl<S: Store> SessionManager<S> {
             .store
             .trusted_identity(peer)?
             .ok_or_else(|| SessionError::UnknownIdentity(peer.clone()))?;
+        let as_user_key = |k: &IdentityKey| {
+            crate::identity::UserKey::from_bytes(&k.to_bytes())
+                .map_err(|_| SessionError::UnknownIdentity(peer.clone()))
+        };
         Ok(SafetyNumber::new(
             self.local.user_id(),
-            &self.account.identity().public_key(),
+            &as_user_key(&self.account.identity().public_key())?,
             peer.user_id(),
-            &remote,
+            &as_user_key(&remote)?,
         ))
     }
 
