@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! User keys, device certificates and signed device lists: what verifies,
 //! and every forgery refused with its typed error.
 
