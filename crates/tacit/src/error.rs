@@ -326,6 +326,10 @@ pub enum EnvelopeError {
     /// message or the caller's session names.
     #[error("sealed sender identity does not match the session's")]
     SenderIdentityMismatch,
+    /// The sender certificate does not verify: the user key the envelope
+    /// names did not sign the sending device.
+    #[error("the sender certificate does not verify")]
+    InvalidSenderCertificate,
 }
 
 impl EnvelopeError {
@@ -488,6 +492,64 @@ pub enum SessionError {
     /// A content could not be encoded, or a decrypted one did not decode.
     #[error("content: {0}")]
     Content(#[from] ContentError),
+    /// No verified device list is stored for this user: fetch its list,
+    /// check that its user key is `user_key` (when an envelope named one),
+    /// and [update](crate::session::SessionManager::update_device_list).
+    #[error("no device list known for {}", .0.user_id)]
+    UnknownUser(Box<UnknownUser>),
+    /// The user key is not the one trusted for the user id: an impersonation
+    /// attempt, or a real change of user key. Nothing changed; accept the
+    /// new key explicitly with
+    /// [`accept_user_key`](crate::session::SessionManager::accept_user_key)
+    /// after checking the safety number.
+    #[error("user key of {} changed", .0.user_id)]
+    UserKeyChanged(Box<UserKeyConflict>),
+    /// A device list older than the one stored for its user.
+    #[error("device list of {user_id} is version {received}, older than {stored}")]
+    StaleDeviceList {
+        /// The user.
+        user_id: String,
+        /// The stored version.
+        stored: u64,
+        /// The refused version.
+        received: u64,
+    },
+    /// A device list with the stored version but other contents.
+    #[error("device list of {0} conflicts with the stored one of the same version")]
+    ConflictingDeviceList(String),
+    /// The device is not on its user's verified device list, or is on it
+    /// with another identity key.
+    #[error("{0} is not on its user's device list")]
+    DeviceNotListed(crate::address::Address),
+    /// The local device is not on its own user's verified device list, so
+    /// it has no certificate to send with.
+    #[error("this device is not on its user's device list")]
+    NotOnOwnList,
+    /// A device list could not be used.
+    #[error("identity: {0}")]
+    Identity(#[from] IdentityError),
+}
+
+/// A user id with no verified device list, and the user key an envelope
+/// from it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownUser {
+    /// The user.
+    pub user_id: String,
+    /// The user key the sender's certificate named, if the error comes from
+    /// an envelope.
+    pub user_key: Option<crate::identity::UserKey>,
+}
+
+/// A user presented another user key than the one trusted for its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKeyConflict {
+    /// The user.
+    pub user_id: String,
+    /// The user key trusted for it.
+    pub trusted: crate::identity::UserKey,
+    /// The user key presented.
+    pub received: crate::identity::UserKey,
 }
 
 /// A peer device presented another identity key than the one trusted for

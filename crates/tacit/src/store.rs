@@ -4,7 +4,8 @@
 //! `Send`, so a store (or a `Box<dyn Store>`) can move between threads and
 //! be used from async code behind a mutex or a blocking task.
 //!
-//! Reads go through [`IdentityStore`], [`PreKeyStore`] and
+//! Reads go through [`IdentityStore`] (device identities and users' device
+//! lists), [`PreKeyStore`] and
 //! [`SessionStore`]. Every write goes through [`Store::commit`], which takes
 //! all the changes of one operation as a [`Changes`] set and must apply all
 //! of them or none: the session manager computes everything an operation
@@ -20,13 +21,17 @@ use zeroize::Zeroizing;
 
 use crate::address::{Address, DeviceId};
 use crate::error::StoreError;
+use crate::identity::DeviceList;
 use crate::keys::IdentityKey;
 use crate::session::{Account, SessionRecord};
 
-/// The identities trusted for peer devices (trust on first use).
+/// The identities trusted for peer devices, and the verified device list
+/// trusted for each user (its user key is the user's trusted key).
 pub trait IdentityStore: Send {
     /// The identity key trusted for `address`, if any.
     fn trusted_identity(&self, address: &Address) -> Result<Option<IdentityKey>, StoreError>;
+    /// The verified device list trusted for `user_id`, if any.
+    fn device_list(&self, user_id: &str) -> Result<Option<DeviceList>, StoreError>;
 }
 
 /// The local device's account: its identity key pair and every prekey
@@ -61,6 +66,8 @@ pub struct Changes {
     pub identities: Vec<(Address, IdentityKey)>,
     /// Session records to write; `None` deletes the record.
     pub sessions: Vec<(Address, Option<SessionRecord>)>,
+    /// Device lists to trust, each replacing its user's list.
+    pub device_lists: Vec<DeviceList>,
 }
 
 impl Changes {
@@ -87,9 +94,18 @@ impl Changes {
         self
     }
 
+    /// Adds a device list to trust for its user.
+    pub fn with_device_list(mut self, list: DeviceList) -> Self {
+        self.device_lists.push(list);
+        self
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.account.is_none() && self.identities.is_empty() && self.sessions.is_empty()
+        self.account.is_none()
+            && self.identities.is_empty()
+            && self.sessions.is_empty()
+            && self.device_lists.is_empty()
     }
 }
 
@@ -103,6 +119,7 @@ pub struct InMemoryStore {
     account: Option<Account>,
     identities: BTreeMap<Address, IdentityKey>,
     sessions: BTreeMap<Address, SessionRecord>,
+    device_lists: BTreeMap<String, DeviceList>,
     refuse_next_commit: bool,
 }
 
@@ -136,6 +153,12 @@ impl InMemoryStore {
         for (address, record) in &self.sessions {
             out.push((alloc::format!("session/{address}"), record.to_bytes()));
         }
+        for (user_id, list) in &self.device_lists {
+            out.push((
+                alloc::format!("device-list/{user_id}"),
+                Zeroizing::new(list.to_wire()),
+            ));
+        }
         out
     }
 }
@@ -143,6 +166,10 @@ impl InMemoryStore {
 impl IdentityStore for InMemoryStore {
     fn trusted_identity(&self, address: &Address) -> Result<Option<IdentityKey>, StoreError> {
         Ok(self.identities.get(address).copied())
+    }
+
+    fn device_list(&self, user_id: &str) -> Result<Option<DeviceList>, StoreError> {
+        Ok(self.device_lists.get(user_id).cloned())
     }
 }
 
@@ -189,6 +216,9 @@ impl Store for InMemoryStore {
                 }
             }
         }
+        for list in changes.device_lists {
+            self.device_lists.insert(list.user_id().into(), list);
+        }
         Ok(())
     }
 }
@@ -196,6 +226,10 @@ impl Store for InMemoryStore {
 impl<T: IdentityStore + ?Sized> IdentityStore for Box<T> {
     fn trusted_identity(&self, address: &Address) -> Result<Option<IdentityKey>, StoreError> {
         (**self).trusted_identity(address)
+    }
+
+    fn device_list(&self, user_id: &str) -> Result<Option<DeviceList>, StoreError> {
+        (**self).device_list(user_id)
     }
 }
 

@@ -14,6 +14,7 @@
 //!
 //! ```
 //! use tacit::envelope::{sealed, Content, ContentKind};
+//! use tacit::identity::{DeviceCertificate, UserKeyPair};
 //! use tacit::keys::{IdentityKeyPair, KeyPair};
 //! use tacit::ratchet::{Ratchet, RatchetConfig, SessionKeys};
 //! use tacit::wire::SessionMessage;
@@ -23,6 +24,9 @@
 //! let mut rng = rand_core::OsRng;
 //! let (alice, bob) = (IdentityKeyPair::generate(&mut rng), IdentityKeyPair::generate(&mut rng));
 //! let (alice_address, bob_address) = (Address::new("alice", 1)?, Address::new("bob", 1)?);
+//! // Alice's user key certifies her device (docs/PROTOCOL.md section 14).
+//! let alice_user = UserKeyPair::generate(&mut rng);
+//! let alice_cert = DeviceCertificate::issue(&alice_user, &alice_address, &alice.public_key());
 //! // A session agreed by some handshake (see the crate's quick start for X3DH).
 //! let keys = || SessionKeys::new([1; 32], [2; 32], [3; 32], b"alice||bob");
 //! let bob_ratchet_key = KeyPair::generate(&mut rng);
@@ -33,9 +37,14 @@
 //! // Alice: content, padded, encrypted, sealed.
 //! let content = Content::new(ContentKind::Text, b"hello Bob".to_vec(), 1_767_225_600_000)?;
 //! let encrypted = alice_session.encrypt(&content.to_padded()?)?;
+//! let sender = sealed::Sender {
+//!     identity: &alice,
+//!     address: &alice_address,
+//!     user_key: &alice_user.public_key(),
+//!     certificate: &alice_cert,
+//! };
 //! let envelope = sealed::seal(
-//!     &alice,
-//!     &alice_address,
+//!     &sender,
 //!     &bob.public_key(),
 //!     &bob_address,
 //!     &SessionMessage::Ratchet(encrypted),
@@ -44,6 +53,7 @@
 //! // Bob: opened, sender checked against his session's identity, decrypted.
 //! let opened = sealed::open(&bob, &bob_address, &envelope)?;
 //! opened.check_sender_identity(&alice.public_key())?;
+//! assert_eq!(opened.sender_user_key, alice_user.public_key());
 //! let SessionMessage::Ratchet(message) = opened.message else { unreachable!() };
 //! let received = Content::from_padded(&bob_session.decrypt(&message)?)?;
 //! assert_eq!(received.body(), b"hello Bob");
@@ -61,7 +71,7 @@ pub use attachment::{
     AttachmentDecryptor, AttachmentEncryptor, EncryptedAttachment, MAX_ATTACHMENT_LEN,
 };
 pub use content::{AttachmentPointer, Content, ContentKind, MAX_BODY_LEN, MESSAGE_ID_LEN};
-pub use sealed::{open, seal_with_rng, SealedEnvelope, Unsealed};
+pub use sealed::{open, seal_with_rng, SealedEnvelope, Sender, Unsealed};
 
 #[cfg(feature = "std")]
 pub use sealed::seal;

@@ -60,4 +60,8 @@ pub(crate) struct SealedContent {
     pub(crate) sender_device_id: u32,
     #[prost(bytes = "vec", tag = "4")]
     pub(crate) message: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub(crate) sender_user_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub(crate) sender_certificate: Vec<u8>,
 }

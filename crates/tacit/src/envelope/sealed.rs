@@ -11,7 +11,8 @@
 //! encrypted_sender  = ChaCha20-Poly1305(K_s, N_s, Enc(IK_S), aad = ctx)           48 bytes
 //!
 //! K_m || N_m = HKDF(CK, DH(IK_S, IK_R), "tacit/sealed/v1/static" || ctx || encrypted_sender, 44)
-//! inner      = SealedContent { version, sender address, session message } || 0x80 || 0x00...
+//! inner      = SealedContent { version 2, sender address, session message,
+//!                              sender user key, sender certificate } || 0x80 || 0x00...
 //!              of exactly len(ratchet ciphertext) + INNER_RESERVE bytes
 //! encrypted_message = ChaCha20-Poly1305(K_m, N_m, inner, aad = ctx || encrypted_sender)
 //! ```
@@ -24,6 +25,10 @@
 //! envelope opens only for the device it was sealed to. The recipient
 //! address itself is not in the envelope: the relay protocol carries it
 //! beside the envelope.
+//!
+//! The sender certificate (`docs/PROTOCOL.md` 14.2) is the sender's user
+//! key's signature on its device: `open` verifies it, so the recipient knows
+//! offline which user key the sending device belongs to.
 //!
 //! The inner padding depends only on the ratchet ciphertext's length (itself
 //! padded, see [`super::padding`]), so prekey and ratchet messages, and
@@ -42,7 +47,10 @@ use crate::address::Address;
 use crate::aead::{chacha20poly1305_open, chacha20poly1305_seal};
 use crate::crypto::hkdf;
 use crate::error::{EnvelopeError, WireError};
-use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, KEY_LEN};
+use crate::identity::{DeviceCertificate, UserKey};
+use crate::keys::{
+    IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, KEY_LEN, SIGNATURE_LEN,
+};
 use crate::ratchet::TAG_LEN;
 use crate::wire::{
     check_version, decode_canonical, fixed, public_key, SessionMessage, WireMessage,
@@ -54,7 +62,10 @@ pub const ENCRYPTED_SENDER_LEN: usize = KEY_LEN + TAG_LEN;
 /// The inner plaintext is the ratchet ciphertext's length plus this many
 /// bytes: room for the largest sender address and prekey-message framing,
 /// the rest padding.
-pub const INNER_RESERVE: usize = 320;
+pub const INNER_RESERVE: usize = 420;
+/// The version of `SealedContent`: 2, with the sender's user key and
+/// certificate.
+pub const SEALED_CONTENT_VERSION: u32 = 2;
 /// The shortest `encrypted_message`: an inner plaintext for a ratchet
 /// ciphertext of one tag, and the tag.
 pub const MIN_ENCRYPTED_MESSAGE_LEN: usize = TAG_LEN + INNER_RESERVE + TAG_LEN;
@@ -132,11 +143,30 @@ impl WireMessage for SealedEnvelope {
     }
 }
 
+/// The sending device, as a sealed envelope names it: its identity key
+/// pair, its address, its user's key and the user key's certificate of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// The device's identity key pair.
+    pub identity: &'a IdentityKeyPair,
+    /// The device's address.
+    pub address: &'a Address,
+    /// The device's user key.
+    pub user_key: &'a UserKey,
+    /// The user key's certificate of this device.
+    pub certificate: &'a DeviceCertificate,
+}
+
 /// An opened envelope: who sent it (authenticated) and the session message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsealed {
     /// The sender's identity key, authenticated by the static-static DH.
     pub sender_identity: IdentityKey,
+    /// The user key the sender's certificate names; the certificate was
+    /// checked, so this user key signed the sending device. Whether that
+    /// user key is the one trusted for the sender's user id, and whether
+    /// the device is still on its list, is the session layer's check.
+    pub sender_user_key: UserKey,
     /// The sender's address, as the sender states it: trust it only after
     /// [`check_sender_identity`](Self::check_sender_identity) against the
     /// identity known for that address.
@@ -259,12 +289,11 @@ fn ciphertext_len(message: &SessionMessage) -> usize {
     }
 }
 
-/// Seals `message` from `sender` (at `sender_address`) to the identity
-/// `recipient_identity` at `recipient_address`. Draws exactly 32 bytes from
-/// `rng`, in one call: the ephemeral private key.
+/// Seals `message` from `sender` to the identity `recipient_identity` at
+/// `recipient_address`. Draws exactly 32 bytes from `rng`, in one call: the
+/// ephemeral private key.
 pub fn seal_with_rng(
-    sender: &IdentityKeyPair,
-    sender_address: &Address,
+    sender: &Sender<'_>,
     recipient_identity: &IdentityKey,
     recipient_address: &Address,
     message: &SessionMessage,
@@ -279,10 +308,12 @@ pub fn seal_with_rng(
     }
     let inner = Zeroizing::new(
         proto::SealedContent {
-            version: WIRE_VERSION,
-            sender_user_id: sender_address.user_id().into(),
-            sender_device_id: sender_address.device_id(),
+            version: SEALED_CONTENT_VERSION,
+            sender_user_id: sender.address.user_id().into(),
+            sender_device_id: sender.address.device_id(),
             message: encoded_message,
+            sender_user_key: sender.user_key.to_bytes().to_vec(),
+            sender_certificate: sender.certificate.to_bytes().to_vec(),
         }
         .encode_to_vec(),
     );
@@ -296,8 +327,8 @@ pub fn seal_with_rng(
     }
     let mut buffer = Zeroizing::new(padding::pad_to(&inner, target));
     seal_padded(
-        sender,
-        &sender.public_key().to_bytes(),
+        sender.identity,
+        &sender.identity.public_key().to_bytes(),
         recipient_identity,
         recipient_address,
         &mut buffer,
@@ -352,15 +383,13 @@ fn seal_padded(
 /// [`seal_with_rng`] with the operating system's randomness.
 #[cfg(feature = "std")]
 pub fn seal(
-    sender: &IdentityKeyPair,
-    sender_address: &Address,
+    sender: &Sender<'_>,
     recipient_identity: &IdentityKey,
     recipient_address: &Address,
     message: &SessionMessage,
 ) -> Result<Vec<u8>, EnvelopeError> {
     seal_with_rng(
         sender,
-        sender_address,
         recipient_identity,
         recipient_address,
         message,
@@ -372,8 +401,9 @@ pub fn seal(
 ///
 /// Checks, in order: the outer encoding ([`EnvelopeError::Malformed`]), the
 /// ephemeral key, the sender part, the sender's identity key, the content
-/// part, the inner padding and encoding, and, for a prekey message, that the
-/// identity key it carries is the sealed sender's
+/// part, the inner padding and encoding, the sender certificate
+/// ([`EnvelopeError::InvalidSenderCertificate`]), and, for a prekey message,
+/// that the identity key it carries is the sealed sender's
 /// ([`EnvelopeError::SenderIdentityMismatch`]). For a ratchet message the
 /// caller checks the sealed identity against its session's with
 /// [`Unsealed::check_sender_identity`].
@@ -407,13 +437,34 @@ pub fn open(
     let inner = padding::strip(&padded).map_err(|_| EnvelopeError::InnerPadding)?;
     let m: proto::SealedContent =
         decode_canonical(inner, MAX_ENVELOPE_LEN).map_err(EnvelopeError::InnerMalformed)?;
-    check_version(m.version).map_err(EnvelopeError::InnerMalformed)?;
+    if m.version != SEALED_CONTENT_VERSION {
+        return Err(EnvelopeError::InnerMalformed(WireError::UnknownVersion(
+            m.version,
+        )));
+    }
     let sender_address = Address::new(&m.sender_user_id, m.sender_device_id)
         .map_err(|_| EnvelopeError::InnerMalformed(WireError::InvalidValue("sender_address")))?;
     let message = SessionMessage::from_wire(&m.message).map_err(EnvelopeError::InnerMalformed)?;
+    let sender_user_key = UserKey::from_bytes(
+        &fixed::<KEY_LEN>("sender_user_key", &m.sender_user_key)
+            .map_err(EnvelopeError::InnerMalformed)?,
+    )
+    .map_err(|error| {
+        EnvelopeError::InnerMalformed(WireError::InvalidKey {
+            field: "sender_user_key",
+            error,
+        })
+    })?;
+    let certificate = DeviceCertificate::from_bytes(
+        fixed::<SIGNATURE_LEN>("sender_certificate", &m.sender_certificate)
+            .map_err(EnvelopeError::InnerMalformed)?,
+    );
     if padded.len() != ciphertext_len(&message) + INNER_RESERVE {
         return Err(EnvelopeError::InnerPadding);
     }
+    certificate
+        .verify(&sender_user_key, &sender_address, &sender_identity)
+        .map_err(|_| EnvelopeError::InvalidSenderCertificate)?;
     if let SessionMessage::PreKey(prekey) = &message {
         if !bool::from(
             prekey
@@ -426,6 +477,7 @@ pub fn open(
     }
     Ok(Unsealed {
         sender_identity,
+        sender_user_key,
         sender_address,
         message,
     })
@@ -439,6 +491,7 @@ mod tests {
 
     use super::*;
     use crate::error::KeyError;
+    use crate::identity::UserKeyPair;
     use crate::ratchet::{EncryptedMessage, ENCRYPTED_HEADER_LEN};
     use crate::wire::PreKeyMessage;
 
@@ -470,6 +523,29 @@ mod tests {
             IdentityKeyPair::from_seed(&[2; 32]),
             Address::new("bob", 7).unwrap(),
         )
+    }
+
+    fn user() -> UserKeyPair {
+        UserKeyPair::from_seed(&[21; 32])
+    }
+
+    /// Alice's certificate from her user key.
+    fn alice_cert() -> DeviceCertificate {
+        let (alice, alice_address, _, _) = parties();
+        DeviceCertificate::issue(&user(), &alice_address, &alice.public_key())
+    }
+
+    /// Seals from Alice, with her user key and certificate.
+    fn seal_alice(message: &SessionMessage, rng: &mut FixedRng) -> Result<Vec<u8>, EnvelopeError> {
+        let (alice, alice_address, bob, bob_address) = parties();
+        let (user_key, certificate) = (user().public_key(), alice_cert());
+        let sender = Sender {
+            identity: &alice,
+            address: &alice_address,
+            user_key: &user_key,
+            certificate: &certificate,
+        };
+        seal_with_rng(&sender, &bob.public_key(), &bob_address, message, rng)
     }
 
     fn ratchet(len: usize) -> SessionMessage {
@@ -508,13 +584,18 @@ mod tests {
     }
 
     fn inner(user_id: &str, device_id: u32, message: &[u8]) -> Vec<u8> {
+        content(user_id, device_id, message).encode_to_vec()
+    }
+
+    fn content(user_id: &str, device_id: u32, message: &[u8]) -> proto::SealedContent {
         proto::SealedContent {
-            version: WIRE_VERSION,
+            version: SEALED_CONTENT_VERSION,
             sender_user_id: String::from(user_id),
             sender_device_id: device_id,
             message: message.to_vec(),
+            sender_user_key: user().public_key().to_bytes().to_vec(),
+            sender_certificate: alice_cert().to_bytes().to_vec(),
         }
-        .encode_to_vec()
     }
 
     #[test]
@@ -547,29 +628,95 @@ mod tests {
     fn round_trip_and_fixed_draw() {
         let (alice, alice_address, bob, bob_address) = parties();
         let message = ratchet(176);
-        let envelope = seal_with_rng(
-            &alice,
-            &alice_address,
-            &bob.public_key(),
-            &bob_address,
-            &message,
-            &mut FixedRng(3),
-        )
-        .unwrap();
-        let again = seal_with_rng(
-            &alice,
-            &alice_address,
-            &bob.public_key(),
-            &bob_address,
-            &message,
-            &mut FixedRng(3),
-        )
-        .unwrap();
+        let envelope = seal_alice(&message, &mut FixedRng(3)).unwrap();
+        let again = seal_alice(&message, &mut FixedRng(3)).unwrap();
         assert_eq!(envelope, again, "only the RNG's 32 bytes vary an envelope");
         let opened = open(&bob, &bob_address, &envelope).unwrap();
         assert_eq!(opened.sender_identity, alice.public_key());
         assert_eq!(opened.sender_address, alice_address);
+        assert_eq!(opened.sender_user_key, user().public_key());
         assert_eq!(opened.message, message);
+    }
+
+    #[test]
+    fn the_sender_certificate_must_verify() {
+        let alice = IdentityKeyPair::from_seed(&[1; 32]).public_key().to_bytes();
+        let message = ratchet(16).to_wire();
+        let room = 16 + INNER_RESERVE;
+        let good = content("alice", 1, &message);
+        assert!(open_bob(&seal_raw(
+            &alice,
+            padding::pad_to(&good.encode_to_vec(), room)
+        ))
+        .is_ok());
+        // Another user key than the one that signed; another device id or
+        // user id than certified; a changed signature byte.
+        let mut other_key = good.clone();
+        other_key.sender_user_key = UserKeyPair::from_seed(&[22; 32])
+            .public_key()
+            .to_bytes()
+            .to_vec();
+        let mut bad_signature = good.clone();
+        bad_signature.sender_certificate[5] ^= 1;
+        for c in [
+            other_key,
+            content("alice", 2, &message),
+            content("alicf", 1, &message),
+            bad_signature,
+        ] {
+            assert_eq!(
+                open_bob(&seal_raw(&alice, padding::pad_to(&c.encode_to_vec(), room))),
+                Err(EnvelopeError::InvalidSenderCertificate)
+            );
+        }
+        // A sender part naming another identity than the certified one.
+        let carol = IdentityKeyPair::from_seed(&[23; 32]);
+        let (_, _, bob, bob_address) = parties();
+        let mut padded = padding::pad_to(&good.encode_to_vec(), room);
+        let envelope = seal_padded(
+            &carol,
+            &carol.public_key().to_bytes(),
+            &bob.public_key(),
+            &bob_address,
+            &mut padded,
+            &mut FixedRng(3),
+        )
+        .unwrap();
+        assert_eq!(
+            open_bob(&envelope),
+            Err(EnvelopeError::InvalidSenderCertificate)
+        );
+        // Missing or malformed user key and certificate fields.
+        let mut no_key = good.clone();
+        no_key.sender_user_key.clear();
+        let mut short_cert = good.clone();
+        short_cert.sender_certificate.pop();
+        let mut weak_key = good;
+        weak_key.sender_user_key = [0u8; 32].to_vec();
+        weak_key.sender_user_key[0] = 1;
+        for (c, e) in [
+            (no_key, WireError::MissingField("sender_user_key")),
+            (
+                short_cert,
+                WireError::InvalidLength {
+                    field: "sender_certificate",
+                    expected: 64,
+                    actual: 63,
+                },
+            ),
+            (
+                weak_key,
+                WireError::InvalidKey {
+                    field: "sender_user_key",
+                    error: KeyError::WeakIdentityKey,
+                },
+            ),
+        ] {
+            assert_eq!(
+                open_bob(&seal_raw(&alice, padding::pad_to(&c.encode_to_vec(), room))),
+                Err(EnvelopeError::InnerMalformed(e))
+            );
+        }
     }
 
     #[test]
@@ -629,48 +776,36 @@ mod tests {
         }
         let mut wrong_version =
             proto::SealedContent::decode(&inner("alice", 1, &message)[..]).unwrap();
-        wrong_version.version = 2;
-        assert_eq!(
-            open_bob(&seal_raw(
-                &alice,
-                padding::pad_to(&wrong_version.encode_to_vec(), room)
-            )),
-            Err(EnvelopeError::InnerMalformed(WireError::UnknownVersion(2)))
-        );
+        for version in [1, 3] {
+            wrong_version.version = version;
+            assert_eq!(
+                open_bob(&seal_raw(
+                    &alice,
+                    padding::pad_to(&wrong_version.encode_to_vec(), room)
+                )),
+                Err(EnvelopeError::InnerMalformed(WireError::UnknownVersion(
+                    version
+                )))
+            );
+        }
     }
 
     #[test]
     fn a_prekey_message_must_carry_the_sealed_identity() {
-        let (alice, alice_address, bob, bob_address) = parties();
+        let (alice, _, bob, bob_address) = parties();
         let mallory = IdentityKeyPair::from_seed(&[9; 32]).public_key();
         for (claimed, expected) in [
             (alice.public_key(), Ok(())),
             (mallory, Err(EnvelopeError::SenderIdentityMismatch)),
         ] {
-            let envelope = seal_with_rng(
-                &alice,
-                &alice_address,
-                &bob.public_key(),
-                &bob_address,
-                &prekey(claimed, 176, 3),
-                &mut FixedRng(4),
-            )
-            .unwrap();
+            let envelope = seal_alice(&prekey(claimed, 176, 3), &mut FixedRng(4)).unwrap();
             assert_eq!(open(&bob, &bob_address, &envelope).map(|_| ()), expected);
         }
     }
 
     #[test]
     fn oversize_session_messages_are_not_sealed() {
-        let (alice, alice_address, bob, bob_address) = parties();
-        let result = seal_with_rng(
-            &alice,
-            &alice_address,
-            &bob.public_key(),
-            &bob_address,
-            &ratchet(MAX_MESSAGE_LEN),
-            &mut FixedRng(4),
-        );
+        let result = seal_alice(&ratchet(MAX_MESSAGE_LEN), &mut FixedRng(4));
         assert!(
             matches!(result, Err(EnvelopeError::TooLarge { .. })),
             "{result:?}"

@@ -5,6 +5,7 @@
 //!
 //! ```
 //! use tacit::envelope::{Content, ContentKind};
+//! use tacit::identity::{DeviceList, UserKeyPair};
 //! use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
 //! use tacit::store::InMemoryStore;
 //! use tacit::Address;
@@ -17,6 +18,13 @@
 //! let mut bob = SessionManager::create(
 //!     InMemoryStore::new(), bob_address.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
 //! bob.generate_one_time_prekeys(5, &mut rng)?;
+//! let identities = [("alice", alice.account().identity().public_key()),
+//!                   ("bob", bob.account().identity().public_key())];
+//! for (user, identity) in identities {
+//!     let list = DeviceList::sign(&UserKeyPair::generate(&mut rng), user, 1, &[(1, identity, 0)])?;
+//!     alice.update_device_list(&list)?;
+//!     bob.update_device_list(&list)?;
+//! }
 //! alice.process_bundle(&bob_address, &bob.account().bundle(BundlePreKey::Auto)?, &mut rng)?;
 //!
 //! let content = Content::new(ContentKind::Text, b"hello".to_vec(), 1_700_000_000_000)?;
@@ -37,6 +45,7 @@ use super::{IdentityChange, SessionManager};
 use crate::address::Address;
 use crate::envelope::{sealed, Content};
 use crate::error::SessionError;
+use crate::identity::{DeviceCertificate, UserKey};
 use crate::keys::IdentityKey;
 use crate::store::Store;
 use crate::wire::SessionMessage;
@@ -59,11 +68,14 @@ pub struct Received {
     pub sender: Address,
     /// The sending device's identity key.
     pub sender_identity: IdentityKey,
+    /// The sender's user key: the trusted one for its user id, which lists
+    /// the sending device.
+    pub sender_user_key: UserKey,
     /// The decoded content.
     pub content: Content,
     /// Set when the sender's identity changed and the trust mode accepted it.
     pub identity_change: Option<IdentityChange>,
-    /// Whether this was the first message from this identity.
+    /// Whether this was the first message from this device.
     pub first_contact: bool,
     /// Whether the message started a new session.
     pub new_session: bool,
@@ -80,6 +92,7 @@ impl<S: Store> SessionManager<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<OutgoingEnvelope>, SessionError> {
         let padded = content.to_padded()?;
+        let credentials = self.own_credentials()?;
         let devices = self.fan_out(user_id)?;
         let identities = devices
             .iter()
@@ -88,7 +101,7 @@ impl<S: Store> SessionManager<S> {
         let messages = self.encrypt_for_devices(&devices, &padded, rng)?;
         let mut out = Vec::with_capacity(devices.len());
         for ((address, identity), message) in devices.iter().zip(&identities).zip(&messages) {
-            out.push(self.seal(address, identity, message, rng)?);
+            out.push(self.seal(&credentials, address, identity, message, rng)?);
         }
         Ok(out)
     }
@@ -101,17 +114,26 @@ impl<S: Store> SessionManager<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<OutgoingEnvelope, SessionError> {
         let padded = content.to_padded()?;
+        let credentials = self.own_credentials()?;
         let identity = self.recipient_identity(recipient)?;
         let message = self.encrypt(recipient, &padded, rng)?;
-        self.seal(recipient, &identity, &message, rng)
+        self.seal(&credentials, recipient, &identity, &message, rng)
     }
 
-    /// Opens a sealed envelope addressed to this device, checks the sealed
-    /// sender identity against the session (or trusts it on first use),
-    /// decrypts and decodes the content.
+    /// Opens a sealed envelope addressed to this device, checks the sender
+    /// against its user (`docs/PROTOCOL.md` 14.5, rule 4), decrypts and
+    /// decodes the content.
     ///
-    /// An envelope that does not open, a sender whose identity does not
-    /// match, or a message that does not decrypt changes nothing. A message
+    /// The sender certificate must verify (the envelope layer checks it),
+    /// its user key must be the one trusted for the sender's user id
+    /// ([`SessionError::UnknownUser`] when no list is stored: fetch it and
+    /// open again; [`SessionError::UserKeyChanged`] for another key: an
+    /// impersonation, or a change to accept explicitly), and the device must
+    /// be on that user's list ([`SessionError::DeviceNotListed`]).
+    ///
+    /// An envelope that does not open, a sender refused by these checks, or
+    /// a message that does not decrypt changes nothing and creates no
+    /// session. A message
     /// that decrypts but whose content does not decode (only its
     /// authenticated sender can produce one) is refused after the session
     /// has advanced past it.
@@ -121,6 +143,11 @@ impl<S: Store> SessionManager<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Received, SessionError> {
         let unsealed = sealed::open(self.account().identity(), self.local_address(), envelope)?;
+        self.check_listed(
+            &unsealed.sender_address,
+            &unsealed.sender_identity,
+            Some(&unsealed.sender_user_key),
+        )?;
         let decrypted = self.decrypt(
             &unsealed.sender_address,
             &unsealed.sender_identity,
@@ -131,6 +158,7 @@ impl<S: Store> SessionManager<S> {
         Ok(Received {
             sender: unsealed.sender_address,
             sender_identity: unsealed.sender_identity,
+            sender_user_key: unsealed.sender_user_key,
             content,
             identity_change: decrypted.identity_change,
             first_contact: decrypted.first_contact,
@@ -147,19 +175,19 @@ impl<S: Store> SessionManager<S> {
 
     fn seal(
         &self,
+        (user_key, certificate): &(UserKey, DeviceCertificate),
         recipient: &Address,
         identity: &IdentityKey,
         message: &SessionMessage,
         rng: &mut impl CryptoRngCore,
     ) -> Result<OutgoingEnvelope, SessionError> {
-        let envelope = sealed::seal_with_rng(
-            self.account().identity(),
-            self.local_address(),
-            identity,
-            recipient,
-            message,
-            rng,
-        )?;
+        let sender = sealed::Sender {
+            identity: self.account().identity(),
+            address: self.local_address(),
+            user_key,
+            certificate,
+        };
+        let envelope = sealed::seal_with_rng(&sender, identity, recipient, message, rng)?;
         Ok(OutgoingEnvelope {
             recipient: recipient.clone(),
             envelope,

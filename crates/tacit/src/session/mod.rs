@@ -15,7 +15,12 @@
 //! The rules (archive, promotion, simultaneous initiation, trust, prekey
 //! replay) are in `docs/PROTOCOL.md` (section 11) and summed up on each method.
 //!
+//! Sessions are made only with devices on a verified device list of their
+//! user ([`SessionManager::update_device_list`], `docs/PROTOCOL.md` section
+//! 14), and messages fan out only to listed devices.
+//!
 //! ```
+//! use tacit::identity::{DeviceList, UserKeyPair};
 //! use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
 //! use tacit::store::InMemoryStore;
 //! use tacit::Address;
@@ -29,6 +34,19 @@
 //! let mut bob = SessionManager::create(
 //!     InMemoryStore::new(), bob_addr.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
 //! bob.generate_one_time_prekeys(10, &mut rng)?;
+//!
+//! // Each user key signs its user's device list; each device trusts its own
+//! // list and, fetched through the relay and verified, the peer's.
+//! let lists = [
+//!     DeviceList::sign(&UserKeyPair::generate(&mut rng), "alice", 1,
+//!                      &[(1, alice.account().identity().public_key(), 0)])?,
+//!     DeviceList::sign(&UserKeyPair::generate(&mut rng), "bob", 1,
+//!                      &[(1, bob.account().identity().public_key(), 0)])?,
+//! ];
+//! for list in &lists {
+//!     alice.update_device_list(list)?;
+//!     bob.update_device_list(list)?;
+//! }
 //!
 //! // Alice fetches Bob's bundle (through a relay) and starts a session.
 //! let bundle = bob.account().bundle(BundlePreKey::Auto)?;
@@ -45,6 +63,7 @@
 mod account;
 mod messaging;
 mod record;
+mod users;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -59,6 +78,7 @@ pub use account::{
 };
 pub use messaging::{OutgoingEnvelope, Received};
 pub use record::{PendingPreKey, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT, RECORD_VERSION};
+pub use users::DeviceListUpdate;
 
 use self::account::OptionalPreKey;
 use crate::address::Address;
@@ -126,8 +146,9 @@ pub struct Decrypted {
     /// Set when the sender's identity changed and [`TrustMode::AcceptAndReport`]
     /// accepted it.
     pub identity_change: Option<IdentityChange>,
-    /// Whether the sender's identity was seen for the first time (and is
-    /// now trusted).
+    /// Whether this is the first message from this device: no session with
+    /// it was stored. (A user's first contact is the
+    /// [`DeviceListUpdate::FirstContact`] of its first device list.)
     pub first_contact: bool,
     /// Whether this prekey message created a new session.
     pub new_session: bool,
@@ -308,25 +329,6 @@ impl<S: Store> SessionManager<S> {
         Ok(())
     }
 
-    /// The safety number of this device and `peer`, from the identity
-    /// trusted for it.
-    pub fn safety_number(&self, peer: &Address) -> Result<SafetyNumber, SessionError> {
-        let remote = self
-            .store
-            .trusted_identity(peer)?
-            .ok_or_else(|| SessionError::UnknownIdentity(peer.clone()))?;
-        let as_user_key = |k: &IdentityKey| {
-            crate::identity::UserKey::from_bytes(&k.to_bytes())
-                .map_err(|_| SessionError::UnknownIdentity(peer.clone()))
-        };
-        Ok(SafetyNumber::new(
-            self.local.user_id(),
-            &as_user_key(&self.account.identity().public_key())?,
-            peer.user_id(),
-            &as_user_key(&remote)?,
-        ))
-    }
-
     /// A summary of the sessions with `address`, if there is a record.
     pub fn session_info(&self, address: &Address) -> Result<Option<SessionInfo>, SessionError> {
         Ok(self.store.load_session(address)?.map(|r| SessionInfo {
@@ -345,29 +347,14 @@ impl<S: Store> SessionManager<S> {
         Ok(())
     }
 
-    /// The devices a message to `user_id` fans out to: every known device
-    /// of that user (one with a session record) and every other known
-    /// device of the local user, without the local device, sorted and
-    /// without repeats. Devices with no session yet need a bundle first
-    /// ([`process_bundle`](Self::process_bundle)).
-    pub fn fan_out(&self, user_id: &str) -> Result<Vec<Address>, SessionError> {
-        let mut out = Vec::new();
-        for user in [user_id, self.local.user_id()] {
-            for device in self.store.session_devices(user)? {
-                if let Ok(address) = Address::new(user, device) {
-                    if address != self.local && !out.contains(&address) {
-                        out.push(address);
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
     /// Starts a session with `address` from its published bundle (signature
     /// checked strictly). The new session becomes current; an older one is
     /// archived. Messages on it are prekey messages until the peer answers.
+    ///
+    /// The device must be on its user's verified device list with the
+    /// bundle's identity key ([`SessionError::DeviceNotListed`], or
+    /// [`SessionError::UnknownUser`] with no list): sessions are made only
+    /// with devices a user key vouched for.
     ///
     /// Trust: a first identity is trusted; a different identity from the
     /// trusted one is refused under [`TrustMode::Strict`], or accepted and
@@ -379,6 +366,7 @@ impl<S: Store> SessionManager<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<IdentityChange>, SessionError> {
         self.check_not_self(address)?;
+        self.check_listed(address, &bundle.identity_key, None)?;
         let trust = self.check_trust(address, &bundle.identity_key)?;
         let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
         let ratchet = Ratchet::new_initiator(
@@ -501,6 +489,9 @@ impl<S: Store> SessionManager<S> {
     /// Decrypts a message from `sender`, whose identity key
     /// `sender_identity` the envelope layer authenticated.
     ///
+    /// - The sender must be on its user's verified device list with that
+    ///   identity ([`SessionError::DeviceNotListed`], or
+    ///   [`SessionError::UnknownUser`] with no list).
     /// - The identity must be the trusted one (or none yet: trust on first
     ///   use); a change is refused under [`TrustMode::Strict`].
     /// - A prekey message must carry `sender_identity`. If a stored session
@@ -524,8 +515,10 @@ impl<S: Store> SessionManager<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Decrypted, SessionError> {
         self.check_not_self(sender)?;
+        self.check_listed(sender, sender_identity, None)?;
         let trust = self.check_trust(sender, sender_identity)?;
         let record = self.store.load_session(sender)?;
+        let first_message = record.is_none();
         let (changes, mut decrypted) = match message {
             SessionMessage::Ratchet(m) => {
                 let record = record.ok_or_else(|| SessionError::NoSession(sender.clone()))?;
@@ -552,6 +545,7 @@ impl<S: Store> SessionManager<S> {
                 }
             }
         };
+        decrypted.first_contact = first_message;
         let changes = match trust {
             Trust::Same => changes,
             Trust::FirstUse => {
