@@ -14,8 +14,8 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use tacit::{Address, IdentityKey};
 use tacit_relay_proto::{
-    login_transcript, register_transcript, Challenge, ClientFrame, ErrorCode, ErrorReply, LoggedIn,
-    Push, Reply, Request, Response, ServerFrame, CHALLENGE_LEN,
+    login_transcript, register_transcript, Bundles, Challenge, ClientFrame, DeviceListBytes,
+    ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame, CHALLENGE_LEN,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -237,6 +237,10 @@ impl Conn {
                     return End::Close(CLOSE_GOING_AWAY, "shutting down");
                 }
                 () = async { match &kicked { Some(s) => s.kicked.notified().await, None => std::future::pending().await } } => {
+                    if kicked.as_ref().is_some_and(|s| s.was_removed()) {
+                        self.error(0, ErrorCode::DeviceRemoved, "this device was removed from its user's device list").await;
+                        return End::Close(CLOSE_POLICY, "device removed");
+                    }
                     self.error(0, ErrorCode::Superseded, "another connection logged in as this device").await;
                     return End::Close(CLOSE_POLICY, "superseded");
                 }
@@ -352,7 +356,10 @@ impl Conn {
             .record_request(kind, self.session.is_some());
         let needs_login = matches!(
             request,
-            Request::UploadPreKeys(_) | Request::Ack(_) | Request::SetDeliveryToken(_)
+            Request::UploadPreKeys(_)
+                | Request::Ack(_)
+                | Request::SetDeliveryToken(_)
+                | Request::PublishDeviceList(_)
         );
         if needs_login && self.session.is_none() {
             return self
@@ -396,8 +403,12 @@ impl Conn {
                         r.identity_key.verify(&t, &r.signature).is_ok()
                     })
                     .await;
+                let result = result.and_then(|()| {
+                    let list = registration_list(&r)?;
+                    Ok((list, r.device_list.clone().into_bytes()))
+                });
                 let result = match result {
-                    Ok(()) => {
+                    Ok((device_list, list_bytes)) => {
                         let (address, identity_key) = (r.address.clone(), r.identity_key);
                         match self
                             .shared
@@ -405,6 +416,8 @@ impl Conn {
                             .call(|reply| Command::Register {
                                 address,
                                 identity_key,
+                                device_list: Box::new(device_list),
+                                list_bytes,
                                 now_ms: now_ms(),
                                 reply,
                             })
@@ -512,20 +525,20 @@ impl Conn {
                     .await;
                 let metrics = Arc::clone(&self.shared.metrics);
                 self.later(request_id, async move {
-                    answer.await.map(|bundles| {
-                        metrics
-                            .bundles_total
-                            .fetch_add(bundles.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        Reply::Bundles(
-                            bundles
-                                .into_iter()
-                                .map(|(device_id, bundle)| tacit_relay_proto::DeviceBundle {
-                                    device_id,
-                                    bundle,
-                                })
-                                .collect(),
-                        )
-                    })
+                    let (list, bundles) = answer.await?;
+                    metrics
+                        .bundles_total
+                        .fetch_add(bundles.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    Ok(Reply::Bundles(Bundles {
+                        device_list: stored_list(list)?,
+                        bundles: bundles
+                            .into_iter()
+                            .map(|(device_id, bundle)| tacit_relay_proto::DeviceBundle {
+                                device_id,
+                                bundle,
+                            })
+                            .collect(),
+                    }))
                 });
                 Ok(())
             }
@@ -592,6 +605,71 @@ impl Conn {
                     answer.await.map(|()| Reply::DeliveryTokenSet)
                 });
                 Ok(())
+            }
+            Request::PublishDeviceList(p) => {
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                let publisher = session.address.clone();
+                let device_list = match p.device_list.verify() {
+                    Ok(list) if list.user_id() == publisher.user_id() => list,
+                    Ok(_) => {
+                        return self
+                            .answer(
+                                request_id,
+                                Err(ErrorReply::new(
+                                    ErrorCode::InvalidDeviceList,
+                                    "the list names another user id than the logged-in device's",
+                                )),
+                            )
+                            .await;
+                    }
+                    Err(e) => {
+                        return self.answer(request_id, Err(invalid_list(&e))).await;
+                    }
+                };
+                let list_bytes = p.device_list.into_bytes();
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::PublishList {
+                        publisher,
+                        device_list: Box::new(device_list),
+                        list_bytes,
+                        now_ms: now_ms(),
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer
+                        .await
+                        .map(|version| Reply::DeviceListStored { version })
+                });
+                Ok(())
+            }
+            Request::FetchDeviceList(f) => {
+                let result = match self.shared.readers.device_list(f.user_id()).await {
+                    Ok(Some(list)) => stored_list(list).map(Reply::DeviceList),
+                    Ok(None) => Err(ErrorReply::new(
+                        ErrorCode::UnknownUser,
+                        "the user has no device list",
+                    )),
+                    Err(e) => Err(e),
+                };
+                self.answer(request_id, result).await
+            }
+            Request::LinkPut(l) => {
+                let slot = l.slot;
+                let result = self
+                    .shared
+                    .links
+                    .put(slot, l.into_blob())
+                    .map(|()| Reply::LinkStored);
+                self.answer(request_id, result).await
+            }
+            Request::LinkTake(l) => {
+                let result = self.shared.links.take(&l.slot).map(Reply::LinkBlob);
+                self.answer(request_id, result).await
             }
         }
     }
@@ -680,6 +758,10 @@ impl Conn {
                         | ErrorCode::NoChallenge
                         | ErrorCode::UnknownDevice
                         | ErrorCode::AddressTaken
+                        | ErrorCode::InvalidDeviceList
+                        | ErrorCode::StaleDeviceList
+                        | ErrorCode::UserKeyMismatch
+                        | ErrorCode::NotOnDeviceList
                 );
                 if closes {
                     self.failed_logins += 1;
@@ -700,6 +782,18 @@ impl Conn {
         self.shared
             .online
             .insert(address.clone(), Arc::clone(&signal));
+        // A list published between reading the device and the line above
+        // may have removed it without finding this connection: look again
+        // now that the connection can be found.
+        let refusal = match self.shared.readers.device(&address).await {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(ErrorReply::new(ErrorCode::UnknownDevice, "no such device")),
+            Err(e) => Some(e),
+        };
+        if let Some(refusal) = refusal {
+            self.shared.online.remove(&address, self.id);
+            return self.answer(request_id, Err(refusal)).await;
+        }
         self.answer(
             request_id,
             Ok(Reply::LoggedIn(LoggedIn {
@@ -840,6 +934,39 @@ async fn deliver(
         }
         signal.wake.notified().await;
     }
+}
+
+/// Verifies the list a registration presents: it decodes and verifies,
+/// names the device's user id, and lists the device with its identity key.
+fn registration_list(r: &tacit_relay_proto::Register) -> Outcome<tacit::identity::DeviceList> {
+    let list = r.device_list.verify().map_err(|e| invalid_list(&e))?;
+    if list.user_id() != r.address.user_id() {
+        return Err(ErrorReply::new(
+            ErrorCode::InvalidDeviceList,
+            "the list names another user id",
+        ));
+    }
+    if !list.lists(r.address.device_id(), &r.identity_key) {
+        return Err(ErrorReply::new(
+            ErrorCode::NotOnDeviceList,
+            "the device is not on the list with this identity key",
+        ));
+    }
+    Ok(list)
+}
+
+/// The refusal of a list that does not decode or verify.
+fn invalid_list(error: &tacit::error::IdentityError) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::InvalidDeviceList,
+        format!("the device list does not verify: {error}"),
+    )
+}
+
+/// A stored list, as a frame carries it.
+fn stored_list(list: Vec<u8>) -> Outcome<DeviceListBytes> {
+    DeviceListBytes::new(list)
+        .map_err(|_| ErrorReply::new(ErrorCode::Internal, "the stored device list is corrupt"))
 }
 
 /// The stored form of a delivery token.

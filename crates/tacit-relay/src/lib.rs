@@ -29,6 +29,7 @@ mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;
+mod link;
 mod metrics;
 mod online;
 mod store;
@@ -55,6 +56,7 @@ pub use limits::Rate;
 pub use store::StoreError;
 
 use crate::limits::PerIp;
+use crate::link::LinkSlots;
 use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::store::{Readers, Writer, WriterLimits};
@@ -116,6 +118,12 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// How long shutdown waits for connections to finish.
     pub shutdown_grace: Duration,
+    /// How long a link slot keeps its blob (10 minutes, as
+    /// `docs/PROTOCOL.md` 14.7 says; shorter in tests).
+    pub link_ttl: Duration,
+    /// The most link slots live at once, across every connection; past it,
+    /// puts are refused with `RateLimited`.
+    pub max_link_slots: usize,
 }
 
 impl Config {
@@ -142,6 +150,8 @@ impl Config {
             max_db_bytes: None,
             tls: None,
             shutdown_grace: Duration::from_secs(10),
+            link_ttl: Duration::from_secs(10 * 60),
+            max_link_slots: 4096,
         }
     }
 
@@ -162,6 +172,7 @@ impl Config {
             || self.ping_interval.is_zero()
             || self.purge_interval.is_zero()
             || self.login_window.is_zero()
+            || self.link_ttl.is_zero()
         {
             return bad("durations must be positive");
         }
@@ -199,6 +210,7 @@ pub(crate) struct Shared {
     pub(crate) online: Arc<Online>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) per_ip: PerIp,
+    pub(crate) links: LinkSlots,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
     pub(crate) next_connection: AtomicU64,
@@ -354,6 +366,7 @@ pub(crate) async fn start(
     let (connections, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
         per_ip: PerIp::new(config.per_ip_rate),
+        links: LinkSlots::new(config.link_ttl, config.max_link_slots),
         config,
         writer,
         readers,
@@ -460,6 +473,7 @@ async fn purge_loop(shared: Arc<Shared>) {
             Err(e) => tracing::warn!(error = %e, "purge failed"),
         }
         shared.per_ip.sweep();
+        shared.links.sweep();
     }
 }
 

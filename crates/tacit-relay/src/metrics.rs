@@ -10,7 +10,7 @@ use crate::store::QueueStats;
 
 /// The request kinds counted by `requests_total`, as
 /// [`Request::name`](tacit_relay_proto::Request::name) spells them.
-const REQUEST_KINDS: [&str; 8] = [
+const REQUEST_KINDS: [&str; 12] = [
     "get_challenge",
     "register",
     "login",
@@ -19,6 +19,10 @@ const REQUEST_KINDS: [&str; 8] = [
     "submit",
     "ack",
     "set_delivery_token",
+    "publish_device_list",
+    "fetch_device_list",
+    "link_put",
+    "link_take",
 ];
 
 /// The relay's counters. Rates follow from the totals over time.

@@ -2,7 +2,7 @@
 //! connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tacit::Address;
@@ -15,8 +15,11 @@ pub(crate) struct Signal {
     pub(crate) connection: u64,
     /// Wakes the delivery task: new mail, or a prekey warning.
     pub(crate) wake: Notify,
-    /// Tells the connection another login replaced it.
+    /// Tells the connection another login replaced it, or (with
+    /// `removed` set) that its device was removed.
     pub(crate) kicked: Notify,
+    /// The device was removed from its user's list.
+    removed: AtomicBool,
     /// A pending low-prekeys warning (the count), or -1.
     low: AtomicI64,
 }
@@ -27,8 +30,14 @@ impl Signal {
             connection,
             wake: Notify::new(),
             kicked: Notify::new(),
+            removed: AtomicBool::new(false),
             low: AtomicI64::new(-1),
         }
+    }
+
+    /// Whether the connection was kicked because its device was removed.
+    pub(crate) fn was_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     /// Takes the pending low-prekeys warning.
@@ -63,6 +72,15 @@ impl Online {
         let mut map = self.map();
         if map.get(address).is_some_and(|s| s.connection == connection) {
             map.remove(address);
+        }
+    }
+
+    /// Closes the device's connection, if it is online: the device was
+    /// removed from its user's list.
+    pub(crate) fn device_removed(&self, address: &Address) {
+        if let Some(s) = self.map().remove(address) {
+            s.removed.store(true, Ordering::Release);
+            s.kicked.notify_one();
         }
     }
 

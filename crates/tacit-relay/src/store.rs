@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use subtle::ConstantTimeEq;
+use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
 use tacit::{Address, DeviceId, IdentityKey, PublicKey, Signature};
 use tacit_relay_proto::{
@@ -25,7 +26,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Metrics;
 use crate::online::Online;
 
-const SCHEMA: &str = "
+/// Schema migrations: entry `i` brings a database from version `i` (its
+/// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
+/// version 0; the first migration creates the tables they already have
+/// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// Version 1: devices, prekeys and mailboxes.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS devices (
     user_id TEXT NOT NULL,
     device_id INTEGER NOT NULL,
@@ -59,6 +67,44 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_device ON messages (user_id, device_id, id);
 CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
 ";
+
+/// Version 2: users own their devices. A user id is bound to the user key
+/// of the first device list registered for it; `device_list` is the current
+/// signed list exactly as its signer encoded it, `list_version` its version
+/// as 8 big-endian bytes (versions go up to 2^64 - 1, past SQLite's
+/// integers). Device rows of a user id without a row here (made before
+/// version 2) cannot log in: their devices register again with a list.
+const SCHEMA_V2: &str = "
+CREATE TABLE users (
+    user_id TEXT NOT NULL PRIMARY KEY,
+    user_key BLOB NOT NULL,
+    list_version BLOB NOT NULL,
+    device_list BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Brings the database to the latest schema, in one transaction; refuses a
+/// database of a newer version.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let from = usize::try_from(version).unwrap_or(usize::MAX);
+    let Some(pending) = MIGRATIONS.get(from..) else {
+        return Err(StoreError(rusqlite::Error::InvalidParameterName(format!(
+            "the database's schema version {version} is newer than this relay's {}",
+            MIGRATIONS.len()
+        ))));
+    };
+    for migration in pending {
+        tx.execute_batch(migration)?;
+    }
+    if !pending.is_empty() {
+        tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 /// A store failure that is not a refusal: the database could not be opened
 /// or used.
@@ -122,7 +168,7 @@ fn open_limited(
     read_only: bool,
     max_bytes: Option<u64>,
 ) -> Result<Connection, StoreError> {
-    let conn = match database {
+    let mut conn = match database {
         Database::File(path) => Connection::open(path)?,
         #[cfg(feature = "fuzzing")]
         Database::Memory(uri) => Connection::open(uri)?,
@@ -141,7 +187,7 @@ fn open_limited(
             }
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         if let Some(max_bytes) = max_bytes {
             let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
             let pages = (max_bytes / page_size.max(1)).max(1);
@@ -153,11 +199,26 @@ fn open_limited(
 
 /// What the writer does.
 pub(crate) enum Command {
+    /// Registers a device presenting its user's list, which the caller has
+    /// verified, checked to name the device's user id and to list the
+    /// device with its identity key.
     Register {
         address: Address,
         identity_key: IdentityKey,
+        device_list: Box<DeviceList>,
+        list_bytes: Vec<u8>,
         now_ms: u64,
         reply: oneshot::Sender<Outcome<bool>>,
+    },
+    /// Stores a newer list of the user of `publisher` (a logged-in device),
+    /// which the caller has verified and checked to name that user id;
+    /// answers the stored version.
+    PublishList {
+        publisher: Address,
+        device_list: Box<DeviceList>,
+        list_bytes: Vec<u8>,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u64>>,
     },
     UploadPreKeys {
         address: Address,
@@ -168,7 +229,7 @@ pub(crate) enum Command {
     ClaimBundles {
         user_id: String,
         device_id: Option<DeviceId>,
-        reply: oneshot::Sender<Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>>,
+        reply: oneshot::Sender<Outcome<Claimed>>,
     },
     Submit {
         recipient: Address,
@@ -199,6 +260,10 @@ pub(crate) enum Command {
     /// Stop after this batch.
     Stop,
 }
+
+/// Claimed bundles: the user's signed device list and one bundle per
+/// device with a signed prekey.
+pub(crate) type Claimed = (Vec<u8>, Vec<(DeviceId, PreKeyBundleMessage)>);
 
 /// Limits the writer applies.
 #[derive(Debug, Clone, Copy)]
@@ -297,10 +362,7 @@ enum Pending {
     U32(oneshot::Sender<Outcome<u32>>, Outcome<u32>),
     U64(oneshot::Sender<Outcome<u64>>, Outcome<u64>),
     Unit(oneshot::Sender<Outcome<()>>, Outcome<()>),
-    Bundles(
-        oneshot::Sender<Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>>,
-        Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>,
-    ),
+    Bundles(oneshot::Sender<Outcome<Claimed>>, Outcome<Claimed>),
     None,
 }
 
@@ -344,10 +406,12 @@ impl Pending {
     }
 }
 
-/// After-commit effects: wake recipients, warn owners of low prekeys.
+/// After-commit effects: wake recipients, warn owners of low prekeys, close
+/// the connections of removed devices.
 #[derive(Default)]
 struct Effects {
     mail: Vec<Address>,
+    removed: Vec<Address>,
     low: Vec<(Address, u32)>,
     submitted: u64,
     acked: u64,
@@ -428,6 +492,9 @@ fn run_transaction(
             for (address, remaining) in effects.low {
                 online.prekeys_low(&address, remaining);
             }
+            for address in &effects.removed {
+                online.device_removed(address);
+            }
         }
         Err(error) => {
             let e = internal(&error);
@@ -448,6 +515,7 @@ fn reply_of(command: Command) -> Pending {
         Command::UploadPreKeys { reply, .. } | Command::Ack { reply, .. } => {
             Pending::U32(reply, e())
         }
+        Command::PublishList { reply, .. } => Pending::U64(reply, e()),
         Command::ClaimBundles { reply, .. } => Pending::Bundles(reply, e()),
         Command::Submit { reply, .. }
         | Command::TakeExpired { reply, .. }
@@ -487,12 +555,50 @@ fn apply(
         Command::Register {
             address,
             identity_key,
+            device_list,
+            list_bytes,
             now_ms,
             reply,
-        } => Pending::Bool(
+        } => {
+            let mut removed = Vec::new();
+            let result = savepoint(tx, |t| {
+                if let Err(e) =
+                    store_list(t, &device_list, &list_bytes, false, now_ms, &mut removed)?
+                {
+                    return Ok(Err(e));
+                }
+                register(t, &address, &identity_key, now_ms)
+            });
+            if result.is_ok() {
+                effects.removed.extend(removed);
+            }
+            Pending::Bool(reply, result)
+        }
+        Command::PublishList {
+            publisher,
+            device_list,
+            list_bytes,
+            now_ms,
             reply,
-            savepoint(tx, |t| register(t, &address, &identity_key, now_ms)),
-        ),
+        } => {
+            let mut removed = Vec::new();
+            let result = savepoint(tx, |t| {
+                if !device_exists(t, &publisher)? {
+                    return Ok(refuse(
+                        ErrorCode::DeviceRemoved,
+                        "the publishing device is no longer registered",
+                    ));
+                }
+                Ok(
+                    store_list(t, &device_list, &list_bytes, true, now_ms, &mut removed)?
+                        .map(|()| device_list.version()),
+                )
+            });
+            if result.is_ok() {
+                effects.removed.extend(removed);
+            }
+            Pending::U64(reply, result)
+        }
         Command::UploadPreKeys {
             address,
             upload,
@@ -604,6 +710,110 @@ fn apply(
     }
 }
 
+fn device_exists(t: &Connection, address: &Address) -> Result<bool, rusqlite::Error> {
+    Ok(
+        t.prepare_cached("SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2")?
+            .query_row(params![address.user_id(), address.device_id()], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
+}
+
+/// Checks a verified list against the user's row and stores it when it is
+/// new to the relay: the first list of a user id binds it to the list's
+/// user key; a later one must carry that key and a higher version (for a
+/// registration, the stored version with the stored bytes is accepted and
+/// changes nothing). Storing a list removes every registered device of the
+/// user that is not on it with its identity key (`removed` gets them).
+fn store_list(
+    t: &Connection,
+    list: &DeviceList,
+    bytes: &[u8],
+    publish: bool,
+    now_ms: u64,
+    removed: &mut Vec<Address>,
+) -> Result<Outcome<()>, rusqlite::Error> {
+    let user = list.user_id();
+    let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = t
+        .prepare_cached("SELECT user_key, list_version, device_list FROM users WHERE user_id = ?1")?
+        .query_row(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let version = list.version().to_be_bytes().to_vec();
+    match row {
+        None if publish => {
+            return Ok(refuse(
+                ErrorCode::UnknownUser,
+                "the user has no device list",
+            ));
+        }
+        None => {
+            t.prepare_cached(
+                "INSERT INTO users (user_id, user_key, list_version, device_list, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![user, list.user_key().to_bytes().to_vec(), version, bytes, now_ms])?;
+        }
+        Some((key, stored_version, stored)) => {
+            if key != list.user_key().to_bytes() {
+                return Ok(refuse(
+                    ErrorCode::UserKeyMismatch,
+                    "the list is signed by another user key than the one this user id is bound to",
+                ));
+            }
+            let Ok(stored_version) = <[u8; 8]>::try_from(stored_version.as_slice()) else {
+                tracing::error!(user, "stored list version is corrupt");
+                return Ok(refuse(ErrorCode::Internal, "stored list is corrupt"));
+            };
+            let stored_version = u64::from_be_bytes(stored_version);
+            if list.version() <= stored_version {
+                return Ok(if publish || list.version() < stored_version {
+                    refuse(
+                        ErrorCode::StaleDeviceList,
+                        format!(
+                            "list version {} is not newer than the stored version {stored_version}",
+                            list.version()
+                        ),
+                    )
+                } else if stored == bytes {
+                    Ok(())
+                } else {
+                    refuse(
+                        ErrorCode::InvalidDeviceList,
+                        "another list with the stored version is stored",
+                    )
+                });
+            }
+            t.prepare_cached(
+                "UPDATE users SET list_version = ?2, device_list = ?3, updated_ms = ?4 WHERE user_id = ?1",
+            )?
+            .execute(params![user, version, bytes, now_ms])?;
+        }
+    }
+    let devices: Vec<(DeviceId, Vec<u8>)> = {
+        let mut stmt =
+            t.prepare_cached("SELECT device_id, identity_key FROM devices WHERE user_id = ?1")?;
+        let rows = stmt.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (device, key) in devices {
+        let listed = IdentityKey::try_from_slice(&key).is_ok_and(|k| list.lists(device, &k));
+        if listed {
+            continue;
+        }
+        for sql in [
+            "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2",
+            "DELETE FROM messages WHERE user_id = ?1 AND device_id = ?2",
+        ] {
+            t.prepare_cached(sql)?.execute(params![user, device])?;
+        }
+        if let Ok(address) = Address::new(user, device) {
+            tracing::info!(device = %address, "device removed by its user's list");
+            removed.push(address);
+        }
+    }
+    Ok(Ok(()))
+}
+
 fn register(
     t: &Connection,
     address: &Address,
@@ -663,6 +873,12 @@ fn upload_prekeys(
     max_one_time: u32,
 ) -> Result<Outcome<u32>, rusqlite::Error> {
     let (user, device) = (address.user_id(), address.device_id());
+    if !device_exists(t, address)? {
+        return Ok(refuse(
+            ErrorCode::DeviceRemoved,
+            "the device is no longer registered",
+        ));
+    }
     let stored = count_one_time(t, user, device)?;
     let adding = u32::try_from(upload.one_time_prekeys.len()).unwrap_or(u32::MAX);
     if stored.saturating_add(adding) > max_one_time {
@@ -716,7 +932,16 @@ fn claim_bundles(
     device_id: Option<DeviceId>,
     low_threshold: u32,
     low: &mut Vec<(Address, u32)>,
-) -> Result<Outcome<Vec<(DeviceId, PreKeyBundleMessage)>>, rusqlite::Error> {
+) -> Result<Outcome<Claimed>, rusqlite::Error> {
+    // Every device row of a user with a list is on it (storing a list
+    // removes the others), so the bundles below are of listed devices.
+    let list: Option<Vec<u8>> = t
+        .prepare_cached("SELECT device_list FROM users WHERE user_id = ?1")?
+        .query_row(params![user_id], |r| r.get(0))
+        .optional()?;
+    let Some(list) = list else {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    };
     let rows: Vec<DeviceKeys> = {
         let mut stmt = t.prepare_cached(
             "SELECT device_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature, fallback_prekey_id, fallback_prekey
@@ -798,7 +1023,7 @@ fn claim_bundles(
             "no signed prekey has been uploaded",
         ));
     }
-    Ok(Ok(bundles))
+    Ok(Ok((list, bundles)))
 }
 
 fn submit(
@@ -967,7 +1192,11 @@ impl Readers {
         self.with(move |c| {
             let row: Option<(Vec<u8>, bool)> = c
                 .prepare_cached(
-                    "SELECT identity_key, signed_prekey IS NOT NULL FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                    // A device of a user without a list (registered before
+                    // users owned their devices) cannot log in.
+                    "SELECT identity_key, signed_prekey IS NOT NULL FROM devices
+                     WHERE user_id = ?1 AND device_id = ?2
+                     AND EXISTS (SELECT 1 FROM users WHERE users.user_id = devices.user_id)",
                 )?
                 .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
@@ -975,11 +1204,24 @@ impl Readers {
                 return Ok(None);
             };
             let one_time_prekeys = count_one_time(c, &user, device)?;
-            Ok(IdentityKey::try_from_slice(&ik).ok().map(|identity_key| DeviceInfo {
-                identity_key,
-                one_time_prekeys,
-                has_signed_prekey,
-            }))
+            Ok(IdentityKey::try_from_slice(&ik)
+                .ok()
+                .map(|identity_key| DeviceInfo {
+                    identity_key,
+                    one_time_prekeys,
+                    has_signed_prekey,
+                }))
+        })
+        .await
+    }
+
+    /// The user's current signed device list, as stored.
+    pub(crate) async fn device_list(&self, user_id: &str) -> Outcome<Option<Vec<u8>>> {
+        let user = user_id.to_owned();
+        self.with(move |c| {
+            c.prepare_cached("SELECT device_list FROM users WHERE user_id = ?1")?
+                .query_row(params![user], |r| r.get(0))
+                .optional()
         })
         .await
     }
@@ -1058,6 +1300,71 @@ mod tests {
         }
     }
 
+    /// Registers `address` with a one-device list of its own.
+    fn register_command(
+        address: &Address,
+        identity_key: IdentityKey,
+        reply: oneshot::Sender<Outcome<bool>>,
+    ) -> Command {
+        let user = tacit::identity::UserKeyPair::from_seed(&[0x11; 32]);
+        let list = DeviceList::sign(
+            &user,
+            address.user_id(),
+            1,
+            &[(address.device_id(), identity_key, 0)],
+        )
+        .unwrap();
+        Command::Register {
+            address: address.clone(),
+            identity_key,
+            list_bytes: list.to_wire(),
+            device_list: Box::new(list),
+            now_ms: crate::now_ms(),
+            reply,
+        }
+    }
+
+    #[test]
+    fn an_old_database_is_migrated_and_its_devices_cannot_log_in() {
+        let path = temp_db("migrate");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute(
+                "INSERT INTO devices (user_id, device_id, identity_key, created_ms) VALUES ('bob', 1, ?1, 0)",
+                params![tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key().to_bytes().to_vec()],
+            )
+            .unwrap();
+        }
+        let database = Database::File(path.clone());
+        drop(open(&database, false).unwrap());
+        // Opening again changes nothing.
+        let c = open(&database, false).unwrap();
+        let version: usize = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        let users: u64 = c
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(users, 0);
+        drop(c);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let readers = Readers::open(&database, 1).unwrap();
+        let bob = Address::new("bob", 1).unwrap();
+        assert!(runtime.block_on(readers.device(&bob)).unwrap().is_none());
+        // A newer schema is refused.
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
+        drop(c);
+        assert!(open(&database, false).is_err());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
     async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64> {
         let recipient = to.clone();
         writer
@@ -1096,14 +1403,9 @@ mod tests {
         .unwrap();
         let bob = Address::new("bob", 1).unwrap();
         let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
-        let (address, now_ms) = (bob.clone(), crate::now_ms());
+        let address = bob.clone();
         writer
-            .call(|reply| Command::Register {
-                address,
-                identity_key: identity,
-                now_ms,
-                reply,
-            })
+            .call(|reply| register_command(&address, identity, reply))
             .await
             .unwrap();
         let mut ids = Vec::new();
@@ -1195,12 +1497,7 @@ mod tests {
         let (reply, mut rx) = oneshot::channel();
         run_batch(
             &mut conn,
-            &mut vec![Command::Register {
-                address: bob.clone(),
-                identity_key: identity,
-                now_ms: crate::now_ms(),
-                reply,
-            }],
+            &mut vec![register_command(&bob, identity, reply)],
             &limits(None),
             &Online::default(),
             &Metrics::default(),

@@ -279,6 +279,7 @@ impl Wire {
             &challenge,
             now_ms(),
             device.address.clone(),
+            &device.list,
         );
         match self.call(Request::Register(r)).await? {
             Ok(Reply::LoggedIn(_)) => Some(()),

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use tacit_relay::Relay;
 use tacit_relay_proto::{
-    DeliveryToken, ErrorCode, FetchBundles, Login, Reply, Request, ServerFrame, SetDeliveryToken,
-    Submit,
+    Bundles, DeliveryToken, ErrorCode, FetchBundles, Login, Reply, Request, ServerFrame,
+    SetDeliveryToken, Submit,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -232,8 +232,10 @@ async fn bad_stale_and_replayed_logins_are_refused() {
         code(c.login(&Device::new("nobody", 1, 3)).await),
         ErrorCode::UnknownDevice
     );
-    // Registering a taken address with another key.
-    assert_eq!(code(c.register(&mallory).await), ErrorCode::AddressTaken);
+    // Registering a taken address with another key, under another user
+    // key than the one bob is bound to.
+    let mallory = mallory.signed_by(&user_key("mallory"));
+    assert_eq!(code(c.register(&mallory).await), ErrorCode::UserKeyMismatch);
     relay.shutdown().await.unwrap();
 }
 
@@ -268,8 +270,8 @@ async fn too_many_failed_logins_close_the_connection() {
 async fn a_device_never_reads_or_acks_another_devices_mailbox() {
     let dir = TempDir::new("cross");
     let relay = start(&dir.db()).await;
-    let bob1 = Device::new("bob", 1, 2);
-    let bob2 = Device::new("bob", 2, 3);
+    let (_, bobs) = same_user(1, vec![Device::new("bob", 1, 2), Device::new("bob", 2, 3)]);
+    let (bob1, bob2) = (bobs[0].clone(), bobs[1].clone());
     let eve = Device::new("eve", 1, 4);
     let mut b1 = registered(relay.local_addr(), &bob1).await;
     let mut b2 = registered(relay.local_addr(), &bob2).await;
@@ -360,7 +362,8 @@ async fn concurrent_bundle_fetches_never_share_a_one_time_prekey() {
     let dir = TempDir::new("bundles");
     let relay = start(&dir.db()).await;
     let at = relay.local_addr();
-    let bob = Device::new("bob", 1, 2);
+    let (list, bobs) = same_user(1, vec![Device::new("bob", 1, 2), Device::new("bob", 2, 5)]);
+    let (bob, bob2) = (bobs[0].clone(), bobs[1].clone());
     let mut b = registered(at, &bob).await;
     assert_eq!(
         b.upload(&bob, 1, 60).await,
@@ -374,7 +377,7 @@ async fn concurrent_bundle_fetches_never_share_a_one_time_prekey() {
             tokio::spawn(async move {
                 let mut c = connect(at).await;
                 match c.fetch(&bob).await {
-                    Ok(Reply::Bundles(mut v)) => {
+                    Ok(Reply::Bundles(Bundles { bundles: mut v, .. })) => {
                         assert_eq!(v.len(), 1);
                         let bundle = v.pop().unwrap().bundle;
                         bundle
@@ -414,15 +417,18 @@ async fn concurrent_bundle_fetches_never_share_a_one_time_prekey() {
     }
     assert!(warned);
     // All-devices fetch and a device without prekeys.
-    let bob2 = Device::new("bob", 2, 5);
     drop(registered(at, &bob2).await);
     let mut c = connect(at).await;
     match c
         .request(Request::FetchBundles(FetchBundles::user("bob").unwrap()))
         .await
     {
-        Ok(Reply::Bundles(v)) => {
-            assert_eq!(v.iter().map(|b| b.device_id).collect::<Vec<_>>(), vec![1])
+        Ok(Reply::Bundles(b)) => {
+            assert_eq!(b.device_list.verify().unwrap(), list);
+            assert_eq!(
+                b.bundles.iter().map(|b| b.device_id).collect::<Vec<_>>(),
+                vec![1]
+            )
         }
         other => panic!("{other:?}"),
     }

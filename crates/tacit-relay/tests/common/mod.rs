@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::{Address, IdentityKeyPair, KeyPair};
 use tacit_relay::{Config, Rate, Relay};
 use tacit_relay_proto::{
@@ -80,11 +81,23 @@ pub fn identity(seed: u8) -> IdentityKeyPair {
     IdentityKeyPair::from_seed(&[seed; 32])
 }
 
-/// A device: address and identity.
+/// The user key tests use for `user`: derived from the user id, so every
+/// device of a user made here shares it.
+pub fn user_key(user: &str) -> UserKeyPair {
+    let mut seed = [0xa5; 32];
+    for (i, b) in user.bytes().enumerate() {
+        seed[i % 32] ^= b.rotate_left(i as u32 / 32);
+    }
+    UserKeyPair::from_seed(&seed)
+}
+
+/// A device: address, identity, and the device list it registers with.
 #[derive(Debug, Clone)]
 pub struct Device {
     pub address: Address,
     pub identity: IdentityKeyPair,
+    /// By default a one-device list, version 1, under [`user_key`].
+    pub list: DeviceList,
 }
 
 impl Device {
@@ -93,10 +106,36 @@ impl Device {
     }
 
     pub fn with_identity(user: &str, device: u32, identity: IdentityKeyPair) -> Self {
+        let list = DeviceList::sign(
+            &user_key(user),
+            user,
+            1,
+            &[(device, identity.public_key(), 0)],
+        )
+        .unwrap();
         Self {
             address: addr(user, device),
             identity,
+            list,
         }
+    }
+
+    /// The same device with a one-device list signed by `user_key`.
+    pub fn signed_by(mut self, user_key: &UserKeyPair) -> Self {
+        self.list = DeviceList::sign(
+            user_key,
+            self.address.user_id(),
+            1,
+            &[(self.address.device_id(), self.identity.public_key(), 0)],
+        )
+        .unwrap();
+        self
+    }
+
+    /// The same device presenting `list`.
+    pub fn with_list(mut self, list: &DeviceList) -> Self {
+        self.list = list.clone();
+        self
     }
 
     /// A device whose identity is derived from `n`.
@@ -124,6 +163,19 @@ pub async fn connect(relay: SocketAddr) -> TcpClient {
         .expect("connect timed out")
         .expect("connect failed");
     Client::new(ws)
+}
+
+/// Devices of one user, all on one list (version `version`, under
+/// [`user_key`]); each presents it.
+pub fn same_user(version: u64, devices: Vec<Device>) -> (DeviceList, Vec<Device>) {
+    let user = devices[0].address.user_id().to_owned();
+    let entries: Vec<_> = devices
+        .iter()
+        .map(|d| (d.address.device_id(), d.identity.public_key(), 0))
+        .collect();
+    let list = DeviceList::sign(&user_key(&user), &user, version, &entries).unwrap();
+    let devices = devices.into_iter().map(|d| d.with_list(&list)).collect();
+    (list, devices)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -212,6 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &challenge,
             now_ms(),
             device.address.clone(),
+            &device.list,
         );
         self.request(Request::Register(r)).await
     }
