@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::StoreError;
+use tacit::identity::DeviceList;
 use tacit::keys::IdentityKey;
 use tacit::session::{Account, SessionRecord};
 use tacit::store::{Changes, IdentityStore, PreKeyStore, SessionStore, Store};
@@ -279,6 +280,10 @@ fn entry_from(bytes: &Zeroizing<Vec<u8>>) -> Result<HistoryEntry, StoreError> {
 impl IdentityStore for ClientStore {
     fn trusted_identity(&self, address: &Address) -> Result<Option<IdentityKey>, StoreError> {
         self.inner()?.trusted_identity(address)
+    }
+
+    fn device_list(&self, user_id: &str) -> Result<Option<DeviceList>, StoreError> {
+        self.inner()?.device_list(user_id)
     }
 }
 

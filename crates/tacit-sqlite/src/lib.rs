@@ -2,7 +2,8 @@
 //!
 //! [`SqliteStore`] implements every store trait of [`tacit::store`] over
 //! one SQLite file (WAL journal, `synchronous=FULL`). Every record (the
-//! account with its prekeys, trusted identities, session records) is sealed
+//! account with its prekeys, trusted identities, session records, users'
+//! verified device lists) is sealed
 //! with XChaCha20-Poly1305 under a key derived from a 32-byte key the
 //! application supplies; a [`Store::commit`] is one SQLite transaction, so
 //! the writes of one decrypt land together or not at all.
@@ -16,6 +17,7 @@
 //! row key    : account   "account"
 //!              meta      the name (e.g. "key_check")
 //!              identities, sessions   user_tag || device_id (u32 big-endian)
+//!              device_lists           user_tag
 //! aad        = "tacit-sqlite/v1" || 0x00 || table || 0x00 || row key
 //! sealed     = 0x01 || nonce (24 random bytes)
 //!              || XChaCha20-Poly1305(record_key, nonce, record, aad)
@@ -25,7 +27,10 @@
 //! the device talks to in clear (device ids and row counts remain visible).
 //! A fresh nonce is drawn for every write. The associated data binds each
 //! record to its table and row, so a record copied to another row fails to
-//! open ([`StoreError::Tampered`]). A sealed constant in `meta` checks the
+//! open ([`StoreError::Tampered`]). A device list is stored as its wire
+//! bytes (`docs/PROTOCOL.md` 14.3) and verified again when it is read
+//! ([`DeviceList::from_wire`]); a record that opens but does not verify is
+//! [`StoreError::Corrupt`]. A sealed constant in `meta` checks the
 //! key when the file is opened ([`StoreError::WrongKey`]). Rolling a row
 //! back to an older sealed value of the same row is not detected.
 //!
@@ -65,13 +70,14 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use tacit::error::{StateError, StoreError};
+use tacit::identity::DeviceList;
 use tacit::keys::IdentityKey;
 use tacit::session::{Account, SessionRecord};
 use tacit::store::{Changes, IdentityStore, PreKeyStore, SessionStore, Store};
 use tacit::{Address, DeviceId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// The longest application record kind, in bytes.
 pub const MAX_APP_KIND_LEN: usize = 64;
 /// The version byte of a sealed record.
@@ -112,6 +118,12 @@ const MIGRATIONS: &[&str] = &[
         record BLOB NOT NULL,
         UNIQUE (kind, key_tag)
     );
+",
+    "
+    CREATE TABLE device_lists (
+        user_tag BLOB PRIMARY KEY,
+        record BLOB NOT NULL
+    ) WITHOUT ROWID;
 ",
 ];
 
@@ -481,7 +493,7 @@ impl SqliteStore {
 
 fn printable(row: &[u8]) -> String {
     match std::str::from_utf8(row) {
-        Ok(s) if row.len() != 36 => s.to_owned(),
+        Ok(s) if row.len() != 36 && row.len() != 32 => s.to_owned(),
         _ => row.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
@@ -531,6 +543,32 @@ impl IdentityStore for SqliteStore {
             Some(bytes) => IdentityKey::try_from_slice(&bytes)
                 .map(Some)
                 .map_err(|_| corrupt),
+        }
+    }
+
+    /// Opens the sealed wire bytes of the list and verifies them again
+    /// ([`DeviceList::from_wire`]), checking that the list is `user_id`'s.
+    fn device_list(&self, user_id: &str) -> Result<Option<DeviceList>, StoreError> {
+        let tag = self.user_tag(user_id);
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT record FROM device_lists WHERE user_tag = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![&tag[..]], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(backend)?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let bytes = self.open_record("device_lists", &tag, &sealed)?;
+        let corrupt = StoreError::Corrupt {
+            table: "device_lists",
+            error: StateError::Corrupt,
+        };
+        match DeviceList::from_wire(&bytes) {
+            Ok(list) if list.user_id() == user_id => Ok(Some(list)),
+            _ => Err(corrupt),
         }
     }
 }
@@ -585,7 +623,7 @@ impl SessionStore for SqliteStore {
 
 impl Store for SqliteStore {
     /// Writes every change in one immediate transaction: the account first,
-    /// then identities, then sessions. Any error rolls the whole
+    /// then identities, sessions and device lists. Any error rolls the whole
     /// transaction back.
     fn commit(&mut self, changes: Changes) -> Result<(), StoreError> {
         self.commit_inner(changes, |_| Ok(()))
@@ -623,6 +661,12 @@ impl SqliteStore {
                 .transpose()?;
             sessions.push((tag, address.device_id(), sealed));
         }
+        let mut device_lists = Vec::with_capacity(changes.device_lists.len());
+        for list in &changes.device_lists {
+            let tag = self.user_tag(list.user_id());
+            let sealed = self.seal("device_lists", &tag, &list.to_wire())?;
+            device_lists.push((tag, sealed));
+        }
 
         // Dropping the transaction without commit rolls it back.
         let tx = self
@@ -657,6 +701,14 @@ impl SqliteStore {
                     params![&tag[..], device_id],
                 ),
             }
+            .map_err(backend)?;
+        }
+        for (tag, sealed) in device_lists {
+            tx.execute(
+                "INSERT INTO device_lists (user_tag, record) VALUES (?1, ?2)
+                 ON CONFLICT (user_tag) DO UPDATE SET record = excluded.record",
+                params![&tag[..], sealed],
+            )
             .map_err(backend)?;
         }
         extra(&tx)?;

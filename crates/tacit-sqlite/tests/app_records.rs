@@ -146,10 +146,12 @@ fn a_version_1_file_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     drop(SqliteStore::open(&path, &KEY).unwrap());
-    // Make it a version 1 file: no application records table.
+    // Make it a version 1 file: no application records or device lists.
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE app_records; UPDATE schema_version SET version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE app_records; DROP TABLE device_lists; UPDATE schema_version SET version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let mut store = SqliteStore::open(&path, &KEY).unwrap();
     store

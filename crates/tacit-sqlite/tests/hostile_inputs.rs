@@ -5,6 +5,9 @@
 //! exact error and that the file's rows are byte for byte unchanged, then
 //! the conversation goes on. A summary table is printed.
 
+mod common;
+
+use common::{list, trust};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rusqlite::Connection;
@@ -30,6 +33,7 @@ fn raw(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         ("account", "id"),
         ("identities", "user_tag, device_id"),
         ("sessions", "user_tag, device_id"),
+        ("device_lists", "user_tag"),
     ] {
         let mut stmt = conn
             .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
@@ -113,6 +117,12 @@ fn hostile_inputs_at_the_sqlite_store() {
     let (a, b, b2) = (addr("alice", 1), addr("bob", 1), addr("bob", 2));
     let bob_id = bob.account().identity().public_key();
     let alice_id = alice.account().identity().public_key();
+    let lists = [
+        list("alice", 1, &[(1, alice_id)]),
+        list("bob", 1, &[(1, bob_id), (2, bob2.identity().public_key())]),
+    ];
+    trust(&mut alice, &[&lists[0], &lists[1]]);
+    trust(&mut bob, &[&lists[0], &lists[1]]);
     alice
         .process_bundle(
             &b,
@@ -136,6 +146,7 @@ fn hostile_inputs_at_the_sqlite_store() {
         SessionConfig::default(),
     )
     .unwrap();
+    trust(&mut other, &[&lists[1]]);
     other
         .process_bundle(
             &b,

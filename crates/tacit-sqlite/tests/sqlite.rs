@@ -2,6 +2,9 @@
 //! The SQLite store: round trips, the key check, row binding, reopening a
 //! file mid-conversation, and transactions that leave nothing partial.
 
+mod common;
+
+use common::{list, trust};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rusqlite::Connection;
@@ -43,7 +46,26 @@ fn raw_rows(path: &std::path::Path) -> Vec<(String, Vec<u8>, u32, Vec<u8>)> {
         .query_row("SELECT record FROM account", [], |r| r.get(0))
         .unwrap();
     out.push(("account".into(), vec![], 0, account));
+    let mut stmt = conn
+        .prepare("SELECT user_tag, record FROM device_lists ORDER BY user_tag")
+        .unwrap();
+    let lists = stmt
+        .query_map([], |r| {
+            Ok(("device_lists".to_owned(), r.get(0)?, 0, r.get(1)?))
+        })
+        .unwrap();
+    out.extend(lists.map(Result::unwrap));
     out
+}
+
+/// Alice and Bob (one device each) trust both their lists.
+fn introduce<A: Store, B: Store>(alice: &mut SessionManager<A>, bob: &mut SessionManager<B>) {
+    let lists = [
+        list("alice", 1, &[(1, alice.account().identity().public_key())]),
+        list("bob", 1, &[(1, bob.account().identity().public_key())]),
+    ];
+    trust(alice, &[&lists[0], &lists[1]]);
+    trust(bob, &[&lists[0], &lists[1]]);
 }
 
 /// A conversation: Alice (SQLite) and Bob (in memory) exchange a few
@@ -87,6 +109,7 @@ fn pair(
     )
     .unwrap();
     bob.generate_one_time_prekeys(5, rng).unwrap();
+    introduce(&mut alice, &mut bob);
     let bundle = bob.account().bundle(BundlePreKey::Auto).unwrap();
     alice.process_bundle(&addr("bob", 1), &bundle, rng).unwrap();
     (alice, bob)
@@ -107,6 +130,8 @@ fn records_round_trip() {
         SessionConfig::default(),
     )
     .unwrap();
+    let bob_list = list("bob", 1, &[(2, peer.identity().public_key())]);
+    trust(&mut manager, &[&bob_list]);
     manager
         .process_bundle(
             &addr("bob", 2),
@@ -172,11 +197,19 @@ fn swapped_rows_are_detected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let mut rng = rng(3);
-    let (alice, _bob) = pair(&path, &mut rng);
-    let bundle = Account::generate(&mut rng, 0)
-        .bundle(BundlePreKey::None)
-        .unwrap();
+    let (alice, bob) = pair(&path, &mut rng);
+    let bob2 = Account::generate(&mut rng, 0);
+    let bundle = bob2.bundle(BundlePreKey::None).unwrap();
     let mut alice = alice;
+    let bob_v2 = list(
+        "bob",
+        2,
+        &[
+            (1, bob.account().identity().public_key()),
+            (2, bob2.identity().public_key()),
+        ],
+    );
+    trust(&mut alice, &[&bob_v2]);
     alice
         .process_bundle(&addr("bob", 2), &bundle, &mut rng)
         .unwrap();
@@ -298,6 +331,7 @@ fn a_failed_transaction_leaves_nothing_partial() {
         SessionConfig::default(),
     )
     .unwrap();
+    introduce(&mut alice, &mut bob);
     let bundle = bob.account().bundle(BundlePreKey::Auto).unwrap();
     alice
         .process_bundle(&addr("bob", 1), &bundle, &mut rng)
@@ -322,12 +356,16 @@ fn a_failed_transaction_leaves_nothing_partial() {
         matches!(&err, SessionError::Store(StoreError::Backend(msg)) if msg.contains("injected")),
         "{err:?}"
     );
-    // Account and identity were written before the failure: rolled back.
+    // The account was written before the failure: rolled back. (Alice's
+    // identity is trusted from her device list, before any message.)
     assert_eq!(raw_rows(&path), before);
     assert_eq!(bob.account().one_time_prekey_count(), 3);
     drop(bob);
     let store = SqliteStore::open(&path, &KEY).unwrap();
-    assert_eq!(store.trusted_identity(&addr("alice", 1)).unwrap(), None);
+    assert_eq!(
+        store.trusted_identity(&addr("alice", 1)).unwrap(),
+        Some(alice_id)
+    );
     assert_eq!(
         store
             .load_account()
