@@ -1,14 +1,17 @@
 //! Client frames: requests.
 
 use prost::Message as _;
+use tacit::error::IdentityError;
+use tacit::identity::{DeviceList, MAX_DEVICE_LIST_LEN};
 use tacit::keys::{KEY_LEN, SIGNATURE_LEN};
 use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Signature};
 
 use crate::error::FrameError;
 use crate::proto::{self, client_frame};
 use crate::{
-    login_transcript, register_transcript, CHALLENGE_LEN, MAX_ACK_IDS, MAX_CLIENT_FRAME_LEN,
-    MAX_DELIVERY_TOKEN_LEN, MAX_ENVELOPE_LEN, MAX_PREKEYS_PER_UPLOAD, MIN_DELIVERY_TOKEN_LEN,
+    login_transcript, register_transcript, CHALLENGE_LEN, LINK_SLOT_LEN, MAX_ACK_IDS,
+    MAX_CLIENT_FRAME_LEN, MAX_DELIVERY_TOKEN_LEN, MAX_ENVELOPE_LEN, MAX_LINK_BLOB_LEN,
+    MAX_PREKEYS_PER_UPLOAD, MIN_DELIVERY_TOKEN_LEN,
 };
 
 /// A request with its id. The relay answers each request with one
@@ -41,6 +44,14 @@ pub enum Request {
     Ack(Ack),
     /// Set or clear the logged-in device's delivery token.
     SetDeliveryToken(SetDeliveryToken),
+    /// Publish a new signed device list of the logged-in device's user.
+    PublishDeviceList(PublishDeviceList),
+    /// Fetch a user's current signed device list (any connection).
+    FetchDeviceList(FetchDeviceList),
+    /// Put a blob in a link slot (any connection).
+    LinkPut(LinkPut),
+    /// Take, and so delete, the blob of a link slot (any connection).
+    LinkTake(LinkTake),
 }
 
 impl Request {
@@ -55,13 +66,81 @@ impl Request {
             Self::Submit(_) => "submit",
             Self::Ack(_) => "ack",
             Self::SetDeliveryToken(_) => "set_delivery_token",
+            Self::PublishDeviceList(_) => "publish_device_list",
+            Self::FetchDeviceList(_) => "fetch_device_list",
+            Self::LinkPut(_) => "link_put",
+            Self::LinkTake(_) => "link_take",
         }
+    }
+}
+
+/// A signed device list as frames carry it: 1 to
+/// [`MAX_DEVICE_LIST_LEN`] bytes, **not verified** by this crate. Decoding a
+/// frame checks only the length; the relay (and a client receiving one)
+/// decodes and verifies the bytes with [`DeviceList::from_wire`], see
+/// [`DeviceListBytes::verify`]. Keeping the bytes lets the relay answer a
+/// list that does not verify with its own error code
+/// ([`ErrorCode::InvalidDeviceList`](crate::ErrorCode::InvalidDeviceList))
+/// and store and serve the list exactly as its signer encoded it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceListBytes(Vec<u8>);
+
+impl DeviceListBytes {
+    /// Checks the length (1 to [`MAX_DEVICE_LIST_LEN`] bytes).
+    pub fn new(bytes: Vec<u8>) -> Result<Self, FrameError> {
+        Self::checked(None, "device_list", bytes)
+    }
+
+    pub(crate) fn checked(
+        request_id: Option<u64>,
+        field: &'static str,
+        bytes: Vec<u8>,
+    ) -> Result<Self, FrameError> {
+        if bytes.is_empty() {
+            Err(FrameError::missing(request_id, field))
+        } else if bytes.len() > MAX_DEVICE_LIST_LEN {
+            Err(FrameError::invalid(request_id, field))
+        } else {
+            Ok(Self(bytes))
+        }
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Decodes and verifies the list ([`DeviceList::from_wire`]).
+    pub fn verify(&self) -> Result<DeviceList, IdentityError> {
+        DeviceList::from_wire(&self.0)
+    }
+}
+
+impl From<&DeviceList> for DeviceListBytes {
+    fn from(list: &DeviceList) -> Self {
+        Self(list.to_wire())
+    }
+}
+
+impl std::fmt::Debug for DeviceListBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceListBytes({} bytes)", self.0.len())
     }
 }
 
 /// Registers `address` with `identity_key` and logs the connection in. The
 /// signature covers [`register_transcript`] with the connection's current
 /// challenge. Registering again with the same key is a login.
+///
+/// The device list must be signed by the user key the user id is bound to
+/// (the first registration of a user id binds it) and list the device with
+/// `identity_key`. The registration signature does not cover the list: the
+/// list is signed by the user key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Register {
     /// The device's address.
@@ -72,17 +151,20 @@ pub struct Register {
     pub timestamp_ms: u64,
     /// The identity key's signature over the registration transcript.
     pub signature: Signature,
+    /// The user's signed device list, with this device on it.
+    pub device_list: DeviceListBytes,
 }
 
 impl Register {
     /// Signs a registration for `address` with `identity` over the
-    /// challenge the relay `server_name` issued.
+    /// challenge the relay `server_name` issued, presenting `device_list`.
     pub fn sign(
         identity: &IdentityKeyPair,
         server_name: &str,
         challenge: &[u8; CHALLENGE_LEN],
         timestamp_ms: u64,
         address: Address,
+        device_list: &DeviceList,
     ) -> Self {
         let identity_key = identity.public_key();
         let transcript = register_transcript(
@@ -97,6 +179,7 @@ impl Register {
             address,
             identity_key,
             timestamp_ms,
+            device_list: device_list.into(),
         }
     }
 }
@@ -309,6 +392,71 @@ pub struct SetDeliveryToken {
     pub token: Option<DeliveryToken>,
 }
 
+/// Publishes a new signed device list of the logged-in device's user. Its
+/// version must be higher than the stored one; registered devices of the
+/// user that are not on it (or are on it with another identity key) are
+/// removed from the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishDeviceList {
+    /// The new list.
+    pub device_list: DeviceListBytes,
+}
+
+/// Fetches the current signed device list of `user_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchDeviceList {
+    user_id: String,
+}
+
+impl FetchDeviceList {
+    /// Checks the user id like an [`Address`]'s.
+    pub fn new(user_id: &str) -> Result<Self, FrameError> {
+        check_user_id(None, user_id)?;
+        Ok(Self {
+            user_id: user_id.into(),
+        })
+    }
+
+    /// The user.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// Puts an opaque blob in a link slot (`docs/PROTOCOL.md` 14.7). The slot
+/// must be free; the blob lives until it is taken or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPut {
+    /// The slot id.
+    pub slot: [u8; LINK_SLOT_LEN],
+    blob: Vec<u8>,
+}
+
+impl LinkPut {
+    /// Checks the blob's length (1 to [`MAX_LINK_BLOB_LEN`] bytes).
+    pub fn new(slot: [u8; LINK_SLOT_LEN], blob: Vec<u8>) -> Result<Self, FrameError> {
+        check_blob(None, &blob)?;
+        Ok(Self { slot, blob })
+    }
+
+    /// The blob.
+    pub fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
+    /// The blob, by value.
+    pub fn into_blob(self) -> Vec<u8> {
+        self.blob
+    }
+}
+
+/// Takes the blob of a link slot, deleting it from the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTake {
+    /// The slot id.
+    pub slot: [u8; LINK_SLOT_LEN],
+}
+
 impl ClientFrame {
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
@@ -360,6 +508,7 @@ impl ClientFrame {
                 identity_key: identity_key(id, "identity_key", &r.identity_key)?,
                 timestamp_ms: r.timestamp_ms,
                 signature: signature(id, "signature", &r.signature)?,
+                device_list: DeviceListBytes::checked(id, "device_list", r.device_list)?,
             }),
             client_frame::Request::Login(r) => Request::Login(Login {
                 address: address(id, &r.user_id, r.device_id)?,
@@ -404,6 +553,23 @@ impl ClientFrame {
                         .transpose()?,
                 })
             }
+            client_frame::Request::PublishDeviceList(r) => {
+                Request::PublishDeviceList(PublishDeviceList {
+                    device_list: DeviceListBytes::checked(id, "device_list", r.device_list)?,
+                })
+            }
+            client_frame::Request::FetchDeviceList(r) => {
+                check_user_id(id, &r.user_id)?;
+                Request::FetchDeviceList(FetchDeviceList { user_id: r.user_id })
+            }
+            client_frame::Request::LinkPut(r) => {
+                let slot = fixed::<LINK_SLOT_LEN>(id, "slot", &r.slot)?;
+                check_blob(id, &r.blob)?;
+                Request::LinkPut(LinkPut { slot, blob: r.blob })
+            }
+            client_frame::Request::LinkTake(r) => Request::LinkTake(LinkTake {
+                slot: fixed::<LINK_SLOT_LEN>(id, "slot", &r.slot)?,
+            }),
         };
         Ok(Self {
             request_id: m.request_id,
@@ -420,6 +586,7 @@ impl ClientFrame {
                 identity_key: r.identity_key.to_bytes().to_vec(),
                 timestamp_ms: r.timestamp_ms,
                 signature: r.signature.to_bytes().to_vec(),
+                device_list: r.device_list.0.clone(),
             }),
             Request::Login(r) => client_frame::Request::Login(proto::Login {
                 user_id: r.address.user_id().into(),
@@ -461,6 +628,23 @@ impl ClientFrame {
                     token: r.token.as_ref().map(|t| t.0.clone()),
                 })
             }
+            Request::PublishDeviceList(r) => {
+                client_frame::Request::PublishDeviceList(proto::PublishDeviceList {
+                    device_list: r.device_list.0.clone(),
+                })
+            }
+            Request::FetchDeviceList(r) => {
+                client_frame::Request::FetchDeviceList(proto::FetchDeviceList {
+                    user_id: r.user_id.clone(),
+                })
+            }
+            Request::LinkPut(r) => client_frame::Request::LinkPut(proto::LinkPut {
+                slot: r.slot.to_vec(),
+                blob: r.blob.clone(),
+            }),
+            Request::LinkTake(r) => client_frame::Request::LinkTake(proto::LinkTake {
+                slot: r.slot.to_vec(),
+            }),
         };
         proto::ClientFrame {
             request_id: self.request_id,
@@ -542,6 +726,16 @@ fn check_envelope(id: Option<u64>, envelope: &[u8]) -> Result<(), FrameError> {
         Err(FrameError::missing(id, "envelope"))
     } else if envelope.len() > MAX_ENVELOPE_LEN {
         Err(FrameError::invalid(id, "envelope"))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn check_blob(id: Option<u64>, blob: &[u8]) -> Result<(), FrameError> {
+    if blob.is_empty() {
+        Err(FrameError::missing(id, "blob"))
+    } else if blob.len() > MAX_LINK_BLOB_LEN {
+        Err(FrameError::invalid(id, "blob"))
     } else {
         Ok(())
     }

@@ -177,6 +177,27 @@ error_codes! {
     /// limit); nothing was changed. Stored messages are still delivered and
     /// can be acknowledged; retry later.
     StorageFull = 24,
+    /// The device list does not decode or verify, names another user id,
+    /// or has the stored version with other bytes.
+    InvalidDeviceList = 25,
+    /// The device list's version is not higher than the stored one where a
+    /// higher one is required (a publication), or is lower (a
+    /// registration).
+    StaleDeviceList = 26,
+    /// The device list is signed by another user key than the one the
+    /// user id is bound to.
+    UserKeyMismatch = 27,
+    /// The registering device, with its identity key, is not on the device
+    /// list it presented.
+    NotOnDeviceList = 28,
+    /// A link slot is occupied (for a put), or empty or expired (for a
+    /// take).
+    LinkSlotUnavailable = 29,
+    /// The device was removed from its user's device list; its connection
+    /// is closed after this error and it can no longer log in.
+    DeviceRemoved = 30,
+    /// No user with that id is known to the relay.
+    UnknownUser = 31,
 }
 
 impl std::fmt::Display for ErrorCode {

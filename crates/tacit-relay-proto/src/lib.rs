@@ -38,14 +38,16 @@ mod proto;
 mod server;
 
 pub use client::{
-    Ack, ClientFrame, DeliveryToken, FetchBundles, Login, OneTimePreKey, Register, Request,
-    SetDeliveryToken, SignedPreKey, Submit, UploadPreKeys,
+    Ack, ClientFrame, DeliveryToken, DeviceListBytes, FetchBundles, FetchDeviceList, LinkPut,
+    LinkTake, Login, OneTimePreKey, PublishDeviceList, Register, Request, SetDeliveryToken,
+    SignedPreKey, Submit, UploadPreKeys,
 };
 pub use error::{ErrorCode, FrameError};
 pub use server::{
-    Challenge, DeviceBundle, ErrorReply, LoggedIn, Push, Reply, Response, ServerFrame,
+    Bundles, Challenge, DeviceBundle, ErrorReply, LoggedIn, Push, Reply, Response, ServerFrame,
 };
 
+pub use tacit::identity::{DeviceList, MAX_DEVICE_LIST_LEN};
 pub use tacit::wire::PreKeyBundleMessage;
 pub use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Signature};
 
@@ -72,6 +74,10 @@ pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
 pub const MAX_ACK_IDS: usize = 1024;
 /// The most devices of one user (and so bundles in one answer).
 pub const MAX_DEVICES_PER_USER: usize = 16;
+/// The length of a link slot id.
+pub const LINK_SLOT_LEN: usize = 32;
+/// The largest blob a link slot holds.
+pub const MAX_LINK_BLOB_LEN: usize = 8192;
 /// The longest relay name.
 pub const MAX_SERVER_NAME_LEN: usize = 255;
 /// The longest error message.

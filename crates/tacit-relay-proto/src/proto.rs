@@ -6,7 +6,10 @@
 pub(crate) struct ClientFrame {
     #[prost(uint64, tag = "1")]
     pub(crate) request_id: u64,
-    #[prost(oneof = "client_frame::Request", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(
+        oneof = "client_frame::Request",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
+    )]
     pub(crate) request: Option<client_frame::Request>,
 }
 
@@ -39,6 +42,18 @@ pub(crate) mod client_frame {
         /// Set or clear the delivery token.
         #[prost(message, tag = "9")]
         SetDeliveryToken(super::SetDeliveryToken),
+        /// Publish a new signed device list of the logged-in user.
+        #[prost(message, tag = "10")]
+        PublishDeviceList(super::PublishDeviceList),
+        /// Fetch a user's signed device list.
+        #[prost(message, tag = "11")]
+        FetchDeviceList(super::FetchDeviceList),
+        /// Put a blob in a link slot.
+        #[prost(message, tag = "12")]
+        LinkPut(super::LinkPut),
+        /// Take the blob of a link slot.
+        #[prost(message, tag = "13")]
+        LinkTake(super::LinkTake),
     }
 }
 
@@ -59,6 +74,38 @@ pub(crate) struct Register {
     pub(crate) timestamp_ms: u64,
     #[prost(bytes = "vec", tag = "5")]
     pub(crate) signature: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub(crate) device_list: Vec<u8>,
+}
+
+/// `PublishDeviceList`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct PublishDeviceList {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) device_list: Vec<u8>,
+}
+
+/// `FetchDeviceList`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct FetchDeviceList {
+    #[prost(string, tag = "1")]
+    pub(crate) user_id: String,
+}
+
+/// `LinkPut`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LinkPut {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) slot: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) blob: Vec<u8>,
+}
+
+/// `LinkTake`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LinkTake {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) slot: Vec<u8>,
 }
 
 /// `Login`.
@@ -176,7 +223,10 @@ pub(crate) mod server_frame {
 pub(crate) struct Response {
     #[prost(uint64, tag = "1")]
     pub(crate) request_id: u64,
-    #[prost(oneof = "response::Outcome", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(
+        oneof = "response::Outcome",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
+    )]
     pub(crate) outcome: Option<response::Outcome>,
 }
 
@@ -209,6 +259,18 @@ pub(crate) mod response {
         /// The delivery token is set or cleared.
         #[prost(message, tag = "9")]
         DeliveryTokenSet(super::Empty),
+        /// A device list is stored.
+        #[prost(message, tag = "10")]
+        DeviceListStored(super::DeviceListStored),
+        /// A user's signed device list.
+        #[prost(message, tag = "11")]
+        DeviceList(super::DeviceList),
+        /// A link blob is stored.
+        #[prost(message, tag = "12")]
+        LinkStored(super::Empty),
+        /// A link slot's blob, now deleted from the relay.
+        #[prost(message, tag = "13")]
+        LinkBlob(super::LinkBlob),
     }
 }
 
@@ -266,6 +328,29 @@ pub(crate) struct DeviceBundle {
 pub(crate) struct Bundles {
     #[prost(message, repeated, tag = "1")]
     pub(crate) bundles: Vec<DeviceBundle>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) device_list: Vec<u8>,
+}
+
+/// `DeviceListStored`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct DeviceListStored {
+    #[prost(uint64, tag = "1")]
+    pub(crate) version: u64,
+}
+
+/// `DeviceList`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct DeviceList {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) device_list: Vec<u8>,
+}
+
+/// `LinkBlob`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LinkBlob {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) blob: Vec<u8>,
 }
 
 /// `Submitted`.

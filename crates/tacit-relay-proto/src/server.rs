@@ -4,6 +4,7 @@ use prost::Message as _;
 use tacit::wire::{PreKeyBundleMessage, WireMessage as _};
 use tacit::DeviceId;
 
+use crate::client::{check_blob, DeviceListBytes};
 use crate::error::{ErrorCode, FrameError};
 use crate::proto::{self, response, server_frame};
 use crate::{
@@ -57,8 +58,9 @@ pub enum Reply {
         /// One-time prekeys now stored.
         one_time_prekeys: u32,
     },
-    /// Answers `FetchBundles`: one bundle per device, in device order.
-    Bundles(Vec<DeviceBundle>),
+    /// Answers `FetchBundles`: the user's signed device list and one bundle
+    /// per device, in device order.
+    Bundles(Bundles),
     /// Answers `Submit`: the envelope is durably stored.
     Submitted {
         /// The message's id in the recipient's mailbox.
@@ -71,6 +73,31 @@ pub enum Reply {
     },
     /// Answers `SetDeliveryToken`.
     DeliveryTokenSet,
+    /// Answers `PublishDeviceList`: the list is stored.
+    DeviceListStored {
+        /// The stored list's version.
+        version: u64,
+    },
+    /// Answers `FetchDeviceList`: the user's current signed list, not
+    /// verified by this crate ([`DeviceListBytes::verify`]).
+    DeviceList(DeviceListBytes),
+    /// Answers `LinkPut`: the blob is in the slot.
+    LinkStored,
+    /// Answers `LinkTake`: the slot's blob, 1 to
+    /// [`MAX_LINK_BLOB_LEN`](crate::MAX_LINK_BLOB_LEN) bytes, deleted from
+    /// the relay.
+    LinkBlob(Vec<u8>),
+}
+
+/// The answer to `FetchBundles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundles {
+    /// The user's current signed device list, as the relay stores it (not
+    /// verified by this crate: [`DeviceListBytes::verify`]). Every bundle
+    /// is of a device on it.
+    pub device_list: DeviceListBytes,
+    /// One bundle per device with a signed prekey, in device order.
+    pub bundles: Vec<DeviceBundle>,
 }
 
 /// A login challenge, good for one attempt on this connection.
@@ -247,8 +274,10 @@ fn response_to_proto(r: &Response) -> proto::Response {
                 one_time_prekeys: *one_time_prekeys,
             })
         }
-        Ok(Reply::Bundles(bundles)) => response::Outcome::Bundles(proto::Bundles {
-            bundles: bundles
+        Ok(Reply::Bundles(b)) => response::Outcome::Bundles(proto::Bundles {
+            device_list: b.device_list.as_bytes().to_vec(),
+            bundles: b
+                .bundles
                 .iter()
                 .map(|b| proto::DeviceBundle {
                     device_id: b.device_id,
@@ -263,6 +292,16 @@ fn response_to_proto(r: &Response) -> proto::Response {
             response::Outcome::Acked(proto::Acked { removed: *removed })
         }
         Ok(Reply::DeliveryTokenSet) => response::Outcome::DeliveryTokenSet(proto::Empty {}),
+        Ok(Reply::DeviceListStored { version }) => {
+            response::Outcome::DeviceListStored(proto::DeviceListStored { version: *version })
+        }
+        Ok(Reply::DeviceList(list)) => response::Outcome::DeviceList(proto::DeviceList {
+            device_list: list.as_bytes().to_vec(),
+        }),
+        Ok(Reply::LinkStored) => response::Outcome::LinkStored(proto::Empty {}),
+        Ok(Reply::LinkBlob(blob)) => {
+            response::Outcome::LinkBlob(proto::LinkBlob { blob: blob.clone() })
+        }
     };
     proto::Response {
         request_id: r.request_id,
@@ -323,7 +362,10 @@ fn response_from_proto(r: proto::Response) -> Result<Response, FrameError> {
                         .map_err(|_| FrameError::invalid(None, "bundles.bundle"))?,
                 });
             }
-            Ok(Reply::Bundles(bundles))
+            Ok(Reply::Bundles(Bundles {
+                device_list: DeviceListBytes::checked(None, "device_list", b.device_list)?,
+                bundles,
+            }))
         }
         response::Outcome::Submitted(s) => {
             if s.message_id == 0 {
@@ -335,6 +377,22 @@ fn response_from_proto(r: proto::Response) -> Result<Response, FrameError> {
         }
         response::Outcome::Acked(a) => Ok(Reply::Acked { removed: a.removed }),
         response::Outcome::DeliveryTokenSet(_) => Ok(Reply::DeliveryTokenSet),
+        response::Outcome::DeviceListStored(d) => {
+            if d.version == 0 {
+                return Err(FrameError::invalid(None, "version"));
+            }
+            Ok(Reply::DeviceListStored { version: d.version })
+        }
+        response::Outcome::DeviceList(d) => Ok(Reply::DeviceList(DeviceListBytes::checked(
+            None,
+            "device_list",
+            d.device_list,
+        )?)),
+        response::Outcome::LinkStored(_) => Ok(Reply::LinkStored),
+        response::Outcome::LinkBlob(b) => {
+            check_blob(None, &b.blob)?;
+            Ok(Reply::LinkBlob(b.blob))
+        }
     };
     Ok(Response {
         request_id: r.request_id,

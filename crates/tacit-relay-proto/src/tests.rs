@@ -1,7 +1,13 @@
 use prost::Message as _;
+use tacit::identity::UserKeyPair;
 use tacit::KeyPair;
 
 use super::*;
+
+fn list(user: &str, device: u32, identity: &IdentityKeyPair) -> DeviceList {
+    let user_key = UserKeyPair::from_seed(&[0x42; 32]);
+    DeviceList::sign(&user_key, user, 1, &[(device, identity.public_key(), 7)]).unwrap()
+}
 
 fn addr(user: &str, device: u32) -> Address {
     Address::new(user, device).unwrap()
@@ -22,6 +28,7 @@ fn every_request() -> Vec<Request> {
             &[3; 32],
             1_000,
             addr("alice", 1),
+            &list("alice", 1, &id),
         )),
         Request::Login(Login::sign(&id, "relay", &[3; 32], 1_000, addr("alice", 2))),
         Request::UploadPreKeys(UploadPreKeys {
@@ -52,6 +59,13 @@ fn every_request() -> Vec<Request> {
             token: Some(DeliveryToken::new(&[6; 32]).unwrap()),
         }),
         Request::SetDeliveryToken(SetDeliveryToken { token: None }),
+        Request::PublishDeviceList(PublishDeviceList {
+            device_list: (&list("alice", 2, &id)).into(),
+        }),
+        Request::FetchDeviceList(FetchDeviceList::new("bob").unwrap()),
+        Request::LinkPut(LinkPut::new([9; 32], vec![1; MAX_LINK_BLOB_LEN]).unwrap()),
+        Request::LinkPut(LinkPut::new([0; 32], vec![0]).unwrap()),
+        Request::LinkTake(LinkTake { slot: [9; 32] }),
     ]
 }
 
@@ -88,17 +102,27 @@ fn every_server_frame() -> Vec<ServerFrame> {
         ok(Reply::PreKeysStored {
             one_time_prekeys: 0,
         }),
-        ok(Reply::Bundles(vec![
-            DeviceBundle {
-                device_id: 1,
-                bundle: bundle(),
-            },
-            DeviceBundle {
-                device_id: 4,
-                bundle: bundle(),
-            },
-        ])),
-        ok(Reply::Bundles(vec![])),
+        ok(Reply::Bundles(Bundles {
+            device_list: (&list("bob", 1, &identity(4))).into(),
+            bundles: vec![
+                DeviceBundle {
+                    device_id: 1,
+                    bundle: bundle(),
+                },
+                DeviceBundle {
+                    device_id: 4,
+                    bundle: bundle(),
+                },
+            ],
+        })),
+        ok(Reply::Bundles(Bundles {
+            device_list: DeviceListBytes::new(vec![1]).unwrap(),
+            bundles: vec![],
+        })),
+        ok(Reply::DeviceListStored { version: 3 }),
+        ok(Reply::DeviceList((&list("bob", 1, &identity(4))).into())),
+        ok(Reply::LinkStored),
+        ok(Reply::LinkBlob(vec![5; 10])),
         ok(Reply::Submitted { message_id: 77 }),
         ok(Reply::Acked { removed: 2 }),
         ok(Reply::DeliveryTokenSet),
@@ -315,9 +339,89 @@ fn invalid_fields_are_refused_with_the_request_id() {
                 identity_key: vec![2; 32], // not a point
                 timestamp_ms: 1,
                 signature: vec![1; 64],
+                device_list: vec![1],
             })),
             "identity_key",
         ),
+        (
+            raw(R::Register(proto::Register {
+                user_id: "bob".into(),
+                device_id: 1,
+                identity_key: identity(1).public_key().to_bytes().to_vec(),
+                timestamp_ms: 1,
+                signature: vec![1; 64],
+                device_list: vec![],
+            })),
+            "device_list",
+        ),
+        (
+            raw(R::Register(proto::Register {
+                user_id: "bob".into(),
+                device_id: 1,
+                identity_key: identity(1).public_key().to_bytes().to_vec(),
+                timestamp_ms: 1,
+                signature: vec![1; 64],
+                device_list: vec![1; MAX_DEVICE_LIST_LEN + 1],
+            })),
+            "device_list",
+        ),
+        (
+            raw(R::PublishDeviceList(proto::PublishDeviceList {
+                device_list: vec![],
+            })),
+            "device_list",
+        ),
+        (
+            raw(R::PublishDeviceList(proto::PublishDeviceList {
+                device_list: vec![1; MAX_DEVICE_LIST_LEN + 1],
+            })),
+            "device_list",
+        ),
+        (
+            raw(R::FetchDeviceList(proto::FetchDeviceList {
+                user_id: String::new(),
+            })),
+            "user_id",
+        ),
+        (
+            raw(R::FetchDeviceList(proto::FetchDeviceList {
+                user_id: "a\u{1}b".into(),
+            })),
+            "user_id",
+        ),
+        (
+            raw(R::LinkPut(proto::LinkPut {
+                slot: vec![1; 31],
+                blob: vec![1],
+            })),
+            "slot",
+        ),
+        (
+            raw(R::LinkPut(proto::LinkPut {
+                slot: vec![],
+                blob: vec![1],
+            })),
+            "slot",
+        ),
+        (
+            raw(R::LinkPut(proto::LinkPut {
+                slot: vec![1; 32],
+                blob: vec![],
+            })),
+            "blob",
+        ),
+        (
+            raw(R::LinkPut(proto::LinkPut {
+                slot: vec![1; 32],
+                blob: vec![1; MAX_LINK_BLOB_LEN + 1],
+            })),
+            "blob",
+        ),
+        (
+            raw(R::LinkTake(proto::LinkTake { slot: vec![1; 33] })),
+            "slot",
+        ),
+        (raw(R::LinkTake(proto::LinkTake { slot: vec![] })), "slot"),
         (
             raw(R::UploadPreKeys(proto::UploadPreKeys {
                 signed_prekey: None,
@@ -415,6 +519,45 @@ fn server_frames_with_bad_fields_are_refused() {
                     device_id: 1,
                     bundle: vec![1, 2, 3],
                 }],
+                device_list: vec![1],
+            })),
+        }),
+        // Bundles without the device list.
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::Bundles(proto::Bundles {
+                bundles: vec![],
+                device_list: vec![],
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::DeviceList(proto::DeviceList {
+                device_list: vec![],
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::DeviceList(proto::DeviceList {
+                device_list: vec![1; MAX_DEVICE_LIST_LEN + 1],
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::DeviceListStored(
+                proto::DeviceListStored { version: 0 },
+            )),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::LinkBlob(proto::LinkBlob {
+                blob: vec![],
+            })),
+        }),
+        proto::server_frame::Kind::Response(proto::Response {
+            request_id: 1,
+            outcome: Some(proto::response::Outcome::LinkBlob(proto::LinkBlob {
+                blob: vec![1; MAX_LINK_BLOB_LEN + 1],
             })),
         }),
         proto::server_frame::Kind::Response(proto::Response {
@@ -482,4 +625,60 @@ fn into_encoded_matches_encode() {
         let encoded = frame.encode();
         assert_eq!(frame.into_encoded(), encoded);
     }
+}
+
+#[test]
+fn new_request_kinds_are_refused_when_not_canonical() {
+    use proto::client_frame::Request as R;
+    let requests = [
+        R::PublishDeviceList(proto::PublishDeviceList {
+            device_list: vec![1; 40],
+        }),
+        R::FetchDeviceList(proto::FetchDeviceList {
+            user_id: "bob".into(),
+        }),
+        R::LinkPut(proto::LinkPut {
+            slot: vec![1; 32],
+            blob: vec![2; 10],
+        }),
+        R::LinkTake(proto::LinkTake { slot: vec![1; 32] }),
+    ];
+    for request in requests {
+        let good = raw(request);
+        assert!(ClientFrame::decode(&good).is_ok());
+        // The request's first field written twice (the outer length grown
+        // to match): not canonical.
+        let mut inner = good[4..].to_vec();
+        let first_field_end = 2 + usize::from(good[5]);
+        inner.extend_from_slice(&good[4..4 + first_field_end]);
+        let mut twice = good[..2].to_vec();
+        twice.push(good[2]);
+        twice.push(u8::try_from(inner.len()).unwrap());
+        twice.extend_from_slice(&inner);
+        assert_eq!(
+            ClientFrame::decode(&twice),
+            Err(FrameError::NonCanonical),
+            "{good:?}"
+        );
+        // An unknown field inside the request.
+        let mut unknown = good.clone();
+        unknown[3] += 2;
+        unknown.extend_from_slice(&[0x08 | (40 << 3), 1]);
+        assert!(ClientFrame::decode(&unknown).is_err());
+    }
+}
+
+#[test]
+fn device_list_bytes_verify_with_the_core() {
+    let id = identity(3);
+    let signed = list("carol", 2, &id);
+    let bytes = DeviceListBytes::from(&signed);
+    assert_eq!(bytes.verify().unwrap(), signed);
+    let mut tampered = bytes.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(DeviceListBytes::new(tampered).unwrap().verify().is_err());
+    assert!(DeviceListBytes::new(vec![]).is_err());
+    assert!(DeviceListBytes::new(vec![0; MAX_DEVICE_LIST_LEN + 1]).is_err());
+    assert!(!format!("{bytes:?}").contains("carol"));
 }
