@@ -9,6 +9,7 @@ use tacit_relay_proto::{ErrorCode, ErrorReply, FetchBundles, Reply, Request, Sub
 use tokio::time::Instant;
 
 use crate::conn::{Conn, Role};
+use crate::endpoint::Endpoint;
 use crate::ClientError;
 
 /// How long the anonymous connection stays open with nothing to carry.
@@ -29,16 +30,16 @@ const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
 /// The anonymous connection, opened when needed and closed when idle.
 #[derive(Debug)]
 pub(crate) struct Courier {
-    url: String,
+    endpoint: Endpoint,
     timeout: Duration,
     conn: Option<Conn>,
     last_used: Instant,
 }
 
 impl Courier {
-    pub(crate) fn new(url: &str, timeout: Duration) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, timeout: Duration) -> Self {
         Self {
-            url: url.to_owned(),
+            endpoint,
             timeout,
             conn: None,
             last_used: Instant::now(),
@@ -97,7 +98,7 @@ impl Courier {
             let conn = match &mut self.conn {
                 Some(conn) => conn,
                 None => {
-                    let conn = Conn::connect(&self.url, self.timeout, Role::Anonymous).await?;
+                    let conn = Conn::connect(&self.endpoint, self.timeout, Role::Anonymous).await?;
                     self.conn.insert(conn)
                 }
             };

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Conn, Role};
 use crate::courier::Courier;
+use crate::endpoint::{login_name, Endpoint};
 use crate::store::{content_key, envelope_digest, ClientStore, Profile, Writes};
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
@@ -83,12 +84,15 @@ pub async fn register(
     config: &ClientConfig,
     address: Address,
 ) -> Result<Registration, ClientError> {
+    // The URL is checked before the store is touched.
+    let endpoint = Endpoint::new(config)?;
     let mut manager = open_manager(config, Some(&address))?;
-    let mut conn = Conn::connect(&config.relay_url, config.request_timeout, Role::Account).await?;
+    let mut conn = Conn::connect(&endpoint, config.request_timeout, Role::Account).await?;
     let challenge = challenge(&mut conn).await?;
+    let server_name = login_name(&config.server_name, &challenge.server_name)?;
     let request = Register::sign(
         manager.account().identity(),
-        &challenge.server_name,
+        server_name,
         &challenge.challenge,
         now_ms(),
         address.clone(),
@@ -280,6 +284,8 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<Event>,
     waiting: VecDeque<Job>,
     counts: Counts,
+    /// The relay, checked against the URL policy, with its TLS settings.
+    endpoint: Endpoint,
     /// The connection that never logs in, for submissions and fetches.
     courier: Courier,
     /// Whether the stored queue is still being delivered (from login to
@@ -300,10 +306,12 @@ impl Engine {
         commands: mpsc::Receiver<Command>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::new(&config)?;
         let manager = open_manager(&config, None)?;
-        let courier = Courier::new(&config.relay_url, config.request_timeout);
+        let courier = Courier::new(endpoint.clone(), config.request_timeout);
         Ok(Self {
             manager,
+            endpoint,
             config,
             commands,
             events,
@@ -408,16 +416,13 @@ impl Engine {
     }
 
     async fn connect(&mut self) -> Result<Conn, ClientError> {
-        let mut conn = Conn::connect(
-            &self.config.relay_url,
-            self.config.request_timeout,
-            Role::Account,
-        )
-        .await?;
+        let mut conn =
+            Conn::connect(&self.endpoint, self.config.request_timeout, Role::Account).await?;
         let challenge = challenge(&mut conn).await?;
+        let server_name = login_name(&self.config.server_name, &challenge.server_name)?;
         let login = Login::sign(
             self.manager.account().identity(),
-            &challenge.server_name,
+            server_name,
             &challenge.challenge,
             now_ms(),
             self.manager.local_address().clone(),

@@ -1,7 +1,7 @@
 //! `tacit-chat`: a line-based chat over tacit, interactive or scripted.
 //!
 //! ```text
-//! tacit-chat --store alice.db --relay ws://127.0.0.1:7878/v1 register alice
+//! tacit-chat --store alice.db --relay wss://relay.example.org/v1 register alice
 //! tacit-chat --store alice.db send bob "hello"      # bob may be offline
 //! tacit-chat --store bob.db recv --wait 5            # "alice: hello"
 //! tacit-chat --store alice.db chat                   # interactive
@@ -10,6 +10,12 @@
 //! The store key is read from `TACIT_STORE_KEY` (64 hex digits) if set,
 //! otherwise from the key file `STORE.key`, created on first use with mode
 //! 0600. See `docs/client.md` for what each choice protects.
+//!
+//! The relay is reached over TLS (`wss://`), checked against the platform's
+//! root certificates or `--ca-file`; plain `ws://` is accepted only for a
+//! relay on this machine. Logins are signed for `--server-name` (by
+//! default the relay URL's host), which must match the relay's own
+//! `--server-name`.
 //!
 //! Exit status: 0 on success, 1 on an error (printed on stderr), 2 on a
 //! usage error.
@@ -38,9 +44,19 @@ struct Args {
     /// The store file (created by `register`).
     #[arg(long)]
     store: PathBuf,
-    /// The relay's WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:7878/v1")]
+    /// The relay's WebSocket URL: wss://, or ws:// to a relay on this
+    /// machine (localhost, 127.0.0.0/8, ::1).
+    #[arg(long, default_value = "wss://localhost:7878/v1")]
     relay: String,
+    /// The relay's name (its --server-name), signed into every login; a
+    /// relay announcing another name is refused. Default: the host of
+    /// --relay.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// A PEM file of the certificates to trust for wss://, instead of the
+    /// platform's root certificates.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     command: Cmd,
@@ -98,6 +114,10 @@ fn key_for(store: &std::path::Path) -> anyhow::Result<StoreKey> {
 
 fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new(&args.store, key_for(&args.store)?, &args.relay);
+    if let Some(name) = &args.server_name {
+        config.server_name.clone_from(name);
+    }
+    config.ca_file.clone_from(&args.ca_file);
     // A command line gives up after a few seconds without a relay.
     config.backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2), 5);
     Ok(config)
