@@ -32,7 +32,10 @@ pub(crate) enum Role {
 impl Role {
     /// Whether a connection of this role may carry `request`.
     fn allows(self, request: &Request) -> bool {
-        let anonymous = matches!(request, Request::Submit(_) | Request::FetchBundles(_));
+        let anonymous = matches!(
+            request,
+            Request::Submit(_) | Request::FetchBundles(_) | Request::FetchDeviceList(_)
+        );
         anonymous == (self == Self::Anonymous)
     }
 }

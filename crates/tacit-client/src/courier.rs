@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use tacit_relay_proto::{ErrorCode, ErrorReply, FetchBundles, Reply, Request, Submit};
+use tacit_relay_proto::{
+    ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, Reply, Request, Submit,
+};
 use tokio::time::Instant;
 
 use crate::conn::{Conn, Role};
@@ -73,6 +75,15 @@ impl Courier {
         fetch: FetchBundles,
     ) -> Result<Result<Reply, ErrorReply>, ClientError> {
         self.request(Request::FetchBundles(fetch)).await
+    }
+
+    /// Fetches a user's signed device list. `Ok(Err(_))` is the relay's
+    /// refusal.
+    pub(crate) async fn fetch_device_list(
+        &mut self,
+        fetch: FetchDeviceList,
+    ) -> Result<Result<Reply, ErrorReply>, ClientError> {
+        self.request(Request::FetchDeviceList(fetch)).await
     }
 
     /// Sends `request` on the anonymous connection (opening one if needed)

@@ -54,7 +54,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::{SessionError, StoreError};
-use tacit::keys::IdentityKey;
+use tacit::identity::UserKey;
 use tacit::Address;
 use tacit_relay_proto::{ErrorCode, ErrorReply};
 use tokio::sync::{mpsc, oneshot};
@@ -313,18 +313,20 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A message left in the relay's queue for now: its sender's identity
-    /// changed and is not trusted. It is offered again at the next login,
-    /// and processed at once if the application accepts the new identity
-    /// ([`Client::accept_identity`]) while connected.
+    /// A message left in the relay's queue for now: it claims a user whose
+    /// trusted user key is another one (an impersonation, or a real change
+    /// of user key). It is offered again at the next login, and processed
+    /// at once if the application accepts the new key
+    /// ([`Client::accept_user_key`]) while connected. At most 16 per user
+    /// are held in memory.
     Held {
         /// The relay's id of the message.
         relay_id: u64,
-        /// The device whose identity changed.
-        sender: Address,
-        /// The identity it now presents.
-        identity: IdentityKey,
-        /// The safety number with that identity, to compare with the
+        /// The user the message claims to be from.
+        user_id: String,
+        /// The user key it presents.
+        user_key: UserKey,
+        /// The safety number with that user key, to compare with the
         /// peer's before accepting it.
         safety_number: String,
         /// Why.
@@ -487,16 +489,16 @@ pub(crate) enum Command {
         message_ids: Vec<MessageId>,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
-    SafetyNumbers {
+    SafetyNumber {
         peer: String,
-        reply: oneshot::Sender<Result<Vec<(Address, String)>, ClientError>>,
+        reply: oneshot::Sender<Result<String, ClientError>>,
     },
     History {
         reply: oneshot::Sender<Result<Vec<HistoryEntry>, ClientError>>,
     },
-    AcceptIdentity {
-        address: Address,
-        identity: IdentityKey,
+    AcceptUserKey {
+        user_id: String,
+        user_key: UserKey,
         reply: oneshot::Sender<Result<usize, ClientError>>,
     },
     Shutdown {
@@ -582,30 +584,32 @@ impl Client {
         .await
     }
 
-    /// The safety number with each known device of `peer`, from the
-    /// identities trusted for them.
-    pub async fn safety_numbers(&self, peer: &str) -> Result<Vec<(Address, String)>, ClientError> {
-        self.call(|reply| Command::SafetyNumbers {
+    /// The safety number of this user and `peer`: 60 digits over the two
+    /// users' keys (one number per pair of users, whatever their devices).
+    pub async fn safety_number(&self, peer: &str) -> Result<String, ClientError> {
+        self.call(|reply| Command::SafetyNumber {
             peer: peer.into(),
             reply,
         })
         .await
     }
 
-    /// Trusts `identity` for `address` from now on, after the user compared
+    /// Trusts `user_key` for `user_id` from now on, after the user compared
     /// its safety number (reported with [`Event::Held`]) with the peer's.
-    /// A session made with the former identity is archived. The messages
-    /// from that device held in this connection are processed at once
-    /// (their events follow); the count of them is returned. Held messages
-    /// not seen yet, or seen while disconnected, come at the next login.
-    pub async fn accept_identity(
+    /// The client fetches the user's list signed by that key from the relay;
+    /// the sessions with devices of the former key are deleted. The
+    /// messages from that user held in this connection are processed at
+    /// once (their events follow); the count of them is returned. Held
+    /// messages not seen yet, or seen while disconnected, come at the next
+    /// login.
+    pub async fn accept_user_key(
         &self,
-        address: &Address,
-        identity: &IdentityKey,
+        user_id: &str,
+        user_key: &UserKey,
     ) -> Result<usize, ClientError> {
-        self.call(|reply| Command::AcceptIdentity {
-            address: address.clone(),
-            identity: *identity,
+        self.call(|reply| Command::AcceptUserKey {
+            user_id: user_id.into(),
+            user_key: *user_key,
             reply,
         })
         .await

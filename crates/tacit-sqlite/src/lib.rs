@@ -533,6 +533,40 @@ impl IdentityStore for SqliteStore {
                 .map_err(|_| corrupt),
         }
     }
+
+    // TEMPORARY (client branch only): lists under device id 0.
+    fn device_list(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<tacit::identity::DeviceList>, StoreError> {
+        let Ok(address) = Address::new(user_id, 1) else {
+            return Ok(None);
+        };
+        let _ = address;
+        let tag = self.user_tag(user_id);
+        let row = row_key(&tag, 0);
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT record FROM identities WHERE user_tag = ?1 AND device_id = 0",
+                params![&tag[..]],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        match sealed {
+            None => Ok(None),
+            Some(sealed) => {
+                let bytes = self.open_record("identities", &row, &sealed)?;
+                tacit::identity::DeviceList::from_wire(&bytes)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt {
+                        table: "identities",
+                        error: StateError::Corrupt,
+                    })
+            }
+        }
+    }
 }
 
 impl PreKeyStore for SqliteStore {
@@ -612,6 +646,12 @@ impl SqliteStore {
             let row = row_key(&tag, address.device_id());
             let sealed = self.seal("identities", &row, &identity.to_bytes())?;
             identities.push((tag, address.device_id(), sealed));
+        }
+        for list in &changes.device_lists {
+            let tag = self.user_tag(list.user_id());
+            let row = row_key(&tag, 0);
+            let sealed = self.seal("identities", &row, &list.to_wire())?;
+            identities.push((tag, 0, sealed));
         }
         let mut sessions = Vec::with_capacity(changes.sessions.len());
         for (address, record) in &changes.sessions {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use tacit::keys::IdentityKey;
+use tacit::identity::UserKey;
 use tacit::Address;
 use tacit_client::{
     register, Backoff, Client, ClientConfig, Direction, Event, MessageId, ReceiptKind, Status,
@@ -177,11 +177,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut config = config(&args)?;
             config.receive = false;
             let client = start(config).await?;
-            let numbers = client.safety_numbers(peer).await;
+            let number = client.safety_number(peer).await;
             client.shutdown().await;
-            for (address, number) in numbers? {
-                println!("{address}: {number}");
-            }
+            println!("{peer}: {}", group_digits(&number?));
             Ok(())
         }
         Cmd::History => {
@@ -310,8 +308,8 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
     });
     // Messages sent in this session, for the receipt markers.
     let mut mine: Vec<(MessageId, String)> = Vec::new();
-    // Devices whose identity changed, with the identity they now present.
-    let mut held: Vec<(Address, IdentityKey)> = Vec::new();
+    // Users whose messages came under another user key, with that key.
+    let mut held: Vec<(String, UserKey)> = Vec::new();
     let outcome = loop {
         tokio::select! {
             line = lines.recv() => {
@@ -348,14 +346,15 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                         }
                     }
                 }
-                Some(Event::Held { sender, identity, safety_number, .. }) => {
+                Some(Event::Held { user_id, user_key, safety_number, .. }) => {
                     eprintln!(
-                        "* a message from {sender} is held: its identity changed. \
-                         New safety number: {safety_number}. Compare it with {sender}'s, \
-                         then /accept {sender}"
+                        "* a message as {user_id} is held: it comes under another user key \
+                         than the one trusted (an impersonation, or a new key). Safety number \
+                         with that key: {}. Compare it with {user_id}'s, then /accept {user_id}",
+                        group_digits(&safety_number)
                     );
-                    if !held.iter().any(|(a, _)| *a == sender) {
-                        held.push((sender, identity));
+                    if !held.iter().any(|(u, _)| *u == user_id) {
+                        held.push((user_id, user_key));
                     }
                 }
                 Some(Event::Connected) => eprintln!("* connected"),
@@ -374,7 +373,7 @@ async fn command(
     client: &Client,
     peer: &mut Option<String>,
     mine: &mut Vec<(MessageId, String)>,
-    held: &mut Vec<(Address, IdentityKey)>,
+    held: &mut Vec<(String, UserKey)>,
     line: &str,
 ) -> anyhow::Result<bool> {
     if line.is_empty() {
@@ -417,19 +416,18 @@ async fn command(
             } else {
                 rest.to_owned()
             };
-            for (address, number) in client.safety_numbers(&who).await? {
-                eprintln!("* safety number with {address}: {number}");
-            }
+            let number = client.safety_number(&who).await?;
+            eprintln!("* safety number with {who}: {}", group_digits(&number));
         }
         "/accept" => {
-            let (address, identity) = held
+            let (user_id, user_key) = held
                 .iter()
-                .find(|(a, _)| a.to_string() == rest)
+                .find(|(u, _)| u.as_str() == rest)
                 .cloned()
-                .context("usage: /accept DEVICE, for a device whose held message was reported")?;
-            let released = client.accept_identity(&address, &identity).await?;
-            held.retain(|(a, _)| *a != address);
-            eprintln!("* {address}'s new identity is trusted; {released} held message(s) released");
+                .context("usage: /accept USER, for a user whose held message was reported")?;
+            let released = client.accept_user_key(&user_id, &user_key).await?;
+            held.retain(|(u, _)| *u != user_id);
+            eprintln!("* {user_id}'s new user key is trusted; {released} held message(s) released");
         }
         "/history" => {
             for entry in client.history().await? {
@@ -445,4 +443,14 @@ async fn command(
         }
     }
     Ok(true)
+}
+
+/// A safety number as 12 groups of 5 digits.
+fn group_digits(digits: &str) -> String {
+    digits
+        .as_bytes()
+        .chunks(5)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

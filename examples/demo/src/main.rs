@@ -368,13 +368,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     );
 
     heading("Verification");
-    let a = alice.safety_numbers("bob").await?;
-    let b = bob.safety_numbers("alice").await?;
-    let number = |v: &[(Address, String)]| {
-        let digits: Vec<char> = v
-            .first()
-            .map(|(_, n)| n.chars().collect())
-            .unwrap_or_default();
+    let a = alice.safety_number("bob").await?;
+    let b = bob.safety_number("alice").await?;
+    let number = |n: &str| {
+        let digits: Vec<char> = n.chars().collect();
         digits
             .chunks(5)
             .map(|c| c.iter().collect::<String>())
