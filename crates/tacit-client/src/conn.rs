@@ -11,9 +11,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tacit_relay_proto::{ClientFrame, ErrorReply, Reply, Request, Response, ServerFrame};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::endpoint::Endpoint;
 use crate::ClientError;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -31,7 +32,10 @@ pub(crate) enum Role {
 impl Role {
     /// Whether a connection of this role may carry `request`.
     fn allows(self, request: &Request) -> bool {
-        let anonymous = matches!(request, Request::Submit(_) | Request::FetchBundles(_));
+        let anonymous = matches!(
+            request,
+            Request::Submit(_) | Request::FetchBundles(_) | Request::FetchDeviceList(_)
+        );
         anonymous == (self == Self::Anonymous)
     }
 }
@@ -60,17 +64,42 @@ fn lost(e: impl std::fmt::Display) -> ClientError {
     ClientError::Connection(e.to_string())
 }
 
+/// A failed connection attempt: [`ClientError::Tls`] if TLS refused
+/// (rustls reports a handshake failure as an I/O error wrapping it), else
+/// [`ClientError::Connection`].
+fn connect_error(e: tungstenite::Error) -> ClientError {
+    let tls = match &e {
+        tungstenite::Error::Tls(_) => true,
+        tungstenite::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    };
+    if tls {
+        ClientError::Tls(e.to_string())
+    } else {
+        lost(e)
+    }
+}
+
 impl Conn {
-    /// Opens the WebSocket at `url` (`ws://host:port/v1`) for `role`.
+    /// Opens the WebSocket at `endpoint` (over TLS for `wss://`) for
+    /// `role`.
     pub(crate) async fn connect(
-        url: &str,
+        endpoint: &Endpoint,
         timeout: Duration,
         role: Role,
     ) -> Result<Self, ClientError> {
-        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            endpoint.url(),
+            None,
+            false,
+            endpoint.tls().map(Connector::Rustls),
+        );
+        let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout("connecting to the relay"))?
-            .map_err(lost)?;
+            .map_err(connect_error)?;
         Ok(Self {
             ws,
             role,

@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
-use tacit_relay_proto::{ErrorCode, ErrorReply, FetchBundles, Reply, Request, Submit};
+use tacit_relay_proto::{
+    ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, Reply, Request, Submit,
+};
 use tokio::time::Instant;
 
 use crate::conn::{Conn, Role};
+use crate::endpoint::Endpoint;
 use crate::ClientError;
 
 /// How long the anonymous connection stays open with nothing to carry.
@@ -29,16 +32,16 @@ const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
 /// The anonymous connection, opened when needed and closed when idle.
 #[derive(Debug)]
 pub(crate) struct Courier {
-    url: String,
+    endpoint: Endpoint,
     timeout: Duration,
     conn: Option<Conn>,
     last_used: Instant,
 }
 
 impl Courier {
-    pub(crate) fn new(url: &str, timeout: Duration) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, timeout: Duration) -> Self {
         Self {
-            url: url.to_owned(),
+            endpoint,
             timeout,
             conn: None,
             last_used: Instant::now(),
@@ -74,6 +77,15 @@ impl Courier {
         self.request(Request::FetchBundles(fetch)).await
     }
 
+    /// Fetches a user's signed device list. `Ok(Err(_))` is the relay's
+    /// refusal.
+    pub(crate) async fn fetch_device_list(
+        &mut self,
+        fetch: FetchDeviceList,
+    ) -> Result<Result<Reply, ErrorReply>, ClientError> {
+        self.request(Request::FetchDeviceList(fetch)).await
+    }
+
     /// Sends `request` on the anonymous connection (opening one if needed)
     /// and returns the relay's answer.
     ///
@@ -97,7 +109,7 @@ impl Courier {
             let conn = match &mut self.conn {
                 Some(conn) => conn,
                 None => {
-                    let conn = Conn::connect(&self.url, self.timeout, Role::Anonymous).await?;
+                    let conn = Conn::connect(&self.endpoint, self.timeout, Role::Anonymous).await?;
                     self.conn.insert(conn)
                 }
             };

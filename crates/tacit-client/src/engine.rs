@@ -10,19 +10,22 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use tacit::envelope::{Content, ContentKind, MESSAGE_ID_LEN};
 use tacit::error::SessionError;
-use tacit::keys::IdentityKey;
+use tacit::identity::{DeviceList, UserKey, UserKeyPair};
 use tacit::session::{
-    OutgoingEnvelope, SafetyNumber, SessionConfig, SessionManager, MAX_ONE_TIME_PREKEYS,
+    DeviceListUpdate, OutgoingEnvelope, Received, SafetyNumber, SessionConfig, SessionManager,
+    MAX_ONE_TIME_PREKEYS,
 };
 use tacit::{Account, Address};
 use tacit_relay_proto::{
-    Ack, ErrorCode, FetchBundles, LoggedIn, Login, OneTimePreKey, Push, Register, Reply, Request,
-    Response, ServerFrame, SignedPreKey, Submit, UploadPreKeys, MAX_PREKEYS_PER_UPLOAD,
+    Ack, ErrorCode, FetchBundles, FetchDeviceList, LoggedIn, Login, OneTimePreKey, Push, Register,
+    Reply, Request, Response, ServerFrame, SignedPreKey, Submit, UploadPreKeys,
+    MAX_PREKEYS_PER_UPLOAD,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Conn, Role};
 use crate::courier::Courier;
+use crate::endpoint::{login_name, Endpoint};
 use crate::store::{content_key, envelope_digest, ClientStore, Profile, Writes};
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
@@ -31,6 +34,12 @@ use crate::{
 
 /// The most message ids one delivery receipt carries (16 bytes each).
 const RECEIPT_BATCH: usize = 256;
+
+/// The most messages held per user whose user key changed (the oldest is
+/// dropped from memory first; it stays in the relay's queue).
+const MAX_HELD_PER_USER: usize = 16;
+/// The most messages held in all.
+const MAX_HELD: usize = 256;
 
 type Manager = SessionManager<ClientStore>;
 
@@ -58,17 +67,29 @@ fn open_manager(config: &ClientConfig, create: Option<&Address>) -> Result<Manag
         (None, None) => Err(ClientError::NotRegistered),
         (None, Some(address)) => {
             // The account and the profile are written in one transaction.
+            // The account, the user key, the device's own signed list and
+            // the profile are written in one transaction.
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
+            let identity = account.identity().public_key();
             let created =
                 SessionManager::create(store, address.clone(), account, SessionConfig::default());
-            let manager = created?;
+            let mut manager = created?;
+            let user_key = UserKeyPair::generate(&mut OsRng);
+            let list = DeviceList::sign(
+                &user_key,
+                address.user_id(),
+                1,
+                &[(address.device_id(), identity, now_ms())],
+            )
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            manager.update_device_list(&list)?;
             let held = manager.store().release()?;
             let profile = Profile {
                 user_id: address.user_id().into(),
                 device_id: address.device_id(),
             };
-            manager.store().set_profile(&profile, held)?;
+            manager.store().set_profile(&profile, &user_key, held)?;
             Ok(manager)
         }
     }
@@ -83,15 +104,22 @@ pub async fn register(
     config: &ClientConfig,
     address: Address,
 ) -> Result<Registration, ClientError> {
+    // The URL is checked before the store is touched.
+    let endpoint = Endpoint::new(config)?;
     let mut manager = open_manager(config, Some(&address))?;
-    let mut conn = Conn::connect(&config.relay_url, config.request_timeout, Role::Account).await?;
+    let mut conn = Conn::connect(&endpoint, config.request_timeout, Role::Account).await?;
     let challenge = challenge(&mut conn).await?;
+    let server_name = login_name(&config.server_name, &challenge.server_name)?;
+    let own_list = manager
+        .device_list(address.user_id())?
+        .ok_or(ClientError::Session(SessionError::NotOnOwnList))?;
     let request = Register::sign(
         manager.account().identity(),
-        &challenge.server_name,
+        server_name,
         &challenge.challenge,
         now_ms(),
         address.clone(),
+        &own_list,
     );
     let info = match conn.request(Request::Register(request)).await? {
         Ok(Reply::LoggedIn(info)) => info,
@@ -280,6 +308,8 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<Event>,
     waiting: VecDeque<Job>,
     counts: Counts,
+    /// The relay, checked against the URL policy, with its TLS settings.
+    endpoint: Endpoint,
     /// The connection that never logs in, for submissions and fetches.
     courier: Courier,
     /// Whether the stored queue is still being delivered (from login to
@@ -291,7 +321,7 @@ pub(crate) struct Engine {
     receipts_due: BTreeMap<String, Vec<MessageId>>,
     /// Pushes held in this connection (their sender's identity changed),
     /// with the sender: processed again if its identity is accepted.
-    held: Vec<(Address, Push)>,
+    held: Vec<(String, Push)>,
 }
 
 impl Engine {
@@ -300,10 +330,12 @@ impl Engine {
         commands: mpsc::Receiver<Command>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::new(&config)?;
         let manager = open_manager(&config, None)?;
-        let courier = Courier::new(&config.relay_url, config.request_timeout);
+        let courier = Courier::new(endpoint.clone(), config.request_timeout);
         Ok(Self {
             manager,
+            endpoint,
             config,
             commands,
             events,
@@ -408,16 +440,13 @@ impl Engine {
     }
 
     async fn connect(&mut self) -> Result<Conn, ClientError> {
-        let mut conn = Conn::connect(
-            &self.config.relay_url,
-            self.config.request_timeout,
-            Role::Account,
-        )
-        .await?;
+        let mut conn =
+            Conn::connect(&self.endpoint, self.config.request_timeout, Role::Account).await?;
         let challenge = challenge(&mut conn).await?;
+        let server_name = login_name(&self.config.server_name, &challenge.server_name)?;
         let login = Login::sign(
             self.manager.account().identity(),
-            &challenge.server_name,
+            server_name,
             &challenge.challenge,
             now_ms(),
             self.manager.local_address().clone(),
@@ -513,9 +542,9 @@ impl Engine {
                 },
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
-                    Some(Command::AcceptIdentity { address, identity, reply }) => {
+                    Some(Command::AcceptUserKey { user_id, user_key, reply }) => {
                         if let Some(outcome) =
-                            self.accept_identity(conn, &address, &identity, reply).await
+                            self.accept_user_key(conn, &user_id, &user_key, reply).await
                         {
                             return outcome;
                         }
@@ -599,8 +628,7 @@ impl Engine {
             self.counts.duplicates += 1;
             return self.ack(conn, push.message_id).await;
         }
-        self.manager.store().hold()?;
-        let opened = self.manager.open_envelope(&push.envelope, &mut OsRng);
+        let (opened, first_contact) = self.open_with_lists(&push.envelope).await?;
         let held = self.manager.store().release()?;
         let now = now_ms();
         let mut writes = Writes::default();
@@ -608,22 +636,18 @@ impl Engine {
         let received = match opened {
             Ok(received) => received,
             Err(SessionError::Store(e)) => return Err(e.into()),
-            Err(SessionError::UntrustedIdentity(conflict)) => {
-                let local = self.manager.local_address().user_id();
-                let safety_number = SafetyNumber::new(
-                    local,
-                    &self.manager.account().identity().public_key(),
-                    conflict.address.user_id(),
-                    &conflict.received,
-                );
+            Err(SessionError::UserKeyChanged(conflict)) => {
+                let safety_number =
+                    self.safety_number_with(&conflict.user_id, &conflict.received)?;
                 self.emit(Event::Held {
                     relay_id: push.message_id,
-                    sender: conflict.address.clone(),
-                    identity: conflict.received,
-                    safety_number: safety_number.as_str().to_owned(),
+                    user_id: conflict.user_id.clone(),
+                    user_key: conflict.received,
+                    safety_number,
                     reason: format!(
-                        "the identity of {} changed; verify it before reading its messages",
-                        conflict.address
+                        "a message as {} under another user key than the trusted one: \
+                         an impersonation, or a new key; verify it before reading",
+                        conflict.user_id
                     ),
                 });
                 if !self
@@ -631,7 +655,22 @@ impl Engine {
                     .iter()
                     .any(|(_, p)| p.message_id == push.message_id)
                 {
-                    self.held.push((conflict.address.clone(), push));
+                    // Bounded: the oldest held message of that user goes first.
+                    let of_user = self
+                        .held
+                        .iter()
+                        .filter(|(u, _)| *u == conflict.user_id)
+                        .count();
+                    if of_user >= MAX_HELD_PER_USER {
+                        if let Some(i) = self.held.iter().position(|(u, _)| *u == conflict.user_id)
+                        {
+                            self.held.remove(i);
+                        }
+                    }
+                    if self.held.len() >= MAX_HELD {
+                        self.held.remove(0);
+                    }
+                    self.held.push((conflict.user_id.clone(), push));
                 }
                 return Ok(());
             }
@@ -677,7 +716,7 @@ impl Engine {
                         timestamp_ms: content.timestamp(),
                         text,
                         relay_id: push.message_id,
-                        first_contact: received.first_contact,
+                        first_contact,
                     }));
                 }
                 ContentKind::DeliveryReceipt | ContentKind::ReadReceipt => {
@@ -860,24 +899,38 @@ impl Engine {
         }
     }
 
-    /// Accepts a new identity for `address`, then processes the messages
-    /// from it held in this connection. The reply (the number released)
-    /// is sent once the identity is stored; a failure while processing
-    /// ends the connection, and the relay offers the rest again.
-    async fn accept_identity(
+    /// Accepts `user_key` for `user_id`: fetches the user's list from the
+    /// relay, which must be signed by that key, trusts it, then processes
+    /// the messages from that user held in this connection. The reply (the
+    /// number released) is sent once the list is stored; a failure while
+    /// processing ends the connection, and the relay offers the rest again.
+    async fn accept_user_key(
         &mut self,
         conn: &mut Conn,
-        address: &Address,
-        identity: &IdentityKey,
+        user_id: &str,
+        user_key: &UserKey,
         reply: oneshot::Sender<Result<usize, ClientError>>,
     ) -> Option<Outcome> {
-        if let Err(e) = self.manager.accept_identity(address, identity) {
+        let list = match self.fetch_list(user_id, Some(user_key)).await {
+            Ok(Some(list)) => list,
+            Ok(None) => {
+                let _ = reply.send(Err(ClientError::Invalid(format!(
+                    "the relay has no list of {user_id} signed by that user key"
+                ))));
+                return None;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return None;
+            }
+        };
+        if let Err(e) = self.manager.accept_user_key(&list) {
             let _ = reply.send(Err(e.into()));
             return None;
         }
         let (released, kept) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition::<Vec<_>, _>(|(sender, _)| sender == address);
+            .partition::<Vec<_>, _>(|(user, _)| user == user_id);
         self.held = kept;
         let _ = reply.send(Ok(released.len()));
         for (_, push) in released {
@@ -891,17 +944,20 @@ impl Engine {
     /// Commands that need no connection.
     fn local_command(&mut self, command: Command) {
         match command {
-            Command::AcceptIdentity {
-                address,
-                identity,
-                reply,
-            } => {
-                // Disconnected: held messages come again at the next login.
-                let result = self.manager.accept_identity(&address, &identity);
-                let _ = reply.send(result.map(|()| 0).map_err(Into::into));
+            Command::AcceptUserKey { reply, .. } => {
+                // The new list comes from the relay.
+                let _ = reply.send(Err(ClientError::Stopped));
             }
-            Command::SafetyNumbers { peer, reply } => {
-                let _ = reply.send(self.safety_numbers(&peer));
+            Command::SafetyNumber { peer, reply } => {
+                let result = self
+                    .manager
+                    .safety_number(&peer)
+                    .map(|n| n.as_str().to_owned())
+                    .map_err(|e| match e {
+                        SessionError::UnknownUser(_) => ClientError::UnknownPeer(peer.clone()),
+                        other => other.into(),
+                    });
+                let _ = reply.send(result);
             }
             Command::History { reply } => {
                 let _ = reply.send(self.manager.store().history().map_err(Into::into));
@@ -916,20 +972,6 @@ impl Engine {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
         }
-    }
-
-    fn safety_numbers(&self, peer: &str) -> Result<Vec<(Address, String)>, ClientError> {
-        let mut out = Vec::new();
-        for address in self.manager.fan_out(peer)? {
-            if address.user_id() == peer {
-                let number = self.manager.safety_number(&address)?;
-                out.push((address, number.as_str().to_owned()));
-            }
-        }
-        if out.is_empty() {
-            return Err(ClientError::UnknownPeer(peer.into()));
-        }
-        Ok(out)
     }
 
     /// Makes sure there are sessions with `peer`'s devices (fetching their
@@ -967,45 +1009,167 @@ impl Engine {
         }
     }
 
-    /// The bundles are fetched over the anonymous connection, so that the
-    /// relay does not learn which device asked for whose bundles.
+    /// Brings the verified device lists of `peer` and of the local user up
+    /// to date from the relay, fetches bundles for listed devices without a
+    /// session, then seals for every listed device that has one. Lists,
+    /// bundles and envelopes go over the anonymous connection, so that the
+    /// relay does not learn which device asked.
     async fn seal_inner(
         &mut self,
         peer: &str,
         kind: ContentKind,
         body: Vec<u8>,
     ) -> Result<(MessageId, Vec<OutgoingEnvelope>), ClientError> {
-        let fetch = FetchBundles::user(peer)?;
-        if peer == self.manager.local_address().user_id() {
+        let own_user = self.manager.local_address().user_id().to_owned();
+        if peer == own_user {
             return Err(ClientError::Invalid("cannot send to yourself".into()));
         }
-        let known = self
+        for user in [peer, own_user.as_str()] {
+            match self.fetch_list(user, None).await? {
+                Some(list) => match self.manager.update_device_list(&list) {
+                    // An older list from the relay: keep the newer one.
+                    Ok(_) | Err(SessionError::StaleDeviceList { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                None if self.manager.device_list(user)?.is_none() && user == peer => {
+                    return Err(ClientError::UnknownPeer(peer.into()));
+                }
+                None => {}
+            }
+        }
+        for address in self.manager.missing_sessions(peer)? {
+            let bundles = match self
+                .courier
+                .fetch_bundles(FetchBundles::device(&address))
+                .await?
+            {
+                Ok(Reply::Bundles(b)) => b.bundles,
+                // Not registered yet, or no prekeys: not reachable now.
+                _ => continue,
+            };
+            for bundle in bundles
+                .iter()
+                .filter(|b| b.device_id == address.device_id())
+            {
+                match self
+                    .manager
+                    .process_bundle(&address, &bundle.bundle, &mut OsRng)
+                {
+                    Ok(_) => {}
+                    Err(SessionError::Store(e)) => return Err(e.into()),
+                    Err(e) => tracing::warn!(%address, error = %e, "bundle refused"),
+                }
+            }
+        }
+        let missing = self.manager.missing_sessions(peer)?;
+        let reachable: Vec<Address> = self
             .manager
             .fan_out(peer)?
-            .iter()
-            .any(|a| a.user_id() == peer);
-        if !known {
-            let bundles = match self.courier.fetch_bundles(fetch).await? {
-                Ok(Reply::Bundles(b)) => b,
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) if matches!(e.code, ErrorCode::UnknownDevice | ErrorCode::NoPreKeys) => {
-                    return Err(ClientError::UnknownPeer(peer.into()))
-                }
-                Err(e) => return Err(ClientError::Relay(e)),
-            };
-            if bundles.is_empty() {
-                return Err(ClientError::UnknownPeer(peer.into()));
-            }
-            for bundle in bundles {
-                let address = Address::new(peer, bundle.device_id)?;
-                self.manager
-                    .process_bundle(&address, &bundle.bundle, &mut OsRng)?;
-            }
+            .into_iter()
+            .filter(|a| !missing.contains(a))
+            .collect();
+        if !reachable.iter().any(|a| a.user_id() == peer) {
+            return Err(ClientError::UnknownPeer(peer.into()));
         }
         let content = Content::new_with_rng(kind, body, now_ms(), &mut OsRng)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let envelopes = self.manager.seal_for_user(peer, &content, &mut OsRng)?;
+        let mut envelopes = Vec::with_capacity(reachable.len());
+        for address in &reachable {
+            envelopes.push(
+                self.manager
+                    .seal_for_device(address, &content, &mut OsRng)?,
+            );
+        }
         Ok((*content.message_id(), envelopes))
+    }
+
+    /// The user's current list from the relay, verified, for that user and
+    /// (when `expected` is given) under that user key. `None` when the
+    /// relay has none or serves one that does not verify: a relay cannot
+    /// make this client trust a list the user key did not sign.
+    async fn fetch_list(
+        &mut self,
+        user_id: &str,
+        expected: Option<&UserKey>,
+    ) -> Result<Option<DeviceList>, ClientError> {
+        let request = FetchDeviceList::new(user_id)?;
+        let bytes = match self.courier.fetch_device_list(request).await? {
+            Ok(Reply::DeviceList(bytes)) => bytes,
+            Ok(other) => return Err(unexpected(&other)),
+            Err(_) => return Ok(None),
+        };
+        let Ok(list) = bytes.verify() else {
+            tracing::warn!(
+                user_id,
+                "the relay served a device list that does not verify"
+            );
+            return Ok(None);
+        };
+        if list.user_id() != user_id || expected.is_some_and(|k| k != list.user_key()) {
+            return Ok(None);
+        }
+        Ok(Some(list))
+    }
+
+    /// Opens `envelope`, refreshing the sender's device list once from the
+    /// relay when the sender's user is unknown or its device not listed
+    /// (it may have been linked since). Returns the result and whether the
+    /// sender's user was met for the first time. The store's hold is active
+    /// when it returns.
+    async fn open_with_lists(
+        &mut self,
+        envelope: &[u8],
+    ) -> Result<(Result<Received, SessionError>, bool), ClientError> {
+        let mut first_contact = false;
+        let mut refreshed = false;
+        loop {
+            self.manager.store().hold()?;
+            let opened = self.manager.open_envelope(envelope, &mut OsRng);
+            let retry = match &opened {
+                Err(SessionError::UnknownUser(u)) if !refreshed => {
+                    Some((u.user_id.clone(), u.user_key))
+                }
+                Err(SessionError::DeviceNotListed(a)) if !refreshed => {
+                    Some((a.user_id().to_owned(), None))
+                }
+                _ => None,
+            };
+            let Some((user, expected)) = retry else {
+                return Ok((opened, first_contact));
+            };
+            // The failed open wrote nothing.
+            self.manager.store().release()?;
+            refreshed = true;
+            let Some(list) = self.fetch_list(&user, expected.as_ref()).await? else {
+                self.manager.store().hold()?;
+                return Ok((opened, first_contact));
+            };
+            match self.manager.update_device_list(&list) {
+                Ok(DeviceListUpdate::FirstContact) => first_contact = true,
+                Ok(_) => {}
+                Err(SessionError::Store(e)) => return Err(e.into()),
+                Err(_) => {
+                    self.manager.store().hold()?;
+                    return Ok((opened, first_contact));
+                }
+            }
+        }
+    }
+
+    /// The safety number of the local user and `user_id` under `user_key`.
+    fn safety_number_with(&self, user_id: &str, user_key: &UserKey) -> Result<String, ClientError> {
+        let own = self
+            .manager
+            .device_list(self.manager.local_address().user_id())?
+            .ok_or(SessionError::NotOnOwnList)?;
+        Ok(SafetyNumber::new(
+            self.manager.local_address().user_id(),
+            own.user_key(),
+            user_id,
+            user_key,
+        )
+        .as_str()
+        .to_owned())
     }
 
     /// Submits every envelope not yet stored, over the anonymous

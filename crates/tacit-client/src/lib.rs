@@ -13,6 +13,11 @@
 //!   second connection that never logs in, so that the relay cannot tell
 //!   from the connection which device sent an envelope or asked for a
 //!   bundle (it still sees the IP address).
+//! - Both connections use TLS (`wss://`, checked against the platform's
+//!   root certificates or [`ClientConfig::ca_file`]); plain `ws://` is
+//!   refused unless the relay is on this machine. A login is signed for
+//!   the relay name the client is configured with
+//!   ([`ClientConfig::server_name`]), never for the one a relay announces.
 //!
 //! A message is shown once: it is recorded (history and the ids that
 //! recognise a redelivery) in the same store transaction as the session
@@ -25,7 +30,7 @@
 //!
 //! # async fn run() -> Result<(), tacit_client::ClientError> {
 //! let key = StoreKey::load_or_create("alice.db.key")?;
-//! let config = ClientConfig::new("alice.db", key, "ws://127.0.0.1:7878/v1");
+//! let config = ClientConfig::new("alice.db", key, "wss://relay.example.org/v1");
 //! register(&config, tacit::Address::new("alice", 1)?).await?;
 //! let mut client = Client::start(config).await?;
 //! client.send_text("bob", "hello").await?;
@@ -39,6 +44,7 @@
 
 mod conn;
 mod courier;
+mod endpoint;
 mod engine;
 mod key;
 mod store;
@@ -48,7 +54,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::{SessionError, StoreError};
-use tacit::keys::IdentityKey;
+use tacit::identity::UserKey;
 use tacit::Address;
 use tacit_relay_proto::{ErrorCode, ErrorReply};
 use tokio::sync::{mpsc, oneshot};
@@ -118,8 +124,22 @@ pub struct ClientConfig {
     pub store_path: PathBuf,
     /// The key the store is sealed under.
     pub store_key: StoreKey,
-    /// The relay's WebSocket URL, `ws://HOST:PORT/v1`.
+    /// The relay's WebSocket URL, `wss://HOST[:PORT]/v1`. Plain
+    /// `ws://` is refused ([`ClientError::PlaintextRelay`]) unless the host
+    /// is a loopback address: `localhost`, 127.0.0.0/8 or `::1`.
     pub relay_url: String,
+    /// The relay's name, as its operator set it (`tacit-relay
+    /// --server-name`). Every login is signed for this name, and a relay
+    /// announcing another one is refused before anything is signed
+    /// ([`ClientError::ServerNameMismatch`]), so that a relay cannot pass
+    /// the client's login on to another relay. [`ClientConfig::new`] sets
+    /// it to the host of `relay_url` in lowercase; set it again after
+    /// changing `relay_url`.
+    pub server_name: String,
+    /// A PEM file of the certificates to trust for `wss://`, used instead
+    /// of the platform's root certificates when set (a relay with a
+    /// private CA or a self-signed certificate).
+    pub ca_file: Option<PathBuf>,
     /// How many one-time prekeys the client keeps published.
     pub one_time_prekeys: u32,
     /// Below this many one-time prekeys at login, the client uploads more
@@ -149,19 +169,23 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The defaults for this store and relay: 100 one-time prekeys
+    /// The defaults for this store and relay: the relay's name is the
+    /// URL's host, the platform's root certificates, 100 one-time prekeys
     /// (replenished below 20), signed prekey rotated after 7 days with a
     /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
-    /// receipts on.
+    /// receipts on. The URL is checked when the client connects.
     pub fn new(
         store_path: impl Into<PathBuf>,
         store_key: StoreKey,
         relay_url: impl Into<String>,
     ) -> Self {
+        let relay_url = relay_url.into();
         Self {
             store_path: store_path.into(),
             store_key,
-            relay_url: relay_url.into(),
+            server_name: endpoint::default_server_name(&relay_url),
+            relay_url,
+            ca_file: None,
             one_time_prekeys: 100,
             prekeys_low: 20,
             signed_prekey_max_age: Duration::from_secs(7 * 24 * 3600),
@@ -289,18 +313,20 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A message left in the relay's queue for now: its sender's identity
-    /// changed and is not trusted. It is offered again at the next login,
-    /// and processed at once if the application accepts the new identity
-    /// ([`Client::accept_identity`]) while connected.
+    /// A message left in the relay's queue for now: it claims a user whose
+    /// trusted user key is another one (an impersonation, or a real change
+    /// of user key). It is offered again at the next login, and processed
+    /// at once if the application accepts the new key
+    /// ([`Client::accept_user_key`]) while connected. At most 16 per user
+    /// are held in memory.
     Held {
         /// The relay's id of the message.
         relay_id: u64,
-        /// The device whose identity changed.
-        sender: Address,
-        /// The identity it now presents.
-        identity: IdentityKey,
-        /// The safety number with that identity, to compare with the
+        /// The user the message claims to be from.
+        user_id: String,
+        /// The user key it presents.
+        user_key: UserKey,
+        /// The safety number with that user key, to compare with the
         /// peer's before accepting it.
         safety_number: String,
         /// Why.
@@ -386,6 +412,32 @@ pub enum ClientError {
     /// An I/O error (the key file).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The relay URL cannot be used: not a `ws://` or `wss://` URL with a
+    /// host.
+    #[error("relay url: {0}")]
+    RelayUrl(String),
+    /// A plain `ws://` URL to a host that is not this machine; use
+    /// `wss://`.
+    #[error(
+        "refusing plain ws:// to {host}: use wss:// (ws:// is only for a relay on this machine)"
+    )]
+    PlaintextRelay {
+        /// The URL's host.
+        host: String,
+    },
+    /// TLS could not be set up (the CA file, the platform's roots) or the
+    /// handshake failed (a certificate not trusted, not for this host).
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The relay announced another name than the configured one, so its
+    /// login challenge may come from another relay; nothing was signed.
+    #[error("the relay calls itself {announced:?}, not {configured:?} (the configured server name); refusing to log in")]
+    ServerNameMismatch {
+        /// [`ClientConfig::server_name`].
+        configured: String,
+        /// The name in the relay's challenge.
+        announced: String,
+    },
     /// The client has stopped.
     #[error("the client has stopped")]
     Stopped,
@@ -405,7 +457,9 @@ impl From<tacit_relay_proto::FrameError> for ClientError {
 
 impl ClientError {
     /// Whether retrying (after a reconnect) cannot help: the relay does not
-    /// know this device, the identity does not match, or the store failed.
+    /// know this device, the identity does not match, the store failed, or
+    /// the relay is not the one configured (its URL, its certificate, its
+    /// name).
     pub fn is_fatal(&self) -> bool {
         match self {
             Self::Relay(e) => matches!(
@@ -435,16 +489,16 @@ pub(crate) enum Command {
         message_ids: Vec<MessageId>,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
-    SafetyNumbers {
+    SafetyNumber {
         peer: String,
-        reply: oneshot::Sender<Result<Vec<(Address, String)>, ClientError>>,
+        reply: oneshot::Sender<Result<String, ClientError>>,
     },
     History {
         reply: oneshot::Sender<Result<Vec<HistoryEntry>, ClientError>>,
     },
-    AcceptIdentity {
-        address: Address,
-        identity: IdentityKey,
+    AcceptUserKey {
+        user_id: String,
+        user_key: UserKey,
         reply: oneshot::Sender<Result<usize, ClientError>>,
     },
     Shutdown {
@@ -530,30 +584,32 @@ impl Client {
         .await
     }
 
-    /// The safety number with each known device of `peer`, from the
-    /// identities trusted for them.
-    pub async fn safety_numbers(&self, peer: &str) -> Result<Vec<(Address, String)>, ClientError> {
-        self.call(|reply| Command::SafetyNumbers {
+    /// The safety number of this user and `peer`: 60 digits over the two
+    /// users' keys (one number per pair of users, whatever their devices).
+    pub async fn safety_number(&self, peer: &str) -> Result<String, ClientError> {
+        self.call(|reply| Command::SafetyNumber {
             peer: peer.into(),
             reply,
         })
         .await
     }
 
-    /// Trusts `identity` for `address` from now on, after the user compared
+    /// Trusts `user_key` for `user_id` from now on, after the user compared
     /// its safety number (reported with [`Event::Held`]) with the peer's.
-    /// A session made with the former identity is archived. The messages
-    /// from that device held in this connection are processed at once
-    /// (their events follow); the count of them is returned. Held messages
-    /// not seen yet, or seen while disconnected, come at the next login.
-    pub async fn accept_identity(
+    /// The client fetches the user's list signed by that key from the relay;
+    /// the sessions with devices of the former key are deleted. The
+    /// messages from that user held in this connection are processed at
+    /// once (their events follow); the count of them is returned. Held
+    /// messages not seen yet, or seen while disconnected, come at the next
+    /// login.
+    pub async fn accept_user_key(
         &self,
-        address: &Address,
-        identity: &IdentityKey,
+        user_id: &str,
+        user_key: &UserKey,
     ) -> Result<usize, ClientError> {
-        self.call(|reply| Command::AcceptIdentity {
-            address: address.clone(),
-            identity: *identity,
+        self.call(|reply| Command::AcceptUserKey {
+            user_id: user_id.into(),
+            user_key: *user_key,
             reply,
         })
         .await

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::StoreError;
-use tacit::identity::DeviceList;
+use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::keys::IdentityKey;
 use tacit::session::{Account, SessionRecord};
 use tacit::store::{Changes, IdentityStore, PreKeyStore, SessionStore, Store};
@@ -23,6 +23,8 @@ const PROFILE: &str = "client/profile";
 const SEEN_ENVELOPE: &str = "client/seen-envelope";
 const SEEN_CONTENT: &str = "client/seen-content";
 const HISTORY: &str = "client/history";
+/// The user key's seed, on the device that created the user.
+const USER_KEY: &str = "client/user-key";
 
 /// The version byte in front of every client record.
 const RECORD_VERSION: u8 = 1;
@@ -214,15 +216,33 @@ impl ClientStore {
             .transpose()
     }
 
+    /// Writes the profile and the user key's seed with `changes` (the new
+    /// account and its own device list), in one transaction.
     pub(crate) fn set_profile(
         &self,
         profile: &Profile,
+        user_key: &UserKeyPair,
         changes: Option<Changes>,
     ) -> Result<(), StoreError> {
         self.commit_with(
             changes,
-            Writes(vec![AppWrite::put(PROFILE, b"", encode(profile)?)]),
+            Writes(vec![
+                AppWrite::put(PROFILE, b"", encode(profile)?),
+                AppWrite::put(USER_KEY, b"", user_key.seed().as_bytes().to_vec()),
+            ]),
         )
+    }
+
+    /// The user key, if this device created its user.
+    pub(crate) fn user_key(&self) -> Result<Option<UserKeyPair>, StoreError> {
+        self.inner()?
+            .app_record(USER_KEY, b"")?
+            .map(|seed| {
+                <[u8; 32]>::try_from(seed.as_slice())
+                    .map(|seed| UserKeyPair::from_seed(&seed))
+                    .map_err(|_| corrupt())
+            })
+            .transpose()
     }
 
     pub(crate) fn seen_envelope(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
@@ -318,6 +338,7 @@ impl Store for ClientStore {
                 }
                 held.identities.extend(changes.identities);
                 held.sessions.extend(changes.sessions);
+                held.device_lists.extend(changes.device_lists);
             }
         }
         Ok(())

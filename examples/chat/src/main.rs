@@ -1,7 +1,7 @@
 //! `tacit-chat`: a line-based chat over tacit, interactive or scripted.
 //!
 //! ```text
-//! tacit-chat --store alice.db --relay ws://127.0.0.1:7878/v1 register alice
+//! tacit-chat --store alice.db --relay wss://relay.example.org/v1 register alice
 //! tacit-chat --store alice.db send bob "hello"      # bob may be offline
 //! tacit-chat --store bob.db recv --wait 5            # "alice: hello"
 //! tacit-chat --store alice.db chat                   # interactive
@@ -10,6 +10,12 @@
 //! The store key is read from `TACIT_STORE_KEY` (64 hex digits) if set,
 //! otherwise from the key file `STORE.key`, created on first use with mode
 //! 0600. See `docs/client.md` for what each choice protects.
+//!
+//! The relay is reached over TLS (`wss://`), checked against the platform's
+//! root certificates or `--ca-file`; plain `ws://` is accepted only for a
+//! relay on this machine. Logins are signed for `--server-name` (by
+//! default the relay URL's host), which must match the relay's own
+//! `--server-name`.
 //!
 //! Exit status: 0 on success, 1 on an error (printed on stderr), 2 on a
 //! usage error.
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use tacit::keys::IdentityKey;
+use tacit::identity::UserKey;
 use tacit::Address;
 use tacit_client::{
     register, Backoff, Client, ClientConfig, Direction, Event, MessageId, ReceiptKind, Status,
@@ -38,9 +44,19 @@ struct Args {
     /// The store file (created by `register`).
     #[arg(long)]
     store: PathBuf,
-    /// The relay's WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:7878/v1")]
+    /// The relay's WebSocket URL: wss://, or ws:// to a relay on this
+    /// machine (localhost, 127.0.0.0/8, ::1).
+    #[arg(long, default_value = "wss://localhost:7878/v1")]
     relay: String,
+    /// The relay's name (its --server-name), signed into every login; a
+    /// relay announcing another name is refused. Default: the host of
+    /// --relay.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// A PEM file of the certificates to trust for wss://, instead of the
+    /// platform's root certificates.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     command: Cmd,
@@ -98,6 +114,10 @@ fn key_for(store: &std::path::Path) -> anyhow::Result<StoreKey> {
 
 fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new(&args.store, key_for(&args.store)?, &args.relay);
+    if let Some(name) = &args.server_name {
+        config.server_name.clone_from(name);
+    }
+    config.ca_file.clone_from(&args.ca_file);
     // A command line gives up after a few seconds without a relay.
     config.backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2), 5);
     Ok(config)
@@ -157,11 +177,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut config = config(&args)?;
             config.receive = false;
             let client = start(config).await?;
-            let numbers = client.safety_numbers(peer).await;
+            let number = client.safety_number(peer).await;
             client.shutdown().await;
-            for (address, number) in numbers? {
-                println!("{address}: {number}");
-            }
+            println!("{peer}: {}", group_digits(&number?));
             Ok(())
         }
         Cmd::History => {
@@ -290,8 +308,8 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
     });
     // Messages sent in this session, for the receipt markers.
     let mut mine: Vec<(MessageId, String)> = Vec::new();
-    // Devices whose identity changed, with the identity they now present.
-    let mut held: Vec<(Address, IdentityKey)> = Vec::new();
+    // Users whose messages came under another user key, with that key.
+    let mut held: Vec<(String, UserKey)> = Vec::new();
     let outcome = loop {
         tokio::select! {
             line = lines.recv() => {
@@ -328,14 +346,15 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                         }
                     }
                 }
-                Some(Event::Held { sender, identity, safety_number, .. }) => {
+                Some(Event::Held { user_id, user_key, safety_number, .. }) => {
                     eprintln!(
-                        "* a message from {sender} is held: its identity changed. \
-                         New safety number: {safety_number}. Compare it with {sender}'s, \
-                         then /accept {sender}"
+                        "* a message as {user_id} is held: it comes under another user key \
+                         than the one trusted (an impersonation, or a new key). Safety number \
+                         with that key: {}. Compare it with {user_id}'s, then /accept {user_id}",
+                        group_digits(&safety_number)
                     );
-                    if !held.iter().any(|(a, _)| *a == sender) {
-                        held.push((sender, identity));
+                    if !held.iter().any(|(u, _)| *u == user_id) {
+                        held.push((user_id, user_key));
                     }
                 }
                 Some(Event::Connected) => eprintln!("* connected"),
@@ -354,7 +373,7 @@ async fn command(
     client: &Client,
     peer: &mut Option<String>,
     mine: &mut Vec<(MessageId, String)>,
-    held: &mut Vec<(Address, IdentityKey)>,
+    held: &mut Vec<(String, UserKey)>,
     line: &str,
 ) -> anyhow::Result<bool> {
     if line.is_empty() {
@@ -397,19 +416,18 @@ async fn command(
             } else {
                 rest.to_owned()
             };
-            for (address, number) in client.safety_numbers(&who).await? {
-                eprintln!("* safety number with {address}: {number}");
-            }
+            let number = client.safety_number(&who).await?;
+            eprintln!("* safety number with {who}: {}", group_digits(&number));
         }
         "/accept" => {
-            let (address, identity) = held
+            let (user_id, user_key) = held
                 .iter()
-                .find(|(a, _)| a.to_string() == rest)
+                .find(|(u, _)| u.as_str() == rest)
                 .cloned()
-                .context("usage: /accept DEVICE, for a device whose held message was reported")?;
-            let released = client.accept_identity(&address, &identity).await?;
-            held.retain(|(a, _)| *a != address);
-            eprintln!("* {address}'s new identity is trusted; {released} held message(s) released");
+                .context("usage: /accept USER, for a user whose held message was reported")?;
+            let released = client.accept_user_key(&user_id, &user_key).await?;
+            held.retain(|(u, _)| *u != user_id);
+            eprintln!("* {user_id}'s new user key is trusted; {released} held message(s) released");
         }
         "/history" => {
             for entry in client.history().await? {
@@ -425,4 +443,14 @@ async fn command(
         }
     }
     Ok(true)
+}
+
+/// A safety number as 12 groups of 5 digits.
+fn group_digits(digits: &str) -> String {
+    digits
+        .as_bytes()
+        .chunks(5)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -33,9 +33,13 @@ impl Drop for TempDir {
     }
 }
 
+/// The test relay's name, passed to tacit-chat as `--server-name`.
+const RELAY_NAME: &str = "chat-test-relay";
+
 async fn relay(db: &Path) -> Relay {
     let mut c = Config::new(db);
     c.listen = "127.0.0.1:0".parse().unwrap();
+    c.server_name = RELAY_NAME.into();
     c.unauthenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_rate = Rate::new(100_000.0, 100_000);
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
@@ -51,6 +55,8 @@ async fn chat(dir: &Path, store: &str, relay: &Relay, args: &[&str]) -> Output {
         .arg(dir.join(store))
         .arg("--relay")
         .arg(format!("ws://{}/v1", relay.local_addr()))
+        .arg("--server-name")
+        .arg(RELAY_NAME)
         .args(args)
         .env_remove("TACIT_STORE_KEY");
     tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -73,6 +79,8 @@ async fn chat_with_input(
         .arg(dir.join(store))
         .arg("--relay")
         .arg(format!("ws://{}/v1", relay.local_addr()))
+        .arg("--server-name")
+        .arg(RELAY_NAME)
         .args(args)
         .env_remove("TACIT_STORE_KEY")
         .stdin(std::process::Stdio::piped())

@@ -65,13 +65,20 @@ fn heading(text: &str) {
     println!("== {text}");
 }
 
-fn client_config(dir: &Path, name: &str, relay: &Relay) -> anyhow::Result<ClientConfig> {
+fn client_config(
+    dir: &Path,
+    name: &str,
+    relay: &Relay,
+    server_name: &str,
+) -> anyhow::Result<ClientConfig> {
     let key = StoreKey::load_or_create(dir.join(format!("{name}.db.key")))?;
     let mut config = ClientConfig::new(
         dir.join(format!("{name}.db")),
         key,
         format!("ws://{}/v1", relay.local_addr()),
     );
+    // Logins are signed for the relay's name, not the URL's host.
+    config.server_name = server_name.to_owned();
     config.one_time_prekeys = 20;
     config.request_timeout = STEP;
     Ok(config)
@@ -177,6 +184,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     let mut relay_config = Config::new(&relay_db);
     relay_config.listen = "127.0.0.1:0".parse()?;
     relay_config.shutdown_grace = Duration::from_secs(2);
+    let server_name = relay_config.server_name.clone();
     let relay = Relay::bind(relay_config)
         .await
         .context("starting the relay")?;
@@ -187,8 +195,8 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     println!("relay     ws://{}/v1", relay.local_addr());
     println!("database  {} (temporary)", relay_db.display());
 
-    let alice_config = client_config(dir, "alice", &relay)?;
-    let bob_config = client_config(dir, "bob", &relay)?;
+    let alice_config = client_config(dir, "alice", &relay, &server_name)?;
+    let bob_config = client_config(dir, "bob", &relay, &server_name)?;
     register(&alice_config, Address::new("alice", 1)?).await?;
     register(&bob_config, Address::new("bob", 1)?).await?;
 
@@ -360,13 +368,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     );
 
     heading("Verification");
-    let a = alice.safety_numbers("bob").await?;
-    let b = bob.safety_numbers("alice").await?;
-    let number = |v: &[(Address, String)]| {
-        let digits: Vec<char> = v
-            .first()
-            .map(|(_, n)| n.chars().collect())
-            .unwrap_or_default();
+    let a = alice.safety_number("bob").await?;
+    let b = bob.safety_number("alice").await?;
+    let number = |n: &str| {
+        let digits: Vec<char> = n.chars().collect();
         digits
             .chunks(5)
             .map(|c| c.iter().collect::<String>())

@@ -22,6 +22,9 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long a test waits for any one event.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// The test relays' name, which the clients are configured to sign for.
+pub const RELAY_NAME: &str = "test-relay";
+
 /// A scratch directory (`tempfile`), removed on drop.
 #[derive(Debug)]
 pub struct TempDir(pub tempfile::TempDir);
@@ -44,6 +47,7 @@ impl TempDir {
 pub fn relay_config(db: &Path, listen: SocketAddr) -> Config {
     let mut c = Config::new(db);
     c.listen = listen;
+    c.server_name = RELAY_NAME.into();
     c.unauthenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_rate = Rate::new(100_000.0, 100_000);
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
@@ -66,6 +70,7 @@ pub fn client_config(dir: &TempDir, name: &str, relay: SocketAddr) -> ClientConf
     let store = dir.path(&format!("{name}.db"));
     let key = StoreKey::load_or_create(dir.path(&format!("{name}.db.key"))).unwrap();
     let mut config = ClientConfig::new(store, key, url(relay));
+    config.server_name = RELAY_NAME.into();
     config.backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 40);
     config.request_timeout = Duration::from_secs(5);
     config
