@@ -233,6 +233,121 @@ impl ClientStore {
         )
     }
 
+    pub(crate) fn seen_envelope(&mut self, digest: &[u8; 32], now_ms: u64) {
+        self.0.push(AppWrite::put(
+            SEEN_ENVELOPE,
+            digest,
+            now_ms.to_be_bytes().to_vec(),
+        ));
+    }
+
+    pub(crate) fn seen_content(&mut self, key: &[u8], now_ms: u64) {
+        self.0.push(AppWrite::put(
+            SEEN_CONTENT,
+            key,
+            now_ms.to_be_bytes().to_vec(),
+        ));
+    }
+
+    pub(crate) fn history(&mut self, entry: &HistoryEntry) -> Result<(), StoreError> {
+        let stored = StoredEntry {
+            direction: match entry.direction {
+                Direction::Incoming => 0,
+                Direction::Outgoing => 1,
+            },
+            peer_user: entry.peer.user_id().into(),
+            peer_device: entry.peer.device_id(),
+            message_id: entry.message_id,
+            timestamp_ms: entry.timestamp_ms,
+            text: entry.text.clone(),
+            status: entry.status as u8,
+        };
+        let key = history_key(entry.direction, &entry.peer, &entry.message_id);
+        self.0.push(AppWrite::put(HISTORY, &key, encode(&stored)?));
+        Ok(())
+    }
+}
+
+/// How the next session commit is handled.
+#[derive(Debug, Default)]
+struct Hold {
+    /// Whether commits are held back instead of written.
+    active: bool,
+    /// The changes held back, merged in order.
+    changes: Option<Changes>,
+}
+
+/// The store under the session manager: a [`SqliteStore`] whose commits can
+/// be held back and then written together with the client's own records in
+/// one transaction.
+#[derive(Debug)]
+pub(crate) struct ClientStore {
+    inner: Mutex<SqliteStore>,
+    hold: Mutex<Hold>,
+}
+
+impl ClientStore {
+    pub(crate) fn open(path: &Path, key: &[u8; 32]) -> Result<Self, StoreError> {
+        Ok(Self {
+            inner: Mutex::new(SqliteStore::open(path, key)?),
+            hold: Mutex::new(Hold::default()),
+        })
+    }
+
+    fn inner(&self) -> Result<MutexGuard<'_, SqliteStore>, StoreError> {
+        self.inner.lock().map_err(|_| lock_error())
+    }
+
+    /// From now on, [`Store::commit`] keeps the changes instead of writing
+    /// them, until [`release`](Self::release).
+    pub(crate) fn hold(&self) -> Result<(), StoreError> {
+        let mut hold = self.hold.lock().map_err(|_| lock_error())?;
+        hold.active = true;
+        hold.changes = None;
+        Ok(())
+    }
+
+    /// Stops holding commits and returns what was held back.
+    pub(crate) fn release(&self) -> Result<Option<Changes>, StoreError> {
+        let mut hold = self.hold.lock().map_err(|_| lock_error())?;
+        hold.active = false;
+        Ok(hold.changes.take())
+    }
+
+    /// Writes `changes` and `writes` in one transaction.
+    pub(crate) fn commit_with(
+        &self,
+        changes: Option<Changes>,
+        writes: Writes,
+    ) -> Result<(), StoreError> {
+        self.inner()?
+            .commit_with(changes.unwrap_or_default(), &writes.0)
+    }
+
+    pub(crate) fn profile(&self) -> Result<Option<Profile>, StoreError> {
+        self.inner()?
+            .app_record(PROFILE, b"")?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    /// Writes the profile and the user key's seed with `changes` (the new
+    /// account and its own device list), in one transaction.
+    pub(crate) fn set_profile(
+        &self,
+        profile: &Profile,
+        user_key: &UserKeyPair,
+        changes: Option<Changes>,
+    ) -> Result<(), StoreError> {
+        self.commit_with(
+            changes,
+            Writes(vec![
+                AppWrite::put(PROFILE, b"", encode(profile)?),
+                AppWrite::put(USER_KEY, b"", user_key.seed().as_bytes().to_vec()),
+            ]),
+        )
+    }
+
     /// The user key, if this device created its user.
     pub(crate) fn user_key(&self) -> Result<Option<UserKeyPair>, StoreError> {
         self.inner()?

@@ -311,7 +311,7 @@ async fn bad_input_is_refused_with_typed_errors() {
         Err(ClientError::Invalid(_))
     ));
     assert!(matches!(
-        alice.safety_numbers("carol").await,
+        alice.safety_number("carol").await,
         Err(ClientError::UnknownPeer(_))
     ));
     // A wrong key is refused.
@@ -481,7 +481,7 @@ async fn sends_are_paced_by_the_rate_limit_of_anonymous_connections() {
 }
 
 #[tokio::test]
-async fn a_changed_identity_holds_its_messages_until_accepted() {
+async fn a_changed_user_key_holds_its_messages_until_accepted() {
     let dir = TempDir::new("identity");
     let relay_db = dir.path("relay.db");
     let relay = start_relay(&relay_db).await;
@@ -494,20 +494,19 @@ async fn a_changed_identity_holds_its_messages_until_accepted() {
     alice.send_text("bob", "before").await.unwrap();
     let text = next_text(&mut bob).await;
     assert_eq!(text, "before");
+    let before = bob.safety_number("alice").await.unwrap();
     alice.shutdown().await;
     bob.shutdown().await;
     relay.shutdown().await.unwrap();
 
-    // Alice reinstalls: the relay forgets her device and its mailbox (as
-    // an operator does for a lost phone) and she registers a new identity
-    // at alice.1.
+    // Alice loses every device and her recovery code: the relay forgets
+    // her user (as an operator does on a verified account reset) and she
+    // registers again under a new user key.
     let db = rusqlite::Connection::open(&relay_db).unwrap();
-    db.execute("DELETE FROM devices WHERE user_id = 'alice'", [])
-        .unwrap();
-    db.execute("DELETE FROM one_time_prekeys WHERE user_id = 'alice'", [])
-        .unwrap();
-    db.execute("DELETE FROM messages WHERE user_id = 'alice'", [])
-        .unwrap();
+    for table in ["devices", "one_time_prekeys", "messages", "users"] {
+        db.execute(&format!("DELETE FROM {table} WHERE user_id = 'alice'"), [])
+            .unwrap();
+    }
     drop(db);
     let relay = tacit_relay::Relay::bind(relay_config(&relay_db, at))
         .await
@@ -522,24 +521,25 @@ async fn a_changed_identity_holds_its_messages_until_accepted() {
 
     // Bob holds the message: not shown, not acknowledged.
     let mut bob = Client::start(bob_config).await.unwrap();
-    let ((sender, identity, safety_number), _) = wait_for(&mut bob, |e| match e {
+    let ((user_id, user_key, safety_number), _) = wait_for(&mut bob, |e| match e {
         Event::Held {
-            sender,
-            identity,
+            user_id,
+            user_key,
             safety_number,
             ..
-        } => Some((sender.clone(), *identity, safety_number.clone())),
-        Event::Message(m) => panic!("shown before its identity was accepted: {m:?}"),
+        } => Some((user_id.clone(), *user_key, safety_number.clone())),
+        Event::Message(m) => panic!("shown before its user key was accepted: {m:?}"),
         _ => None,
     })
     .await;
-    assert_eq!(sender, addr("alice", 1));
-    // The number Bob is shown is the one Alice's new device shows him.
-    let alice_sees = new_alice.safety_numbers("bob").await.unwrap();
-    assert_eq!(alice_sees, vec![(addr("bob", 1), safety_number.clone())]);
-    // ... and not the one of the identity Bob trusted before.
-    let before = bob.safety_numbers("alice").await.unwrap();
-    assert_ne!(before[0].1, safety_number);
+    assert_eq!(user_id, "alice");
+    // The number Bob is shown is the one Alice's new device shows him...
+    let alice_sees = new_alice.safety_number("bob").await.unwrap();
+    assert_eq!(alice_sees, safety_number);
+    // ... and not the one of the user key Bob trusted before, which he
+    // still trusts.
+    assert_ne!(before, safety_number);
+    assert_eq!(bob.safety_number("alice").await.unwrap(), before);
     drained(&mut bob).await;
     assert_eq!(queued(&relay_db, "bob"), 1);
     let history = bob.history().await.unwrap();
@@ -547,7 +547,7 @@ async fn a_changed_identity_holds_its_messages_until_accepted() {
 
     // Bob compared the numbers and accepts: the held message is shown
     // once, acknowledged, and the conversation goes on both ways.
-    assert_eq!(bob.accept_identity(&sender, &identity).await.unwrap(), 1);
+    assert_eq!(bob.accept_user_key("alice", &user_key).await.unwrap(), 1);
     let (m, _) = wait_for(&mut bob, |e| match e {
         Event::Message(m) => Some(m.clone()),
         _ => None,
@@ -558,15 +558,61 @@ async fn a_changed_identity_holds_its_messages_until_accepted() {
         (addr("alice", 1), "after reinstalling")
     );
     eventually(|| queued(&relay_db, "bob") == 0).await;
-    assert_eq!(
-        bob.safety_numbers("alice").await.unwrap(),
-        vec![(addr("alice", 1), safety_number)]
-    );
+    assert_eq!(bob.safety_number("alice").await.unwrap(), safety_number);
     let mut new_alice = new_alice;
     bob.send_text("alice", "welcome back").await.unwrap();
     let text = next_text(&mut new_alice).await;
     assert_eq!(text, "welcome back");
     new_alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+/// A stranger who registers a second device under alice's name is refused
+/// by the relay (the name is bound to alice's user key), and a stranger
+/// registered as another user who writes to bob does not become a
+/// recipient of what bob sends afterwards.
+#[tokio::test]
+async fn strangers_get_no_device_and_no_copy() {
+    let dir = TempDir::new("strangers");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+
+    // The ghost device: a new store, a new user key, alice's name.
+    let ghost = client_config(&dir, "ghost", at);
+    match register(&ghost, addr("alice", 2)).await {
+        Err(ClientError::Relay(e)) => {
+            assert_eq!(e.code, tacit_relay_proto::ErrorCode::UserKeyMismatch)
+        }
+        other => panic!("a ghost device was registered: {other:?}"),
+    }
+
+    // The self-invited device: bob.99 writes to bob first.
+    let intruder_config = registered(&dir, "bob.99", at).await;
+    let intruder = Client::start(intruder_config).await.unwrap();
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let mut alice = Client::start(alice_config).await.unwrap();
+    drained(&mut bob).await;
+    drained(&mut alice).await;
+    intruder.send_text("bob", "hi, it's me").await.unwrap();
+    let (m, _) = wait_for(&mut bob, |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.sender, addr("bob.99", 1));
+    assert!(m.first_contact, "a first message from an unknown user");
+
+    // Bob writes to alice: one copy, for alice's only device, none for the
+    // intruder and none for the ghost.
+    let sent = bob.send_text("alice", "for alice only").await.unwrap();
+    assert_eq!(sent.stored_for, vec![addr("alice", 1)]);
+    assert_eq!(next_text(&mut alice).await, "for alice only");
+    intruder.shutdown().await;
+    alice.shutdown().await;
     bob.shutdown().await;
     relay.shutdown().await.unwrap();
 }
