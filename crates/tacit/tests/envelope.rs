@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use proptest::prelude::*;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -18,6 +20,7 @@ use tacit::envelope::{
     AttachmentDecryptor, AttachmentEncryptor, AttachmentPointer, Content, ContentKind,
     SealedEnvelope, MAX_BODY_LEN,
 };
+use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair, SecretKey32};
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::{PreKeyMessage, SessionMessage, WireMessage};
@@ -28,6 +31,27 @@ const TIMESTAMP: u64 = 1_767_225_600_123;
 
 fn rng(seed: u8) -> ChaCha20Rng {
     ChaCha20Rng::from_seed([seed; 32])
+}
+
+/// Seals `message` from `identity` at `address`, with `user`'s certificate
+/// of that device.
+fn seal_from(
+    user: &UserKeyPair,
+    identity: &IdentityKeyPair,
+    address: &Address,
+    recipient_identity: &tacit::keys::IdentityKey,
+    recipient_address: &Address,
+    message: &SessionMessage,
+    rng: &mut ChaCha20Rng,
+) -> Vec<u8> {
+    let certificate = DeviceCertificate::issue(user, address, &identity.public_key());
+    let sender = sealed::Sender {
+        identity,
+        address,
+        user_key: &user.public_key(),
+        certificate: &certificate,
+    };
+    sealed::seal_with_rng(&sender, recipient_identity, recipient_address, message, rng).unwrap()
 }
 
 /// Alice and Bob with a session: Alice's first message is a prekey message.
@@ -112,7 +136,8 @@ impl World {
     }
 
     fn seal(&mut self, message: &SessionMessage) -> Vec<u8> {
-        sealed::seal_with_rng(
+        seal_from(
+            &common::user_key("alice"),
             &self.alice,
             &self.alice_address,
             &self.bob.public_key(),
@@ -120,7 +145,6 @@ impl World {
             message,
             &mut self.rng,
         )
-        .unwrap()
     }
 
     fn open(&self, envelope: &[u8]) -> Result<tacit::envelope::Unsealed, EnvelopeError> {
@@ -396,7 +420,8 @@ fn the_sender_address_length_does_not_change_the_envelope_size() {
         ["a", "a-much-longer-user-id", &"x".repeat(64)]
             .into_iter()
             .map(|user| {
-                sealed::seal_with_rng(
+                seal_from(
+                    &common::user_key(user),
                     &world.alice,
                     &Address::new(user, u32::MAX).unwrap(),
                     &world.bob.public_key(),
@@ -404,7 +429,6 @@ fn the_sender_address_length_does_not_change_the_envelope_size() {
                     &message,
                     &mut world.rng,
                 )
-                .unwrap()
                 .len()
             })
             .collect();
@@ -422,6 +446,10 @@ fn a_conversation_through_sealed_envelopes() {
     let opened = world.open(&envelope).unwrap();
     assert_eq!(opened.sender_identity, world.alice.public_key());
     assert_eq!(opened.sender_address, world.alice_address);
+    assert_eq!(
+        opened.sender_user_key,
+        common::user_key("alice").public_key()
+    );
     assert_eq!(opened.message, message);
     opened
         .check_sender_identity(&world.alice.public_key())
@@ -442,9 +470,16 @@ fn a_conversation_through_sealed_envelopes() {
     )
     .unwrap();
     let encrypted = bob_session.encrypt(&reply.to_padded().unwrap()).unwrap();
+    let bob_user = common::user_key("bob");
+    let certificate =
+        DeviceCertificate::issue(&bob_user, &world.bob_address, &world.bob.public_key());
     let envelope = sealed::seal(
-        &world.bob,
-        &world.bob_address,
+        &sealed::Sender {
+            identity: &world.bob,
+            address: &world.bob_address,
+            user_key: &bob_user.public_key(),
+            certificate: &certificate,
+        },
         &world.alice.public_key(),
         &world.alice_address,
         &SessionMessage::Ratchet(encrypted),
@@ -493,19 +528,67 @@ fn a_claimed_sender_address_is_checked_against_the_sealed_identity() {
     let carol = IdentityKeyPair::generate(&mut world.rng);
     let content = world.text(b"I am carol, honest");
     let message = world.message(&content, false);
-    // Alice seals under her own identity but names Carol's address.
-    let envelope = sealed::seal_with_rng(
-        &world.alice,
-        &Address::new("carol", 1).unwrap(),
+    let carol_address = Address::new("carol", 1).unwrap();
+    // Alice seals under her own identity but names Carol's address, with
+    // her real certificate (of alice.1): it does not verify for carol.1.
+    let alice_user = common::user_key("alice");
+    let alice_certificate =
+        DeviceCertificate::issue(&alice_user, &world.alice_address, &world.alice.public_key());
+    let forged = sealed::seal_with_rng(
+        &sealed::Sender {
+            identity: &world.alice,
+            address: &carol_address,
+            user_key: &alice_user.public_key(),
+            certificate: &alice_certificate,
+        },
         &world.bob.public_key(),
         &world.bob_address,
         &message,
         &mut world.rng,
     )
     .unwrap();
+    assert_eq!(
+        world.open(&forged),
+        Err(EnvelopeError::InvalidSenderCertificate)
+    );
+    // Nor does it verify under Carol's user key, which never signed it.
+    let forged = sealed::seal_with_rng(
+        &sealed::Sender {
+            identity: &world.alice,
+            address: &carol_address,
+            user_key: &common::user_key("carol").public_key(),
+            certificate: &alice_certificate,
+        },
+        &world.bob.public_key(),
+        &world.bob_address,
+        &message,
+        &mut world.rng,
+    )
+    .unwrap();
+    assert_eq!(
+        world.open(&forged),
+        Err(EnvelopeError::InvalidSenderCertificate)
+    );
+    // With a certificate of her own user key for carol.1 the envelope
+    // opens, naming her user key (the session layer refuses it: not the
+    // key trusted for carol) and her identity (not carol's).
+    let envelope = seal_from(
+        &alice_user,
+        &world.alice,
+        &carol_address,
+        &world.bob.public_key(),
+        &world.bob_address,
+        &message,
+        &mut world.rng,
+    );
     let opened = world.open(&envelope).unwrap();
     assert_eq!(opened.sender_address.user_id(), "carol");
     assert_eq!(opened.sender_identity, world.alice.public_key());
+    assert_eq!(opened.sender_user_key, alice_user.public_key());
+    assert_ne!(
+        opened.sender_user_key,
+        common::user_key("carol").public_key()
+    );
     assert_eq!(
         opened.check_sender_identity(&carol.public_key()),
         Err(EnvelopeError::SenderIdentityMismatch)
@@ -519,17 +602,15 @@ fn parts_spliced_between_envelopes_do_not_open() {
     let content = world.text(b"same size");
     let message = world.message(&content, false);
     let from_alice = SealedEnvelope::from_wire(&world.seal(&message)).unwrap();
-    let from_carol = SealedEnvelope::from_wire(
-        &sealed::seal_with_rng(
-            &carol,
-            &Address::new("carol", 1).unwrap(),
-            &world.bob.public_key(),
-            &world.bob_address,
-            &message,
-            &mut world.rng,
-        )
-        .unwrap(),
-    )
+    let from_carol = SealedEnvelope::from_wire(&seal_from(
+        &common::user_key("carol"),
+        &carol,
+        &Address::new("carol", 1).unwrap(),
+        &world.bob.public_key(),
+        &world.bob_address,
+        &message,
+        &mut world.rng,
+    ))
     .unwrap();
     // Carol's sender part (her ephemeral key and identity) over Alice's
     // content: the content was not sealed by Carol.
@@ -924,7 +1005,10 @@ proptest! {
     fn envelopes_with_random_payloads_never_panic(
         ephemeral in proptest::array::uniform32(any::<u8>()),
         sender in proptest::collection::vec(any::<u8>(), 48),
-        message in proptest::collection::vec(any::<u8>(), 352..700),
+        message in proptest::collection::vec(
+            any::<u8>(),
+            sealed::MIN_ENCRYPTED_MESSAGE_LEN..sealed::MIN_ENCRYPTED_MESSAGE_LEN + 350,
+        ),
     ) {
         let bob = IdentityKeyPair::from_seed(&[2; 32]);
         let envelope = splice(&ephemeral, &sender, &message);

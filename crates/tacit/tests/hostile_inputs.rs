@@ -1,22 +1,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! A catalogue of hostile inputs at every layer of the core: wire decoders,
 //! sealed envelopes, the session manager (prekey and ratchet messages), the
-//! ratchet, session records and account records.
+//! users' device lists, the ratchet, session records and account records.
 //!
 //! Each row names its layer, the kind of hostility (truncated, oversize,
 //! wrong version, wrong key, replayed, reordered, cross-session, wrong
-//! recipient), the input, and the exact error expected. For a stateful
+//! recipient, unlisted device, impersonation, stale list, forgery), the
+//! input, and the exact error expected. For a stateful
 //! layer the row also checks that nothing changed: the ratchet's serialized
 //! state, or the manager's account and every store record
 //! (`InMemoryStore::dump`), byte for byte before and after. Decoders of
 //! bytes hold no state; their rows say so. A summary table is printed.
 
+mod common;
+
 use std::fmt::Debug;
+
+use common::{list, lists_of, trust, user_key};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{self, Content, ContentKind, SealedEnvelope};
-use tacit::error::IdentityConflict;
+use tacit::error::{IdentityError, UnknownUser, UserKeyConflict};
+use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
 use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager, SessionRecord};
 use tacit::store::InMemoryStore;
@@ -39,6 +45,14 @@ enum Kind {
     Reordered,
     CrossSession,
     WrongRecipient,
+    /// A device its user's list does not name.
+    Unlisted,
+    /// Another user key under a trusted user id.
+    Impersonation,
+    /// A device list older than, or conflicting with, the trusted one.
+    Stale,
+    /// A signature or certificate that does not verify.
+    Forged,
 }
 
 /// Whether a row's layer holds state, and if so whether it is unchanged.
@@ -127,7 +141,7 @@ impl Catalogue {
             kinds.len(),
             failed.len()
         );
-        assert_eq!(kinds.len(), 8, "every kind of hostility has a row");
+        assert_eq!(kinds.len(), 12, "every kind of hostility has a row");
         assert!(failed.is_empty(), "{} rows failed", failed.len());
     }
 }
@@ -241,6 +255,23 @@ fn hostile_inputs_at_every_layer() {
     );
     let alice_id = alice.account().identity().public_key();
     let carol_id = carol.account().identity().public_key();
+    let mut alice2 = device("alice", 2, &mut rng);
+    let a2 = alice2.local_address().clone();
+    // Every device trusts every user's list (version 1).
+    let listed: Vec<(Address, tacit::keys::IdentityKey)> = [&alice, &alice2, &bob, &bob2, &carol]
+        .iter()
+        .map(|d| {
+            (
+                d.local_address().clone(),
+                d.account().identity().public_key(),
+            )
+        })
+        .collect();
+    let refs: Vec<_> = listed.iter().map(|(a, k)| (a, *k)).collect();
+    let lists = lists_of(1, &refs);
+    for d in [&mut alice, &mut alice2, &mut bob, &mut bob2, &mut carol] {
+        trust(d, &lists);
+    }
 
     // Alice and Carol each start a session with Bob; Bob answers Alice.
     introduce(&mut alice, &bob, BundlePreKey::Auto, &mut rng);
@@ -528,11 +559,7 @@ fn hostile_inputs_at_every_layer() {
         Kind::WrongKey,
         "Alice's address with Carol's identity",
         r.map(|d| d.plaintext),
-        SessionError::UntrustedIdentity(Box::new(IdentityConflict {
-            address: a.clone(),
-            trusted: alice_id,
-            received: carol_id,
-        })),
+        SessionError::DeviceNotListed(a.clone()),
         u,
     );
     let (r, u) = on_device(&mut bob2, |d| d.open_envelope(env, &mut rng));
@@ -558,8 +585,26 @@ fn hostile_inputs_at_every_layer() {
     let (r, u) = on_device(&mut bob2, |d| d.decrypt(&a, &carol_id, &prekey, &mut rng));
     cat.row(
         "session",
+        Kind::Unlisted,
+        "prekey message under an identity Alice's list does not name",
+        r.map(|d| d.plaintext),
+        SessionError::DeviceNotListed(a.clone()),
+        u,
+    );
+    let mut other_identity = (**pk).clone();
+    other_identity.identity_key = carol_id;
+    let (r, u) = on_device(&mut bob2, |d| {
+        d.decrypt(
+            &a,
+            &alice_id,
+            &SessionMessage::PreKey(Box::new(other_identity)),
+            &mut rng,
+        )
+    });
+    cat.row(
+        "session",
         Kind::WrongKey,
-        "prekey message under another sender identity",
+        "prekey message carrying another identity than the sender's",
         r.map(|d| d.plaintext),
         SessionError::IdentityMismatch,
         u,
@@ -593,6 +638,171 @@ fn hostile_inputs_at_every_layer() {
         r,
         SessionError::UnknownOneTimePreKey(one_time),
         u,
+    );
+
+    // --- Users and device lists -----------------------------------------
+    // A ghost: a stranger's device registered as alice.7, on no list of
+    // Alice's user key; its user key is Mallory's.
+    let mallory_key = user_key("mallory");
+    let mut ghost = device("alice", 7, &mut rng);
+    let ghost_id = ghost.account().identity().public_key();
+    let ghost_address = ghost.local_address().clone();
+    let ghost_list = DeviceList::sign(&mallory_key, "alice", 9, &[(7, ghost_id, 0)]).unwrap();
+    ghost.update_device_list(&ghost_list).unwrap();
+    trust(&mut ghost, &lists[1..]);
+    introduce(&mut ghost, &bob, BundlePreKey::None, &mut rng);
+    let ghost_bundle = ghost.account().bundle(BundlePreKey::None).unwrap();
+    let (r, u) = on_device(&mut bob, |d| {
+        d.process_bundle(&ghost_address, &ghost_bundle, &mut rng)
+    });
+    cat.row(
+        "users",
+        Kind::Unlisted,
+        "bundle of a device not on Alice's list",
+        r,
+        SessionError::DeviceNotListed(ghost_address.clone()),
+        u,
+    );
+    let alice_key = user_key("alice").public_key();
+    let mallory_conflict = |user: &str| {
+        SessionError::UserKeyChanged(Box::new(UserKeyConflict {
+            user_id: user.into(),
+            trusted: alice_key,
+            received: mallory_key.public_key(),
+        }))
+    };
+    let (r, u) = on_device(&mut bob, |d| d.update_device_list(&ghost_list));
+    cat.row(
+        "users",
+        Kind::Impersonation,
+        "Alice's list (higher version) signed by Mallory's key",
+        r,
+        mallory_conflict("alice"),
+        u,
+    );
+    let from_ghost = seal(&mut ghost, &bob, "it is alice", &mut rng);
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&from_ghost, &mut rng));
+    cat.row(
+        "users",
+        Kind::Impersonation,
+        "envelope as alice.7, certified by Mallory's key",
+        r,
+        mallory_conflict("alice"),
+        u,
+    );
+    // The same envelope with a certificate claiming Alice's key, made by
+    // Mallory's.
+    let ghost_message = envelope::open(bob.account().identity(), &b, &from_ghost)
+        .unwrap()
+        .message;
+    let forged_certificate = DeviceCertificate::issue(&mallory_key, &ghost_address, &ghost_id);
+    let forged = envelope::sealed::seal_with_rng(
+        &envelope::sealed::Sender {
+            identity: ghost.account().identity(),
+            address: &ghost_address,
+            user_key: &alice_key,
+            certificate: &forged_certificate,
+        },
+        &bob.account().identity().public_key(),
+        &b,
+        &ghost_message,
+        &mut rng,
+    )
+    .unwrap();
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&forged, &mut rng));
+    cat.row(
+        "users",
+        Kind::Forged,
+        "envelope with a certificate forged for Alice's key",
+        r,
+        SessionError::Envelope(EnvelopeError::InvalidSenderCertificate),
+        u,
+    );
+    // A user Bob has no list for: the error names the envelope's user key.
+    let dave_key = UserKeyPair::from_seed(&[0xda; 32]);
+    let mut dave = device("dave", 1, &mut rng);
+    let dave_list = DeviceList::sign(
+        &dave_key,
+        "dave",
+        1,
+        &[(1, dave.account().identity().public_key(), 0)],
+    )
+    .unwrap();
+    dave.update_device_list(&dave_list).unwrap();
+    trust(&mut dave, &lists[1..2]);
+    introduce(&mut dave, &bob, BundlePreKey::None, &mut rng);
+    let from_dave = seal(&mut dave, &bob, "hi, I am new", &mut rng);
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&from_dave, &mut rng));
+    cat.row(
+        "users",
+        Kind::Unlisted,
+        "envelope from a user with no trusted list",
+        r,
+        SessionError::UnknownUser(Box::new(UnknownUser {
+            user_id: "dave".into(),
+            user_key: Some(dave_key.public_key()),
+        })),
+        u,
+    );
+    // Alice removes her second device (list version 2); its envelopes and
+    // the lists that come too late or disagree are refused.
+    introduce(&mut alice2, &bob, BundlePreKey::None, &mut rng);
+    let from_a2 = seal(&mut alice2, &bob, "before removal", &mut rng);
+    bob.open_envelope(&from_a2, &mut rng).unwrap();
+    let alice_v2 = list("alice", 2, &[(1, alice_id)]);
+    bob.update_device_list(&alice_v2).unwrap();
+    let from_removed = seal(&mut alice2, &bob, "after removal", &mut rng);
+    let (r, u) = on_device(&mut bob, |d| d.open_envelope(&from_removed, &mut rng));
+    cat.row(
+        "users",
+        Kind::Unlisted,
+        "envelope from a device removed from Alice's list",
+        r,
+        SessionError::DeviceNotListed(a2.clone()),
+        u,
+    );
+    let (r, u) = on_device(&mut bob, |d| d.update_device_list(&lists[0]));
+    cat.row(
+        "users",
+        Kind::Stale,
+        "Alice's list version 1 after version 2",
+        r,
+        SessionError::StaleDeviceList {
+            user_id: "alice".into(),
+            stored: 2,
+            received: 1,
+        },
+        u,
+    );
+    let conflicting = list("alice", 2, &[(1, alice_id), (2, ghost_id)]);
+    let (r, u) = on_device(&mut bob, |d| d.update_device_list(&conflicting));
+    cat.row(
+        "users",
+        Kind::Stale,
+        "another list of Alice's at the trusted version",
+        r,
+        SessionError::ConflictingDeviceList("alice".into()),
+        u,
+    );
+    // Forged lists do not decode, so no session layer sees them.
+    let wire = alice_v2.to_wire();
+    let mut bad_signature = wire.clone();
+    *bad_signature.last_mut().unwrap() ^= 1;
+    cat.row(
+        "device list",
+        Kind::Forged,
+        "Alice's list with a flipped signature bit",
+        DeviceList::from_wire(&bad_signature),
+        IdentityError::InvalidListSignature,
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "device list",
+        Kind::Forged,
+        "Alice's list with another identity for alice.1",
+        DeviceList::from_wire(&replace(&wire, &alice_id.to_bytes(), &ghost_id.to_bytes())),
+        IdentityError::InvalidCertificate(1),
+        Unchanged::Stateless,
     );
 
     // --- Ratchet -------------------------------------------------------

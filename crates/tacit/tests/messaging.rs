@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
+use common::{lists_of, trust};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{Content, ContentKind};
@@ -22,6 +25,25 @@ fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
     .unwrap();
     d.generate_one_time_prekeys(4, rng).unwrap();
     d
+}
+
+/// Every device trusts the lists of every user of `devices` (version 1,
+/// each listing that user's devices here).
+fn trust_all(devices: &mut [&mut Device]) {
+    let keys: Vec<(Address, tacit::keys::IdentityKey)> = devices
+        .iter()
+        .map(|d| {
+            (
+                d.local_address().clone(),
+                d.account().identity().public_key(),
+            )
+        })
+        .collect();
+    let refs: Vec<_> = keys.iter().map(|(a, k)| (a, *k)).collect();
+    let lists = lists_of(1, &refs);
+    for d in devices.iter_mut() {
+        trust(d, &lists);
+    }
 }
 
 /// Every device learns the bundle of every other device it talks to.
@@ -44,6 +66,7 @@ fn fan_out_reaches_every_device_and_reveals_nothing() {
     let mut alice2 = device("alice", 2, &mut rng);
     let mut bob1 = device("bob", 1, &mut rng);
     let mut bob2 = device("bob", 2, &mut rng);
+    trust_all(&mut [&mut alice1, &mut alice2, &mut bob1, &mut bob2]);
     for to in [&bob1, &bob2, &alice2] {
         introduce(&mut alice1, to, &mut rng);
     }
@@ -122,6 +145,7 @@ fn failures_leave_every_store_unchanged() {
     let mut alice = device("alice", 1, &mut rng);
     let mut bob = device("bob", 1, &mut rng);
     let mut carol = device("carol", 1, &mut rng);
+    trust_all(&mut [&mut alice, &mut bob, &mut carol]);
     introduce(&mut alice, &bob, &mut rng);
     introduce(&mut alice, &carol, &mut rng);
     let content = Content::new_with_rng(ContentKind::Text, b"hi".to_vec(), 5, &mut rng).unwrap();
@@ -173,13 +197,44 @@ fn failures_leave_every_store_unchanged() {
 fn sealing_to_a_user_without_known_devices_sends_nothing() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 1, &mut rng);
     let content = Content::new_with_rng(ContentKind::Typing, vec![1], 0, &mut rng).unwrap();
-    assert!(alice
-        .seal_for_user("nobody", &content, &mut rng)
-        .unwrap()
-        .is_empty());
+    // Not on its own list yet: no certificate to send with.
+    assert!(matches!(
+        alice.seal_for_user("bob", &content, &mut rng),
+        Err(SessionError::NotOnOwnList)
+    ));
+    trust_all(&mut [&mut alice, &mut bob]);
+    let before = alice.store().dump();
+    // A user with no known list: nothing is sent, the caller fetches it.
+    match alice.seal_for_user("nobody", &content, &mut rng) {
+        Err(SessionError::UnknownUser(u)) => {
+            assert_eq!((u.user_id.as_str(), u.user_key), ("nobody", None));
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         alice.seal_for_device(&Address::new("nobody", 1).unwrap(), &content, &mut rng),
         Err(SessionError::NoSession(_))
     ));
+    // A listed device without a session: nothing is sent until its bundle
+    // is processed.
+    assert_eq!(
+        alice.missing_sessions("bob").unwrap(),
+        [bob.local_address().clone()]
+    );
+    assert!(matches!(
+        alice.seal_for_user("bob", &content, &mut rng),
+        Err(SessionError::NoSession(a)) if a == *bob.local_address()
+    ));
+    assert_eq!(alice.store().dump(), before);
+    introduce(&mut alice, &bob, &mut rng);
+    assert!(alice.missing_sessions("bob").unwrap().is_empty());
+    assert_eq!(
+        alice
+            .seal_for_user("bob", &content, &mut rng)
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -3,10 +3,15 @@
 //! kinds, fan-out, ordering, the archive, simultaneous initiation, identity
 //! trust, replays, and failures that must leave every store unchanged.
 
+mod common;
+
+use std::rc::Rc;
+
+use common::Directory;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tacit::envelope::{Content, ContentKind};
-use tacit::error::{DecryptError, IdentityConflict, SessionError, StoreError};
+use tacit::error::{DecryptError, SessionError, StoreError};
 use tacit::keys::IdentityKey;
 use tacit::session::{
     Account, BundlePreKey, SessionConfig, SessionManager, Slot, TrustMode, ARCHIVE_LIMIT,
@@ -20,14 +25,69 @@ type Manager = SessionManager<InMemoryStore>;
 struct Device {
     address: Address,
     manager: Manager,
+    directory: Rc<Directory>,
 }
 
 impl Device {
-    fn new(user: &str, id: u32, one_time_prekeys: usize, rng: &mut ChaCha20Rng) -> Self {
-        Self::with_config(user, id, one_time_prekeys, SessionConfig::default(), rng)
+    /// A device on its user's list in `directory`.
+    fn new(
+        directory: &Rc<Directory>,
+        user: &str,
+        id: u32,
+        one_time_prekeys: usize,
+        rng: &mut ChaCha20Rng,
+    ) -> Self {
+        Self::with_config(
+            directory,
+            user,
+            id,
+            one_time_prekeys,
+            SessionConfig::default(),
+            rng,
+        )
+    }
+
+    /// A device not (yet) on its user's list.
+    fn unlisted(
+        directory: &Rc<Directory>,
+        user: &str,
+        id: u32,
+        one_time_prekeys: usize,
+        rng: &mut ChaCha20Rng,
+    ) -> Self {
+        let address = Address::new(user, id).unwrap();
+        let mut manager = SessionManager::create(
+            InMemoryStore::new(),
+            address.clone(),
+            Account::generate(rng, 1_000),
+            SessionConfig::default(),
+        )
+        .unwrap();
+        if one_time_prekeys > 0 {
+            manager
+                .generate_one_time_prekeys(one_time_prekeys, rng)
+                .unwrap();
+        }
+        Self {
+            address,
+            manager,
+            directory: Rc::clone(directory),
+        }
+    }
+
+    /// Publishes this device on its user's list (a new version).
+    fn register(&self) {
+        self.directory.register(&self.address, self.identity());
+    }
+
+    /// Trusts every user's current list, as a device does after fetching
+    /// them.
+    fn sync(&mut self) {
+        self.directory.trust(&mut self.manager);
     }
 
     fn with_config(
+        directory: &Rc<Directory>,
         user: &str,
         id: u32,
         one_time_prekeys: usize,
@@ -47,7 +107,13 @@ impl Device {
                 .generate_one_time_prekeys(one_time_prekeys, rng)
                 .unwrap();
         }
-        Self { address, manager }
+        let device = Self {
+            address,
+            manager,
+            directory: Rc::clone(directory),
+        };
+        device.register();
+        device
     }
 
     fn identity(&self) -> IdentityKey {
@@ -69,6 +135,7 @@ impl Device {
     }
 
     fn connect(&mut self, to: &Device, prekey: BundlePreKey, rng: &mut ChaCha20Rng) {
+        self.sync();
         self.manager
             .process_bundle(&to.address, &to.bundle(prekey), rng)
             .unwrap();
@@ -89,6 +156,7 @@ impl Device {
         message: &SessionMessage,
         rng: &mut ChaCha20Rng,
     ) -> Result<tacit::Decrypted, SessionError> {
+        self.sync();
         self.manager
             .decrypt(&from.address, &from.identity(), message, rng)
     }
@@ -110,6 +178,7 @@ impl Device {
         error: SessionError,
         rng: &mut ChaCha20Rng,
     ) {
+        self.sync();
         let before = self.dump();
         assert_eq!(self.receive(from, message, rng).unwrap_err(), error);
         assert_eq!(self.dump(), before, "a failed decrypt changed the store");
@@ -147,8 +216,9 @@ fn tamper(m: &SessionMessage) -> SessionMessage {
 #[test]
 fn first_contact_with_a_one_time_prekey() {
     let mut rng = rng(1);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 5, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 5, &mut rng);
     alice.connect(&bob, BundlePreKey::OneTime(2), &mut rng);
 
     let first = alice.send(&bob, "hello", &mut rng);
@@ -178,8 +248,9 @@ fn first_contact_with_a_one_time_prekey() {
 #[test]
 fn first_contact_without_a_one_time_prekey() {
     let mut rng = rng(2);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 3, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 3, &mut rng);
     alice.connect(&bob, BundlePreKey::None, &mut rng);
     let first = alice.send(&bob, "no opk", &mut rng);
     let SessionMessage::PreKey(p) = &first else {
@@ -195,9 +266,10 @@ fn first_contact_without_a_one_time_prekey() {
 #[test]
 fn fallback_prekey_when_one_time_prekeys_run_out() {
     let mut rng = rng(3);
-    let mut bob = Device::new("bob", 1, 1, &mut rng);
-    let mut alice1 = Device::new("alice", 1, 0, &mut rng);
-    let mut alice2 = Device::new("alice", 2, 0, &mut rng);
+    let dir = Directory::new();
+    let mut bob = Device::new(&dir, "bob", 1, 1, &mut rng);
+    let mut alice1 = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut alice2 = Device::new(&dir, "alice", 2, 0, &mut rng);
     let fallback_id = bob.manager.account().fallback_prekey().id();
 
     // The first initiator takes the last one-time prekey.
@@ -209,6 +281,7 @@ fn fallback_prekey_when_one_time_prekeys_run_out() {
     // None left: the bundle offers the fallback prekey, which is not consumed.
     let bundle = bob.bundle(BundlePreKey::Auto);
     assert_eq!(bundle.one_time_prekey.map(|(id, _)| id), Some(fallback_id));
+    alice2.sync();
     alice2
         .manager
         .process_bundle(&bob.address, &bundle, &mut rng)
@@ -216,7 +289,7 @@ fn fallback_prekey_when_one_time_prekeys_run_out() {
     let m2 = alice2.send(&bob, "two", &mut rng);
     assert_eq!(bob.receive_text(&alice2, &m2, &mut rng), "two");
     // A third initiator can still use it.
-    let mut carol = Device::new("carol", 1, 0, &mut rng);
+    let mut carol = Device::new(&dir, "carol", 1, 0, &mut rng);
     carol.connect(&bob, BundlePreKey::Fallback, &mut rng);
     let m3 = carol.send(&bob, "three", &mut rng);
     assert_eq!(bob.receive_text(&carol, &m3, &mut rng), "three");
@@ -228,8 +301,9 @@ fn fallback_prekey_gives_no_replay_protection_once_the_session_is_gone() {
     // Documented weakness: a first message made with the fallback prekey is
     // refused as a replay only while its session is stored.
     let mut rng = rng(4);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 0, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 0, &mut rng);
     alice.connect(&bob, BundlePreKey::Fallback, &mut rng);
     let first = alice.send(&bob, "hi", &mut rng);
     bob.receive(&alice, &first, &mut rng).unwrap();
@@ -246,10 +320,11 @@ fn fallback_prekey_gives_no_replay_protection_once_the_session_is_gone() {
 #[test]
 fn fan_out_reaches_the_peers_devices_and_my_other_devices() {
     let mut rng = rng(5);
-    let mut alice1 = Device::new("alice", 1, 0, &mut rng);
-    let mut alice2 = Device::new("alice", 2, 5, &mut rng);
-    let mut bob1 = Device::new("bob", 1, 5, &mut rng);
-    let mut bob2 = Device::new("bob", 2, 5, &mut rng);
+    let dir = Directory::new();
+    let mut alice1 = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut alice2 = Device::new(&dir, "alice", 2, 5, &mut rng);
+    let mut bob1 = Device::new(&dir, "bob", 1, 5, &mut rng);
+    let mut bob2 = Device::new(&dir, "bob", 2, 5, &mut rng);
     for peer in [&alice2, &bob1, &bob2] {
         alice1.connect(peer, BundlePreKey::Auto, &mut rng);
     }
@@ -284,17 +359,22 @@ fn fan_out_reaches_the_peers_devices_and_my_other_devices() {
     assert!(bob1.receive(&alice1, for_bob2, &mut rng).is_err());
 
     // A fan-out to a device without a current session fails as a whole:
-    // bob.3 made contact, then reinstalled, and Alice accepted its new
-    // identity, which archives the old session.
-    let mut bob3 = Device::new("bob", 3, 1, &mut rng);
+    // bob.3 made contact, then reinstalled, and Bob's new list names its
+    // new identity, which deletes the session with the old one.
+    let mut bob3 = Device::new(&dir, "bob", 3, 1, &mut rng);
     bob3.connect(&alice1, BundlePreKey::Auto, &mut rng);
     let m = bob3.send(&alice1, "I am new", &mut rng);
     alice1.receive(&bob3, &m, &mut rng).unwrap();
-    let new_bob3 = Device::new("bob", 3, 1, &mut rng);
-    alice1
-        .manager
-        .accept_identity(&bob3.address, &new_bob3.identity())
-        .unwrap();
+    let new_bob3 = Device::new(&dir, "bob", 3, 1, &mut rng);
+    alice1.sync();
+    assert_eq!(
+        alice1.manager.trusted_identity(&bob3.address).unwrap(),
+        Some(new_bob3.identity())
+    );
+    assert_eq!(
+        alice1.manager.missing_sessions("bob").unwrap(),
+        [bob3.address.clone()]
+    );
     let before = alice1.dump();
     assert_eq!(
         alice1
@@ -319,8 +399,9 @@ fn fan_out_reaches_the_peers_devices_and_my_other_devices() {
 #[test]
 fn out_of_order_messages_decrypt() {
     let mut rng = rng(6);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 2, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 2, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m: Vec<_> = (0..5)
         .map(|i| alice.send(&bob, &format!("a{i}"), &mut rng))
@@ -341,8 +422,9 @@ fn out_of_order_messages_decrypt() {
 #[test]
 fn late_messages_of_an_older_session_still_open() {
     let mut rng = rng(7);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 4, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 4, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m0 = alice.send(&bob, "old 0", &mut rng);
     bob.receive(&alice, &m0, &mut rng).unwrap();
@@ -381,8 +463,9 @@ fn late_messages_of_an_older_session_still_open() {
 #[test]
 fn the_archive_is_bounded() {
     let mut rng = rng(8);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 0, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 0, &mut rng);
     alice.connect(&bob, BundlePreKey::None, &mut rng);
     let first = alice.send(&bob, "first", &mut rng);
     bob.receive(&alice, &first, &mut rng).unwrap();
@@ -420,8 +503,9 @@ fn the_archive_is_bounded() {
 /// must end on the same current session.
 fn simultaneous_initiation(seed: u64) -> bool {
     let mut rng = rng(seed);
-    let mut alice = Device::new("alice", 1, 3, &mut rng);
-    let mut bob = Device::new("bob", 1, 3, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 3, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 3, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     bob.connect(&alice, BundlePreKey::Auto, &mut rng);
     let a1 = alice.send(&bob, "a1", &mut rng);
@@ -480,8 +564,9 @@ fn simultaneous_initiation_with_late_first_messages() {
     // Each side's first message arrives only after the other's second.
     for seed in 200..206 {
         let mut rng = rng(seed);
-        let mut alice = Device::new("alice", 2, 3, &mut rng);
-        let mut bob = Device::new("bob", 2, 3, &mut rng);
+        let dir = Directory::new();
+        let mut alice = Device::new(&dir, "alice", 2, 3, &mut rng);
+        let mut bob = Device::new(&dir, "bob", 2, 3, &mut rng);
         alice.connect(&bob, BundlePreKey::Auto, &mut rng);
         bob.connect(&alice, BundlePreKey::Auto, &mut rng);
         let a1 = alice.send(&bob, "a1", &mut rng);
@@ -502,48 +587,61 @@ fn simultaneous_initiation_with_late_first_messages() {
 }
 
 #[test]
-fn identity_change_is_refused_until_accepted() {
+fn identity_change_is_refused_until_the_list_names_it() {
+    // A device's identity is its user's list's: a new identity at the same
+    // address is refused until a new version of the list names it, and the
+    // list then deletes the session with the old one.
     let mut rng = rng(9);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
     bob.receive(&alice, &m, &mut rng).unwrap();
-    let old_number = bob.manager.safety_number(&alice.address).unwrap();
+    let old_number = bob.manager.safety_number("alice").unwrap();
+    let late = alice.send(&bob, "late, from the old phone", &mut rng);
 
     // Alice reinstalls: same address, new identity, new session.
-    let mut new_alice = Device::new("alice", 1, 0, &mut rng);
+    let mut new_alice = Device::unlisted(&dir, "alice", 1, 0, &mut rng);
+    new_alice.sync();
     new_alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = new_alice.send(&bob, "it's me, new phone", &mut rng);
     bob.refuse(
         &new_alice,
         &m,
-        SessionError::UntrustedIdentity(Box::new(IdentityConflict {
-            address: alice.address.clone(),
-            trusted: alice.identity(),
-            received: new_alice.identity(),
-        })),
+        SessionError::DeviceNotListed(alice.address.clone()),
         &mut rng,
     );
-    // Until Bob accepts the change, he still sends on the old session.
+    // Until the list changes, Bob still sends on the old session.
     assert!(bob.manager.encrypt(&alice.address, b"x", &mut rng).is_ok());
 
-    // Bob checks the new safety number out of band, then accepts.
-    bob.manager
-        .accept_identity(&alice.address, &new_alice.identity())
-        .unwrap();
-    let new_number = bob.manager.safety_number(&alice.address).unwrap();
-    assert_ne!(old_number, new_number);
+    // Alice's user key signs a new list with the new identity.
+    new_alice.register();
+    let update = bob.manager.update_device_list(&dir.list("alice")).unwrap();
     assert_eq!(
-        new_number,
-        new_alice.manager.safety_number(&bob.address).unwrap()
+        update,
+        tacit::session::DeviceListUpdate::Updated {
+            added: vec![alice.address.clone()],
+            removed: vec![],
+        }
     );
-    // The old session was archived: nothing to send on until a new one.
+    // Same user key: the safety number is unchanged.
+    new_alice.sync();
+    assert_eq!(bob.manager.safety_number("alice").unwrap(), old_number);
+    assert_eq!(new_alice.manager.safety_number("bob").unwrap(), old_number);
+    // The old session was deleted: nothing to send on until a new one, and
+    // the old identity's messages are refused.
     assert_eq!(
         bob.manager
             .encrypt(&alice.address, b"x", &mut rng)
             .unwrap_err(),
         SessionError::NoSession(alice.address.clone())
+    );
+    bob.refuse(
+        &alice,
+        &late,
+        SessionError::DeviceNotListed(alice.address.clone()),
+        &mut rng,
     );
     let d = bob.receive(&new_alice, &m, &mut rng).unwrap();
     assert_eq!(d.plaintext, b"it's me, new phone");
@@ -555,45 +653,60 @@ fn identity_change_is_refused_until_accepted() {
 #[test]
 fn identity_change_in_a_bundle_is_refused() {
     let mut rng = rng(10);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
-    let impostor = Device::new("bob", 1, 2, &mut rng);
+    // Another identity at bob.1, not on Bob's list.
+    let impostor = Device::unlisted(&dir, "bob", 1, 2, &mut rng);
     let before = alice.dump();
     assert_eq!(
         alice
             .manager
             .process_bundle(&bob.address, &impostor.bundle(BundlePreKey::Auto), &mut rng)
             .unwrap_err(),
-        SessionError::UntrustedIdentity(Box::new(IdentityConflict {
-            address: bob.address.clone(),
-            trusted: bob.identity(),
-            received: impostor.identity(),
-        }))
+        SessionError::DeviceNotListed(bob.address.clone())
     );
     assert_eq!(alice.dump(), before);
+    assert_eq!(
+        alice.manager.trusted_identity(&bob.address).unwrap(),
+        Some(bob.identity())
+    );
 }
 
 #[test]
 fn identity_change_is_reported_in_accept_mode() {
     let mut rng = rng(11);
+    let dir = Directory::new();
     let config = SessionConfig::default().with_trust(TrustMode::AcceptAndReport);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::with_config("bob", 1, 2, config, &mut rng);
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::with_config(&dir, "bob", 1, 2, config, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
     bob.receive(&alice, &m, &mut rng).unwrap();
-    let mut new_alice = Device::new("alice", 1, 0, &mut rng);
+    // Even in this mode, an identity not on the list is refused.
+    let mut new_alice = Device::unlisted(&dir, "alice", 1, 0, &mut rng);
+    new_alice.sync();
     new_alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = new_alice.send(&bob, "new", &mut rng);
-    let d = bob.receive(&new_alice, &m, &mut rng).unwrap();
-    assert_eq!(
-        d.identity_change,
-        Some(tacit::session::IdentityChange {
-            previous: alice.identity(),
-            current: new_alice.identity(),
-        })
+    bob.refuse(
+        &new_alice,
+        &m,
+        SessionError::DeviceNotListed(alice.address.clone()),
+        &mut rng,
     );
+    // The change is reported by the list that names it; the message then
+    // comes from the identity the list trusts.
+    new_alice.register();
+    assert_eq!(
+        bob.manager.update_device_list(&dir.list("alice")).unwrap(),
+        tacit::session::DeviceListUpdate::Updated {
+            added: vec![alice.address.clone()],
+            removed: vec![],
+        }
+    );
+    let d = bob.receive(&new_alice, &m, &mut rng).unwrap();
+    assert_eq!(d.identity_change, None);
     assert_eq!(
         bob.manager.trusted_identity(&alice.address).unwrap(),
         Some(new_alice.identity())
@@ -605,16 +718,37 @@ fn identity_change_is_reported_in_accept_mode() {
 #[test]
 fn prekey_message_identity_must_match_the_envelope() {
     let mut rng = rng(12);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
-    let mallory = Device::new("mallory", 1, 0, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
+    let mallory = Device::new(&dir, "mallory", 1, 0, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
-    // The envelope says the sender is Alice with Mallory's identity.
+    // The envelope says the sender is Alice with Mallory's identity: not
+    // the identity Alice's list names.
+    bob.sync();
     let before = bob.dump();
     assert_eq!(
         bob.manager
             .decrypt(&alice.address, &mallory.identity(), &m, &mut rng)
+            .unwrap_err(),
+        SessionError::DeviceNotListed(alice.address.clone())
+    );
+    // With the listed identity but a prekey message carrying another one:
+    // the message and the envelope disagree.
+    let SessionMessage::PreKey(p) = &m else {
+        panic!()
+    };
+    let mut other = p.clone();
+    other.identity_key = mallory.identity();
+    assert_eq!(
+        bob.manager
+            .decrypt(
+                &alice.address,
+                &alice.identity(),
+                &SessionMessage::PreKey(other),
+                &mut rng
+            )
             .unwrap_err(),
         SessionError::IdentityMismatch
     );
@@ -626,20 +760,21 @@ fn prekey_message_identity_must_match_the_envelope() {
     alice.receive(&bob, &r, &mut rng).unwrap();
     let m2 = alice.send(&bob, "y", &mut rng);
     let before = bob.dump();
-    assert!(matches!(
+    assert_eq!(
         bob.manager
             .decrypt(&alice.address, &mallory.identity(), &m2, &mut rng)
             .unwrap_err(),
-        SessionError::UntrustedIdentity(_)
-    ));
+        SessionError::DeviceNotListed(alice.address.clone())
+    );
     assert_eq!(bob.dump(), before);
 }
 
 #[test]
 fn replayed_prekey_message_is_refused() {
     let mut rng = rng(13);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::OneTime(2), &mut rng);
     let m = alice.send(&bob, "once", &mut rng);
     bob.receive(&alice, &m, &mut rng).unwrap();
@@ -658,8 +793,9 @@ fn replayed_prekey_message_is_refused() {
 #[test]
 fn repeated_prekey_messages_share_one_session_and_one_prekey() {
     let mut rng = rng(14);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::OneTime(2), &mut rng);
     let m: Vec<_> = (0..3)
         .map(|i| alice.send(&bob, &format!("m{i}"), &mut rng))
@@ -681,8 +817,9 @@ fn repeated_prekey_messages_share_one_session_and_one_prekey() {
 #[test]
 fn a_prekey_message_that_fails_consumes_nothing() {
     let mut rng = rng(15);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::OneTime(2), &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
     bob.refuse(
@@ -693,7 +830,11 @@ fn a_prekey_message_that_fails_consumes_nothing() {
     );
     assert!(bob.manager.account().has_one_time_prekey(2));
     assert!(bob.manager.session_info(&alice.address).unwrap().is_none());
-    assert_eq!(bob.manager.trusted_identity(&alice.address).unwrap(), None);
+    // (Alice's identity is trusted from her list, not from the message.)
+    assert_eq!(
+        bob.manager.trusted_identity(&alice.address).unwrap(),
+        Some(alice.identity())
+    );
     // The untampered message still opens.
     assert_eq!(bob.receive_text(&alice, &m, &mut rng), "hi");
     // Tampering with a ratchet message: refused, nothing changes.
@@ -710,8 +851,9 @@ fn a_prekey_message_that_fails_consumes_nothing() {
 #[test]
 fn unknown_prekeys_are_refused() {
     let mut rng = rng(16);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::OneTime(2), &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
     let SessionMessage::PreKey(p) = &m else {
@@ -748,9 +890,10 @@ fn unknown_prekeys_are_refused() {
 #[test]
 fn signed_prekey_rotation_has_a_grace_period() {
     let mut rng = rng(17);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut carol = Device::new("carol", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 0, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut carol = Device::new(&dir, "carol", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 0, &mut rng);
     // Two initiators fetch the bundle with signed prekey 1.
     alice.connect(&bob, BundlePreKey::None, &mut rng);
     carol.connect(&bob, BundlePreKey::None, &mut rng);
@@ -783,10 +926,12 @@ fn signed_prekey_rotation_has_a_grace_period() {
 #[test]
 fn a_failed_store_write_changes_nothing() {
     let mut rng = rng(18);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 1, 2, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 1, 2, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
+    bob.sync();
     let before = bob.dump();
     let one_time = bob.manager.account().one_time_prekey_count();
     let mut store = bob.manager.into_store();
@@ -807,26 +952,44 @@ fn a_failed_store_write_changes_nothing() {
 #[test]
 fn safety_numbers_agree_on_both_sides() {
     let mut rng = rng(19);
-    let mut alice = Device::new("alice", 1, 0, &mut rng);
-    let mut bob = Device::new("bob", 2, 1, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 0, &mut rng);
+    let mut bob = Device::new(&dir, "bob", 2, 1, &mut rng);
     alice.connect(&bob, BundlePreKey::Auto, &mut rng);
     let m = alice.send(&bob, "hi", &mut rng);
     bob.receive(&alice, &m, &mut rng).unwrap();
-    let a = alice.manager.safety_number(&bob.address).unwrap();
-    let b = bob.manager.safety_number(&alice.address).unwrap();
+    let a = alice.manager.safety_number("bob").unwrap();
+    let b = bob.manager.safety_number("alice").unwrap();
     assert_eq!(a, b);
     assert_eq!(a.as_str().len(), 60);
-    let stranger = Address::new("nobody", 1).unwrap();
+    // One number per pair of users, over their user keys: Bob's other
+    // devices and the devices' identity keys do not enter it.
+    let expected = tacit::identity::SafetyNumber::new(
+        "alice",
+        &common::user_key("alice").public_key(),
+        "bob",
+        &common::user_key("bob").public_key(),
+    );
+    assert_eq!(a, expected);
+    let mut bob3 = Device::new(&dir, "bob", 3, 1, &mut rng);
+    bob3.sync();
+    alice.sync();
+    assert_eq!(alice.manager.safety_number("bob").unwrap(), a);
+    assert_eq!(bob3.manager.safety_number("alice").unwrap(), a);
     assert_eq!(
-        alice.manager.safety_number(&stranger).unwrap_err(),
-        SessionError::UnknownIdentity(stranger)
+        alice.manager.safety_number("nobody").unwrap_err(),
+        SessionError::UnknownUser(Box::new(tacit::error::UnknownUser {
+            user_id: "nobody".into(),
+            user_key: None,
+        }))
     );
 }
 
 #[test]
 fn own_address_is_refused() {
     let mut rng = rng(20);
-    let mut alice = Device::new("alice", 1, 1, &mut rng);
+    let dir = Directory::new();
+    let mut alice = Device::new(&dir, "alice", 1, 1, &mut rng);
     let bundle = alice.bundle(BundlePreKey::Auto);
     let own = alice.address.clone();
     assert_eq!(
@@ -849,6 +1012,7 @@ fn managers_and_stores_are_send() {
 
     // A manager over a boxed trait object works the same.
     let mut rng = rng(21);
+    let dir = Directory::new();
     let store: Box<dyn Store> = Box::new(InMemoryStore::new());
     let mut boxed = SessionManager::create(
         store,
@@ -857,7 +1021,12 @@ fn managers_and_stores_are_send() {
         SessionConfig::default(),
     )
     .unwrap();
-    let bob = Device::new("bob", 1, 1, &mut rng);
+    let bob = Device::new(&dir, "bob", 1, 1, &mut rng);
+    dir.register(
+        &Address::new("alice", 1).unwrap(),
+        boxed.account().identity().public_key(),
+    );
+    dir.trust(&mut boxed);
     boxed
         .process_bundle(&bob.address, &bob.bundle(BundlePreKey::Auto), &mut rng)
         .unwrap();

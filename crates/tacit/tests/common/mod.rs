@@ -339,3 +339,129 @@ pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
         ..proptest::test_runner::Config::default()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Users: a deterministic user key per user id, device lists signed with it,
+// and managers trusting them.
+
+/// The user key of `user_id`, derived from the id (another user id, another
+/// key).
+pub(crate) fn user_key(user_id: &str) -> tacit::identity::UserKeyPair {
+    let mut seed = [0x42u8; 32];
+    for (i, b) in user_id.bytes().enumerate() {
+        seed[i % 32] ^= b;
+    }
+    seed[31] ^= u8::try_from(user_id.len()).unwrap_or(u8::MAX);
+    tacit::identity::UserKeyPair::from_seed(&seed)
+}
+
+/// `user_id`'s list at `version` with `devices`, signed by [`user_key`].
+pub(crate) fn list(
+    user_id: &str,
+    version: u64,
+    devices: &[(u32, tacit::keys::IdentityKey)],
+) -> tacit::identity::DeviceList {
+    let devices: Vec<_> = devices.iter().map(|(d, k)| (*d, *k, 0)).collect();
+    tacit::identity::DeviceList::sign(&user_key(user_id), user_id, version, &devices)
+        .expect("list signs")
+}
+
+/// The lists of the users of `devices` (each device's address and identity
+/// key), one per user at `version`, sorted by user id.
+pub(crate) fn lists_of(
+    version: u64,
+    devices: &[(&tacit::Address, tacit::keys::IdentityKey)],
+) -> Vec<tacit::identity::DeviceList> {
+    let mut users: Vec<&str> = devices.iter().map(|(a, _)| a.user_id()).collect();
+    users.sort_unstable();
+    users.dedup();
+    users
+        .into_iter()
+        .map(|user| {
+            let mine: Vec<_> = devices
+                .iter()
+                .filter(|(a, _)| a.user_id() == user)
+                .map(|(a, k)| (a.device_id(), *k))
+                .collect();
+            list(user, version, &mine)
+        })
+        .collect()
+}
+
+/// `manager` trusts each of `lists` (each must be new or newer).
+#[track_caller]
+pub(crate) fn trust<S: tacit::store::Store>(
+    manager: &mut tacit::session::SessionManager<S>,
+    lists: &[tacit::identity::DeviceList],
+) {
+    for list in lists {
+        manager.update_device_list(list).expect("list trusted");
+    }
+}
+
+/// The devices of every user of a test, as the users' own devices would
+/// publish them: each change signs a new version of every list (one version
+/// counter for all users, so a version never names two contents).
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    devices:
+        std::cell::RefCell<std::collections::BTreeMap<tacit::Address, tacit::keys::IdentityKey>>,
+    version: std::cell::Cell<u64>,
+    signed: std::cell::RefCell<Option<(u64, Vec<tacit::identity::DeviceList>)>>,
+}
+
+impl Directory {
+    /// An empty directory, shared by the devices of a test.
+    pub(crate) fn new() -> std::rc::Rc<Self> {
+        std::rc::Rc::new(Self::default())
+    }
+
+    /// Lists `address` with `identity`, replacing the identity it had.
+    pub(crate) fn register(&self, address: &tacit::Address, identity: tacit::keys::IdentityKey) {
+        self.devices.borrow_mut().insert(address.clone(), identity);
+        self.version.set(self.version.get() + 1);
+    }
+
+    /// Takes `address` off its user's list.
+    pub(crate) fn remove(&self, address: &tacit::Address) {
+        self.devices.borrow_mut().remove(address);
+        self.version.set(self.version.get() + 1);
+    }
+
+    /// The current version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    /// Every user's current list.
+    pub(crate) fn lists(&self) -> Vec<tacit::identity::DeviceList> {
+        let version = self.version.get();
+        if let Some((v, lists)) = &*self.signed.borrow() {
+            if *v == version {
+                return lists.clone();
+            }
+        }
+        let devices = self.devices.borrow();
+        let refs: Vec<_> = devices.iter().map(|(a, k)| (a, *k)).collect();
+        let lists = lists_of(version, &refs);
+        *self.signed.borrow_mut() = Some((version, lists.clone()));
+        lists
+    }
+
+    /// The current list of `user_id`.
+    pub(crate) fn list(&self, user_id: &str) -> tacit::identity::DeviceList {
+        self.lists()
+            .into_iter()
+            .find(|l| l.user_id() == user_id)
+            .expect("user has devices")
+    }
+
+    /// `manager` trusts every user's current list.
+    #[track_caller]
+    pub(crate) fn trust<S: tacit::store::Store>(
+        &self,
+        manager: &mut tacit::session::SessionManager<S>,
+    ) {
+        trust(manager, &self.lists());
+    }
+}
