@@ -1174,6 +1174,27 @@ fn invalid_lists(base_case: &DeviceListCase) -> Result<Vec<InvalidDeviceList>, S
         None,
     ));
 
+    let mut raw = base.clone();
+    raw.devices[2].identity_key.clear();
+    out.push(invalid(
+        "identity_key_missing",
+        raw.encode(),
+        E::MissingField,
+        Some("identity_key"),
+        None,
+    ));
+    // Two faults: the fields are checked in message order, each for
+    // presence, length and key, so the user key's fault comes first.
+    let mut raw = resigned(&|r| r.user_key = small.clone());
+    raw.signature.truncate(63);
+    out.push(invalid(
+        "user_key_small_order_and_signature_short",
+        raw.encode(),
+        E::InvalidKey,
+        Some("user_key"),
+        None,
+    ));
+
     // Encodings.
     let good = base.encode();
     let mut trailing = good.clone();
