@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Independent reference implementation of the tacit-v1 profile (X3DH and the
-Double Ratchet with header encryption), used only to cross-check test vectors.
+Double Ratchet with header encryption) and of user identity (PROTOCOL.md
+section 14: device certificates, signed device lists, safety numbers), used
+only to cross-check test vectors.
 
 Usage:
     python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
-    python3 tacit_ref.py verify FILE...      check files of the PROFILE.md schema
+    python3 tacit_ref.py verify FILE...      check files of the PROFILE.md schema, and identity.json
 
 Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings).
 X25519 and the AEADs come from libsodium; HKDF/HMAC come from hashlib/hmac;
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 
 import nacl.bindings as nb
 import nacl.exceptions
@@ -848,14 +851,21 @@ def verify_file(path):
             raise VectorError("top level is not an object")
         if doc.get("profile") != PROFILE:
             raise VectorError(f"profile is not {PROFILE!r}")
-        if "invalid" in doc:
+        if "device_lists" in doc:
+            kind = "identity"
+        elif "invalid" in doc:
             kind = "x3dh"
         elif (isinstance(doc.get("cases"), list) and doc["cases"]
               and isinstance(doc["cases"][0], dict) and "alice_identity_seed" in doc["cases"][0]):
             kind = "x3dh"
         else:
             kind = "ratchet"
-        if kind == "x3dh":
+        if kind == "identity":
+            _keys(doc, ("profile",) + IDENTITY_LISTS, where="top level (identity.json)")
+            for k in IDENTITY_LISTS:
+                if not isinstance(doc[k], list):
+                    raise VectorError(f"{k}: expected a list")
+        elif kind == "x3dh":
             _keys(doc, ("profile", "cases", "invalid"), where="top level (x3dh.json)")
         else:
             _keys(doc, ("profile", "cases"), where="top level (ratchet.json)")
@@ -867,7 +877,10 @@ def verify_file(path):
         return 0, 1
 
     passed = failed = 0
-    groups = [(doc["cases"], verify_x3dh_case if kind == "x3dh" else verify_ratchet_case)]
+    if kind == "identity":
+        groups = identity_groups(doc)
+    else:
+        groups = [(doc["cases"], verify_x3dh_case if kind == "x3dh" else verify_ratchet_case)]
     if kind == "x3dh":
         groups.append((doc["invalid"], verify_invalid_entry))
     for entries, fn in groups:
@@ -900,6 +913,506 @@ def cmd_verify(paths):
         failed += b
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------
+# Identity (PROTOCOL.md section 14): user keys, device certificates, signed
+# device lists, safety numbers.  Written from the specification's text; the
+# protobuf encoding and strict decoding are done by hand.
+
+CERT_LABEL = b"tacit/identity/v1/device-certificate"
+LIST_LABEL = b"tacit/identity/v1/device-list"
+MAX_DEVICES = 16
+MAX_DEVICE_LIST_LEN = 4096
+MAX_USER_ID_LEN = 64
+LIST_FORMAT = 1
+
+
+class ListRefused(ProtocolError):
+    """A device list refused: `name` is the error's name in identity.json,
+    `field` the field (for the wire errors that name one), `device_id` the
+    device (for invalid_certificate)."""
+
+    def __init__(self, name, field=None, device_id=None):
+        super().__init__(f"{name} (field {field}, device {device_id})")
+        self.name = name
+        self.field = field
+        self.device_id = device_id
+
+
+def cert_tbs(user_key, user_id, device_id, identity_key):
+    return (CERT_LABEL + user_key + bytes([len(user_id)]) + user_id
+            + device_id.to_bytes(4, "big") + identity_key)
+
+
+def list_tbs(user_key, user_id, version, devices):
+    """devices: list of (device_id, identity_key, added_at_ms, certificate)."""
+    out = (LIST_LABEL + user_key + bytes([len(user_id)]) + user_id
+           + version.to_bytes(8, "big") + bytes([len(devices)]))
+    for device_id, ik, added, cert in devices:
+        out += device_id.to_bytes(4, "big") + ik + added.to_bytes(8, "big") + cert
+    return out
+
+
+def pb_varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def pb_uint(tag, v):
+    return pb_varint(tag << 3) + pb_varint(v) if v else b""
+
+
+def pb_bytes(tag, v):
+    return pb_varint((tag << 3) | 2) + pb_varint(len(v)) + v if v else b""
+
+
+def encode_entry(device_id, ik, added, cert):
+    return pb_uint(1, device_id) + pb_bytes(2, ik) + pb_uint(3, added) + pb_bytes(4, cert)
+
+
+def encode_list(fmt, user_id, user_key, version, devices, signature):
+    """proto3's canonical encoding: fields in tag order, defaults omitted;
+    every repeated entry is written, even an empty one."""
+    out = pb_uint(1, fmt) + pb_bytes(2, user_id) + pb_bytes(3, user_key) + pb_uint(4, version)
+    for d in devices:
+        e = encode_entry(*d)
+        out += pb_varint((5 << 3) | 2) + pb_varint(len(e)) + e
+    return out + pb_bytes(6, signature)
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _read_varint(b, i):
+    v = shift = 0
+    for n in range(10):
+        if i >= len(b):
+            raise _Malformed("truncated varint")
+        c = b[i]
+        i += 1
+        if n == 9 and c > 1:
+            raise _Malformed("varint over 64 bits")
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+    raise _Malformed("varint over 10 bytes")
+
+
+def _fields(b):
+    """Yields (tag, wire_type, value) of a protobuf message; unknown fields
+    of every wire type are read (groups skipped) so that they can be refused
+    as non-canonical afterwards."""
+    i = 0
+    out = []
+    while i < len(b):
+        key, i = _read_varint(b, i)
+        tag, wt = key >> 3, key & 7
+        if tag == 0 or tag > 2**29 - 1:
+            raise _Malformed("bad tag")
+        if wt == 0:
+            v, i = _read_varint(b, i)
+        elif wt == 1:
+            if i + 8 > len(b):
+                raise _Malformed("truncated fixed64")
+            v, i = b[i:i + 8], i + 8
+        elif wt == 5:
+            if i + 4 > len(b):
+                raise _Malformed("truncated fixed32")
+            v, i = b[i:i + 4], i + 4
+        elif wt == 2:
+            n, i = _read_varint(b, i)
+            if i + n > len(b):
+                raise _Malformed("truncated length-delimited field")
+            v, i = b[i:i + n], i + n
+        elif wt == 3:
+            v, i = _skip_group(b, i, tag)
+        else:
+            raise _Malformed(f"wire type {wt}")
+        out.append((tag, wt, v))
+    return out
+
+
+def _skip_group(b, i, tag, depth=0):
+    if depth > 100:
+        raise _Malformed("groups nested too deep")
+    while True:
+        if i >= len(b):
+            raise _Malformed("unterminated group")
+        key, i = _read_varint(b, i)
+        t, wt = key >> 3, key & 7
+        if wt == 4:
+            if t != tag:
+                raise _Malformed("mismatched end group")
+            return None, i
+        if wt == 0:
+            _, i = _read_varint(b, i)
+        elif wt == 1:
+            i += 8
+        elif wt == 5:
+            i += 4
+        elif wt == 2:
+            n, i = _read_varint(b, i)
+            i += n
+        elif wt == 3:
+            _, i = _skip_group(b, i, t, depth + 1)
+        else:
+            raise _Malformed(f"wire type {wt}")
+        if i > len(b):
+            raise _Malformed("truncated field in group")
+
+
+def _expect_wt(tag, wt, want):
+    if wt != want:
+        raise _Malformed(f"field {tag}: wire type {wt}")
+
+
+def _decode_entry(b):
+    e = {"device_id": 0, "identity_key": b"", "added_at_ms": 0, "certificate": b""}
+    for tag, wt, v in _fields(b):
+        if tag == 1:
+            _expect_wt(tag, wt, 0)
+            e["device_id"] = v & 0xFFFFFFFF       # uint32: a wider varint is truncated
+        elif tag == 2:
+            _expect_wt(tag, wt, 2)
+            e["identity_key"] = v
+        elif tag == 3:
+            _expect_wt(tag, wt, 0)
+            e["added_at_ms"] = v
+        elif tag == 4:
+            _expect_wt(tag, wt, 2)
+            e["certificate"] = v
+        elif wt == 4:
+            raise _Malformed("unexpected end group")
+    return e
+
+
+def _decode_list(b):
+    m = {"format": 0, "user_id": b"", "user_key": b"", "version": 0, "devices": [],
+         "signature": b""}
+    for tag, wt, v in _fields(b):
+        if tag == 1:
+            _expect_wt(tag, wt, 0)
+            m["format"] = v & 0xFFFFFFFF
+        elif tag == 2:
+            _expect_wt(tag, wt, 2)
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Malformed("user_id is not UTF-8")
+            m["user_id"] = v
+        elif tag == 3:
+            _expect_wt(tag, wt, 2)
+            m["user_key"] = v
+        elif tag == 4:
+            _expect_wt(tag, wt, 0)
+            m["version"] = v
+        elif tag == 5:
+            _expect_wt(tag, wt, 2)
+            m["devices"].append(_decode_entry(v))
+        elif tag == 6:
+            _expect_wt(tag, wt, 2)
+            m["signature"] = v
+        elif wt == 4:
+            raise _Malformed("unexpected end group")
+    return m
+
+
+def _user_id_ok(user_id):
+    """Section 11's rule: 1 to 64 bytes of UTF-8, no control character."""
+    if not 1 <= len(user_id) <= MAX_USER_ID_LEN:
+        return False
+    return not any(unicodedata.category(ch) == "Cc" for ch in user_id.decode("utf-8"))
+
+
+def _fixed(field, value, n):
+    if not value:
+        raise ListRefused("missing_field", field)
+    if len(value) != n:
+        raise ListRefused("invalid_length", field)
+    return value
+
+
+def _key(field, value):
+    _fixed(field, value, 32)
+    pt = ed_decode(value)
+    if pt is None or ed_is_small_order(pt):
+        raise ListRefused("invalid_key", field)
+    return value
+
+
+def decode_device_list(b):
+    """14.3: strict decoding, the list's rules, every certificate in device
+    order, then the list signature.  Returns (user_id, user_key, version,
+    devices) or raises ListRefused."""
+    if len(b) > MAX_DEVICE_LIST_LEN:
+        raise ListRefused("oversize")
+    try:
+        m = _decode_list(b)
+    except _Malformed:
+        raise ListRefused("malformed")
+    devices = [(e["device_id"], e["identity_key"], e["added_at_ms"], e["certificate"])
+               for e in m["devices"]]
+    canonical = encode_list(m["format"], m["user_id"], m["user_key"], m["version"], devices,
+                            m["signature"])
+    if canonical != b:
+        raise ListRefused("non_canonical")
+    if m["format"] != LIST_FORMAT:
+        raise ListRefused("unknown_version")
+    # Field by field in message order: present, right length, valid key.
+    if not m["user_id"]:
+        raise ListRefused("missing_field", "user_id")
+    uk = _key("user_key", m["user_key"])
+    sig = _fixed("signature", m["signature"], 64)
+    for device_id, ik, _, cert in devices:
+        _key("identity_key", ik)
+        _fixed("certificate", cert, 64)
+    # The list's rules.
+    if not _user_id_ok(m["user_id"]):
+        raise ListRefused("invalid_value", "user_id")
+    if m["version"] < 1:
+        raise ListRefused("invalid_value", "version")
+    if not 1 <= len(devices) <= MAX_DEVICES:
+        raise ListRefused("invalid_value", "devices")
+    seen_keys = set()
+    previous = 0
+    for device_id, ik, _, _ in devices:
+        if device_id <= previous or ik in seen_keys:
+            raise ListRefused("invalid_value", "devices")
+        previous = device_id
+        seen_keys.add(ik)
+    for device_id, ik, _, cert in devices:
+        if not verify_strict(uk, cert_tbs(uk, m["user_id"], device_id, ik), cert):
+            raise ListRefused("invalid_certificate", device_id=device_id)
+    if not verify_strict(uk, list_tbs(uk, m["user_id"], m["version"], devices), sig):
+        raise ListRefused("invalid_list_signature")
+    return m["user_id"], uk, m["version"], devices
+
+
+def fingerprint_half(iterations, ident, key):
+    h = hashlib.sha512(b"\x00\x00" + key + ident + key).digest()
+    for _ in range(iterations - 1):
+        h = hashlib.sha512(h + key).digest()
+    return "".join(f"{int.from_bytes(h[i:i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+
+
+def fingerprint_digits(iterations, local_id, local_key, remote_id, remote_key):
+    a = fingerprint_half(iterations, local_id, local_key)
+    b = fingerprint_half(iterations, remote_id, remote_key)
+    return a + b if a <= b else b + a
+
+
+def _public_checked(seed):
+    """Enc(K) of an Ed25519 seed, computed here and by libsodium."""
+    ours = ed_public_from_seed(seed)
+    pk, _ = nb.crypto_sign_seed_keypair(seed)
+    if ours != pk:
+        raise VectorError("Ed25519 public key: this program and libsodium disagree")
+    return ours
+
+
+def _same(what, computed, expected):
+    if computed != expected:
+        c = computed.hex() if isinstance(computed, bytes) else computed
+        raise VectorError(f"{what} mismatch: computed {c}")
+
+
+def _uid(v, where):
+    return _str(v, where).encode("utf-8")
+
+
+def _u32(v, where):
+    v = _int(v, where)
+    if v > 0xFFFFFFFF:
+        raise VectorError(f"{where}: over u32")
+    return v
+
+
+def _u64(v, where):
+    v = _int(v, where)
+    if v > 0xFFFFFFFFFFFFFFFF:
+        raise VectorError(f"{where}: over u64")
+    return v
+
+
+def verify_user_key_case(c):
+    _keys(c, ("name", "seed", "expected"), where="user_keys")
+    seed = _hex(c["seed"], 32, "seed")
+    _keys(c["expected"], ("user_key",), where="user_keys.expected")
+    _same("expected.user_key", _public_checked(seed), _hex(c["expected"]["user_key"], 32,
+                                                           "expected.user_key"))
+
+
+def verify_certificate_case(c):
+    _keys(c, ("name", "user_key_seed", "user_id", "device_id", "identity_seed", "expected"),
+          where="certificates")
+    exp = c["expected"]
+    _keys(exp, ("user_key", "identity_key", "cert_tbs", "certificate"),
+          where="certificates.expected")
+    uk_seed = _hex(c["user_key_seed"], 32, "user_key_seed")
+    uid = _uid(c["user_id"], "user_id")
+    device_id = _u32(c["device_id"], "device_id")
+    uk = _public_checked(uk_seed)
+    ik = _public_checked(_hex(c["identity_seed"], 32, "identity_seed"))
+    if not _user_id_ok(uid) or device_id == 0:
+        raise VectorError("not a valid address")
+    _same("expected.user_key", uk, _hex(exp["user_key"], 32, "expected.user_key"))
+    _same("expected.identity_key", ik, _hex(exp["identity_key"], 32, "expected.identity_key"))
+    tbs = cert_tbs(uk, uid, device_id, ik)
+    _same("expected.cert_tbs", tbs, _hex(exp["cert_tbs"], None, "expected.cert_tbs"))
+    cert = sign_checked(uk_seed, tbs)
+    _same("expected.certificate", cert, _hex(exp["certificate"], 64, "expected.certificate"))
+
+
+def verify_device_list_case(c):
+    _keys(c, ("name", "user_key_seed", "user_id", "version", "devices", "expected"),
+          where="device_lists")
+    exp = c["expected"]
+    _keys(exp, ("user_key", "devices", "list_tbs", "signature", "wire"),
+          where="device_lists.expected")
+    uk_seed = _hex(c["user_key_seed"], 32, "user_key_seed")
+    uid = _uid(c["user_id"], "user_id")
+    version = _u64(c["version"], "version")
+    if not isinstance(c["devices"], list) or not isinstance(exp["devices"], list):
+        raise VectorError("devices: expected a list")
+    inputs = []
+    for d in c["devices"]:
+        _keys(d, ("device_id", "identity_seed", "added_at_ms"), where="devices[]")
+        inputs.append((_u32(d["device_id"], "device_id"),
+                       _hex(d["identity_seed"], 32, "identity_seed"),
+                       _u64(d["added_at_ms"], "added_at_ms")))
+    inputs.sort(key=lambda d: d[0])
+    uk = _public_checked(uk_seed)
+    _same("expected.user_key", uk, _hex(exp["user_key"], 32, "expected.user_key"))
+    if len(exp["devices"]) != len(inputs):
+        raise VectorError("expected.devices: wrong count")
+    devices = []
+    for (device_id, ik_seed, added), want in zip(inputs, exp["devices"]):
+        _keys(want, ("device_id", "identity_key", "certificate"), where="expected.devices[]")
+        _same("expected.devices[].device_id", device_id, _u32(want["device_id"], "device_id"))
+        ik = _public_checked(ik_seed)
+        _same("expected.devices[].identity_key", ik, _hex(want["identity_key"], 32,
+                                                           "identity_key"))
+        cert = sign_checked(uk_seed, cert_tbs(uk, uid, device_id, ik))
+        _same("expected.devices[].certificate", cert, _hex(want["certificate"], 64,
+                                                            "certificate"))
+        devices.append((device_id, ik, added, cert))
+    tbs = list_tbs(uk, uid, version, devices)
+    _same("expected.list_tbs", tbs, _hex(exp["list_tbs"], None, "expected.list_tbs"))
+    sig = sign_checked(uk_seed, tbs)
+    _same("expected.signature", sig, _hex(exp["signature"], 64, "expected.signature"))
+    wire = encode_list(LIST_FORMAT, uid, uk, version, devices, sig)
+    _same("expected.wire", wire, _hex(exp["wire"], None, "expected.wire"))
+    try:
+        decoded = decode_device_list(wire)
+    except ListRefused as e:
+        raise VectorError(f"the list is refused: {e}")
+    _same("decoded list", decoded, (uid, uk, version, devices))
+
+
+def verify_sequence(c, lists):
+    _keys(c, ("name", "lists"), where="sequences")
+    names = c["lists"]
+    if not isinstance(names, list) or len(names) < 2:
+        raise VectorError("lists: at least two names")
+    previous = None
+    for name in names:
+        found = [d for d in lists if isinstance(d, dict) and d.get("name") == name]
+        if not found:
+            raise VectorError(f"no device list {name!r}")
+        wire = _hex(found[0]["expected"]["wire"], None, "wire")
+        try:
+            user_id, uk, version, _ = decode_device_list(wire)
+        except ListRefused as e:
+            raise VectorError(f"{name}: refused: {e}")
+        if previous is not None:
+            if (user_id, uk) != previous[:2]:
+                raise VectorError(f"{name}: another user id or user key")
+            if version <= previous[2]:
+                raise VectorError(f"{name}: the version does not grow")
+        previous = (user_id, uk, version)
+
+
+LIST_ERRORS = ("oversize", "malformed", "non_canonical", "unknown_version", "missing_field",
+               "invalid_length", "invalid_key", "invalid_value", "invalid_certificate",
+               "invalid_list_signature")
+
+
+def verify_invalid_list(c):
+    _keys(c, ("name", "wire", "error", "field", "device_id"), where="invalid_device_lists")
+    wire = _hex(c["wire"], None, "wire")
+    err = c["error"]
+    if err not in LIST_ERRORS:
+        raise VectorError(f"unknown error {err!r}")
+    field = c["field"]
+    device_id = c["device_id"]
+    with_field = err in ("missing_field", "invalid_length", "invalid_key", "invalid_value")
+    if with_field != isinstance(field, str) or (not with_field and field is not None):
+        raise VectorError("field: a string exactly for the errors that name a field, else null")
+    if err == "invalid_certificate":
+        _u32(device_id, "device_id")
+    elif device_id is not None:
+        raise VectorError("device_id: null except for invalid_certificate")
+    try:
+        decode_device_list(wire)
+    except ListRefused as e:
+        got = (e.name, e.field, e.device_id)
+        if got != (err, field, device_id):
+            raise VectorError(f"refused with {got}, expected {(err, field, device_id)}")
+        return
+    raise VectorError("list accepted, expected refusal")
+
+
+def verify_fingerprint_case(c):
+    _keys(c, ("name", "iterations", "local_id", "local_key", "remote_id", "remote_key",
+              "expected"), where="fingerprints")
+    it = _int(c["iterations"], "iterations")
+    if not 2 <= it <= 1_000_000:
+        raise VectorError("iterations out of range")
+    lid, rid = _uid(c["local_id"], "local_id"), _uid(c["remote_id"], "remote_id")
+    lk, rk = _hex(c["local_key"], None, "local_key"), _hex(c["remote_key"], None, "remote_key")
+    want = _str(c["expected"], "expected")
+    _same("expected", fingerprint_digits(it, lid, lk, rid, rk), want)
+    _same("expected (swapped)", fingerprint_digits(it, rid, rk, lid, lk), want)
+
+
+def verify_safety_number_case(c):
+    _keys(c, ("name", "local_user_id", "local_user_key_seed", "remote_user_id",
+              "remote_user_key_seed", "expected"), where="safety_numbers")
+    exp = c["expected"]
+    _keys(exp, ("local_user_key", "remote_user_key", "safety_number"),
+          where="safety_numbers.expected")
+    lid, rid = _uid(c["local_user_id"], "local_user_id"), _uid(c["remote_user_id"],
+                                                                "remote_user_id")
+    lk = _public_checked(_hex(c["local_user_key_seed"], 32, "local_user_key_seed"))
+    rk = _public_checked(_hex(c["remote_user_key_seed"], 32, "remote_user_key_seed"))
+    _same("expected.local_user_key", lk, _hex(exp["local_user_key"], 32, "local_user_key"))
+    _same("expected.remote_user_key", rk, _hex(exp["remote_user_key"], 32, "remote_user_key"))
+    want = _str(exp["safety_number"], "safety_number")
+    _same("expected.safety_number", fingerprint_digits(5200, lid, lk, rid, rk), want)
+    _same("expected.safety_number (swapped)", fingerprint_digits(5200, rid, rk, lid, lk), want)
+
+
+IDENTITY_LISTS = ("user_keys", "certificates", "device_lists", "sequences",
+                  "invalid_device_lists", "fingerprints", "safety_numbers")
+
+
+def identity_groups(doc):
+    return [
+        (doc["user_keys"], verify_user_key_case),
+        (doc["certificates"], verify_certificate_case),
+        (doc["device_lists"], verify_device_list_case),
+        (doc["sequences"], lambda c: verify_sequence(c, doc["device_lists"])),
+        (doc["invalid_device_lists"], verify_invalid_list),
+        (doc["fingerprints"], verify_fingerprint_case),
+        (doc["safety_numbers"], verify_safety_number_case),
+    ]
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! Generation and verification of the profile `tacit-v1` test vectors
-//! (`x3dh.json`, `ratchet.json` and `envelope.json`).
+//! (`x3dh.json`, `ratchet.json`, `envelope.json` and `identity.json`).
 //!
 //! `verify` reads files of the profile's schema strictly and recomputes
 //! everything from the inputs alone, so it checks files written by any
@@ -7,6 +7,7 @@
 
 pub mod envelope;
 pub mod generate;
+pub mod identity;
 pub mod schema;
 pub mod script_rng;
 pub mod verify;

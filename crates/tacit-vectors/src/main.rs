@@ -41,11 +41,13 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let x3dh = to_json(&generate::x3dh_file()?)?;
     let ratchet = to_json(&generate::ratchet_file()?)?;
     let envelope = to_json(&tacit_vectors::envelope::envelope_file()?)?;
+    let identity = to_json(&tacit_vectors::identity::identity_file()?)?;
     let mut written = Vec::new();
     for (name, text) in [
         ("x3dh.json", x3dh),
         ("ratchet.json", ratchet),
         ("envelope.json", envelope),
+        ("identity.json", identity),
     ] {
         // Never write a file that does not verify.
         let results = verify::verify_json(&text)?;

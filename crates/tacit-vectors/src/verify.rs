@@ -30,9 +30,10 @@ pub fn verify_path(path: &Path) -> Result<Vec<CaseResult>, String> {
     verify_json(&text)
 }
 
-/// Verifies the text of an `x3dh.json`, `ratchet.json` or `envelope.json`
-/// file. The kind is told by the top-level fields: only `envelope.json` has
-/// `sealed`, only `x3dh.json` has `invalid`.
+/// Verifies the text of an `x3dh.json`, `ratchet.json`, `envelope.json` or
+/// `identity.json` file. The kind is told by the top-level fields: only
+/// `envelope.json` has `sealed`, only `identity.json` has `device_lists`,
+/// only `x3dh.json` has `invalid`.
 pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -41,6 +42,12 @@ pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
             serde_json::from_value(value).map_err(|e| format!("envelope.json schema: {e}"))?;
         check_profile(&file.profile)?;
         return Ok(crate::envelope::verify_envelope(&file));
+    }
+    if value.get("device_lists").is_some() {
+        let file: crate::identity::IdentityFile =
+            serde_json::from_str(text).map_err(|e| format!("identity.json schema: {e}"))?;
+        check_profile(&file.profile)?;
+        return Ok(crate::identity::verify_identity(&file));
     }
     let is_x3dh = value.get("invalid").is_some()
         || value

@@ -60,13 +60,14 @@ fn committed_vectors_verify() {
     let x3dh = root().join("test-vectors/x3dh.json");
     let ratchet = root().join("test-vectors/ratchet.json");
     let envelope = root().join("test-vectors/envelope.json");
-    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope]);
+    let identity = root().join("test-vectors/identity.json");
+    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope, &identity]);
     assert!(ok, "{out}");
     let last = out.lines().last().unwrap();
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
     let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(passed, out.lines().filter(|l| l.starts_with("ok ")).count());
-    assert!(passed >= 70, "{out}");
+    assert!(passed >= 110, "{out}");
 }
 
 #[test]
@@ -85,7 +86,12 @@ fn generation_is_deterministic_and_matches_the_committed_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in ["x3dh.json", "ratchet.json", "envelope.json"] {
+    for name in [
+        "x3dh.json",
+        "ratchet.json",
+        "envelope.json",
+        "identity.json",
+    ] {
         let generated = std::fs::read(dir.join(name)).unwrap();
         let committed = std::fs::read(root().join("test-vectors").join(name)).unwrap();
         assert!(
@@ -369,4 +375,203 @@ fn changed_envelope_inputs_and_errors_fail() {
     let mut value = original;
     value["contents"][0]["kind"] = Value::from("shout");
     assert!(!verify_value(&value, "envelope.json").0);
+}
+
+#[test]
+fn the_identity_file_holds_every_kind_of_entry() {
+    let file = load("identity.json");
+    for (list, at_least) in [
+        ("user_keys", 2),
+        ("certificates", 3),
+        ("device_lists", 6),
+        ("sequences", 1),
+        ("invalid_device_lists", 25),
+        ("fingerprints", 1),
+        ("safety_numbers", 2),
+    ] {
+        assert!(file[list].as_array().unwrap().len() >= at_least, "{list}");
+    }
+    let errors: std::collections::BTreeSet<&str> = file["invalid_device_lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["error"].as_str().unwrap())
+        .collect();
+    for error in [
+        "oversize",
+        "malformed",
+        "non_canonical",
+        "unknown_version",
+        "missing_field",
+        "invalid_length",
+        "invalid_key",
+        "invalid_value",
+        "invalid_certificate",
+        "invalid_list_signature",
+    ] {
+        assert!(errors.contains(error), "{error}");
+    }
+    // libsignal's published vector is among the fingerprints.
+    assert_eq!(
+        file["fingerprints"][0]["expected"],
+        "300354477692869396892869876765458257569162576843440918079131"
+    );
+}
+
+#[test]
+fn one_changed_byte_in_any_identity_expected_value_fails() {
+    let original = load("identity.json");
+    let cases: [(&str, usize, &[&str], &str); 10] = [
+        ("user_keys", 0, &["expected", "user_key"], "user_key"),
+        ("certificates", 0, &["expected", "user_key"], "user_key"),
+        (
+            "certificates",
+            0,
+            &["expected", "identity_key"],
+            "identity_key",
+        ),
+        ("certificates", 0, &["expected", "cert_tbs"], "cert_tbs"),
+        (
+            "certificates",
+            0,
+            &["expected", "certificate"],
+            "certificate",
+        ),
+        ("device_lists", 1, &["expected", "user_key"], "user_key"),
+        ("device_lists", 1, &["expected", "list_tbs"], "list_tbs"),
+        ("device_lists", 1, &["expected", "signature"], "signature"),
+        ("device_lists", 1, &["expected", "wire"], "wire"),
+        (
+            "safety_numbers",
+            0,
+            &["expected", "local_user_key"],
+            "local_user_key",
+        ),
+    ];
+    for (list, index, path, label) in cases {
+        let mut value = original.clone();
+        let mut target = &mut value[list][index];
+        for key in path {
+            target = &mut target[*key];
+        }
+        flip_hex(target);
+        let name = value[list][index]["name"].as_str().unwrap().to_owned();
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok, "{list}.{path:?}: {out}");
+        assert!(
+            out.contains(&format!("FAIL {name}: {label}")),
+            "{list}.{path:?}: {out}"
+        );
+        // The sequence that names the list decodes its wire too.
+        let failed = if label == "wire" {
+            "2 failed"
+        } else {
+            "1 failed"
+        };
+        assert!(out.trim_end().ends_with(failed), "{out}");
+    }
+    for field in ["identity_key", "certificate"] {
+        let mut value = original.clone();
+        flip_hex(&mut value["device_lists"][1]["expected"]["devices"][2][field]);
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok && out.contains(&format!(": {field}")), "{field}: {out}");
+    }
+    // One digit of a safety number and of libsignal's fingerprint.
+    for (list, field) in [("safety_numbers", "safety_number"), ("fingerprints", "")] {
+        let mut value = original.clone();
+        let target = if field.is_empty() {
+            &mut value[list][0]["expected"]
+        } else {
+            &mut value[list][0]["expected"][field]
+        };
+        let digits = target.as_str().unwrap().to_owned();
+        let changed = if digits.starts_with('9') { "0" } else { "9" };
+        *target = Value::from(format!("{changed}{}", &digits[1..]));
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok && out.trim_end().ends_with("1 failed"), "{list}: {out}");
+    }
+}
+
+#[test]
+fn changed_identity_inputs_and_errors_fail() {
+    let original = load("identity.json");
+    // Each input of a list changes its outputs.
+    for (field, new) in [
+        ("user_key_seed", None),
+        ("user_id", Some(Value::from("mallory"))),
+        ("version", Some(Value::from(7))),
+    ] {
+        let mut value = original.clone();
+        match new {
+            Some(new) => value["device_lists"][1][field] = new,
+            None => flip_hex(&mut value["device_lists"][1][field]),
+        }
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok, "{field}: {out}");
+    }
+    for field in ["identity_seed", "added_at_ms"] {
+        let mut value = original.clone();
+        let device = &mut value["device_lists"][1]["devices"][0];
+        if field == "added_at_ms" {
+            device[field] = Value::from(device[field].as_u64().unwrap() + 1);
+        } else {
+            flip_hex(&mut device[field]);
+        }
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok, "{field}: {out}");
+    }
+    // A refused list relabelled: another error, another field, another
+    // device; and a valid list among the refused ones.
+    let mut value = original.clone();
+    let entry = value["invalid_device_lists"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["error"] == "invalid_list_signature")
+        .unwrap();
+    entry["error"] = Value::from("non_canonical");
+    let (ok, out) = verify_value(&value, "identity.json");
+    assert!(!ok && out.contains("expected error"), "{out}");
+    let mut value = original.clone();
+    let entry = value["invalid_device_lists"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["field"] == "version")
+        .unwrap();
+    entry["field"] = Value::from("devices");
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    let entry = value["invalid_device_lists"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["error"] == "invalid_certificate")
+        .unwrap();
+    let device = entry["device_id"].as_u64().unwrap();
+    entry["device_id"] = Value::from(device + 1);
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    value["invalid_device_lists"][0]["wire"] =
+        original["device_lists"][0]["expected"]["wire"].clone();
+    let (ok, out) = verify_value(&value, "identity.json");
+    assert!(!ok && out.contains("the list verified"), "{out}");
+    // A sequence whose versions go down.
+    let mut value = original.clone();
+    value["sequences"][0]["lists"]
+        .as_array_mut()
+        .unwrap()
+        .reverse();
+    let (ok, out) = verify_value(&value, "identity.json");
+    assert!(!ok && out.contains("does not grow"), "{out}");
+    // The schema is closed; `field` and `device_id` must be present.
+    let mut value = original.clone();
+    value["device_lists"][0]["expected"]["surprise"] = Value::Bool(true);
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original;
+    value["invalid_device_lists"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("device_id");
+    assert!(!verify_value(&value, "identity.json").0);
 }
