@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tacit::envelope::padding::{self, padded_len};
 use tacit::envelope::{sealed, AttachmentPointer, Content, ContentKind};
+use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair, SecretKey32};
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::{PreKeyMessage, SessionMessage, WireMessage};
@@ -184,6 +185,9 @@ pub struct SealedCase {
     pub sender_user_id: String,
     /// The sender's device id.
     pub sender_device_id: u32,
+    /// The sender's user key's Ed25519 seed: the user key the envelope names
+    /// and the signer of its sender certificate (`docs/PROTOCOL.md` 14.2).
+    pub sender_user_key_seed: Hex<32>,
     /// The recipient's Ed25519 seed.
     pub recipient_identity_seed: Hex<32>,
     /// The recipient's user id.
@@ -204,6 +208,10 @@ pub struct SealedCase {
 pub struct SealedExpected {
     /// `Enc(IK_S)`.
     pub sender_identity_public: Hex<32>,
+    /// `Enc(UK)` of the sender's user.
+    pub sender_user_key: Hex<32>,
+    /// The user key's certificate of the sender's device.
+    pub sender_certificate: Hex<64>,
     /// `Enc(IK_R)`.
     pub recipient_identity_public: Hex<32>,
     /// `Enc(E)`.
@@ -232,6 +240,8 @@ pub enum EnvelopeErrorName {
     InnerPadding,
     /// `EnvelopeError::SenderIdentityMismatch`.
     SenderIdentityMismatch,
+    /// `EnvelopeError::InvalidSenderCertificate`.
+    InvalidSenderCertificate,
 }
 
 impl EnvelopeErrorName {
@@ -245,6 +255,7 @@ impl EnvelopeErrorName {
             EnvelopeError::InnerMalformed(_) => Self::InnerMalformed,
             EnvelopeError::InnerPadding => Self::InnerPadding,
             EnvelopeError::SenderIdentityMismatch => Self::SenderIdentityMismatch,
+            EnvelopeError::InvalidSenderCertificate => Self::InvalidSenderCertificate,
             _ => return None,
         })
     }
@@ -378,12 +389,18 @@ fn address(user_id: &str, device_id: u32) -> Result<Address, String> {
 
 fn verify_sealed(case: &SealedCase) -> Result<(), String> {
     let sender = IdentityKeyPair::from_seed(&case.sender_identity_seed.0);
+    let user = UserKeyPair::from_seed(&case.sender_user_key_seed.0);
     let recipient = IdentityKeyPair::from_seed(&case.recipient_identity_seed.0);
     let expected = &case.expected;
     check(
         "sender_identity_public",
         &sender.public_key().to_bytes(),
         &expected.sender_identity_public.0,
+    )?;
+    check(
+        "sender_user_key",
+        &user.public_key().to_bytes(),
+        &expected.sender_user_key.0,
     )?;
     check(
         "recipient_identity_public",
@@ -401,11 +418,16 @@ fn verify_sealed(case: &SealedCase) -> Result<(), String> {
     let recipient_address = address(&case.recipient_user_id, case.recipient_device_id)?;
     let message = SessionMessage::from_wire(&case.session_message.0)
         .map_err(|e| format!("session_message does not decode: {e}"))?;
+    let certificate = DeviceCertificate::issue(&user, &sender_address, &sender.public_key());
 
     let mut rng = ScriptRng::new([case.ephemeral_private.0]);
     let envelope = sealed::seal_with_rng(
-        &sender,
-        &sender_address,
+        &sealed::Sender {
+            identity: &sender,
+            address: &sender_address,
+            user_key: &user.public_key(),
+            certificate: &certificate,
+        },
         &recipient.public_key(),
         &recipient_address,
         &message,
@@ -419,6 +441,11 @@ fn verify_sealed(case: &SealedCase) -> Result<(), String> {
         return Err("sealing did not draw exactly the ephemeral key".into());
     }
     check("envelope", &envelope, &expected.envelope.0)?;
+    check(
+        "sender_certificate",
+        &certificate.to_bytes(),
+        &expected.sender_certificate.0,
+    )?;
 
     let opened = sealed::open(&recipient, &recipient_address, &expected.envelope.0)
         .map_err(|e| format!("the envelope does not open: {e}"))?;
@@ -426,6 +453,11 @@ fn verify_sealed(case: &SealedCase) -> Result<(), String> {
         "opened sender identity",
         &opened.sender_identity.to_bytes(),
         &sender.public_key().to_bytes(),
+    )?;
+    check(
+        "opened sender user key",
+        &opened.sender_user_key.to_bytes(),
+        &user.public_key().to_bytes(),
     )?;
     if opened.sender_address != sender_address {
         return Err(format!(
@@ -691,23 +723,40 @@ struct Party {
     seed: [u8; 32],
     user_id: String,
     device_id: u32,
+    /// The seed of the user key that certifies the device.
+    user_key_seed: [u8; 32],
 }
 
 impl Party {
     fn new(label: &str, user_id: &str, device_id: u32) -> Self {
-        Self {
-            seed: derive(&format!("envelope/{label}/identity_seed")),
-            user_id: user_id.into(),
+        Self::with_seed(
+            derive(&format!("envelope/{label}/identity_seed")),
+            user_id,
             device_id,
-        }
+        )
     }
 
+    /// A device of `user_id`, certified by that user's key.
     fn with_seed(seed: [u8; 32], user_id: &str, device_id: u32) -> Self {
         Self {
             seed,
             user_id: user_id.into(),
             device_id,
+            user_key_seed: derive(&format!("envelope/{user_id}/user_key_seed")),
         }
+    }
+
+    fn address(&self) -> Result<Address, String> {
+        address(&self.user_id, self.device_id)
+    }
+
+    /// The user key's certificate of this device.
+    fn certificate(&self) -> Result<DeviceCertificate, String> {
+        Ok(DeviceCertificate::issue(
+            &UserKeyPair::from_seed(&self.user_key_seed),
+            &self.address()?,
+            &IdentityKeyPair::from_seed(&self.seed).public_key(),
+        ))
     }
 }
 
@@ -761,15 +810,31 @@ fn sealed_case(
     recipient: &Party,
     message: &SessionMessage,
 ) -> Result<SealedCase, String> {
+    sealed_case_with(name, sender, &sender.certificate()?, recipient, message)
+}
+
+/// A sealed case whose envelope carries `certificate` as the sender's.
+fn sealed_case_with(
+    name: &str,
+    sender: &Party,
+    certificate: &DeviceCertificate,
+    recipient: &Party,
+    message: &SessionMessage,
+) -> Result<SealedCase, String> {
     let sender_pair = IdentityKeyPair::from_seed(&sender.seed);
+    let user_key = UserKeyPair::from_seed(&sender.user_key_seed).public_key();
     let recipient_pair = IdentityKeyPair::from_seed(&recipient.seed);
     let ephemeral = derive(&format!("envelope/{name}/ephemeral_private"));
     let mut rng = ScriptRng::new([ephemeral]);
     let envelope = sealed::seal_with_rng(
-        &sender_pair,
-        &address(&sender.user_id, sender.device_id)?,
+        &sealed::Sender {
+            identity: &sender_pair,
+            address: &sender.address()?,
+            user_key: &user_key,
+            certificate,
+        },
         &recipient_pair.public_key(),
-        &address(&recipient.user_id, recipient.device_id)?,
+        &recipient.address()?,
         message,
         &mut rng,
     )
@@ -779,6 +844,7 @@ fn sealed_case(
         sender_identity_seed: Hex(sender.seed),
         sender_user_id: sender.user_id.clone(),
         sender_device_id: sender.device_id,
+        sender_user_key_seed: Hex(sender.user_key_seed),
         recipient_identity_seed: Hex(recipient.seed),
         recipient_user_id: recipient.user_id.clone(),
         recipient_device_id: recipient.device_id,
@@ -786,6 +852,8 @@ fn sealed_case(
         session_message: HexBytes(message.to_wire()),
         expected: SealedExpected {
             sender_identity_public: Hex(sender_pair.public_key().to_bytes()),
+            sender_user_key: Hex(user_key.to_bytes()),
+            sender_certificate: Hex(certificate.to_bytes()),
             recipient_identity_public: Hex(recipient_pair.public_key().to_bytes()),
             ephemeral_public: Hex(KeyPair::from_private_bytes(ephemeral)
                 .public_key()
@@ -808,19 +876,132 @@ fn fields(envelope: &[u8]) -> Result<Fields, String> {
     ))
 }
 
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
 fn outer(ephemeral: &[u8], sender: &[u8], message: &[u8]) -> Vec<u8> {
     let mut out = vec![0x08, 0x01];
     for (tag, field) in [(0x12u8, ephemeral), (0x1a, sender), (0x22, message)] {
         out.push(tag);
-        let mut len = field.len();
-        while len >= 0x80 {
-            out.push((len as u8 & 0x7f) | 0x80);
-            len >>= 7;
-        }
-        out.push(len as u8);
+        varint(&mut out, field.len() as u64);
         out.extend_from_slice(field);
     }
     out
+}
+
+/// A version-1 `SealedContent` (fields 1 to 4, no user key or certificate)
+/// padded as version 1 padded it: to the ratchet ciphertext's length plus
+/// the version-1 reserve of 320 bytes.
+fn sealed_content_v1(sender: &Party, message: &SessionMessage) -> Vec<u8> {
+    let wire = message.to_wire();
+    let mut inner = vec![0x08, 0x01, 0x12];
+    varint(&mut inner, sender.user_id.len() as u64);
+    inner.extend_from_slice(sender.user_id.as_bytes());
+    inner.push(0x18);
+    varint(&mut inner, u64::from(sender.device_id));
+    inner.push(0x22);
+    varint(&mut inner, wire.len() as u64);
+    inner.extend_from_slice(&wire);
+    let ciphertext_len = match message {
+        SessionMessage::PreKey(m) => m.message.ciphertext().len(),
+        SessionMessage::Ratchet(m) => m.ciphertext().len(),
+    };
+    let target = ciphertext_len + 320;
+    inner.push(0x80);
+    if inner.len() < target {
+        inner.resize(target, 0);
+    }
+    inner
+}
+
+fn hkdf_sha256(salt: &[u8; 32], ikm: &[u8], info: &[u8], okm: &mut [u8]) -> Result<(), String> {
+    hkdf::Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand(info, okm)
+        .map_err(|e| e.to_string())
+}
+
+fn chacha20poly1305_seal(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
+    use chacha20poly1305::aead::AeadInPlace;
+    use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+    let mut out = data.to_vec();
+    let tag = ChaCha20Poly1305::new_from_slice(key)
+        .map_err(|e| e.to_string())?
+        .encrypt_in_place_detached(nonce.into(), aad, &mut out)
+        .map_err(|e| e.to_string())?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Seals an arbitrary padded inner plaintext as `sealed::seal_with_rng`
+/// seals a `SealedContent` (`docs/PROTOCOL.md` section 10), for contents
+/// the library no longer produces.
+fn seal_inner(
+    name: &str,
+    sender: &Party,
+    recipient: &Party,
+    inner: &[u8],
+) -> Result<Vec<u8>, String> {
+    let sender_pair = IdentityKeyPair::from_seed(&sender.seed);
+    let recipient_identity = IdentityKeyPair::from_seed(&recipient.seed).public_key();
+    let recipient_x25519 = recipient_identity.to_x25519();
+    let ephemeral =
+        KeyPair::from_private_bytes(derive(&format!("envelope/{name}/ephemeral_private")));
+    let user_id = recipient.user_id.as_bytes();
+    let mut ctx = ephemeral.public_key().as_bytes().to_vec();
+    ctx.extend_from_slice(&recipient_identity.to_bytes());
+    ctx.push(u8::try_from(user_id.len()).map_err(|e| e.to_string())?);
+    ctx.extend_from_slice(user_id);
+    ctx.extend_from_slice(&recipient.device_id.to_be_bytes());
+
+    let dh_e = ephemeral
+        .diffie_hellman(&recipient_x25519)
+        .map_err(|e| e.to_string())?;
+    let mut first = [0u8; 76];
+    hkdf_sha256(
+        &[0; 32],
+        dh_e.as_bytes(),
+        &[sealed::LABEL_EPHEMERAL, &ctx].concat(),
+        &mut first,
+    )?;
+    let sender_part = chacha20poly1305_seal(
+        &first[32..64],
+        &first[64..],
+        &ctx,
+        &sender_pair.public_key().to_bytes(),
+    )?;
+    let dh_s = sender_pair
+        .diffie_hellman(&recipient_x25519)
+        .map_err(|e| e.to_string())?;
+    let mut chain_key = [0u8; 32];
+    chain_key.copy_from_slice(&first[..32]);
+    let mut second = [0u8; 44];
+    hkdf_sha256(
+        &chain_key,
+        dh_s.as_bytes(),
+        &[sealed::LABEL_STATIC, &ctx, &sender_part].concat(),
+        &mut second,
+    )?;
+    let message = chacha20poly1305_seal(
+        &second[..32],
+        &second[32..],
+        &[&ctx[..], &sender_part].concat(),
+        inner,
+    )?;
+    Ok(outer(
+        ephemeral.public_key().as_bytes(),
+        &sender_part,
+        &message,
+    ))
 }
 
 fn invalid_sealed(
@@ -944,6 +1125,70 @@ fn invalid_sealed(
     ])
 }
 
+/// Envelopes from `sender` to `recipient` that open but whose sender
+/// certificate does not verify, and one whose `SealedContent` is version 1.
+fn invalid_sender_contents(
+    sender: &Party,
+    recipient: &Party,
+    message: &SessionMessage,
+) -> Result<Vec<InvalidSealed>, String> {
+    let identity = IdentityKeyPair::from_seed(&sender.seed).public_key();
+    let user = UserKeyPair::from_seed(&sender.user_key_seed);
+    let address = sender.address()?;
+    let other_user = UserKeyPair::from_seed(&derive("envelope/mallory/user_key_seed"));
+    let other_device = Address::new(&sender.user_id, sender.device_id.wrapping_add(1))
+        .map_err(|e| e.to_string())?;
+    let other_identity =
+        IdentityKeyPair::from_seed(&derive("envelope/someone_else/identity_seed")).public_key();
+    let mut flipped = sender.certificate()?.to_bytes();
+    flipped[5] ^= 0x01;
+    let certificates = [
+        (
+            "sealed_certificate_by_another_user_key",
+            DeviceCertificate::issue(&other_user, &address, &identity),
+        ),
+        (
+            "sealed_certificate_of_another_device",
+            DeviceCertificate::issue(&user, &other_device, &identity),
+        ),
+        (
+            "sealed_certificate_of_another_identity",
+            DeviceCertificate::issue(&user, &address, &other_identity),
+        ),
+        (
+            "sealed_certificate_flipped_signature",
+            DeviceCertificate::from_bytes(flipped),
+        ),
+    ];
+    let entry = |name: &str, envelope: Vec<u8>, error| InvalidSealed {
+        name: name.into(),
+        recipient_identity_seed: Hex(recipient.seed),
+        recipient_user_id: recipient.user_id.clone(),
+        recipient_device_id: recipient.device_id,
+        envelope: HexBytes(envelope),
+        error,
+    };
+    let mut entries = certificates
+        .iter()
+        .map(|(name, certificate)| {
+            sealed_case_with(name, sender, certificate, recipient, message).map(|case| {
+                entry(
+                    name,
+                    case.expected.envelope.0,
+                    EnvelopeErrorName::InvalidSenderCertificate,
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = "sealed_content_version_1";
+    entries.push(entry(
+        name,
+        seal_inner(name, sender, recipient, &sealed_content_v1(sender, message))?,
+        EnvelopeErrorName::InnerMalformed,
+    ));
+    Ok(entries)
+}
+
 /// The envelope.json file.
 pub fn envelope_file() -> Result<EnvelopeFile, String> {
     let padding = [
@@ -1005,7 +1250,8 @@ pub fn envelope_file() -> Result<EnvelopeFile, String> {
     // Carol relays Alice's prekey message as her own.
     let mismatch = sealed_case("mismatch", &carol, &bob, &prekey)?;
     let from_carol = &sealed_cases[3];
-    let invalid = invalid_sealed(&base, from_carol, &mismatch)?;
+    let mut invalid = invalid_sealed(&base, from_carol, &mismatch)?;
+    invalid.extend(invalid_sender_contents(&alice, &bob, &ratchet)?);
 
     Ok(EnvelopeFile {
         profile: PROFILE.into(),

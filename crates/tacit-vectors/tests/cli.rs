@@ -327,6 +327,7 @@ fn changed_envelope_inputs_and_errors_fail() {
     // Each input of a sealed case changes the envelope.
     for field in [
         "sender_identity_seed",
+        "sender_user_key_seed",
         "recipient_identity_seed",
         "ephemeral_private",
         "session_message",
