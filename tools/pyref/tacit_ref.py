@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Independent reference implementation of the tacit-v1 profile (X3DH and the
-Double Ratchet with header encryption) and of user identity (PROTOCOL.md
-section 14: device certificates, signed device lists, safety numbers), used
-only to cross-check test vectors.
+Double Ratchet with header encryption), of the envelope layer (PROTOCOL.md
+section 10: padding, Content, sealed sender with the version-2 SealedContent
+of 14.4) and of user identity (PROTOCOL.md section 14: device certificates,
+signed device lists, safety numbers), used only to cross-check test vectors.
 
 Usage:
     python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
-    python3 tacit_ref.py verify FILE...      check files of the PROFILE.md schema, and identity.json
+    python3 tacit_ref.py verify FILE...      check files of the PROFILE.md schema, envelope.json and identity.json
 
 Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings).
 X25519 and the AEADs come from libsodium; HKDF/HMAC come from hashlib/hmac;
@@ -853,6 +854,8 @@ def verify_file(path):
             raise VectorError(f"profile is not {PROFILE!r}")
         if "device_lists" in doc:
             kind = "identity"
+        elif "sealed" in doc:
+            kind = "envelope"
         elif "invalid" in doc:
             kind = "x3dh"
         elif (isinstance(doc.get("cases"), list) and doc["cases"]
@@ -860,9 +863,10 @@ def verify_file(path):
             kind = "x3dh"
         else:
             kind = "ratchet"
-        if kind == "identity":
-            _keys(doc, ("profile",) + IDENTITY_LISTS, where="top level (identity.json)")
-            for k in IDENTITY_LISTS:
+        if kind in ("identity", "envelope"):
+            lists = IDENTITY_LISTS if kind == "identity" else ENVELOPE_LISTS
+            _keys(doc, ("profile",) + lists, where=f"top level ({kind}.json)")
+            for k in lists:
                 if not isinstance(doc[k], list):
                     raise VectorError(f"{k}: expected a list")
         elif kind == "x3dh":
@@ -879,6 +883,8 @@ def verify_file(path):
     passed = failed = 0
     if kind == "identity":
         groups = identity_groups(doc)
+    elif kind == "envelope":
+        groups = envelope_groups(doc)
     else:
         groups = [(doc["cases"], verify_x3dh_case if kind == "x3dh" else verify_ratchet_case)]
     if kind == "x3dh":
@@ -886,6 +892,8 @@ def verify_file(path):
     for entries, fn in groups:
         for n, c in enumerate(entries):
             name = c.get("name") if isinstance(c, dict) else None
+            if name is None and isinstance(c, dict) and isinstance(c.get("unpadded_len"), int):
+                name = f"padding_{c['unpadded_len']}"
             if not isinstance(name, str):
                 name = f"{path}#{n}"
             try:
@@ -1412,6 +1420,425 @@ def identity_groups(doc):
         (doc["invalid_device_lists"], verify_invalid_list),
         (doc["fingerprints"], verify_fingerprint_case),
         (doc["safety_numbers"], verify_safety_number_case),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Envelope layer (PROTOCOL.md section 10, with section 14.4's sealed content
+# version 2): padding, Content, sealed sender.  Written from the
+# specification's text; the protobuf encoding and strict decoding are done
+# by hand, as for the device lists.
+
+SEALED_LABEL_EPHEMERAL = b"tacit/sealed/v1/ephemeral"
+SEALED_LABEL_STATIC = b"tacit/sealed/v1/static"
+SEALED_CONTENT_VERSION = 2
+INNER_RESERVE = 420
+TAG_LEN = 16
+MAX_MESSAGE_LEN = 256 * 1024
+MIN_ENCRYPTED_MESSAGE_LEN = TAG_LEN + INNER_RESERVE + TAG_LEN
+MAX_ENVELOPE_LEN = MAX_MESSAGE_LEN + INNER_RESERVE + 256
+PADDING_CAP = 131072
+MAX_BODY_LEN = 130048
+CONTENT_KINDS = {"text": 1, "attachment_pointer": 2, "delivery_receipt": 3,
+                 "read_receipt": 4, "typing": 5, "session_control": 6}
+ENVELOPE_ERRORS = ("malformed", "invalid_ephemeral_key", "sender_does_not_open",
+                   "invalid_sender_identity", "content_does_not_open", "inner_malformed",
+                   "inner_padding", "sender_identity_mismatch", "invalid_sender_certificate")
+CONTENT_ERRORS = ("padding", "wire", "unknown_kind", "attachment_mismatch",
+                  "invalid_attachment_pointer", "body_too_long")
+
+
+class Refused(ProtocolError):
+    """A named refusal of the envelope layer (content or envelope error)."""
+
+    def __init__(self, kind, detail=""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+def padded_len(n_data):
+    n = n_data + 1
+    if n <= 5120:
+        return -(-n // 160) * 160
+    if n <= PADDING_CAP:
+        e = n.bit_length() - 1            # floor(log2 n)
+        step = 2 ** (e - e.bit_length())  # 2^(E - (floor(log2 E) + 1))
+        return -(-n // step) * step
+    raise Refused("padding", "too long")
+
+
+def pad_to(data, target):
+    return data + b"\x80" + bytes(max(0, target - len(data) - 1))
+
+
+def strip_padding(padded):
+    """data before the 0x80 marker, everything after it zero."""
+    stripped = padded.rstrip(b"\x00")
+    if not stripped or stripped[-1] != 0x80:
+        raise Refused("padding", "no 0x80 marker after the data")
+    return stripped[:-1]
+
+
+def unpad(padded):
+    data = strip_padding(padded)
+    if padded_len(len(data)) != len(padded):
+        raise Refused("padding", "not the data's bucket")
+    return data
+
+
+def _message(b, spec, what):
+    """Decodes fields of `spec` ({tag: 'v' or 'b'}) once each; anything else,
+    wrong wire types or repeats are malformed (re-encoding catches order and
+    defaults)."""
+    try:
+        fields = _fields(b)
+    except _Malformed as e:
+        raise _Malformed(f"{what}: {e}") from None
+    out = {}
+    for tag, wt, v in fields:
+        if tag not in spec or tag in out or wt != (0 if spec[tag] == "v" else 2):
+            raise _Malformed(f"{what}: field {tag} (wire type {wt}) not canonical")
+        out[tag] = v
+    return out
+
+
+def _canonical(b, encoded, what):
+    if encoded != b:
+        raise _Malformed(f"{what}: not the canonical encoding")
+
+
+def _version(m, want, what):
+    if m.get(1, 0) != want:
+        raise _Malformed(f"{what}: version {m.get(1, 0)}")
+
+
+def decode_ratchet_message(b):
+    m = _message(b, {1: "v", 2: "b", 3: "b"}, "RatchetMessage")
+    _canonical(b, pb_uint(1, m.get(1, 0)) + pb_bytes(2, m.get(2, b"")) + pb_bytes(3, m.get(3, b"")),
+               "RatchetMessage")
+    _version(m, 1, "RatchetMessage")
+    if len(m.get(2, b"")) != 80 or len(m.get(3, b"")) < TAG_LEN:
+        raise _Malformed("RatchetMessage: header or ciphertext length")
+    return {"ciphertext": m[3]}
+
+
+def decode_prekey_message(b):
+    m = _message(b, {1: "v", 2: "b", 3: "b", 4: "v", 5: "v", 6: "b"}, "PreKeyMessage")
+    opk = pb_varint(5 << 3) + pb_varint(m[5]) if 5 in m else b""
+    inner = m.get(6)
+    enc = (pb_uint(1, m.get(1, 0)) + pb_bytes(2, m.get(2, b"")) + pb_bytes(3, m.get(3, b""))
+           + pb_uint(4, m.get(4, 0)) + opk
+           + (pb_varint((6 << 3) | 2) + pb_varint(len(inner)) + inner if inner is not None else b""))
+    _canonical(b, enc, "PreKeyMessage")
+    _version(m, 1, "PreKeyMessage")
+    if inner is None or len(m.get(2, b"")) != 32 or len(m.get(3, b"")) != 32:
+        raise _Malformed("PreKeyMessage: missing message or key length")
+    try:
+        check_identity_key(m[2])
+    except ProtocolError as e:
+        raise _Malformed(f"PreKeyMessage: identity_key: {e}") from None
+    r = decode_ratchet_message(inner)
+    return {"identity_key": m[2], "ciphertext": r["ciphertext"]}
+
+
+def decode_session_message(b):
+    if len(b) > MAX_MESSAGE_LEN:
+        raise _Malformed("SessionMessage: oversize")
+    m = _message(b, {1: "b", 2: "b"}, "SessionMessage")
+    if len(m) != 1:
+        raise _Malformed("SessionMessage: not exactly one kind")
+    (tag, v), = m.items()
+    _canonical(b, pb_varint((tag << 3) | 2) + pb_varint(len(v)) + v, "SessionMessage")
+    return decode_prekey_message(v) if tag == 1 else decode_ratchet_message(v)
+
+
+# Content
+
+def encode_pointer(p):
+    return (pb_bytes(1, p["id"]) + pb_bytes(2, p["key"]) + pb_bytes(3, p["digest"])
+            + pb_uint(4, p["size"]) + pb_bytes(5, p["content_type"]))
+
+
+def encode_content(kind, timestamp, message_id, body, pointer):
+    out = pb_uint(1, 1) + pb_uint(2, kind) + pb_uint(3, timestamp) + pb_bytes(4, message_id)
+    out += pb_bytes(5, body)
+    if pointer is not None:
+        p = encode_pointer(pointer)
+        out += pb_varint((6 << 3) | 2) + pb_varint(len(p)) + p
+    return out
+
+
+def _pointer_ok(p):
+    try:
+        ct_ok = not any(unicodedata.category(ch) == "Cc" for ch in p["content_type"].decode("utf-8"))
+    except UnicodeDecodeError:
+        ct_ok = False
+    return (1 <= len(p["id"]) <= 64 and len(p["key"]) == 32 and len(p["digest"]) == 32
+            and p["size"] <= 2**48 and len(p["content_type"]) <= 128 and ct_ok)
+
+
+def decode_content(padded):
+    """The content of a padded encoding: (kind, timestamp, message_id, body,
+    pointer), or Refused with the content error's name."""
+    data = unpad(padded)
+    try:
+        m = _message(data, {1: "v", 2: "v", 3: "v", 4: "b", 5: "b", 6: "b"}, "Content")
+        pointer = None
+        if 6 in m:
+            pm = _message(m[6], {1: "b", 2: "b", 3: "b", 4: "v", 5: "b"}, "AttachmentPointer")
+            pointer = {"id": pm.get(1, b""), "key": pm.get(2, b""), "digest": pm.get(3, b""),
+                       "size": pm.get(4, 0), "content_type": pm.get(5, b"")}
+            _canonical(m[6], encode_pointer(pointer), "AttachmentPointer")
+        enc = (pb_uint(1, m.get(1, 0)) + pb_uint(2, m.get(2, 0)) + pb_uint(3, m.get(3, 0))
+               + pb_bytes(4, m.get(4, b"")) + pb_bytes(5, m.get(5, b""))
+               + (pb_varint((6 << 3) | 2) + pb_varint(len(m[6])) + m[6] if 6 in m else b""))
+        _canonical(data, enc, "Content")
+        _version(m, 1, "Content")
+        if len(m.get(4, b"")) != 16:
+            raise _Malformed("Content: message_id length")
+    except _Malformed as e:
+        raise Refused("wire", str(e)) from None
+    kind = m.get(2, 0)
+    if not 1 <= kind <= 6:
+        raise Refused("unknown_kind", str(kind))
+    if (kind == 2) != (pointer is not None):
+        raise Refused("attachment_mismatch")
+    if pointer is not None and not _pointer_ok(pointer):
+        raise Refused("invalid_attachment_pointer")
+    if len(m.get(5, b"")) > MAX_BODY_LEN:
+        raise Refused("body_too_long")
+    return kind, m.get(3, 0), m[4], m.get(5, b""), pointer
+
+
+def verify_padding_case(c):
+    _keys(c, ("unpadded_len", "padded_len"), where="padding")
+    n, want = _int(c["unpadded_len"], "unpadded_len"), _int(c["padded_len"], "padded_len")
+    got = padded_len(n)
+    if got != want:
+        raise VectorError(f"padded_len: expected {want}, computed {got}")
+    data = b"\x5a" * n
+    padded = pad_to(data, got)
+    if unpad(padded) != data:
+        raise VectorError("pad and unpad do not round-trip")
+
+
+def _pointer_of(v, where):
+    if v is None:
+        return None
+    _keys(v, ("id", "key", "digest", "size", "content_type"), where=where)
+    return {"id": _hex(v["id"], None, "id"), "key": _hex(v["key"], 32, "key"),
+            "digest": _hex(v["digest"], 32, "digest"), "size": _int(v["size"], "size"),
+            "content_type": _str(v["content_type"], "content_type").encode("utf-8")}
+
+
+def verify_content_case(c):
+    _keys(c, ("name", "kind", "body", "timestamp", "message_id", "attachment", "expected"),
+          where="contents")
+    if c["kind"] not in CONTENT_KINDS:
+        raise VectorError(f"kind: unknown {c['kind']!r}")
+    kind = CONTENT_KINDS[c["kind"]]
+    body = _hex(c["body"], None, "body")
+    ts = _int(c["timestamp"], "timestamp")
+    mid = _hex(c["message_id"], 16, "message_id")
+    pointer = _pointer_of(c["attachment"], "attachment")
+    _keys(c["expected"], ("encoded", "padded"), where="expected")
+    encoded = encode_content(kind, ts, mid, body, pointer)
+    _same("encoded", encoded, _hex(c["expected"]["encoded"], None, "encoded"))
+    padded = pad_to(encoded, padded_len(len(encoded)))
+    _same("padded", padded, _hex(c["expected"]["padded"], None, "padded"))
+    if decode_content(padded) != (kind, ts, mid, body, pointer):
+        raise VectorError("padded: decodes to another content")
+
+
+def verify_invalid_content(c):
+    _keys(c, ("name", "padded", "error"), where="invalid_contents")
+    if c["error"] not in CONTENT_ERRORS:
+        raise VectorError(f"error: unknown {c['error']!r}")
+    try:
+        decode_content(_hex(c["padded"], None, "padded"))
+    except Refused as e:
+        if e.kind != c["error"]:
+            raise VectorError(f"expected error {c['error']}, got {e}") from None
+        return
+    raise VectorError("the content was accepted")
+
+
+# Sealed sender
+
+def _ctx(ephemeral_pub, recipient_ik, user_id, device_id):
+    return ephemeral_pub + recipient_ik + bytes([len(user_id)]) + user_id + device_id.to_bytes(4, "big")
+
+
+def encode_sealed_content(version, user_id, device_id, message, user_key, certificate):
+    return (pb_uint(1, version) + pb_bytes(2, user_id) + pb_uint(3, device_id)
+            + pb_bytes(4, message) + pb_bytes(5, user_key) + pb_bytes(6, certificate))
+
+
+def seal(sender_seed, sender_uid, sender_dev, user_seed, recipient_ik, recipient_uid,
+         recipient_dev, e_priv, session_message):
+    user_key = ed_public_from_seed(user_seed)
+    sender_ik = ed_public_from_seed(sender_seed)
+    cert = ed_sign(user_seed, cert_tbs(user_key, sender_uid, sender_dev, sender_ik))
+    ciphertext = decode_session_message(session_message)["ciphertext"]
+    inner = encode_sealed_content(SEALED_CONTENT_VERSION, sender_uid, sender_dev,
+                                  session_message, user_key, cert)
+    target = len(ciphertext) + INNER_RESERVE
+    if len(inner) + 1 > target:
+        raise VectorError("sealed content does not fit the reserve")
+    padded = pad_to(inner, target)
+    e_pub = x25519_public(e_priv)
+    ctx = _ctx(e_pub, recipient_ik, recipient_uid, recipient_dev)
+    rx = ed_to_montgomery(recipient_ik)
+    okm = hkdf(bytes(32), dh(e_priv, rx), SEALED_LABEL_EPHEMERAL + ctx, 76)
+    enc_sender = chacha_encrypt(okm[32:64], okm[64:76], sender_ik, ctx)
+    okm2 = hkdf(okm[:32], dh(identity_x25519_private(sender_seed), rx),
+                SEALED_LABEL_STATIC + ctx + enc_sender, 44)
+    enc_message = chacha_encrypt(okm2[:32], okm2[32:44], padded, ctx + enc_sender)
+    envelope = pb_uint(1, 1) + pb_bytes(2, e_pub) + pb_bytes(3, enc_sender) + pb_bytes(4, enc_message)
+    return envelope, user_key, cert
+
+
+def open_envelope(recipient_seed, recipient_uid, recipient_dev, envelope):
+    """(sender identity key, sender user key, user id, device id, session
+    message bytes), or Refused with the envelope error's name, checked in
+    section 10's order."""
+    try:
+        if len(envelope) > MAX_ENVELOPE_LEN:
+            raise _Malformed("oversize")
+        m = _message(envelope, {1: "v", 2: "b", 3: "b", 4: "b"}, "SealedEnvelope")
+        _canonical(envelope, pb_uint(1, m.get(1, 0)) + pb_bytes(2, m.get(2, b""))
+                   + pb_bytes(3, m.get(3, b"")) + pb_bytes(4, m.get(4, b"")), "SealedEnvelope")
+        _version(m, 1, "SealedEnvelope")
+        e_pub, enc_sender, enc_message = m.get(2, b""), m.get(3, b""), m.get(4, b"")
+        if len(e_pub) != 32 or len(enc_sender) != 48 or len(enc_message) < MIN_ENCRYPTED_MESSAGE_LEN:
+            raise _Malformed("field lengths")
+    except _Malformed as e:
+        raise Refused("malformed", str(e)) from None
+    recipient_ik = ed_public_from_seed(recipient_seed)
+    recipient_priv = identity_x25519_private(recipient_seed)
+    ctx = _ctx(e_pub, recipient_ik, recipient_uid, recipient_dev)
+    try:
+        dh_e = dh(recipient_priv, e_pub)
+    except ProtocolError:
+        raise Refused("invalid_ephemeral_key") from None
+    okm = hkdf(bytes(32), dh_e, SEALED_LABEL_EPHEMERAL + ctx, 76)
+    sender_ik = chacha_decrypt(okm[32:64], okm[64:76], enc_sender, ctx)
+    if sender_ik is None:
+        raise Refused("sender_does_not_open")
+    try:
+        check_identity_key(sender_ik)
+        dh_s = dh(recipient_priv, ed_to_montgomery(sender_ik))
+    except ProtocolError as e:
+        raise Refused("invalid_sender_identity", str(e)) from None
+    okm2 = hkdf(okm[:32], dh_s, SEALED_LABEL_STATIC + ctx + enc_sender, 44)
+    padded = chacha_decrypt(okm2[:32], okm2[32:44], enc_message, ctx + enc_sender)
+    if padded is None:
+        raise Refused("content_does_not_open")
+    try:
+        inner = strip_padding(padded)
+    except Refused:
+        raise Refused("inner_padding", "marker") from None
+    try:
+        c = _message(inner, {1: "v", 2: "b", 3: "v", 4: "b", 5: "b", 6: "b"}, "SealedContent")
+        uid, dev, msg = c.get(2, b""), c.get(3, 0), c.get(4, b"")
+        user_key, cert = c.get(5, b""), c.get(6, b"")
+        _canonical(inner, encode_sealed_content(c.get(1, 0), uid, dev, msg, user_key, cert),
+                   "SealedContent")
+        _version(c, SEALED_CONTENT_VERSION, "SealedContent")
+        try:
+            uid_ok = _user_id_ok(uid) and dev >= 1
+        except UnicodeDecodeError:
+            uid_ok = False
+        if not uid_ok:
+            raise _Malformed("SealedContent: sender address")
+        session = decode_session_message(msg)
+        if len(user_key) != 32:
+            raise _Malformed("SealedContent: sender_user_key length")
+        try:
+            check_identity_key(user_key)
+        except ProtocolError as e:
+            raise _Malformed(f"SealedContent: sender_user_key: {e}") from None
+        if len(cert) != 64:
+            raise _Malformed("SealedContent: sender_certificate length")
+    except _Malformed as e:
+        raise Refused("inner_malformed", str(e)) from None
+    if len(padded) != len(session["ciphertext"]) + INNER_RESERVE:
+        raise Refused("inner_padding", "length")
+    if not verify_strict(user_key, cert_tbs(user_key, uid, dev, sender_ik), cert):
+        raise Refused("invalid_sender_certificate")
+    if "identity_key" in session and session["identity_key"] != sender_ik:
+        raise Refused("sender_identity_mismatch")
+    return sender_ik, user_key, uid, dev, msg
+
+
+SEALED_FIELDS = ("name", "sender_identity_seed", "sender_user_id", "sender_device_id",
+                 "sender_user_key_seed", "recipient_identity_seed", "recipient_user_id",
+                 "recipient_device_id", "ephemeral_private", "session_message", "expected")
+SEALED_EXPECTED = ("sender_identity_public", "sender_user_key", "sender_certificate",
+                   "recipient_identity_public", "ephemeral_public", "envelope")
+
+
+def verify_sealed_case(c):
+    _keys(c, SEALED_FIELDS, where="sealed")
+    x = c["expected"]
+    _keys(x, SEALED_EXPECTED, where="sealed expected")
+    sender_seed = _hex(c["sender_identity_seed"], 32, "sender_identity_seed")
+    user_seed = _hex(c["sender_user_key_seed"], 32, "sender_user_key_seed")
+    recipient_seed = _hex(c["recipient_identity_seed"], 32, "recipient_identity_seed")
+    e_priv = _hex(c["ephemeral_private"], 32, "ephemeral_private")
+    suid, ruid = _uid(c["sender_user_id"], "sender_user_id"), _uid(c["recipient_user_id"], "recipient_user_id")
+    sdev, rdev = _u32(c["sender_device_id"], "sender_device_id"), _u32(c["recipient_device_id"], "recipient_device_id")
+    message = _hex(c["session_message"], None, "session_message")
+    sender_ik = _public_checked(sender_seed)
+    recipient_ik = _public_checked(recipient_seed)
+    _same("sender_identity_public", sender_ik, _hex(x["sender_identity_public"], 32, "sender_identity_public"))
+    _same("recipient_identity_public", recipient_ik,
+          _hex(x["recipient_identity_public"], 32, "recipient_identity_public"))
+    _same("ephemeral_public", x25519_public(e_priv), _hex(x["ephemeral_public"], 32, "ephemeral_public"))
+    try:
+        decode_session_message(message)
+    except _Malformed as e:
+        raise VectorError(f"session_message does not decode: {e}") from None
+    envelope, user_key, cert = seal(sender_seed, suid, sdev, user_seed, recipient_ik, ruid, rdev,
+                                    e_priv, message)
+    _same("sender_user_key", user_key, _hex(x["sender_user_key"], 32, "sender_user_key"))
+    _same("sender_certificate", cert, _hex(x["sender_certificate"], 64, "sender_certificate"))
+    expected = _hex(x["envelope"], None, "envelope")
+    _same("envelope", envelope, expected)
+    try:
+        opened = open_envelope(recipient_seed, ruid, rdev, expected)
+    except Refused as e:
+        raise VectorError(f"the envelope does not open: {e}") from None
+    if opened != (sender_ik, user_key, suid, sdev, message):
+        raise VectorError("opened to another sender or message")
+
+
+def verify_invalid_sealed(c):
+    _keys(c, ("name", "recipient_identity_seed", "recipient_user_id", "recipient_device_id",
+              "envelope", "error"), where="invalid_sealed")
+    if c["error"] not in ENVELOPE_ERRORS:
+        raise VectorError(f"error: unknown {c['error']!r}")
+    seed = _hex(c["recipient_identity_seed"], 32, "recipient_identity_seed")
+    uid, dev = _uid(c["recipient_user_id"], "recipient_user_id"), _u32(c["recipient_device_id"], "recipient_device_id")
+    try:
+        open_envelope(seed, uid, dev, _hex(c["envelope"], None, "envelope"))
+    except Refused as e:
+        if e.kind != c["error"]:
+            raise VectorError(f"expected error {c['error']}, got {e}") from None
+        return
+    raise VectorError("the envelope opened")
+
+
+ENVELOPE_LISTS = ("padding", "contents", "invalid_contents", "sealed", "invalid_sealed")
+
+
+def envelope_groups(doc):
+    return [
+        (doc["padding"], verify_padding_case),
+        (doc["contents"], verify_content_case),
+        (doc["invalid_contents"], verify_invalid_content),
+        (doc["sealed"], verify_sealed_case),
+        (doc["invalid_sealed"], verify_invalid_sealed),
     ]
 
 
