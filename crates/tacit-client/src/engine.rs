@@ -10,6 +10,7 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use tacit::envelope::{Content, ContentKind, MESSAGE_ID_LEN};
 use tacit::error::SessionError;
+use tacit::identity::{DeviceList, UserKey, UserKeyPair};
 use tacit::keys::IdentityKey;
 use tacit::session::{
     OutgoingEnvelope, SafetyNumber, SessionConfig, SessionManager, MAX_ONE_TIME_PREKEYS,
@@ -86,12 +87,28 @@ pub async fn register(
     let mut manager = open_manager(config, Some(&address))?;
     let mut conn = Conn::connect(&config.relay_url, config.request_timeout, Role::Account).await?;
     let challenge = challenge(&mut conn).await?;
+    // A new user of its own: a fresh user key, held in memory only, signs a
+    // one-device list, version 1. Linking further devices is not done here.
+    let user_key = UserKeyPair::generate(&mut OsRng);
+    let device_list = DeviceList::sign(
+        &user_key,
+        address.user_id(),
+        1,
+        &[(
+            address.device_id(),
+            manager.account().identity().public_key(),
+            now_ms(),
+        )],
+    )
+    .map_err(|e| ClientError::Invalid(format!("device list: {e}")))?;
+    drop(user_key);
     let request = Register::sign(
         manager.account().identity(),
         &challenge.server_name,
         &challenge.challenge,
         now_ms(),
         address.clone(),
+        &device_list,
     );
     let info = match conn.request(Request::Register(request)).await? {
         Ok(Reply::LoggedIn(info)) => info,
@@ -610,17 +627,21 @@ impl Engine {
             Err(SessionError::Store(e)) => return Err(e.into()),
             Err(SessionError::UntrustedIdentity(conflict)) => {
                 let local = self.manager.local_address().user_id();
-                let safety_number = SafetyNumber::new(
-                    local,
-                    &self.manager.account().identity().public_key(),
-                    conflict.address.user_id(),
-                    &conflict.received,
-                );
+                // Over the identity keys read as user keys, as
+                // `SessionManager::safety_number` does for now.
+                let as_user_key = |k: &IdentityKey| UserKey::from_bytes(&k.to_bytes()).ok();
+                let safety_number = as_user_key(&self.manager.account().identity().public_key())
+                    .zip(as_user_key(&conflict.received))
+                    .map(|(mine, theirs)| {
+                        SafetyNumber::new(local, &mine, conflict.address.user_id(), &theirs)
+                    });
                 self.emit(Event::Held {
                     relay_id: push.message_id,
                     sender: conflict.address.clone(),
                     identity: conflict.received,
-                    safety_number: safety_number.as_str().to_owned(),
+                    safety_number: safety_number
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default(),
                     reason: format!(
                         "the identity of {} changed; verify it before reading its messages",
                         conflict.address
@@ -986,7 +1007,7 @@ impl Engine {
             .any(|a| a.user_id() == peer);
         if !known {
             let bundles = match self.courier.fetch_bundles(fetch).await? {
-                Ok(Reply::Bundles(b)) => b,
+                Ok(Reply::Bundles(b)) => b.bundles,
                 Ok(other) => return Err(unexpected(&other)),
                 Err(e) if matches!(e.code, ErrorCode::UnknownDevice | ErrorCode::NoPreKeys) => {
                     return Err(ClientError::UnknownPeer(peer.into()))

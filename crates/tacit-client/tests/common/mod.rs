@@ -180,7 +180,7 @@ pub async fn fetch_bundle(relay: SocketAddr, address: &Address) {
                     result: Ok(Reply::Bundles(b)),
                     ..
                 }) => {
-                    assert_eq!(b.len(), 1);
+                    assert_eq!(b.bundles.len(), 1);
                     break;
                 }
                 other => panic!("{other:?}"),
