@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::{Address, IdentityKeyPair};
 use tacit_relay_proto::{Ack, ClientFrame, Register, Reply, Request, ServerFrame, Submit};
 use tokio::io::AsyncBufReadExt as _;
@@ -127,11 +128,15 @@ impl RelayProc {
     }
 }
 
-/// A device of the load: address and identity.
+/// A device of the load: address, identity, and its user's device list.
+/// Each device is its own user, with a one-device list (version 1) signed
+/// by a user key derived, like the identity, from the device's number: the
+/// same device presents the same list on every run.
 #[derive(Debug, Clone)]
 struct Device {
     address: Address,
     identity: IdentityKeyPair,
+    list: DeviceList,
 }
 
 impl Device {
@@ -139,9 +144,20 @@ impl Device {
         let mut seed = [0x4c; 32];
         seed[0] = role.as_bytes().first().copied().unwrap_or(0);
         seed[1..5].copy_from_slice(&i.to_be_bytes());
+        let address = Address::new(&format!("load-{role}{i}"), 1)?;
+        let identity = IdentityKeyPair::from_seed(&seed);
+        seed[5] ^= 0x55;
+        let list = DeviceList::sign(
+            &UserKeyPair::from_seed(&seed),
+            address.user_id(),
+            1,
+            &[(address.device_id(), identity.public_key(), 0)],
+        )
+        .map_err(|e| anyhow!("device list: {e}"))?;
         Ok(Self {
-            address: Address::new(&format!("load-{role}{i}"), 1)?,
-            identity: IdentityKeyPair::from_seed(&seed),
+            address,
+            identity,
+            list,
         })
     }
 }
@@ -193,6 +209,7 @@ async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
             &c.challenge,
             c.server_time_ms,
             device.address.clone(),
+            &device.list,
         );
         match request(&mut ws, 2, Request::Register(register)).await? {
             Reply::LoggedIn(_) => Ok(ws),
