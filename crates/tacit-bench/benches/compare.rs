@@ -31,6 +31,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, OsRng, RngCore, SeedableRng};
 use tacit::address::Address;
 use tacit::envelope::sealed;
+use tacit::identity::{DeviceCertificate, UserKey, UserKeyPair};
 use tacit::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::SessionMessage;
@@ -63,6 +64,8 @@ struct Fixture {
     bundle: PreKeyBundle,
     alice_address: Address,
     bob_address: Address,
+    alice_user_key: UserKey,
+    alice_certificate: DeviceCertificate,
 }
 
 impl Fixture {
@@ -77,14 +80,30 @@ impl Fixture {
             signed_prekey_signature: bob.sign_prekey(&signed_prekey.public_key()),
             one_time_prekey: Some(one_time_prekey.public_key()),
         };
+        let alice_address = Address::new("alice", 1).unwrap();
+        let alice_user = UserKeyPair::from_seed(&[0xa5; 32]);
+        let alice_certificate =
+            DeviceCertificate::issue(&alice_user, &alice_address, &alice.public_key());
         Self {
             alice,
             bob,
             signed_prekey,
             one_time_prekey,
             bundle,
-            alice_address: Address::new("alice", 1).unwrap(),
+            alice_address,
             bob_address: Address::new("bob", 1).unwrap(),
+            alice_user_key: alice_user.public_key(),
+            alice_certificate,
+        }
+    }
+
+    /// Alice's device as the sender of a sealed envelope.
+    fn alice_sender(&self) -> sealed::Sender<'_> {
+        sealed::Sender {
+            identity: &self.alice,
+            address: &self.alice_address,
+            user_key: &self.alice_user_key,
+            certificate: &self.alice_certificate,
         }
     }
 
@@ -596,8 +615,7 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
     let (mut alice, _) = f.established();
     let message = SessionMessage::Ratchet(alice.encrypt(&[0x42; PLAINTEXT_LEN]).unwrap());
     let envelope = sealed::seal(
-        &f.alice,
-        &f.alice_address,
+        &f.alice_sender(),
         &f.bob.public_key(),
         &f.bob_address,
         &message,
@@ -634,8 +652,7 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
         }),
         simple(T_SEAL, move || {
             sealed::seal(
-                &f.alice,
-                &f.alice_address,
+                &f.alice_sender(),
                 &f.bob.public_key(),
                 &f.bob_address,
                 &message,
