@@ -424,6 +424,16 @@ pub enum IdentityError {
     /// The key pair given is not the list's user key.
     #[error("not the list's user key")]
     WrongUserKey,
+    /// A link code is not 16 base32 characters.
+    #[error("a link code is 16 letters and digits (A to Z, 2 to 7)")]
+    InvalidLinkCode,
+    /// A link blob does not open under the code's key (another code, or
+    /// altered).
+    #[error("the link blob does not open under this code")]
+    LinkBlobDoesNotOpen,
+    /// A link request opened but is not well formed.
+    #[error("malformed link request")]
+    MalformedLinkRequest,
     /// A fingerprint's iteration count is outside 2..=1,000,000.
     #[error("invalid fingerprint iterations {0}")]
     InvalidIterations(u32),

@@ -14,12 +14,14 @@
 
 mod certificate;
 mod device_list;
+mod link;
 mod proto;
 mod safety;
 mod user_key;
 
 pub use certificate::DeviceCertificate;
 pub use device_list::{DeviceEntry, DeviceList};
+pub use link::{LinkCode, LinkRequest, LinkSecrets, LINK_CODE_CHARS, LINK_CODE_LEN, LINK_SLOT_LEN};
 pub use safety::{
     fingerprint_digits, SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS,
 };
