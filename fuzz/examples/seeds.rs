@@ -142,6 +142,17 @@ fn from_vectors(repo: &Path, s: &mut Seeds) -> Result<(), Error> {
         s.put("sealed_decode", &sealed)?;
         s.put("sealed_open", &[[0x80].as_slice(), &sealed].concat())?;
     }
+    // Identity: every signed device list, valid or refused.
+    let identity = load(repo, "identity.json")?;
+    for c in identity["device_lists"].as_array().ok_or("device_lists")? {
+        s.put("device_list", &hex(&c["expected"]["wire"])?)?;
+    }
+    for c in identity["invalid_device_lists"]
+        .as_array()
+        .ok_or("invalid_device_lists")?
+    {
+        s.put("device_list", &hex(&c["wire"])?)?;
+    }
     Ok(())
 }
 
