@@ -34,7 +34,11 @@ impl Role {
     fn allows(self, request: &Request) -> bool {
         let anonymous = matches!(
             request,
-            Request::Submit(_) | Request::FetchBundles(_) | Request::FetchDeviceList(_)
+            Request::Submit(_)
+                | Request::FetchBundles(_)
+                | Request::FetchDeviceList(_)
+                | Request::LinkPut(_)
+                | Request::LinkTake(_)
         );
         anonymous == (self == Self::Anonymous)
     }

@@ -86,6 +86,15 @@ impl Courier {
         self.request(Request::FetchDeviceList(fetch)).await
     }
 
+    /// Puts or takes a link slot's blob. `Ok(Err(_))` is the relay's
+    /// refusal.
+    pub(crate) async fn link(
+        &mut self,
+        request: Request,
+    ) -> Result<Result<Reply, ErrorReply>, ClientError> {
+        self.request(request).await
+    }
+
     /// Sends `request` on the anonymous connection (opening one if needed)
     /// and returns the relay's answer.
     ///

@@ -41,16 +41,38 @@ const MAX_HELD_PER_USER: usize = 16;
 /// The most messages held in all.
 const MAX_HELD: usize = 256;
 
+mod devices;
+
 type Manager = SessionManager<ClientStore>;
 
+/// How a new store is set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Creation<'a> {
+    /// The first device of a new user: a new user key and a one-device list.
+    NewUser(&'a Address),
+    /// A device to be linked: its list comes from the device that links it.
+    LinkedDevice(&'a Address),
+}
+
+impl<'a> Creation<'a> {
+    fn address(self) -> &'a Address {
+        match self {
+            Self::NewUser(a) | Self::LinkedDevice(a) => a,
+        }
+    }
+}
+
 /// Opens the store and its session manager, creating the account (and the
-/// profile naming `address`) when `create` is set and the store is new.
-fn open_manager(config: &ClientConfig, create: Option<&Address>) -> Result<Manager, ClientError> {
+/// profile naming the address) when `create` is set and the store is new.
+pub(crate) fn open_manager(
+    config: &ClientConfig,
+    create: Option<Creation<'_>>,
+) -> Result<Manager, ClientError> {
     let store = ClientStore::open(&config.store_path, config.store_key.as_bytes())?;
     match (store.profile()?, create) {
         (Some(profile), requested) => {
             let address = profile.address()?;
-            if let Some(requested) = requested {
+            if let Some(requested) = requested.map(Creation::address) {
                 if *requested != address {
                     return Err(ClientError::ProfileMismatch {
                         stored: address.to_string(),
@@ -65,8 +87,23 @@ fn open_manager(config: &ClientConfig, create: Option<&Address>) -> Result<Manag
             )?)
         }
         (None, None) => Err(ClientError::NotRegistered),
-        (None, Some(address)) => {
-            // The account and the profile are written in one transaction.
+        (None, Some(Creation::LinkedDevice(address))) => {
+            // The account and the profile; the own list comes from the
+            // device that links this one.
+            store.hold()?;
+            let account = Account::generate(&mut OsRng, now_ms());
+            let created =
+                SessionManager::create(store, address.clone(), account, SessionConfig::default());
+            let manager = created?;
+            let held = manager.store().release()?;
+            let profile = Profile {
+                user_id: address.user_id().into(),
+                device_id: address.device_id(),
+            };
+            manager.store().set_profile(&profile, None, held)?;
+            Ok(manager)
+        }
+        (None, Some(Creation::NewUser(address))) => {
             // The account, the user key, the device's own signed list and
             // the profile are written in one transaction.
             store.hold()?;
@@ -89,7 +126,7 @@ fn open_manager(config: &ClientConfig, create: Option<&Address>) -> Result<Manag
                 user_id: address.user_id().into(),
                 device_id: address.device_id(),
             };
-            manager.store().set_profile(&profile, &user_key, held)?;
+            manager.store().set_profile(&profile, Some(&user_key), held)?;
             Ok(manager)
         }
     }
@@ -106,7 +143,7 @@ pub async fn register(
 ) -> Result<Registration, ClientError> {
     // The URL is checked before the store is touched.
     let endpoint = Endpoint::new(config)?;
-    let mut manager = open_manager(config, Some(&address))?;
+    let mut manager = open_manager(config, Some(Creation::NewUser(&address)))?;
     let mut conn = Conn::connect(&endpoint, config.request_timeout, Role::Account).await?;
     let challenge = challenge(&mut conn).await?;
     let server_name = login_name(&config.server_name, &challenge.server_name)?;
@@ -142,7 +179,7 @@ pub async fn register(
     })
 }
 
-fn unexpected(reply: &Reply) -> ClientError {
+pub(crate) fn unexpected(reply: &Reply) -> ClientError {
     ClientError::Protocol(format!("unexpected answer {reply:?}"))
 }
 
@@ -542,6 +579,14 @@ impl Engine {
                 },
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
+                    Some(Command::ApproveLink { code, reply }) => {
+                        let result = self.approve_link(conn, &code).await;
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::RemoveDevice { device_id, reply }) => {
+                        let result = self.remove_device(conn, device_id).await;
+                        let _ = reply.send(result);
+                    }
                     Some(Command::AcceptUserKey { user_id, user_key, reply }) => {
                         if let Some(outcome) =
                             self.accept_user_key(conn, &user_id, &user_key, reply).await
@@ -947,6 +992,15 @@ impl Engine {
             Command::AcceptUserKey { reply, .. } => {
                 // The new list comes from the relay.
                 let _ = reply.send(Err(ClientError::Stopped));
+            }
+            Command::ApproveLink { reply, .. } => {
+                let _ = reply.send(Err(ClientError::Stopped));
+            }
+            Command::RemoveDevice { reply, .. } => {
+                let _ = reply.send(Err(ClientError::Stopped));
+            }
+            Command::Devices { reply } => {
+                let _ = reply.send(self.devices());
             }
             Command::SafetyNumber { peer, reply } => {
                 let result = self

@@ -47,6 +47,7 @@ mod courier;
 mod endpoint;
 mod engine;
 mod key;
+mod link;
 mod store;
 
 use std::path::PathBuf;
@@ -54,13 +55,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::{SessionError, StoreError};
-use tacit::identity::UserKey;
-use tacit::Address;
+use tacit::identity::{LinkCode, UserKey};
+use tacit::{Address, DeviceId};
 use tacit_relay_proto::{ErrorCode, ErrorReply};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use engine::register;
+pub use link::link;
 pub use key::StoreKey;
 
 /// A content message id: 16 random bytes chosen by the sender.
@@ -370,6 +372,20 @@ pub struct Registration {
     pub one_time_prekeys: u32,
 }
 
+/// A device on this user's verified list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceInfo {
+    /// Its address.
+    pub address: Address,
+    /// Its identity key.
+    pub identity: tacit::keys::IdentityKey,
+    /// When it was added (the approving device's clock).
+    pub added_at_ms: u64,
+    /// Whether it is this device.
+    pub this_device: bool,
+}
+
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -380,6 +396,9 @@ pub enum ClientError {
     /// The session layer refused.
     #[error("session: {0}")]
     Session(#[from] SessionError),
+    /// A device list, link code or link blob was refused.
+    #[error("identity: {0}")]
+    Identity(#[from] tacit::error::IdentityError),
     /// The store holds no identity yet.
     #[error("the store holds no identity: register first")]
     NotRegistered,
@@ -470,6 +489,7 @@ impl ClientError {
                     | ErrorCode::StaleTimestamp
                     | ErrorCode::Superseded
                     | ErrorCode::TooManyErrors
+                    | ErrorCode::DeviceRemoved
             ),
             Self::Connection(_) | Self::Timeout(_) | Self::Protocol(_) => false,
             _ => true,
@@ -495,6 +515,17 @@ pub(crate) enum Command {
     },
     History {
         reply: oneshot::Sender<Result<Vec<HistoryEntry>, ClientError>>,
+    },
+    ApproveLink {
+        code: LinkCode,
+        reply: oneshot::Sender<Result<Address, ClientError>>,
+    },
+    RemoveDevice {
+        device_id: DeviceId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Devices {
+        reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
     },
     AcceptUserKey {
         user_id: String,
@@ -613,6 +644,32 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// Links the device that shows `code` (see [`link`]): this device must
+    /// hold the user key (the user's first device). Signs the next device
+    /// list with the new device on it, publishes it and answers the new
+    /// device. Returns the new device's address.
+    pub async fn approve_link(&self, code: &LinkCode) -> Result<Address, ClientError> {
+        self.call(|reply| Command::ApproveLink {
+            code: code.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Removes a device of this user (this device must hold the user key):
+    /// publishes the list without it. The relay deletes its registration
+    /// and mailbox at once; peers stop sending to it when they next fetch
+    /// the list (before each send, with this client).
+    pub async fn remove_device(&self, device_id: DeviceId) -> Result<(), ClientError> {
+        self.call(|reply| Command::RemoveDevice { device_id, reply })
+            .await
+    }
+
+    /// The devices on this user's verified list.
+    pub async fn devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
+        self.call(|reply| Command::Devices { reply }).await
     }
 
     /// The message history, oldest first.

@@ -216,21 +216,36 @@ impl ClientStore {
             .transpose()
     }
 
-    /// Writes the profile and the user key's seed with `changes` (the new
-    /// account and its own device list), in one transaction.
+    /// Writes the profile and, on a user's first device, the user key's seed
+    /// with `changes` (the new account and its own device list), in one
+    /// transaction.
     pub(crate) fn set_profile(
         &self,
         profile: &Profile,
-        user_key: &UserKeyPair,
+        user_key: Option<&UserKeyPair>,
         changes: Option<Changes>,
     ) -> Result<(), StoreError> {
-        self.commit_with(
-            changes,
-            Writes(vec![
-                AppWrite::put(PROFILE, b"", encode(profile)?),
-                AppWrite::put(USER_KEY, b"", user_key.seed().as_bytes().to_vec()),
-            ]),
-        )
+        let mut writes = vec![AppWrite::put(PROFILE, b"", encode(profile)?)];
+        if let Some(user_key) = user_key {
+            writes.push(AppWrite::put(
+                USER_KEY,
+                b"",
+                user_key.seed().as_bytes().to_vec(),
+            ));
+        }
+        self.commit_with(changes, Writes(writes))
+    }
+
+    /// The user key, if this device created its user.
+    pub(crate) fn user_key(&self) -> Result<Option<UserKeyPair>, StoreError> {
+        self.inner()?
+            .app_record(USER_KEY, b"")?
+            .map(|seed| {
+                <[u8; 32]>::try_from(seed.as_slice())
+                    .map(|seed| UserKeyPair::from_seed(&seed))
+                    .map_err(|_| corrupt())
+            })
+            .transpose()
     }
 
     pub(crate) fn seen_envelope(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
