@@ -174,6 +174,19 @@ fn from_sessions(s: &mut Seeds) -> Result<(), Error> {
         SessionConfig::default(),
     )?;
     bob.generate_one_time_prekeys(3, rng)?;
+    for (user, identity, seed) in [
+        ("alice", alice.account().identity().public_key(), 0xa1),
+        ("bob", bob.account().identity().public_key(), 0xb0),
+    ] {
+        let list = tacit::identity::DeviceList::sign(
+            &tacit::identity::UserKeyPair::from_seed(&[seed; 32]),
+            user,
+            1,
+            &[(1, identity, 0)],
+        )?;
+        alice.update_device_list(&list)?;
+        bob.update_device_list(&list)?;
+    }
     let dump = |m: &SessionManager<InMemoryStore>, s: &mut Seeds| -> Result<(), Error> {
         for (key, bytes) in m.store().dump() {
             if key == "account" {

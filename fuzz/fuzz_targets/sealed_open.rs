@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use tacit::envelope::{seal_with_rng, Content, ContentKind};
+use tacit::envelope::{seal_with_rng, Content, ContentKind, Sender};
+use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair, PublicKey};
 use tacit::ratchet::{Ratchet, RatchetConfig, SessionKeys};
 use tacit::wire::{PreKeyMessage, SessionMessage};
@@ -29,6 +30,15 @@ fn fixture() -> &'static Fixture {
         let sender = IdentityKeyPair::from_seed(&[1; 32]);
         let recipient = IdentityKeyPair::from_seed(&[2; 32]);
         let sender_address = Address::new("alice", 1).expect("address");
+        let user = UserKeyPair::from_seed(&[3; 32]);
+        let user_key = user.public_key();
+        let certificate = DeviceCertificate::issue(&user, &sender_address, &sender.public_key());
+        let sealed_sender = Sender {
+            identity: &sender,
+            address: &sender_address,
+            user_key: &user_key,
+            certificate: &certificate,
+        };
         let recipient_address = Address::new("bob", 7).expect("address");
         let keys = || SessionKeys::new([1; 32], [2; 32], [3; 32], b"ad").expect("keys");
         let ratchet_key = KeyPair::generate(&mut rng);
@@ -64,8 +74,7 @@ fn fixture() -> &'static Fixture {
             };
             envelopes.push(
                 seal_with_rng(
-                    &sender,
-                    &sender_address,
+                    &sealed_sender,
                     &recipient.public_key(),
                     &recipient_address,
                     &message,

@@ -5,7 +5,8 @@
 //! an operation that fails leaves the store's serialized state exactly as
 //! it was (except a content that does not decode after an authenticated
 //! decryption, which by design advances the session); and a message that
-//! decrypted once does not decrypt again.
+//! decrypted once does not decrypt again. Alice, Bob and Dave trust each
+//! other's device lists; Eve is on none.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -16,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{Content, ContentKind};
 use tacit::error::SessionError;
+use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
 use tacit::store::InMemoryStore;
 use tacit::wire::{SessionMessage, WireMessage};
@@ -54,6 +56,23 @@ fn fixture() -> &'static Fixture {
         let bob_address = bob.local_address().clone();
         let mut alice = manager(rng, "alice");
         let mut dave = manager(rng, "dave");
+        let lists: Vec<DeviceList> = [(&alice, 0xa1), (&bob, 0xb0), (&dave, 0xda)]
+            .into_iter()
+            .map(|(m, seed)| {
+                DeviceList::sign(
+                    &UserKeyPair::from_seed(&[seed; 32]),
+                    m.local_address().user_id(),
+                    1,
+                    &[(1, m.account().identity().public_key(), 0)],
+                )
+                .expect("list")
+            })
+            .collect();
+        for m in [&mut alice, &mut bob, &mut dave] {
+            for list in &lists {
+                m.update_device_list(list).expect("list");
+            }
+        }
         let mut messages = Vec::new();
         let mut envelopes = Vec::new();
 

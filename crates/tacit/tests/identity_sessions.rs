@@ -539,3 +539,60 @@ fn a_changed_user_key_is_refused_until_accepted() {
         |d| d.open_envelope(&from_old, &mut w.rng),
     );
 }
+
+#[test]
+fn a_first_list_deletes_sessions_with_devices_it_does_not_name() {
+    // A store from before device lists (sessions trusted on first use, as
+    // a migrated file holds them): Bob has sessions with alice.1 and with a
+    // ghost at alice.3 that Alice's user key never listed.
+    let mut rng = rng(7);
+    let mut bob = device("bob", 1, &mut rng);
+    let alice1 = device("alice", 1, &mut rng);
+    let ghost = device("alice", 3, &mut rng);
+    let tofu = list("alice", 1, &[(1, id(&alice1)), (3, id(&ghost))]);
+    bob.update_device_list(&list("bob", 1, &[(1, id(&bob))]))
+        .unwrap();
+    bob.update_device_list(&tofu).unwrap();
+    connect(&mut bob, &alice1, &mut rng);
+    connect(&mut bob, &ghost, &mut rng);
+    let mut legacy = tacit::store::Changes::new()
+        .with_account(bob.account().clone())
+        .with_device_list(bob.device_list("bob").unwrap().unwrap());
+    for d in [&alice1, &ghost] {
+        let address = d.local_address().clone();
+        let record = bob.store().load_session(&address).unwrap();
+        legacy = legacy
+            .with_identity(address.clone(), id(d))
+            .with_session(address, record);
+    }
+    let mut store = InMemoryStore::new();
+    tacit::store::Store::commit(&mut store, legacy).unwrap();
+    let mut bob = SessionManager::open(store, addr("bob", 1), SessionConfig::default()).unwrap();
+    assert!(bob.device_list("alice").unwrap().is_none());
+
+    // Alice's first list names alice.1 only: the ghost's session goes in
+    // the same commit, alice.1's stays.
+    let alice_v1 = list("alice", 1, &[(1, id(&alice1))]);
+    assert_eq!(
+        bob.update_device_list(&alice_v1).unwrap(),
+        DeviceListUpdate::FirstContact
+    );
+    assert!(bob
+        .store()
+        .load_session(&addr("alice", 3))
+        .unwrap()
+        .is_none());
+    assert!(bob
+        .store()
+        .load_session(&addr("alice", 1))
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        bob.seal_for_device(&addr("alice", 3), &text("x", &mut rng), &mut rng)
+            .unwrap_err(),
+        SessionError::NoSession(addr("alice", 3))
+    );
+    assert!(bob
+        .seal_for_device(&addr("alice", 1), &text("x", &mut rng), &mut rng)
+        .is_ok());
+}

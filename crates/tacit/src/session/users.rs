@@ -84,17 +84,17 @@ impl<S: Store> SessionManager<S> {
                 removed: removed_devices(old, list),
             },
         };
-        let changes = self.list_changes(stored.as_ref(), list)?;
+        let changes = self.list_changes(list)?;
         self.store.commit(changes)?;
         Ok(update)
     }
 
     /// Trusts `list` and its user key for its user, replacing a trusted user
     /// key (after the user checked the new safety number). The sessions of
-    /// every device not on `list` with the same identity key are deleted.
+    /// every device of the user not on `list` with the same identity key
+    /// are deleted.
     pub fn accept_user_key(&mut self, list: &DeviceList) -> Result<(), SessionError> {
-        let stored = self.store.device_list(list.user_id())?;
-        let changes = self.list_changes(stored.as_ref(), list)?;
+        let changes = self.list_changes(list)?;
         self.store.commit(changes)?;
         Ok(())
     }
@@ -204,13 +204,11 @@ impl<S: Store> SessionManager<S> {
     }
 
     /// The writes that make `new` the trusted list: the list, each listed
-    /// device's identity, and the deletion of the sessions of devices that
-    /// are gone or whose identity key changed.
-    fn list_changes(
-        &self,
-        old: Option<&DeviceList>,
-        new: &DeviceList,
-    ) -> Result<Changes, SessionError> {
+    /// device's identity, and the deletion of every session with a device
+    /// of the user that `new` does not name with its identity key: devices
+    /// removed since the old list, devices whose identity key changed, and
+    /// devices with a session from before the user had a list.
+    fn list_changes(&self, new: &DeviceList) -> Result<Changes, SessionError> {
         let mut changes = Changes::new().with_device_list(new.clone());
         for d in new.devices() {
             let Ok(address) = Address::new(new.user_id(), d.device_id) else {
@@ -227,11 +225,15 @@ impl<S: Store> SessionManager<S> {
                 }
             }
         }
-        if let Some(old) = old {
-            for address in removed_devices(old, new) {
-                if address != self.local && self.store.load_session(&address)?.is_some() {
-                    changes = changes.with_session(address, None);
-                }
+        for device_id in self.store.session_devices(new.user_id())? {
+            if new.device(device_id).is_some() {
+                continue;
+            }
+            let Ok(address) = Address::new(new.user_id(), device_id) else {
+                continue;
+            };
+            if address != self.local {
+                changes = changes.with_session(address, None);
             }
         }
         Ok(changes)
