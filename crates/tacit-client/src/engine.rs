@@ -126,7 +126,9 @@ pub(crate) fn open_manager(
                 user_id: address.user_id().into(),
                 device_id: address.device_id(),
             };
-            manager.store().set_profile(&profile, Some(&user_key), held)?;
+            manager
+                .store()
+                .set_profile(&profile, Some(&user_key), held)?;
             Ok(manager)
         }
     }

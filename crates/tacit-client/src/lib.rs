@@ -62,8 +62,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use engine::register;
-pub use link::link;
 pub use key::StoreKey;
+pub use link::link;
 
 /// A content message id: 16 random bytes chosen by the sender.
 pub type MessageId = [u8; MESSAGE_ID_LEN];

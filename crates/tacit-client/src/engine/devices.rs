@@ -25,9 +25,10 @@ const REQUEST_WAIT: Duration = Duration::from_secs(10);
 impl Engine {
     /// The user key; only the user's first device holds it.
     fn user_key(&self) -> Result<UserKeyPair, ClientError> {
-        self.manager.store().user_key()?.ok_or_else(|| {
-            ClientError::Invalid("this device does not hold its user's key".into())
-        })
+        self.manager
+            .store()
+            .user_key()?
+            .ok_or_else(|| ClientError::Invalid("this device does not hold its user's key".into()))
     }
 
     /// The local user's verified list, refreshed from the relay first.
@@ -119,7 +120,10 @@ impl Engine {
             ));
         }
         let user_key = self.user_key()?;
-        let list = self.own_list().await?.without_device(&user_key, device_id)?;
+        let list = self
+            .own_list()
+            .await?
+            .without_device(&user_key, device_id)?;
         self.publish(conn, &list).await
     }
 

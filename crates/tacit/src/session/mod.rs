@@ -460,6 +460,8 @@ impl<S: Store> SessionManager<S> {
         let no_session = || SessionError::NoSession(recipient.clone());
         let mut record = self.store.load_session(recipient)?.ok_or_else(no_session)?;
         let mut state = record.current().cloned().ok_or_else(no_session)?;
+        // Only to a device its user's verified list names, with this key.
+        self.check_listed(recipient, &state.remote_identity, None)?;
         if let Some(trusted) = self.store.trusted_identity(recipient)? {
             if trusted != state.remote_identity {
                 return Err(SessionError::UntrustedIdentity(Box::new(
