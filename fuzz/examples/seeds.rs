@@ -14,6 +14,7 @@ use rand_core::SeedableRng;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tacit::envelope::{Content, ContentKind};
+use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair};
 use tacit::ratchet::EncryptedMessage;
 use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
@@ -273,12 +274,21 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
             }
         };
         let request = if register {
+            let user_key = UserKeyPair::from_seed(&[address.user_id().len() as u8 | 0x80; 32]);
+            let list = DeviceList::sign(
+                &user_key,
+                address.user_id(),
+                1,
+                &[(address.device_id(), identity.public_key(), 0)],
+            )
+            .map_err(|e| e.to_string())?;
             Request::Register(Register::sign(
                 identity,
                 &name,
                 &challenge,
                 now_ms(),
                 address.clone(),
+                &list,
             ))
         } else {
             Request::Login(Login::sign(

@@ -5,6 +5,10 @@
 //! fetches, delivery tokens), bursts of pipelined requests, disconnections
 //! and purges.
 //!
+//! Registrations present signed device lists (of the right or a wrong user
+//! key, of a few versions, listing the device or not), and connections
+//! publish and fetch lists and use link slots.
+//!
 //! Asserts: the relay never panics and never hangs (each frame is answered,
 //! or the connection closed, within a deadline); every frame it sends
 //! decodes as a client would decode it and re-encodes to the same bytes; a
@@ -21,13 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
+use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair};
 use tacit::Address;
 use tacit_relay::fuzzing::{Event, FuzzConnection, FuzzRelay};
 use tacit_relay::{Config, Rate};
 use tacit_relay_proto::{
-    Ack, ClientFrame, DeliveryToken, ErrorCode, FetchBundles, Login, OneTimePreKey, Register,
-    Reply, Request, Response, ServerFrame, SetDeliveryToken, SignedPreKey, Submit, UploadPreKeys,
+    Ack, ClientFrame, DeliveryToken, ErrorCode, FetchBundles, FetchDeviceList, LinkPut, LinkTake,
+    Login, OneTimePreKey, PublishDeviceList, Register, Reply, Request, Response, ServerFrame,
+    SetDeliveryToken, SignedPreKey, Submit, UploadPreKeys,
 };
 
 /// How long the relay may take to answer before it counts as a hang.
@@ -52,6 +58,53 @@ fn identities() -> &'static [IdentityKeyPair] {
             .map(|i| IdentityKeyPair::from_seed(&[i; 32]))
             .collect()
     })
+}
+
+/// Two user keys: any user id is bound to whichever signs its first list.
+fn user_keys() -> &'static [UserKeyPair] {
+    static KEYS: OnceLock<Vec<UserKeyPair>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (1..=2u8)
+            .map(|i| UserKeyPair::from_seed(&[0x80 | i; 32]))
+            .collect()
+    })
+}
+
+/// A signed list of `address`'s user: one of the user keys, version 1 to
+/// 3, `address` with `identity` (most often), and maybe the user's other
+/// addresses. Signing is deterministic: the same choices give the same
+/// bytes.
+fn device_list(
+    u: &mut Unstructured<'_>,
+    address: &Address,
+    identity: &IdentityKeyPair,
+) -> arbitrary::Result<DeviceList> {
+    let key = &user_keys()[u.choose_index(user_keys().len())?];
+    let version = u.int_in_range(1..=3u64)?;
+    let mut devices = Vec::new();
+    for a in addresses()
+        .iter()
+        .filter(|a| a.user_id() == address.user_id())
+    {
+        if a == address {
+            if u.ratio(7, 8)? {
+                devices.push((a.device_id(), identity.public_key(), 0));
+            }
+        } else if u.arbitrary()? {
+            let other = &identities()[u.choose_index(identities().len())?];
+            devices.push((a.device_id(), other.public_key(), 0));
+        }
+    }
+    DeviceList::sign(key, address.user_id(), version, &devices)
+        .or_else(|_| {
+            DeviceList::sign(
+                key,
+                address.user_id(),
+                version,
+                &[(address.device_id(), identity.public_key(), 0)],
+            )
+        })
+        .map_err(|_| arbitrary::Error::IncorrectFormat)
 }
 
 fn addresses() -> &'static [Address] {
@@ -277,7 +330,7 @@ impl Harness {
         let unsolicited = response.request_id == 0
             && matches!(
                 &response.result,
-                Err(e) if matches!(e.code, ErrorCode::TooManyErrors | ErrorCode::Superseded | ErrorCode::ShuttingDown)
+                Err(e) if matches!(e.code, ErrorCode::TooManyErrors | ErrorCode::Superseded | ErrorCode::DeviceRemoved | ErrorCode::ShuttingDown)
             );
         if unsolicited {
             return;
@@ -350,13 +403,29 @@ impl Harness {
                     }
                 }
             }
-            (Ok(Reply::PreKeysStored { .. } | Reply::DeliveryTokenSet), _) => {
+            (
+                Ok(
+                    Reply::PreKeysStored { .. }
+                    | Reply::DeliveryTokenSet
+                    | Reply::DeviceListStored { .. },
+                ),
+                _,
+            ) => {
                 assert!(
                     client.logged_in.is_some(),
                     "a device request answered before login"
                 );
             }
-            (Ok(Reply::Bundles(_)) | Err(_), _) => {}
+            (
+                Ok(
+                    Reply::Bundles(_)
+                    | Reply::DeviceList(_)
+                    | Reply::LinkStored
+                    | Reply::LinkBlob(_),
+                )
+                | Err(_),
+                _,
+            ) => {}
         }
     }
 
@@ -384,8 +453,9 @@ impl Harness {
         let timestamp = now_ms().saturating_add_signed(skew);
         let name = self.relay.server_name().to_owned();
         let request = if u.arbitrary()? {
+            let list = device_list(u, &address, identity)?;
             Request::Register(Register::sign(
-                identity, &name, &challenge, timestamp, address,
+                identity, &name, &challenge, timestamp, address, &list,
             ))
         } else {
             Request::Login(Login::sign(identity, &name, &challenge, timestamp, address))
@@ -401,7 +471,7 @@ impl Harness {
     /// A well-formed request other than login.
     fn request(&self, u: &mut Unstructured<'_>) -> arbitrary::Result<Request> {
         let known: Vec<u64> = self.model.owner.keys().copied().collect();
-        Ok(match u.int_in_range(0..=5u8)? {
+        Ok(match u.int_in_range(0..=9u8)? {
             0 => {
                 let len = u.int_in_range(1..=48)?;
                 let token = if u.ratio(1, 4)? {
@@ -478,6 +548,28 @@ impl Harness {
                 } else {
                     None
                 },
+            }),
+            5 => {
+                let address = u.choose(addresses())?.clone();
+                let identity = &identities()[u.choose_index(identities().len())?];
+                Request::PublishDeviceList(PublishDeviceList {
+                    device_list: (&device_list(u, &address, identity)?).into(),
+                })
+            }
+            6 => match FetchDeviceList::new(u.choose(addresses())?.user_id()) {
+                Ok(f) => Request::FetchDeviceList(f),
+                Err(_) => Request::GetChallenge,
+            },
+            7 => {
+                let slot = [u.int_in_range(0..=2u8)?; 32];
+                let len = u.int_in_range(1..=16)?;
+                match LinkPut::new(slot, u.bytes(len)?.to_vec()) {
+                    Ok(p) => Request::LinkPut(p),
+                    Err(_) => Request::GetChallenge,
+                }
+            }
+            8 => Request::LinkTake(LinkTake {
+                slot: [u.int_in_range(0..=2u8)?; 32],
             }),
             _ => Request::GetChallenge,
         })
