@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 use tacit::envelope::{Content, ContentKind, MESSAGE_ID_LEN};
-use tacit::error::SessionError;
+use tacit::error::{SessionError, UserKeyConflict};
 use tacit::identity::{DeviceList, UserKey, UserKeyPair};
 use tacit::session::{
     DeviceListUpdate, OutgoingEnvelope, Received, SafetyNumber, SessionConfig, SessionManager,
@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::conn::{Conn, Role};
 use crate::courier::Courier;
 use crate::endpoint::{login_name, Endpoint};
-use crate::store::{content_key, envelope_digest, ClientStore, Profile, Writes};
+use crate::store::{content_key, envelope_digest, ClientStore, HeldEnvelope, Profile, Writes};
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
     MessageId, ReceiptKind, Registration, SentMessage, Status,
@@ -35,10 +35,10 @@ use crate::{
 /// The most message ids one delivery receipt carries (16 bytes each).
 const RECEIPT_BATCH: usize = 256;
 
-/// The most messages held per user whose user key changed (the oldest is
-/// dropped from memory first; it stays in the relay's queue).
+/// The most envelopes held per claimed user under another user key than
+/// the trusted one (the oldest is deleted first).
 const MAX_HELD_PER_USER: usize = 16;
-/// The most messages held in all.
+/// The most envelopes held in all.
 const MAX_HELD: usize = 256;
 
 mod devices;
@@ -344,7 +344,7 @@ pub(crate) struct Engine {
     manager: Manager,
     config: ClientConfig,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     waiting: VecDeque<Job>,
     counts: Counts,
     /// The relay, checked against the URL policy, with its TLS settings.
@@ -358,16 +358,13 @@ pub(crate) struct Engine {
     /// sent as one receipt per user (and per [`RECEIPT_BATCH`] ids) at
     /// `QueueEmpty`.
     receipts_due: BTreeMap<String, Vec<MessageId>>,
-    /// Pushes held in this connection (their sender's identity changed),
-    /// with the sender: processed again if its identity is accepted.
-    held: Vec<(String, Push)>,
 }
 
 impl Engine {
     pub(crate) fn open(
         config: ClientConfig,
         commands: mpsc::Receiver<Command>,
-        events: mpsc::UnboundedSender<Event>,
+        events: mpsc::Sender<Event>,
     ) -> Result<Self, ClientError> {
         let endpoint = Endpoint::new(&config)?;
         let manager = open_manager(&config, None)?;
@@ -383,7 +380,6 @@ impl Engine {
             courier,
             backlog: false,
             receipts_due: BTreeMap::new(),
-            held: Vec::new(),
         })
     }
 
@@ -391,9 +387,11 @@ impl Engine {
         self.manager.local_address()
     }
 
-    fn emit(&self, event: Event) {
+    /// Reports `event`, waiting while the application's queue of events is
+    /// full (the queue is bounded: a burst from the network cannot grow it).
+    async fn emit(&self, event: Event) {
         // The application may have dropped its handle: nothing to do then.
-        let _ = self.events.send(event);
+        let _ = self.events.send(event).await;
     }
 
     /// Connect, serve, and on failure back off and reconnect, until asked
@@ -410,7 +408,7 @@ impl Engine {
                     match outcome {
                         Outcome::Shutdown(reply) => {
                             conn.close().await;
-                            self.emit(Event::Stopped { error: None });
+                            self.emit(Event::Stopped { error: None }).await;
                             if let Some(reply) = reply {
                                 let _ = reply.send(());
                             }
@@ -418,29 +416,32 @@ impl Engine {
                         }
                         Outcome::Fatal(e) => {
                             conn.close().await;
-                            return self.stop(e);
+                            return self.stop(e).await;
                         }
                         Outcome::Lost(e) => e,
                     }
                 }
-                Err(e) if e.is_fatal() => return self.stop(e),
+                Err(e) if e.is_fatal() => return self.stop(e).await,
                 Err(e) => e,
             };
             failures += 1;
             if failures > self.config.backoff.max_attempts {
-                return self.stop(ClientError::Connection(format!(
-                    "gave up after {} attempts: {error}",
-                    failures - 1
-                )));
+                return self
+                    .stop(ClientError::Connection(format!(
+                        "gave up after {} attempts: {error}",
+                        failures - 1
+                    )))
+                    .await;
             }
             let delay = self.config.backoff.delay(failures, OsRng.next_u32());
             tracing::info!(%error, ?delay, "disconnected; reconnecting");
             self.emit(Event::Disconnected {
                 reason: error.to_string(),
                 retry_in: delay,
-            });
+            })
+            .await;
             if let Some(reply) = self.wait(delay).await {
-                self.emit(Event::Stopped { error: None });
+                self.emit(Event::Stopped { error: None }).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
@@ -449,11 +450,12 @@ impl Engine {
         }
     }
 
-    fn stop(&mut self, error: ClientError) {
+    async fn stop(&mut self, error: ClientError) {
         tracing::warn!(%error, "client stopped");
         self.emit(Event::Stopped {
             error: Some(error.to_string()),
-        });
+        })
+        .await;
         // Waiting commands fail with `Stopped` as their replies drop.
         self.waiting.clear();
     }
@@ -497,9 +499,7 @@ impl Engine {
         };
         self.counts = Counts::default();
         self.backlog = true;
-        // The relay offers every unacknowledged message again.
-        self.held.clear();
-        self.emit(Event::Connected);
+        self.emit(Event::Connected).await;
         self.maintain_prekeys(&mut conn, info).await?;
         Ok(conn)
     }
@@ -527,7 +527,8 @@ impl Engine {
                 uploaded: stored.saturating_sub(info.one_time_prekeys),
                 stored,
                 signed_prekey_rotated: rotated,
-            });
+            })
+            .await;
             return Ok(());
         }
         if rotated {
@@ -556,7 +557,8 @@ impl Engine {
                 uploaded,
                 stored,
                 signed_prekey_rotated: rotated,
-            });
+            })
+            .await;
         }
         Ok(())
     }
@@ -581,6 +583,9 @@ impl Engine {
                 },
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
+                    Some(Command::RejectUserKey { user_id, reply }) => {
+                        let _ = reply.send(self.reject_user_key(&user_id));
+                    }
                     Some(Command::ApproveLink { code, reply }) => {
                         let result = self.approve_link(conn, &code).await;
                         let _ = reply.send(result);
@@ -590,11 +595,8 @@ impl Engine {
                         let _ = reply.send(result);
                     }
                     Some(Command::AcceptUserKey { user_id, user_key, reply }) => {
-                        if let Some(outcome) =
-                            self.accept_user_key(conn, &user_id, &user_key, reply).await
-                        {
-                            return outcome;
-                        }
+                        let result = self.accept_user_key(&user_id, &user_key).await;
+                        let _ = reply.send(result);
                     }
                     Some(command) => {
                         if let Some(outcome) = self.job(Job::Command(command)).await {
@@ -624,7 +626,8 @@ impl Engine {
                 self.emit(Event::QueueDrained {
                     delivered: self.counts.delivered,
                     duplicates: self.counts.duplicates,
-                });
+                })
+                .await;
                 self.flush_receipts().await
             }
             ServerFrame::PreKeysLow { remaining } => {
@@ -634,7 +637,8 @@ impl Engine {
                             uploaded,
                             stored,
                             signed_prekey_rotated: false,
-                        });
+                        })
+                        .await;
                         Ok(())
                     }
                     Ok(None) => Ok(()),
@@ -642,7 +646,7 @@ impl Engine {
                 }
             }
             ServerFrame::MessagesExpired { count } => {
-                self.emit(Event::MessagesExpired { count });
+                self.emit(Event::MessagesExpired { count }).await;
                 Ok(())
             }
             ServerFrame::Response(Response {
@@ -664,7 +668,8 @@ impl Engine {
     /// 2. Open and decrypt it with the store's commits held back.
     /// 3. Write the held session changes, the envelope's digest, the
     ///    content id and the history entry (or receipt statuses) in one
-    ///    transaction.
+    ///    transaction; or, for an envelope under a user key other than the
+    ///    trusted one, the envelope itself, held sealed in the store.
     /// 4. Report it to the application.
     /// 5. Acknowledge it; then send a delivery receipt.
     ///
@@ -675,61 +680,58 @@ impl Engine {
             self.counts.duplicates += 1;
             return self.ack(conn, push.message_id).await;
         }
-        let (opened, first_contact) = self.open_with_lists(&push.envelope).await?;
+        let receipt_to = self.process(&push.envelope, push.message_id, false).await?;
+        self.ack(conn, push.message_id).await?;
+        if let Some((user, id)) = receipt_to {
+            if self.backlog {
+                self.receipts_due.entry(user).or_default().push(id);
+            } else {
+                self.send_receipt(&user, ReceiptKind::Delivered, &[id])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens, decrypts, records and reports one envelope (steps 2 to 4 of
+    /// [`receive`](Self::receive)); `from_held` for an envelope that was
+    /// held and is processed after its user key was accepted: it leaves
+    /// the held records in the same transaction. Returns the delivery
+    /// receipt to send, if any.
+    async fn process(
+        &mut self,
+        envelope: &[u8],
+        relay_id: u64,
+        from_held: bool,
+    ) -> Result<Option<(String, MessageId)>, ClientError> {
+        let digest = envelope_digest(envelope);
+        let (opened, first_contact) = self.open_with_lists(envelope).await?;
         let held = self.manager.store().release()?;
         let now = now_ms();
         let mut writes = Writes::default();
         writes.seen_envelope(&digest, now);
+        if from_held {
+            writes.unhold(&digest);
+        }
         let received = match opened {
             Ok(received) => received,
             Err(SessionError::Store(e)) => return Err(e.into()),
+            Err(SessionError::UserKeyChanged(_)) if from_held => return Ok(None),
             Err(SessionError::UserKeyChanged(conflict)) => {
-                let safety_number =
-                    self.safety_number_with(&conflict.user_id, &conflict.received)?;
-                self.emit(Event::Held {
-                    relay_id: push.message_id,
-                    user_id: conflict.user_id.clone(),
-                    user_key: conflict.received,
-                    safety_number,
-                    reason: format!(
-                        "a message as {} under another user key than the trusted one: \
-                         an impersonation, or a new key; verify it before reading",
-                        conflict.user_id
-                    ),
-                });
-                if !self
-                    .held
-                    .iter()
-                    .any(|(_, p)| p.message_id == push.message_id)
-                {
-                    // Bounded: the oldest held message of that user goes first.
-                    let of_user = self
-                        .held
-                        .iter()
-                        .filter(|(u, _)| *u == conflict.user_id)
-                        .count();
-                    if of_user >= MAX_HELD_PER_USER {
-                        if let Some(i) = self.held.iter().position(|(u, _)| *u == conflict.user_id)
-                        {
-                            self.held.remove(i);
-                        }
-                    }
-                    if self.held.len() >= MAX_HELD {
-                        self.held.remove(0);
-                    }
-                    self.held.push((conflict.user_id.clone(), push));
-                }
-                return Ok(());
+                self.hold(envelope, relay_id, digest, &conflict, writes)
+                    .await?;
+                return Ok(None);
             }
             Err(e) => {
                 // It cannot be processed, now or later. The session may
                 // have advanced past it (content that did not decode).
                 self.manager.store().commit_with(held, writes)?;
                 self.emit(Event::Dropped {
-                    relay_id: push.message_id,
+                    relay_id,
                     reason: e.to_string(),
-                });
-                return self.ack(conn, push.message_id).await;
+                })
+                .await;
+                return Ok(None);
             }
         };
         let content = &received.content;
@@ -762,7 +764,7 @@ impl Engine {
                         message_id: *content.message_id(),
                         timestamp_ms: content.timestamp(),
                         text,
-                        relay_id: push.message_id,
+                        relay_id,
                         first_contact,
                     }));
                 }
@@ -799,17 +801,54 @@ impl Engine {
         }
         self.manager.store().commit_with(held, writes)?;
         if let Some(event) = event {
-            self.emit(event);
+            self.emit(event).await;
         }
-        self.ack(conn, push.message_id).await?;
-        if let Some((user, id)) = receipt_to.filter(|_| self.config.delivery_receipts) {
-            if self.backlog {
-                self.receipts_due.entry(user).or_default().push(id);
-            } else {
-                self.send_receipt(&user, ReceiptKind::Delivered, &[id])
-                    .await?;
-            }
+        Ok(receipt_to.filter(|_| self.config.delivery_receipts))
+    }
+
+    /// Keeps an envelope that came under another user key than the trusted
+    /// one, sealed in the store, so that it can be acknowledged at once (the
+    /// mailbox is not jammed) and processed if the application accepts the
+    /// key. At most [`MAX_HELD_PER_USER`] per claimed user and
+    /// [`MAX_HELD`] in all: the oldest goes first.
+    async fn hold(
+        &mut self,
+        envelope: &[u8],
+        relay_id: u64,
+        digest: [u8; 32],
+        conflict: &UserKeyConflict,
+        mut writes: Writes,
+    ) -> Result<(), ClientError> {
+        let stored = self.manager.store().held()?;
+        let of_user: Vec<_> = stored
+            .iter()
+            .filter(|h| h.user_id == conflict.user_id)
+            .collect();
+        if of_user.len() >= MAX_HELD_PER_USER {
+            writes.unhold(&of_user[0].digest);
+        } else if stored.len() >= MAX_HELD {
+            writes.unhold(&stored[0].digest);
         }
+        writes.hold(&HeldEnvelope {
+            digest,
+            user_id: conflict.user_id.clone(),
+            user_key: conflict.received,
+            envelope: envelope.to_vec(),
+        })?;
+        self.manager.store().commit_with(None, writes)?;
+        let safety_number = self.safety_number_with(&conflict.user_id, &conflict.received)?;
+        self.emit(Event::Held {
+            relay_id,
+            user_id: conflict.user_id.clone(),
+            user_key: conflict.received,
+            safety_number,
+            reason: format!(
+                "a message as {} under another user key than the trusted one: \
+                 an impersonation, or a new key; verify it before reading",
+                conflict.user_id
+            ),
+        })
+        .await;
         Ok(())
     }
 
@@ -948,44 +987,50 @@ impl Engine {
 
     /// Accepts `user_key` for `user_id`: fetches the user's list from the
     /// relay, which must be signed by that key, trusts it, then processes
-    /// the messages from that user held in this connection. The reply (the
-    /// number released) is sent once the list is stored; a failure while
-    /// processing ends the connection, and the relay offers the rest again.
+    /// the envelopes from that user held under that key, oldest first, each
+    /// leaving the held records in the transaction that records it. Returns
+    /// how many were processed.
     async fn accept_user_key(
         &mut self,
-        conn: &mut Conn,
         user_id: &str,
         user_key: &UserKey,
-        reply: oneshot::Sender<Result<usize, ClientError>>,
-    ) -> Option<Outcome> {
-        let list = match self.fetch_list(user_id, Some(user_key)).await {
-            Ok(Some(list)) => list,
-            Ok(None) => {
-                let _ = reply.send(Err(ClientError::Invalid(format!(
+    ) -> Result<usize, ClientError> {
+        let list = self
+            .fetch_list(user_id, Some(user_key))
+            .await?
+            .ok_or_else(|| {
+                ClientError::Invalid(format!(
                     "the relay has no list of {user_id} signed by that user key"
-                ))));
-                return None;
+                ))
+            })?;
+        self.manager.accept_user_key(&list)?;
+        let mut released = 0;
+        for held in self.manager.store().held()? {
+            if held.user_id != user_id || held.user_key != *user_key {
+                continue;
             }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return None;
+            if let Some((user, id)) = self.process(&held.envelope, 0, true).await? {
+                self.send_receipt(&user, ReceiptKind::Delivered, &[id])
+                    .await?;
             }
-        };
-        if let Err(e) = self.manager.accept_user_key(&list) {
-            let _ = reply.send(Err(e.into()));
-            return None;
+            released += 1;
         }
-        let (released, kept) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition::<Vec<_>, _>(|(user, _)| user == user_id);
-        self.held = kept;
-        let _ = reply.send(Ok(released.len()));
-        for (_, push) in released {
-            if let Err(e) = self.receive(conn, push).await {
-                return Some(Self::outcome(e));
+        Ok(released)
+    }
+
+    /// Deletes the envelopes held for `user_id` (the application judged
+    /// them an impersonation). Returns how many.
+    fn reject_user_key(&mut self, user_id: &str) -> Result<usize, ClientError> {
+        let mut writes = Writes::default();
+        let mut count = 0;
+        for held in self.manager.store().held()? {
+            if held.user_id == user_id {
+                writes.unhold(&held.digest);
+                count += 1;
             }
         }
-        None
+        self.manager.store().commit_with(None, writes)?;
+        Ok(count)
     }
 
     /// Commands that need no connection.
@@ -994,6 +1039,9 @@ impl Engine {
             Command::AcceptUserKey { reply, .. } => {
                 // The new list comes from the relay.
                 let _ = reply.send(Err(ClientError::Stopped));
+            }
+            Command::RejectUserKey { user_id, reply } => {
+                let _ = reply.send(self.reject_user_key(&user_id));
             }
             Command::ApproveLink { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));

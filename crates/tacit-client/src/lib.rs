@@ -315,12 +315,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A message left in the relay's queue for now: it claims a user whose
-    /// trusted user key is another one (an impersonation, or a real change
-    /// of user key). It is offered again at the next login, and processed
-    /// at once if the application accepts the new key
-    /// ([`Client::accept_user_key`]) while connected. At most 16 per user
-    /// are held in memory.
+    /// A message held: it claims a user whose trusted user key is another
+    /// one (an impersonation, or a real change of user key). It is kept
+    /// sealed in the store and acknowledged to the relay (so a flood cannot
+    /// jam the mailbox), at most 16 per claimed user and 256 in all (the
+    /// oldest goes first), until the application accepts the key
+    /// ([`Client::accept_user_key`]) or rejects it
+    /// ([`Client::reject_user_key`]).
     Held {
         /// The relay's id of the message.
         relay_id: u64,
@@ -527,6 +528,10 @@ pub(crate) enum Command {
     Devices {
         reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
     },
+    RejectUserKey {
+        user_id: String,
+        reply: oneshot::Sender<Result<usize, ClientError>>,
+    },
     AcceptUserKey {
         user_id: String,
         user_key: UserKey,
@@ -537,12 +542,16 @@ pub(crate) enum Command {
     },
 }
 
+/// How many events wait for the application at most; the client waits
+/// (and reads nothing more from the relay) while the queue is full.
+const EVENT_QUEUE: usize = 1024;
+
 /// A running client. See the crate documentation.
 #[derive(Debug)]
 pub struct Client {
     address: Address,
     commands: mpsc::Sender<Command>,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::Receiver<Event>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -552,7 +561,7 @@ impl Client {
     /// relay at once. Fails if the store cannot be opened.
     pub async fn start(config: ClientConfig) -> Result<Self, ClientError> {
         let (commands_tx, commands_rx) = mpsc::channel(64);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let engine = engine::Engine::open(config, commands_rx, events_tx)?;
         let address = engine.address().clone();
         let task = tokio::spawn(engine.run());
@@ -629,10 +638,8 @@ impl Client {
     /// its safety number (reported with [`Event::Held`]) with the peer's.
     /// The client fetches the user's list signed by that key from the relay;
     /// the sessions with devices of the former key are deleted. The
-    /// messages from that user held in this connection are processed at
-    /// once (their events follow); the count of them is returned. Held
-    /// messages not seen yet, or seen while disconnected, come at the next
-    /// login.
+    /// envelopes held from that user under that key are then processed
+    /// (their events follow); the count of them is returned.
     pub async fn accept_user_key(
         &self,
         user_id: &str,
@@ -641,6 +648,16 @@ impl Client {
         self.call(|reply| Command::AcceptUserKey {
             user_id: user_id.into(),
             user_key: *user_key,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes the envelopes held for `user_id` under another user key than
+    /// the trusted one (judged an impersonation); returns how many.
+    pub async fn reject_user_key(&self, user_id: &str) -> Result<usize, ClientError> {
+        self.call(|reply| Command::RejectUserKey {
+            user_id: user_id.into(),
             reply,
         })
         .await

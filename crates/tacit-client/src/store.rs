@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::error::StoreError;
-use tacit::identity::{DeviceList, UserKeyPair};
+use tacit::identity::{DeviceList, UserKey, UserKeyPair};
 use tacit::keys::IdentityKey;
 use tacit::session::{Account, SessionRecord};
 use tacit::store::{Changes, IdentityStore, PreKeyStore, SessionStore, Store};
@@ -25,6 +25,9 @@ const SEEN_CONTENT: &str = "client/seen-content";
 const HISTORY: &str = "client/history";
 /// The user key's seed, on the device that created the user.
 const USER_KEY: &str = "client/user-key";
+/// Envelopes held because they came under another user key than the one
+/// trusted for their sender's user id.
+const HELD: &str = "client/held";
 
 /// The version byte in front of every client record.
 const RECORD_VERSION: u8 = 1;
@@ -55,6 +58,28 @@ struct StoredEntry {
     timestamp_ms: u64,
     text: String,
     status: u8,
+}
+
+/// A held envelope: who it claims to be from, under which user key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredHeld {
+    user_id: String,
+    user_key: [u8; 32],
+    envelope: Vec<u8>,
+}
+
+/// An envelope held until the application accepts or rejects the user key
+/// it came under.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldEnvelope {
+    /// The envelope's digest (its record key, and its seen-envelope key).
+    pub(crate) digest: [u8; 32],
+    /// The user it claims to be from.
+    pub(crate) user_id: String,
+    /// The user key its sender certificate names.
+    pub(crate) user_key: UserKey,
+    /// The sealed envelope, as received.
+    pub(crate) envelope: Vec<u8>,
 }
 
 fn corrupt() -> StoreError {
@@ -132,6 +157,23 @@ impl Writes {
             key,
             now_ms.to_be_bytes().to_vec(),
         ));
+    }
+
+    /// Holds an envelope (stored sealed, like every record).
+    pub(crate) fn hold(&mut self, held: &HeldEnvelope) -> Result<(), StoreError> {
+        let stored = StoredHeld {
+            user_id: held.user_id.clone(),
+            user_key: held.user_key.to_bytes(),
+            envelope: held.envelope.clone(),
+        };
+        self.0
+            .push(AppWrite::put(HELD, &held.digest, encode(&stored)?));
+        Ok(())
+    }
+
+    /// Deletes a held envelope.
+    pub(crate) fn unhold(&mut self, digest: &[u8; 32]) {
+        self.0.push(AppWrite::delete(HELD, digest));
     }
 
     pub(crate) fn history(&mut self, entry: &HistoryEntry) -> Result<(), StoreError> {
@@ -246,6 +288,23 @@ impl ClientStore {
                     .map_err(|_| corrupt())
             })
             .transpose()
+    }
+
+    /// Every held envelope, oldest first.
+    pub(crate) fn held(&self) -> Result<Vec<HeldEnvelope>, StoreError> {
+        let inner = self.inner()?;
+        let mut out = Vec::new();
+        for bytes in inner.app_records(HELD)? {
+            let stored: StoredHeld = decode(&bytes)?;
+            let user_key = UserKey::from_bytes(&stored.user_key).map_err(|_| corrupt())?;
+            out.push(HeldEnvelope {
+                digest: envelope_digest(&stored.envelope),
+                user_id: stored.user_id,
+                user_key,
+                envelope: stored.envelope,
+            });
+        }
+        Ok(out)
     }
 
     pub(crate) fn seen_envelope(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {

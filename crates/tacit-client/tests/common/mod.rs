@@ -195,6 +195,34 @@ pub async fn fetch_bundle(relay: SocketAddr, address: &Address) {
     let _ = ws.close(None).await;
 }
 
+/// Sends one request over a raw connection that never logs in and returns
+/// the relay's answer.
+pub async fn raw_request(
+    relay: SocketAddr,
+    request: Request,
+) -> Result<Reply, tacit_relay_proto::ErrorReply> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url(relay)).await.unwrap();
+    let frame = ClientFrame {
+        request_id: 1,
+        request,
+    };
+    ws.send(Message::binary(frame.encode())).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(b) = message {
+            if let ServerFrame::Response(Response { result, .. }) = ServerFrame::decode(&b).unwrap()
+            {
+                let _ = ws.close(None).await;
+                return result;
+            }
+        }
+    }
+}
+
 /// The relay's `/metrics` page.
 pub async fn metrics(relay: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

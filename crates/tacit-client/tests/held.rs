@@ -1,0 +1,116 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! Envelopes under another user key than the trusted one: held sealed in
+//! the store and acknowledged, bounded per claimed user, released by
+//! accepting the key or deleted by rejecting it.
+
+mod common;
+
+use common::*;
+use rand_core::OsRng;
+use tacit::envelope::{Content, ContentKind};
+use tacit::identity::{DeviceList, UserKeyPair};
+use tacit::session::{Account, SessionConfig, SessionManager};
+use tacit::store::InMemoryStore;
+use tacit_client::{Client, Event};
+use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request, Submit};
+
+#[tokio::test]
+async fn a_flood_as_a_known_user_is_held_bounded_and_leaves_the_mailbox_open() {
+    let dir = TempDir::new("held-flood");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice = Client::start(registered(&dir, "alice", at).await)
+        .await
+        .unwrap();
+    let bob_config = registered(&dir, "bob", at).await;
+    let mut bob = Client::start(bob_config.clone()).await.unwrap();
+    drained(&mut bob).await;
+    alice.send_text("bob", "hi, it's alice").await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "hi, it's alice");
+
+    // Mallory claims to be alice.7 under her own user key, with a valid
+    // certificate from that key, and writes to bob through the relay as
+    // anyone can.
+    let mallory_key = UserKeyPair::generate(&mut OsRng);
+    let mallory_at = addr("alice", 7);
+    let mut mallory = SessionManager::create(
+        InMemoryStore::new(),
+        mallory_at.clone(),
+        Account::generate(&mut OsRng, 0),
+        SessionConfig::default(),
+    )
+    .unwrap();
+    let own = mallory.account().identity().public_key();
+    let list = DeviceList::sign(&mallory_key, "alice", 1, &[(7, own, 0)]).unwrap();
+    mallory.update_device_list(&list).unwrap();
+    let Ok(Reply::DeviceList(bob_list)) = raw_request(
+        at,
+        Request::FetchDeviceList(FetchDeviceList::new("bob").unwrap()),
+    )
+    .await
+    else {
+        panic!("no list for bob")
+    };
+    mallory
+        .update_device_list(&bob_list.verify().unwrap())
+        .unwrap();
+    let Ok(Reply::Bundles(bundles)) = raw_request(
+        at,
+        Request::FetchBundles(FetchBundles::device(&addr("bob", 1))),
+    )
+    .await
+    else {
+        panic!("no bundle for bob")
+    };
+    mallory
+        .process_bundle(&addr("bob", 1), &bundles.bundles[0].bundle, &mut OsRng)
+        .unwrap();
+    let flood = 40;
+    for i in 0..flood {
+        let content = Content::new(
+            ContentKind::Text,
+            format!("it's alice, really ({i})").into_bytes(),
+            0,
+        )
+        .unwrap();
+        let out = mallory
+            .seal_for_device(&addr("bob", 1), &content, &mut OsRng)
+            .unwrap();
+        let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
+        assert!(matches!(
+            raw_request(at, Request::Submit(submit)).await,
+            Ok(Reply::Submitted { .. })
+        ));
+    }
+
+    // Bob shows none of it, holds them (each reported), and acknowledges
+    // them all: the mailbox is empty again.
+    let mut held = 0;
+    while held < flood {
+        let (user_id, _) = wait_for(&mut bob, |e| match e {
+            Event::Held { user_id, .. } => Some(user_id.clone()),
+            Event::Message(m) => panic!("shown: {m:?}"),
+            _ => None,
+        })
+        .await;
+        assert_eq!(user_id, "alice");
+        held += 1;
+    }
+    eventually(|| queued(&relay_db, "bob") == 0).await;
+    assert_eq!(bob.history().await.unwrap().len(), 1);
+
+    // Held across a restart, at most 16 of them: rejecting deletes those.
+    bob.shutdown().await;
+    let mut bob = Client::start(bob_config).await.unwrap();
+    drained(&mut bob).await;
+    assert_eq!(bob.reject_user_key("alice").await.unwrap(), 16);
+    assert_eq!(bob.reject_user_key("alice").await.unwrap(), 0);
+
+    // The real alice is still trusted and read.
+    alice.send_text("bob", "still me").await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "still me");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
