@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Received names and texts are printed with control characters (terminal
-//! escapes among them) and bidirectional overrides replaced by U+FFFD.
+//! escapes among them) and bidirectional overrides replaced by U+FFFD. The
+//! copy of a message sent from another device of this user is printed as
+//! `you (on NAME.N): TEXT`.
 //!
 //! The store key is read from `TACIT_STORE_KEY` (64 hex digits) if set,
 //! otherwise from the key file `STORE.key`, created on first use with mode
@@ -248,10 +250,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut config = config(&args)?;
             config.receive = false;
             let client = start(config).await?;
+            let me = client.address().clone();
             let history = client.history().await;
             client.shutdown().await;
             for entry in history? {
-                println!("{}", history_line(&entry));
+                println!("{}", history_line(&me, &entry));
             }
             Ok(())
         }
@@ -324,9 +327,19 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// A received message as printed: `NAME: TEXT`, sanitized.
-fn message_line(sender: &Address, text: &str) -> String {
-    format!("{}: {}", sanitize(sender.user_id()), sanitize(text))
+/// A received message as printed, sanitized: `NAME: TEXT`, or
+/// `you (on NAME.N): TEXT` for the copy of a message this user sent from
+/// another of their devices (the copy does not say to whom).
+fn message_line(me: &Address, sender: &Address, text: &str) -> String {
+    if sender.user_id() == me.user_id() {
+        format!(
+            "you (on {}): {}",
+            sanitize(&sender.to_string()),
+            sanitize(text)
+        )
+    } else {
+        format!("{}: {}", sanitize(sender.user_id()), sanitize(text))
+    }
 }
 
 async fn start(config: ClientConfig) -> anyhow::Result<Client> {
@@ -336,9 +349,9 @@ async fn start(config: ClientConfig) -> anyhow::Result<Client> {
         .with_context(|| format!("opening {path}"))
 }
 
-fn history_line(entry: &tacit_client::HistoryEntry) -> String {
+fn history_line(me: &Address, entry: &tacit_client::HistoryEntry) -> String {
     match entry.direction {
-        Direction::Incoming => message_line(&entry.peer, &entry.text),
+        Direction::Incoming => message_line(me, &entry.peer, &entry.text),
         Direction::Outgoing => format!(
             "you -> {}: {} [{}]",
             sanitize(entry.peer.user_id()),
@@ -382,7 +395,7 @@ async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
             Ok(Some(event)) => event,
         };
         match event {
-            Event::Message(m) => print_line(&message_line(&m.sender, &m.text)),
+            Event::Message(m) => print_line(&message_line(client.address(), &m.sender, &m.text)),
             Event::QueueDrained { .. } if deadline.is_none() => break,
             Event::Stopped { error: Some(e) } => {
                 outcome = Err(anyhow::anyhow!(e));
@@ -459,16 +472,19 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
             event = client.next_event() => match event {
                 None => break Ok(()),
                 Some(Event::Message(m)) => {
-                    print_line(&message_line(&m.sender, &m.text));
-                    // Shown on screen: tell the sender it was read.
-                    if let Err(e) = client
-                        .send_read_receipt(m.sender.user_id(), vec![m.message_id])
-                        .await
-                    {
-                        eprintln!("! read receipt not sent: {e}");
-                    }
-                    if peer.is_none() {
-                        peer = Some(m.sender.user_id().to_owned());
+                    print_line(&message_line(&me, &m.sender, &m.text));
+                    // A copy of this user's own message is not answered.
+                    if m.sender.user_id() != me.user_id() {
+                        // Shown on screen: tell the sender it was read.
+                        if let Err(e) = client
+                            .send_read_receipt(m.sender.user_id(), vec![m.message_id])
+                            .await
+                        {
+                            eprintln!("! read receipt not sent: {e}");
+                        }
+                        if peer.is_none() {
+                            peer = Some(m.sender.user_id().to_owned());
+                        }
                     }
                 }
                 Some(Event::Receipt { from, kind, message_ids }) => {
@@ -572,7 +588,7 @@ async fn command(
         }
         "/history" => {
             for entry in client.history().await? {
-                eprintln!("  {}", history_line(&entry));
+                eprintln!("  {}", history_line(client.address(), &entry));
             }
         }
         "/devices" => {

@@ -317,6 +317,18 @@ async fn a_linked_device_receives_until_it_is_removed() {
     assert_eq!(ok(&chat(d, "alice.db", &relay, &["recv"]).await), expected);
     assert_eq!(ok(&chat(d, "alice2.db", &relay, &["recv"]).await), expected);
 
+    // What Alice sends from one device is copied to the other, which shows
+    // it as hers.
+    ok(&chat(d, "alice.db", &relay, &["send", "bob", "from the first"]).await);
+    assert_eq!(
+        ok(&chat(d, "bob.db", &relay, &["recv"]).await),
+        "alice: from the first\n"
+    );
+    assert_eq!(
+        ok(&chat(d, "alice2.db", &relay, &["recv"]).await),
+        "you (on alice.1): from the first\n"
+    );
+
     // The interactive commands.
     let out = chat_with_input(
         d,
