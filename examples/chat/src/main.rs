@@ -39,8 +39,8 @@ use rand_core::OsRng;
 use tacit::identity::{LinkCode, UserKey};
 use tacit::Address;
 use tacit_client::{
-    link, register, Backoff, Client, ClientConfig, DeviceInfo, Direction, Event, MessageId,
-    ReceiptKind, Registration, Status, StoreKey,
+    link, register, Backoff, Client, ClientConfig, ClientError, DeviceInfo, Direction, Event,
+    MessageId, ReceiptKind, Registration, Status, StoreKey,
 };
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
@@ -213,8 +213,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Devices { action } => {
             let mut config = config(&args)?;
             config.receive = false;
-            let client = start(config).await?;
-            let result = devices_command(&client, action.as_ref()).await;
+            let mut client = start(config).await?;
+            let result = devices_command(&mut client, action.as_ref()).await;
             client.shutdown().await;
             for line in result? {
                 print_line(&line);
@@ -276,20 +276,54 @@ fn report_registration(r: &Registration) {
 
 /// Runs `devices [add CODE | remove N]`; returns the lines to print.
 async fn devices_command(
-    client: &Client,
+    client: &mut Client,
     action: Option<&DevicesCmd>,
 ) -> anyhow::Result<Vec<String>> {
     match action {
         None => Ok(client.devices().await?.iter().map(device_line).collect()),
-        Some(DevicesCmd::Add { code }) => Ok(vec![approve(client, code).await?]),
-        Some(DevicesCmd::Remove { device }) => Ok(vec![remove(client, *device).await?]),
+        Some(DevicesCmd::Add { code }) => {
+            let code = parse_code(code)?;
+            connected(client).await?;
+            Ok(vec![approve(client, &code).await?])
+        }
+        Some(DevicesCmd::Remove { device }) => {
+            connected(client).await?;
+            Ok(vec![remove(client, *device).await?])
+        }
     }
 }
 
+/// Waits until the client has logged in (approving and removing need the
+/// connection), or fails with the reason it stopped.
+async fn connected(client: &mut Client) -> anyhow::Result<()> {
+    loop {
+        match client.next_event().await {
+            Some(Event::Connected) => return Ok(()),
+            Some(Event::Stopped { error: Some(e) }) => bail!(e),
+            Some(Event::Stopped { error: None }) | None => bail!("the client stopped"),
+            Some(other) => note(&other),
+        }
+    }
+}
+
+/// A command that needs the relay failed because the client is not
+/// connected (or has stopped): say so.
+fn offline(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Stopped => {
+            anyhow::anyhow!("not connected to the relay (or the client stopped); try again")
+        }
+        other => other.into(),
+    }
+}
+
+fn parse_code(code: &str) -> anyhow::Result<LinkCode> {
+    LinkCode::parse(code).context("the link code (16 letters and digits)")
+}
+
 /// Approves the device showing `code`; returns the line to print.
-async fn approve(client: &Client, code: &str) -> anyhow::Result<String> {
-    let code = LinkCode::parse(code).context("the link code (16 letters and digits)")?;
-    let address = client.approve_link(&code).await?;
+async fn approve(client: &Client, code: &LinkCode) -> anyhow::Result<String> {
+    let address = client.approve_link(code).await.map_err(offline)?;
     Ok(format!("linked {address}"))
 }
 
@@ -298,7 +332,7 @@ async fn remove(client: &Client, device: u32) -> anyhow::Result<String> {
     if device == client.address().device_id() {
         bail!("this is this device; remove another one");
     }
-    client.remove_device(device).await?;
+    client.remove_device(device).await.map_err(offline)?;
     Ok(format!("removed {}.{device}", client.address().user_id()))
 }
 
@@ -600,7 +634,7 @@ async fn command(
             if rest.is_empty() {
                 bail!("usage: /link CODE (the code the new device shows)");
             }
-            eprintln!("* {}", approve(client, rest).await?);
+            eprintln!("* {}", approve(client, &parse_code(rest)?).await?);
         }
         "/remove" => {
             let device: u32 = rest.parse().context("usage: /remove N (a device number)")?;

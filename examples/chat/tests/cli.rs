@@ -296,6 +296,9 @@ async fn a_linked_device_receives_until_it_is_removed() {
     // A code is used once.
     let again = chat(d, "alice.db", &relay, &["devices", "add", &code]).await;
     assert_eq!(again.status.code(), Some(1));
+    let bad = chat(d, "alice.db", &relay, &["devices", "add", "not-a-code"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("the link code"));
 
     // Both devices see the same list, each marking itself.
     let list = ok(&chat(d, "alice.db", &relay, &["devices"]).await);
