@@ -5,7 +5,16 @@
 //! tacit-chat --store alice.db send bob "hello"      # bob may be offline
 //! tacit-chat --store bob.db recv --wait 5            # "alice: hello"
 //! tacit-chat --store alice.db chat                   # interactive
+//! tacit-chat --store alice2.db link alice --device 2 # shows a code, waits
+//! tacit-chat --store alice.db devices add CODE       # approves it
+//! tacit-chat --store alice.db devices                # alice.1 (this device), alice.2
+//! tacit-chat --store alice.db devices remove 2
 //! ```
+//!
+//! Received names and texts are printed with control characters (terminal
+//! escapes among them) and bidirectional overrides replaced by U+FFFD. The
+//! copy of a message sent from another device of this user is printed as
+//! `you (on NAME.N): TEXT`.
 //!
 //! The store key is read from `TACIT_STORE_KEY` (64 hex digits) if set,
 //! otherwise from the key file `STORE.key`, created on first use with mode
@@ -26,11 +35,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use tacit::identity::UserKey;
+use rand_core::OsRng;
+use tacit::identity::{LinkCode, UserKey};
 use tacit::Address;
 use tacit_client::{
-    register, Backoff, Client, ClientConfig, Direction, Event, MessageId, ReceiptKind, Status,
-    StoreKey,
+    link, register, Backoff, Client, ClientConfig, ClientError, DeviceInfo, Direction, Event,
+    MessageId, ReceiptKind, Registration, Status, StoreKey,
 };
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
@@ -88,19 +98,53 @@ enum Cmd {
         #[arg(long)]
         wait: Option<u64>,
     },
-    /// Interactive chat: /to PEER, /who, /safety PEER, /accept DEVICE,
-    /// /history, /quit.
+    /// Link this store, a new device, to user NAME: prints a one-time code
+    /// to enter on the user's first device (`devices add CODE`), waits for
+    /// the approval, then registers.
+    Link {
+        /// The user name.
+        name: String,
+        /// This device's number (not 1, which is the first device's).
+        #[arg(long)]
+        device: u32,
+        /// How long to wait for the approval, in seconds.
+        #[arg(long, default_value_t = 300)]
+        wait_secs: u64,
+    },
+    /// List this user's devices (with no subcommand), or add or remove one.
+    /// Adding and removing are done on the user's first device.
+    Devices {
+        /// What to do.
+        #[command(subcommand)]
+        action: Option<DevicesCmd>,
+    },
+    /// Interactive chat: /to PEER, /who, /safety PEER, /accept USER,
+    /// /devices, /link CODE, /remove N, /history, /help, /quit.
     Chat {
         /// The first peer to talk to.
         peer: Option<String>,
     },
-    /// Print the safety number with each known device of PEER.
+    /// Print the safety number with PEER (one per pair of users).
     Safety {
         /// The peer's user name.
         peer: String,
     },
     /// Print the message history.
     History,
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCmd {
+    /// Approve the new device that shows CODE (`tacit-chat link`).
+    Add {
+        /// The code the new device shows, e.g. ABCD-EFGH-IJKL-MNOP.
+        code: String,
+    },
+    /// Remove device N of this user: nothing new reaches it.
+    Remove {
+        /// The device number.
+        device: u32,
+    },
 }
 
 fn key_for(store: &std::path::Path) -> anyhow::Result<StoreKey> {
@@ -145,16 +189,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let address = Address::new(name.as_str(), *device).context("the name")?;
             let config = config(&args)?;
             let r = register(&config, address).await?;
-            eprintln!(
-                "{} {} ({} one-time prekeys published)",
-                if r.newly_registered {
-                    "registered"
-                } else {
-                    "logged in again as"
-                },
-                r.address,
-                r.one_time_prekeys
-            );
+            report_registration(&r);
+            Ok(())
+        }
+        Cmd::Link {
+            name,
+            device,
+            wait_secs,
+        } => {
+            let address = Address::new(name.as_str(), *device).context("the name")?;
+            let config = config(&args)?;
+            let code = LinkCode::generate(&mut OsRng);
+            print_line(&format!("link code: {code}"));
+            print_line(&format!(
+                "On your first device, run: tacit-chat devices add {code}"
+            ));
+            eprintln!("waiting up to {wait_secs} s for the approval...");
+            let r = link(&config, address, &code, Duration::from_secs(*wait_secs)).await?;
+            print_line(&format!("linked {}", r.address));
+            report_registration(&r);
+            Ok(())
+        }
+        Cmd::Devices { action } => {
+            let mut config = config(&args)?;
+            config.receive = false;
+            let mut client = start(config).await?;
+            let result = devices_command(&mut client, action.as_ref()).await;
+            client.shutdown().await;
+            for line in result? {
+                print_line(&line);
+            }
             Ok(())
         }
         Cmd::Send { peer, text } => {
@@ -186,13 +250,129 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut config = config(&args)?;
             config.receive = false;
             let client = start(config).await?;
+            let me = client.address().clone();
             let history = client.history().await;
             client.shutdown().await;
             for entry in history? {
-                println!("{}", history_line(&entry));
+                println!("{}", history_line(&me, &entry));
             }
             Ok(())
         }
+    }
+}
+
+fn report_registration(r: &Registration) {
+    eprintln!(
+        "{} {} ({} one-time prekeys published)",
+        if r.newly_registered {
+            "registered"
+        } else {
+            "logged in again as"
+        },
+        r.address,
+        r.one_time_prekeys
+    );
+}
+
+/// Runs `devices [add CODE | remove N]`; returns the lines to print.
+async fn devices_command(
+    client: &mut Client,
+    action: Option<&DevicesCmd>,
+) -> anyhow::Result<Vec<String>> {
+    match action {
+        None => Ok(client.devices().await?.iter().map(device_line).collect()),
+        Some(DevicesCmd::Add { code }) => {
+            let code = parse_code(code)?;
+            connected(client).await?;
+            Ok(vec![approve(client, &code).await?])
+        }
+        Some(DevicesCmd::Remove { device }) => {
+            connected(client).await?;
+            Ok(vec![remove(client, *device).await?])
+        }
+    }
+}
+
+/// Waits until the client has logged in (approving and removing need the
+/// connection), or fails with the reason it stopped.
+async fn connected(client: &mut Client) -> anyhow::Result<()> {
+    loop {
+        match client.next_event().await {
+            Some(Event::Connected) => return Ok(()),
+            Some(Event::Stopped { error: Some(e) }) => bail!(e),
+            Some(Event::Stopped { error: None }) | None => bail!("the client stopped"),
+            Some(other) => note(&other),
+        }
+    }
+}
+
+/// A command that needs the relay failed because the client is not
+/// connected (or has stopped): say so.
+fn offline(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Stopped => {
+            anyhow::anyhow!("not connected to the relay (or the client stopped); try again")
+        }
+        other => other.into(),
+    }
+}
+
+fn parse_code(code: &str) -> anyhow::Result<LinkCode> {
+    LinkCode::parse(code).context("the link code (16 letters and digits)")
+}
+
+/// Approves the device showing `code`; returns the line to print.
+async fn approve(client: &Client, code: &LinkCode) -> anyhow::Result<String> {
+    let address = client.approve_link(code).await.map_err(offline)?;
+    Ok(format!("linked {address}"))
+}
+
+/// Removes device `device` of this user; returns the line to print.
+async fn remove(client: &Client, device: u32) -> anyhow::Result<String> {
+    if device == client.address().device_id() {
+        bail!("this is this device; remove another one");
+    }
+    client.remove_device(device).await.map_err(offline)?;
+    Ok(format!("removed {}.{device}", client.address().user_id()))
+}
+
+fn device_line(d: &DeviceInfo) -> String {
+    if d.this_device {
+        format!("{} (this device)", d.address)
+    } else {
+        d.address.to_string()
+    }
+}
+
+/// `text` with control characters (terminal escapes among them) and
+/// bidirectional formatting characters replaced by U+FFFD, for printing
+/// what a peer chose.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A received message as printed, sanitized: `NAME: TEXT`, or
+/// `you (on NAME.N): TEXT` for the copy of a message this user sent from
+/// another of their devices (the copy does not say to whom).
+fn message_line(me: &Address, sender: &Address, text: &str) -> String {
+    if sender.user_id() == me.user_id() {
+        format!(
+            "you (on {}): {}",
+            sanitize(&sender.to_string()),
+            sanitize(text)
+        )
+    } else {
+        format!("{}: {}", sanitize(sender.user_id()), sanitize(text))
     }
 }
 
@@ -203,13 +383,13 @@ async fn start(config: ClientConfig) -> anyhow::Result<Client> {
         .with_context(|| format!("opening {path}"))
 }
 
-fn history_line(entry: &tacit_client::HistoryEntry) -> String {
+fn history_line(me: &Address, entry: &tacit_client::HistoryEntry) -> String {
     match entry.direction {
-        Direction::Incoming => format!("{}: {}", entry.peer.user_id(), entry.text),
+        Direction::Incoming => message_line(me, &entry.peer, &entry.text),
         Direction::Outgoing => format!(
             "you -> {}: {} [{}]",
-            entry.peer.user_id(),
-            entry.text,
+            sanitize(entry.peer.user_id()),
+            sanitize(&entry.text),
             status_name(entry.status)
         ),
     }
@@ -249,7 +429,7 @@ async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
             Ok(Some(event)) => event,
         };
         match event {
-            Event::Message(m) => print_line(&format!("{}: {}", m.sender.user_id(), m.text)),
+            Event::Message(m) => print_line(&message_line(client.address(), &m.sender, &m.text)),
             Event::QueueDrained { .. } if deadline.is_none() => break,
             Event::Stopped { error: Some(e) } => {
                 outcome = Err(anyhow::anyhow!(e));
@@ -285,7 +465,12 @@ fn note(event: &Event) {
             eprintln!("* disconnected ({reason}); retrying in {retry_in:.1?}");
         }
         Event::Dropped { reason, .. } => eprintln!("* a message could not be read: {reason}"),
-        Event::Held { reason, .. } => eprintln!("* a message is held: {reason}"),
+        Event::Held {
+            user_id, reason, ..
+        } => eprintln!(
+            "* a message as {} is held: {reason} (see /accept in chat)",
+            sanitize(user_id)
+        ),
         Event::MessagesExpired { count } => eprintln!("* {count} messages expired at the relay"),
         _ => {}
     }
@@ -294,9 +479,7 @@ fn note(event: &Event) {
 async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<()> {
     let mut client = start(config).await?;
     let me = client.address().clone();
-    eprintln!(
-        "tacit-chat as {me}. Type a message, or /to PEER, /who, /safety PEER, /accept DEVICE, /history, /quit."
-    );
+    eprintln!("tacit-chat as {me}. Type a message, or /help for the commands.");
     let (lines_tx, mut lines) = mpsc::channel::<String>(16);
     tokio::spawn(async move {
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -323,16 +506,19 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
             event = client.next_event() => match event {
                 None => break Ok(()),
                 Some(Event::Message(m)) => {
-                    print_line(&format!("{}: {}", m.sender.user_id(), m.text));
-                    // Shown on screen: tell the sender it was read.
-                    if let Err(e) = client
-                        .send_read_receipt(m.sender.user_id(), vec![m.message_id])
-                        .await
-                    {
-                        eprintln!("! read receipt not sent: {e}");
-                    }
-                    if peer.is_none() {
-                        peer = Some(m.sender.user_id().to_owned());
+                    print_line(&message_line(&me, &m.sender, &m.text));
+                    // A copy of this user's own message is not answered.
+                    if m.sender.user_id() != me.user_id() {
+                        // Shown on screen: tell the sender it was read.
+                        if let Err(e) = client
+                            .send_read_receipt(m.sender.user_id(), vec![m.message_id])
+                            .await
+                        {
+                            eprintln!("! read receipt not sent: {e}");
+                        }
+                        if peer.is_none() {
+                            peer = Some(m.sender.user_id().to_owned());
+                        }
                     }
                 }
                 Some(Event::Receipt { from, kind, message_ids }) => {
@@ -342,15 +528,20 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                                 ReceiptKind::Delivered => "delivered",
                                 ReceiptKind::Read => "read",
                             };
-                            print_line(&format!("  [{mark}] you -> {}: {text}", from.user_id()));
+                            print_line(&format!(
+                                "  [{mark}] you -> {}: {}",
+                                sanitize(from.user_id()),
+                                sanitize(text)
+                            ));
                         }
                     }
                 }
                 Some(Event::Held { user_id, user_key, safety_number, .. }) => {
+                    let shown = sanitize(&user_id);
                     eprintln!(
-                        "* a message as {user_id} is held: it comes under another user key \
+                        "* a message as {shown} is held: it comes under another user key \
                          than the one trusted (an impersonation, or a new key). Safety number \
-                         with that key: {}. Compare it with {user_id}'s, then /accept {user_id}",
+                         with that key: {}. Compare it with {shown}'s, then /accept {shown}",
                         group_digits(&safety_number)
                     );
                     if !held.iter().any(|(u, _)| *u == user_id) {
@@ -431,9 +622,25 @@ async fn command(
         }
         "/history" => {
             for entry in client.history().await? {
-                eprintln!("  {}", history_line(&entry));
+                eprintln!("  {}", history_line(client.address(), &entry));
             }
         }
+        "/devices" => {
+            for device in client.devices().await? {
+                eprintln!("  {}", device_line(&device));
+            }
+        }
+        "/link" => {
+            if rest.is_empty() {
+                bail!("usage: /link CODE (the code the new device shows)");
+            }
+            eprintln!("* {}", approve(client, &parse_code(rest)?).await?);
+        }
+        "/remove" => {
+            let device: u32 = rest.parse().context("usage: /remove N (a device number)")?;
+            eprintln!("* {}", remove(client, device).await?);
+        }
+        "/help" => eprint!("{HELP}"),
         _ if word.starts_with('/') => bail!("unknown command {word}"),
         _ => {
             let to = peer.clone().context("no peer yet: /to PEER first")?;
@@ -444,6 +651,22 @@ async fn command(
     }
     Ok(true)
 }
+
+/// The interactive commands, for `/help`.
+const HELP: &str = "\
+  TEXT            send TEXT to the current peer
+  /to PEER        talk to PEER
+  /who            who you are, who you talk to, who you know
+  /safety [PEER]  the safety number with PEER (one per pair of users)
+  /accept USER    trust USER's new user key, after a held message was
+                  reported and the safety numbers were compared
+  /devices        this user's devices
+  /link CODE      approve the new device showing CODE (on the first device)
+  /remove N       remove device N of this user (on the first device)
+  /history        the message history
+  /help           this list
+  /quit           leave
+";
 
 /// A safety number as 12 groups of 5 digits.
 fn group_digits(digits: &str) -> String {

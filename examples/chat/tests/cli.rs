@@ -2,7 +2,8 @@
 //! `tacit-chat` driven as a script against a relay on 127.0.0.1:
 //! register, send while the peer is offline, recv --wait, safety numbers,
 //! errors, and registering again against a fresh relay database with the
-//! same stores.
+//! same stores; a second device linked with a code, then removed; and
+//! strangers who register under or beside someone's name.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -96,6 +97,61 @@ async fn chat_with_input(
             .write_all(input.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts `tacit-chat ... link NAME --device N` in the background and
+/// returns it with the code read from its first line of output.
+async fn start_link(
+    dir: &Path,
+    store: &str,
+    relay: &Relay,
+    name: &str,
+    device: u32,
+) -> (
+    std::process::Child,
+    String,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead as _;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-chat"));
+    command
+        .arg("--store")
+        .arg(dir.join(store))
+        .arg("--relay")
+        .arg(format!("ws://{}/v1", relay.local_addr()))
+        .arg("--server-name")
+        .arg(RELAY_NAME)
+        .args([
+            "link",
+            name,
+            "--device",
+            &device.to_string(),
+            "--wait-secs",
+            "30",
+        ])
+        .env_remove("TACIT_STORE_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let code = first
+            .strip_prefix("link code: ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .trim()
+            .to_owned();
+        let mut second = String::new();
+        stdout.read_line(&mut second).unwrap();
+        assert_eq!(
+            second.trim(),
+            format!("On your first device, run: tacit-chat devices add {code}")
+        );
+        (child, code, stdout)
     })
     .await
     .unwrap()
@@ -204,4 +260,197 @@ async fn a_scripted_conversation_survives_a_fresh_relay_database() {
     );
     assert!(history.contains("bob: yes, here"), "{history}");
     relay2.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_device_receives_until_it_is_removed() {
+    use std::io::Read as _;
+    let dir = TempDir::new("link");
+    let d = dir.0.as_path();
+    let relay = relay(&d.join("relay.db")).await;
+    ok(&chat(d, "alice.db", &relay, &["register", "alice"]).await);
+    ok(&chat(d, "bob.db", &relay, &["register", "bob"]).await);
+
+    // The new device shows a code and waits; the first device approves it.
+    let (mut child, code, mut stdout) = start_link(d, "alice2.db", &relay, "alice", 2).await;
+    assert_eq!(code.len(), 19, "{code}");
+    let added = ok(&chat(d, "alice.db", &relay, &["devices", "add", &code]).await);
+    assert_eq!(added, "linked alice.2\n");
+    let (status, rest, stderr) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (child.wait().unwrap(), rest, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(rest, "linked alice.2\n");
+    assert!(stderr.contains("registered alice.2"), "{stderr}");
+    // A code is used once.
+    let again = chat(d, "alice.db", &relay, &["devices", "add", &code]).await;
+    assert_eq!(again.status.code(), Some(1));
+    let bad = chat(d, "alice.db", &relay, &["devices", "add", "not-a-code"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("the link code"));
+
+    // Both devices see the same list, each marking itself.
+    let list = ok(&chat(d, "alice.db", &relay, &["devices"]).await);
+    assert_eq!(list, "alice.1 (this device)\nalice.2\n");
+    let list = ok(&chat(d, "alice2.db", &relay, &["devices"]).await);
+    assert_eq!(list, "alice.1\nalice.2 (this device)\n");
+
+    // Bob's message reaches both of Alice's devices; what a peer typed is
+    // printed without its control characters.
+    ok(&chat(d, "bob.db", &relay, &["send", "alice", "hi both"]).await);
+    ok(&chat(
+        d,
+        "bob.db",
+        &relay,
+        &["send", "alice", "\x1b[2Jred\x07\u{202e}"],
+    )
+    .await);
+    let expected = "bob: hi both\nbob: \u{fffd}[2Jred\u{fffd}\u{fffd}\n";
+    assert_eq!(ok(&chat(d, "alice.db", &relay, &["recv"]).await), expected);
+    assert_eq!(ok(&chat(d, "alice2.db", &relay, &["recv"]).await), expected);
+
+    // What Alice sends from one device is copied to the other, which shows
+    // it as hers.
+    ok(&chat(d, "alice.db", &relay, &["send", "bob", "from the first"]).await);
+    assert_eq!(
+        ok(&chat(d, "bob.db", &relay, &["recv"]).await),
+        "alice: from the first\n"
+    );
+    assert_eq!(
+        ok(&chat(d, "alice2.db", &relay, &["recv"]).await),
+        "you (on alice.1): from the first\n"
+    );
+
+    // The interactive commands.
+    let out = chat_with_input(
+        d,
+        "alice.db",
+        &relay,
+        &["chat", "bob"],
+        "/help\n/devices\n/link nonsense\n/remove x\n/quit\n",
+    )
+    .await;
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "/to PEER",
+        "/who",
+        "/safety [PEER]",
+        "/accept USER",
+        "/devices",
+        "/link CODE",
+        "/remove N",
+        "/history",
+        "/help",
+        "/quit",
+        "  alice.1 (this device)\n  alice.2\n",
+        "the link code",
+        "usage: /remove N",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+    assert!(!stderr.contains("/reject"), "{stderr}");
+
+    // Removed: the first device still receives, the second nothing more.
+    let removed = ok(&chat(d, "alice.db", &relay, &["devices", "remove", "2"]).await);
+    assert_eq!(removed, "removed alice.2\n");
+    assert_eq!(
+        ok(&chat(d, "alice.db", &relay, &["devices"]).await),
+        "alice.1 (this device)\n"
+    );
+    ok(&chat(d, "bob.db", &relay, &["send", "alice", "only the first"]).await);
+    assert_eq!(
+        ok(&chat(d, "alice.db", &relay, &["recv"]).await),
+        "bob: only the first\n"
+    );
+    let gone = chat(d, "alice2.db", &relay, &["recv"]).await;
+    assert_eq!(String::from_utf8_lossy(&gone.stdout), "");
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    // The relay deleted its registration with the list that removed it.
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("UnknownDevice"),
+        "{gone:?}"
+    );
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cannot_join_a_user_or_a_fan_out() {
+    let dir = TempDir::new("stranger");
+    let d = dir.0.as_path();
+    let relay = relay(&d.join("relay.db")).await;
+    ok(&chat(d, "alice.db", &relay, &["register", "alice"]).await);
+    ok(&chat(d, "bob.db", &relay, &["register", "bob"]).await);
+
+    // A fresh store cannot register as another device of a taken name.
+    let ghost = chat(
+        d,
+        "ghost.db",
+        &relay,
+        &["register", "alice", "--device", "2"],
+    )
+    .await;
+    assert_eq!(ghost.status.code(), Some(1), "{ghost:?}");
+    let stderr = String::from_utf8_lossy(&ghost.stderr);
+    assert!(stderr.contains("UserKeyMismatch"), "{stderr}");
+    let ghost = chat(
+        d,
+        "ghost-bob.db",
+        &relay,
+        &["register", "bob", "--device", "99"],
+    )
+    .await;
+    assert_eq!(ghost.status.code(), Some(1), "{ghost:?}");
+
+    // Bob writes to Alice: only Alice reads it.
+    ok(&chat(d, "bob.db", &relay, &["send", "alice", "for alice"]).await);
+    // The ghost's store is not registered anywhere: its recv fails.
+    let out = chat(d, "ghost.db", &relay, &["recv"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("for alice"),
+        "{out:?}"
+    );
+    assert_eq!(
+        ok(&chat(d, "alice.db", &relay, &["recv"]).await),
+        "bob: for alice\n"
+    );
+
+    // A lookalike name is free to register and to write to Bob, but
+    // writing does not put it among Bob's devices.
+    ok(&chat(d, "lookalike.db", &relay, &["register", "bob.99"]).await);
+    ok(&chat(d, "lookalike.db", &relay, &["send", "bob", "hello bob"]).await);
+    assert_eq!(
+        ok(&chat(d, "bob.db", &relay, &["recv"]).await),
+        "bob.99: hello bob\n"
+    );
+    ok(&chat(
+        d,
+        "bob.db",
+        &relay,
+        &["send", "alice", "after the lookalike"],
+    )
+    .await);
+    let out = ok(&chat(d, "lookalike.db", &relay, &["recv", "--wait", "1"]).await);
+    assert!(!out.contains("after the lookalike"), "{out}");
+    assert_eq!(out, "");
+    assert_eq!(
+        ok(&chat(d, "alice.db", &relay, &["recv"]).await),
+        "bob: after the lookalike\n"
+    );
+    relay.shutdown().await.unwrap();
 }

@@ -3,15 +3,23 @@
 //! It starts a relay on a free loopback port with a temporary database,
 //! creates Alice and Bob, has Alice write while Bob is offline, brings Bob
 //! online to drain his queue, exchanges receipts and a reply, and prints
-//! side by side what each client read and what the relay stored. It takes
-//! no flags, stops by itself and removes its temporary files.
+//! side by side what each client read and what the relay stored. Then
+//! Alice links a second device with a one-time code, Bob's next message
+//! reaches both, Alice removes the second device, and Bob's next message
+//! reaches the first only. It takes no flags, stops by itself and removes
+//! its temporary files.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
+use rand_core::OsRng;
+use tacit::identity::LinkCode;
 use tacit::Address;
-use tacit_client::{register, Client, ClientConfig, Event, MessageId, ReceiptKind, StoreKey};
+use tacit_client::{
+    link, register, Client, ClientConfig, Event, IncomingMessage, MessageId, ReceiptKind,
+    SentMessage, StoreKey,
+};
 use tacit_relay::{Config, Relay};
 
 /// How long the demo waits for any one step.
@@ -138,6 +146,45 @@ fn stored_rows(db: &Path) -> anyhow::Result<(Vec<String>, Vec<StoredRow>)> {
         out.push(row?);
     }
     Ok((columns, out))
+}
+
+/// What the relay holds for one device: (registrations, one-time
+/// prekeys, queued messages).
+fn held_for(db: &Path, user_id: &str, device_id: u32) -> anyhow::Result<(u32, u32, u32)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let count = |table: &str| -> anyhow::Result<u32> {
+        Ok(conn.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
+            rusqlite::params![user_id, device_id],
+            |r| r.get(0),
+        )?)
+    };
+    Ok((
+        count("devices")?,
+        count("one_time_prekeys")?,
+        count("messages")?,
+    ))
+}
+
+/// The devices the relay has registered, as `user.device`.
+fn registered(db: &Path) -> anyhow::Result<Vec<String>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt =
+        conn.prepare("SELECT user_id, device_id FROM devices ORDER BY user_id, device_id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{}.{}",
+            r.get::<_, String>(0)?,
+            r.get::<_, u32>(1)?
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(out)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -389,8 +436,11 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         }
     );
 
+    let alice2 = devices(dir, &relay, &server_name, &relay_db, &mut alice, &bob, &a).await?;
+
     alice.shutdown().await;
     bob.shutdown().await;
+    alice2.shutdown().await;
     // Give the last acknowledgements a moment to commit before counting.
     let mut left = stored_rows(&relay_db)?.1.len();
     for _ in 0..20 {
@@ -404,4 +454,167 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     relay.shutdown().await?;
     println!("Relay stopped.");
     Ok(())
+}
+
+/// Bob's message while Alice has two devices.
+const FOR_BOTH: &str = "Both devices get this.";
+/// Bob's message after Alice removed her second device.
+const FOR_ONE: &str = "Only alice.1 gets this.";
+
+/// The next text message, skipping other events.
+async fn next_message(client: &mut Client, what: &str) -> anyhow::Result<IncomingMessage> {
+    wait_for(client, what, |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await
+}
+
+fn copies(sent: &SentMessage) -> String {
+    let to: Vec<String> = sent.stored_for.iter().map(ToString::to_string).collect();
+    format!("copies for {}", to.join(", "))
+}
+
+/// Alice links a second device, Bob writes to both, Alice removes it, Bob
+/// writes to the first only. Returns the removed device's client (stopped).
+async fn devices(
+    dir: &Path,
+    relay: &Relay,
+    server_name: &str,
+    relay_db: &Path,
+    alice: &mut Client,
+    bob: &Client,
+    safety_number: &str,
+) -> anyhow::Result<Client> {
+    heading("Alice links a second device with a one-time code");
+    println!();
+    let alice2_config = client_config(dir, "alice2", relay, server_name)?;
+    // The new device makes the code and shows it; the user types it on the
+    // first device, which holds Alice's user key.
+    let code = LinkCode::generate(&mut OsRng);
+    let shown = code.to_string();
+    println!("alice.2 shows the code {shown} and waits");
+    let linking = tokio::spawn(async move {
+        link(&alice2_config, Address::new("alice", 2)?, &code, STEP).await?;
+        anyhow::Ok(alice2_config)
+    });
+    let approved = alice.approve_link(&LinkCode::parse(&shown)?).await?;
+    println!("alice.1 is given the code and approves {approved}: it signs the new device list");
+    let alice2_config = linking.await??;
+    let list: Vec<String> = alice
+        .devices()
+        .await?
+        .iter()
+        .map(|d| d.address.to_string())
+        .collect();
+    println!("Alice's devices: {}", list.join(", "));
+    let mut alice2 = Client::start(alice2_config).await?;
+
+    println!();
+    row("ALICE.1 reads", "RELAY", "ALICE.2 reads");
+    rule();
+    let sent = bob.send_text("alice", "Both devices get this.").await?;
+    let one = next_message(alice, "Bob's message on alice.1").await?;
+    let two = next_message(&mut alice2, "Bob's message on alice.2").await?;
+    row(
+        &format!("{}: {}", one.sender.user_id(), one.text),
+        &copies(&sent),
+        &format!("{}: {}", two.sender.user_id(), two.text),
+    );
+    if one.text != two.text {
+        bail!("alice.1 and alice.2 read different texts");
+    }
+    // One safety number per pair of users: the new device has the same.
+    let same = alice2.safety_number("bob").await?;
+    println!();
+    println!(
+        "alice.2's safety number for bob is {} alice.1's (one per pair of users).",
+        if same == safety_number {
+            "the same as"
+        } else {
+            "NOT"
+        }
+    );
+    if same != safety_number {
+        bail!("alice.2's safety number differs");
+    }
+
+    heading("Alice removes alice.2");
+    println!();
+    alice.remove_device(2).await?;
+    let stopped = wait_stopped(&mut alice2).await?;
+    println!("alice.2's client stops: {stopped}");
+    let list: Vec<String> = alice
+        .devices()
+        .await?
+        .iter()
+        .map(|d| d.address.to_string())
+        .collect();
+    println!("Alice's devices: {}", list.join(", "));
+    // The relay deletes the registration, prekeys and mailbox when the
+    // list is published.
+    let (devices, prekeys, messages) = held_for(relay_db, "alice", 2)?;
+    println!(
+        "relay rows for alice.2: registrations {devices}, one-time prekeys {prekeys}, messages {messages}"
+    );
+    println!(
+        "relay's registered devices: {}",
+        registered(relay_db)?.join(", ")
+    );
+    if devices + prekeys + messages != 0 {
+        bail!("the relay still holds rows for alice.2");
+    }
+
+    println!();
+    row("ALICE.1 reads", "RELAY", "ALICE.2 reads");
+    rule();
+    let sent = bob.send_text("alice", FOR_ONE).await?;
+    let one = next_message(alice, "Bob's message on alice.1").await?;
+    // alice.2 starts again: the relay no longer knows it.
+    let mut again = Client::start(client_config(dir, "alice2", relay, server_name)?).await?;
+    let refused = wait_stopped(&mut again).await?;
+    row(
+        &format!("{}: {}", one.sender.user_id(), one.text),
+        &copies(&sent),
+        "nothing new",
+    );
+    println!("alice.2 starting again: {refused}");
+    if sent.stored_for.iter().any(|a| a.device_id() == 2) {
+        bail!("a copy was made for the removed device");
+    }
+    println!();
+    let mut file = std::fs::read(relay_db)?;
+    if let Ok(wal) = std::fs::read(dir.join("relay.db-wal")) {
+        file.extend_from_slice(&wal);
+    }
+    let mut leaked = false;
+    for text in [FOR_BOTH, FOR_ONE] {
+        let hit = contains(&file, text.as_bytes());
+        leaked |= hit;
+        println!(
+            "search the relay's whole database for \"{text}\": {}",
+            found(hit)
+        );
+    }
+    if leaked {
+        bail!("the relay stored something it should not have");
+    }
+    Ok(alice2)
+}
+
+/// Waits for the client to stop on its own; returns why.
+async fn wait_stopped(client: &mut Client) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let event = tokio::time::timeout_at(deadline, client.next_event())
+            .await
+            .context("timed out waiting for the client to stop")?;
+        match event {
+            Some(Event::Stopped { error: Some(e) }) => return Ok(e),
+            Some(Event::Stopped { error: None }) | None => {
+                bail!("the client stopped without error")
+            }
+            Some(_) => {}
+        }
+    }
 }

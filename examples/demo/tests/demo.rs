@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! The demo runs with no flags, finishes by itself, exits 0, shows both
-//! views and the relay's rows with nothing leaked, and cleans up.
+//! views and the relay's rows with nothing leaked, links and removes a
+//! second device of Alice's, and cleans up.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,14 @@ fn the_demo_runs_to_completion_and_cleans_up() {
         "bob: Friday works. See you there!",
         "#1 for bob.1",
         "They match",
+        "alice.1 is given the code and approves alice.2",
+        "Alice's devices: alice.1, alice.2",
+        "bob: Both devices get this.        | copies for alice.1, alice.2        | bob: Both devices get this.",
+        "the same as alice.1's (one per pair of users)",
+        "alice.2's client stops: relay refused: DeviceRemoved",
+        "relay rows for alice.2: registrations 0, one-time prekeys 0, messages 0",
+        "relay's registered devices: alice.1, bob.1",
+        "bob: Only alice.1 gets this.       | copies for alice.1                 | nothing new",
         "Messages left at the relay: 0",
         "Temporary files removed.",
     ] {
@@ -35,7 +44,7 @@ fn the_demo_runs_to_completion_and_cleans_up() {
         );
     }
     assert!(!stdout.contains("FOUND"), "{stdout}");
-    assert!(stdout.matches(": not found").count() >= 8, "{stdout}");
+    assert!(stdout.matches(": not found").count() >= 10, "{stdout}");
     // The temporary directory is gone.
     let line = stdout.lines().find(|l| l.starts_with("database")).unwrap();
     let path = line
