@@ -471,7 +471,14 @@ impl Engine {
                 command = self.commands.recv() => match command {
                     None => return Some(None),
                     Some(Command::Shutdown { reply }) => return Some(Some(reply)),
-                    Some(command @ (Command::Send { .. } | Command::Read { .. })) => {
+                    Some(
+                        command @ (Command::Send { .. }
+                        | Command::Read { .. }
+                        | Command::ApproveLink { .. }
+                        | Command::RemoveDevice { .. }
+                        | Command::AcceptUserKey { .. }),
+                    ) => {
+                        // Done once the connection is back.
                         self.waiting.push_back(Job::Command(command));
                     }
                     Some(command) => self.local_command(command),
@@ -565,6 +572,13 @@ impl Engine {
 
     async fn serve(&mut self, conn: &mut Conn) -> Outcome {
         while let Some(job) = self.waiting.pop_front() {
+            let job = match job {
+                Job::Command(command) => match self.relay_command(conn, command).await {
+                    None => continue,
+                    Some(command) => Job::Command(command),
+                },
+                job => job,
+            };
             if let Some(outcome) = self.job(job).await {
                 return outcome;
             }
@@ -583,22 +597,10 @@ impl Engine {
                 },
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
-                    Some(Command::RejectUserKey { user_id, reply }) => {
-                        let _ = reply.send(self.reject_user_key(&user_id));
-                    }
-                    Some(Command::ApproveLink { code, reply }) => {
-                        let result = self.approve_link(conn, &code).await;
-                        let _ = reply.send(result);
-                    }
-                    Some(Command::RemoveDevice { device_id, reply }) => {
-                        let result = self.remove_device(conn, device_id).await;
-                        let _ = reply.send(result);
-                    }
-                    Some(Command::AcceptUserKey { user_id, user_key, reply }) => {
-                        let result = self.accept_user_key(&user_id, &user_key).await;
-                        let _ = reply.send(result);
-                    }
                     Some(command) => {
+                        let Some(command) = self.relay_command(conn, command).await else {
+                            continue;
+                        };
                         if let Some(outcome) = self.job(Job::Command(command)).await {
                             return outcome;
                         }
@@ -974,6 +976,28 @@ impl Engine {
                 Some(Outcome::Lost(e))
             }
         }
+    }
+
+    /// Runs a command that needs the logged-in connection or the relay
+    /// (device changes, accepting a user key); gives any other back.
+    async fn relay_command(&mut self, conn: &mut Conn, command: Command) -> Option<Command> {
+        match command {
+            Command::ApproveLink { code, reply } => {
+                let _ = reply.send(self.approve_link(conn, &code).await);
+            }
+            Command::RemoveDevice { device_id, reply } => {
+                let _ = reply.send(self.remove_device(conn, device_id).await);
+            }
+            Command::AcceptUserKey {
+                user_id,
+                user_key,
+                reply,
+            } => {
+                let _ = reply.send(self.accept_user_key(&user_id, &user_key).await);
+            }
+            other => return Some(other),
+        }
+        None
     }
 
     /// Errors from sealing: the reply was already sent; a lost connection

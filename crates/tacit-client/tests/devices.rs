@@ -214,3 +214,38 @@ async fn linking_with_a_wrong_or_reused_code_fails() {
     alice1.shutdown().await;
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn device_commands_wait_for_the_connection() {
+    let dir = TempDir::new("device-commands");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let mut alice = Client::start(registered(&dir, "alice", at).await)
+        .await
+        .unwrap();
+    drained(&mut alice).await;
+    relay.shutdown().await.unwrap();
+    // Disconnected: the command waits for the relay instead of failing.
+    let pending = tokio::spawn(async move {
+        let result = alice.remove_device(9).await;
+        (alice, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished());
+    let relay = tacit_relay::Relay::bind(relay_config(&relay_db, at))
+        .await
+        .unwrap();
+    let (alice, result) = pending.await.unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::Identity(
+                tacit::error::IdentityError::UnknownDevice(9)
+            ))
+        ),
+        "{result:?}"
+    );
+    alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
