@@ -429,7 +429,10 @@ async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
             Ok(Some(event)) => event,
         };
         match event {
-            Event::Message(m) => print_line(&message_line(client.address(), &m.sender, &m.text)),
+            Event::Message(m) => {
+                first_contact_notice(&m);
+                print_line(&message_line(client.address(), &m.sender, &m.text));
+            }
             Event::QueueDrained { .. } if deadline.is_none() => break,
             Event::Stopped { error: Some(e) } => {
                 outcome = Err(anyhow::anyhow!(e));
@@ -476,6 +479,19 @@ fn note(event: &Event) {
     }
 }
 
+/// Says so when a message is the first from a user this device had never
+/// met: its user key is trusted from now on, unverified until the safety
+/// numbers are compared.
+fn first_contact_notice(m: &tacit_client::IncomingMessage) {
+    if m.first_contact {
+        eprintln!(
+            "* first contact with {}: compare safety numbers to verify it (tacit-chat safety {})",
+            sanitize(m.sender.user_id()),
+            sanitize(m.sender.user_id())
+        );
+    }
+}
+
 async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<()> {
     let mut client = start(config).await?;
     let me = client.address().clone();
@@ -506,6 +522,7 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
             event = client.next_event() => match event {
                 None => break Ok(()),
                 Some(Event::Message(m)) => {
+                    first_contact_notice(&m);
                     print_line(&message_line(&me, &m.sender, &m.text));
                     // A copy of this user's own message is not answered.
                     if m.sender.user_id() != me.user_id() {

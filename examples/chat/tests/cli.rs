@@ -434,9 +434,13 @@ async fn strangers_cannot_join_a_user_or_a_fan_out() {
     // writing does not put it among Bob's devices.
     ok(&chat(d, "lookalike.db", &relay, &["register", "bob.99"]).await);
     ok(&chat(d, "lookalike.db", &relay, &["send", "bob", "hello bob"]).await);
-    assert_eq!(
-        ok(&chat(d, "bob.db", &relay, &["recv"]).await),
-        "bob.99: hello bob\n"
+    let received = chat(d, "bob.db", &relay, &["recv"]).await;
+    assert_eq!(ok(&received), "bob.99: hello bob\n");
+    // ... reported as a first contact with a user never met before.
+    assert!(
+        String::from_utf8_lossy(&received.stderr).contains("first contact with bob.99"),
+        "{}",
+        String::from_utf8_lossy(&received.stderr)
     );
     ok(&chat(
         d,
