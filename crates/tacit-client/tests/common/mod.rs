@@ -167,32 +167,10 @@ pub async fn eventually(mut f: impl FnMut() -> bool) {
 /// Fetches one bundle of `address` over a raw connection (claiming one of
 /// its one-time prekeys).
 pub async fn fetch_bundle(relay: SocketAddr, address: &Address) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url(relay)).await.unwrap();
-    let frame = ClientFrame {
-        request_id: 1,
-        request: Request::FetchBundles(FetchBundles::device(address)),
-    };
-    ws.send(Message::binary(frame.encode())).await.unwrap();
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Binary(b) = message {
-            match ServerFrame::decode(&b).unwrap() {
-                ServerFrame::Response(Response {
-                    result: Ok(Reply::Bundles(b)),
-                    ..
-                }) => {
-                    assert_eq!(b.bundles.len(), 1);
-                    break;
-                }
-                other => panic!("{other:?}"),
-            }
-        }
+    match raw_request(relay, Request::FetchBundles(FetchBundles::device(address))).await {
+        Ok(Reply::Bundles(b)) => assert_eq!(b.bundles.len(), 1),
+        other => panic!("{other:?}"),
     }
-    let _ = ws.close(None).await;
 }
 
 /// Sends one request over a raw connection that never logs in and returns
