@@ -2,8 +2,10 @@
 """Independent reference implementation of the tacit-v1 profile (X3DH and the
 Double Ratchet with header encryption), of the envelope layer (PROTOCOL.md
 section 10: padding, Content, sealed sender with the version-2 SealedContent
-of 14.4) and of user identity (PROTOCOL.md section 14: device certificates,
-signed device lists, safety numbers), used only to cross-check test vectors.
+of 14.4), of user identity (PROTOCOL.md section 14: device certificates,
+signed device lists, safety numbers, linking a device) and of the relay's
+registration and login transcripts (docs/relay.md), used only to
+cross-check test vectors.
 
 Usage:
     python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
@@ -1407,8 +1409,250 @@ def verify_safety_number_case(c):
     _same("expected.safety_number (swapped)", fingerprint_digits(5200, rid, rk, lid, lk), want)
 
 
+# ---------------------------------------------------------------------------
+# Linking (PROTOCOL.md 14.7): link codes, slots and key, request and response
+# blobs.
+
+LINK_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+LINK_LABEL = b"tacit/link/v1"
+LINK_REQUEST_LABEL = b"tacit/link/v1/request"
+LINK_NONCE_LEN = 24
+
+
+class LinkRefused(ProtocolError):
+    """A link blob refused: `name` is the error's name in identity.json."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.name = name
+
+
+def link_code_text(code):
+    """The 10 bytes as one 80-bit number, 16 characters of 5 bits from the
+    most significant, in four groups of four."""
+    n = int.from_bytes(code, "big")
+    chars = [LINK_ALPHABET[(n >> (5 * (15 - i))) & 31] for i in range(16)]
+    return "-".join("".join(chars[i:i + 4]) for i in range(0, 16, 4))
+
+
+def link_code_parse(text):
+    """The code's 10 bytes, or None: spaces and dashes dropped, ASCII case
+    ignored, exactly 16 alphabet characters."""
+    n = 0
+    count = 0
+    for ch in text:
+        if ch in " -":
+            continue
+        if "a" <= ch <= "z":
+            ch = chr(ord(ch) - 32)
+        if ch not in LINK_ALPHABET:
+            return None
+        n = (n << 5) | LINK_ALPHABET.index(ch)
+        count += 1
+    if count != 16:
+        return None
+    return n.to_bytes(10, "big")
+
+
+def link_secrets(code):
+    okm = hkdf(b"\x00" * 32, code, LINK_LABEL, 96)
+    return okm[:32], okm[32:64], okm[64:]
+
+
+def link_seal(key, nonce, slot, payload):
+    return nonce + xchacha_encrypt(key, nonce, payload, slot)
+
+
+def link_open(key, slot, blob):
+    if len(blob) < LINK_NONCE_LEN + 16:
+        raise LinkRefused("link_blob_does_not_open")
+    payload = xchacha_decrypt(key, blob[:LINK_NONCE_LEN], blob[LINK_NONCE_LEN:], slot)
+    if payload is None:
+        raise LinkRefused("link_blob_does_not_open")
+    return payload
+
+
+def link_request_payload(user_id, device_id, identity_key):
+    return (LINK_REQUEST_LABEL + bytes([len(user_id)]) + user_id
+            + device_id.to_bytes(4, "big") + identity_key)
+
+
+def parse_link_request(payload):
+    """(user_id, device_id, identity_key) or LinkRefused."""
+    bad = LinkRefused("malformed_link_request")
+    if not payload.startswith(LINK_REQUEST_LABEL):
+        raise bad
+    rest = payload[len(LINK_REQUEST_LABEL):]
+    if not rest:
+        raise bad
+    n = rest[0]
+    rest = rest[1:]
+    if not 1 <= n <= MAX_USER_ID_LEN or len(rest) != n + 4 + 32:
+        raise bad
+    user_id = rest[:n]
+    try:
+        if not _user_id_ok(user_id):
+            raise bad
+    except UnicodeDecodeError:
+        raise bad
+    device_id = int.from_bytes(rest[n:n + 4], "big")
+    if device_id == 0:
+        raise bad
+    ik = rest[n + 4:]
+    try:
+        check_identity_key(ik)
+    except ProtocolError:
+        raise bad
+    return user_id, device_id, ik
+
+
+def link_open_request(code, blob):
+    request_slot, _, key = link_secrets(code)
+    return parse_link_request(link_open(key, request_slot, blob))
+
+
+def link_open_response(code, blob):
+    _, response_slot, key = link_secrets(code)
+    payload = link_open(key, response_slot, blob)
+    try:
+        return decode_device_list(payload)
+    except ListRefused as e:
+        raise LinkRefused(e.name)
+
+
+def verify_link_code_case(c):
+    _keys(c, ("name", "code", "expected"), where="link_codes")
+    exp = c["expected"]
+    _keys(exp, ("text", "request_slot", "response_slot", "key"), where="link_codes.expected")
+    code = _hex(c["code"], 10, "code")
+    text = _str(exp["text"], "expected.text")
+    _same("expected.text", link_code_text(code), text)
+    _same("expected.text (parsed back)", link_code_parse(text), code)
+    _same("expected.text (typed)", link_code_parse(text.lower().replace("-", " ")), code)
+    request_slot, response_slot, key = link_secrets(code)
+    _same("expected.request_slot", request_slot, _hex(exp["request_slot"], 32, "request_slot"))
+    _same("expected.response_slot", response_slot,
+          _hex(exp["response_slot"], 32, "response_slot"))
+    _same("expected.key", key, _hex(exp["key"], 32, "key"))
+
+
+def verify_link_code_text(c):
+    _keys(c, ("name", "text", "code"), where="link_code_texts")
+    text = _str(c["text"], "text")
+    code = _hex(c["code"], 10, "code", nullable=True)
+    _same("code", link_code_parse(text), code)
+
+
+def verify_link_request_case(c):
+    _keys(c, ("name", "code", "user_id", "device_id", "identity_seed", "nonce", "expected"),
+          where="link_requests")
+    exp = c["expected"]
+    _keys(exp, ("identity_key", "payload", "blob"), where="link_requests.expected")
+    code = _hex(c["code"], 10, "code")
+    uid = _uid(c["user_id"], "user_id")
+    device_id = _u32(c["device_id"], "device_id")
+    nonce = _hex(c["nonce"], 24, "nonce")
+    ik = _public_checked(_hex(c["identity_seed"], 32, "identity_seed"))
+    if not _user_id_ok(uid) or device_id == 0:
+        raise VectorError("not a valid address")
+    _same("expected.identity_key", ik, _hex(exp["identity_key"], 32, "identity_key"))
+    payload = link_request_payload(uid, device_id, ik)
+    _same("expected.payload", payload, _hex(exp["payload"], None, "payload"))
+    request_slot, _, key = link_secrets(code)
+    blob = link_seal(key, nonce, request_slot, payload)
+    _same("expected.blob", blob, _hex(exp["blob"], None, "blob"))
+    _same("opened request", link_open_request(code, blob), (uid, device_id, ik))
+
+
+def verify_link_response_case(c, lists):
+    _keys(c, ("name", "code", "device_list", "nonce", "expected"), where="link_responses")
+    _keys(c["expected"], ("blob",), where="link_responses.expected")
+    code = _hex(c["code"], 10, "code")
+    nonce = _hex(c["nonce"], 24, "nonce")
+    name = _str(c["device_list"], "device_list")
+    found = [d for d in lists if isinstance(d, dict) and d.get("name") == name]
+    if not found:
+        raise VectorError(f"no device list {name!r}")
+    wire = _hex(found[0]["expected"]["wire"], None, "wire")
+    _, response_slot, key = link_secrets(code)
+    blob = link_seal(key, nonce, response_slot, wire)
+    _same("expected.blob", blob, _hex(c["expected"]["blob"], None, "blob"))
+    try:
+        opened = link_open_response(code, blob)
+    except LinkRefused as e:
+        raise VectorError(f"the response is refused: {e}")
+    _same("opened list", opened, decode_device_list(wire))
+
+
+LINK_ERRORS = ("link_blob_does_not_open", "malformed_link_request", "invalid_list_signature")
+
+
+def verify_invalid_link_blob(c):
+    _keys(c, ("name", "code", "slot", "blob", "error"), where="invalid_link_blobs")
+    code = _hex(c["code"], 10, "code")
+    blob = _hex(c["blob"], None, "blob")
+    slot, err = c["slot"], c["error"]
+    if slot not in ("request", "response"):
+        raise VectorError(f"unknown slot {slot!r}")
+    if err not in LINK_ERRORS:
+        raise VectorError(f"unknown error {err!r}")
+    try:
+        (link_open_request if slot == "request" else link_open_response)(code, blob)
+    except LinkRefused as e:
+        if e.name != err:
+            raise VectorError(f"refused with {e.name}, expected {err}")
+        return
+    raise VectorError("blob opened, expected refusal")
+
+
+# ---------------------------------------------------------------------------
+# The relay's registration and login transcripts (docs/relay.md, "Accounts
+# and login").
+
+RELAY_LOGIN_CONTEXT = b"tacit-relay-login-v1"
+RELAY_REGISTER_CONTEXT = b"tacit-relay-register-v1"
+
+
+def relay_transcript(context, server_name, challenge, timestamp_ms, user_id, device_id):
+    return (context + bytes([len(server_name)]) + server_name + challenge
+            + timestamp_ms.to_bytes(8, "big") + bytes([len(user_id)]) + user_id
+            + device_id.to_bytes(4, "big"))
+
+
+def verify_relay_transcript_case(c):
+    _keys(c, ("name", "identity_seed", "server_name", "challenge", "timestamp_ms", "user_id",
+              "device_id", "expected"), where="relay_transcripts")
+    exp = c["expected"]
+    _keys(exp, ("identity_key", "register_transcript", "register_signature", "login_transcript",
+                "login_signature"), where="relay_transcripts.expected")
+    seed = _hex(c["identity_seed"], 32, "identity_seed")
+    server = _uid(c["server_name"], "server_name")
+    if not 1 <= len(server) <= 255:
+        raise VectorError("server_name: 1 to 255 bytes")
+    challenge = _hex(c["challenge"], 32, "challenge")
+    ts = _u64(c["timestamp_ms"], "timestamp_ms")
+    uid = _uid(c["user_id"], "user_id")
+    device_id = _u32(c["device_id"], "device_id")
+    if not _user_id_ok(uid) or device_id == 0:
+        raise VectorError("not a valid address")
+    ik = _public_checked(seed)
+    _same("expected.identity_key", ik, _hex(exp["identity_key"], 32, "identity_key"))
+    register = relay_transcript(RELAY_REGISTER_CONTEXT, server, challenge, ts, uid, device_id) + ik
+    _same("expected.register_transcript", register,
+          _hex(exp["register_transcript"], None, "register_transcript"))
+    _same("expected.register_signature", sign_checked(seed, register),
+          _hex(exp["register_signature"], 64, "register_signature"))
+    login = relay_transcript(RELAY_LOGIN_CONTEXT, server, challenge, ts, uid, device_id)
+    _same("expected.login_transcript", login,
+          _hex(exp["login_transcript"], None, "login_transcript"))
+    _same("expected.login_signature", sign_checked(seed, login),
+          _hex(exp["login_signature"], 64, "login_signature"))
+
+
 IDENTITY_LISTS = ("user_keys", "certificates", "device_lists", "sequences",
-                  "invalid_device_lists", "fingerprints", "safety_numbers")
+                  "invalid_device_lists", "fingerprints", "safety_numbers", "link_codes",
+                  "link_code_texts", "link_requests", "link_responses", "invalid_link_blobs",
+                  "relay_transcripts")
 
 
 def identity_groups(doc):
@@ -1420,6 +1664,12 @@ def identity_groups(doc):
         (doc["invalid_device_lists"], verify_invalid_list),
         (doc["fingerprints"], verify_fingerprint_case),
         (doc["safety_numbers"], verify_safety_number_case),
+        (doc["link_codes"], verify_link_code_case),
+        (doc["link_code_texts"], verify_link_code_text),
+        (doc["link_requests"], verify_link_request_case),
+        (doc["link_responses"], lambda c: verify_link_response_case(c, doc["device_lists"])),
+        (doc["invalid_link_blobs"], verify_invalid_link_blob),
+        (doc["relay_transcripts"], verify_relay_transcript_case),
     ]
 
 

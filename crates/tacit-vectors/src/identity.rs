@@ -19,7 +19,14 @@ use tacit::keys::IdentityKeyPair;
 use tacit::{Address, WireError};
 
 use crate::generate::derive;
+use crate::link::{
+    invalid_link_blobs, link_code_texts, link_codes, link_requests, link_responses,
+    verify_invalid_link_blob, verify_link_code, verify_link_code_text, verify_link_request,
+    verify_link_response, InvalidLinkBlob, LinkCodeCase, LinkCodeText, LinkRequestCase,
+    LinkResponseCase,
+};
 use crate::schema::{Hex, HexBytes, PROFILE};
+use crate::transcript::{relay_transcripts, verify_relay_transcript, RelayTranscriptCase};
 use crate::verify::{check, CaseResult};
 
 // ------------------------------------------------------------------ schema
@@ -44,6 +51,18 @@ pub struct IdentityFile {
     pub fingerprints: Vec<FingerprintCase>,
     /// Safety numbers of two users (user ids and user keys).
     pub safety_numbers: Vec<SafetyNumberCase>,
+    /// Link codes: their text, slots and key.
+    pub link_codes: Vec<LinkCodeCase>,
+    /// Typed link codes and what they read as.
+    pub link_code_texts: Vec<LinkCodeText>,
+    /// Link request blobs from their inputs.
+    pub link_requests: Vec<LinkRequestCase>,
+    /// Link response blobs from their inputs.
+    pub link_responses: Vec<LinkResponseCase>,
+    /// Link blobs that must be refused.
+    pub invalid_link_blobs: Vec<InvalidLinkBlob>,
+    /// The relay's registration and login transcripts and signatures.
+    pub relay_transcripts: Vec<RelayTranscriptCase>,
 }
 
 /// A user key from its seed.
@@ -424,6 +443,24 @@ pub fn verify_identity(file: &IdentityFile) -> Vec<CaseResult> {
     for case in &file.safety_numbers {
         push(&case.name, verify_safety_number(case));
     }
+    for case in &file.link_codes {
+        push(&case.name, verify_link_code(case));
+    }
+    for entry in &file.link_code_texts {
+        push(&entry.name, verify_link_code_text(entry));
+    }
+    for case in &file.link_requests {
+        push(&case.name, verify_link_request(case));
+    }
+    for case in &file.link_responses {
+        push(&case.name, verify_link_response(case, &file.device_lists));
+    }
+    for entry in &file.invalid_link_blobs {
+        push(&entry.name, verify_invalid_link_blob(entry));
+    }
+    for case in &file.relay_transcripts {
+        push(&case.name, verify_relay_transcript(case));
+    }
     results
 }
 
@@ -710,7 +747,8 @@ fn verify_safety_number(case: &SafetyNumberCase) -> Result<(), String> {
 
 // ---------------------------------------------------------------- generation
 
-fn seed(label: &str) -> [u8; 32] {
+/// 32 bytes derived from an `identity/` label.
+pub(crate) fn seed(label: &str) -> [u8; 32] {
     derive(&format!("identity/{label}"))
 }
 
@@ -1335,6 +1373,15 @@ pub fn identity_file() -> Result<IdentityFile, String> {
     let invalid_device_lists = invalid_lists(&device_lists[1])?;
     device_lists.extend(more_lists()?);
 
+    let link_requests = link_requests()?;
+    let link_responses = link_responses(&device_lists)?;
+    let bad_list = invalid_device_lists
+        .iter()
+        .find(|e| e.name == "signature_byte_changed")
+        .ok_or("no signature_byte_changed list")?;
+    let invalid_link_blobs =
+        invalid_link_blobs(&link_requests[0], &link_responses[0], &bad_list.wire.0)?;
+
     let fingerprints = vec![FingerprintCase {
         name: "fingerprint_libsignal_v1".into(),
         iterations: 5200,
@@ -1369,6 +1416,12 @@ pub fn identity_file() -> Result<IdentityFile, String> {
         invalid_device_lists,
         fingerprints,
         safety_numbers,
+        link_codes: link_codes()?,
+        link_code_texts: link_code_texts()?,
+        link_requests,
+        link_responses,
+        invalid_link_blobs,
+        relay_transcripts: relay_transcripts()?,
     })
 }
 

@@ -8,6 +8,8 @@
 pub mod envelope;
 pub mod generate;
 pub mod identity;
+pub mod link;
 pub mod schema;
 pub mod script_rng;
+pub mod transcript;
 pub mod verify;

@@ -67,7 +67,7 @@ fn committed_vectors_verify() {
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
     let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(passed, out.lines().filter(|l| l.starts_with("ok ")).count());
-    assert!(passed >= 110, "{out}");
+    assert!(passed >= 173, "{out}");
 }
 
 #[test]
@@ -389,6 +389,12 @@ fn the_identity_file_holds_every_kind_of_entry() {
         ("invalid_device_lists", 25),
         ("fingerprints", 1),
         ("safety_numbers", 2),
+        ("link_codes", 4),
+        ("link_code_texts", 10),
+        ("link_requests", 2),
+        ("link_responses", 1),
+        ("invalid_link_blobs", 20),
+        ("relay_transcripts", 3),
     ] {
         assert!(file[list].as_array().unwrap().len() >= at_least, "{list}");
     }
@@ -463,9 +469,10 @@ fn one_changed_byte_in_any_identity_expected_value_fails() {
             out.contains(&format!("FAIL {name}: {label}")),
             "{list}.{path:?}: {out}"
         );
-        // The sequence that names the list decodes its wire too.
+        // The sequence and the link response that name the list use its
+        // wire too.
         let failed = if label == "wire" {
-            "2 failed"
+            "3 failed"
         } else {
             "1 failed"
         };
@@ -574,5 +581,144 @@ fn changed_identity_inputs_and_errors_fail() {
         .as_object_mut()
         .unwrap()
         .remove("device_id");
+    assert!(!verify_value(&value, "identity.json").0);
+}
+
+#[test]
+fn one_changed_byte_in_any_link_or_transcript_expected_value_fails() {
+    let original = load("identity.json");
+    let cases: [(&str, usize, &str); 14] = [
+        ("link_codes", 2, "request_slot"),
+        ("link_codes", 2, "response_slot"),
+        ("link_codes", 2, "key"),
+        ("link_requests", 0, "identity_key"),
+        ("link_requests", 0, "payload"),
+        ("link_requests", 0, "blob"),
+        ("link_requests", 1, "blob"),
+        ("link_responses", 0, "blob"),
+        ("relay_transcripts", 0, "identity_key"),
+        ("relay_transcripts", 0, "register_transcript"),
+        ("relay_transcripts", 0, "register_signature"),
+        ("relay_transcripts", 0, "login_transcript"),
+        ("relay_transcripts", 0, "login_signature"),
+        ("relay_transcripts", 1, "login_signature"),
+    ];
+    for (list, index, field) in cases {
+        let mut value = original.clone();
+        flip_hex(&mut value[list][index]["expected"][field]);
+        let name = value[list][index]["name"].as_str().unwrap().to_owned();
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok, "{list}.{field}: {out}");
+        assert!(
+            out.contains(&format!("FAIL {name}: {field}")),
+            "{list}.{field}: {out}"
+        );
+        assert!(out.trim_end().ends_with("1 failed"), "{out}");
+    }
+    // One character of a code's text.
+    let mut value = original.clone();
+    let text = value["link_codes"][2]["expected"]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let changed = if text.starts_with('A') { "B" } else { "A" };
+    value["link_codes"][2]["expected"]["text"] = Value::from(format!("{changed}{}", &text[1..]));
+    let (ok, out) = verify_value(&value, "identity.json");
+    assert!(!ok && out.contains(": text"), "{out}");
+}
+
+#[test]
+fn changed_link_and_transcript_inputs_and_errors_fail() {
+    let original = load("identity.json");
+    // Each random input and each other input changes the outputs.
+    for (list, field) in [
+        ("link_codes", "code"),
+        ("link_requests", "code"),
+        ("link_requests", "nonce"),
+        ("link_requests", "identity_seed"),
+        ("link_responses", "code"),
+        ("link_responses", "nonce"),
+        ("relay_transcripts", "identity_seed"),
+        ("relay_transcripts", "challenge"),
+    ] {
+        let mut value = original.clone();
+        flip_hex(&mut value[list][0][field]);
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(
+            !ok && out.trim_end().ends_with("1 failed"),
+            "{list}.{field}: {out}"
+        );
+    }
+    for (list, field, new) in [
+        ("link_requests", "user_id", Value::from("alicf")),
+        ("link_requests", "device_id", Value::from(4)),
+        ("link_responses", "device_list", Value::from("list_v1")),
+        (
+            "relay_transcripts",
+            "server_name",
+            Value::from("relay.example.net"),
+        ),
+        ("relay_transcripts", "timestamp_ms", Value::from(1)),
+        ("relay_transcripts", "user_id", Value::from("alicf")),
+        ("relay_transcripts", "device_id", Value::from(2)),
+    ] {
+        let mut value = original.clone();
+        value[list][0][field] = new;
+        let (ok, out) = verify_value(&value, "identity.json");
+        assert!(!ok, "{list}.{field}: {out}");
+    }
+    // A typed code: an accepted text said to be refused, a refused one
+    // said to give a code, and an accepted one giving another code.
+    let texts = original["link_code_texts"].as_array().unwrap();
+    let accepted = texts.iter().position(|e| !e["code"].is_null()).unwrap();
+    let refused = texts.iter().position(|e| e["code"].is_null()).unwrap();
+    let mut value = original.clone();
+    value["link_code_texts"][accepted]["code"] = Value::Null;
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    value["link_code_texts"][refused]["code"] = texts[accepted]["code"].clone();
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    flip_hex(&mut value["link_code_texts"][accepted]["code"]);
+    assert!(!verify_value(&value, "identity.json").0);
+    // A refused blob relabelled, read from the other slot, or replaced by
+    // a blob that opens.
+    let blobs = original["invalid_link_blobs"].as_array().unwrap();
+    let malformed = blobs
+        .iter()
+        .position(|e| e["error"] == "malformed_link_request")
+        .unwrap();
+    let mut value = original.clone();
+    value["invalid_link_blobs"][malformed]["error"] = Value::from("link_blob_does_not_open");
+    let (ok, out) = verify_value(&value, "identity.json");
+    assert!(!ok && out.contains("expected error"), "{out}");
+    let mut value = original.clone();
+    value["invalid_link_blobs"][malformed]["slot"] = Value::from("response");
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    let request = &original["link_requests"][0];
+    value["invalid_link_blobs"][malformed]["code"] = request["code"].clone();
+    value["invalid_link_blobs"][malformed]["blob"] = request["expected"]["blob"].clone();
+    let (ok, out) = verify_value(&value, "identity.json");
+    assert!(!ok && out.contains("the blob opened"), "{out}");
+    // The schema is closed; a typed code's `code` must be present; the
+    // slot and the error are named values.
+    let mut value = original.clone();
+    value["link_requests"][0]["expected"]["surprise"] = Value::Bool(true);
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    value["link_code_texts"][refused]
+        .as_object_mut()
+        .unwrap()
+        .remove("code");
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original.clone();
+    value["invalid_link_blobs"][0]["slot"] = Value::from("elsewhere");
+    assert!(!verify_value(&value, "identity.json").0);
+    let mut value = original;
+    value["relay_transcripts"]
+        .as_array_mut()
+        .unwrap()
+        .push(Value::from(0));
     assert!(!verify_value(&value, "identity.json").0);
 }
