@@ -9,7 +9,7 @@ cross-check test vectors.
 
 Usage:
     python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
-    python3 tacit_ref.py verify FILE...      check files of the PROFILE.md schema, envelope.json and identity.json
+    python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json and identity.json
 
 Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings).
 X25519 and the AEADs come from libsodium; HKDF/HMAC come from hashlib/hmac;
