@@ -1076,6 +1076,9 @@ impl Engine {
             Command::Devices { reply } => {
                 let _ = reply.send(self.devices());
             }
+            Command::RecoveryCode { reply } => {
+                let _ = reply.send(self.recovery_code());
+            }
             Command::SafetyNumber { peer, reply } => {
                 let result = self
                     .manager

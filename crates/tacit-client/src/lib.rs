@@ -48,6 +48,7 @@ mod endpoint;
 mod engine;
 mod key;
 mod link;
+mod recovery;
 mod store;
 
 use std::path::PathBuf;
@@ -64,6 +65,7 @@ use tokio::task::JoinHandle;
 pub use engine::register;
 pub use key::StoreKey;
 pub use link::link;
+pub use recovery::{recover, RecoveryCode};
 
 /// A content message id: 16 random bytes chosen by the sender.
 pub type MessageId = [u8; MESSAGE_ID_LEN];
@@ -528,6 +530,9 @@ pub(crate) enum Command {
     Devices {
         reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
     },
+    RecoveryCode {
+        reply: oneshot::Sender<Result<RecoveryCode, ClientError>>,
+    },
     RejectUserKey {
         user_id: String,
         reply: oneshot::Sender<Result<usize, ClientError>>,
@@ -682,6 +687,12 @@ impl Client {
     pub async fn remove_device(&self, device_id: DeviceId) -> Result<(), ClientError> {
         self.call(|reply| Command::RemoveDevice { device_id, reply })
             .await
+    }
+
+    /// The user key's recovery code, on the device that holds the user key:
+    /// show it to the user once, to keep offline ([`recover`] restores it).
+    pub async fn recovery_code(&self) -> Result<RecoveryCode, ClientError> {
+        self.call(|reply| Command::RecoveryCode { reply }).await
     }
 
     /// The devices on this user's verified list.

@@ -278,7 +278,24 @@ impl ClientStore {
         self.commit_with(changes, Writes(writes))
     }
 
-    /// The user key, if this device created its user.
+    /// Stores the user key (restored from its recovery code) with
+    /// `changes`, in one transaction.
+    pub(crate) fn set_user_key(
+        &self,
+        user_key: &UserKeyPair,
+        changes: Option<Changes>,
+    ) -> Result<(), StoreError> {
+        self.commit_with(
+            changes,
+            Writes(vec![AppWrite::put(
+                USER_KEY,
+                b"",
+                user_key.seed().as_bytes().to_vec(),
+            )]),
+        )
+    }
+
+    /// The user key, if this device holds it.
     pub(crate) fn user_key(&self) -> Result<Option<UserKeyPair>, StoreError> {
         self.inner()?
             .app_record(USER_KEY, b"")?

@@ -11,7 +11,7 @@ use common::*;
 use rand_core::OsRng;
 use tacit::identity::{DeviceList, LinkCode, UserKeyPair};
 use tacit::keys::IdentityKeyPair;
-use tacit_client::{link, Client, ClientError, Event};
+use tacit_client::{link, recover, Client, ClientError, Event, RecoveryCode};
 use tacit_relay_proto::ErrorCode;
 
 /// The signed list the relay stores for `user`.
@@ -247,5 +247,54 @@ async fn device_commands_wait_for_the_connection() {
         "{result:?}"
     );
     alice.shutdown().await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_first_device_is_replaced_from_the_recovery_code() {
+    let dir = TempDir::new("recovery");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let alice = Client::start(registered(&dir, "alice", at).await)
+        .await
+        .unwrap();
+    let mut bob = Client::start(registered(&dir, "bob", at).await)
+        .await
+        .unwrap();
+    drained(&mut bob).await;
+    alice.send_text("bob", "before").await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "before");
+    let number = bob.safety_number("alice").await.unwrap();
+    let code = alice.recovery_code().await.unwrap().to_string();
+    assert_eq!(code.len(), 64 + 15);
+    // Alice loses the device.
+    alice.shutdown().await;
+
+    // A code of another key restores nothing.
+    let wrong = RecoveryCode::parse(&"ab".repeat(32)).unwrap();
+    let result = recover(&client_config(&dir, "wrong", at), addr("alice", 1), &wrong).await;
+    assert!(matches!(result, Err(ClientError::Invalid(_))), "{result:?}");
+    assert!(RecoveryCode::parse("12-34").is_err());
+
+    // The code, typed in upper case with spaces, restores the user key on a
+    // new device at the same address.
+    let typed = RecoveryCode::parse(&code.to_uppercase().replace('-', " ")).unwrap();
+    let config = client_config(&dir, "alice-recovered", at);
+    recover(&config, addr("alice", 1), &typed).await.unwrap();
+    let mut alice = Client::start(config).await.unwrap();
+    drained(&mut alice).await;
+    assert_eq!(alice.recovery_code().await.unwrap().to_string(), code);
+    let devices = alice.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert!(devices[0].this_device);
+
+    // Bob's next message reaches the new device, under the same user key:
+    // nothing to accept, the same safety number.
+    bob.send_text("alice", "after recovery").await.unwrap();
+    assert_eq!(next_text(&mut alice).await, "after recovery");
+    assert_eq!(bob.safety_number("alice").await.unwrap(), number);
+    alice.shutdown().await;
+    bob.shutdown().await;
     relay.shutdown().await.unwrap();
 }

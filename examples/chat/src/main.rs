@@ -39,8 +39,8 @@ use rand_core::OsRng;
 use tacit::identity::{LinkCode, UserKey};
 use tacit::Address;
 use tacit_client::{
-    link, register, Backoff, Client, ClientConfig, ClientError, DeviceInfo, Direction, Event,
-    MessageId, ReceiptKind, Registration, Status, StoreKey,
+    link, recover, register, Backoff, Client, ClientConfig, ClientError, DeviceInfo, Direction,
+    Event, MessageId, ReceiptKind, RecoveryCode, Registration, Status, StoreKey,
 };
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
@@ -110,6 +110,21 @@ enum Cmd {
         /// How long to wait for the approval, in seconds.
         #[arg(long, default_value_t = 300)]
         wait_secs: u64,
+    },
+    /// Print the user key's recovery code (on the first device). Keep it
+    /// offline: it restores the user on a new device if this one is lost.
+    RecoveryCode,
+    /// Restore the user key from its recovery code onto this new device,
+    /// which replaces the lost first device, and register it.
+    Recover {
+        /// The user name.
+        name: String,
+        /// This device's number (1 to take the lost device's place).
+        #[arg(long, default_value_t = 1)]
+        device: u32,
+        /// The recovery code (64 hex digits; spaces and dashes ignored).
+        #[arg(long)]
+        code: String,
     },
     /// List this user's devices (with no subcommand), or add or remove one.
     /// Adding and removing are done on the user's first device.
@@ -190,6 +205,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let config = config(&args)?;
             let r = register(&config, address).await?;
             report_registration(&r);
+            if r.newly_registered {
+                eprintln!(
+                    "on this first device, run `tacit-chat recovery-code` once and keep the \
+                     code offline: it restores {} if this device is lost",
+                    r.address.user_id()
+                );
+            }
             Ok(())
         }
         Cmd::Link {
@@ -207,6 +229,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("waiting up to {wait_secs} s for the approval...");
             let r = link(&config, address, &code, Duration::from_secs(*wait_secs)).await?;
             print_line(&format!("linked {}", r.address));
+            report_registration(&r);
+            Ok(())
+        }
+        Cmd::RecoveryCode => {
+            let mut config = config(&args)?;
+            config.receive = false;
+            let client = start(config).await?;
+            let code = client.recovery_code().await;
+            client.shutdown().await;
+            print_line(&format!("recovery code: {}", code?));
+            eprintln!("keep it offline: whoever has it can add devices to this user");
+            Ok(())
+        }
+        Cmd::Recover { name, device, code } => {
+            let address = Address::new(name.as_str(), *device).context("the name")?;
+            let code = RecoveryCode::parse(code)?;
+            let config = config(&args)?;
+            let r = recover(&config, address, &code).await?;
+            print_line(&format!("recovered {}", r.address));
             report_registration(&r);
             Ok(())
         }

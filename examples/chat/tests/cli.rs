@@ -458,3 +458,54 @@ async fn strangers_cannot_join_a_user_or_a_fan_out() {
     );
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_first_device_comes_back_from_its_recovery_code() {
+    let dir = TempDir::new("recovery");
+    let d = dir.0.as_path();
+    let relay = relay(&d.join("relay.db")).await;
+    let registered = chat(d, "alice.db", &relay, &["register", "alice"]).await;
+    ok(&registered);
+    assert!(
+        String::from_utf8_lossy(&registered.stderr).contains("tacit-chat recovery-code"),
+        "{registered:?}"
+    );
+    ok(&chat(d, "bob.db", &relay, &["register", "bob"]).await);
+    let out = ok(&chat(d, "alice.db", &relay, &["recovery-code"]).await);
+    let code = out
+        .strip_prefix("recovery code: ")
+        .and_then(|c| c.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    ok(&chat(d, "bob.db", &relay, &["send", "alice", "before"]).await);
+    let safety = ok(&chat(d, "bob.db", &relay, &["safety", "alice"]).await);
+
+    // alice.db is lost; a new store takes its place with the code.
+    let wrong = chat(
+        d,
+        "new.db",
+        &relay,
+        &["recover", "alice", "--code", &"0".repeat(64)],
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    let out = ok(&chat(
+        d,
+        "alice-new.db",
+        &relay,
+        &["recover", "alice", "--code", &code],
+    )
+    .await);
+    assert_eq!(out, "recovered alice.1\n");
+    ok(&chat(d, "bob.db", &relay, &["send", "alice", "after"]).await);
+    assert_eq!(
+        ok(&chat(d, "alice-new.db", &relay, &["recv"]).await),
+        "bob: after\n"
+    );
+    // Same user key: the same safety number for Bob.
+    assert_eq!(
+        ok(&chat(d, "bob.db", &relay, &["safety", "alice"]).await),
+        safety
+    );
+    relay.shutdown().await.unwrap();
+}

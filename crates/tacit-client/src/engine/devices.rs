@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{unexpected, Engine};
 use crate::conn::Conn;
-use crate::{now_ms, ClientError, DeviceInfo};
+use crate::{now_ms, ClientError, DeviceInfo, RecoveryCode};
 
 /// How long the approving device waits for the new device's request to
 /// reach the relay (the new device puts it before it shows the code, so
@@ -125,6 +125,11 @@ impl Engine {
             .await?
             .without_device(&user_key, device_id)?;
         self.publish(conn, &list).await
+    }
+
+    /// The user key's recovery code.
+    pub(super) fn recovery_code(&self) -> Result<RecoveryCode, ClientError> {
+        self.user_key().map(RecoveryCode::of)
     }
 
     /// The devices on the local user's verified list.
