@@ -480,6 +480,13 @@ fn run_transaction(
     match tx.commit() {
         Ok(()) => {
             metrics.record_batch(size, effects.submitted, effects.acked, effects.expired);
+            // Removed devices' connections are closed before any answer goes
+            // out: a registration in this batch that takes a removed
+            // device's address (a recovered device) logs in only after its
+            // answer, so it is never taken for the removed one.
+            for address in &effects.removed {
+                online.device_removed(address);
+            }
             for p in pending {
                 p.send();
             }
@@ -491,9 +498,6 @@ fn run_transaction(
             }
             for (address, remaining) in effects.low {
                 online.prekeys_low(&address, remaining);
-            }
-            for address in &effects.removed {
-                online.device_removed(address);
             }
         }
         Err(error) => {
