@@ -405,8 +405,8 @@ struct Primitives {
 /// `ctx` of a sealed envelope to `bob`/1: two keys, the address.
 const SEALED_CTX_LEN: usize = 32 + 32 + 1 + 3 + 4;
 /// The inner plaintext of an envelope around a 256-byte message:
-/// ciphertext (256 + 16) plus `INNER_RESERVE` (320).
-const SEALED_INNER_LEN: usize = PLAINTEXT_LEN + 16 + 320;
+/// ciphertext (256 + 16) plus `INNER_RESERVE` (420).
+const SEALED_INNER_LEN: usize = PLAINTEXT_LEN + 16 + sealed::INNER_RESERVE;
 
 impl Primitives {
     fn new() -> Self {
@@ -488,16 +488,16 @@ const HDR_SEAL: &str = "XChaCha20-Poly1305 seal 40 B";
 const HDR_OPEN: &str = "XChaCha20-Poly1305 open 40 B";
 const SND_SEAL: &str = "ChaCha20-Poly1305 seal 32 B";
 const SND_OPEN: &str = "ChaCha20-Poly1305 open 32 B";
-const CNT_SEAL: &str = "ChaCha20-Poly1305 seal 592 B";
-const CNT_OPEN: &str = "ChaCha20-Poly1305 open 592 B";
+const CNT_SEAL: &str = "ChaCha20-Poly1305 seal 692 B";
+const CNT_OPEN: &str = "ChaCha20-Poly1305 open 692 B";
 const C_BODY_SEAL: &str = "crate ChaCha20-Poly1305 seal 256 B";
 const C_BODY_OPEN: &str = "crate ChaCha20-Poly1305 open 256 B";
 const C_HDR_SEAL: &str = "crate XChaCha20-Poly1305 seal 40 B";
 const C_HDR_OPEN: &str = "crate XChaCha20-Poly1305 open 40 B";
 const C_SND_SEAL: &str = "crate ChaCha20-Poly1305 seal 32 B";
 const C_SND_OPEN: &str = "crate ChaCha20-Poly1305 open 32 B";
-const C_CNT_SEAL: &str = "crate ChaCha20-Poly1305 seal 592 B";
-const C_CNT_OPEN: &str = "crate ChaCha20-Poly1305 open 592 B";
+const C_CNT_SEAL: &str = "crate ChaCha20-Poly1305 seal 692 B";
+const C_CNT_OPEN: &str = "crate ChaCha20-Poly1305 open 692 B";
 const OS_RNG: &str = "OsRng 24 B";
 
 const T_X3DH_INIT: &str = "tacit X3DH initiator, with OPK";
@@ -521,13 +521,13 @@ fn primitive_rows(p: &Primitives) -> Vec<Row<'_>> {
     let mut b256 = [0u8; PLAINTEXT_LEN];
     let mut b40 = [0u8; 40];
     let mut b32 = [0u8; 32];
-    let mut b592 = [0u8; SEALED_INNER_LEN];
+    let mut b692 = [0u8; SEALED_INNER_LEN];
     let mut c256 = [0u8; PLAINTEXT_LEN];
     let mut c40 = [0u8; 40];
     let mut c32 = [0u8; 32];
-    let mut c592 = [0u8; SEALED_INNER_LEN];
-    let (mut o256, mut o40, mut o32, mut o592) = (b256, b40, b32, b592);
-    let (mut d256, mut d40, mut d32, mut d592) = (b256, b40, b32, b592);
+    let mut c692 = [0u8; SEALED_INNER_LEN];
+    let (mut o256, mut o40, mut o32, mut o692) = (b256, b40, b32, b692);
+    let (mut d256, mut d40, mut d32, mut d692) = (b256, b40, b32, b692);
     vec![
         simple(DH, || {
             *p.key_pair.diffie_hellman(&p.peer).unwrap().as_bytes()
@@ -557,16 +557,16 @@ fn primitive_rows(p: &Primitives) -> Vec<Row<'_>> {
         simple(HDR_OPEN, move || p.header.open(&mut o40)),
         simple(SND_SEAL, move || p.sender.seal(&mut b32)),
         simple(SND_OPEN, move || p.sender.open(&mut o32)),
-        simple(CNT_SEAL, move || p.content.seal(&mut b592)),
-        simple(CNT_OPEN, move || p.content.open(&mut o592)),
+        simple(CNT_SEAL, move || p.content.seal(&mut b692)),
+        simple(CNT_OPEN, move || p.content.open(&mut o692)),
         simple(C_BODY_SEAL, move || p.body.crate_seal(&mut c256)),
         simple(C_BODY_OPEN, move || p.body.crate_open(&mut d256)),
         simple(C_HDR_SEAL, move || p.header.crate_seal(&mut c40)),
         simple(C_HDR_OPEN, move || p.header.crate_open(&mut d40)),
         simple(C_SND_SEAL, move || p.sender.crate_seal(&mut c32)),
         simple(C_SND_OPEN, move || p.sender.crate_open(&mut d32)),
-        simple(C_CNT_SEAL, move || p.content.crate_seal(&mut c592)),
-        simple(C_CNT_OPEN, move || p.content.crate_open(&mut d592)),
+        simple(C_CNT_SEAL, move || p.content.crate_seal(&mut c692)),
+        simple(C_CNT_OPEN, move || p.content.crate_open(&mut d692)),
         simple(OS_RNG, || {
             let mut out = [0u8; 24];
             OsRng.fill_bytes(&mut out);
@@ -824,9 +824,12 @@ impl Figures<'_, '_> {
             + g(HKDF44)
             + a(SND_SEAL)
             + a(CNT_SEAL);
+        // Opening also decodes the sender's user key and verifies its
+        // device certificate (PROTOCOL.md 14.4).
         let open = 2.0 * g(DH)
             + g(MONTGOMERY)
-            + g(DECODE)
+            + 2.0 * g(DECODE)
+            + g(VERIFY)
             + g(HKDF76)
             + g(HKDF44)
             + a(SND_OPEN)
