@@ -14,7 +14,7 @@ use rand_core::SeedableRng;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tacit::envelope::{Content, ContentKind};
-use tacit::identity::{DeviceList, UserKeyPair};
+use tacit::identity::{DeviceList, LinkCode, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair};
 use tacit::ratchet::EncryptedMessage;
 use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
@@ -395,6 +395,69 @@ fn structured(s: &mut Seeds) -> Result<(), Error> {
     Ok(())
 }
 
+/// The code the `link_blob` target seals and opens its blobs under.
+const LINK_CODE: &str = "FUZZ-LINK-CODE-2345";
+
+/// `link_blob`: a code string (its length first), then blob bytes: real
+/// request and answer blobs under the target's code, and bare payloads,
+/// which the target seals itself.
+fn link_blobs(s: &mut Seeds) -> Result<(), Error> {
+    let code_input =
+        |code: &str, bytes: &[u8]| [&[code.len() as u8][..], code.as_bytes(), bytes].concat();
+    for code in [
+        LINK_CODE,
+        "fuzz link code 2345",
+        "FUZZLINKCODE2345",
+        "AAAA-AAAA-AAAA-AAAA",
+        "7777-7777-7777-7777",
+        "ABCD-EFGH-IJKL-MNO1",
+        "ABCD-EFGH-IJKL-MNOPQ",
+        "",
+    ] {
+        s.put("link_blob", &code_input(code, &[]))?;
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let secrets = LinkCode::parse(LINK_CODE)?.secrets();
+    let identity = IdentityKeyPair::from_seed(&[4; 32]).public_key();
+    let address = Address::new("alice", 2)?;
+    let request = secrets.seal_request(&address, &identity, &mut rng)?;
+    let list = DeviceList::sign(
+        &UserKeyPair::from_seed(&[0x85; 32]),
+        "alice",
+        2,
+        &[
+            (1, IdentityKeyPair::from_seed(&[1; 32]).public_key(), 0),
+            (2, identity, 0),
+        ],
+    )?;
+    let response = secrets.seal_response(&list, &mut rng)?;
+    let payload = |user: &[u8], device: u32| {
+        [
+            &b"tacit/link/v1/request"[..],
+            &[user.len() as u8],
+            user,
+            &device.to_be_bytes(),
+            &identity.to_bytes(),
+        ]
+        .concat()
+    };
+    for bytes in [
+        request.clone(),
+        response,
+        request[..request.len() - 1].to_vec(),
+        list.to_wire(),
+        payload(b"alice", 2),
+        payload(&[b'u'; 64], u32::MAX),
+        payload(b"", 2),
+        payload(b"alice", 0),
+        payload(b"al\nce", 2),
+        payload(&[0xff, 0xfe], 2),
+    ] {
+        s.put("link_blob", &code_input(LINK_CODE, &bytes))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Error> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = fuzz.parent().ok_or("no parent")?;
@@ -406,6 +469,7 @@ fn main() -> Result<(), Error> {
     from_vectors(repo, &mut s)?;
     from_sessions(&mut s)?;
     structured(&mut s)?;
+    link_blobs(&mut s)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
