@@ -24,8 +24,8 @@ use tacit::Address;
 use tacit_relay::fuzzing::{Event, FuzzRelay};
 use tacit_relay::Config;
 use tacit_relay_proto::{
-    Ack, ClientFrame, FetchBundles, Login, OneTimePreKey, Register, Reply, Request, ServerFrame,
-    SignedPreKey, Submit, UploadPreKeys,
+    Ack, ClientFrame, FetchBundles, FetchDeviceList, LinkPut, LinkTake, Login, OneTimePreKey,
+    PublishDeviceList, Register, Reply, Request, ServerFrame, SignedPreKey, Submit, UploadPreKeys,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -326,6 +326,58 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
         );
         exchange(
             Request::Submit(Submit::new(alice.clone(), vec![0xa1; 40], None)?),
+            &conn,
+        );
+        // Device lists: the user's list at version 2 with a second device
+        // (stored the first time, then refused as stale), and fetches of a
+        // listed user and of one without a list.
+        let user_key = UserKeyPair::from_seed(&[address.user_id().len() as u8 | 0x80; 32]);
+        let list = DeviceList::sign(
+            &user_key,
+            address.user_id(),
+            2,
+            &[
+                (address.device_id(), identity.public_key(), 0),
+                (2, IdentityKeyPair::from_seed(&[7; 32]).public_key(), 0),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        exchange(
+            Request::PublishDeviceList(PublishDeviceList {
+                device_list: (&list).into(),
+            }),
+            &conn,
+        );
+        exchange(
+            Request::FetchDeviceList(FetchDeviceList::new("bob")?),
+            &conn,
+        );
+        exchange(
+            Request::FetchDeviceList(FetchDeviceList::new("carol")?),
+            &conn,
+        );
+        // Link slots: a real request blob put and taken, then an empty
+        // slot taken.
+        let secrets = LinkCode::parse(LINK_CODE)?.secrets();
+        let blob = secrets.seal_request(
+            &Address::new(address.user_id(), 2)?,
+            &IdentityKeyPair::from_seed(&[7; 32]).public_key(),
+            &mut ChaCha20Rng::seed_from_u64(5),
+        )?;
+        exchange(
+            Request::LinkPut(LinkPut::new(secrets.request_slot(), blob)?),
+            &conn,
+        );
+        exchange(
+            Request::LinkTake(LinkTake {
+                slot: secrets.request_slot(),
+            }),
+            &conn,
+        );
+        exchange(
+            Request::LinkTake(LinkTake {
+                slot: secrets.response_slot(),
+            }),
             &conn,
         );
         exchange(
