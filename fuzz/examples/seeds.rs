@@ -14,7 +14,7 @@ use rand_core::SeedableRng;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tacit::envelope::{Content, ContentKind};
-use tacit::identity::{DeviceList, UserKeyPair};
+use tacit::identity::{DeviceList, LinkCode, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair};
 use tacit::ratchet::EncryptedMessage;
 use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
@@ -24,8 +24,8 @@ use tacit::Address;
 use tacit_relay::fuzzing::{Event, FuzzRelay};
 use tacit_relay::Config;
 use tacit_relay_proto::{
-    Ack, ClientFrame, FetchBundles, Login, OneTimePreKey, Register, Reply, Request, ServerFrame,
-    SignedPreKey, Submit, UploadPreKeys,
+    Ack, ClientFrame, FetchBundles, FetchDeviceList, LinkPut, LinkTake, Login, OneTimePreKey,
+    PublishDeviceList, Register, Reply, Request, ServerFrame, SignedPreKey, Submit, UploadPreKeys,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -328,6 +328,58 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
             Request::Submit(Submit::new(alice.clone(), vec![0xa1; 40], None)?),
             &conn,
         );
+        // Device lists: the user's list at version 2 with a second device
+        // (stored the first time, then refused as stale), and fetches of a
+        // listed user and of one without a list.
+        let user_key = UserKeyPair::from_seed(&[address.user_id().len() as u8 | 0x80; 32]);
+        let list = DeviceList::sign(
+            &user_key,
+            address.user_id(),
+            2,
+            &[
+                (address.device_id(), identity.public_key(), 0),
+                (2, IdentityKeyPair::from_seed(&[7; 32]).public_key(), 0),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        exchange(
+            Request::PublishDeviceList(PublishDeviceList {
+                device_list: (&list).into(),
+            }),
+            &conn,
+        );
+        exchange(
+            Request::FetchDeviceList(FetchDeviceList::new("bob")?),
+            &conn,
+        );
+        exchange(
+            Request::FetchDeviceList(FetchDeviceList::new("carol")?),
+            &conn,
+        );
+        // Link slots: a real request blob put and taken, then an empty
+        // slot taken.
+        let secrets = LinkCode::parse(LINK_CODE)?.secrets();
+        let blob = secrets.seal_request(
+            &Address::new(address.user_id(), 2)?,
+            &IdentityKeyPair::from_seed(&[7; 32]).public_key(),
+            &mut ChaCha20Rng::seed_from_u64(5),
+        )?;
+        exchange(
+            Request::LinkPut(LinkPut::new(secrets.request_slot(), blob)?),
+            &conn,
+        );
+        exchange(
+            Request::LinkTake(LinkTake {
+                slot: secrets.request_slot(),
+            }),
+            &conn,
+        );
+        exchange(
+            Request::LinkTake(LinkTake {
+                slot: secrets.response_slot(),
+            }),
+            &conn,
+        );
         exchange(
             Request::SetDeliveryToken(tacit_relay_proto::SetDeliveryToken {
                 token: Some(tacit_relay_proto::DeliveryToken::new(&[9; 16])?),
@@ -395,6 +447,69 @@ fn structured(s: &mut Seeds) -> Result<(), Error> {
     Ok(())
 }
 
+/// The code the `link_blob` target seals and opens its blobs under.
+const LINK_CODE: &str = "FUZZ-LINK-CODE-2345";
+
+/// `link_blob`: a code string (its length first), then blob bytes: real
+/// request and answer blobs under the target's code, and bare payloads,
+/// which the target seals itself.
+fn link_blobs(s: &mut Seeds) -> Result<(), Error> {
+    let code_input =
+        |code: &str, bytes: &[u8]| [&[code.len() as u8][..], code.as_bytes(), bytes].concat();
+    for code in [
+        LINK_CODE,
+        "fuzz link code 2345",
+        "FUZZLINKCODE2345",
+        "AAAA-AAAA-AAAA-AAAA",
+        "7777-7777-7777-7777",
+        "ABCD-EFGH-IJKL-MNO1",
+        "ABCD-EFGH-IJKL-MNOPQ",
+        "",
+    ] {
+        s.put("link_blob", &code_input(code, &[]))?;
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let secrets = LinkCode::parse(LINK_CODE)?.secrets();
+    let identity = IdentityKeyPair::from_seed(&[4; 32]).public_key();
+    let address = Address::new("alice", 2)?;
+    let request = secrets.seal_request(&address, &identity, &mut rng)?;
+    let list = DeviceList::sign(
+        &UserKeyPair::from_seed(&[0x85; 32]),
+        "alice",
+        2,
+        &[
+            (1, IdentityKeyPair::from_seed(&[1; 32]).public_key(), 0),
+            (2, identity, 0),
+        ],
+    )?;
+    let response = secrets.seal_response(&list, &mut rng)?;
+    let payload = |user: &[u8], device: u32| {
+        [
+            &b"tacit/link/v1/request"[..],
+            &[user.len() as u8],
+            user,
+            &device.to_be_bytes(),
+            &identity.to_bytes(),
+        ]
+        .concat()
+    };
+    for bytes in [
+        request.clone(),
+        response,
+        request[..request.len() - 1].to_vec(),
+        list.to_wire(),
+        payload(b"alice", 2),
+        payload(&[b'u'; 64], u32::MAX),
+        payload(b"", 2),
+        payload(b"alice", 0),
+        payload(b"al\nce", 2),
+        payload(&[0xff, 0xfe], 2),
+    ] {
+        s.put("link_blob", &code_input(LINK_CODE, &bytes))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Error> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = fuzz.parent().ok_or("no parent")?;
@@ -406,6 +521,7 @@ fn main() -> Result<(), Error> {
     from_vectors(repo, &mut s)?;
     from_sessions(&mut s)?;
     structured(&mut s)?;
+    link_blobs(&mut s)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
