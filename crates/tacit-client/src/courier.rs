@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use tacit_relay_proto::{
-    ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, Reply, Request, Submit,
+    ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, LinkTake, Reply, Request, Submit,
+    LINK_SLOT_LEN,
 };
 use tokio::time::Instant;
 
@@ -93,6 +94,31 @@ impl Courier {
         request: Request,
     ) -> Result<Result<Reply, ErrorReply>, ClientError> {
         self.request(request).await
+    }
+
+    /// Takes the blob of a link slot, asking again every `poll` while the
+    /// slot is empty, until `deadline`. `Ok(Err(_))` is the relay's last
+    /// refusal (`LinkSlotUnavailable` when the deadline passed).
+    pub(crate) async fn take_link_slot(
+        &mut self,
+        slot: [u8; LINK_SLOT_LEN],
+        deadline: Instant,
+        poll: Duration,
+    ) -> Result<Result<Vec<u8>, ErrorReply>, ClientError> {
+        loop {
+            match self.link(Request::LinkTake(LinkTake { slot })).await? {
+                Ok(Reply::LinkBlob(blob)) => return Ok(Ok(blob)),
+                Ok(other) => {
+                    return Err(ClientError::Protocol(format!(
+                        "unexpected answer {other:?}"
+                    )))
+                }
+                Err(e) if e.code == ErrorCode::LinkSlotUnavailable && Instant::now() < deadline => {
+                    tokio::time::sleep(poll).await;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
     }
 
     /// Sends `request` on the anonymous connection (opening one if needed)

@@ -1156,16 +1156,9 @@ impl Engine {
             return Err(ClientError::Invalid("cannot send to yourself".into()));
         }
         for user in [peer, own_user.as_str()] {
-            match self.fetch_list(user, None).await? {
-                Some(list) => match self.manager.update_device_list(&list) {
-                    // An older list from the relay: keep the newer one.
-                    Ok(_) | Err(SessionError::StaleDeviceList { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                },
-                None if self.manager.device_list(user)?.is_none() && user == peer => {
-                    return Err(ClientError::UnknownPeer(peer.into()));
-                }
-                None => {}
+            let served = self.refresh_list(user).await?;
+            if !served && user == peer && self.manager.device_list(user)?.is_none() {
+                return Err(ClientError::UnknownPeer(peer.into()));
             }
         }
         for address in self.manager.missing_sessions(peer)? {
@@ -1212,6 +1205,19 @@ impl Engine {
             );
         }
         Ok((*content.message_id(), envelopes))
+    }
+
+    /// Fetches `user_id`'s list from the relay and trusts it if it is newer
+    /// than the stored one (an older one is ignored: the newest verified
+    /// list stays). Returns whether the relay served a list that verifies.
+    async fn refresh_list(&mut self, user_id: &str) -> Result<bool, ClientError> {
+        let Some(list) = self.fetch_list(user_id, None).await? else {
+            return Ok(false);
+        };
+        match self.manager.update_device_list(&list) {
+            Ok(_) | Err(SessionError::StaleDeviceList { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The user's current list from the relay, verified, for that user and

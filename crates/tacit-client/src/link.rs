@@ -10,12 +10,12 @@ use std::time::Duration;
 use rand_core::OsRng;
 use tacit::identity::LinkCode;
 use tacit::Address;
-use tacit_relay_proto::{ErrorCode, LinkPut, LinkTake, Reply, Request};
+use tacit_relay_proto::{ErrorCode, LinkPut, Reply, Request};
 use tokio::time::Instant;
 
 use crate::courier::Courier;
 use crate::endpoint::Endpoint;
-use crate::engine::{open_manager, register, Creation};
+use crate::engine::{open_manager, register, unexpected, Creation};
 use crate::{ClientConfig, ClientError, Registration};
 
 /// How often the new device asks the relay for the answer.
@@ -49,23 +49,16 @@ pub async fn link(
             Ok(other) => return Err(unexpected(&other)),
             Err(e) => return Err(ClientError::Relay(e)),
         }
-        let deadline = Instant::now() + wait;
-        let take = LinkTake {
-            slot: secrets.response_slot(),
-        };
-        let answer = loop {
-            match courier.link(Request::LinkTake(take)).await? {
-                Ok(Reply::LinkBlob(blob)) => break blob,
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) if e.code == ErrorCode::LinkSlotUnavailable => {
-                    if Instant::now() >= deadline {
-                        courier.close().await;
-                        return Err(ClientError::Timeout("waiting for the link to be approved"));
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-                Err(e) => return Err(ClientError::Relay(e)),
+        let answer = courier
+            .take_link_slot(secrets.response_slot(), Instant::now() + wait, POLL)
+            .await?;
+        let answer = match answer {
+            Ok(blob) => blob,
+            Err(e) if e.code == ErrorCode::LinkSlotUnavailable => {
+                courier.close().await;
+                return Err(ClientError::Timeout("waiting for the link to be approved"));
             }
+            Err(e) => return Err(ClientError::Relay(e)),
         };
         courier.close().await;
         let list = secrets.open_response(&answer)?;
@@ -78,8 +71,4 @@ pub async fn link(
     }
     drop(manager);
     register(config, address).await
-}
-
-fn unexpected(reply: &Reply) -> ClientError {
-    ClientError::Protocol(format!("unexpected answer {reply:?}"))
 }

@@ -8,9 +8,7 @@ use rand_core::OsRng;
 use tacit::error::SessionError;
 use tacit::identity::{DeviceList, LinkCode, UserKeyPair};
 use tacit::{Address, DeviceId};
-use tacit_relay_proto::{
-    DeviceListBytes, ErrorCode, LinkPut, LinkTake, PublishDeviceList, Reply, Request,
-};
+use tacit_relay_proto::{DeviceListBytes, LinkPut, PublishDeviceList, Reply, Request};
 use tokio::time::Instant;
 
 use super::{unexpected, Engine};
@@ -34,12 +32,7 @@ impl Engine {
     /// The local user's verified list, refreshed from the relay first.
     async fn own_list(&mut self) -> Result<DeviceList, ClientError> {
         let user = self.manager.local_address().user_id().to_owned();
-        if let Some(list) = self.fetch_list(&user, None).await? {
-            match self.manager.update_device_list(&list) {
-                Ok(_) | Err(SessionError::StaleDeviceList { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.refresh_list(&user).await?;
         self.manager
             .device_list(&user)?
             .ok_or(ClientError::Session(SessionError::NotOnOwnList))
@@ -69,20 +62,15 @@ impl Engine {
     ) -> Result<Address, ClientError> {
         let user_key = self.user_key()?;
         let secrets = code.secrets();
-        let take = LinkTake {
-            slot: secrets.request_slot(),
-        };
-        let deadline = Instant::now() + REQUEST_WAIT;
-        let blob = loop {
-            match self.courier.link(Request::LinkTake(take)).await? {
-                Ok(Reply::LinkBlob(blob)) => break blob,
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) if e.code == ErrorCode::LinkSlotUnavailable && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(ClientError::Relay(e)),
-            }
-        };
+        let blob = self
+            .courier
+            .take_link_slot(
+                secrets.request_slot(),
+                Instant::now() + REQUEST_WAIT,
+                Duration::from_millis(250),
+            )
+            .await?
+            .map_err(ClientError::Relay)?;
         let request = secrets.open_request(&blob)?;
         if request.address.user_id() != self.manager.local_address().user_id() {
             return Err(ClientError::Invalid(format!(
