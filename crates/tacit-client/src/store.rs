@@ -91,7 +91,8 @@ fn corrupt() -> StoreError {
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![RECORD_VERSION];
-    let body = postcard::to_stdvec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let body = postcard::to_stdvec(value)
+        .map_err(|e| StoreError::backend("encoding a client record", e))?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -104,7 +105,7 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
 }
 
 fn lock_error() -> StoreError {
-    StoreError::Backend("store lock poisoned".into())
+    StoreError::backend_message("store lock poisoned")
 }
 
 /// The key of an incoming content: sender address and content message id.

@@ -194,7 +194,7 @@ impl fmt::Debug for AppWrite {
 
 fn check_kind(kind: &str) -> Result<(), StoreError> {
     if kind.is_empty() || kind.len() > MAX_APP_KIND_LEN || kind.contains('\0') {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend_message(format!(
             "application record kind must be 1 to {MAX_APP_KIND_LEN} bytes without NUL"
         )));
     }
@@ -218,7 +218,7 @@ impl fmt::Debug for SqliteStore {
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend("sqlite", e)
 }
 
 fn hmac(key: &[u8; 32], message: &[u8]) -> Zeroizing<[u8; 32]> {
@@ -317,7 +317,7 @@ impl SqliteStore {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng
             .try_fill_bytes(&mut nonce)
-            .map_err(|e| StoreError::Backend(format!("randomness: {e}")))?;
+            .map_err(|e| StoreError::backend("randomness", e))?;
         let cipher = XChaCha20Poly1305::new(self.record_key.as_ref().into());
         let aad = aad(table, row);
         let ciphertext = cipher
@@ -328,7 +328,7 @@ impl SqliteStore {
                     aad: &aad,
                 },
             )
-            .map_err(|_| StoreError::Backend("record too long".into()))?;
+            .map_err(|_| StoreError::backend_message("record too long"))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);

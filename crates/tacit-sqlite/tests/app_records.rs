@@ -114,7 +114,7 @@ fn session_changes_and_app_writes_land_together_or_not_at_all() {
             &[AppWrite::put("seen", b"x", vec![1])],
         )
         .unwrap_err();
-    assert!(matches!(&err, StoreError::Backend(m) if m.contains("injected")));
+    assert!(matches!(&err, StoreError::Backend(m) if format!("{m:?}").contains("injected")));
     assert!(store.load_account().unwrap().is_none());
     assert!(store.app_record("seen", b"x").unwrap().is_none());
 
@@ -162,4 +162,33 @@ fn a_version_1_file_is_migrated() {
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, tacit_sqlite::SCHEMA_VERSION);
+}
+
+#[test]
+fn a_backend_error_carries_the_sqlite_error_as_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path, &KEY).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER fail_app BEFORE INSERT ON app_records
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let mut store = SqliteStore::open(&path, &KEY).unwrap();
+    let err = store
+        .commit_with(Changes::new(), &[AppWrite::put("seen", b"x", vec![1])])
+        .unwrap_err();
+    // Walk the source chain down to SQLite's own error.
+    let mut source = std::error::Error::source(&err);
+    let mut found = None;
+    while let Some(e) = source {
+        if let Some(sqlite) = e.downcast_ref::<rusqlite::Error>() {
+            found = Some(sqlite.to_string());
+        }
+        source = e.source();
+    }
+    let found = found.expect("the rusqlite error is in the source chain");
+    assert!(found.contains("injected"), "{found}");
 }

@@ -169,7 +169,7 @@ fn a_failed_commit_writes_no_device_list() {
         )
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Backend(m) if m.contains("injected")),
+        matches!(&err, StoreError::Backend(m) if format!("{m:?}").contains("injected")),
         "{err:?}"
     );
     assert_eq!(store.device_list("alice").unwrap(), Some(v1.clone()));
@@ -191,7 +191,7 @@ fn a_failed_commit_writes_no_device_list() {
         )
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Backend(m) if m.contains("injected")),
+        matches!(&err, StoreError::Backend(m) if format!("{m:?}").contains("injected")),
         "{err:?}"
     );
     assert_eq!(store.device_list("alice").unwrap(), Some(v1));

@@ -353,7 +353,7 @@ fn a_failed_transaction_leaves_nothing_partial() {
         .decrypt(&addr("alice", 1), &alice_id, &m, &mut rng)
         .unwrap_err();
     assert!(
-        matches!(&err, SessionError::Store(StoreError::Backend(msg)) if msg.contains("injected")),
+        matches!(&err, SessionError::Store(StoreError::Backend(msg)) if format!("{msg:?}").contains("injected")),
         "{err:?}"
     );
     // The account was written before the failure: rolled back. (Alice's

@@ -5,6 +5,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use thiserror::Error;
 
@@ -366,9 +367,11 @@ pub enum AccountError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend reported an error (I/O, a constraint, a lock).
+    /// The backend reported an error (I/O, a constraint, a lock); the
+    /// backend's own error, when it has one, is the
+    /// [`source`](core::error::Error::source).
     #[error("storage backend: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
     /// The key that seals records at rest is not the one the store was
     /// created with.
     #[error("wrong storage key")]
@@ -397,6 +400,97 @@ pub enum StoreError {
     #[error("write refused: {0}")]
     Refused(&'static str),
 }
+
+impl StoreError {
+    /// A [`Backend`](Self::Backend) error saying what failed, with the
+    /// backend's own error as its source.
+    pub fn backend(
+        context: impl Into<String>,
+        source: impl core::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend(BackendError::with_source(context, source))
+    }
+
+    /// A [`Backend`](Self::Backend) error with a message and no source.
+    pub fn backend_message(message: impl Into<String>) -> Self {
+        Self::Backend(BackendError::new(message))
+    }
+}
+
+/// What a storage backend reported: a message, and the backend's own error
+/// (an SQLite error, an I/O error) when there is one, kept whole as the
+/// [`source`](core::error::Error::source) so that a caller can inspect or
+/// downcast it.
+///
+/// Two values are equal when their messages are equal and their sources
+/// display the same: a source need not implement `PartialEq`.
+#[derive(Clone)]
+pub struct BackendError {
+    message: String,
+    source: Option<Arc<dyn core::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    /// An error with a message and no source.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error saying what failed (`context`), caused by `source`.
+    pub fn with_source(
+        context: impl Into<String>,
+        source: impl core::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The message (without the source's).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl core::fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut out = f.debug_struct("BackendError");
+        out.field("message", &self.message);
+        if let Some(source) = &self.source {
+            out.field("source", source);
+        }
+        out.finish()
+    }
+}
+
+impl core::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl core::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn core::error::Error + 'static))
+    }
+}
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &Self) -> bool {
+        use alloc::string::ToString;
+        self.message == other.message
+            && self.source.as_ref().map(ToString::to_string)
+                == other.source.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Eq for BackendError {}
 
 /// A user key, device certificate or device list was refused
 /// (`docs/PROTOCOL.md` 14).
