@@ -127,7 +127,7 @@ async fn redelivery_after_a_crash_before_the_ack_shows_nothing_twice() {
 
     // Restarted, Bob is offered both again: the ratchet would refuse them
     // as replays, but he recognises them, shows nothing, and acks them.
-    let mut bob = Client::start(bob_config.clone()).await.unwrap();
+    let mut bob = start_after_crash(bob_config.clone()).await;
     let ((delivered, duplicates), events) = drained(&mut bob).await;
     assert_eq!((delivered, duplicates), (0, 2));
     assert!(texts(&events).is_empty(), "{events:?}");
@@ -314,14 +314,53 @@ async fn bad_input_is_refused_with_typed_errors() {
         alice.safety_number("carol").await,
         Err(ClientError::UnknownPeer(_))
     ));
-    // A wrong key is refused.
+    // A wrong key is refused (once the running client let go of the file).
+    alice.shutdown().await;
     let mut wrong = client_config(&dir, "alice", at);
     wrong.store_key = tacit_client::StoreKey::from_bytes([1; 32]);
     assert!(matches!(
         Client::start(wrong).await,
-        Err(ClientError::Store(_))
+        Err(ClientError::Store(tacit::error::StoreError::WrongKey))
     ));
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_client_on_the_same_store_is_refused_and_the_first_keeps_working() {
+    let dir = TempDir::new("store-in-use");
+    let relay = start_relay(&dir.path("relay.db")).await;
+    let at = relay.local_addr();
+    let alice_config = registered(&dir, "alice", at).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let alice = Client::start(alice_config.clone()).await.unwrap();
+    let mut bob = Client::start(bob_config).await.unwrap();
+    alice.send_text("bob", "one").await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "one");
+
+    // A second client on Alice's store (a `send` while a `chat` runs) is
+    // refused before it connects: it would otherwise share the account and
+    // sessions, and its connection would supersede the first one's.
+    assert!(matches!(
+        Client::start(alice_config.clone()).await,
+        Err(ClientError::Store(tacit::error::StoreError::InUse))
+    ));
+    assert!(matches!(
+        register(&alice_config, addr("alice", 1)).await,
+        Err(ClientError::Store(tacit::error::StoreError::InUse))
+    ));
+
+    // The first goes on sending and receiving.
+    alice.send_text("bob", "two").await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "two");
+    bob.send_text("alice", "three").await.unwrap();
+    let mut alice = alice;
+    assert_eq!(next_text(&mut alice).await, "three");
     alice.shutdown().await;
+
+    // Once it stopped, the store opens again.
+    let alice = Client::start(alice_config).await.unwrap();
+    alice.shutdown().await;
+    bob.shutdown().await;
     relay.shutdown().await.unwrap();
 }
 
@@ -338,8 +377,10 @@ async fn a_failed_record_write_leaves_the_message_to_be_redelivered() {
 
     // Writing Bob's history fails: the session change that decrypting the
     // message caused is in the same transaction, so it is not kept either.
-    let saboteur = rusqlite::Connection::open(&bob_config.store_path).unwrap();
-    saboteur
+    // (The store keeps its file locked while a client has it open, so the
+    // trigger goes in before Bob starts.)
+    rusqlite::Connection::open(&bob_config.store_path)
+        .unwrap()
         .execute_batch(
             "CREATE TRIGGER fail_history BEFORE INSERT ON app_records
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
@@ -362,7 +403,8 @@ async fn a_failed_record_write_leaves_the_message_to_be_redelivered() {
     assert_eq!(queued(&relay_db, "bob"), 1);
     drop(bob);
 
-    saboteur
+    rusqlite::Connection::open(&bob_config.store_path)
+        .unwrap()
         .execute_batch("DROP TRIGGER fail_history;")
         .unwrap();
     let mut bob = Client::start(bob_config).await.unwrap();

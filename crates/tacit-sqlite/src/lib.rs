@@ -221,6 +221,17 @@ fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::backend("sqlite", e)
 }
 
+/// [`StoreError::InUse`] when SQLite says another connection holds the
+/// lock, else a backend error.
+fn in_use_or_backend(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::InUse
+        }
+        _ => backend(e),
+    }
+}
+
 fn hmac(key: &[u8; 32], message: &[u8]) -> Zeroizing<[u8; 32]> {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
@@ -262,14 +273,21 @@ impl SqliteStore {
     }
 
     fn with_connection(mut conn: Connection, key: &[u8; 32]) -> Result<Self, StoreError> {
-        // In memory, the journal mode stays "memory"; on a file it is WAL.
+        // The connection takes the file's lock on its first access and
+        // keeps it until it closes (exclusive locking mode): a second
+        // opener, in this process or another, gets `InUse` at once.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::ZERO)
+            .map_err(backend)?;
+        // In memory, the journal mode stays "memory"; on a file it is WAL
+        // (without shared memory, as the lock is exclusive).
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(backend)?;
+            .map_err(in_use_or_backend)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
+        // The first write transaction takes the exclusive lock for good.
         migrate(&mut conn)?;
         let store = Self {
             conn,
@@ -501,7 +519,7 @@ fn printable(row: &[u8]) -> String {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+        .map_err(in_use_or_backend)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")
         .map_err(backend)?;
     let version: Option<u32> = tx

@@ -85,6 +85,7 @@ fn records_are_sealed_and_bound_to_their_row() {
         [],
     )
     .unwrap();
+    drop(conn);
     let store = SqliteStore::open(&path, &KEY).unwrap();
     assert!(matches!(
         store.app_record("history", b"key-two"),
@@ -97,17 +98,21 @@ fn records_are_sealed_and_bound_to_their_row() {
 fn session_changes_and_app_writes_land_together_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let mut store = SqliteStore::open(&path, &KEY).unwrap();
+    let store = SqliteStore::open(&path, &KEY).unwrap();
     let account = Account::generate(&mut ChaCha20Rng::seed_from_u64(1), 0);
 
     // The application write fails (injected): the account is not written.
-    let saboteur = Connection::open(&path).unwrap();
-    saboteur
+    // (The store holds the file's lock, so the trigger goes in while it is
+    // closed.)
+    drop(store);
+    Connection::open(&path)
+        .unwrap()
         .execute_batch(
             "CREATE TRIGGER fail_app BEFORE INSERT ON app_records
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
         )
         .unwrap();
+    let mut store = SqliteStore::open(&path, &KEY).unwrap();
     let err = store
         .commit_with(
             Changes::new().with_account(account.clone()),
@@ -119,7 +124,12 @@ fn session_changes_and_app_writes_land_together_or_not_at_all() {
     assert!(store.app_record("seen", b"x").unwrap().is_none());
 
     // A bad kind is refused before anything is written.
-    saboteur.execute_batch("DROP TRIGGER fail_app;").unwrap();
+    drop(store);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER fail_app;")
+        .unwrap();
+    let mut store = SqliteStore::open(&path, &KEY).unwrap();
     assert!(store
         .commit_with(
             Changes::new().with_account(account.clone()),
@@ -157,6 +167,7 @@ fn a_version_1_file_is_migrated() {
     store
         .commit_with(Changes::new(), &[AppWrite::put("k", b"x", vec![2])])
         .unwrap();
+    drop(store);
     let conn = Connection::open(&path).unwrap();
     let version: u32 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))

@@ -87,6 +87,12 @@ fn row(path: &std::path::Path, tag: &[u8; 32]) -> Vec<u8> {
         .unwrap()
 }
 
+/// Alice's list, read by a store opened for the purpose (the store keeps
+/// the file locked while it is open).
+fn alice_list(path: &std::path::Path) -> Result<Option<DeviceList>, StoreError> {
+    SqliteStore::open(path, &KEY).unwrap().device_list("alice")
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -123,6 +129,7 @@ fn device_lists_round_trip_and_are_replaced() {
     let store = SqliteStore::open(&path, &KEY).unwrap();
     assert_eq!(store.device_list("alice").unwrap(), Some(alice_v2.clone()));
     assert_eq!(store.device_list("bob").unwrap(), Some(bob_v7));
+    drop(store);
     let count: u32 = Connection::open(&path)
         .unwrap()
         .query_row("SELECT COUNT(*) FROM device_lists", [], |r| r.get(0))
@@ -154,13 +161,13 @@ fn a_failed_commit_writes_no_device_list() {
 
     // The identity write fails after nothing else: the new list (written
     // last) must not land either.
-    let saboteur = Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER fail_identities BEFORE INSERT ON identities
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
+    let mut store = common::with_file_closed(
+        store,
+        &path,
+        &KEY,
+        "CREATE TRIGGER fail_identities BEFORE INSERT ON identities
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    );
     let err = store
         .commit(
             Changes::new()
@@ -176,13 +183,14 @@ fn a_failed_commit_writes_no_device_list() {
 
     // The list write itself fails: the identity written before it is
     // rolled back.
-    saboteur
-        .execute_batch(
-            "DROP TRIGGER fail_identities;
-             CREATE TRIGGER fail_lists BEFORE UPDATE ON device_lists
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
+    store = common::with_file_closed(
+        store,
+        &path,
+        &KEY,
+        "DROP TRIGGER fail_identities;
+         CREATE TRIGGER fail_lists BEFORE UPDATE ON device_lists
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    );
     let err = store
         .commit(
             Changes::new()
@@ -197,7 +205,7 @@ fn a_failed_commit_writes_no_device_list() {
     assert_eq!(store.device_list("alice").unwrap(), Some(v1));
     assert_eq!(store.trusted_identity(&addr("alice", 2)).unwrap(), None);
 
-    saboteur.execute_batch("DROP TRIGGER fail_lists;").unwrap();
+    store = common::with_file_closed(store, &path, &KEY, "DROP TRIGGER fail_lists;");
     store
         .commit(
             Changes::new()
@@ -237,13 +245,13 @@ fn update_device_list_deletes_sessions_in_the_same_transaction() {
     }
 
     // The session delete of bob.2 fails: the list stays at version 1.
-    let saboteur = Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER fail_delete BEFORE DELETE ON sessions
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
+    let mut alice = common::manager_with_file_closed(
+        alice,
+        &path,
+        &KEY,
+        "CREATE TRIGGER fail_delete BEFORE DELETE ON sessions
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    );
     let v2 = list("bob", 2, &[(1, k1)]);
     assert!(alice.update_device_list(&v2).is_err());
     assert_eq!(alice.device_list("bob").unwrap().unwrap().version(), 1);
@@ -253,7 +261,8 @@ fn update_device_list_deletes_sessions_in_the_same_transaction() {
         .unwrap()
         .is_some());
 
-    saboteur.execute_batch("DROP TRIGGER fail_delete;").unwrap();
+    let mut alice =
+        common::manager_with_file_closed(alice, &path, &KEY, "DROP TRIGGER fail_delete;");
     alice.update_device_list(&v2).unwrap();
     drop(alice);
     let store = SqliteStore::open(&path, &KEY).unwrap();
@@ -312,14 +321,15 @@ fn a_list_row_is_bound_to_its_user_and_verified_when_read() {
     let store = SqliteStore::open(&path, &KEY).unwrap();
     assert_eq!(store.device_list("alice").unwrap_err(), tampered);
     assert_eq!(store.device_list("mallory").unwrap(), Some(mallory.clone()));
+    drop(store);
 
     // A flipped byte, a truncated record: tampered.
     let mut flipped = original.clone();
     *flipped.last_mut().unwrap() ^= 1;
     set_row(&path, &alice_tag, &flipped);
-    assert_eq!(store.device_list("alice").unwrap_err(), tampered);
+    assert_eq!(alice_list(&path).unwrap_err(), tampered);
     set_row(&path, &alice_tag, &original[..original.len() - 1]);
-    assert_eq!(store.device_list("alice").unwrap_err(), tampered);
+    assert_eq!(alice_list(&path).unwrap_err(), tampered);
 
     // Sealed properly but not a list, a list with a broken signature, or
     // Mallory's valid list at Alice's row: corrupt.
@@ -332,12 +342,12 @@ fn a_list_row_is_bound_to_its_user_and_verified_when_read() {
     bad_signature[last] ^= 1;
     for plaintext in [b"not a list".to_vec(), bad_signature, mallory.to_wire()] {
         set_row(&path, &alice_tag, &seal(&alice_tag, &plaintext));
-        assert_eq!(store.device_list("alice").unwrap_err(), corrupt);
+        assert_eq!(alice_list(&path).unwrap_err(), corrupt);
     }
 
     // The original row reads again.
     set_row(&path, &alice_tag, &seal(&alice_tag, &alice.to_wire()));
-    assert_eq!(store.device_list("alice").unwrap(), Some(alice));
+    assert_eq!(alice_list(&path).unwrap(), Some(alice));
 }
 
 #[test]
@@ -365,6 +375,7 @@ fn a_version_2_file_is_migrated() {
         .commit(Changes::new().with_device_list(bob.clone()))
         .unwrap();
     assert_eq!(store.device_list("bob").unwrap(), Some(bob));
+    drop(store);
     let version: u32 = Connection::open(&path)
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))

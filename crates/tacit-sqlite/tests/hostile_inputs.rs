@@ -136,6 +136,17 @@ fn hostile_inputs_at_the_sqlite_store() {
     let m = alice.encrypt(&b, b"hello", &mut rng).unwrap();
     bob.decrypt(&a, &alice_id, &m, &mut rng).unwrap();
     let reply = bob.encrypt(&a, b"reply", &mut rng).unwrap();
+    // The store keeps its file locked while open: Alice's manager is opened
+    // around each attempt, and the file altered while it is closed.
+    drop(alice);
+    let open_alice = || {
+        SessionManager::open(
+            SqliteStore::open(&path, &KEY).unwrap(),
+            addr("alice", 1),
+            SessionConfig::default(),
+        )
+        .unwrap()
+    };
 
     // The same address in another store, under another key.
     let other_path = dir.path().join("other.db");
@@ -201,7 +212,7 @@ fn hostile_inputs_at_the_sqlite_store() {
             [bytes],
         );
         let before = raw(&path);
-        let result = alice.decrypt(&b, &bob_id, &reply, &mut rng);
+        let result = open_alice().decrypt(&b, &bob_id, &reply, &mut rng);
         rows.push(Row {
             kind,
             input,
@@ -223,7 +234,7 @@ fn hostile_inputs_at_the_sqlite_store() {
         [&record],
     );
     let before = raw(&path);
-    let result = alice.encrypt(&b2, b"to bob.2", &mut rng);
+    let result = open_alice().encrypt(&b2, b"to bob.2", &mut rng);
     rows.push(Row {
         kind: "CrossSession",
         input: "bob.1's session record in bob.2's row",
@@ -283,13 +294,7 @@ fn hostile_inputs_at_the_sqlite_store() {
     assert_eq!(failed, 0);
 
     // Restored, the store goes on: Alice reads Bob's reply.
-    drop(alice);
-    let mut alice = SessionManager::open(
-        SqliteStore::open(&path, &KEY).unwrap(),
-        a.clone(),
-        SessionConfig::default(),
-    )
-    .unwrap();
+    let mut alice = open_alice();
     assert_eq!(
         alice
             .decrypt(&b, &bob_id, &reply, &mut rng)

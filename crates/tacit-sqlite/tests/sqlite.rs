@@ -233,6 +233,7 @@ fn swapped_rows_are_detected() {
             ..
         }
     ));
+    drop(store);
     // A session record moved into the identities table fails too.
     let conn = Connection::open(&path).unwrap();
     conn.execute(
@@ -242,6 +243,7 @@ fn swapped_rows_are_detected() {
     )
     .unwrap();
     drop(conn);
+    let store = SqliteStore::open(&path, &KEY).unwrap();
     assert!(matches!(
         store.trusted_identity(&addr("bob", 1)).unwrap_err(),
         StoreError::Tampered {
@@ -250,6 +252,7 @@ fn swapped_rows_are_detected() {
         }
     ));
     // And a flipped bit in the account.
+    drop(store);
     let conn = Connection::open(&path).unwrap();
     let mut account: Vec<u8> = conn
         .query_row("SELECT record FROM account", [], |r| r.get(0))
@@ -257,6 +260,8 @@ fn swapped_rows_are_detected() {
     account[40] ^= 1;
     conn.execute("UPDATE account SET record = ?1", [account])
         .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, &KEY).unwrap();
     assert!(matches!(
         store.load_account().unwrap_err(),
         StoreError::Tampered {
@@ -341,14 +346,21 @@ fn a_failed_transaction_leaves_nothing_partial() {
     let alice_id = alice.account().identity().public_key();
 
     // The session write, the last of the transaction, fails.
-    let saboteur = Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER fail_sessions BEFORE INSERT ON sessions
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
+    let store = bob.into_store();
+    drop(store);
     let before = raw_rows(&path);
+    let mut bob = common::manager_with_file_closed(
+        SessionManager::open(
+            SqliteStore::open(&path, &KEY).unwrap(),
+            addr("bob", 1),
+            SessionConfig::default(),
+        )
+        .unwrap(),
+        &path,
+        &KEY,
+        "CREATE TRIGGER fail_sessions BEFORE INSERT ON sessions
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    );
     let err = bob
         .decrypt(&addr("alice", 1), &alice_id, &m, &mut rng)
         .unwrap_err();
@@ -358,9 +370,9 @@ fn a_failed_transaction_leaves_nothing_partial() {
     );
     // The account was written before the failure: rolled back. (Alice's
     // identity is trusted from her device list, before any message.)
-    assert_eq!(raw_rows(&path), before);
     assert_eq!(bob.account().one_time_prekey_count(), 3);
     drop(bob);
+    assert_eq!(raw_rows(&path), before);
     let store = SqliteStore::open(&path, &KEY).unwrap();
     assert_eq!(
         store.trusted_identity(&addr("alice", 1)).unwrap(),
@@ -376,9 +388,7 @@ fn a_failed_transaction_leaves_nothing_partial() {
     );
 
     // Without the saboteur, the same message goes through.
-    saboteur
-        .execute_batch("DROP TRIGGER fail_sessions;")
-        .unwrap();
+    let store = common::with_file_closed(store, &path, &KEY, "DROP TRIGGER fail_sessions;");
     let mut bob = SessionManager::open(store, addr("bob", 1), SessionConfig::default()).unwrap();
     let d = bob
         .decrypt(&addr("alice", 1), &alice_id, &m, &mut rng)
@@ -408,6 +418,7 @@ fn a_newer_schema_is_refused() {
     let conn = Connection::open(&path).unwrap();
     conn.execute("UPDATE schema_version SET version = 99", [])
         .unwrap();
+    drop(conn);
     assert_eq!(
         SqliteStore::open(&path, &KEY).unwrap_err(),
         StoreError::UnknownSchema(99)
@@ -421,4 +432,39 @@ fn the_store_is_send() {
     assert_send::<SessionManager<SqliteStore>>();
     let store: Box<dyn Store> = Box::new(SqliteStore::open_in_memory(&KEY).unwrap());
     assert!(store.load_account().unwrap().is_none());
+}
+
+#[test]
+fn a_second_store_on_the_same_file_is_refused_and_the_first_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let mut first = SqliteStore::open(&path, &KEY).unwrap();
+    let account = Account::generate(&mut ChaCha20Rng::seed_from_u64(3), 0);
+
+    // Two managers on one file would each write the account they loaded,
+    // and one would lose the other's consumed one-time prekey: the second
+    // opener is refused instead, and writes nothing.
+    assert_eq!(
+        SqliteStore::open(&path, &KEY).unwrap_err(),
+        StoreError::InUse
+    );
+    first
+        .commit(Changes::new().with_account(account.clone()))
+        .unwrap();
+    assert_eq!(
+        SqliteStore::open(&path, &KEY).unwrap_err(),
+        StoreError::InUse
+    );
+    assert_eq!(
+        first.load_account().unwrap().unwrap().to_bytes(),
+        account.to_bytes()
+    );
+
+    // Once the first is closed, the file opens again.
+    drop(first);
+    let second = SqliteStore::open(&path, &KEY).unwrap();
+    assert_eq!(
+        second.load_account().unwrap().unwrap().to_bytes(),
+        account.to_bytes()
+    );
 }

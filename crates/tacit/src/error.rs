@@ -399,6 +399,10 @@ pub enum StoreError {
     /// A change was refused on purpose (for tests of transactionality).
     #[error("write refused: {0}")]
     Refused(&'static str),
+    /// Another store holds the same file: two writers would each write
+    /// the state they loaded, and one would lose the other's updates.
+    #[error("the store is in use by another process or store")]
+    InUse,
 }
 
 impl StoreError {
@@ -450,7 +454,7 @@ impl BackendError {
         }
     }
 
-    /// The message (without the source's).
+    /// The message, without the source's.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -467,9 +471,16 @@ impl core::fmt::Debug for BackendError {
     }
 }
 
+/// The message, then the source's own message: a caller that shows only
+/// the top error (a log line, a status string) still sees what the backend
+/// said.
 impl core::fmt::Display for BackendError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        match &self.source {
+            Some(source) => write!(f, ": {source}"),
+            None => Ok(()),
+        }
     }
 }
 

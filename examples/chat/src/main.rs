@@ -36,6 +36,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use rand_core::OsRng;
+use tacit::error::StoreError;
 use tacit::identity::{LinkCode, UserKey};
 use tacit::Address;
 use tacit_client::{
@@ -203,7 +204,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Register { name, device } => {
             let address = Address::new(name.as_str(), *device).context("the name")?;
             let config = config(&args)?;
-            let r = register(&config, address).await?;
+            let r = register(&config, address)
+                .await
+                .map_err(|e| opening_error(e, &config.store_path.display().to_string()))?;
             report_registration(&r);
             if r.newly_registered {
                 eprintln!(
@@ -421,7 +424,18 @@ async fn start(config: ClientConfig) -> anyhow::Result<Client> {
     let path = config.store_path.display().to_string();
     Client::start(config)
         .await
-        .with_context(|| format!("opening {path}"))
+        .map_err(|e| opening_error(e, &path))
+}
+
+/// The error of opening the store at `path`: in plain words when another
+/// tacit-chat holds it (nothing was sent to the relay).
+fn opening_error(e: ClientError, path: &str) -> anyhow::Error {
+    match e {
+        ClientError::Store(StoreError::InUse) => anyhow::anyhow!(
+            "the store is in use by another tacit-chat ({path}): use that one, or stop it first"
+        ),
+        e => anyhow::Error::new(e).context(format!("opening {path}")),
+    }
 }
 
 fn history_line(me: &Address, entry: &tacit_client::HistoryEntry) -> String {

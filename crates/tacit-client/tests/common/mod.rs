@@ -248,3 +248,20 @@ pub async fn eventually_async<F: std::future::Future<Output = bool>>(mut f: impl
     }
     panic!("condition not met in time");
 }
+
+/// Starts a client on a store whose previous client was dropped without
+/// `shutdown` (a crash): the dropped client's task lets go of the store at
+/// its next step, and until then the store is in use.
+pub async fn start_after_crash(config: ClientConfig) -> Client {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Client::start(config.clone()).await {
+            Err(tacit_client::ClientError::Store(tacit::error::StoreError::InUse))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other.unwrap(),
+        }
+    }
+}

@@ -28,3 +28,32 @@ pub(crate) fn trust<S: Store>(manager: &mut SessionManager<S>, lists: &[&DeviceL
         manager.update_device_list(list).unwrap();
     }
 }
+
+/// Runs `sql` on the file at `path` while no store holds it (a store keeps
+/// the file locked while it is open): closes `store`, runs the SQL on a
+/// plain connection, and opens the store again under `key`.
+pub(crate) fn with_file_closed(
+    store: tacit_sqlite::SqliteStore,
+    path: &std::path::Path,
+    key: &[u8; 32],
+    sql: &str,
+) -> tacit_sqlite::SqliteStore {
+    drop(store);
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    tacit_sqlite::SqliteStore::open(path, key).unwrap()
+}
+
+/// [`with_file_closed`] for a session manager on the store.
+pub(crate) fn manager_with_file_closed(
+    manager: SessionManager<tacit_sqlite::SqliteStore>,
+    path: &std::path::Path,
+    key: &[u8; 32],
+    sql: &str,
+) -> SessionManager<tacit_sqlite::SqliteStore> {
+    let local = manager.local_address().clone();
+    let store = with_file_closed(manager.into_store(), path, key, sql);
+    SessionManager::open(store, local, tacit::session::SessionConfig::default()).unwrap()
+}
