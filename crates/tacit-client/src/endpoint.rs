@@ -54,6 +54,22 @@ pub(crate) fn check_relay_url(url: &str) -> Result<RelayUrl, ClientError> {
     })
 }
 
+/// `url` with the relay's WebSocket path
+/// ([`WEBSOCKET_PATH`](tacit_relay_proto::WEBSOCKET_PATH)) when it names
+/// none (`ws://HOST:PORT` or `ws://HOST:PORT/`, no query); a URL with a
+/// path is kept as given (a relay behind a proxy may live under another).
+pub(crate) fn with_default_path(url: &str) -> String {
+    let bare = url
+        .parse::<Uri>()
+        .is_ok_and(|uri| matches!(uri.path(), "" | "/") && uri.query().is_none());
+    if bare {
+        let base = url.strip_suffix('/').unwrap_or(url);
+        format!("{base}{}", tacit_relay_proto::WEBSOCKET_PATH)
+    } else {
+        url.to_owned()
+    }
+}
+
 /// Whether `host` (an IPv6 address without brackets) names this machine:
 /// `localhost`, an address in 127.0.0.0/8, or `::1`.
 pub(crate) fn is_loopback(host: &str) -> bool {
@@ -116,7 +132,7 @@ impl Endpoint {
             None
         };
         Ok(Self {
-            url: config.relay_url.clone(),
+            url: with_default_path(&config.relay_url),
             tls,
         })
     }
@@ -227,6 +243,30 @@ mod tests {
                     host: host.into()
                 }
             );
+        }
+    }
+
+    #[test]
+    fn a_url_without_a_path_means_the_relays_path() {
+        for (given, used) in [
+            ("ws://127.0.0.1:7878", "ws://127.0.0.1:7878/v1"),
+            ("ws://127.0.0.1:7878/", "ws://127.0.0.1:7878/v1"),
+            (
+                "wss://relay.example.invalid",
+                "wss://relay.example.invalid/v1",
+            ),
+            ("ws://[::1]:7878/", "ws://[::1]:7878/v1"),
+            // A path given is kept as it is (a relay behind a proxy).
+            ("ws://127.0.0.1:7878/v1", "ws://127.0.0.1:7878/v1"),
+            (
+                "wss://example.invalid/chat/v1",
+                "wss://example.invalid/chat/v1",
+            ),
+            ("ws://localhost/?x=1", "ws://localhost/?x=1"),
+        ] {
+            let config =
+                ClientConfig::new("unused.db", crate::StoreKey::from_bytes([0; 32]), given);
+            assert_eq!(Endpoint::new(&config).unwrap().url(), used, "{given}");
         }
     }
 

@@ -50,12 +50,17 @@ async fn relay(db: &Path) -> Relay {
 
 /// Runs tacit-chat with `args` against `relay`, off the async runtime.
 async fn chat(dir: &Path, store: &str, relay: &Relay, args: &[&str]) -> Output {
+    chat_at(dir, store, &format!("ws://{}/v1", relay.local_addr()), args).await
+}
+
+/// Runs tacit-chat with `args` against the relay at `url`.
+async fn chat_at(dir: &Path, store: &str, url: &str, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-chat"));
     command
         .arg("--store")
         .arg(dir.join(store))
         .arg("--relay")
-        .arg(format!("ws://{}/v1", relay.local_addr()))
+        .arg(url)
         .arg("--server-name")
         .arg(RELAY_NAME)
         .args(args)
@@ -205,6 +210,23 @@ async fn a_scripted_conversation_survives_a_fresh_relay_database() {
     let number = |s: &str| s.split_once(": ").unwrap().1.trim().to_owned();
     assert_eq!(number(&a), number(&b));
     assert_eq!(number(&a).chars().filter(char::is_ascii_digit).count(), 60);
+    // Shown as 12 groups of 5 digits.
+    let shown = number(&a);
+    let groups: Vec<&str> = shown.split(' ').collect();
+    assert_eq!(groups.len(), 12, "{a}");
+    assert!(groups
+        .iter()
+        .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())));
+
+    // The relay's URL without its path (`/v1`) reaches it all the same.
+    for url in [
+        format!("ws://{}", relay1.local_addr()),
+        format!("ws://{}/", relay1.local_addr()),
+    ] {
+        ok(&chat_at(d, "alice.db", &url, &["send", "bob", "no path"]).await);
+    }
+    let out = ok(&chat(d, "bob.db", &relay1, &["recv"]).await);
+    assert_eq!(out, "alice: no path\nalice: no path\n");
 
     // Errors are clear and exit with status 1.
     let unknown = chat(d, "alice.db", &relay1, &["send", "carol", "hi"]).await;
