@@ -159,7 +159,10 @@ fn a_version_1_file_is_migrated() {
     // Make it a version 1 file: no application records or device lists.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE app_records; DROP TABLE device_lists; UPDATE schema_version SET version = 1;",
+        "DROP TABLE app_records; DROP TABLE device_lists;
+         ALTER TABLE account DROP COLUMN gen; ALTER TABLE identities DROP COLUMN gen;
+         ALTER TABLE sessions DROP COLUMN gen; DELETE FROM meta WHERE name = 'state';
+         UPDATE schema_version SET version = 1;",
     )
     .unwrap();
     drop(conn);

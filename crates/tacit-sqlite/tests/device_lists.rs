@@ -45,10 +45,11 @@ fn user_tag(user_id: &str) -> [u8; 32] {
 
 /// `plaintext` sealed as the store seals a `device_lists` record at `tag`,
 /// computed from the documented format.
-fn seal(tag: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
+fn seal(path: &std::path::Path, tag: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
     let record_key = hmac(&KEY, b"tacit-sqlite/v1/record");
     let mut aad = b"tacit-sqlite/v1\0device_lists\0".to_vec();
     aad.extend_from_slice(tag);
+    aad.extend_from_slice(&generation(path, tag).to_be_bytes());
     let nonce = [3u8; 24];
     let ciphertext = XChaCha20Poly1305::new((&record_key).into())
         .encrypt(
@@ -74,6 +75,18 @@ fn set_row(path: &std::path::Path, tag: &[u8; 32], record: &[u8]) {
             rusqlite::params![&tag[..], record],
         )
         .unwrap();
+}
+
+/// The generation of the row at `tag` (its `gen` column, in the aad).
+fn generation(path: &std::path::Path, tag: &[u8; 32]) -> u64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT gen FROM device_lists WHERE user_tag = ?1",
+            [&tag[..]],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 fn row(path: &std::path::Path, tag: &[u8; 32]) -> Vec<u8> {
@@ -296,6 +309,7 @@ fn a_list_row_is_bound_to_its_user_and_verified_when_read() {
             let record_key = hmac(&KEY, b"tacit-sqlite/v1/record");
             let mut aad = b"tacit-sqlite/v1\0device_lists\0".to_vec();
             aad.extend_from_slice(&alice_tag);
+            aad.extend_from_slice(&generation(&path, &alice_tag).to_be_bytes());
             XChaCha20Poly1305::new((&record_key).into())
                 .decrypt(
                     XNonce::from_slice(&sealed[1..25]),
@@ -341,12 +355,16 @@ fn a_list_row_is_bound_to_its_user_and_verified_when_read() {
     let last = bad_signature.len() - 1;
     bad_signature[last] ^= 1;
     for plaintext in [b"not a list".to_vec(), bad_signature, mallory.to_wire()] {
-        set_row(&path, &alice_tag, &seal(&alice_tag, &plaintext));
+        set_row(&path, &alice_tag, &seal(&path, &alice_tag, &plaintext));
         assert_eq!(alice_list(&path).unwrap_err(), corrupt);
     }
 
     // The original row reads again.
-    set_row(&path, &alice_tag, &seal(&alice_tag, &alice.to_wire()));
+    set_row(
+        &path,
+        &alice_tag,
+        &seal(&path, &alice_tag, &alice.to_wire()),
+    );
     assert_eq!(alice_list(&path).unwrap(), Some(alice));
 }
 
@@ -356,16 +374,48 @@ fn a_version_2_file_is_migrated() {
     let path = dir.path().join("store.db");
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let k = identity(&mut rng);
-    let mut store = SqliteStore::open(&path, &KEY).unwrap();
-    store
-        .commit(Changes::new().with_identity(addr("bob", 1), k))
-        .unwrap();
-    drop(store);
-    // Make it a version 2 file: no device lists table.
-    Connection::open(&path)
-        .unwrap()
-        .execute_batch("DROP TABLE device_lists; UPDATE schema_version SET version = 2;")
-        .unwrap();
+    drop(SqliteStore::open(&path, &KEY).unwrap());
+    // Make it a version 2 file: no device lists table, no generations, and
+    // an identity sealed as version 2 sealed it (seal version 1, without a
+    // generation in the aad).
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE device_lists; ALTER TABLE account DROP COLUMN gen;
+         ALTER TABLE identities DROP COLUMN gen; ALTER TABLE sessions DROP COLUMN gen;
+         ALTER TABLE app_records DROP COLUMN gen; DELETE FROM meta WHERE name = 'state';
+         UPDATE schema_version SET version = 2;",
+    )
+    .unwrap();
+    let tag = user_tag("bob");
+    let mut row = tag.to_vec();
+    row.extend_from_slice(&1u32.to_be_bytes());
+    let mut aad = b"tacit-sqlite/v1\0identities\0".to_vec();
+    aad.extend_from_slice(&row);
+    let nonce = [4u8; 24];
+    let record_key = hmac(&KEY, b"tacit-sqlite/v1/record");
+    let mut sealed = vec![1u8];
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(
+        &XChaCha20Poly1305::new((&record_key).into())
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &k.to_bytes(),
+                    aad: &aad,
+                },
+            )
+            .unwrap(),
+    );
+    conn.execute(
+        "INSERT INTO identities (user_tag, device_id, record) VALUES (?1, 1, ?2)",
+        rusqlite::params![&tag[..], sealed],
+    )
+    .unwrap();
+    drop(conn);
+    // A file of version 2 had no high-water mark beside it.
+    let mut counter = path.clone().into_os_string();
+    counter.push("-generation");
+    std::fs::remove_file(counter).unwrap();
 
     let mut store = SqliteStore::open(&path, &KEY).unwrap();
     assert_eq!(store.trusted_identity(&addr("bob", 1)).unwrap(), Some(k));
@@ -380,6 +430,5 @@ fn a_version_2_file_is_migrated() {
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
-    assert_eq!(tacit_sqlite::SCHEMA_VERSION, 3);
+    assert_eq!(version, tacit_sqlite::SCHEMA_VERSION);
 }

@@ -403,6 +403,25 @@ pub enum StoreError {
     /// the state they loaded, and one would lose the other's updates.
     #[error("the store is in use by another process or store")]
     InUse,
+    /// The rows do not match the store's sealed digest of them: a row was
+    /// put back to an older sealed value, deleted, or added.
+    #[error("the store's rows do not match its digest (a row rolled back or deleted)")]
+    Inconsistent,
+    /// The store is older than its high-water mark: it was restored from a
+    /// backup, or rolled back. Its sessions may reuse message keys; the
+    /// application must drop them before the store is used again.
+    #[error("the store was rolled back: generation {generation}, high-water mark {high_water}")]
+    RolledBack {
+        /// The generation of the store as found.
+        generation: u64,
+        /// The highest generation this store was known to reach.
+        high_water: u64,
+    },
+    /// The store has been written to, but its high-water mark is missing
+    /// (the file was restored or copied without it): a roll-back cannot be
+    /// ruled out.
+    #[error("the store's high-water mark is missing")]
+    CounterMissing,
 }
 
 impl StoreError {
