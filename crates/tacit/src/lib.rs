@@ -64,7 +64,7 @@
 //! ```
 
 #![cfg_attr(not(feature = "std"), no_std)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
 
@@ -73,6 +73,9 @@ mod aead;
 mod crypto;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "hazmat")]
+#[doc(hidden)]
+pub mod hazmat;
 pub mod identity;
 pub mod keys;
 pub mod ratchet;
