@@ -19,7 +19,7 @@ use std::collections::{HashSet, VecDeque};
 use common::{proptest_config, session, state, CountingRng};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
+use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig, MAX_SKIPPED_CHAINS};
 use tacit::DecryptError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ struct Side {
     received: u64,
     /// Skipped keys `(peer chain, n)`, oldest first.
     store: VecDeque<(usize, u32)>,
+    /// Keys evicted with their whole chain (`MAX_SKIPPED_CHAINS`).
+    lost: HashSet<(usize, u32)>,
 }
 
 impl Side {
@@ -69,6 +71,7 @@ impl Side {
             recv_chain: None,
             received: 0,
             store: VecDeque::new(),
+            lost: HashSet::new(),
         }
     }
 
@@ -114,6 +117,17 @@ impl Side {
     fn store_key(&mut self, key: (usize, u32), cap: u32) {
         if cap == 0 {
             return;
+        }
+        let chains = |store: &VecDeque<(usize, u32)>| {
+            store.iter().map(|&(c, _)| c).collect::<HashSet<_>>().len()
+        };
+        if !self.store.iter().any(|&(c, _)| c == key.0) {
+            while chains(&self.store) >= MAX_SKIPPED_CHAINS {
+                let oldest = self.store[0].0;
+                self.lost
+                    .extend(self.store.iter().filter(|&&(c, _)| c == oldest));
+                self.store.retain(|&(c, _)| c != oldest);
+            }
         }
         while self.store.len() >= cap as usize {
             self.store.pop_front();
@@ -411,13 +425,21 @@ proptest! {
         }
         world.flush()?;
         prop_assert!(world.sent.len() < 600);
-        for index in 0..world.sent.len() {
+        for (index, m) in world.sent.iter().enumerate() {
+            let receiver = match m.sender {
+                Party::Alice => &world.model_bob,
+                Party::Bob => &world.model_alice,
+            };
+            // Lost: evicted with its whole chain (MAX_SKIPPED_CHAINS).
+            let lost = receiver.lost.contains(&(m.chain, m.n));
+            let delivered = world.delivered_set.contains(&index);
             prop_assert!(
-                world.delivered_set.contains(&index) != world.dropped.contains(&index),
-                "message {} delivered: {}, dropped: {}",
+                delivered != (world.dropped.contains(&index) || lost),
+                "message {} delivered: {}, dropped: {}, lost: {}",
                 index,
-                world.delivered_set.contains(&index),
-                world.dropped.contains(&index)
+                delivered,
+                world.dropped.contains(&index),
+                lost
             );
         }
         // Under these limits only replays and alterations fail.

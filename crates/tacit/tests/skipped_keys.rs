@@ -6,7 +6,10 @@
 mod common;
 
 use common::{assert_decrypts, assert_rejected, flip, session, state, Record};
-use tacit::ratchet::{RatchetConfig, DEFAULT_MAX_SKIP, DEFAULT_MAX_STORED_SKIPPED_KEYS};
+use tacit::ratchet::{
+    EncryptedMessage, RatchetConfig, DEFAULT_MAX_SKIP, DEFAULT_MAX_STORED_SKIPPED_KEYS,
+    MAX_SKIPPED_CHAINS,
+};
 use tacit::{DecryptError, Ratchet};
 
 #[test]
@@ -231,4 +234,58 @@ fn max_skip_zero_allows_only_in_order_delivery() {
     assert_decrypts(&mut s.bob, &a[1], "a1", false);
     assert_decrypts(&mut s.bob, &a[2], "a2", false);
     assert_eq!(s.bob.skipped_key_count(), 0);
+}
+
+/// Each of `chains` rounds: Alice sends two messages, Bob receives only the
+/// second (one key skipped in that chain) and answers, so the next round is
+/// a new chain. Returns the skipped message of each round, oldest first.
+fn one_skipped_key_per_chain(s: &mut common::Session, chains: usize) -> Vec<EncryptedMessage> {
+    let mut lost = Vec::new();
+    for i in 0..chains {
+        lost.push(s.a(&format!("lost {i}")));
+        let m = s.a(&format!("kept {i}"));
+        s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+        let r = s.b("ack");
+        s.alice.decrypt_with_rng(&r, &mut s.rng).unwrap();
+    }
+    lost
+}
+
+#[test]
+fn old_receiving_chains_are_capped_and_evicted_whole_oldest_first() {
+    let mut s = session(RatchetConfig::default(), 9);
+    let lost = one_skipped_key_per_chain(&mut s, MAX_SKIPPED_CHAINS + 3);
+    // One key in each of the newest MAX_SKIPPED_CHAINS chains: the three
+    // oldest chains were evicted with their keys, although the key cap
+    // (2000) is far away.
+    assert_eq!(s.bob.skipped_chain_count(), MAX_SKIPPED_CHAINS);
+    assert_eq!(s.bob.skipped_key_count(), MAX_SKIPPED_CHAINS);
+    for message in &lost[..3] {
+        assert_rejected(&mut s.bob, message, DecryptError::UnknownHeaderKey);
+    }
+    for (i, message) in lost[3..].iter().enumerate() {
+        assert_decrypts(&mut s.bob, message, &format!("lost {}", i + 3), false);
+    }
+    assert_eq!(s.bob.skipped_chain_count(), 0);
+}
+
+#[test]
+fn a_chain_eviction_takes_all_its_keys() {
+    let mut s = session(RatchetConfig::default(), 10);
+    // The first chain leaves three keys, then MAX_SKIPPED_CHAINS chains one
+    // each: the first chain goes, all three keys at once.
+    let first: Vec<_> = (0..3).map(|i| s.a(&format!("first {i}"))).collect();
+    let m = s.a("kept");
+    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    let r = s.b("ack");
+    s.alice.decrypt_with_rng(&r, &mut s.rng).unwrap();
+    assert_eq!(s.bob.skipped_key_count(), 3);
+    one_skipped_key_per_chain(&mut s, MAX_SKIPPED_CHAINS - 1);
+    assert_eq!(s.bob.skipped_key_count(), 3 + MAX_SKIPPED_CHAINS - 1);
+    one_skipped_key_per_chain(&mut s, 1);
+    assert_eq!(s.bob.skipped_chain_count(), MAX_SKIPPED_CHAINS);
+    assert_eq!(s.bob.skipped_key_count(), MAX_SKIPPED_CHAINS);
+    for message in &first {
+        assert_rejected(&mut s.bob, message, DecryptError::UnknownHeaderKey);
+    }
 }

@@ -60,6 +60,11 @@ pub const MAX_ASSOCIATED_DATA_LEN: usize = 128;
 pub const DEFAULT_MAX_SKIP: u32 = 1000;
 /// The profile's default cap on stored skipped message keys.
 pub const DEFAULT_MAX_STORED_SKIPPED_KEYS: u32 = 2000;
+/// The most receiving chains whose skipped keys a session keeps (as
+/// libsignal and vodozemac keep five). Storing a key of one more chain
+/// evicts the oldest chain with all its keys, so a message costs at most
+/// `2 + MAX_SKIPPED_CHAINS` header trial decryptions.
+pub const MAX_SKIPPED_CHAINS: usize = 5;
 
 /// Limits of a session. Both are part of the session state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +183,16 @@ struct Chain {
     header_key: SecretKey32,
 }
 
+/// Which header key a message's header opened under.
+pub(crate) enum HeaderMatch {
+    /// `HKr`: a message of the current receiving chain.
+    Current(Header),
+    /// `NHKr`: a message that opens a new chain.
+    Next(Header),
+    /// The header key of an older chain with skipped keys, and `N`.
+    Older(SecretKey32, u32),
+}
+
 /// One side of a Double Ratchet session with header encryption.
 #[derive(Clone)]
 pub struct Ratchet {
@@ -280,6 +295,12 @@ impl Ratchet {
         self.skipped.len()
     }
 
+    /// The number of receiving chains (header keys) that have skipped keys
+    /// stored, at most [`MAX_SKIPPED_CHAINS`].
+    pub fn skipped_chain_count(&self) -> usize {
+        self.skipped.header_keys().len()
+    }
+
     /// The header the next [`encrypt`](Self::encrypt) will send, or `None`
     /// when this side cannot send (no sending chain yet, or the chain is
     /// exhausted). Headers are public to the peer only;
@@ -340,36 +361,53 @@ impl Ratchet {
         message: &EncryptedMessage,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, DecryptError> {
+        let found = self
+            .match_header(message)
+            .ok_or(DecryptError::UnknownHeaderKey)?;
+        self.decrypt_matched(found, message, rng)
+    }
+
+    /// Finds the header key a message's header opens under, without
+    /// changing anything: `HKr`, then `NHKr`, then the header keys of older
+    /// chains with skipped keys, oldest first. At most
+    /// `2 + MAX_SKIPPED_CHAINS` trial decryptions.
+    pub(crate) fn match_header(&self, message: &EncryptedMessage) -> Option<HeaderMatch> {
         let encrypted_header = message.encrypted_header();
+        let ad = &self.associated_data;
         if let Some(chain) = &self.receiving {
-            if let Some(header) =
-                header::open(&chain.header_key, encrypted_header, &self.associated_data)
-            {
-                return self.decrypt_current_chain(header.message_number, message);
+            if let Some(header) = header::open(&chain.header_key, encrypted_header, ad) {
+                return Some(HeaderMatch::Current(header));
             }
         }
-        if let Some(header) = header::open(
-            &self.next_receiving_header_key,
-            encrypted_header,
-            &self.associated_data,
-        ) {
-            return self.decrypt_new_chain(&header, message, rng);
+        if let Some(header) = header::open(&self.next_receiving_header_key, encrypted_header, ad) {
+            return Some(HeaderMatch::Next(header));
         }
         // Keys skipped in chains that are no longer the receiving chain.
         let current = self.receiving.as_ref().map(|c| &c.header_key);
-        let older = self
-            .skipped
+        self.skipped
             .header_keys()
             .into_iter()
             .filter(|hk| Some(*hk) != current)
             .find_map(|hk| {
-                header::open(hk, encrypted_header, &self.associated_data).map(|h| (hk.clone(), h))
-            });
-        match older {
-            Some((header_key, header)) => {
-                self.decrypt_skipped(&header_key, header.message_number, message)
+                header::open(hk, encrypted_header, ad)
+                    .map(|h| HeaderMatch::Older(hk.clone(), h.message_number))
+            })
+    }
+
+    /// Decrypts a message whose header [`match_header`](Self::match_header)
+    /// found on this state. On error the state is unchanged.
+    pub(crate) fn decrypt_matched(
+        &mut self,
+        found: HeaderMatch,
+        message: &EncryptedMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, DecryptError> {
+        match found {
+            HeaderMatch::Current(header) => {
+                self.decrypt_current_chain(header.message_number, message)
             }
-            None => Err(DecryptError::UnknownHeaderKey),
+            HeaderMatch::Next(header) => self.decrypt_new_chain(&header, message, rng),
+            HeaderMatch::Older(header_key, n) => self.decrypt_skipped(&header_key, n, message),
         }
     }
 

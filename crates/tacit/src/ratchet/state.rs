@@ -113,11 +113,13 @@ impl Ratchet {
     /// Reads a session written by [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
         let record: RecordV1 = versioned::decode(STATE_VERSION, bytes)?;
-        let ratchet = record.to_ratchet()?;
+        let mut ratchet = record.to_ratchet()?;
         // Only the canonical encoding is accepted: this refuses non-minimal
         // varints, duplicate skipped keys and anything else that would not
         // be written back byte for byte.
         versioned::ensure_canonical(&ratchet.to_bytes(), bytes)?;
+        // A record written before the chain limit may hold more chains.
+        ratchet.skipped.trim_chains();
         Ok(ratchet)
     }
 }
