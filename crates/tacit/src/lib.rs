@@ -84,9 +84,9 @@ pub mod x3dh;
 
 pub use address::{Address, DeviceId};
 pub use error::{
-    AccountError, AddressError, AttachmentError, ContentError, DecryptError, EncryptError,
-    EnvelopeError, IdentityConflict, InitError, KeyError, PaddingError, SessionError, StateError,
-    StoreError, WireError, X3dhError,
+    AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
+    EncryptError, EnvelopeError, IdentityConflict, InitError, KeyError, PaddingError, SessionError,
+    StateError, StoreError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};

@@ -81,7 +81,7 @@ impl Side {
 
     /// The outcome of receiving `m` (of the peer) in this state.
     fn predict(&self, m: &Sent, config: RatchetConfig) -> Outcome {
-        let max_skip = u64::from(config.max_skip);
+        let max_skip = u64::from(config.max_skip());
         let n = u64::from(m.n);
         if self.recv_chain == Some(m.chain) {
             if n >= self.received {
@@ -137,7 +137,7 @@ impl Side {
 
     /// Applies the successful receipt of `m`.
     fn receive(&mut self, m: &Sent, config: RatchetConfig) {
-        let cap = config.max_stored_skipped_keys;
+        let cap = config.max_stored_skipped_keys();
         let n = u64::from(m.n);
         if self.recv_chain == Some(m.chain) && n >= self.received {
             for k in self.received..n {
@@ -485,8 +485,8 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..160),
     ) {
         let config = RatchetConfig::default()
-            .with_max_skip(max_skip)
-            .with_max_stored_skipped_keys(cap);
+            .with_max_skip(max_skip).unwrap()
+            .with_max_stored_skipped_keys(cap).unwrap();
         let mut world = World::new(config, seed);
         for op in &ops {
             world.apply(op)?;
@@ -522,7 +522,9 @@ fn schedules_reach_ratchet_steps_and_every_error() {
         } else {
             RatchetConfig::default()
                 .with_max_skip(2)
+                .unwrap()
                 .with_max_stored_skipped_keys(3)
+                .unwrap()
         };
         let mut world = World::new(config, case);
         for op in &ops {

@@ -16,7 +16,7 @@ use tacit::{DecryptError, Ratchet};
 fn defaults_are_the_profile_values() {
     let config = RatchetConfig::default();
     assert_eq!(
-        (config.max_skip, config.max_stored_skipped_keys),
+        (config.max_skip(), config.max_stored_skipped_keys()),
         (1000, 2000)
     );
     assert_eq!(
@@ -25,8 +25,13 @@ fn defaults_are_the_profile_values() {
     );
     let config = RatchetConfig::default()
         .with_max_skip(7)
-        .with_max_stored_skipped_keys(9);
-    assert_eq!((config.max_skip, config.max_stored_skipped_keys), (7, 9));
+        .unwrap()
+        .with_max_stored_skipped_keys(9)
+        .unwrap();
+    assert_eq!(
+        (config.max_skip(), config.max_stored_skipped_keys()),
+        (7, 9)
+    );
     let s = session(config, 1);
     assert_eq!(s.alice.config(), config);
     assert_eq!(s.bob.config(), config);
@@ -34,7 +39,9 @@ fn defaults_are_the_profile_values() {
 
 #[test]
 fn the_cap_evicts_the_oldest_skipped_key() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(3);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(3)
+        .unwrap();
     let mut s = session(config, 2);
     let a: Vec<_> = (0..6).map(|i| s.a(&format!("a{i}"))).collect();
     assert_eq!(s.bob.skipped_key_count(), 0);
@@ -67,7 +74,9 @@ fn the_cap_evicts_the_oldest_skipped_key() {
 /// opens.
 #[test]
 fn eviction_crosses_chains_in_insertion_order() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(4);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(4)
+        .unwrap();
     let mut s = session(config, 3);
     let a: Vec<_> = (0..4).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[3], "a3", true);
@@ -104,7 +113,9 @@ fn eviction_crosses_chains_in_insertion_order() {
 /// authenticate evicts nothing.
 #[test]
 fn a_failed_decryption_evicts_nothing() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(3);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(3)
+        .unwrap();
     let mut s = session(config, 4);
     let a: Vec<_> = (0..8).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[3], "a3", true);
@@ -143,7 +154,9 @@ fn a_failed_decryption_evicts_nothing() {
 /// A cap of zero stores nothing: only in-order delivery works.
 #[test]
 fn a_zero_cap_stores_nothing() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(0);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(0)
+        .unwrap();
     let mut s = session(config, 5);
     let a: Vec<_> = (0..3).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[0], "a0", true);
@@ -156,7 +169,9 @@ fn a_zero_cap_stores_nothing() {
 /// never exceeds the cap, also across a step storing two chains' keys.
 #[test]
 fn the_count_never_exceeds_the_cap() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(5);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(5)
+        .unwrap();
     let mut s = session(config, 6);
     let a: Vec<_> = (0..10).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[0], "a0", true);
@@ -191,7 +206,7 @@ fn the_count_never_exceeds_the_cap() {
 #[test]
 fn max_skip_boundaries_are_exact() {
     let max_skip = 5;
-    let config = RatchetConfig::default().with_max_skip(max_skip);
+    let config = RatchetConfig::default().with_max_skip(max_skip).unwrap();
 
     // New chain: N = max_skip is accepted, N = max_skip + 1 is not.
     let mut s = session(config, 7);
@@ -225,7 +240,7 @@ fn max_skip_boundaries_are_exact() {
 /// With `max_skip = 0` only in-order delivery works.
 #[test]
 fn max_skip_zero_allows_only_in_order_delivery() {
-    let config = RatchetConfig::default().with_max_skip(0);
+    let config = RatchetConfig::default().with_max_skip(0).unwrap();
     let mut s = session(config, 8);
     let a: Vec<_> = (0..3).map(|i| s.a(&format!("a{i}"))).collect();
     assert_rejected(&mut s.bob, &a[1], DecryptError::TooManySkipped);
@@ -288,4 +303,32 @@ fn a_chain_eviction_takes_all_its_keys() {
     for message in &first {
         assert_rejected(&mut s.bob, message, DecryptError::UnknownHeaderKey);
     }
+}
+
+#[test]
+fn limits_above_their_bound_are_a_typed_error() {
+    use tacit::ratchet::{MAX_SKIP_LIMIT, MAX_STORED_SKIPPED_KEYS_LIMIT};
+    use tacit::ConfigError;
+    let config = RatchetConfig::default();
+    assert_eq!(
+        config.with_max_skip(MAX_SKIP_LIMIT).unwrap().max_skip(),
+        25_000
+    );
+    assert_eq!(
+        config.with_max_skip(MAX_SKIP_LIMIT + 1),
+        Err(ConfigError::MaxSkipTooLarge(MAX_SKIP_LIMIT + 1))
+    );
+    assert_eq!(
+        config.with_max_skip(u32::MAX),
+        Err(ConfigError::MaxSkipTooLarge(u32::MAX))
+    );
+    assert!(config
+        .with_max_stored_skipped_keys(MAX_STORED_SKIPPED_KEYS_LIMIT)
+        .is_ok());
+    assert_eq!(
+        RatchetConfig::new(0, MAX_STORED_SKIPPED_KEYS_LIMIT + 1),
+        Err(ConfigError::StoredSkippedKeysTooLarge(
+            MAX_STORED_SKIPPED_KEYS_LIMIT + 1
+        ))
+    );
 }

@@ -133,7 +133,9 @@ fn round_trip_mid_conversation_is_exact_and_continues_identically() {
 fn fresh_sessions_round_trip_and_limits_are_part_of_the_state() {
     let config = RatchetConfig::default()
         .with_max_skip(2)
-        .with_max_stored_skipped_keys(1);
+        .unwrap()
+        .with_max_stored_skipped_keys(1)
+        .unwrap();
     let mut s = session(config, 2);
     let alice = restore(&s.alice);
     let mut bob = restore(&s.bob);
@@ -224,6 +226,20 @@ fn records_breaking_invariants_are_corrupt() {
     r.max_stored_skipped_keys = 4;
     assert!(corrupt(&r));
     r.max_stored_skipped_keys = 0;
+    assert!(corrupt(&r));
+
+    // MAX_SKIP and the key cap are bounded (section 3.10).
+    let mut r = bob.clone();
+    r.max_skip = 25_000;
+    assert!(accepts(&r));
+    r.max_skip = 25_001;
+    assert!(corrupt(&r));
+    r.max_skip = u32::MAX;
+    assert!(corrupt(&r));
+    let mut r = bob.clone();
+    r.max_stored_skipped_keys = 25_000;
+    assert!(accepts(&r));
+    r.max_stored_skipped_keys = 25_001;
     assert!(corrupt(&r));
 
     let mut r = bob.clone();

@@ -51,7 +51,7 @@ pub use state::STATE_VERSION;
 
 use self::kdf::{kdf_ck, kdf_rk};
 use self::skipped::SkippedKeys;
-use crate::error::{DecryptError, EncryptError, InitError};
+use crate::error::{ConfigError, DecryptError, EncryptError, InitError};
 use crate::keys::{KeyPair, PublicKey, SecretKey32};
 
 /// The longest associated data a session accepts (X3DH's is 64 bytes).
@@ -66,16 +66,19 @@ pub const DEFAULT_MAX_STORED_SKIPPED_KEYS: u32 = 2000;
 /// `2 + MAX_SKIPPED_CHAINS` header trial decryptions.
 pub const MAX_SKIPPED_CHAINS: usize = 5;
 
-/// Limits of a session. Both are part of the session state.
+/// The largest `MAX_SKIP` a session accepts (libsignal's forward-jump
+/// limit): one message derives at most this many keys per chain.
+pub const MAX_SKIP_LIMIT: u32 = 25_000;
+/// The largest cap on stored skipped keys a session accepts.
+pub const MAX_STORED_SKIPPED_KEYS_LIMIT: u32 = 25_000;
+
+/// Limits of a session. Both are part of the session state, and bounded:
+/// a config over [`MAX_SKIP_LIMIT`] or [`MAX_STORED_SKIPPED_KEYS_LIMIT`]
+/// cannot be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct RatchetConfig {
-    /// `MAX_SKIP`: the most message keys one skip may derive and store.
-    /// A message that needs more is refused.
-    pub max_skip: u32,
-    /// The most skipped message keys stored at once; storing one more evicts
-    /// the oldest.
-    pub max_stored_skipped_keys: u32,
+    max_skip: u32,
+    max_stored_skipped_keys: u32,
 }
 
 impl Default for RatchetConfig {
@@ -88,16 +91,44 @@ impl Default for RatchetConfig {
 }
 
 impl RatchetConfig {
-    /// The defaults with another `max_skip`.
-    pub fn with_max_skip(mut self, max_skip: u32) -> Self {
-        self.max_skip = max_skip;
-        self
+    /// Limits with these values, each at most its limit
+    /// ([`ConfigError`] otherwise).
+    pub fn new(max_skip: u32, max_stored_skipped_keys: u32) -> Result<Self, ConfigError> {
+        if max_skip > MAX_SKIP_LIMIT {
+            return Err(ConfigError::MaxSkipTooLarge(max_skip));
+        }
+        if max_stored_skipped_keys > MAX_STORED_SKIPPED_KEYS_LIMIT {
+            return Err(ConfigError::StoredSkippedKeysTooLarge(
+                max_stored_skipped_keys,
+            ));
+        }
+        Ok(Self {
+            max_skip,
+            max_stored_skipped_keys,
+        })
     }
 
-    /// The defaults with another cap on stored skipped keys.
-    pub fn with_max_stored_skipped_keys(mut self, cap: u32) -> Self {
-        self.max_stored_skipped_keys = cap;
-        self
+    /// `MAX_SKIP`: the most message keys one skip may derive and store.
+    /// A message that needs more is refused.
+    pub fn max_skip(&self) -> u32 {
+        self.max_skip
+    }
+
+    /// The most skipped message keys stored at once; storing one more
+    /// evicts the oldest.
+    pub fn max_stored_skipped_keys(&self) -> u32 {
+        self.max_stored_skipped_keys
+    }
+
+    /// These limits with another `max_skip`, at most [`MAX_SKIP_LIMIT`].
+    pub fn with_max_skip(self, max_skip: u32) -> Result<Self, ConfigError> {
+        Self::new(max_skip, self.max_stored_skipped_keys)
+    }
+
+    /// These limits with another cap on stored skipped keys, at most
+    /// [`MAX_STORED_SKIPPED_KEYS_LIMIT`].
+    pub fn with_max_stored_skipped_keys(self, cap: u32) -> Result<Self, ConfigError> {
+        Self::new(self.max_skip, cap)
     }
 }
 

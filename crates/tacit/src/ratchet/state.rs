@@ -167,11 +167,10 @@ impl RecordV1 {
         if invariants.contains(&false) {
             return Err(StateError::Corrupt);
         }
+        let config = RatchetConfig::new(self.max_skip, self.max_stored_skipped_keys)
+            .map_err(|_| StateError::Corrupt)?;
         Ok(Ratchet {
-            config: RatchetConfig {
-                max_skip: self.max_skip,
-                max_stored_skipped_keys: self.max_stored_skipped_keys,
-            },
+            config,
             associated_data: self.associated_data.clone(),
             root_key: SecretKey32::from_bytes(self.root_key),
             ratchet_key: KeyPair::from_private_bytes(self.ratchet_private_key),
