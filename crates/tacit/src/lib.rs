@@ -70,6 +70,7 @@ extern crate alloc;
 
 pub mod address;
 mod aead;
+mod codec;
 mod crypto;
 pub mod envelope;
 pub mod error;

@@ -909,14 +909,14 @@ fn hostile_inputs_at_every_layer() {
             StateError::Corrupt,
             Unchanged::Stateless,
         );
-        let mut v2 = bytes.to_vec();
-        v2[0] = 2;
+        let mut v3 = bytes.to_vec();
+        v3[0] = 3;
         cat.row(
             layer,
             Kind::WrongVersion,
-            "version byte 2",
-            read(&v2),
-            StateError::UnknownVersion(2),
+            "version byte 3",
+            read(&v3),
+            StateError::UnknownVersion(3),
             Unchanged::Stateless,
         );
     }

@@ -1,7 +1,7 @@
 //! The bounded store of skipped message keys (`MKSKIPPED`).
 //!
-//! Keys are kept in insertion order, grouped in runs that share a header
-//! key (the keys of one receiving chain are stored together). When the store
+//! Keys are kept in insertion order, grouped in one run per header key
+//! (the keys of one receiving chain are stored together). When the store
 //! holds its cap, storing one more key evicts the oldest one; when it holds
 //! keys of [`MAX_SKIPPED_CHAINS`] chains, storing a key of another chain
 //! evicts the oldest chain with all its keys.
@@ -109,11 +109,10 @@ impl SkippedKeys {
         while self.len >= cap {
             self.evict_oldest();
         }
-        match self.chains.back_mut() {
-            Some(chain) if &chain.header_key == header_key => {
-                chain.keys.push_back((n, message_key))
-            }
-            _ => self.chains.push_back(SkippedChain {
+        // One run per header key: the keys of a chain are stored together.
+        match self.chains.iter_mut().find(|c| &c.header_key == header_key) {
+            Some(chain) => chain.keys.push_back((n, message_key)),
+            None => self.chains.push_back(SkippedChain {
                 header_key: header_key.clone(),
                 keys: VecDeque::from([(n, message_key)]),
             }),
