@@ -508,6 +508,8 @@ const T_CHAIN_C: &str = "tacit chain step 256 B (ChaCha20Rng)";
 const T_PING: &str = "tacit ping-pong message 256 B";
 const T_PING_C: &str = "tacit ping-pong message 256 B (ChaCha20Rng)";
 const T_SKIP: &str = "tacit decrypt after skipping 1000";
+const T_LOAD: &str = "tacit session load+store";
+const T_LOAD_V1: &str = "tacit session load+store, version 1 record";
 const T_SEAL: &str = "tacit sealed envelope seal";
 const T_OPEN: &str = "tacit sealed envelope open";
 const V_SETUP: &str = "vodozemac session setup";
@@ -622,6 +624,17 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
     )
     .unwrap();
 
+    let bob = f.established().1;
+    let record = bob.to_bytes();
+    // The same session as version 1 wrote it: no public key (the 32 bytes
+    // after the private key; max_skip, cap and AD length take 2, 2 and 1).
+    let public_at = 1 + 2 + 2 + 1 + bob.associated_data().len() + 64;
+    let public = bob.next_header().unwrap().ratchet_key.to_bytes();
+    assert_eq!(record[public_at..public_at + 32], public);
+    let mut record_v1 = record[..public_at].to_vec();
+    record_v1[0] = 1;
+    record_v1.extend_from_slice(&record[public_at + 32..]);
+
     let ephemeral = x3dh::initiate(&f.alice, &f.bundle, &mut OsRng)
         .unwrap()
         .ephemeral_key;
@@ -649,6 +662,17 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
             let elapsed = timed(n, |i| bobs[i as usize].decrypt(&after_skip).unwrap());
             drop(bobs);
             elapsed
+        }),
+        // An established session (both chains) read from its record and
+        // written back, as an application that keeps sessions in storage
+        // does around every message.
+        simple(T_LOAD, move || {
+            Ratchet::from_bytes(black_box(&record)).unwrap().to_bytes()
+        }),
+        simple(T_LOAD_V1, move || {
+            Ratchet::from_bytes(black_box(&record_v1))
+                .unwrap()
+                .to_bytes()
         }),
         simple(T_SEAL, move || {
             sealed::seal(
@@ -856,6 +880,25 @@ struct Floors {
     skip: f64,
     seal: f64,
     open: f64,
+}
+
+/// Loading and storing a session, against one chain step of the same run.
+fn print_load_store(rows: &[Row<'_>]) {
+    println!("\n== session record ==\n");
+    println!("| operation | median | min | / chain step (median) |\n| --- | ---: | ---: | ---: |");
+    let fig = Figures {
+        rows,
+        by_min: false,
+    };
+    for name in [T_LOAD, T_LOAD_V1] {
+        let row = rows.iter().find(|r| r.name == name).expect("row");
+        println!(
+            "| {name} | {} | {} | {:.2} |",
+            fmt_ns(row.median()),
+            fmt_ns(row.min()),
+            fig.get(name) / fig.get(T_CHAIN)
+        );
+    }
 }
 
 fn print_table(rows: &[Row<'_>]) {
@@ -1135,6 +1178,7 @@ fn main() {
     if std::env::var_os("TACIT_BENCH_NO_TABLE").is_none() {
         measure_all(&mut rows);
         print_table(&rows);
+        print_load_store(&rows);
         print_sizes(fixture, olm);
         print_skipped_sizes(fixture);
     }

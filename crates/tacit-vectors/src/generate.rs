@@ -323,7 +323,9 @@ impl Conversation {
         let inputs = inputs(name, one_time_prekey);
         let parties = Parties::new(&inputs);
         let (initiation, agreement) = parties.handshake()?;
-        let config = RatchetConfig::default().with_max_skip(max_skip.unwrap_or(DEFAULT_MAX_SKIP));
+        let config = RatchetConfig::default()
+            .with_max_skip(max_skip.unwrap_or(DEFAULT_MAX_SKIP))
+            .map_err(|e| e.to_string())?;
         let mut alice_rng = RecordingRng::new(format!("{name}/alice_ratchet_private"));
         let alice = Ratchet::new_initiator(
             initiation.agreement.session_keys(),

@@ -270,7 +270,9 @@ fn replay(case: &RatchetCase) -> Result<(), String> {
     let ops = check_events(case)?;
     let parties = Parties::new(&case.x3dh);
     let (initiation, agreement) = parties.handshake()?;
-    let config = RatchetConfig::default().with_max_skip(case.max_skip.unwrap_or(DEFAULT_MAX_SKIP));
+    let config = RatchetConfig::default()
+        .with_max_skip(case.max_skip.unwrap_or(DEFAULT_MAX_SKIP))
+        .map_err(|e| e.to_string())?;
 
     let mut alice_rng = ScriptRng::new(case.alice_ratchet_privates.iter().map(|k| k.0));
     let alice = Ratchet::new_initiator(

@@ -48,6 +48,19 @@ pub enum X3dhError {
     SmallOrderKey,
 }
 
+/// Session limits out of range (`docs/PROTOCOL.md` section 3.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_skip` above [`crate::ratchet::MAX_SKIP_LIMIT`].
+    #[error("max_skip {0} is above the limit")]
+    MaxSkipTooLarge(u32),
+    /// The cap on stored skipped keys above
+    /// [`crate::ratchet::MAX_STORED_SKIPPED_KEYS_LIMIT`].
+    #[error("stored skipped key cap {0} is above the limit")]
+    StoredSkippedKeysTooLarge(u32),
+}
+
 /// Session keys handed to the ratchet were unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]

@@ -124,6 +124,15 @@ impl KeyPair {
         Self { secret, public }
     }
 
+    /// The pair of a private key and its public key as stored together
+    /// (a session record); the public key is not recomputed.
+    pub(crate) fn from_stored(private: [u8; KEY_LEN], public: PublicKey) -> Self {
+        let mut bytes = Zeroizing::new(private);
+        let secret = x25519_dalek::StaticSecret::from(*bytes);
+        bytes.zeroize();
+        Self { secret, public }
+    }
+
     /// The public half.
     pub const fn public_key(&self) -> PublicKey {
         self.public

@@ -70,6 +70,7 @@ extern crate alloc;
 
 pub mod address;
 mod aead;
+mod codec;
 mod crypto;
 pub mod envelope;
 pub mod error;
@@ -87,9 +88,9 @@ pub mod x3dh;
 
 pub use address::{Address, DeviceId};
 pub use error::{
-    AccountError, AddressError, AttachmentError, ContentError, DecryptError, EncryptError,
-    EnvelopeError, IdentityConflict, InitError, KeyError, PaddingError, SessionError, StateError,
-    StoreError, WireError, X3dhError,
+    AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
+    EncryptError, EnvelopeError, IdentityConflict, InitError, KeyError, PaddingError, SessionError,
+    StateError, StoreError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};

@@ -175,7 +175,7 @@ fn on_ratchet<T>(r: &mut Ratchet, f: impl FnOnce(&mut Ratchet) -> T) -> (T, Unch
 }
 
 fn config() -> SessionConfig {
-    SessionConfig::default().with_ratchet(RatchetConfig::default().with_max_skip(8))
+    SessionConfig::default().with_ratchet(RatchetConfig::default().with_max_skip(8).unwrap())
 }
 
 fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
@@ -909,14 +909,14 @@ fn hostile_inputs_at_every_layer() {
             StateError::Corrupt,
             Unchanged::Stateless,
         );
-        let mut v2 = bytes.to_vec();
-        v2[0] = 2;
+        let mut v3 = bytes.to_vec();
+        v3[0] = 3;
         cat.row(
             layer,
             Kind::WrongVersion,
-            "version byte 2",
-            read(&v2),
-            StateError::UnknownVersion(2),
+            "version byte 3",
+            read(&v3),
+            StateError::UnknownVersion(3),
             Unchanged::Stateless,
         );
     }
@@ -938,7 +938,7 @@ fn hostile_inputs_at_every_layer() {
 
 /// A ratchet pair from X3DH, both sides with `max_skip`.
 fn ratchet_pair(rng: &mut ChaCha20Rng, max_skip: u32) -> (Ratchet, Ratchet) {
-    let config = RatchetConfig::default().with_max_skip(max_skip);
+    let config = RatchetConfig::default().with_max_skip(max_skip).unwrap();
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let spk = KeyPair::generate(rng);

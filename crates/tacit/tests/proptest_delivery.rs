@@ -19,7 +19,7 @@ use std::collections::{HashSet, VecDeque};
 use common::{proptest_config, session, state, CountingRng};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
+use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig, MAX_SKIPPED_CHAINS};
 use tacit::DecryptError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ struct Side {
     received: u64,
     /// Skipped keys `(peer chain, n)`, oldest first.
     store: VecDeque<(usize, u32)>,
+    /// Keys evicted with their whole chain (`MAX_SKIPPED_CHAINS`).
+    lost: HashSet<(usize, u32)>,
 }
 
 impl Side {
@@ -69,6 +71,7 @@ impl Side {
             recv_chain: None,
             received: 0,
             store: VecDeque::new(),
+            lost: HashSet::new(),
         }
     }
 
@@ -78,7 +81,7 @@ impl Side {
 
     /// The outcome of receiving `m` (of the peer) in this state.
     fn predict(&self, m: &Sent, config: RatchetConfig) -> Outcome {
-        let max_skip = u64::from(config.max_skip);
+        let max_skip = u64::from(config.max_skip());
         let n = u64::from(m.n);
         if self.recv_chain == Some(m.chain) {
             if n >= self.received {
@@ -115,6 +118,17 @@ impl Side {
         if cap == 0 {
             return;
         }
+        let chains = |store: &VecDeque<(usize, u32)>| {
+            store.iter().map(|&(c, _)| c).collect::<HashSet<_>>().len()
+        };
+        if !self.store.iter().any(|&(c, _)| c == key.0) {
+            while chains(&self.store) >= MAX_SKIPPED_CHAINS {
+                let oldest = self.store[0].0;
+                self.lost
+                    .extend(self.store.iter().filter(|&&(c, _)| c == oldest));
+                self.store.retain(|&(c, _)| c != oldest);
+            }
+        }
         while self.store.len() >= cap as usize {
             self.store.pop_front();
         }
@@ -123,7 +137,7 @@ impl Side {
 
     /// Applies the successful receipt of `m`.
     fn receive(&mut self, m: &Sent, config: RatchetConfig) {
-        let cap = config.max_stored_skipped_keys;
+        let cap = config.max_stored_skipped_keys();
         let n = u64::from(m.n);
         if self.recv_chain == Some(m.chain) && n >= self.received {
             for k in self.received..n {
@@ -411,13 +425,21 @@ proptest! {
         }
         world.flush()?;
         prop_assert!(world.sent.len() < 600);
-        for index in 0..world.sent.len() {
+        for (index, m) in world.sent.iter().enumerate() {
+            let receiver = match m.sender {
+                Party::Alice => &world.model_bob,
+                Party::Bob => &world.model_alice,
+            };
+            // Lost: evicted with its whole chain (MAX_SKIPPED_CHAINS).
+            let lost = receiver.lost.contains(&(m.chain, m.n));
+            let delivered = world.delivered_set.contains(&index);
             prop_assert!(
-                world.delivered_set.contains(&index) != world.dropped.contains(&index),
-                "message {} delivered: {}, dropped: {}",
+                delivered != (world.dropped.contains(&index) || lost),
+                "message {} delivered: {}, dropped: {}, lost: {}",
                 index,
-                world.delivered_set.contains(&index),
-                world.dropped.contains(&index)
+                delivered,
+                world.dropped.contains(&index),
+                lost
             );
         }
         // Under these limits only replays and alterations fail.
@@ -463,8 +485,8 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..160),
     ) {
         let config = RatchetConfig::default()
-            .with_max_skip(max_skip)
-            .with_max_stored_skipped_keys(cap);
+            .with_max_skip(max_skip).unwrap()
+            .with_max_stored_skipped_keys(cap).unwrap();
         let mut world = World::new(config, seed);
         for op in &ops {
             world.apply(op)?;
@@ -500,7 +522,9 @@ fn schedules_reach_ratchet_steps_and_every_error() {
         } else {
             RatchetConfig::default()
                 .with_max_skip(2)
+                .unwrap()
                 .with_max_stored_skipped_keys(3)
+                .unwrap()
         };
         let mut world = World::new(config, case);
         for op in &ops {

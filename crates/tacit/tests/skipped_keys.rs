@@ -6,14 +6,17 @@
 mod common;
 
 use common::{assert_decrypts, assert_rejected, flip, session, state, Record};
-use tacit::ratchet::{RatchetConfig, DEFAULT_MAX_SKIP, DEFAULT_MAX_STORED_SKIPPED_KEYS};
+use tacit::ratchet::{
+    EncryptedMessage, RatchetConfig, DEFAULT_MAX_SKIP, DEFAULT_MAX_STORED_SKIPPED_KEYS,
+    MAX_SKIPPED_CHAINS,
+};
 use tacit::{DecryptError, Ratchet};
 
 #[test]
 fn defaults_are_the_profile_values() {
     let config = RatchetConfig::default();
     assert_eq!(
-        (config.max_skip, config.max_stored_skipped_keys),
+        (config.max_skip(), config.max_stored_skipped_keys()),
         (1000, 2000)
     );
     assert_eq!(
@@ -22,8 +25,13 @@ fn defaults_are_the_profile_values() {
     );
     let config = RatchetConfig::default()
         .with_max_skip(7)
-        .with_max_stored_skipped_keys(9);
-    assert_eq!((config.max_skip, config.max_stored_skipped_keys), (7, 9));
+        .unwrap()
+        .with_max_stored_skipped_keys(9)
+        .unwrap();
+    assert_eq!(
+        (config.max_skip(), config.max_stored_skipped_keys()),
+        (7, 9)
+    );
     let s = session(config, 1);
     assert_eq!(s.alice.config(), config);
     assert_eq!(s.bob.config(), config);
@@ -31,7 +39,9 @@ fn defaults_are_the_profile_values() {
 
 #[test]
 fn the_cap_evicts_the_oldest_skipped_key() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(3);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(3)
+        .unwrap();
     let mut s = session(config, 2);
     let a: Vec<_> = (0..6).map(|i| s.a(&format!("a{i}"))).collect();
     assert_eq!(s.bob.skipped_key_count(), 0);
@@ -64,7 +74,9 @@ fn the_cap_evicts_the_oldest_skipped_key() {
 /// opens.
 #[test]
 fn eviction_crosses_chains_in_insertion_order() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(4);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(4)
+        .unwrap();
     let mut s = session(config, 3);
     let a: Vec<_> = (0..4).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[3], "a3", true);
@@ -101,7 +113,9 @@ fn eviction_crosses_chains_in_insertion_order() {
 /// authenticate evicts nothing.
 #[test]
 fn a_failed_decryption_evicts_nothing() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(3);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(3)
+        .unwrap();
     let mut s = session(config, 4);
     let a: Vec<_> = (0..8).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[3], "a3", true);
@@ -140,7 +154,9 @@ fn a_failed_decryption_evicts_nothing() {
 /// A cap of zero stores nothing: only in-order delivery works.
 #[test]
 fn a_zero_cap_stores_nothing() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(0);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(0)
+        .unwrap();
     let mut s = session(config, 5);
     let a: Vec<_> = (0..3).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[0], "a0", true);
@@ -153,7 +169,9 @@ fn a_zero_cap_stores_nothing() {
 /// never exceeds the cap, also across a step storing two chains' keys.
 #[test]
 fn the_count_never_exceeds_the_cap() {
-    let config = RatchetConfig::default().with_max_stored_skipped_keys(5);
+    let config = RatchetConfig::default()
+        .with_max_stored_skipped_keys(5)
+        .unwrap();
     let mut s = session(config, 6);
     let a: Vec<_> = (0..10).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[0], "a0", true);
@@ -188,7 +206,7 @@ fn the_count_never_exceeds_the_cap() {
 #[test]
 fn max_skip_boundaries_are_exact() {
     let max_skip = 5;
-    let config = RatchetConfig::default().with_max_skip(max_skip);
+    let config = RatchetConfig::default().with_max_skip(max_skip).unwrap();
 
     // New chain: N = max_skip is accepted, N = max_skip + 1 is not.
     let mut s = session(config, 7);
@@ -222,7 +240,7 @@ fn max_skip_boundaries_are_exact() {
 /// With `max_skip = 0` only in-order delivery works.
 #[test]
 fn max_skip_zero_allows_only_in_order_delivery() {
-    let config = RatchetConfig::default().with_max_skip(0);
+    let config = RatchetConfig::default().with_max_skip(0).unwrap();
     let mut s = session(config, 8);
     let a: Vec<_> = (0..3).map(|i| s.a(&format!("a{i}"))).collect();
     assert_rejected(&mut s.bob, &a[1], DecryptError::TooManySkipped);
@@ -231,4 +249,86 @@ fn max_skip_zero_allows_only_in_order_delivery() {
     assert_decrypts(&mut s.bob, &a[1], "a1", false);
     assert_decrypts(&mut s.bob, &a[2], "a2", false);
     assert_eq!(s.bob.skipped_key_count(), 0);
+}
+
+/// Each of `chains` rounds: Alice sends two messages, Bob receives only the
+/// second (one key skipped in that chain) and answers, so the next round is
+/// a new chain. Returns the skipped message of each round, oldest first.
+fn one_skipped_key_per_chain(s: &mut common::Session, chains: usize) -> Vec<EncryptedMessage> {
+    let mut lost = Vec::new();
+    for i in 0..chains {
+        lost.push(s.a(&format!("lost {i}")));
+        let m = s.a(&format!("kept {i}"));
+        s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+        let r = s.b("ack");
+        s.alice.decrypt_with_rng(&r, &mut s.rng).unwrap();
+    }
+    lost
+}
+
+#[test]
+fn old_receiving_chains_are_capped_and_evicted_whole_oldest_first() {
+    let mut s = session(RatchetConfig::default(), 9);
+    let lost = one_skipped_key_per_chain(&mut s, MAX_SKIPPED_CHAINS + 3);
+    // One key in each of the newest MAX_SKIPPED_CHAINS chains: the three
+    // oldest chains were evicted with their keys, although the key cap
+    // (2000) is far away.
+    assert_eq!(s.bob.skipped_chain_count(), MAX_SKIPPED_CHAINS);
+    assert_eq!(s.bob.skipped_key_count(), MAX_SKIPPED_CHAINS);
+    for message in &lost[..3] {
+        assert_rejected(&mut s.bob, message, DecryptError::UnknownHeaderKey);
+    }
+    for (i, message) in lost[3..].iter().enumerate() {
+        assert_decrypts(&mut s.bob, message, &format!("lost {}", i + 3), false);
+    }
+    assert_eq!(s.bob.skipped_chain_count(), 0);
+}
+
+#[test]
+fn a_chain_eviction_takes_all_its_keys() {
+    let mut s = session(RatchetConfig::default(), 10);
+    // The first chain leaves three keys, then MAX_SKIPPED_CHAINS chains one
+    // each: the first chain goes, all three keys at once.
+    let first: Vec<_> = (0..3).map(|i| s.a(&format!("first {i}"))).collect();
+    let m = s.a("kept");
+    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    let r = s.b("ack");
+    s.alice.decrypt_with_rng(&r, &mut s.rng).unwrap();
+    assert_eq!(s.bob.skipped_key_count(), 3);
+    one_skipped_key_per_chain(&mut s, MAX_SKIPPED_CHAINS - 1);
+    assert_eq!(s.bob.skipped_key_count(), 3 + MAX_SKIPPED_CHAINS - 1);
+    one_skipped_key_per_chain(&mut s, 1);
+    assert_eq!(s.bob.skipped_chain_count(), MAX_SKIPPED_CHAINS);
+    assert_eq!(s.bob.skipped_key_count(), MAX_SKIPPED_CHAINS);
+    for message in &first {
+        assert_rejected(&mut s.bob, message, DecryptError::UnknownHeaderKey);
+    }
+}
+
+#[test]
+fn limits_above_their_bound_are_a_typed_error() {
+    use tacit::ratchet::{MAX_SKIP_LIMIT, MAX_STORED_SKIPPED_KEYS_LIMIT};
+    use tacit::ConfigError;
+    let config = RatchetConfig::default();
+    assert_eq!(
+        config.with_max_skip(MAX_SKIP_LIMIT).unwrap().max_skip(),
+        25_000
+    );
+    assert_eq!(
+        config.with_max_skip(MAX_SKIP_LIMIT + 1),
+        Err(ConfigError::MaxSkipTooLarge(MAX_SKIP_LIMIT + 1))
+    );
+    assert_eq!(
+        config.with_max_skip(u32::MAX),
+        Err(ConfigError::MaxSkipTooLarge(u32::MAX))
+    );
+    assert!(config
+        .with_max_stored_skipped_keys(MAX_STORED_SKIPPED_KEYS_LIMIT)
+        .is_ok());
+    assert_eq!(
+        RatchetConfig::new(0, MAX_STORED_SKIPPED_KEYS_LIMIT + 1),
+        Err(ConfigError::StoredSkippedKeysTooLarge(
+            MAX_STORED_SKIPPED_KEYS_LIMIT + 1
+        ))
+    );
 }

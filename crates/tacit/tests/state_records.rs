@@ -133,7 +133,9 @@ fn round_trip_mid_conversation_is_exact_and_continues_identically() {
 fn fresh_sessions_round_trip_and_limits_are_part_of_the_state() {
     let config = RatchetConfig::default()
         .with_max_skip(2)
-        .with_max_stored_skipped_keys(1);
+        .unwrap()
+        .with_max_stored_skipped_keys(1)
+        .unwrap();
     let mut s = session(config, 2);
     let alice = restore(&s.alice);
     let mut bob = restore(&s.bob);
@@ -151,12 +153,13 @@ fn fresh_sessions_round_trip_and_limits_are_part_of_the_state() {
 
 #[test]
 fn the_record_starts_with_the_version_and_other_versions_are_refused() {
-    assert_eq!(STATE_VERSION, 1);
+    assert_eq!(STATE_VERSION, 2);
     let m = mid(3);
     let bytes = state(&m.bob);
     assert_eq!(bytes[0], STATE_VERSION);
     for version in 0..=255u8 {
-        if version == STATE_VERSION {
+        // Version 1 is still read (tests below).
+        if version == STATE_VERSION || version == 1 {
             continue;
         }
         let mut other = bytes.clone();
@@ -226,6 +229,20 @@ fn records_breaking_invariants_are_corrupt() {
     r.max_stored_skipped_keys = 0;
     assert!(corrupt(&r));
 
+    // MAX_SKIP and the key cap are bounded (section 3.10).
+    let mut r = bob.clone();
+    r.max_skip = 25_000;
+    assert!(accepts(&r));
+    r.max_skip = 25_001;
+    assert!(corrupt(&r));
+    r.max_skip = u32::MAX;
+    assert!(corrupt(&r));
+    let mut r = bob.clone();
+    r.max_stored_skipped_keys = 25_000;
+    assert!(accepts(&r));
+    r.max_stored_skipped_keys = 25_001;
+    assert!(corrupt(&r));
+
     let mut r = bob.clone();
     r.received = 1 << 32;
     assert!(accepts(&r));
@@ -273,6 +290,7 @@ fn records_breaking_invariants_are_corrupt() {
         &bob.associated_data,
         bob.root_key,
         bob.ratchet_private_key,
+        bob.ratchet_public_key,
     ))
     .unwrap();
     let tag = 1 + prefix.len();
@@ -502,4 +520,58 @@ proptest! {
             exercise(&mut r, &fixtures()[which].pending);
         }
     }
+}
+
+/// A version 1 record (no public key) is still read: the public key is
+/// recomputed, and the session goes on. Written from version 2 by dropping
+/// the public key, as version 1 wrote it.
+#[test]
+fn version_1_records_are_still_read() {
+    let mut s = session(RatchetConfig::default(), 21);
+    let m = s.a("first");
+    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    let r = Record::of(&s.bob);
+    let mut v1 = vec![1u8];
+    v1.extend(
+        postcard::to_allocvec(&(
+            r.max_skip,
+            r.max_stored_skipped_keys,
+            &r.associated_data,
+            r.root_key,
+            r.ratchet_private_key,
+        ))
+        .unwrap(),
+    );
+    let v2 = r.encode();
+    // Everything after the public key is the same in both versions.
+    let after = 1 + v1.len() - 1 + 32;
+    v1.extend_from_slice(&v2[after..]);
+    let mut bob = Ratchet::from_bytes(&v1).unwrap();
+    assert_eq!(bob.to_bytes().as_slice(), v2.as_slice());
+    let reply = bob.encrypt_with_rng(b"reply", &mut s.rng).unwrap();
+    assert_eq!(
+        s.alice.decrypt_with_rng(&reply, &mut s.rng).unwrap(),
+        b"reply"
+    );
+    // Version 1 is read as strictly: a redundant varint group is refused.
+    let mut padded = vec![1u8, 0xe8, 0x87, 0x00];
+    padded.extend_from_slice(&v1[3..]);
+    assert_eq!(
+        Ratchet::from_bytes(&padded).err(),
+        Some(StateError::Corrupt)
+    );
+}
+
+/// The stored public key is used as stored: loading does not recompute it
+/// (section 7.3). A record whose public key is not the private key's loads,
+/// and its headers carry the stored key.
+#[test]
+fn the_stored_public_key_is_used_as_stored() {
+    let mut s = session(RatchetConfig::default(), 22);
+    let m = s.a("first");
+    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    let mut r = Record::of(&s.bob);
+    r.ratchet_public_key = [9; 32];
+    let bob = Ratchet::from_bytes(&r.encode()).unwrap();
+    assert_eq!(bob.next_header().unwrap().ratchet_key.to_bytes(), [9; 32]);
 }

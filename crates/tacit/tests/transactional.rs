@@ -242,7 +242,7 @@ fn replay_from_a_retired_chain_depends_on_its_remaining_skipped_keys() {
 
 #[test]
 fn skipping_more_than_max_skip_in_the_current_chain_is_refused() {
-    let config = RatchetConfig::default().with_max_skip(3);
+    let config = RatchetConfig::default().with_max_skip(3).unwrap();
     let mut s = session(config, 9);
     let a: Vec<_> = (0..6).map(|i| s.a(&format!("a{i}"))).collect();
     assert_decrypts(&mut s.bob, &a[0], "a0", true);
@@ -261,7 +261,7 @@ fn skipping_more_than_max_skip_in_the_current_chain_is_refused() {
 
 #[test]
 fn a_new_chain_whose_pn_needs_more_than_max_skip_is_refused() {
-    let config = RatchetConfig::default().with_max_skip(3);
+    let config = RatchetConfig::default().with_max_skip(3).unwrap();
     let mut s = session(config, 10);
     let a0 = s.a("a0");
     assert_decrypts(&mut s.bob, &a0, "a0", true);
@@ -286,7 +286,7 @@ fn a_new_chain_whose_pn_needs_more_than_max_skip_is_refused() {
 
 #[test]
 fn a_new_chain_message_needing_more_than_max_skip_in_the_new_chain_is_refused() {
-    let config = RatchetConfig::default().with_max_skip(2);
+    let config = RatchetConfig::default().with_max_skip(2).unwrap();
     let mut s = session(config, 11);
     let a: Vec<_> = (0..4).map(|i| s.a(&format!("a{i}"))).collect();
     // The very first message Bob sees opens a chain: N = 3 > 2.

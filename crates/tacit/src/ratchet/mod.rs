@@ -51,7 +51,7 @@ pub use state::STATE_VERSION;
 
 use self::kdf::{kdf_ck, kdf_rk};
 use self::skipped::SkippedKeys;
-use crate::error::{DecryptError, EncryptError, InitError};
+use crate::error::{ConfigError, DecryptError, EncryptError, InitError};
 use crate::keys::{KeyPair, PublicKey, SecretKey32};
 
 /// The longest associated data a session accepts (X3DH's is 64 bytes).
@@ -60,17 +60,25 @@ pub const MAX_ASSOCIATED_DATA_LEN: usize = 128;
 pub const DEFAULT_MAX_SKIP: u32 = 1000;
 /// The profile's default cap on stored skipped message keys.
 pub const DEFAULT_MAX_STORED_SKIPPED_KEYS: u32 = 2000;
+/// The most receiving chains whose skipped keys a session keeps (as
+/// libsignal and vodozemac keep five). Storing a key of one more chain
+/// evicts the oldest chain with all its keys, so a message costs at most
+/// `2 + MAX_SKIPPED_CHAINS` header trial decryptions.
+pub const MAX_SKIPPED_CHAINS: usize = 5;
 
-/// Limits of a session. Both are part of the session state.
+/// The largest `MAX_SKIP` a session accepts (libsignal's forward-jump
+/// limit): one message derives at most this many keys per chain.
+pub const MAX_SKIP_LIMIT: u32 = 25_000;
+/// The largest cap on stored skipped keys a session accepts.
+pub const MAX_STORED_SKIPPED_KEYS_LIMIT: u32 = 25_000;
+
+/// Limits of a session. Both are part of the session state, and bounded:
+/// a config over [`MAX_SKIP_LIMIT`] or [`MAX_STORED_SKIPPED_KEYS_LIMIT`]
+/// cannot be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct RatchetConfig {
-    /// `MAX_SKIP`: the most message keys one skip may derive and store.
-    /// A message that needs more is refused.
-    pub max_skip: u32,
-    /// The most skipped message keys stored at once; storing one more evicts
-    /// the oldest.
-    pub max_stored_skipped_keys: u32,
+    max_skip: u32,
+    max_stored_skipped_keys: u32,
 }
 
 impl Default for RatchetConfig {
@@ -83,16 +91,44 @@ impl Default for RatchetConfig {
 }
 
 impl RatchetConfig {
-    /// The defaults with another `max_skip`.
-    pub fn with_max_skip(mut self, max_skip: u32) -> Self {
-        self.max_skip = max_skip;
-        self
+    /// Limits with these values, each at most its limit
+    /// ([`ConfigError`] otherwise).
+    pub fn new(max_skip: u32, max_stored_skipped_keys: u32) -> Result<Self, ConfigError> {
+        if max_skip > MAX_SKIP_LIMIT {
+            return Err(ConfigError::MaxSkipTooLarge(max_skip));
+        }
+        if max_stored_skipped_keys > MAX_STORED_SKIPPED_KEYS_LIMIT {
+            return Err(ConfigError::StoredSkippedKeysTooLarge(
+                max_stored_skipped_keys,
+            ));
+        }
+        Ok(Self {
+            max_skip,
+            max_stored_skipped_keys,
+        })
     }
 
-    /// The defaults with another cap on stored skipped keys.
-    pub fn with_max_stored_skipped_keys(mut self, cap: u32) -> Self {
-        self.max_stored_skipped_keys = cap;
-        self
+    /// `MAX_SKIP`: the most message keys one skip may derive and store.
+    /// A message that needs more is refused.
+    pub fn max_skip(&self) -> u32 {
+        self.max_skip
+    }
+
+    /// The most skipped message keys stored at once; storing one more
+    /// evicts the oldest.
+    pub fn max_stored_skipped_keys(&self) -> u32 {
+        self.max_stored_skipped_keys
+    }
+
+    /// These limits with another `max_skip`, at most [`MAX_SKIP_LIMIT`].
+    pub fn with_max_skip(self, max_skip: u32) -> Result<Self, ConfigError> {
+        Self::new(max_skip, self.max_stored_skipped_keys)
+    }
+
+    /// These limits with another cap on stored skipped keys, at most
+    /// [`MAX_STORED_SKIPPED_KEYS_LIMIT`].
+    pub fn with_max_stored_skipped_keys(self, cap: u32) -> Result<Self, ConfigError> {
+        Self::new(self.max_skip, cap)
     }
 }
 
@@ -176,6 +212,16 @@ impl fmt::Debug for SessionKeys {
 struct Chain {
     chain_key: SecretKey32,
     header_key: SecretKey32,
+}
+
+/// Which header key a message's header opened under.
+pub(crate) enum HeaderMatch {
+    /// `HKr`: a message of the current receiving chain.
+    Current(Header),
+    /// `NHKr`: a message that opens a new chain.
+    Next(Header),
+    /// The header key of an older chain with skipped keys, and `N`.
+    Older(SecretKey32, u32),
 }
 
 /// One side of a Double Ratchet session with header encryption.
@@ -280,6 +326,12 @@ impl Ratchet {
         self.skipped.len()
     }
 
+    /// The number of receiving chains (header keys) that have skipped keys
+    /// stored, at most [`MAX_SKIPPED_CHAINS`].
+    pub fn skipped_chain_count(&self) -> usize {
+        self.skipped.header_keys().len()
+    }
+
     /// The header the next [`encrypt`](Self::encrypt) will send, or `None`
     /// when this side cannot send (no sending chain yet, or the chain is
     /// exhausted). Headers are public to the peer only;
@@ -340,36 +392,53 @@ impl Ratchet {
         message: &EncryptedMessage,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, DecryptError> {
+        let found = self
+            .match_header(message)
+            .ok_or(DecryptError::UnknownHeaderKey)?;
+        self.decrypt_matched(found, message, rng)
+    }
+
+    /// Finds the header key a message's header opens under, without
+    /// changing anything: `HKr`, then `NHKr`, then the header keys of older
+    /// chains with skipped keys, oldest first. At most
+    /// `2 + MAX_SKIPPED_CHAINS` trial decryptions.
+    pub(crate) fn match_header(&self, message: &EncryptedMessage) -> Option<HeaderMatch> {
         let encrypted_header = message.encrypted_header();
+        let ad = &self.associated_data;
         if let Some(chain) = &self.receiving {
-            if let Some(header) =
-                header::open(&chain.header_key, encrypted_header, &self.associated_data)
-            {
-                return self.decrypt_current_chain(header.message_number, message);
+            if let Some(header) = header::open(&chain.header_key, encrypted_header, ad) {
+                return Some(HeaderMatch::Current(header));
             }
         }
-        if let Some(header) = header::open(
-            &self.next_receiving_header_key,
-            encrypted_header,
-            &self.associated_data,
-        ) {
-            return self.decrypt_new_chain(&header, message, rng);
+        if let Some(header) = header::open(&self.next_receiving_header_key, encrypted_header, ad) {
+            return Some(HeaderMatch::Next(header));
         }
         // Keys skipped in chains that are no longer the receiving chain.
         let current = self.receiving.as_ref().map(|c| &c.header_key);
-        let older = self
-            .skipped
+        self.skipped
             .header_keys()
             .into_iter()
             .filter(|hk| Some(*hk) != current)
             .find_map(|hk| {
-                header::open(hk, encrypted_header, &self.associated_data).map(|h| (hk.clone(), h))
-            });
-        match older {
-            Some((header_key, header)) => {
-                self.decrypt_skipped(&header_key, header.message_number, message)
+                header::open(hk, encrypted_header, ad)
+                    .map(|h| HeaderMatch::Older(hk.clone(), h.message_number))
+            })
+    }
+
+    /// Decrypts a message whose header [`match_header`](Self::match_header)
+    /// found on this state. On error the state is unchanged.
+    pub(crate) fn decrypt_matched(
+        &mut self,
+        found: HeaderMatch,
+        message: &EncryptedMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, DecryptError> {
+        match found {
+            HeaderMatch::Current(header) => {
+                self.decrypt_current_chain(header.message_number, message)
             }
-            None => Err(DecryptError::UnknownHeaderKey),
+            HeaderMatch::Next(header) => self.decrypt_new_chain(&header, message, rng),
+            HeaderMatch::Older(header_key, n) => self.decrypt_skipped(&header_key, n, message),
         }
     }
 

@@ -1,12 +1,15 @@
 //! The bounded store of skipped message keys (`MKSKIPPED`).
 //!
-//! Keys are kept in insertion order, grouped in runs that share a header
-//! key (the keys of one receiving chain are stored together). When the store
-//! holds its cap, storing one more key evicts the oldest one.
+//! Keys are kept in insertion order, grouped in one run per header key
+//! (the keys of one receiving chain are stored together). When the store
+//! holds its cap, storing one more key evicts the oldest one; when it holds
+//! keys of [`MAX_SKIPPED_CHAINS`] chains, storing a key of another chain
+//! evicts the oldest chain with all its keys.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use super::MAX_SKIPPED_CHAINS;
 use crate::keys::SecretKey32;
 
 /// The skipped keys of one receiving chain, in insertion order.
@@ -98,19 +101,41 @@ impl SkippedKeys {
         if cap == 0 {
             return;
         }
+        if !self.chains.iter().any(|c| &c.header_key == header_key) {
+            while self.header_keys().len() >= MAX_SKIPPED_CHAINS {
+                self.evict_oldest_chain();
+            }
+        }
         while self.len >= cap {
             self.evict_oldest();
         }
-        match self.chains.back_mut() {
-            Some(chain) if &chain.header_key == header_key => {
-                chain.keys.push_back((n, message_key))
-            }
-            _ => self.chains.push_back(SkippedChain {
+        // One run per header key: the keys of a chain are stored together.
+        match self.chains.iter_mut().find(|c| &c.header_key == header_key) {
+            Some(chain) => chain.keys.push_back((n, message_key)),
+            None => self.chains.push_back(SkippedChain {
                 header_key: header_key.clone(),
                 keys: VecDeque::from([(n, message_key)]),
             }),
         }
         self.len = self.len.saturating_add(1);
+    }
+
+    /// Drops the oldest chains until at most [`MAX_SKIPPED_CHAINS`] remain
+    /// (a record written before the limit may hold more).
+    pub(crate) fn trim_chains(&mut self) {
+        while self.header_keys().len() > MAX_SKIPPED_CHAINS {
+            self.evict_oldest_chain();
+        }
+    }
+
+    /// Removes every key stored under the oldest run's header key.
+    fn evict_oldest_chain(&mut self) {
+        let Some(front) = self.chains.pop_front() else {
+            self.len = 0;
+            return;
+        };
+        self.chains.retain(|c| c.header_key != front.header_key);
+        self.len = self.chains.iter().map(|c| c.keys.len()).sum();
     }
 
     fn evict_oldest(&mut self) {
@@ -168,6 +193,23 @@ mod tests {
         store.remove(&key(2), 7);
         assert_eq!(store.get(&key(2), 8), Some(&key(28)));
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_new_chain_beyond_the_limit_evicts_the_oldest_chain_whole() {
+        let mut store = SkippedKeys::default();
+        for chain in 0..MAX_SKIPPED_CHAINS as u8 {
+            store.push(&key(chain), 0, key(100), 100);
+            store.push(&key(chain), 1, key(101), 100);
+        }
+        // A key of a chain already there evicts nothing.
+        store.push(&key(0), 2, key(102), 100);
+        assert_eq!(store.len(), 2 * MAX_SKIPPED_CHAINS + 1);
+        store.push(&key(50), 0, key(100), 100);
+        assert_eq!(store.header_keys().len(), MAX_SKIPPED_CHAINS);
+        assert!(store.get(&key(0), 0).is_none() && store.get(&key(0), 2).is_none());
+        assert_eq!(store.len(), 2 * MAX_SKIPPED_CHAINS - 1);
+        assert_eq!(store.get(&key(1), 1), Some(&key(101)));
     }
 
     #[test]

@@ -584,8 +584,14 @@ impl<S: Store> SessionManager<S> {
             if only.is_some_and(|o| o != slot) || state.remote_identity != *sender_identity {
                 continue;
             }
+            // The header first: only a state whose header key opens the
+            // message is copied and decrypted.
+            let Some(header) = state.ratchet.match_header(message) else {
+                first_error.get_or_insert(DecryptError::UnknownHeaderKey);
+                continue;
+            };
             let mut state = state.clone();
-            match state.ratchet.decrypt_with_rng(message, rng) {
+            match state.ratchet.decrypt_matched(header, message, rng) {
                 Ok(plaintext) => {
                     state.pending = None;
                     found = Some((slot, state, plaintext));

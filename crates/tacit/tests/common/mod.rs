@@ -280,6 +280,7 @@ pub(crate) struct Record {
     pub(crate) associated_data: Vec<u8>,
     pub(crate) root_key: [u8; 32],
     pub(crate) ratchet_private_key: [u8; 32],
+    pub(crate) ratchet_public_key: [u8; 32],
     pub(crate) sending: Option<ChainRec>,
     pub(crate) sent: u32,
     pub(crate) previous_sent: u32,
