@@ -137,6 +137,19 @@ impl fmt::Debug for KemPublicKey {
     }
 }
 
+/// A KEM prekey as published: its id, the key and the identity's signature
+/// over `EncodeKEM(key)`. Bundles carry one; an account hands out batches
+/// of them for upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedKemPreKey {
+    /// The KEM prekey id (the responder's numbering).
+    pub id: u32,
+    /// The public key.
+    pub key: KemPublicKey,
+    /// The identity's Ed25519 signature over `EncodeKEM(key)`.
+    pub signature: crate::keys::Signature,
+}
+
 /// An ML-KEM-1024 ciphertext: exactly 1568 bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KemCiphertext(Box<[u8; KEM_CIPHERTEXT_LEN]>);
