@@ -220,7 +220,10 @@ pub(crate) fn dh_key_material(
     Ok(ikm)
 }
 
-pub(crate) fn associated_data(initiator: &IdentityKey, responder: &IdentityKey) -> [u8; ASSOCIATED_DATA_LEN] {
+pub(crate) fn associated_data(
+    initiator: &IdentityKey,
+    responder: &IdentityKey,
+) -> [u8; ASSOCIATED_DATA_LEN] {
     let mut ad = [0u8; ASSOCIATED_DATA_LEN];
     ad[..KEY_LEN].copy_from_slice(&initiator.to_bytes());
     ad[KEY_LEN..].copy_from_slice(&responder.to_bytes());

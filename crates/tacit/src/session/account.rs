@@ -469,7 +469,9 @@ impl Account {
         if self.kem.is_some() {
             return Err(AccountError::PostQuantumEnabled);
         }
-        let keys = self.kem.insert(KemPreKeys::generate(&self.identity, now, rng));
+        let keys = self
+            .kem
+            .insert(KemPreKeys::generate(&self.identity, now, rng));
         Ok(&keys.last_resort)
     }
 

@@ -289,7 +289,14 @@ impl KemSectionV2 {
     /// one-time ids ascending, caps, retirement times only on retired keys.
     pub(crate) fn to_keys(&self, identity: &IdentityKeyPair) -> Result<KemPreKeys, StateError> {
         let load = |k: &KemPreKeyV2| {
-            checked_key(identity, k.id, &k.seed, &k.signature, k.created_at, k.retired_at)
+            checked_key(
+                identity,
+                k.id,
+                &k.seed,
+                &k.signature,
+                k.created_at,
+                k.retired_at,
+            )
         };
         let last_resort = load(&self.last_resort)?;
         let retired = self
@@ -304,7 +311,10 @@ impl KemSectionV2 {
                 return Err(StateError::Corrupt);
             }
             last_id = Some(k.id);
-            one_time.insert(k.id, checked_key(identity, k.id, &k.seed, &k.signature, 0, None)?);
+            one_time.insert(
+                k.id,
+                checked_key(identity, k.id, &k.seed, &k.signature, 0, None)?,
+            );
         }
         let ids: Vec<u32> = core::iter::once(last_resort.id)
             .chain(retired.iter().map(|k| k.id))

@@ -89,11 +89,11 @@ use self::kem_prekeys::KemPreKeyUse;
 use crate::address::Address;
 use crate::error::{AccountError, DecryptError, IdentityConflict, SessionError};
 use crate::keys::{IdentityKey, PublicKey};
+use crate::pqxdh;
 use crate::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
 use crate::store::{Changes, Store};
 use crate::wire::{PreKeyBundleMessage, PreKeyMessage, SessionMessage};
 use crate::x3dh::{self, Agreement};
-use crate::pqxdh;
 
 /// What to do when a peer device presents an identity key other than the
 /// one trusted for its address.
@@ -405,20 +405,18 @@ impl<S: Store> SessionManager<S> {
         self.check_not_self(address)?;
         self.check_listed(address, &bundle.identity_key, None)?;
         let trust = self.check_trust(address, &bundle.identity_key)?;
-        let (agreement, ephemeral_key, kem, profile) = match (
-            bundle.pqxdh_bundle(),
-            &bundle.kem_prekey,
-        ) {
-            (Some(pq), Some(offer)) => {
-                let init = pqxdh::initiate(self.account.identity(), &pq, rng)?;
-                let kem = Some((offer.id, init.kem_ciphertext));
-                (init.agreement, init.ephemeral_key, kem, Profile::V2)
-            }
-            _ => {
-                let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
-                (init.agreement, init.ephemeral_key, None, Profile::V1)
-            }
-        };
+        let (agreement, ephemeral_key, kem, profile) =
+            match (bundle.pqxdh_bundle(), &bundle.kem_prekey) {
+                (Some(pq), Some(offer)) => {
+                    let init = pqxdh::initiate(self.account.identity(), &pq, rng)?;
+                    let kem = Some((offer.id, init.kem_ciphertext));
+                    (init.agreement, init.ephemeral_key, kem, Profile::V2)
+                }
+                _ => {
+                    let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
+                    (init.agreement, init.ephemeral_key, None, Profile::V1)
+                }
+            };
         let ratchet = Ratchet::new_initiator(
             agreement.session_keys(),
             &bundle.signed_prekey,

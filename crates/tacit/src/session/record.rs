@@ -411,10 +411,7 @@ impl StateV2 {
             pending: s.pending.as_ref().map(|p| PendingV2 {
                 signed_prekey_id: p.signed_prekey_id,
                 one_time_prekey_id: p.one_time_prekey_id,
-                kem: p
-                    .kem
-                    .as_ref()
-                    .map(|(id, ct)| (*id, ct.as_bytes().to_vec())),
+                kem: p.kem.as_ref().map(|(id, ct)| (*id, ct.as_bytes().to_vec())),
             }),
             profile: s.profile.to_byte(),
         }
