@@ -835,10 +835,10 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
 /// The shipped `pqxdh.json`.
 pub fn pqxdh_file() -> Result<PqxdhFile, String> {
     let cases = vec![
-        make_case("opk and one-time KEM prekey", 0x7632_01, true, true)?,
-        make_case("no opk, last-resort KEM prekey", 0x7632_02, false, false)?,
-        make_case("opk and last-resort KEM prekey", 0x7632_03, true, false)?,
-        make_case("no opk, one-time KEM prekey", 0x7632_04, false, true)?,
+        make_case("opk and one-time KEM prekey", 0x0076_3201, true, true)?,
+        make_case("no opk, last-resort KEM prekey", 0x0076_3202, false, false)?,
+        make_case("opk and last-resort KEM prekey", 0x0076_3203, true, false)?,
+        make_case("no opk, one-time KEM prekey", 0x0076_3204, false, true)?,
     ];
     let invalid = invalid_entries(&cases[0])?;
     Ok(PqxdhFile {
