@@ -32,6 +32,14 @@ use crate::{
     MessageId, ReceiptKind, Registration, SentMessage, Status,
 };
 
+/// The session settings. The relay's prekey directory does not serve KEM
+/// prekeys yet, so bundles fetched through it are version 1 and first
+/// messages between clients are classical (`tacit-v1`): the core's
+/// downgrade policy (`docs/PROTOCOL.md` 15.8), on by default, is turned off
+/// here until the relay and this client publish and fetch KEM prekeys.
+fn session_config() -> SessionConfig {
+    SessionConfig::default().with_classical_prekey_messages_refused(false)
+}
 /// The most message ids one delivery receipt carries (16 bytes each).
 const RECEIPT_BATCH: usize = 256;
 
@@ -80,11 +88,7 @@ pub(crate) fn open_manager(
                     });
                 }
             }
-            Ok(SessionManager::open(
-                store,
-                address,
-                SessionConfig::default(),
-            )?)
+            Ok(SessionManager::open(store, address, session_config())?)
         }
         (None, None) => Err(ClientError::NotRegistered),
         (None, Some(Creation::LinkedDevice(address))) => {
@@ -92,8 +96,7 @@ pub(crate) fn open_manager(
             // device that links this one.
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
-            let created =
-                SessionManager::create(store, address.clone(), account, SessionConfig::default());
+            let created = SessionManager::create(store, address.clone(), account, session_config());
             let manager = created?;
             let held = manager.store().release()?;
             let profile = Profile {
@@ -109,8 +112,7 @@ pub(crate) fn open_manager(
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
             let identity = account.identity().public_key();
-            let created =
-                SessionManager::create(store, address.clone(), account, SessionConfig::default());
+            let created = SessionManager::create(store, address.clone(), account, session_config());
             let mut manager = created?;
             let user_key = UserKeyPair::generate(&mut OsRng);
             let list = DeviceList::sign(

@@ -78,6 +78,7 @@ fn bundle() -> PreKeyBundleMessage {
         signed_prekey: spk,
         signed_prekey_signature: id.sign_prekey(&spk),
         one_time_prekey: Some((8, KeyPair::from_private_bytes([6; 32]).public_key())),
+        kem_prekey: None,
     }
 }
 

@@ -1018,6 +1018,7 @@ fn claim_bundles(
                 signed_prekey,
                 signed_prekey_signature: signature,
                 one_time_prekey: offered,
+                kem_prekey: None,
             },
         ));
     }

@@ -794,6 +794,7 @@ fn session_messages(
         signed_prekey_id: 1,
         one_time_prekey_id: Some(2),
         message: encrypt(first)?,
+        kem: None,
     }));
     let ratchet = SessionMessage::Ratchet(encrypt(second)?);
     Ok((

@@ -1,5 +1,6 @@
 //! Generation and verification of the profile `tacit-v1` test vectors
-//! (`x3dh.json`, `ratchet.json`, `envelope.json` and `identity.json`).
+//! (`x3dh.json`, `ratchet.json`, `envelope.json` and `identity.json`) and
+//! of profile `tacit-v2`'s (`pqxdh.json`).
 //!
 //! `verify` reads files of the profile's schema strictly and recomputes
 //! everything from the inputs alone, so it checks files written by any
@@ -9,6 +10,7 @@ pub mod envelope;
 pub mod generate;
 pub mod identity;
 pub mod link;
+pub mod pqxdh;
 pub mod schema;
 pub mod script_rng;
 pub mod transcript;

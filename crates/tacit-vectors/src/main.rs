@@ -42,12 +42,14 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let ratchet = to_json(&generate::ratchet_file()?)?;
     let envelope = to_json(&tacit_vectors::envelope::envelope_file()?)?;
     let identity = to_json(&tacit_vectors::identity::identity_file()?)?;
+    let pqxdh = to_json(&tacit_vectors::pqxdh::pqxdh_file()?)?;
     let mut written = Vec::new();
     for (name, text) in [
         ("x3dh.json", x3dh),
         ("ratchet.json", ratchet),
         ("envelope.json", envelope),
         ("identity.json", identity),
+        ("pqxdh.json", pqxdh),
     ] {
         // Never write a file that does not verify.
         let results = verify::verify_json(&text)?;

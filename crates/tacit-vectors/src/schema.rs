@@ -55,7 +55,7 @@ impl<'de> Deserialize<'de> for HexBytes {
 
 /// A field that must be present but may be `null`: serde treats a missing
 /// `Option` as `None` unless it is read through a function like this one.
-fn required_nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn required_nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -30,13 +30,19 @@ pub fn verify_path(path: &Path) -> Result<Vec<CaseResult>, String> {
     verify_json(&text)
 }
 
-/// Verifies the text of an `x3dh.json`, `ratchet.json`, `envelope.json` or
-/// `identity.json` file. The kind is told by the top-level fields: only
-/// `envelope.json` has `sealed`, only `identity.json` has `device_lists`,
-/// only `x3dh.json` has `invalid`.
+/// Verifies the text of an `x3dh.json`, `ratchet.json`, `envelope.json`,
+/// `identity.json` or `pqxdh.json` file. The kind is told by the top-level
+/// fields: only `pqxdh.json` has `kem`, only `envelope.json` has `sealed`,
+/// only `identity.json` has `device_lists`, then only `x3dh.json` has
+/// `invalid`.
 pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if value.get("kem").is_some() {
+        let file: crate::pqxdh::PqxdhFile =
+            serde_json::from_str(text).map_err(|e| format!("pqxdh.json schema: {e}"))?;
+        return Ok(crate::pqxdh::verify_pqxdh(&file));
+    }
     if value.get("sealed").is_some() {
         let file: crate::envelope::EnvelopeFile =
             serde_json::from_value(value).map_err(|e| format!("envelope.json schema: {e}"))?;

@@ -61,6 +61,42 @@ pub enum ConfigError {
     StoredSkippedKeysTooLarge(u32),
 }
 
+/// An ML-KEM key or ciphertext received from outside could not be used
+/// (`docs/PROTOCOL.md` 15.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum KemError {
+    /// A byte string of the wrong length for the key or ciphertext.
+    #[error("expected {expected} bytes, got {actual}")]
+    InvalidLength {
+        /// The length required.
+        expected: usize,
+        /// The length supplied.
+        actual: usize,
+    },
+    /// An encoded KEM public key whose type byte is not ML-KEM-1024's.
+    #[error("KEM public key has an unknown type byte")]
+    InvalidEncoding,
+    /// An encapsulation key that fails the FIPS 203 modulus check.
+    #[error("KEM public key fails the encapsulation-key check")]
+    InvalidPublicKey,
+}
+
+/// The PQXDH handshake (profile `tacit-v2`) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PqxdhError {
+    /// The signed prekey's signature failed strict verification.
+    #[error("signed prekey signature is invalid")]
+    InvalidSignature,
+    /// The KEM prekey's signature failed strict verification.
+    #[error("KEM prekey signature is invalid")]
+    InvalidKemSignature,
+    /// One of the Diffie-Hellman outputs was all zeros.
+    #[error("a Diffie-Hellman output is all zeros (small-order key)")]
+    SmallOrderKey,
+}
+
 /// Session keys handed to the ratchet were unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -196,6 +232,18 @@ pub enum WireError {
         /// Why the key is refused.
         error: KeyError,
     },
+    /// A KEM key field does not hold a usable ML-KEM-1024 key.
+    #[error("field {field}: {error}")]
+    InvalidKemKey {
+        /// The field.
+        field: &'static str,
+        /// Why the key is refused.
+        error: KemError,
+    },
+    /// The version does not match the fields present: version 1 with KEM
+    /// fields, or version 2 without all of them.
+    #[error("version does not match the fields present")]
+    VersionMismatch,
 }
 
 /// Padding could not be added or removed (see [`crate::envelope::padding`]).
@@ -372,6 +420,25 @@ pub enum AccountError {
     /// The 32-bit id space of a kind of prekey is used up.
     #[error("prekey ids exhausted")]
     IdsExhausted,
+    /// Generating this many one-time KEM prekeys would hold more than the cap.
+    #[error("{requested} more one-time KEM prekeys would exceed the cap of {max}")]
+    TooManyOneTimeKemPreKeys {
+        /// How many were asked for.
+        requested: usize,
+        /// The most an account holds.
+        max: usize,
+    },
+    /// No KEM prekey has this id: consumed, retired past its grace period,
+    /// or never issued.
+    #[error("no KEM prekey with id {0}")]
+    UnknownKemPreKey(u32),
+    /// The account has no KEM prekey (an account from before profile
+    /// `tacit-v2`: see `Account::enable_post_quantum`).
+    #[error("the account has no KEM prekey")]
+    NoKemPreKey,
+    /// The account already has KEM prekeys.
+    #[error("the account already has KEM prekeys")]
+    PostQuantumEnabled,
 }
 
 /// A storage backend failed. The manager treats every store error as "the
@@ -621,9 +688,23 @@ pub enum SessionError {
     /// issued.
     #[error("unknown or consumed one-time prekey {0}")]
     UnknownOneTimePreKey(u32),
+    /// A prekey message names a KEM prekey this account does not hold:
+    /// a one-time KEM prekey already consumed (a replay, or a second session
+    /// from the same bundle), a retired one past its grace period, or one
+    /// never issued.
+    #[error("unknown or consumed KEM prekey {0}")]
+    UnknownKemPreKey(u32),
+    /// A classical (`tacit-v1`) prekey message would start a session with
+    /// an account that publishes KEM prekeys, and the downgrade policy
+    /// refuses it (`SessionConfig::refuse_classical_prekey_messages`).
+    #[error("classical prekey message refused: this device requires tacit-v2")]
+    ClassicalPreKeyRefused,
     /// The handshake was refused.
     #[error("handshake: {0}")]
     X3dh(#[from] X3dhError),
+    /// The post-quantum handshake was refused.
+    #[error("handshake: {0}")]
+    Pqxdh(#[from] PqxdhError),
     /// The session keys were refused by the ratchet.
     #[error("session start: {0}")]
     Init(#[from] InitError),

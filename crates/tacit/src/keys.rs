@@ -253,6 +253,17 @@ impl IdentityKey {
     ) -> Result<(), KeyError> {
         self.verify(signed_prekey.as_bytes(), signature)
     }
+
+    /// Verifies a KEM prekey's signature: a signature by this identity over
+    /// `EncodeKEM(PQPK) = 0x0A || ek` (1569 bytes, profile `tacit-v2`). A
+    /// relay checks it when a device uploads KEM prekeys.
+    pub fn verify_kem_prekey(
+        &self,
+        kem_prekey: &crate::kem::KemPublicKey,
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        self.verify(&kem_prekey.to_encoded(), signature)
+    }
 }
 
 impl fmt::Debug for IdentityKey {
@@ -314,6 +325,11 @@ impl IdentityKeyPair {
     /// Signs a signed prekey: the signature over `Enc(SPK)`.
     pub fn sign_prekey(&self, signed_prekey: &PublicKey) -> Signature {
         self.sign(signed_prekey.as_bytes())
+    }
+
+    /// Signs a KEM prekey: the signature over `EncodeKEM(PQPK)`.
+    pub fn sign_kem_prekey(&self, kem_prekey: &crate::kem::KemPublicKey) -> Signature {
+        self.sign(&kem_prekey.to_encoded())
     }
 
     /// X25519 with this identity's private key (its X25519 view) and

@@ -9,7 +9,10 @@
 //!
 //! - [`keys`]: identity keys (Ed25519 with their X25519 view), X25519 key
 //!   pairs, strict prekey signatures, Diffie-Hellman with the all-zero check.
-//! - [`x3dh`]: the handshake, producing [`ratchet::SessionKeys`].
+//! - [`x3dh`]: the handshake of profile `tacit-v1`, producing
+//!   [`ratchet::SessionKeys`].
+//! - [`kem`] and [`pqxdh`]: ML-KEM-1024 and the post-quantum handshake of
+//!   profile `tacit-v2` (PQXDH), producing the same [`ratchet::SessionKeys`].
 //! - [`ratchet`]: the Double Ratchet with header encryption, started from
 //!   X3DH's output or from key material agreed by any other handshake.
 //! - [`wire`]: the strict protobuf encoding of bundles and session messages.
@@ -78,7 +81,9 @@ pub mod error;
 #[doc(hidden)]
 pub mod hazmat;
 pub mod identity;
+pub mod kem;
 pub mod keys;
+pub mod pqxdh;
 pub mod ratchet;
 pub mod session;
 pub mod store;
@@ -89,8 +94,8 @@ pub mod x3dh;
 pub use address::{Address, DeviceId};
 pub use error::{
     AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
-    EncryptError, EnvelopeError, IdentityConflict, InitError, KeyError, PaddingError, SessionError,
-    StateError, StoreError, WireError, X3dhError,
+    EncryptError, EnvelopeError, IdentityConflict, InitError, KemError, KeyError, PaddingError,
+    PqxdhError, SessionError, StateError, StoreError, WireError, X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
@@ -98,5 +103,8 @@ pub use session::{Account, Decrypted, SafetyNumber, SessionManager};
 pub use store::{InMemoryStore, Store};
 pub use x3dh::PreKeyBundle;
 
-/// The profile this crate implements.
+/// The classical profile (X3DH), kept for existing sessions and vectors.
 pub const PROFILE: &str = "tacit-v1";
+/// The post-quantum profile (PQXDH over X25519 and ML-KEM-1024) that new
+/// sessions use when the peer publishes KEM prekeys.
+pub const PROFILE_V2: &str = "tacit-v2";

@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use rand_core::CryptoRngCore;
@@ -71,14 +72,29 @@ pub struct PreKeyBundle {
     pub one_time_prekey: Option<PublicKey>,
 }
 
-/// The result of X3DH on either side: `SK` and `AD`.
+/// The result of X3DH (or of PQXDH, [`crate::pqxdh`]) on either side: `SK`
+/// and `AD`.
 #[derive(Clone)]
 pub struct Agreement {
     shared_secret: SecretKey32,
     associated_data: [u8; ASSOCIATED_DATA_LEN],
+    /// `tacit/session/v1`, or `tacit/session/v2` for a PQXDH agreement.
+    session_info: &'static [u8],
 }
 
 impl Agreement {
+    pub(crate) fn new(
+        shared_secret: SecretKey32,
+        associated_data: [u8; ASSOCIATED_DATA_LEN],
+        session_info: &'static [u8],
+    ) -> Self {
+        Self {
+            shared_secret,
+            associated_data,
+            session_info,
+        }
+    }
+
     /// `SK`, the X3DH output. Exposed for test vectors and other
     /// key schedules; the session uses [`session_keys`](Self::session_keys).
     pub fn shared_secret(&self) -> &SecretKey32 {
@@ -90,10 +106,11 @@ impl Agreement {
         &self.associated_data
     }
 
-    /// `RK0 || HKA || NHKB = HKDF(0^32, SK, "tacit/session/v1", 96)` with
-    /// `AD`: the key material the ratchet starts from.
+    /// `RK0 || HKA || NHKB = HKDF(0^32, SK, "tacit/session/v1", 96)` (with
+    /// `tacit/session/v2` after PQXDH) with `AD`: the key material the
+    /// ratchet starts from.
     pub fn session_keys(&self) -> SessionKeys {
-        let okm = hkdf::<96>(&[0u8; 32], self.shared_secret.as_bytes(), SESSION_INFO);
+        let okm = hkdf::<96>(&[0u8; 32], self.shared_secret.as_bytes(), self.session_info);
         let block = |i: usize| {
             let mut out = [0u8; 32];
             out.copy_from_slice(&okm[32 * i..32 * (i + 1)]);
@@ -142,10 +159,11 @@ pub fn initiate(
         .map(|opk| ephemeral.diffie_hellman(&opk));
     let shared_secret = derive_shared_secret(dh1, dh2, dh3, dh4)?;
     Ok(Initiation {
-        agreement: Agreement {
+        agreement: Agreement::new(
             shared_secret,
-            associated_data: associated_data(&identity.public_key(), &bundle.identity_key),
-        },
+            associated_data(&identity.public_key(), &bundle.identity_key),
+            SESSION_INFO,
+        ),
         ephemeral_key: ephemeral.public_key(),
         used_one_time_prekey: bundle.one_time_prekey.is_some(),
     })
@@ -166,10 +184,11 @@ pub fn respond(
     let dh3 = signed_prekey.diffie_hellman(initiator_ephemeral);
     let dh4 = one_time_prekey.map(|opk| opk.diffie_hellman(initiator_ephemeral));
     let shared_secret = derive_shared_secret(dh1, dh2, dh3, dh4)?;
-    Ok(Agreement {
+    Ok(Agreement::new(
         shared_secret,
-        associated_data: associated_data(initiator_identity, &identity.public_key()),
-    })
+        associated_data(initiator_identity, &identity.public_key()),
+        SESSION_INFO,
+    ))
 }
 
 /// `SK = HKDF(0^32, 0xFF^32 || DH1 || DH2 || DH3 [|| DH4], "tacit/x3dh/v1", 32)`,
@@ -180,21 +199,31 @@ fn derive_shared_secret(
     dh3: Result<SecretKey32, KeyError>,
     dh4: Option<Result<SecretKey32, KeyError>>,
 ) -> Result<SecretKey32, X3dhError> {
-    let small_order = |_| X3dhError::SmallOrderKey;
-    let mut ikm = Zeroizing::new([0u8; 5 * KEY_LEN]);
-    ikm[..KEY_LEN].fill(0xff);
-    let outputs = [Some(dh1), Some(dh2), Some(dh3), dh4];
-    let mut len = KEY_LEN;
-    for dh in outputs.into_iter().flatten() {
-        let dh = dh.map_err(small_order)?;
-        ikm[len..len + KEY_LEN].copy_from_slice(dh.as_bytes());
-        len += KEY_LEN;
-    }
-    let sk = hkdf::<32>(&[0u8; 32], &ikm[..len], X3DH_INFO);
+    let ikm = dh_key_material(dh1, dh2, dh3, dh4).map_err(|_| X3dhError::SmallOrderKey)?;
+    let sk = hkdf::<32>(&[0u8; 32], &ikm, X3DH_INFO);
     Ok(SecretKey32::from_bytes(*sk))
 }
 
-fn associated_data(initiator: &IdentityKey, responder: &IdentityKey) -> [u8; ASSOCIATED_DATA_LEN] {
+/// `0xFF^32 || DH1 || DH2 || DH3 [|| DH4]`, refusing any all-zero DH output;
+/// shared by X3DH and PQXDH.
+pub(crate) fn dh_key_material(
+    dh1: Result<SecretKey32, KeyError>,
+    dh2: Result<SecretKey32, KeyError>,
+    dh3: Result<SecretKey32, KeyError>,
+    dh4: Option<Result<SecretKey32, KeyError>>,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let mut ikm = Zeroizing::new(Vec::with_capacity(5 * KEY_LEN));
+    ikm.extend_from_slice(&[0xff; KEY_LEN]);
+    for dh in [Some(dh1), Some(dh2), Some(dh3), dh4].into_iter().flatten() {
+        ikm.extend_from_slice(dh?.as_bytes());
+    }
+    Ok(ikm)
+}
+
+pub(crate) fn associated_data(
+    initiator: &IdentityKey,
+    responder: &IdentityKey,
+) -> [u8; ASSOCIATED_DATA_LEN] {
     let mut ad = [0u8; ASSOCIATED_DATA_LEN];
     ad[..KEY_LEN].copy_from_slice(&initiator.to_bytes());
     ad[KEY_LEN..].copy_from_slice(&responder.to_bytes());

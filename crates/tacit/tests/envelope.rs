@@ -129,6 +129,7 @@ impl World {
                 signed_prekey_id: 1,
                 one_time_prekey_id: None,
                 message: encrypted,
+                kem: None,
             }))
         } else {
             SessionMessage::Ratchet(encrypted)

@@ -69,8 +69,12 @@ pub const SEALED_CONTENT_VERSION: u32 = 2;
 /// The shortest `encrypted_message`: an inner plaintext for a ratchet
 /// ciphertext of one tag, and the tag.
 pub const MIN_ENCRYPTED_MESSAGE_LEN: usize = TAG_LEN + INNER_RESERVE + TAG_LEN;
+/// Extra inner room for the KEM fields of a `tacit-v2` prekey message
+/// (`docs/PROTOCOL.md` 15.10): its inner plaintext is the ratchet
+/// ciphertext's length plus `INNER_RESERVE + KEM_INNER_RESERVE` bytes.
+pub const KEM_INNER_RESERVE: usize = 1600;
 /// The longest sealed envelope accepted.
-pub const MAX_ENVELOPE_LEN: usize = MAX_MESSAGE_LEN + INNER_RESERVE + 256;
+pub const MAX_ENVELOPE_LEN: usize = MAX_MESSAGE_LEN + INNER_RESERVE + KEM_INNER_RESERVE + 256;
 
 /// HKDF info label of the ephemeral-static stage.
 pub const LABEL_EPHEMERAL: &[u8] = b"tacit/sealed/v1/ephemeral";
@@ -289,6 +293,15 @@ fn ciphertext_len(message: &SessionMessage) -> usize {
     }
 }
 
+/// The exact inner plaintext length of the envelope of `message`.
+fn inner_len(message: &SessionMessage) -> usize {
+    let reserve = match message {
+        SessionMessage::PreKey(m) if m.kem.is_some() => INNER_RESERVE + KEM_INNER_RESERVE,
+        _ => INNER_RESERVE,
+    };
+    ciphertext_len(message) + reserve
+}
+
 /// Seals `message` from `sender` to the identity `recipient_identity` at
 /// `recipient_address`. Draws exactly 32 bytes from `rng`, in one call: the
 /// ephemeral private key.
@@ -317,7 +330,7 @@ pub fn seal_with_rng(
         }
         .encode_to_vec(),
     );
-    let target = ciphertext_len(message) + INNER_RESERVE;
+    let target = inner_len(message);
     if inner.len() >= target {
         // Unreachable for valid addresses and messages; see the tests.
         return Err(EnvelopeError::TooLarge {
@@ -459,7 +472,7 @@ pub fn open(
         fixed::<SIGNATURE_LEN>("sender_certificate", &m.sender_certificate)
             .map_err(EnvelopeError::InnerMalformed)?,
     );
-    if padded.len() != ciphertext_len(&message) + INNER_RESERVE {
+    if padded.len() != inner_len(&message) {
         return Err(EnvelopeError::InnerPadding);
     }
     certificate
@@ -561,6 +574,7 @@ mod tests {
             signed_prekey_id: ids,
             one_time_prekey_id: Some(ids),
             message: EncryptedMessage::new([5; ENCRYPTED_HEADER_LEN], vec![6; len]).unwrap(),
+            kem: None,
         }))
     }
 

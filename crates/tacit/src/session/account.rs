@@ -15,8 +15,15 @@
 //!   session it created is still stored. Rotate it regularly; the previous
 //!   one is kept until the next rotation.
 //!
+//! - **KEM prekeys** (profile `tacit-v2`): a signed last-resort KEM prekey,
+//!   rotated with a grace period like the signed prekey, and signed
+//!   one-time KEM prekeys made in batches, each consumed once. Bundles offer
+//!   one, so that initiators start `tacit-v2` sessions. An account read from
+//!   a record of before `tacit-v2` has none until
+//!   [`Account::enable_post_quantum`].
+//!
 //! One-time and fallback prekeys share one id space; signed prekeys have
-//! their own.
+//! their own, and KEM prekeys a third.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -26,13 +33,18 @@ use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use super::kem_prekeys::{KemPreKey, KemPreKeyUse, KemPreKeys, KemSectionV2};
 use crate::error::{AccountError, StateError};
+use crate::kem::SignedKemPreKey;
 use crate::keys::{IdentityKeyPair, KeyPair, PublicKey, Signature, KEY_LEN, SIGNATURE_LEN};
 use crate::versioned;
 use crate::wire::PreKeyBundleMessage;
 
-/// The current account record version.
-pub const ACCOUNT_VERSION: u8 = 1;
+/// The current account record version (2: with the KEM prekeys of profile
+/// `tacit-v2`; version 1 records are still read).
+pub const ACCOUNT_VERSION: u8 = 2;
+/// The account record version of before profile `tacit-v2`.
+const ACCOUNT_VERSION_V1: u8 = 1;
 /// The most one-time prekeys an account holds at once.
 pub const MAX_ONE_TIME_PREKEYS: usize = 1000;
 /// The most retired signed prekeys kept (whatever the grace period).
@@ -141,6 +153,21 @@ pub enum BundlePreKey {
     Auto,
 }
 
+/// Which KEM prekey a bundle offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KemPreKeyChoice {
+    /// None: a version-1 bundle (`tacit-v1` sessions only).
+    None,
+    /// This one-time KEM prekey.
+    OneTime(u32),
+    /// The current last-resort KEM prekey.
+    LastResort,
+    /// The one-time KEM prekey with the lowest id, else the last-resort
+    /// one; none if the account has no KEM prekeys.
+    Auto,
+}
+
 /// A prekey that a prekey message may name in its one-time prekey field.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum OptionalPreKey<'a> {
@@ -162,12 +189,16 @@ pub struct Account {
     previous_fallback_prekey: Option<FallbackPreKey>,
     next_signed_prekey_id: u32,
     next_prekey_id: u32,
+    /// The KEM prekeys; `None` for an account from before `tacit-v2`.
+    kem: Option<KemPreKeys>,
 }
 
 impl Account {
-    /// A new account: a fresh identity, a signed prekey (id 1) and a
-    /// fallback prekey (id 1), created at `now`. It holds no one-time
-    /// prekeys yet: see [`generate_one_time_prekeys`](Self::generate_one_time_prekeys).
+    /// A new account: a fresh identity, a signed prekey (id 1), a
+    /// fallback prekey (id 1) and a last-resort KEM prekey (id 1), created
+    /// at `now`. It holds no one-time prekeys yet: see
+    /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) and
+    /// [`generate_one_time_kem_prekeys`](Self::generate_one_time_kem_prekeys).
     pub fn generate(rng: &mut impl CryptoRngCore, now: u64) -> Self {
         Self::from_identity(IdentityKeyPair::generate(rng), rng, now)
     }
@@ -180,6 +211,8 @@ impl Account {
     ) -> Self {
         let key_pair = KeyPair::generate(rng);
         let signature = identity.sign_prekey(&key_pair.public_key());
+        let fallback = KeyPair::generate(rng);
+        let kem = KemPreKeys::generate(&identity, now, rng);
         Self {
             identity,
             signed_prekey: SignedPreKey {
@@ -193,12 +226,13 @@ impl Account {
             one_time_prekeys: BTreeMap::new(),
             fallback_prekey: FallbackPreKey {
                 id: 1,
-                key_pair: KeyPair::generate(rng),
+                key_pair: fallback,
                 created_at: now,
             },
             previous_fallback_prekey: None,
             next_signed_prekey_id: 2,
             next_prekey_id: 2,
+            kem: Some(kem),
         }
     }
 
@@ -358,9 +392,21 @@ impl Account {
     }
 
     /// A bundle for publication: the identity key, the current signed
-    /// prekey with its id and signature, and the optional prekey chosen by
-    /// `prekey`.
+    /// prekey with its id and signature, the optional prekey chosen by
+    /// `prekey`, and a KEM prekey if the account has any
+    /// ([`KemPreKeyChoice::Auto`]: the one-time KEM prekey with the lowest
+    /// id, else the last-resort one).
     pub fn bundle(&self, prekey: BundlePreKey) -> Result<PreKeyBundleMessage, AccountError> {
+        self.bundle_with(prekey, KemPreKeyChoice::Auto)
+    }
+
+    /// A bundle with the optional prekey and the KEM prekey chosen.
+    pub fn bundle_with(
+        &self,
+        prekey: BundlePreKey,
+        kem: KemPreKeyChoice,
+    ) -> Result<PreKeyBundleMessage, AccountError> {
+        let kem_prekey = self.kem_offer(kem)?;
         let one_time_prekey = match prekey {
             BundlePreKey::None => None,
             BundlePreKey::OneTime(id) => {
@@ -385,7 +431,127 @@ impl Account {
             signed_prekey: self.signed_prekey.public_key(),
             signed_prekey_signature: self.signed_prekey.signature,
             one_time_prekey,
+            kem_prekey,
         })
+    }
+
+    fn kem_offer(&self, choice: KemPreKeyChoice) -> Result<Option<SignedKemPreKey>, AccountError> {
+        let keys = match (choice, &self.kem) {
+            (KemPreKeyChoice::None, _) | (KemPreKeyChoice::Auto, None) => return Ok(None),
+            (_, None) => return Err(AccountError::NoKemPreKey),
+            (_, Some(keys)) => keys,
+        };
+        let key = match choice {
+            KemPreKeyChoice::OneTime(id) => keys
+                .one_time
+                .get(&id)
+                .ok_or(AccountError::UnknownKemPreKey(id))?,
+            KemPreKeyChoice::Auto => keys.one_time.values().next().unwrap_or(&keys.last_resort),
+            _ => &keys.last_resort,
+        };
+        Ok(Some(key.signed()))
+    }
+
+    /// Whether the account has KEM prekeys (and so publishes version-2
+    /// bundles and, by default, refuses classical first messages).
+    pub fn has_kem_prekeys(&self) -> bool {
+        self.kem.is_some()
+    }
+
+    /// Gives an account from before profile `tacit-v2` its last-resort KEM
+    /// prekey (id 1), created at `now`; refuses with
+    /// [`AccountError::PostQuantumEnabled`] if it has KEM prekeys.
+    pub fn enable_post_quantum(
+        &mut self,
+        now: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<&KemPreKey, AccountError> {
+        if self.kem.is_some() {
+            return Err(AccountError::PostQuantumEnabled);
+        }
+        let keys = self
+            .kem
+            .insert(KemPreKeys::generate(&self.identity, now, rng));
+        Ok(&keys.last_resort)
+    }
+
+    /// The current last-resort KEM prekey, if the account has KEM prekeys.
+    pub fn kem_last_resort_prekey(&self) -> Option<&KemPreKey> {
+        self.kem.as_ref().map(|k| &k.last_resort)
+    }
+
+    /// Replaced last-resort KEM prekeys still within their grace period,
+    /// oldest first.
+    pub fn retired_kem_prekeys(&self) -> &[KemPreKey] {
+        self.kem.as_ref().map_or(&[], |k| &k.retired[..])
+    }
+
+    /// Replaces the last-resort KEM prekey with a new one created at `now`,
+    /// keeping the replaced one for `grace` as
+    /// [`rotate_signed_prekey`](Self::rotate_signed_prekey) does. Returns
+    /// the new key.
+    pub fn rotate_kem_last_resort_prekey(
+        &mut self,
+        now: u64,
+        grace: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<&KemPreKey, AccountError> {
+        let keys = self.kem.as_mut().ok_or(AccountError::NoKemPreKey)?;
+        keys.rotate_last_resort(&self.identity, now, grace, rng)?;
+        Ok(&keys.last_resort)
+    }
+
+    /// Drops the retired last-resort KEM prekeys whose grace period is over
+    /// at `now`; returns how many were dropped.
+    pub fn prune_kem_prekeys(&mut self, now: u64, grace: u64) -> usize {
+        self.kem.as_mut().map_or(0, |k| k.prune(now, grace))
+    }
+
+    /// Generates `count` signed one-time KEM prekeys with fresh ids and
+    /// returns them (id, key, signature) for upload. Refuses, changing
+    /// nothing, without KEM prekeys or beyond
+    /// [`MAX_ONE_TIME_KEM_PREKEYS`](super::MAX_ONE_TIME_KEM_PREKEYS).
+    pub fn generate_one_time_kem_prekeys(
+        &mut self,
+        count: usize,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<SignedKemPreKey>, AccountError> {
+        let keys = self.kem.as_mut().ok_or(AccountError::NoKemPreKey)?;
+        keys.generate_one_time(&self.identity, count, rng)
+    }
+
+    /// The unused one-time KEM prekeys, by id, for publication.
+    pub fn one_time_kem_prekeys(&self) -> Vec<SignedKemPreKey> {
+        self.kem
+            .as_ref()
+            .map(|k| k.one_time.values().map(KemPreKey::signed).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many one-time KEM prekeys are left.
+    pub fn one_time_kem_prekey_count(&self) -> usize {
+        self.kem.as_ref().map_or(0, |k| k.one_time.len())
+    }
+
+    /// Whether the one-time KEM prekey `id` is still unused.
+    pub fn has_one_time_kem_prekey(&self, id: u32) -> bool {
+        self.kem
+            .as_ref()
+            .is_some_and(|k| k.one_time.contains_key(&id))
+    }
+
+    /// The one-time or last-resort KEM prekey with this id.
+    pub(crate) fn kem_prekey(&self, id: u32) -> Option<KemPreKeyUse<'_>> {
+        self.kem.as_ref().and_then(|k| k.by_id(id))
+    }
+
+    /// Consumes a one-time KEM prekey.
+    pub(crate) fn remove_one_time_kem_prekey(&mut self, id: u32) -> Result<(), AccountError> {
+        self.kem
+            .as_mut()
+            .and_then(|k| k.one_time.remove(&id))
+            .map(|_| ())
+            .ok_or(AccountError::UnknownKemPreKey(id))
     }
 
     fn fallback_entry(&self) -> (u32, PublicKey) {
@@ -420,6 +586,8 @@ impl fmt::Debug for Account {
             .field("retired_signed_prekeys", &self.retired_signed_prekeys.len())
             .field("one_time_prekeys", &self.one_time_prekeys.len())
             .field("fallback_prekey", &self.fallback_prekey)
+            .field("kem_last_resort_prekey", &self.kem_last_resort_prekey())
+            .field("one_time_kem_prekeys", &self.one_time_kem_prekey_count())
             .finish_non_exhaustive()
     }
 }
@@ -463,12 +631,19 @@ struct FallbackV1 {
     created_at: u64,
 }
 
+/// Version 2: version 1's fields, then the KEM prekeys.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct AccountV2 {
+    base: AccountV1,
+    kem: Option<KemSectionV2>,
+}
+
 /// serde has no impls for 64-byte arrays: write them as a tuple of two
 /// 32-byte halves (a fixed length, no length prefix).
-mod signature_bytes {
+pub(super) mod signature_bytes {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
         let mut lo = [0u8; 32];
         let mut hi = [0u8; 32];
         lo.copy_from_slice(&bytes[..32]);
@@ -476,7 +651,7 @@ mod signature_bytes {
         (lo, hi).serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
         let (lo, hi) = <([u8; 32], [u8; 32])>::deserialize(d)?;
         let mut out = [0u8; 64];
         out[..32].copy_from_slice(&lo);
@@ -536,7 +711,15 @@ impl Account {
     /// of the state. The bytes hold every private key of the device; they
     /// are zeroized when dropped and must be stored encrypted.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let record = AccountV1 {
+        let record = AccountV2 {
+            base: self.record_v1(),
+            kem: self.kem.as_ref().map(KemSectionV2::from_keys),
+        };
+        versioned::encode(ACCOUNT_VERSION, &record)
+    }
+
+    fn record_v1(&self) -> AccountV1 {
+        AccountV1 {
             identity_seed: *self.identity.seed().as_bytes(),
             signed_prekey: SignedPreKeyV1::from_key(&self.signed_prekey),
             retired_signed_prekeys: self
@@ -559,8 +742,7 @@ impl Account {
                 .map(FallbackV1::from_key),
             next_signed_prekey_id: self.next_signed_prekey_id,
             next_prekey_id: self.next_prekey_id,
-        };
-        versioned::encode(ACCOUNT_VERSION, &record)
+        }
     }
 
     /// Reads an account written by [`to_bytes`](Self::to_bytes), strictly:
@@ -568,12 +750,26 @@ impl Account {
     /// below the next ids to issue, one-time prekeys within the cap, valid
     /// signatures on the signed prekeys, and the canonical encoding (what
     /// `to_bytes` writes back byte for byte).
+    ///
+    /// Reads version 2 and version 1 (an account without KEM prekeys);
+    /// writes version 2.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        let record: AccountV1 = versioned::decode(ACCOUNT_VERSION, bytes)?;
-        let account = record.to_account()?;
         // Only the canonical encoding is accepted: postcard reads
         // non-minimal varints (ids, lengths, times), which would not be
         // written back byte for byte.
+        if bytes.first() == Some(&ACCOUNT_VERSION_V1) {
+            let record: AccountV1 = versioned::decode(ACCOUNT_VERSION_V1, bytes)?;
+            let account = record.to_account()?;
+            let again = versioned::encode(ACCOUNT_VERSION_V1, &account.record_v1());
+            versioned::ensure_canonical(&again, bytes)?;
+            return Ok(account);
+        }
+        let record: AccountV2 = versioned::decode(ACCOUNT_VERSION, bytes)?;
+        let mut account = record.base.to_account()?;
+        account.kem = match &record.kem {
+            Some(section) => Some(section.to_keys(&account.identity)?),
+            None => None,
+        };
         versioned::ensure_canonical(&account.to_bytes(), bytes)?;
         Ok(account)
     }
@@ -634,6 +830,7 @@ impl AccountV1 {
             previous_fallback_prekey,
             next_signed_prekey_id: self.next_signed_prekey_id,
             next_prekey_id: self.next_prekey_id,
+            kem: None,
         })
     }
 }
@@ -694,11 +891,11 @@ mod tests {
         let account = Account::generate(&mut rng, 1);
         let bytes = account.to_bytes();
         assert_eq!(Account::from_bytes(&[]).err(), Some(StateError::Empty));
-        let mut v2 = bytes.to_vec();
-        v2[0] = 2;
+        let mut v3 = bytes.to_vec();
+        v3[0] = 3;
         assert_eq!(
-            Account::from_bytes(&v2).err(),
-            Some(StateError::UnknownVersion(2))
+            Account::from_bytes(&v3).err(),
+            Some(StateError::UnknownVersion(3))
         );
         let mut trailing = bytes.to_vec();
         trailing.push(0);

@@ -61,6 +61,7 @@
 //! ```
 
 mod account;
+mod kem_prekeys;
 mod messaging;
 mod record;
 mod users;
@@ -73,21 +74,26 @@ use rand_core::CryptoRngCore;
 
 pub use crate::identity::{SafetyNumber, SAFETY_NUMBER_DIGITS, SAFETY_NUMBER_ITERATIONS};
 pub use account::{
-    Account, BundlePreKey, FallbackPreKey, SignedPreKey, ACCOUNT_VERSION, MAX_ONE_TIME_PREKEYS,
-    MAX_RETIRED_SIGNED_PREKEYS,
+    Account, BundlePreKey, FallbackPreKey, KemPreKeyChoice, SignedPreKey, ACCOUNT_VERSION,
+    MAX_ONE_TIME_PREKEYS, MAX_RETIRED_SIGNED_PREKEYS,
 };
+pub use kem_prekeys::{KemPreKey, MAX_ONE_TIME_KEM_PREKEYS, MAX_RETIRED_KEM_PREKEYS};
 pub use messaging::{OutgoingEnvelope, Received};
-pub use record::{PendingPreKey, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT, RECORD_VERSION};
+pub use record::{
+    PendingPreKey, Profile, SessionRecord, SessionState, Slot, ARCHIVE_LIMIT, RECORD_VERSION,
+};
 pub use users::DeviceListUpdate;
 
 use self::account::OptionalPreKey;
+use self::kem_prekeys::KemPreKeyUse;
 use crate::address::Address;
 use crate::error::{AccountError, DecryptError, IdentityConflict, SessionError};
 use crate::keys::{IdentityKey, PublicKey};
+use crate::pqxdh;
 use crate::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
 use crate::store::{Changes, Store};
 use crate::wire::{PreKeyBundleMessage, PreKeyMessage, SessionMessage};
-use crate::x3dh;
+use crate::x3dh::{self, Agreement};
 
 /// What to do when a peer device presents an identity key other than the
 /// one trusted for its address.
@@ -105,16 +111,39 @@ pub enum TrustMode {
 }
 
 /// The manager's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionConfig {
     /// Limits of every new session.
     pub ratchet: RatchetConfig,
     /// What to do on an identity change.
     pub trust: TrustMode,
+    /// Downgrade policy (`docs/PROTOCOL.md` 15.8): while the account has
+    /// KEM prekeys, refuse a classical (`tacit-v1`) prekey message that
+    /// would start a new session, with
+    /// [`SessionError::ClassicalPreKeyRefused`]. On by default.
+    pub refuse_classical_prekey_messages: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            ratchet: RatchetConfig::default(),
+            trust: TrustMode::default(),
+            refuse_classical_prekey_messages: true,
+        }
+    }
 }
 
 impl SessionConfig {
+    /// The settings with the downgrade policy on (`true`, the default) or
+    /// off (`false`: accept classical first messages, e.g. during a
+    /// transition).
+    pub fn with_classical_prekey_messages_refused(mut self, refuse: bool) -> Self {
+        self.refuse_classical_prekey_messages = refuse;
+        self
+    }
+
     /// The defaults with another trust mode.
     pub fn with_trust(mut self, trust: TrustMode) -> Self {
         self.trust = trust;
@@ -179,6 +208,8 @@ pub struct SessionInfo {
     pub current_initiated: bool,
     /// Whether a message of the peer was received on the current session.
     pub current_acknowledged: bool,
+    /// The profile that started the current session, if there is one.
+    pub current_profile: Option<Profile>,
     /// The number of archived sessions.
     pub archived: usize,
 }
@@ -335,6 +366,7 @@ impl<S: Store> SessionManager<S> {
             current_base_key: r.current().map(|s| *s.base_key()),
             current_initiated: r.current().is_some_and(SessionState::is_initiator),
             current_acknowledged: r.current().is_some_and(SessionState::is_acknowledged),
+            current_profile: r.current().map(SessionState::profile),
             archived: r.archived_len(),
         }))
     }
@@ -350,6 +382,11 @@ impl<S: Store> SessionManager<S> {
     /// Starts a session with `address` from its published bundle (signature
     /// checked strictly). The new session becomes current; an older one is
     /// archived. Messages on it are prekey messages until the peer answers.
+    ///
+    /// A bundle that offers a KEM prekey (version 2) starts a `tacit-v2`
+    /// session (PQXDH), never a `tacit-v1` one: a KEM prekey whose
+    /// signature fails rejects the bundle. A version-1 bundle starts a
+    /// `tacit-v1` session.
     ///
     /// The device must be on its user's verified device list with the
     /// bundle's identity key ([`SessionError::DeviceNotListed`], or
@@ -368,9 +405,20 @@ impl<S: Store> SessionManager<S> {
         self.check_not_self(address)?;
         self.check_listed(address, &bundle.identity_key, None)?;
         let trust = self.check_trust(address, &bundle.identity_key)?;
-        let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
+        let (agreement, ephemeral_key, kem, profile) =
+            match (bundle.pqxdh_bundle(), &bundle.kem_prekey) {
+                (Some(pq), Some(offer)) => {
+                    let init = pqxdh::initiate(self.account.identity(), &pq, rng)?;
+                    let kem = Some((offer.id, init.kem_ciphertext));
+                    (init.agreement, init.ephemeral_key, kem, Profile::V2)
+                }
+                _ => {
+                    let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
+                    (init.agreement, init.ephemeral_key, None, Profile::V1)
+                }
+            };
         let ratchet = Ratchet::new_initiator(
-            init.agreement.session_keys(),
+            agreement.session_keys(),
             &bundle.signed_prekey,
             self.config.ratchet,
             rng,
@@ -378,13 +426,15 @@ impl<S: Store> SessionManager<S> {
         let state = SessionState {
             ratchet,
             remote_identity: bundle.identity_key,
-            base_key: init.ephemeral_key,
+            base_key: ephemeral_key,
             initiator: true,
             pending: Some(PendingPreKey {
-                ephemeral_key: init.ephemeral_key,
+                ephemeral_key,
                 signed_prekey_id: bundle.signed_prekey_id,
                 one_time_prekey_id: bundle.one_time_prekey.map(|(id, _)| id),
+                kem,
             }),
+            profile,
         };
         let mut record = self.store.load_session(address)?.unwrap_or_default();
         record.insert_initiated(state);
@@ -481,6 +531,7 @@ impl<S: Store> SessionManager<S> {
                 signed_prekey_id: p.signed_prekey_id,
                 one_time_prekey_id: p.one_time_prekey_id,
                 message: encrypted,
+                kem: p.kem.clone(),
             })),
             None => SessionMessage::Ratchet(encrypted),
         };
@@ -626,9 +677,10 @@ impl<S: Store> SessionManager<S> {
         ))
     }
 
-    /// A prekey message with a base key never seen: X3DH as the responder,
-    /// a new session, and the one-time prekey consumed, all only if the
-    /// inner message decrypts.
+    /// A prekey message with a base key never seen: X3DH or PQXDH as the
+    /// responder, a new session, and the one-time prekeys consumed, all
+    /// only if the inner message decrypts. The checks run in the order of
+    /// `docs/PROTOCOL.md` 15.5.
     fn decrypt_new_session(
         &self,
         sender: &Address,
@@ -636,6 +688,12 @@ impl<S: Store> SessionManager<S> {
         message: &PreKeyMessage,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(Changes, Decrypted), SessionError> {
+        if message.kem.is_none()
+            && self.config.refuse_classical_prekey_messages
+            && self.account.has_kem_prekeys()
+        {
+            return Err(SessionError::ClassicalPreKeyRefused);
+        }
         let signed_prekey = self
             .account
             .signed_prekey_by_id(message.signed_prekey_id)
@@ -649,16 +707,37 @@ impl<S: Store> SessionManager<S> {
                     .ok_or(SessionError::UnknownOneTimePreKey(id))?,
             )),
         };
+        let kem_prekey = match &message.kem {
+            None => None,
+            Some((id, ct)) => Some((
+                *id,
+                ct,
+                self.account
+                    .kem_prekey(*id)
+                    .ok_or(SessionError::UnknownKemPreKey(*id))?,
+            )),
+        };
         let optional_pair = optional.map(|(_, k)| match k {
             OptionalPreKey::OneTime(pair) | OptionalPreKey::Fallback(pair) => pair,
         });
-        let agreement = x3dh::respond(
-            self.account.identity(),
-            signed_prekey.key_pair(),
-            optional_pair,
-            &message.identity_key,
-            &message.ephemeral_key,
-        )?;
+        let agreement: Agreement = match kem_prekey {
+            Some((_, ciphertext, kem)) => pqxdh::respond(
+                self.account.identity(),
+                signed_prekey.key_pair(),
+                optional_pair,
+                kem.key_pair(),
+                &message.identity_key,
+                &message.ephemeral_key,
+                ciphertext,
+            )?,
+            None => x3dh::respond(
+                self.account.identity(),
+                signed_prekey.key_pair(),
+                optional_pair,
+                &message.identity_key,
+                &message.ephemeral_key,
+            )?,
+        };
         let mut ratchet = Ratchet::new_responder(
             agreement.session_keys(),
             signed_prekey.key_pair().clone(),
@@ -668,9 +747,16 @@ impl<S: Store> SessionManager<S> {
 
         // Decrypted: build the changes.
         let mut changes = Changes::new();
-        if let Some((id, OptionalPreKey::OneTime(_))) = optional {
+        let one_time = matches!(optional, Some((_, OptionalPreKey::OneTime(_))));
+        let one_time_kem = matches!(kem_prekey, Some((_, _, KemPreKeyUse::OneTime(_))));
+        if one_time || one_time_kem {
             let mut account = self.account.clone();
-            account.remove_one_time_prekey(id)?;
+            if let (true, Some((id, _))) = (one_time, optional) {
+                account.remove_one_time_prekey(id)?;
+            }
+            if let (true, Some((id, _, _))) = (one_time_kem, kem_prekey) {
+                account.remove_one_time_kem_prekey(id)?;
+            }
             changes = changes.with_account(account);
         }
         record.insert_received(SessionState {
@@ -679,6 +765,11 @@ impl<S: Store> SessionManager<S> {
             base_key: message.ephemeral_key,
             initiator: false,
             pending: None,
+            profile: if message.kem.is_some() {
+                Profile::V2
+            } else {
+                Profile::V1
+            },
         });
         let slot = if record
             .current()

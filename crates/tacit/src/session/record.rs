@@ -7,7 +7,10 @@
 //! the peer's identity key, the session's base key (the initiator's X3DH
 //! ephemeral key, which names the session on both sides), who initiated it,
 //! and, for a session this side initiated and has not yet received a
-//! message on, the prekey fields its messages must repeat.
+//! message on, the prekey fields its messages must repeat (with the KEM
+//! prekey id and ciphertext for a `tacit-v2` session), and the profile
+//! that started it. Version 2 is written; version 1 (before `tacit-v2`) is
+//! still read.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::StateError;
+use crate::kem::KemCiphertext;
 use crate::keys::{IdentityKey, PublicKey, KEY_LEN};
 use crate::ratchet::Ratchet;
 use crate::versioned;
@@ -24,11 +28,40 @@ use crate::versioned;
 /// The most archived sessions kept per peer device (as libsignal).
 pub const ARCHIVE_LIMIT: usize = 40;
 /// The current session record version.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
+/// The session record version of before profile `tacit-v2`.
+const RECORD_VERSION_V1: u8 = 1;
+
+/// The key agreement that started a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// `tacit-v1`: X3DH.
+    V1,
+    /// `tacit-v2`: PQXDH over X25519 and ML-KEM-1024.
+    V2,
+}
+
+impl Profile {
+    fn to_byte(self) -> u8 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Result<Self, StateError> {
+        match byte {
+            1 => Ok(Self::V1),
+            2 => Ok(Self::V2),
+            _ => Err(StateError::Corrupt),
+        }
+    }
+}
 
 /// What the initiator repeats in every message until the responder answers:
 /// the fields of the prekey message that starts the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingPreKey {
     /// The initiator's ephemeral key `EK_A` (the session's base key).
     pub ephemeral_key: PublicKey,
@@ -36,6 +69,9 @@ pub struct PendingPreKey {
     pub signed_prekey_id: u32,
     /// The id of the responder's one-time or fallback prekey used, if any.
     pub one_time_prekey_id: Option<u32>,
+    /// For a `tacit-v2` session: the id of the responder's KEM prekey used
+    /// and the KEM ciphertext.
+    pub kem: Option<(u32, KemCiphertext)>,
 }
 
 /// One session with a peer device.
@@ -46,6 +82,7 @@ pub struct SessionState {
     pub(crate) base_key: PublicKey,
     pub(crate) initiator: bool,
     pub(crate) pending: Option<PendingPreKey>,
+    pub(crate) profile: Profile,
 }
 
 impl SessionState {
@@ -58,6 +95,11 @@ impl SessionState {
     /// session know it; it names the session.
     pub fn base_key(&self) -> &PublicKey {
         &self.base_key
+    }
+
+    /// The key agreement that started the session.
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     /// Whether this side started the session.
@@ -97,6 +139,7 @@ impl fmt::Debug for SessionState {
             .field("base_key", &self.base_key)
             .field("initiator", &self.initiator)
             .field("pending", &self.pending)
+            .field("profile", &self.profile)
             .field("ratchet", &self.ratchet)
             .finish()
     }
@@ -223,9 +266,9 @@ impl SessionRecord {
     /// secrets: they are zeroized when dropped and must be stored
     /// encrypted.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let record = RecordV1 {
-            current: self.current.as_ref().map(StateV1::from_state),
-            archived: self.archived.iter().map(StateV1::from_state).collect(),
+        let record = RecordV2 {
+            current: self.current.as_ref().map(StateV2::from_state),
+            archived: self.archived.iter().map(StateV2::from_state).collect(),
         };
         versioned::encode(RECORD_VERSION, &record)
     }
@@ -235,24 +278,40 @@ impl SessionRecord {
     /// states, valid identity keys and ratchets, prekey fields only on
     /// initiator states, and the canonical encoding (what `to_bytes` writes
     /// back byte for byte).
+    ///
+    /// Version 1 records (before `tacit-v2`) are read as `tacit-v1` states.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        let record: RecordV1 = versioned::decode(RECORD_VERSION, bytes)?;
-        if record.archived.len() > ARCHIVE_LIMIT {
-            return Err(StateError::Corrupt);
-        }
-        let out = Self {
-            current: record.current.as_ref().map(StateV1::to_state).transpose()?,
-            archived: record
-                .archived
-                .iter()
-                .map(StateV1::to_state)
-                .collect::<Result<_, _>>()?,
-        };
         // Only the canonical encoding is accepted: postcard reads
         // non-minimal varints (lengths, ids), which would not be written
         // back byte for byte.
+        if bytes.first() == Some(&RECORD_VERSION_V1) {
+            let record: RecordV1 = versioned::decode(RECORD_VERSION_V1, bytes)?;
+            let out = Self::from_states(&record.current, &record.archived, StateV1::to_state)?;
+            let again = RecordV1 {
+                current: out.current.as_ref().map(StateV1::from_state),
+                archived: out.archived.iter().map(StateV1::from_state).collect(),
+            };
+            versioned::ensure_canonical(&versioned::encode(RECORD_VERSION_V1, &again), bytes)?;
+            return Ok(out);
+        }
+        let record: RecordV2 = versioned::decode(RECORD_VERSION, bytes)?;
+        let out = Self::from_states(&record.current, &record.archived, StateV2::to_state)?;
         versioned::ensure_canonical(&out.to_bytes(), bytes)?;
         Ok(out)
+    }
+
+    fn from_states<T>(
+        current: &Option<T>,
+        archived: &[T],
+        to_state: impl Fn(&T) -> Result<SessionState, StateError>,
+    ) -> Result<Self, StateError> {
+        if archived.len() > ARCHIVE_LIMIT {
+            return Err(StateError::Corrupt);
+        }
+        Ok(Self {
+            current: current.as_ref().map(&to_state).transpose()?,
+            archived: archived.iter().map(&to_state).collect::<Result<_, _>>()?,
+        })
     }
 }
 
@@ -287,13 +346,15 @@ struct PendingV1 {
 }
 
 impl StateV1 {
+    /// Only used to check the canonical encoding of a version-1 record,
+    /// whose states are all `tacit-v1` states without KEM fields.
     fn from_state(s: &SessionState) -> Self {
         Self {
             ratchet: s.ratchet.to_bytes().to_vec(),
             remote_identity: s.remote_identity.to_bytes(),
             base_key: s.base_key.to_bytes(),
             initiator: s.initiator,
-            pending: s.pending.map(|p| PendingV1 {
+            pending: s.pending.as_ref().map(|p| PendingV1 {
                 signed_prekey_id: p.signed_prekey_id,
                 one_time_prekey_id: p.one_time_prekey_id,
             }),
@@ -301,23 +362,114 @@ impl StateV1 {
     }
 
     fn to_state(&self) -> Result<SessionState, StateError> {
-        if self.pending.is_some() && !self.initiator {
-            return Err(StateError::Corrupt);
-        }
-        let base_key = PublicKey::from_bytes(self.base_key);
-        Ok(SessionState {
-            ratchet: Ratchet::from_bytes(&self.ratchet)?,
-            remote_identity: IdentityKey::from_bytes(&self.remote_identity)
-                .map_err(|_| StateError::Corrupt)?,
-            base_key,
-            initiator: self.initiator,
-            pending: self.pending.as_ref().map(|p| PendingPreKey {
-                ephemeral_key: base_key,
+        let pending = self.pending.as_ref().map(|p| PendingV2 {
+            signed_prekey_id: p.signed_prekey_id,
+            one_time_prekey_id: p.one_time_prekey_id,
+            kem: None,
+        });
+        state_from_parts(
+            &self.ratchet,
+            &self.remote_identity,
+            self.base_key,
+            self.initiator,
+            pending.as_ref(),
+            Profile::V1,
+        )
+    }
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct RecordV2 {
+    current: Option<StateV2>,
+    archived: Vec<StateV2>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct StateV2 {
+    ratchet: Vec<u8>,
+    remote_identity: [u8; KEY_LEN],
+    base_key: [u8; KEY_LEN],
+    initiator: bool,
+    pending: Option<PendingV2>,
+    profile: u8,
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct PendingV2 {
+    signed_prekey_id: u32,
+    one_time_prekey_id: Option<u32>,
+    kem: Option<(u32, Vec<u8>)>,
+}
+
+impl StateV2 {
+    fn from_state(s: &SessionState) -> Self {
+        Self {
+            ratchet: s.ratchet.to_bytes().to_vec(),
+            remote_identity: s.remote_identity.to_bytes(),
+            base_key: s.base_key.to_bytes(),
+            initiator: s.initiator,
+            pending: s.pending.as_ref().map(|p| PendingV2 {
                 signed_prekey_id: p.signed_prekey_id,
                 one_time_prekey_id: p.one_time_prekey_id,
+                kem: p.kem.as_ref().map(|(id, ct)| (*id, ct.as_bytes().to_vec())),
             }),
-        })
+            profile: s.profile.to_byte(),
+        }
     }
+
+    fn to_state(&self) -> Result<SessionState, StateError> {
+        state_from_parts(
+            &self.ratchet,
+            &self.remote_identity,
+            self.base_key,
+            self.initiator,
+            self.pending.as_ref(),
+            Profile::from_byte(self.profile)?,
+        )
+    }
+}
+
+/// A state, checked: pending fields only on initiator states, and carrying
+/// a KEM ciphertext exactly when the session is `tacit-v2`.
+fn state_from_parts(
+    ratchet: &[u8],
+    remote_identity: &[u8; KEY_LEN],
+    base_key: [u8; KEY_LEN],
+    initiator: bool,
+    pending: Option<&PendingV2>,
+    profile: Profile,
+) -> Result<SessionState, StateError> {
+    if pending.is_some() && !initiator {
+        return Err(StateError::Corrupt);
+    }
+    if pending.is_some_and(|p| p.kem.is_some() != (profile == Profile::V2)) {
+        return Err(StateError::Corrupt);
+    }
+    let base_key = PublicKey::from_bytes(base_key);
+    let pending = match pending {
+        None => None,
+        Some(p) => Some(PendingPreKey {
+            ephemeral_key: base_key,
+            signed_prekey_id: p.signed_prekey_id,
+            one_time_prekey_id: p.one_time_prekey_id,
+            kem: match &p.kem {
+                None => None,
+                Some((id, ct)) => Some((
+                    *id,
+                    KemCiphertext::try_from_slice(ct).map_err(|_| StateError::Corrupt)?,
+                )),
+            },
+        }),
+    };
+    Ok(SessionState {
+        ratchet: Ratchet::from_bytes(ratchet)?,
+        remote_identity: IdentityKey::from_bytes(remote_identity)
+            .map_err(|_| StateError::Corrupt)?,
+        base_key,
+        initiator,
+        pending,
+        profile,
+    })
 }
 
 #[cfg(test)]

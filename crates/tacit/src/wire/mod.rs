@@ -13,8 +13,8 @@
 //!
 //! | message | fields |
 //! | --- | --- |
-//! | [`PreKeyBundleMessage`] | identity key, signed prekey id, key and signature, optional one-time prekey id and key |
-//! | [`PreKeyMessage`] | initiator identity key, ephemeral key, prekey ids, the first ratchet message |
+//! | [`PreKeyBundleMessage`] | identity key, signed prekey id, key and signature, optional one-time prekey id and key, optional signed KEM prekey (version 2) |
+//! | [`PreKeyMessage`] | initiator identity key, ephemeral key, prekey ids, the first ratchet message, optional KEM prekey id and ciphertext (version 2) |
 //! | [`EncryptedMessage`] (ratchet message) | encrypted header, ciphertext |
 //! | [`SessionMessage`] | either of the two above, tagged |
 //!
@@ -28,16 +28,23 @@ use alloc::vec::Vec;
 use prost::Message as _;
 
 use crate::error::WireError;
+use crate::kem::{KemCiphertext, KemPublicKey, SignedKemPreKey};
 use crate::keys::{IdentityKey, PublicKey, Signature, KEY_LEN, SIGNATURE_LEN};
+use crate::pqxdh::PqxdhBundle;
 use crate::ratchet::{EncryptedMessage, ENCRYPTED_HEADER_LEN, TAG_LEN};
 use crate::x3dh::PreKeyBundle;
 
-/// The version every message of this format carries.
+/// The version every message of this format carries, except bundles and
+/// prekey messages of profile `tacit-v2`.
 pub const WIRE_VERSION: u32 = 1;
+/// The version of a bundle that offers a KEM prekey, and of a prekey
+/// message that carries a KEM ciphertext (profile `tacit-v2`).
+pub const WIRE_VERSION_PQ: u32 = 2;
 /// The largest encoded ratchet, prekey or session message accepted.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
-/// The largest encoded prekey bundle accepted.
-pub const MAX_BUNDLE_LEN: usize = 512;
+/// The largest encoded prekey bundle accepted (a version-2 bundle with both
+/// optional prekeys is at most 1826 bytes).
+pub const MAX_BUNDLE_LEN: usize = 2048;
 
 /// A message with a wire encoding.
 pub trait WireMessage: Sized {
@@ -90,6 +97,39 @@ pub(crate) fn fixed<const N: usize>(
     })
 }
 
+/// Checks `version` against the KEM fields present: version 1 has none,
+/// version 2 has all of them (`docs/PROTOCOL.md` 15.7).
+fn check_profile_version(version: u32, present: &[bool]) -> Result<(), WireError> {
+    match version {
+        WIRE_VERSION if !present.contains(&true) => Ok(()),
+        WIRE_VERSION_PQ if !present.contains(&false) => Ok(()),
+        WIRE_VERSION | WIRE_VERSION_PQ => Err(WireError::VersionMismatch),
+        other => Err(WireError::UnknownVersion(other)),
+    }
+}
+
+/// A KEM public key field in `EncodeKEM` form: 1569 bytes, type byte, key
+/// check.
+fn kem_public_key(field: &'static str, bytes: &[u8]) -> Result<KemPublicKey, WireError> {
+    KemPublicKey::from_encoded(bytes).map_err(|error| match error {
+        crate::error::KemError::InvalidLength { expected, actual } => WireError::InvalidLength {
+            field,
+            expected,
+            actual,
+        },
+        error => WireError::InvalidKemKey { field, error },
+    })
+}
+
+/// A KEM ciphertext field: exactly 1568 bytes.
+fn kem_ciphertext(field: &'static str, bytes: &[u8]) -> Result<KemCiphertext, WireError> {
+    KemCiphertext::try_from_slice(bytes).map_err(|_| WireError::InvalidLength {
+        field,
+        expected: crate::kem::KEM_CIPHERTEXT_LEN,
+        actual: bytes.len(),
+    })
+}
+
 /// An identity key field: 32 bytes, a valid non-small-order point.
 pub(crate) fn identity_key(field: &'static str, bytes: &[u8]) -> Result<IdentityKey, WireError> {
     IdentityKey::from_bytes(&fixed::<KEY_LEN>(field, bytes)?)
@@ -116,6 +156,9 @@ pub struct PreKeyBundleMessage {
     /// A one-time prekey (or the fallback prekey) with its id, if one was
     /// offered.
     pub one_time_prekey: Option<(u32, PublicKey)>,
+    /// A signed KEM prekey (one-time or last-resort) with its id: present
+    /// in a version-2 bundle, which starts a `tacit-v2` session.
+    pub kem_prekey: Option<SignedKemPreKey>,
 }
 
 impl PreKeyBundleMessage {
@@ -128,25 +171,60 @@ impl PreKeyBundleMessage {
             one_time_prekey: self.one_time_prekey.map(|(_, key)| key),
         }
     }
+
+    /// The bundle as PQXDH takes it (without ids), if it offers a KEM
+    /// prekey.
+    pub fn pqxdh_bundle(&self) -> Option<PqxdhBundle> {
+        self.kem_prekey.as_ref().map(|kem| PqxdhBundle {
+            identity_key: self.identity_key,
+            signed_prekey: self.signed_prekey,
+            signed_prekey_signature: self.signed_prekey_signature,
+            one_time_prekey: self.one_time_prekey.map(|(_, key)| key),
+            kem_prekey: kem.key.clone(),
+            kem_prekey_signature: kem.signature,
+        })
+    }
+
+    /// The wire version: 2 when a KEM prekey is offered, else 1.
+    pub fn version(&self) -> u32 {
+        if self.kem_prekey.is_some() {
+            WIRE_VERSION_PQ
+        } else {
+            WIRE_VERSION
+        }
+    }
 }
 
 impl WireMessage for PreKeyBundleMessage {
     fn to_wire(&self) -> Vec<u8> {
         proto::PreKeyBundle {
-            version: WIRE_VERSION,
+            version: self.version(),
             identity_key: self.identity_key.to_bytes().to_vec(),
             signed_prekey_id: self.signed_prekey_id,
             signed_prekey: self.signed_prekey.to_bytes().to_vec(),
             signed_prekey_signature: self.signed_prekey_signature.to_bytes().to_vec(),
             one_time_prekey_id: self.one_time_prekey.map(|(id, _)| id),
             one_time_prekey: self.one_time_prekey.map(|(_, key)| key.to_bytes().to_vec()),
+            kem_prekey_id: self.kem_prekey.as_ref().map(|k| k.id),
+            kem_prekey: self.kem_prekey.as_ref().map(|k| k.key.to_encoded()),
+            kem_prekey_signature: self
+                .kem_prekey
+                .as_ref()
+                .map(|k| k.signature.to_bytes().to_vec()),
         }
         .encode_to_vec()
     }
 
     fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
         let m: proto::PreKeyBundle = decode_canonical(bytes, MAX_BUNDLE_LEN)?;
-        check_version(m.version)?;
+        check_profile_version(
+            m.version,
+            &[
+                m.kem_prekey_id.is_some(),
+                m.kem_prekey.is_some(),
+                m.kem_prekey_signature.is_some(),
+            ],
+        )?;
         let one_time_prekey = match (m.one_time_prekey_id, &m.one_time_prekey) {
             (Some(id), Some(key)) => Some((id, public_key("one_time_prekey", key)?)),
             (None, None) => None,
@@ -162,6 +240,17 @@ impl WireMessage for PreKeyBundleMessage {
                 &m.signed_prekey_signature,
             )?),
             one_time_prekey,
+            kem_prekey: match (m.kem_prekey_id, &m.kem_prekey, &m.kem_prekey_signature) {
+                (Some(id), Some(key), Some(signature)) => Some(SignedKemPreKey {
+                    id,
+                    key: kem_public_key("kem_prekey", key)?,
+                    signature: Signature::from_bytes(fixed::<SIGNATURE_LEN>(
+                        "kem_prekey_signature",
+                        signature,
+                    )?),
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -180,22 +269,40 @@ pub struct PreKeyMessage {
     pub one_time_prekey_id: Option<u32>,
     /// The first ratchet message.
     pub message: EncryptedMessage,
+    /// The KEM prekey id and the KEM ciphertext `CT`: present in a
+    /// version-2 (`tacit-v2`) prekey message.
+    pub kem: Option<(u32, KemCiphertext)>,
 }
 
 impl PreKeyMessage {
     fn to_proto(&self) -> proto::PreKeyMessage {
         proto::PreKeyMessage {
-            version: WIRE_VERSION,
+            version: self.version(),
             identity_key: self.identity_key.to_bytes().to_vec(),
             ephemeral_key: self.ephemeral_key.to_bytes().to_vec(),
             signed_prekey_id: self.signed_prekey_id,
             one_time_prekey_id: self.one_time_prekey_id,
             message: Some(ratchet_to_proto(&self.message)),
+            kem_prekey_id: self.kem.as_ref().map(|(id, _)| *id),
+            kem_ciphertext: self.kem.as_ref().map(|(_, ct)| ct.as_bytes().to_vec()),
+        }
+    }
+
+    /// The wire version: 2 when it carries a KEM ciphertext (`tacit-v2`),
+    /// else 1.
+    pub fn version(&self) -> u32 {
+        if self.kem.is_some() {
+            WIRE_VERSION_PQ
+        } else {
+            WIRE_VERSION
         }
     }
 
     fn from_proto(m: &proto::PreKeyMessage) -> Result<Self, WireError> {
-        check_version(m.version)?;
+        check_profile_version(
+            m.version,
+            &[m.kem_prekey_id.is_some(), m.kem_ciphertext.is_some()],
+        )?;
         let message = m
             .message
             .as_ref()
@@ -206,6 +313,10 @@ impl PreKeyMessage {
             signed_prekey_id: m.signed_prekey_id,
             one_time_prekey_id: m.one_time_prekey_id,
             message: ratchet_from_proto(message)?,
+            kem: match (m.kem_prekey_id, &m.kem_ciphertext) {
+                (Some(id), Some(ct)) => Some((id, kem_ciphertext("kem_ciphertext", ct)?)),
+                _ => None,
+            },
         })
     }
 }

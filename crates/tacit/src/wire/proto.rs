@@ -21,6 +21,12 @@ pub(crate) struct PreKeyBundle {
     pub(crate) one_time_prekey_id: Option<u32>,
     #[prost(bytes = "vec", optional, tag = "7")]
     pub(crate) one_time_prekey: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "8")]
+    pub(crate) kem_prekey_id: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "9")]
+    pub(crate) kem_prekey: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "10")]
+    pub(crate) kem_prekey_signature: Option<Vec<u8>>,
 }
 
 /// `RatchetMessage`.
@@ -49,6 +55,10 @@ pub(crate) struct PreKeyMessage {
     pub(crate) one_time_prekey_id: Option<u32>,
     #[prost(message, optional, tag = "6")]
     pub(crate) message: Option<RatchetMessage>,
+    #[prost(uint32, optional, tag = "7")]
+    pub(crate) kem_prekey_id: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "8")]
+    pub(crate) kem_ciphertext: Option<Vec<u8>>,
 }
 
 /// `SessionMessage`: a prekey or a ratchet message.

@@ -15,6 +15,7 @@ fn bundle(with_opk: bool) -> PreKeyBundleMessage {
         signed_prekey: spk,
         signed_prekey_signature: identity.sign_prekey(&spk),
         one_time_prekey: with_opk.then(|| (42, KeyPair::from_private_bytes([3; 32]).public_key())),
+        kem_prekey: None,
     }
 }
 
@@ -29,6 +30,7 @@ fn prekey_message() -> PreKeyMessage {
         signed_prekey_id: 7,
         one_time_prekey_id: Some(42),
         message: ratchet_message(),
+        kem: None,
     }
 }
 
