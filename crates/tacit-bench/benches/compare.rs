@@ -32,11 +32,16 @@ use rand_core::{CryptoRngCore, OsRng, RngCore, SeedableRng};
 use tacit::address::Address;
 use tacit::envelope::sealed;
 use tacit::identity::{DeviceCertificate, UserKey, UserKeyPair};
+use tacit::kem::KemKeyPair;
 use tacit::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
-use tacit::ratchet::{Ratchet, RatchetConfig};
+use tacit::pqxdh::PqxdhBundle;
+use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
 use tacit::wire::SessionMessage;
 use tacit::x3dh::{self, PreKeyBundle};
-use vodozemac::olm::{Account, OlmMessage, Session, SessionConfig, SessionPickle};
+use vodozemac::olm::{Account, Session, SessionConfig, SessionPickle};
+
+#[path = "compare/pq.rs"]
+mod pq;
 
 const PLAINTEXT_LEN: usize = 256;
 const SKIPPED: usize = 1000;
@@ -62,6 +67,10 @@ struct Fixture {
     signed_prekey: KeyPair,
     one_time_prekey: KeyPair,
     bundle: PreKeyBundle,
+    /// Bob's KEM prekey and the `tacit-v2` bundle offering it (with the
+    /// same X25519 keys as `bundle`).
+    kem_prekey: KemKeyPair,
+    pq_bundle: PqxdhBundle,
     alice_address: Address,
     bob_address: Address,
     alice_user_key: UserKey,
@@ -80,6 +89,15 @@ impl Fixture {
             signed_prekey_signature: bob.sign_prekey(&signed_prekey.public_key()),
             one_time_prekey: Some(one_time_prekey.public_key()),
         };
+        let kem_prekey = KemKeyPair::from_seed(&[0x4b; 64]);
+        let pq_bundle = PqxdhBundle {
+            identity_key: bundle.identity_key,
+            signed_prekey: bundle.signed_prekey,
+            signed_prekey_signature: bundle.signed_prekey_signature,
+            one_time_prekey: bundle.one_time_prekey,
+            kem_prekey: kem_prekey.public_key().clone(),
+            kem_prekey_signature: bob.sign_kem_prekey(kem_prekey.public_key()),
+        };
         let alice_address = Address::new("alice", 1).unwrap();
         let alice_user = UserKeyPair::from_seed(&[0xa5; 32]);
         let alice_certificate =
@@ -90,6 +108,8 @@ impl Fixture {
             signed_prekey,
             one_time_prekey,
             bundle,
+            kem_prekey,
+            pq_bundle,
             alice_address,
             bob_address: Address::new("bob", 1).unwrap(),
             alice_user_key: alice_user.public_key(),
@@ -107,31 +127,71 @@ impl Fixture {
         }
     }
 
-    /// Bundle processing, Alice's first message, Bob's first decryption.
-    fn setup(&self, rng: &mut impl CryptoRngCore) -> (Ratchet, Ratchet) {
+    /// The initiator's half of session setup: bundle processing (X3DH)
+    /// and Alice's first message; returns her ratchet, her ephemeral key
+    /// and the message.
+    fn initiator_half(
+        &self,
+        rng: &mut impl CryptoRngCore,
+    ) -> (Ratchet, PublicKey, EncryptedMessage) {
         let init = x3dh::initiate(&self.alice, &self.bundle, rng).unwrap();
+        let (alice, first) = self.first_message(init.agreement.session_keys(), rng);
+        (alice, init.ephemeral_key, first)
+    }
+
+    /// Alice's ratchet from the agreed keys, and her first message.
+    fn first_message(
+        &self,
+        keys: tacit::ratchet::SessionKeys,
+        rng: &mut impl CryptoRngCore,
+    ) -> (Ratchet, EncryptedMessage) {
         let mut alice = Ratchet::new_initiator(
-            init.agreement.session_keys(),
+            keys,
             &self.bundle.signed_prekey,
             RatchetConfig::default(),
             rng,
         )
         .unwrap();
         let first = alice.encrypt_with_rng(&[0x55; PLAINTEXT_LEN], rng).unwrap();
+        (alice, first)
+    }
+
+    /// The responder's half: X3DH as the responder and Bob's decryption of
+    /// the first message.
+    fn responder_half(
+        &self,
+        ephemeral: &PublicKey,
+        first: &EncryptedMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Ratchet {
         let agreement = x3dh::respond(
             &self.bob,
             &self.signed_prekey,
             Some(&self.one_time_prekey),
             &self.alice.public_key(),
-            &init.ephemeral_key,
+            ephemeral,
         )
         .unwrap();
-        let mut bob = Ratchet::new_responder(
-            agreement.session_keys(),
-            self.signed_prekey.clone(),
-            RatchetConfig::default(),
-        );
-        black_box(bob.decrypt_with_rng(&first, rng).unwrap());
+        self.first_decryption(agreement.session_keys(), first, rng)
+    }
+
+    /// Bob's ratchet from the agreed keys, after decrypting `first`.
+    fn first_decryption(
+        &self,
+        keys: tacit::ratchet::SessionKeys,
+        first: &EncryptedMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Ratchet {
+        let mut bob =
+            Ratchet::new_responder(keys, self.signed_prekey.clone(), RatchetConfig::default());
+        black_box(bob.decrypt_with_rng(first, rng).unwrap());
+        bob
+    }
+
+    /// Bundle processing, Alice's first message, Bob's first decryption.
+    fn setup(&self, rng: &mut impl CryptoRngCore) -> (Ratchet, Ratchet) {
+        let (alice, ephemeral, first) = self.initiator_half(rng);
+        let bob = self.responder_half(&ephemeral, &first, rng);
         (alice, bob)
     }
 
@@ -184,18 +244,9 @@ impl Olm {
     /// Outbound session, Alice's first message, Bob's inbound session (which
     /// decrypts it).
     fn setup(&self, bob: &mut Account) -> (Session, Session) {
-        let mut alice = self
-            .alice
-            .create_outbound_session(olm_config(), self.bob_identity, self.bob_one_time_key)
-            .unwrap();
-        let OlmMessage::PreKey(first) = alice.encrypt([0x55; PLAINTEXT_LEN]).unwrap() else {
-            panic!("a new session sends a pre-key message");
-        };
-        let created = bob
-            .create_inbound_session(olm_config(), self.alice.curve25519_key(), &first)
-            .unwrap();
-        black_box(created.plaintext);
-        (alice, created.session)
+        let (alice, first) = self.initiator_half();
+        let bob = self.responder_half(bob, &first);
+        (alice, bob)
     }
 
     fn established(&self) -> (Session, Session) {
@@ -830,16 +881,29 @@ impl Figures<'_, '_> {
         let dh_step = 2.0 * g(DH) + g(KEYGEN) + 2.0 * g(HKDF96);
         let x3dh_initiator = g(VERIFY) + 4.0 * g(DH) + g(KEYGEN) + g(HKDF32) + g(MONTGOMERY);
         let x3dh_responder = 4.0 * g(DH) + g(HKDF32) + g(MONTGOMERY);
-        let setup = x3dh_initiator
-            + g(HKDF96)
+        // Session setup by halves: the key agreement, then the ratchet's
+        // start and the first message (Alice: root KDF, her ratchet key,
+        // DH with SPK_B, root KDF, sealing; Bob: root KDF, a DH ratchet
+        // step, opening).
+        let initiator_ratchet = g(HKDF96) + g(KEYGEN) + g(DH) + g(HKDF96) + sealing;
+        let responder_ratchet = g(HKDF96) + dh_step + opening;
+        let setup_initiator = x3dh_initiator + initiator_ratchet;
+        let setup_responder = x3dh_responder + responder_ratchet;
+        // tacit-v2: X3DH's work with PQXDH's longer KDF input, plus the
+        // KEM prekey's signature check and encapsulation (Alice) and the
+        // decapsulation (Bob), whose key is stored as its 64-byte seed and
+        // so is expanded by key generation first.
+        let pq_initiator = g(VERIFY)
+            + g(pq::VERIFY_KEM)
+            + 4.0 * g(DH)
             + g(KEYGEN)
-            + g(DH)
-            + g(HKDF96)
-            + sealing
-            + x3dh_responder
-            + g(HKDF96)
-            + dh_step
-            + opening;
+            + g(MONTGOMERY)
+            + g(pq::HKDF_PQ)
+            + g(pq::KEM_ENCAPS);
+        let pq_responder_expanded =
+            4.0 * g(DH) + g(MONTGOMERY) + g(pq::HKDF_PQ) + g(pq::KEM_DECAPS);
+        let pq_responder = pq_responder_expanded + g(pq::KEM_KEYGEN);
+        let setup = setup_initiator + setup_responder;
         let skip = SKIPPED as f64 * 2.0 * g(HMAC) + opening;
         let seal = g(KEYGEN)
             + g(MONTGOMERY)
@@ -861,7 +925,15 @@ impl Figures<'_, '_> {
         Floors {
             x3dh_initiator,
             x3dh_responder,
+            pq_initiator,
+            pq_responder,
+            setup_initiator,
+            setup_responder,
             setup,
+            v2_setup_initiator: pq_initiator + initiator_ratchet,
+            v2_setup_responder: pq_responder + responder_ratchet,
+            v2_setup_responder_expanded: pq_responder_expanded + responder_ratchet,
+            v2_setup: pq_initiator + initiator_ratchet + pq_responder + responder_ratchet,
             chain,
             ping_pong: chain + dh_step,
             skip,
@@ -874,7 +946,16 @@ impl Figures<'_, '_> {
 struct Floors {
     x3dh_initiator: f64,
     x3dh_responder: f64,
+    pq_initiator: f64,
+    pq_responder: f64,
+    setup_initiator: f64,
+    setup_responder: f64,
     setup: f64,
+    v2_setup_initiator: f64,
+    v2_setup_responder: f64,
+    /// With the decapsulation key already expanded (no key generation).
+    v2_setup_responder_expanded: f64,
+    v2_setup: f64,
     chain: f64,
     ping_pong: f64,
     skip: f64,
@@ -909,7 +990,7 @@ fn print_table(rows: &[Row<'_>]) {
     println!("| primitive | median | min |\n| --- | ---: | ---: |");
     for r in rows
         .iter()
-        .filter(|r| !r.name.contains("tacit ") && !r.name.contains("vodozemac"))
+        .filter(|r| !r.name.starts_with("tacit") && !r.name.starts_with("vodozemac"))
     {
         println!(
             "| {} | {} | {} |",
@@ -927,7 +1008,7 @@ fn print_table(rows: &[Row<'_>]) {
             if by_min { "\nby minimum batch:\n\n| operation" } else { "\nby median batch:\n\n| operation" }
         );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-        let ops: [(&str, &str, Option<&str>, f64, f64); 10] = [
+        let ops: Vec<(&str, &str, Option<&str>, f64, f64)> = vec![
             (
                 "X3DH initiator, with OPK",
                 T_X3DH_INIT,
@@ -948,6 +1029,62 @@ fn print_table(rows: &[Row<'_>]) {
                 Some(V_SETUP),
                 ours.setup,
                 crate_floor.setup,
+            ),
+            (
+                "session setup, initiator half",
+                pq::T_SETUP_I,
+                Some(pq::V_SETUP_I),
+                ours.setup_initiator,
+                crate_floor.setup_initiator,
+            ),
+            (
+                "session setup, responder half",
+                pq::T_SETUP_R,
+                Some(pq::V_SETUP_R),
+                ours.setup_responder,
+                crate_floor.setup_responder,
+            ),
+            (
+                "tacit-v2: PQXDH initiator, with OPK",
+                pq::T_PQ_INIT,
+                None,
+                ours.pq_initiator,
+                crate_floor.pq_initiator,
+            ),
+            (
+                "tacit-v2: PQXDH responder, with OPK",
+                pq::T_PQ_RESP,
+                None,
+                ours.pq_responder,
+                crate_floor.pq_responder,
+            ),
+            (
+                "tacit-v2: session setup",
+                pq::T2_SETUP,
+                Some(V_SETUP),
+                ours.v2_setup,
+                crate_floor.v2_setup,
+            ),
+            (
+                "tacit-v2: session setup, initiator half",
+                pq::T2_SETUP_I,
+                Some(pq::V_SETUP_I),
+                ours.v2_setup_initiator,
+                crate_floor.v2_setup_initiator,
+            ),
+            (
+                "tacit-v2: session setup, responder half",
+                pq::T2_SETUP_R,
+                Some(pq::V_SETUP_R),
+                ours.v2_setup_responder,
+                crate_floor.v2_setup_responder,
+            ),
+            (
+                "tacit-v2: responder half, floor with the KEM key expanded",
+                pq::T2_SETUP_R,
+                Some(pq::V_SETUP_R),
+                ours.v2_setup_responder_expanded,
+                crate_floor.v2_setup_responder_expanded,
             ),
             (
                 "chain step 256 B, OsRng",
@@ -1145,9 +1282,13 @@ fn main() {
     let fixture = Box::leak(Box::new(Fixture::new()));
     let olm = Box::leak(Box::new(Olm::new()));
     let primitives = Box::leak(Box::new(Primitives::new()));
+    let kem = Box::leak(Box::new(pq::KemPrimitives::new(&primitives.fixture)));
     let mut rows = primitive_rows(primitives);
+    rows.extend(pq::primitive_rows(primitives, kem));
     rows.extend(tacit_rows(fixture));
+    rows.extend(pq::tacit_rows(fixture));
     rows.extend(olm_rows(olm));
+    rows.extend(pq::olm_rows(olm));
 
     let args: Vec<String> = std::env::args().collect();
     let is_bench = args.iter().any(|a| a == "--bench");
