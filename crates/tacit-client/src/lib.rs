@@ -146,6 +146,11 @@ pub struct ClientConfig {
     pub ca_file: Option<PathBuf>,
     /// How many one-time prekeys the client keeps published.
     pub one_time_prekeys: u32,
+    /// How many one-time KEM prekeys (`tacit-v2`, ML-KEM-1024, about 1.6 KB
+    /// each on the wire) the client keeps published; the account holds at
+    /// most `tacit::session::MAX_ONE_TIME_KEM_PREKEYS`, those handed out
+    /// but never used included. Below `prekeys_low` it uploads more.
+    pub one_time_kem_prekeys: u32,
     /// Below this many one-time prekeys at login, the client uploads more
     /// (the relay also sends `PreKeysLow` below its own threshold).
     pub prekeys_low: u32,
@@ -175,7 +180,8 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// The defaults for this store and relay: the relay's name is the
     /// URL's host, the platform's root certificates, 100 one-time prekeys
-    /// (replenished below 20), signed prekey rotated after 7 days with a
+    /// and 50 one-time KEM prekeys (each replenished below 20), signed
+    /// prekey rotated after 7 days with a
     /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
     /// receipts on. The URL is checked when the client connects.
     pub fn new(
@@ -191,6 +197,7 @@ impl ClientConfig {
             relay_url,
             ca_file: None,
             one_time_prekeys: 100,
+            one_time_kem_prekeys: 50,
             prekeys_low: 20,
             signed_prekey_max_age: Duration::from_secs(7 * 24 * 3600),
             signed_prekey_grace: Duration::from_secs(30 * 24 * 3600),
@@ -301,7 +308,12 @@ pub enum Event {
         uploaded: u32,
         /// One-time prekeys the relay now holds.
         stored: u32,
-        /// Whether the signed prekey was rotated.
+        /// One-time KEM prekeys (`tacit-v2`) uploaded now.
+        kem_uploaded: u32,
+        /// One-time KEM prekeys the relay now holds.
+        kem_stored: u32,
+        /// Whether the signed prekey (and with it the last-resort KEM
+        /// prekey) was rotated.
         signed_prekey_rotated: bool,
     },
     /// Messages expired at the relay before this device fetched them.
@@ -373,6 +385,8 @@ pub struct Registration {
     pub newly_registered: bool,
     /// One-time prekeys the relay holds for it.
     pub one_time_prekeys: u32,
+    /// One-time KEM prekeys (`tacit-v2`) the relay holds for it.
+    pub one_time_kem_prekeys: u32,
 }
 
 /// A device on this user's verified list.
