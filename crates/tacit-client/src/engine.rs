@@ -27,7 +27,7 @@ use crate::endpoint::{login_name, Endpoint};
 use crate::store::{content_key, envelope_digest, ClientStore, HeldEnvelope, Profile, Writes};
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
-    MessageId, ReceiptKind, Registration, SentMessage, Status,
+    MessageId, PeerSession, ReceiptKind, Registration, SentMessage, Status,
 };
 
 /// The most message ids one delivery receipt carries (16 bytes each).
@@ -997,6 +997,24 @@ impl Engine {
         Ok(count)
     }
 
+    /// The current sessions with `peer`'s listed devices.
+    fn sessions(&self, peer: &str) -> Result<Vec<PeerSession>, ClientError> {
+        let mut out = Vec::new();
+        for address in self.manager.fan_out(peer)? {
+            let Some(info) = self.manager.session_info(&address)? else {
+                continue;
+            };
+            if let Some(profile) = info.current_profile {
+                out.push(PeerSession {
+                    address,
+                    profile,
+                    acknowledged: info.current_acknowledged,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Commands that need no connection.
     fn local_command(&mut self, command: Command) {
         match command {
@@ -1015,6 +1033,9 @@ impl Engine {
             }
             Command::Devices { reply } => {
                 let _ = reply.send(self.devices());
+            }
+            Command::Sessions { peer, reply } => {
+                let _ = reply.send(self.sessions(&peer));
             }
             Command::RecoveryCode { reply } => {
                 let _ = reply.send(self.recovery_code());

@@ -66,6 +66,7 @@ pub use engine::register;
 pub use key::StoreKey;
 pub use link::link;
 pub use recovery::{recover, RecoveryCode};
+pub use tacit::session::Profile as SessionProfile;
 
 /// A content message id: 16 random bytes chosen by the sender.
 pub type MessageId = [u8; MESSAGE_ID_LEN];
@@ -375,6 +376,19 @@ pub struct SentMessage {
     pub refused: Vec<(Address, ErrorReply)>,
 }
 
+/// The current session with one of a peer's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerSession {
+    /// The peer's device.
+    pub address: Address,
+    /// The key agreement that started the session.
+    pub profile: SessionProfile,
+    /// Whether the peer has answered on it (until then this side's
+    /// messages repeat the first message's prekey fields).
+    pub acknowledged: bool,
+}
+
 /// A device registered with the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -544,6 +558,10 @@ pub(crate) enum Command {
     Devices {
         reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
     },
+    Sessions {
+        peer: String,
+        reply: oneshot::Sender<Result<Vec<PeerSession>, ClientError>>,
+    },
     RecoveryCode {
         reply: oneshot::Sender<Result<RecoveryCode, ClientError>>,
     },
@@ -707,6 +725,18 @@ impl Client {
     /// show it to the user once, to keep offline ([`recover`] restores it).
     pub async fn recovery_code(&self) -> Result<RecoveryCode, ClientError> {
         self.call(|reply| Command::RecoveryCode { reply }).await
+    }
+
+    /// The sessions with `peer`'s devices that have one, and the profile
+    /// each was started with: [`SessionProfile::V2`] (`tacit-v2`, PQXDH
+    /// over X25519 and ML-KEM-1024) whenever the peer's bundle offered a
+    /// KEM prekey, which every device of this version publishes.
+    pub async fn sessions(&self, peer: &str) -> Result<Vec<PeerSession>, ClientError> {
+        self.call(|reply| Command::Sessions {
+            peer: peer.into(),
+            reply,
+        })
+        .await
     }
 
     /// The devices on this user's verified list.
