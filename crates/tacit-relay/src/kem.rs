@@ -149,6 +149,9 @@ pub(crate) fn store_upload(
     Ok(Ok(stored + adding))
 }
 
+/// A device row's last-resort KEM prekey columns: id, key, signature.
+type StoredKemColumns = (Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A claimed KEM prekey and the one-time KEM prekeys left after the claim.
 pub(crate) struct KemClaim {
     /// The key for the bundle, if the device has one.
@@ -184,7 +187,7 @@ pub(crate) fn claim(
             remaining: count_one_time(t, user_id, device_id)?,
         });
     }
-    let last_resort: Option<(Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>)> = t
+    let last_resort: Option<StoredKemColumns> = t
         .prepare_cached(
             "SELECT kem_prekey_id, kem_prekey, kem_prekey_signature FROM devices WHERE user_id = ?1 AND device_id = ?2",
         )?

@@ -238,6 +238,9 @@ pub(crate) async fn top_up(
     }))
 }
 
+/// New one-time prekeys and one-time KEM prekeys, for upload.
+type NewKeys = (Vec<(u32, PublicKey)>, Vec<SignedKemPreKey>);
+
 /// Generates (and stores) the one-time prekeys and one-time KEM prekeys
 /// that bring `have` up to the targets, within what the account can hold
 /// (keys handed out but never used stay in the account); returns the new
@@ -246,7 +249,7 @@ fn generate_up_to(
     manager: &mut Manager,
     config: &ClientConfig,
     have: Stored,
-) -> Result<(Vec<(u32, PublicKey)>, Vec<SignedKemPreKey>), ClientError> {
+) -> Result<NewKeys, ClientError> {
     let want = |target: u32, held: u32| usize::try_from(target.saturating_sub(held)).unwrap_or(0);
     let account = manager.account();
     let ec_want = want(config.one_time_prekeys, have.one_time);
