@@ -87,6 +87,7 @@ fn from_vectors(repo: &Path, s: &mut Seeds) -> Result<(), Error> {
                 signed_prekey: spk.public_key(),
                 signed_prekey_signature: bob.sign_prekey(&spk.public_key()),
                 one_time_prekey: one_time,
+                kem_prekey: None,
             };
             s.put("wire_decode", &bundle.to_wire())?;
         }
@@ -223,6 +224,18 @@ fn from_sessions(s: &mut Seeds) -> Result<(), Error> {
     Ok(())
 }
 
+/// A KEM prekey signed by `identity`, its key derived from `id`.
+fn kem_prekey(identity: &IdentityKeyPair, id: u32) -> tacit::kem::SignedKemPreKey {
+    let key = tacit::kem::KemKeyPair::from_seed(&[id as u8; 64])
+        .public_key()
+        .clone();
+    tacit::kem::SignedKemPreKey {
+        id,
+        signature: identity.sign_kem_prekey(&key),
+        key,
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -315,6 +328,8 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
                         key: KeyPair::from_private_bytes([id as u8; 32]).public_key(),
                     })
                     .collect(),
+                kem_last_resort_prekey: Some(kem_prekey(identity, 1)),
+                one_time_kem_prekeys: vec![kem_prekey(identity, 2)],
             }),
             &conn,
         );
@@ -417,7 +432,10 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
     }
     for extra in [
         ServerFrame::QueueEmpty,
-        ServerFrame::PreKeysLow { remaining: 3 },
+        ServerFrame::PreKeysLow {
+            remaining: 3,
+            kem_remaining: 1,
+        },
         ServerFrame::MessagesExpired { count: 2 },
     ] {
         s.put("relay_frames", &extra.encode())?;

@@ -60,6 +60,16 @@ fn identities() -> &'static [IdentityKeyPair] {
     })
 }
 
+/// Three KEM public keys, for KEM prekey uploads.
+fn kem_keys() -> &'static [tacit::kem::KemPublicKey] {
+    static KEYS: OnceLock<Vec<tacit::kem::KemPublicKey>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (1..=3u8)
+            .map(|i| tacit::kem::KemKeyPair::from_seed(&[i; 64]).public_key().clone())
+            .collect()
+    })
+}
+
 /// Two user keys: any user id is bound to whichever signs its first list.
 fn user_keys() -> &'static [UserKeyPair] {
     static KEYS: OnceLock<Vec<UserKeyPair>> = OnceLock::new();
@@ -525,10 +535,37 @@ impl Harness {
                         key: key(id as u8 + 20),
                     });
                 }
+                // KEM prekeys, signed by the chosen identity (which may not
+                // be the logged-in device's: the relay must refuse those).
+                let kem = |u: &mut Unstructured<'_>, id: u32| {
+                    let key = u.choose(kem_keys())?.clone();
+                    Ok(tacit::kem::SignedKemPreKey {
+                        id,
+                        signature: signer.sign_kem_prekey(&key),
+                        key,
+                    })
+                };
+                let kem_last_resort_prekey = if u.arbitrary()? {
+                    Some(kem(u, 1)?)
+                } else {
+                    None
+                };
+                let mut one_time_kem_prekeys = Vec::new();
+                for _ in 0..u.int_in_range(0..=3)? {
+                    let id = u.int_in_range(2..=6u32)?;
+                    if !one_time_kem_prekeys
+                        .iter()
+                        .any(|k: &tacit::kem::SignedKemPreKey| k.id == id)
+                    {
+                        one_time_kem_prekeys.push(kem(u, id)?);
+                    }
+                }
                 Request::UploadPreKeys(UploadPreKeys {
                     signed_prekey,
                     fallback_prekey,
                     one_time_prekeys,
+                    kem_last_resort_prekey,
+                    one_time_kem_prekeys,
                 })
             }
             3 => {

@@ -67,6 +67,7 @@ fn fixture() -> &'static Fixture {
                     ephemeral_key: PublicKey::from_bytes([9; 32]),
                     signed_prekey_id: 1,
                     one_time_prekey_id: Some(4),
+                    kem: None,
                     message: encrypted,
                 }))
             } else {

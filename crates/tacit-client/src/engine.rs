@@ -13,13 +13,11 @@ use tacit::error::{SessionError, UserKeyConflict};
 use tacit::identity::{DeviceList, UserKey, UserKeyPair};
 use tacit::session::{
     DeviceListUpdate, OutgoingEnvelope, Received, SafetyNumber, SessionConfig, SessionManager,
-    MAX_ONE_TIME_PREKEYS,
 };
 use tacit::{Account, Address};
 use tacit_relay_proto::{
-    Ack, ErrorCode, FetchBundles, FetchDeviceList, LoggedIn, Login, OneTimePreKey, Push, Register,
-    Reply, Request, Response, ServerFrame, SignedPreKey, Submit, UploadPreKeys,
-    MAX_PREKEYS_PER_UPLOAD,
+    Ack, ErrorCode, FetchBundles, FetchDeviceList, LoggedIn, Login, Push, Register, Reply, Request,
+    Response, ServerFrame, Submit, UploadPreKeys,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,17 +27,9 @@ use crate::endpoint::{login_name, Endpoint};
 use crate::store::{content_key, envelope_digest, ClientStore, HeldEnvelope, Profile, Writes};
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
-    MessageId, ReceiptKind, Registration, SentMessage, Status,
+    MessageId, PeerSession, ReceiptKind, Registration, SentMessage, Status,
 };
 
-/// The session settings. The relay's prekey directory does not serve KEM
-/// prekeys yet, so bundles fetched through it are version 1 and first
-/// messages between clients are classical (`tacit-v1`): the core's
-/// downgrade policy (`docs/PROTOCOL.md` 15.8), on by default, is turned off
-/// here until the relay and this client publish and fetch KEM prekeys.
-fn session_config() -> SessionConfig {
-    SessionConfig::default().with_classical_prekey_messages_refused(false)
-}
 /// The most message ids one delivery receipt carries (16 bytes each).
 const RECEIPT_BATCH: usize = 256;
 
@@ -50,6 +40,9 @@ const MAX_HELD_PER_USER: usize = 16;
 const MAX_HELD: usize = 256;
 
 mod devices;
+mod prekeys;
+
+use prekeys::{Published, Stored};
 
 type Manager = SessionManager<ClientStore>;
 
@@ -88,7 +81,11 @@ pub(crate) fn open_manager(
                     });
                 }
             }
-            Ok(SessionManager::open(store, address, session_config())?)
+            let mut manager = SessionManager::open(store, address, SessionConfig::default())?;
+            // A store from before tacit-v2 gets its KEM prekeys now; they
+            // are uploaded at the next login.
+            prekeys::enable_post_quantum(&mut manager)?;
+            Ok(manager)
         }
         (None, None) => Err(ClientError::NotRegistered),
         (None, Some(Creation::LinkedDevice(address))) => {
@@ -96,7 +93,7 @@ pub(crate) fn open_manager(
             // device that links this one.
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
-            let created = SessionManager::create(store, address.clone(), account, session_config());
+            let created = SessionManager::create(store, address.clone(), account, SessionConfig::default());
             let manager = created?;
             let held = manager.store().release()?;
             let profile = Profile {
@@ -112,7 +109,7 @@ pub(crate) fn open_manager(
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
             let identity = account.identity().public_key();
-            let created = SessionManager::create(store, address.clone(), account, session_config());
+            let created = SessionManager::create(store, address.clone(), account, SessionConfig::default());
             let mut manager = created?;
             let user_key = UserKeyPair::generate(&mut OsRng);
             let list = DeviceList::sign(
@@ -167,19 +164,35 @@ pub async fn register(
         Ok(other) => return Err(unexpected(&other)),
         Err(e) => return Err(ClientError::Relay(e)),
     };
+    let relay = Stored {
+        one_time: info.one_time_prekeys,
+        one_time_kem: info.one_time_kem_prekeys,
+    };
     let stored = if info.registered || !info.has_signed_prekey {
-        publish_all(&mut manager, &mut conn, config).await?
-    } else {
-        top_up(&mut manager, &mut conn, config, info.one_time_prekeys)
+        prekeys::publish_all(&mut manager, &mut conn, config)
             .await?
-            .map(|(_, stored)| stored)
-            .unwrap_or(info.one_time_prekeys)
+            .stored
+    } else if !info.has_kem_prekey && manager.account().has_kem_prekeys() {
+        prekeys::publish_kem(&mut manager, &mut conn, config, info.one_time_prekeys)
+            .await?
+            .stored
+    } else {
+        prekeys::top_up(
+            &mut manager,
+            &mut conn,
+            config,
+            relay,
+            UploadPreKeys::default(),
+        )
+        .await?
+        .map_or(relay, |p| p.stored)
     };
     conn.close().await;
     Ok(Registration {
         address,
         newly_registered: info.registered,
-        one_time_prekeys: stored,
+        one_time_prekeys: stored.one_time,
+        one_time_kem_prekeys: stored.one_time_kem,
     })
 }
 
@@ -193,116 +206,6 @@ async fn challenge(conn: &mut Conn) -> Result<tacit_relay_proto::Challenge, Clie
         Ok(other) => Err(unexpected(&other)),
         Err(e) => Err(ClientError::Relay(e)),
     }
-}
-
-fn signed_prekey(manager: &Manager) -> SignedPreKey {
-    let spk = manager.account().signed_prekey();
-    SignedPreKey {
-        id: spk.id(),
-        key: spk.public_key(),
-        signature: spk.signature(),
-    }
-}
-
-/// Uploads `upload`; returns the relay's count of one-time prekeys.
-async fn upload(conn: &mut Conn, upload: UploadPreKeys) -> Result<u32, ClientError> {
-    match conn.request(Request::UploadPreKeys(upload)).await? {
-        Ok(Reply::PreKeysStored { one_time_prekeys }) => Ok(one_time_prekeys),
-        Ok(other) => Err(unexpected(&other)),
-        Err(e) => Err(ClientError::Relay(e)),
-    }
-}
-
-/// Uploads one-time prekeys in batches the relay accepts; the first batch
-/// also carries `first_extra` (signed and fallback prekeys).
-async fn upload_batches(
-    conn: &mut Conn,
-    keys: &[(u32, tacit::PublicKey)],
-    mut first_extra: Option<(SignedPreKey, OneTimePreKey)>,
-) -> Result<u32, ClientError> {
-    let mut stored = 0;
-    let mut chunks = keys.chunks(MAX_PREKEYS_PER_UPLOAD).peekable();
-    if chunks.peek().is_none() {
-        if let Some((spk, fallback)) = first_extra.take() {
-            stored = upload(
-                conn,
-                UploadPreKeys {
-                    signed_prekey: Some(spk),
-                    fallback_prekey: Some(fallback),
-                    one_time_prekeys: Vec::new(),
-                },
-            )
-            .await?;
-        }
-    }
-    for chunk in chunks {
-        let extra = first_extra.take();
-        stored = upload(
-            conn,
-            UploadPreKeys {
-                signed_prekey: extra.map(|(s, _)| s),
-                fallback_prekey: extra.map(|(_, f)| f),
-                one_time_prekeys: chunk
-                    .iter()
-                    .map(|&(id, key)| OneTimePreKey { id, key })
-                    .collect(),
-            },
-        )
-        .await?;
-    }
-    Ok(stored)
-}
-
-/// After a fresh registration (or a relay that lost the device's prekeys):
-/// the signed and fallback prekeys and every unused one-time prekey the
-/// account holds, topped up to the target.
-async fn publish_all(
-    manager: &mut Manager,
-    conn: &mut Conn,
-    config: &ClientConfig,
-) -> Result<u32, ClientError> {
-    let held = manager.account().one_time_prekey_count();
-    let target = usize::try_from(config.one_time_prekeys).unwrap_or(usize::MAX);
-    if held < target {
-        let room = MAX_ONE_TIME_PREKEYS.saturating_sub(held);
-        manager.generate_one_time_prekeys((target - held).min(room), &mut OsRng)?;
-    }
-    let keys = manager.account().one_time_prekeys();
-    let fallback = manager.account().fallback_prekey();
-    let extra = (
-        signed_prekey(manager),
-        OneTimePreKey {
-            id: fallback.id(),
-            key: fallback.public_key(),
-        },
-    );
-    upload_batches(conn, &keys, Some(extra)).await
-}
-
-/// Generates and uploads one-time prekeys up to the target when the relay
-/// holds `remaining`; returns (uploaded, stored) if it uploaded any.
-async fn top_up(
-    manager: &mut Manager,
-    conn: &mut Conn,
-    config: &ClientConfig,
-    remaining: u32,
-) -> Result<Option<(u32, u32)>, ClientError> {
-    if remaining >= config.one_time_prekeys {
-        return Ok(None);
-    }
-    let want = usize::try_from(config.one_time_prekeys - remaining).unwrap_or(usize::MAX);
-    // Keys handed out but never used stay in the account; the account caps
-    // how many it holds.
-    let room = MAX_ONE_TIME_PREKEYS.saturating_sub(manager.account().one_time_prekey_count());
-    let count = want.min(room);
-    if count == 0 {
-        tracing::warn!("the account holds the most one-time prekeys it can; none uploaded");
-        return Ok(None);
-    }
-    // The private keys are durable before the public ones are published.
-    let keys = manager.generate_one_time_prekeys(count, &mut OsRng)?;
-    let stored = upload_batches(conn, &keys, None).await?;
-    Ok(Some((u32::try_from(count).unwrap_or(u32::MAX), stored)))
 }
 
 /// Counters since the last login.
@@ -513,8 +416,9 @@ impl Engine {
         Ok(conn)
     }
 
-    /// At login: rotate an old signed prekey, restore prekeys the relay
-    /// lacks, top up one-time prekeys below the low mark.
+    /// At login: rotate an old signed prekey (and the last-resort KEM
+    /// prekey with it), restore prekeys the relay lacks, top up one-time
+    /// prekeys and one-time KEM prekeys below the low mark.
     async fn maintain_prekeys(
         &mut self,
         conn: &mut Conn,
@@ -525,51 +429,80 @@ impl Engine {
             u64::try_from(self.config.signed_prekey_max_age.as_millis()).unwrap_or(u64::MAX);
         let grace = u64::try_from(self.config.signed_prekey_grace.as_millis()).unwrap_or(u64::MAX);
         let age = now.saturating_sub(self.manager.account().signed_prekey().created_at());
-        let mut rotated = false;
-        if age > max_age {
-            self.manager.rotate_signed_prekey(now, grace, &mut OsRng)?;
-            rotated = true;
-        }
-        if !info.has_signed_prekey {
-            let stored = publish_all(&mut self.manager, conn, &self.config).await?;
-            self.emit(Event::PreKeysPublished {
-                uploaded: stored.saturating_sub(info.one_time_prekeys),
-                stored,
-                signed_prekey_rotated: rotated,
-            })
-            .await;
-            return Ok(());
-        }
+        let rotated = age > max_age;
         if rotated {
-            upload(
-                conn,
-                UploadPreKeys {
-                    signed_prekey: Some(signed_prekey(&self.manager)),
-                    fallback_prekey: None,
-                    one_time_prekeys: Vec::new(),
-                },
-            )
-            .await?;
+            prekeys::rotate(&mut self.manager, now, grace)?;
         }
-        let mut uploaded = 0;
-        let mut stored = info.one_time_prekeys;
-        if info.one_time_prekeys < self.config.prekeys_low {
-            if let Some((u, s)) =
-                top_up(&mut self.manager, conn, &self.config, info.one_time_prekeys).await?
-            {
-                uploaded = u;
-                stored = s;
+        let relay = Stored {
+            one_time: info.one_time_prekeys,
+            one_time_kem: info.one_time_kem_prekeys,
+        };
+        let has_kem = self.manager.account().has_kem_prekeys();
+        let published = if !info.has_signed_prekey {
+            Some(prekeys::publish_all(&mut self.manager, conn, &self.config).await?)
+        } else if has_kem && !info.has_kem_prekey {
+            // The relay has the classical prekeys but no KEM prekey: an
+            // account upgraded to tacit-v2, or a relay from before it.
+            let mut published =
+                prekeys::publish_kem(&mut self.manager, conn, &self.config, relay.one_time).await?;
+            if rotated {
+                let first = self.replacing_keys();
+                published.stored = prekeys::upload_batches(conn, first, &[], &[])
+                    .await?
+                    .unwrap_or(published.stored);
             }
-        }
-        if rotated || uploaded > 0 {
-            self.emit(Event::PreKeysPublished {
-                uploaded,
-                stored,
-                signed_prekey_rotated: rotated,
-            })
-            .await;
+            if relay.one_time < self.config.prekeys_low {
+                let stock = Stored {
+                    one_time: relay.one_time,
+                    one_time_kem: published.stored.one_time_kem,
+                };
+                if let Some(p) = prekeys::top_up(
+                    &mut self.manager,
+                    conn,
+                    &self.config,
+                    stock,
+                    UploadPreKeys::default(),
+                )
+                .await?
+                {
+                    published.uploaded = p.uploaded;
+                    published.stored = p.stored;
+                }
+            }
+            Some(published)
+        } else {
+            let low = relay.one_time < self.config.prekeys_low
+                || (has_kem && relay.one_time_kem < self.config.prekeys_low);
+            let first = if rotated {
+                self.replacing_keys()
+            } else {
+                UploadPreKeys::default()
+            };
+            if low {
+                prekeys::top_up(&mut self.manager, conn, &self.config, relay, first).await?
+            } else {
+                prekeys::upload_batches(conn, first, &[], &[])
+                    .await?
+                    .map(|stored| Published {
+                        stored,
+                        ..Published::default()
+                    })
+            }
+        };
+        if let Some(published) = published {
+            self.emit(published.event(rotated)).await;
         }
         Ok(())
+    }
+
+    /// The signed prekey and the last-resort KEM prekey, for upload after
+    /// a rotation.
+    fn replacing_keys(&self) -> UploadPreKeys {
+        UploadPreKeys {
+            signed_prekey: Some(prekeys::signed_prekey(&self.manager)),
+            kem_last_resort_prekey: prekeys::kem_last_resort(&self.manager),
+            ..UploadPreKeys::default()
+        }
     }
 
     async fn serve(&mut self, conn: &mut Conn) -> Outcome {
@@ -634,15 +567,18 @@ impl Engine {
                 .await;
                 self.flush_receipts().await
             }
-            ServerFrame::PreKeysLow { remaining } => {
-                match top_up(&mut self.manager, conn, &self.config, remaining).await {
-                    Ok(Some((uploaded, stored))) => {
-                        self.emit(Event::PreKeysPublished {
-                            uploaded,
-                            stored,
-                            signed_prekey_rotated: false,
-                        })
-                        .await;
+            ServerFrame::PreKeysLow {
+                remaining,
+                kem_remaining,
+            } => {
+                let relay = Stored {
+                    one_time: remaining,
+                    one_time_kem: kem_remaining,
+                };
+                let first = UploadPreKeys::default();
+                match prekeys::top_up(&mut self.manager, conn, &self.config, relay, first).await {
+                    Ok(Some(published)) => {
+                        self.emit(published.event(false)).await;
                         Ok(())
                     }
                     Ok(None) => Ok(()),
@@ -1059,6 +995,24 @@ impl Engine {
         Ok(count)
     }
 
+    /// The current sessions with `peer`'s listed devices.
+    fn sessions(&self, peer: &str) -> Result<Vec<PeerSession>, ClientError> {
+        let mut out = Vec::new();
+        for address in self.manager.fan_out(peer)? {
+            let Some(info) = self.manager.session_info(&address)? else {
+                continue;
+            };
+            if let Some(profile) = info.current_profile {
+                out.push(PeerSession {
+                    address,
+                    profile,
+                    acknowledged: info.current_acknowledged,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Commands that need no connection.
     fn local_command(&mut self, command: Command) {
         match command {
@@ -1077,6 +1031,9 @@ impl Engine {
             }
             Command::Devices { reply } => {
                 let _ = reply.send(self.devices());
+            }
+            Command::Sessions { peer, reply } => {
+                let _ = reply.send(self.sessions(&peer));
             }
             Command::RecoveryCode { reply } => {
                 let _ = reply.send(self.recovery_code());

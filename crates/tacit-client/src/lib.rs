@@ -66,6 +66,7 @@ pub use engine::register;
 pub use key::StoreKey;
 pub use link::link;
 pub use recovery::{recover, RecoveryCode};
+pub use tacit::session::Profile as SessionProfile;
 
 /// A content message id: 16 random bytes chosen by the sender.
 pub type MessageId = [u8; MESSAGE_ID_LEN];
@@ -146,6 +147,11 @@ pub struct ClientConfig {
     pub ca_file: Option<PathBuf>,
     /// How many one-time prekeys the client keeps published.
     pub one_time_prekeys: u32,
+    /// How many one-time KEM prekeys (`tacit-v2`, ML-KEM-1024, about 1.6 KB
+    /// each on the wire) the client keeps published; the account holds at
+    /// most `tacit::session::MAX_ONE_TIME_KEM_PREKEYS`, those handed out
+    /// but never used included. Below `prekeys_low` it uploads more.
+    pub one_time_kem_prekeys: u32,
     /// Below this many one-time prekeys at login, the client uploads more
     /// (the relay also sends `PreKeysLow` below its own threshold).
     pub prekeys_low: u32,
@@ -175,7 +181,8 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// The defaults for this store and relay: the relay's name is the
     /// URL's host, the platform's root certificates, 100 one-time prekeys
-    /// (replenished below 20), signed prekey rotated after 7 days with a
+    /// and 50 one-time KEM prekeys (each replenished below 20), signed
+    /// prekey rotated after 7 days with a
     /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
     /// receipts on. The URL is checked when the client connects.
     pub fn new(
@@ -191,6 +198,7 @@ impl ClientConfig {
             relay_url,
             ca_file: None,
             one_time_prekeys: 100,
+            one_time_kem_prekeys: 50,
             prekeys_low: 20,
             signed_prekey_max_age: Duration::from_secs(7 * 24 * 3600),
             signed_prekey_grace: Duration::from_secs(30 * 24 * 3600),
@@ -301,7 +309,12 @@ pub enum Event {
         uploaded: u32,
         /// One-time prekeys the relay now holds.
         stored: u32,
-        /// Whether the signed prekey was rotated.
+        /// One-time KEM prekeys (`tacit-v2`) uploaded now.
+        kem_uploaded: u32,
+        /// One-time KEM prekeys the relay now holds.
+        kem_stored: u32,
+        /// Whether the signed prekey (and with it the last-resort KEM
+        /// prekey) was rotated.
         signed_prekey_rotated: bool,
     },
     /// Messages expired at the relay before this device fetched them.
@@ -363,6 +376,19 @@ pub struct SentMessage {
     pub refused: Vec<(Address, ErrorReply)>,
 }
 
+/// The current session with one of a peer's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerSession {
+    /// The peer's device.
+    pub address: Address,
+    /// The key agreement that started the session.
+    pub profile: SessionProfile,
+    /// Whether the peer has answered on it (until then this side's
+    /// messages repeat the first message's prekey fields).
+    pub acknowledged: bool,
+}
+
 /// A device registered with the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -373,6 +399,8 @@ pub struct Registration {
     pub newly_registered: bool,
     /// One-time prekeys the relay holds for it.
     pub one_time_prekeys: u32,
+    /// One-time KEM prekeys (`tacit-v2`) the relay holds for it.
+    pub one_time_kem_prekeys: u32,
 }
 
 /// A device on this user's verified list.
@@ -529,6 +557,10 @@ pub(crate) enum Command {
     },
     Devices {
         reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
+    },
+    Sessions {
+        peer: String,
+        reply: oneshot::Sender<Result<Vec<PeerSession>, ClientError>>,
     },
     RecoveryCode {
         reply: oneshot::Sender<Result<RecoveryCode, ClientError>>,
@@ -693,6 +725,18 @@ impl Client {
     /// show it to the user once, to keep offline ([`recover`] restores it).
     pub async fn recovery_code(&self) -> Result<RecoveryCode, ClientError> {
         self.call(|reply| Command::RecoveryCode { reply }).await
+    }
+
+    /// The sessions with `peer`'s devices that have one, and the profile
+    /// each was started with: [`SessionProfile::V2`] (`tacit-v2`, PQXDH
+    /// over X25519 and ML-KEM-1024) whenever the peer's bundle offered a
+    /// KEM prekey, which every device of this version publishes.
+    pub async fn sessions(&self, peer: &str) -> Result<Vec<PeerSession>, ClientError> {
+        self.call(|reply| Command::Sessions {
+            peer: peer.into(),
+            reply,
+        })
+        .await
     }
 
     /// The devices on this user's verified list.

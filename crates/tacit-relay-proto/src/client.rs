@@ -3,6 +3,7 @@
 use prost::Message as _;
 use tacit::error::IdentityError;
 use tacit::identity::{DeviceList, MAX_DEVICE_LIST_LEN};
+use tacit::kem::{KemPublicKey, SignedKemPreKey};
 use tacit::keys::{KEY_LEN, SIGNATURE_LEN};
 use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Signature};
 
@@ -10,8 +11,8 @@ use crate::error::FrameError;
 use crate::proto::{self, client_frame};
 use crate::{
     login_transcript, register_transcript, CHALLENGE_LEN, LINK_SLOT_LEN, MAX_ACK_IDS,
-    MAX_CLIENT_FRAME_LEN, MAX_DELIVERY_TOKEN_LEN, MAX_ENVELOPE_LEN, MAX_LINK_BLOB_LEN,
-    MAX_PREKEYS_PER_UPLOAD, MIN_DELIVERY_TOKEN_LEN,
+    MAX_CLIENT_FRAME_LEN, MAX_DELIVERY_TOKEN_LEN, MAX_ENVELOPE_LEN, MAX_KEM_PREKEYS_PER_UPLOAD,
+    MAX_LINK_BLOB_LEN, MAX_PREKEYS_PER_UPLOAD, MIN_DELIVERY_TOKEN_LEN,
 };
 
 /// A request with its id. The relay answers each request with one
@@ -236,10 +237,16 @@ pub struct OneTimePreKey {
     pub key: PublicKey,
 }
 
-/// Prekeys of the logged-in device. A signed or fallback prekey replaces
-/// the stored one; one-time prekeys are added (their ids must be distinct
-/// here and from those stored). At least one key must be present.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Prekeys of the logged-in device. A signed, fallback or last-resort KEM
+/// prekey replaces the stored one; one-time prekeys and one-time KEM
+/// prekeys are added (their ids must be distinct here and from those
+/// stored). At least one key must be present.
+///
+/// KEM prekeys (`tacit-v2`, `docs/PROTOCOL.md` 15.2) are decoded through
+/// [`KemPublicKey::from_encoded`], so a value of this type only holds keys
+/// that passed the FIPS 203 check; their signatures are checked by the
+/// relay against the device's identity key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadPreKeys {
     /// A new signed prekey.
     pub signed_prekey: Option<SignedPreKey>,
@@ -247,6 +254,23 @@ pub struct UploadPreKeys {
     pub fallback_prekey: Option<OneTimePreKey>,
     /// One-time prekeys to add, at most [`MAX_PREKEYS_PER_UPLOAD`].
     pub one_time_prekeys: Vec<OneTimePreKey>,
+    /// A new last-resort KEM prekey, handed out when no one-time KEM
+    /// prekey is left.
+    pub kem_last_resort_prekey: Option<SignedKemPreKey>,
+    /// One-time KEM prekeys to add, at most
+    /// [`MAX_KEM_PREKEYS_PER_UPLOAD`].
+    pub one_time_kem_prekeys: Vec<SignedKemPreKey>,
+}
+
+impl UploadPreKeys {
+    /// Whether the upload holds no key at all (such an upload is refused).
+    pub fn is_empty(&self) -> bool {
+        self.signed_prekey.is_none()
+            && self.fallback_prekey.is_none()
+            && self.one_time_prekeys.is_empty()
+            && self.kem_last_resort_prekey.is_none()
+            && self.one_time_kem_prekeys.is_empty()
+    }
 }
 
 /// Fetches the prekey bundles of `user_id`'s devices, or of one device.
@@ -608,6 +632,8 @@ impl ClientFrame {
                         .copied()
                         .map(prekey_to_proto)
                         .collect(),
+                    kem_last_resort_prekey: r.kem_last_resort_prekey.as_ref().map(kem_to_proto),
+                    one_time_kem_prekeys: r.one_time_kem_prekeys.iter().map(kem_to_proto).collect(),
                 })
             }
             Request::FetchBundles(r) => client_frame::Request::FetchBundles(proto::FetchBundles {
@@ -660,6 +686,31 @@ fn prekey_to_proto(k: OneTimePreKey) -> proto::PreKey {
     }
 }
 
+fn kem_to_proto(k: &SignedKemPreKey) -> proto::SignedPreKey {
+    proto::SignedPreKey {
+        id: k.id,
+        key: k.key.to_encoded(),
+        signature: k.signature.to_bytes().to_vec(),
+    }
+}
+
+/// A KEM prekey: `EncodeKEM` bytes decoded and checked (length, type byte,
+/// FIPS 203 encapsulation-key check), and a 64-byte signature.
+fn kem_from_proto(
+    id: Option<u64>,
+    fields: [&'static str; 2],
+    k: &proto::SignedPreKey,
+) -> Result<SignedKemPreKey, FrameError> {
+    if k.key.is_empty() {
+        return Err(FrameError::missing(id, fields[0]));
+    }
+    Ok(SignedKemPreKey {
+        id: k.id,
+        key: KemPublicKey::from_encoded(&k.key).map_err(|_| FrameError::invalid(id, fields[0]))?,
+        signature: signature(id, fields[1], &k.signature)?,
+    })
+}
+
 fn upload_from_proto(
     id: Option<u64>,
     r: proto::UploadPreKeys,
@@ -697,14 +748,49 @@ fn upload_from_proto(
             key: public_key(id, "one_time_prekeys.key", &k.key)?,
         });
     }
-    if signed_prekey.is_none() && fallback_prekey.is_none() && one_time_prekeys.is_empty() {
-        return Err(FrameError::missing(id, "prekeys"));
+    let kem_last_resort_prekey = r
+        .kem_last_resort_prekey
+        .as_ref()
+        .map(|k| {
+            kem_from_proto(
+                id,
+                [
+                    "kem_last_resort_prekey.key",
+                    "kem_last_resort_prekey.signature",
+                ],
+                k,
+            )
+        })
+        .transpose()?;
+    if r.one_time_kem_prekeys.len() > MAX_KEM_PREKEYS_PER_UPLOAD {
+        return Err(FrameError::invalid(id, "one_time_kem_prekeys"));
     }
-    Ok(UploadPreKeys {
+    // KEM prekey ids are one space: the last-resort key's id is not one of
+    // the one-time keys' either.
+    let mut kem_ids: std::collections::BTreeSet<u32> =
+        kem_last_resort_prekey.iter().map(|k| k.id).collect();
+    let mut one_time_kem_prekeys = Vec::with_capacity(r.one_time_kem_prekeys.len());
+    for k in &r.one_time_kem_prekeys {
+        if !kem_ids.insert(k.id) {
+            return Err(FrameError::invalid(id, "one_time_kem_prekeys.id"));
+        }
+        one_time_kem_prekeys.push(kem_from_proto(
+            id,
+            ["one_time_kem_prekeys.key", "one_time_kem_prekeys.signature"],
+            k,
+        )?);
+    }
+    let upload = UploadPreKeys {
         signed_prekey,
         fallback_prekey,
         one_time_prekeys,
-    })
+        kem_last_resort_prekey,
+        one_time_kem_prekeys,
+    };
+    if upload.is_empty() {
+        return Err(FrameError::missing(id, "prekeys"));
+    }
+    Ok(upload)
 }
 
 fn check_user_id(id: Option<u64>, user_id: &str) -> Result<(), FrameError> {

@@ -48,6 +48,7 @@ pub use server::{
 };
 
 pub use tacit::identity::{DeviceList, MAX_DEVICE_LIST_LEN};
+pub use tacit::kem::{KemPublicKey, SignedKemPreKey};
 pub use tacit::wire::PreKeyBundleMessage;
 pub use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Signature};
 
@@ -70,6 +71,12 @@ pub const MIN_DELIVERY_TOKEN_LEN: usize = 16;
 pub const MAX_DELIVERY_TOKEN_LEN: usize = 64;
 /// The most one-time prekeys in one upload.
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
+/// The most one-time KEM prekeys in one upload. Each takes about 1,650
+/// bytes in the frame (1,569 for the key, 64 for its signature), so 100
+/// take about 165 KB, well within [`MAX_CLIENT_FRAME_LEN`] with a full
+/// batch of one-time prekeys beside them; a client uploads more in several
+/// frames.
+pub const MAX_KEM_PREKEYS_PER_UPLOAD: usize = 100;
 /// The most message ids in one acknowledgement.
 pub const MAX_ACK_IDS: usize = 1024;
 /// The most devices of one user (and so bundles in one answer).

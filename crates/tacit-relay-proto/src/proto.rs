@@ -150,6 +150,12 @@ pub(crate) struct UploadPreKeys {
     pub(crate) fallback_prekey: Option<PreKey>,
     #[prost(message, repeated, tag = "3")]
     pub(crate) one_time_prekeys: Vec<PreKey>,
+    /// A KEM prekey has the fields of a signed prekey (`key` is
+    /// `EncodeKEM`, 1569 bytes).
+    #[prost(message, optional, tag = "4")]
+    pub(crate) kem_last_resort_prekey: Option<SignedPreKey>,
+    #[prost(message, repeated, tag = "5")]
+    pub(crate) one_time_kem_prekeys: Vec<SignedPreKey>,
 }
 
 /// `FetchBundles`.
@@ -305,6 +311,10 @@ pub(crate) struct LoggedIn {
     pub(crate) one_time_prekeys: u32,
     #[prost(bool, tag = "3")]
     pub(crate) has_signed_prekey: bool,
+    #[prost(uint32, tag = "4")]
+    pub(crate) one_time_kem_prekeys: u32,
+    #[prost(bool, tag = "5")]
+    pub(crate) has_kem_prekey: bool,
 }
 
 /// `PreKeysStored`.
@@ -312,6 +322,8 @@ pub(crate) struct LoggedIn {
 pub(crate) struct PreKeysStored {
     #[prost(uint32, tag = "1")]
     pub(crate) one_time_prekeys: u32,
+    #[prost(uint32, tag = "2")]
+    pub(crate) one_time_kem_prekeys: u32,
 }
 
 /// `DeviceBundle`.
@@ -383,6 +395,8 @@ pub(crate) struct Push {
 pub(crate) struct PreKeysLow {
     #[prost(uint32, tag = "1")]
     pub(crate) remaining: u32,
+    #[prost(uint32, tag = "2")]
+    pub(crate) kem_remaining: u32,
 }
 
 /// `MessagesExpired`.

@@ -24,10 +24,14 @@ pub enum ServerFrame {
     /// Every message stored when the connection logged in has been pushed;
     /// later messages are pushed as they arrive.
     QueueEmpty,
-    /// The device's stock of one-time prekeys is low: upload more.
+    /// The device's stock of one-time prekeys, or of one-time KEM prekeys
+    /// (for a device that published a last-resort KEM prekey), is low:
+    /// upload more.
     PreKeysLow {
         /// One-time prekeys left.
         remaining: u32,
+        /// One-time KEM prekeys left.
+        kem_remaining: u32,
     },
     /// Messages for this device expired undelivered and were deleted since
     /// the last report.
@@ -57,6 +61,8 @@ pub enum Reply {
     PreKeysStored {
         /// One-time prekeys now stored.
         one_time_prekeys: u32,
+        /// One-time KEM prekeys now stored.
+        one_time_kem_prekeys: u32,
     },
     /// Answers `FetchBundles`: the user's signed device list and one bundle
     /// per device, in device order.
@@ -120,6 +126,11 @@ pub struct LoggedIn {
     pub one_time_prekeys: u32,
     /// The device has a signed prekey stored (and can be fetched).
     pub has_signed_prekey: bool,
+    /// One-time KEM prekeys stored for the device.
+    pub one_time_kem_prekeys: u32,
+    /// The device has a last-resort KEM prekey stored (its bundles are
+    /// version 2, for `tacit-v2` sessions).
+    pub has_kem_prekey: bool,
 }
 
 /// One device's prekey bundle.
@@ -194,8 +205,12 @@ impl ServerFrame {
                 envelope: p.envelope.clone(),
             }),
             Self::QueueEmpty => server_frame::Kind::QueueEmpty(proto::Empty {}),
-            Self::PreKeysLow { remaining } => server_frame::Kind::PreKeysLow(proto::PreKeysLow {
+            Self::PreKeysLow {
+                remaining,
+                kem_remaining,
+            } => server_frame::Kind::PreKeysLow(proto::PreKeysLow {
                 remaining: *remaining,
+                kem_remaining: *kem_remaining,
             }),
             Self::MessagesExpired { count } => {
                 server_frame::Kind::MessagesExpired(proto::MessagesExpired { count: *count })
@@ -241,6 +256,7 @@ impl ServerFrame {
             server_frame::Kind::QueueEmpty(_) => Ok(Self::QueueEmpty),
             server_frame::Kind::PreKeysLow(p) => Ok(Self::PreKeysLow {
                 remaining: p.remaining,
+                kem_remaining: p.kem_remaining,
             }),
             server_frame::Kind::MessagesExpired(p) => {
                 if p.count == 0 {
@@ -268,12 +284,16 @@ fn response_to_proto(r: &Response) -> proto::Response {
             registered: l.registered,
             one_time_prekeys: l.one_time_prekeys,
             has_signed_prekey: l.has_signed_prekey,
+            one_time_kem_prekeys: l.one_time_kem_prekeys,
+            has_kem_prekey: l.has_kem_prekey,
         }),
-        Ok(Reply::PreKeysStored { one_time_prekeys }) => {
-            response::Outcome::PreKeysStored(proto::PreKeysStored {
-                one_time_prekeys: *one_time_prekeys,
-            })
-        }
+        Ok(Reply::PreKeysStored {
+            one_time_prekeys,
+            one_time_kem_prekeys,
+        }) => response::Outcome::PreKeysStored(proto::PreKeysStored {
+            one_time_prekeys: *one_time_prekeys,
+            one_time_kem_prekeys: *one_time_kem_prekeys,
+        }),
         Ok(Reply::Bundles(b)) => response::Outcome::Bundles(proto::Bundles {
             device_list: b.device_list.as_bytes().to_vec(),
             bundles: b
@@ -342,9 +362,12 @@ fn response_from_proto(r: proto::Response) -> Result<Response, FrameError> {
             registered: l.registered,
             one_time_prekeys: l.one_time_prekeys,
             has_signed_prekey: l.has_signed_prekey,
+            one_time_kem_prekeys: l.one_time_kem_prekeys,
+            has_kem_prekey: l.has_kem_prekey,
         })),
         response::Outcome::PreKeysStored(p) => Ok(Reply::PreKeysStored {
             one_time_prekeys: p.one_time_prekeys,
+            one_time_kem_prekeys: p.one_time_kem_prekeys,
         }),
         response::Outcome::Bundles(b) => {
             if b.bundles.len() > MAX_DEVICES_PER_USER {

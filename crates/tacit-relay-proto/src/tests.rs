@@ -1,5 +1,6 @@
 use prost::Message as _;
 use tacit::identity::UserKeyPair;
+use tacit::kem::KemKeyPair;
 use tacit::KeyPair;
 
 use super::*;
@@ -15,6 +16,15 @@ fn addr(user: &str, device: u32) -> Address {
 
 fn identity(seed: u8) -> IdentityKeyPair {
     IdentityKeyPair::from_seed(&[seed; 32])
+}
+
+fn kem_prekey(identity: &IdentityKeyPair, id: u32, seed: u8) -> SignedKemPreKey {
+    let key = KemKeyPair::from_seed(&[seed; 64]).public_key().clone();
+    SignedKemPreKey {
+        id,
+        signature: identity.sign_kem_prekey(&key),
+        key,
+    }
 }
 
 fn every_request() -> Vec<Request> {
@@ -42,6 +52,16 @@ fn every_request() -> Vec<Request> {
                 OneTimePreKey { id: 1, key: spk },
                 OneTimePreKey { id: 2, key: spk },
             ],
+            ..UploadPreKeys::default()
+        }),
+        Request::UploadPreKeys(UploadPreKeys {
+            kem_last_resort_prekey: Some(kem_prekey(&id, 1, 1)),
+            one_time_kem_prekeys: vec![kem_prekey(&id, 2, 2), kem_prekey(&id, 3, 3)],
+            ..UploadPreKeys::default()
+        }),
+        Request::UploadPreKeys(UploadPreKeys {
+            one_time_kem_prekeys: vec![kem_prekey(&id, 4, 4)],
+            ..UploadPreKeys::default()
         }),
         Request::FetchBundles(FetchBundles::user("bob").unwrap()),
         Request::FetchBundles(FetchBundles::device(&addr("bob", 3))),
@@ -82,6 +102,13 @@ fn bundle() -> PreKeyBundleMessage {
     }
 }
 
+fn bundle_v2() -> PreKeyBundleMessage {
+    PreKeyBundleMessage {
+        kem_prekey: Some(kem_prekey(&identity(4), 12, 9)),
+        ..bundle()
+    }
+}
+
 fn every_server_frame() -> Vec<ServerFrame> {
     let ok = |reply| {
         ServerFrame::Response(Response {
@@ -99,9 +126,23 @@ fn every_server_frame() -> Vec<ServerFrame> {
             registered: true,
             one_time_prekeys: 4,
             has_signed_prekey: true,
+            one_time_kem_prekeys: 0,
+            has_kem_prekey: false,
+        })),
+        ok(Reply::LoggedIn(LoggedIn {
+            registered: false,
+            one_time_prekeys: 0,
+            has_signed_prekey: true,
+            one_time_kem_prekeys: 7,
+            has_kem_prekey: true,
         })),
         ok(Reply::PreKeysStored {
             one_time_prekeys: 0,
+            one_time_kem_prekeys: 0,
+        }),
+        ok(Reply::PreKeysStored {
+            one_time_prekeys: 3,
+            one_time_kem_prekeys: 200,
         }),
         ok(Reply::Bundles(Bundles {
             device_list: (&list("bob", 1, &identity(4))).into(),
@@ -112,7 +153,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
                 },
                 DeviceBundle {
                     device_id: 4,
-                    bundle: bundle(),
+                    bundle: bundle_v2(),
                 },
             ],
         })),
@@ -133,7 +174,14 @@ fn every_server_frame() -> Vec<ServerFrame> {
             envelope: vec![1, 2, 3],
         }),
         ServerFrame::QueueEmpty,
-        ServerFrame::PreKeysLow { remaining: 0 },
+        ServerFrame::PreKeysLow {
+            remaining: 0,
+            kem_remaining: 0,
+        },
+        ServerFrame::PreKeysLow {
+            remaining: 20,
+            kem_remaining: 3,
+        },
         ServerFrame::MessagesExpired { count: 3 },
     ];
     for &code in ErrorCode::ALL {
@@ -428,6 +476,8 @@ fn invalid_fields_are_refused_with_the_request_id() {
                 signed_prekey: None,
                 fallback_prekey: None,
                 one_time_prekeys: vec![],
+                kem_last_resort_prekey: None,
+                one_time_kem_prekeys: vec![],
             })),
             "prekeys",
         ),
@@ -445,6 +495,7 @@ fn invalid_fields_are_refused_with_the_request_id() {
                         key: vec![2; 32],
                     },
                 ],
+                ..proto::UploadPreKeys::default()
             })),
             "one_time_prekeys.id",
         ),
@@ -458,6 +509,7 @@ fn invalid_fields_are_refused_with_the_request_id() {
                         key: vec![1; 32],
                     })
                     .collect(),
+                ..proto::UploadPreKeys::default()
             })),
             "one_time_prekeys",
         ),
@@ -620,7 +672,10 @@ fn into_encoded_matches_encode() {
             envelope: vec![0xab; 600],
         }),
         ServerFrame::QueueEmpty,
-        ServerFrame::PreKeysLow { remaining: 3 },
+        ServerFrame::PreKeysLow {
+            remaining: 3,
+            kem_remaining: 1,
+        },
     ];
     for frame in frames {
         let encoded = frame.encode();
@@ -682,4 +737,146 @@ fn device_list_bytes_verify_with_the_core() {
     assert!(DeviceListBytes::new(vec![]).is_err());
     assert!(DeviceListBytes::new(vec![0; MAX_DEVICE_LIST_LEN + 1]).is_err());
     assert!(!format!("{bytes:?}").contains("carol"));
+}
+
+/// A raw KEM prekey entry with `key` as given.
+fn raw_kem(id: u32, key: Vec<u8>, signature: Vec<u8>) -> proto::SignedPreKey {
+    proto::SignedPreKey { id, key, signature }
+}
+
+#[test]
+fn kem_prekey_uploads_with_bad_keys_are_refused_by_field() {
+    use proto::client_frame::Request as R;
+    let good = kem_prekey(&identity(1), 1, 1).key.to_encoded();
+    let mut wrong_type = good.clone();
+    wrong_type[0] = 0x05;
+    // Every coefficient 0xFFF is at least q = 3329: the FIPS 203 check fails.
+    let mut out_of_range = good.clone();
+    out_of_range[1..1537].fill(0xFF);
+    let sig = vec![7u8; 64];
+    let one_time = |keys: Vec<proto::SignedPreKey>| {
+        raw(R::UploadPreKeys(proto::UploadPreKeys {
+            one_time_kem_prekeys: keys,
+            ..proto::UploadPreKeys::default()
+        }))
+    };
+    let last_resort = |key: proto::SignedPreKey| {
+        raw(R::UploadPreKeys(proto::UploadPreKeys {
+            kem_last_resort_prekey: Some(key),
+            ..proto::UploadPreKeys::default()
+        }))
+    };
+    let cases = [
+        (
+            one_time(vec![raw_kem(1, good[1..].to_vec(), sig.clone())]),
+            "one_time_kem_prekeys.key",
+        ),
+        (
+            one_time(vec![raw_kem(1, wrong_type.clone(), sig.clone())]),
+            "one_time_kem_prekeys.key",
+        ),
+        (
+            one_time(vec![raw_kem(1, out_of_range.clone(), sig.clone())]),
+            "one_time_kem_prekeys.key",
+        ),
+        (
+            one_time(vec![raw_kem(1, vec![], sig.clone())]),
+            "one_time_kem_prekeys.key",
+        ),
+        (
+            one_time(vec![raw_kem(1, good.clone(), vec![7; 63])]),
+            "one_time_kem_prekeys.signature",
+        ),
+        (
+            one_time(vec![
+                raw_kem(1, good.clone(), sig.clone()),
+                raw_kem(1, good.clone(), sig.clone()),
+            ]),
+            "one_time_kem_prekeys.id",
+        ),
+        (
+            raw(R::UploadPreKeys(proto::UploadPreKeys {
+                kem_last_resort_prekey: Some(raw_kem(4, good.clone(), sig.clone())),
+                one_time_kem_prekeys: vec![raw_kem(4, good.clone(), sig.clone())],
+                ..proto::UploadPreKeys::default()
+            })),
+            "one_time_kem_prekeys.id",
+        ),
+        (
+            one_time(
+                (0..=MAX_KEM_PREKEYS_PER_UPLOAD as u32)
+                    .map(|id| raw_kem(id, good.clone(), sig.clone()))
+                    .collect(),
+            ),
+            "one_time_kem_prekeys",
+        ),
+        (
+            last_resort(raw_kem(1, out_of_range, sig.clone())),
+            "kem_last_resort_prekey.key",
+        ),
+        (
+            last_resort(raw_kem(1, wrong_type, sig.clone())),
+            "kem_last_resort_prekey.key",
+        ),
+        (
+            last_resort(raw_kem(1, good, vec![])),
+            "kem_last_resort_prekey.signature",
+        ),
+    ];
+    for (bytes, field) in cases {
+        let error = ClientFrame::decode(&bytes).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::InvalidRequest, "{field}");
+        match error {
+            FrameError::MissingField { field: f, .. }
+            | FrameError::InvalidField { field: f, .. } => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+/// The largest upload the client sends (every kind of key, full batches)
+/// fits in a client frame; the sizes are printed for the documentation.
+#[test]
+fn a_full_upload_fits_in_a_client_frame() {
+    let id = identity(1);
+    let spk = KeyPair::from_private_bytes([2; 32]).public_key();
+    let kem = kem_prekey(&id, 1, 1);
+    let full = UploadPreKeys {
+        signed_prekey: Some(SignedPreKey {
+            id: u32::MAX,
+            key: spk,
+            signature: id.sign_prekey(&spk),
+        }),
+        fallback_prekey: Some(OneTimePreKey {
+            id: u32::MAX - 1,
+            key: spk,
+        }),
+        one_time_prekeys: (0..MAX_PREKEYS_PER_UPLOAD as u32)
+            .map(|i| OneTimePreKey {
+                id: u32::MAX - 2 - i,
+                key: spk,
+            })
+            .collect(),
+        kem_last_resort_prekey: Some(SignedKemPreKey {
+            id: u32::MAX,
+            ..kem.clone()
+        }),
+        one_time_kem_prekeys: (0..MAX_KEM_PREKEYS_PER_UPLOAD as u32)
+            .map(|i| SignedKemPreKey {
+                id: u32::MAX - 1 - i,
+                ..kem.clone()
+            })
+            .collect(),
+    };
+    let frame = ClientFrame {
+        request_id: u64::MAX,
+        request: Request::UploadPreKeys(full),
+    };
+    let bytes = frame.encode();
+    println!("full upload frame: {} bytes", bytes.len());
+    assert!(bytes.len() <= MAX_CLIENT_FRAME_LEN, "{}", bytes.len());
+    assert_eq!(ClientFrame::decode(&bytes).unwrap(), frame);
+    // One more KEM prekey per upload would not fit twice over: the bound
+    // is what keeps the frame under the limit.
+    assert!(bytes.len() * 2 > MAX_CLIENT_FRAME_LEN);
 }

@@ -492,8 +492,12 @@ impl Conn {
                             .await;
                     }
                 }
+                if let Err(refusal) = crate::kem::verify_upload(&session.identity_key, &upload) {
+                    return self.answer(request_id, Err(refusal)).await;
+                }
                 let address = session.address.clone();
                 let max_one_time = self.shared.config.max_one_time_prekeys;
+                let max_one_time_kem = self.shared.config.max_one_time_kem_prekeys;
                 let answer = self
                     .shared
                     .writer
@@ -501,13 +505,15 @@ impl Conn {
                         address,
                         upload,
                         max_one_time,
+                        max_one_time_kem,
                         reply,
                     })
                     .await;
                 self.later(request_id, async move {
-                    answer
-                        .await
-                        .map(|one_time_prekeys| Reply::PreKeysStored { one_time_prekeys })
+                    answer.await.map(|counts| Reply::PreKeysStored {
+                        one_time_prekeys: counts.one_time,
+                        one_time_kem_prekeys: counts.one_time_kem,
+                    })
                 });
                 Ok(())
             }
@@ -800,6 +806,8 @@ impl Conn {
                 registered,
                 one_time_prekeys: info.one_time_prekeys,
                 has_signed_prekey: info.has_signed_prekey,
+                one_time_kem_prekeys: info.one_time_kem_prekeys,
+                has_kem_prekey: info.has_kem_prekey,
             })),
         )
         .await?;
@@ -821,10 +829,13 @@ impl Conn {
                 return Err(End::PeerClosed);
             }
         }
-        if info.one_time_prekeys < self.shared.config.prekeys_low_threshold
+        let threshold = self.shared.config.prekeys_low_threshold;
+        let kem_low = info.has_kem_prekey && info.one_time_kem_prekeys < threshold;
+        if (info.one_time_prekeys < threshold || kem_low)
             && !self
                 .send_frame(ServerFrame::PreKeysLow {
                     remaining: info.one_time_prekeys,
+                    kem_remaining: info.one_time_kem_prekeys,
                 })
                 .await
         {
@@ -885,7 +896,10 @@ async fn deliver(
     loop {
         if let Some(remaining) = signal.take_low() {
             if out
-                .send(Outbound::Frame(ServerFrame::PreKeysLow { remaining }))
+                .send(Outbound::Frame(ServerFrame::PreKeysLow {
+                    remaining: remaining.one_time,
+                    kem_remaining: remaining.one_time_kem,
+                }))
                 .await
                 .is_err()
             {

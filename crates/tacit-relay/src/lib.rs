@@ -28,6 +28,7 @@ mod conn;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod kem;
 mod limits;
 mod link;
 mod metrics;
@@ -88,6 +89,9 @@ pub struct Config {
     pub max_frame_len: usize,
     /// The most one-time prekeys stored per device.
     pub max_one_time_prekeys: u32,
+    /// The most one-time KEM prekeys stored per device (an account holds
+    /// at most `tacit::session::MAX_ONE_TIME_KEM_PREKEYS`).
+    pub max_one_time_kem_prekeys: u32,
     /// Below this many one-time prekeys, the owner is told to upload more.
     pub prekeys_low_threshold: u32,
     /// How far a login timestamp may be from the relay's clock, and how
@@ -137,6 +141,7 @@ impl Config {
             message_ttl: Duration::from_secs(30 * 24 * 3600),
             max_frame_len: tacit_relay_proto::MAX_CLIENT_FRAME_LEN,
             max_one_time_prekeys: 1000,
+            max_one_time_kem_prekeys: 200,
             prekeys_low_threshold: 10,
             login_window: Duration::from_secs(60),
             ping_interval: Duration::from_secs(20),

@@ -33,6 +33,9 @@ struct Args {
     /// The most one-time prekeys stored per device.
     #[arg(long, default_value_t = 1000)]
     max_one_time_prekeys: u32,
+    /// The most one-time KEM prekeys stored per device.
+    #[arg(long, default_value_t = 200)]
+    max_one_time_kem_prekeys: u32,
     /// A cap on the database file's size in bytes (default: none); past it,
     /// new messages are refused with StorageFull.
     #[arg(long)]
@@ -83,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     config.message_ttl = Duration::from_secs(args.message_ttl_secs);
     config.max_frame_len = args.max_frame_size;
     config.max_one_time_prekeys = args.max_one_time_prekeys;
+    config.max_one_time_kem_prekeys = args.max_one_time_kem_prekeys;
     config.max_db_bytes = args.max_db_bytes;
     config.ping_interval = Duration::from_secs(args.ping_interval_secs);
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);

@@ -218,6 +218,12 @@ impl Metrics {
                 "One-time prekeys stored.",
                 q.one_time_prekeys,
             );
+            line(
+                "one_time_kem_prekeys",
+                "gauge",
+                "One-time KEM prekeys stored.",
+                q.one_time_kem_prekeys,
+            );
         }
         let _ = writeln!(
             out,

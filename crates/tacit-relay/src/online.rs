@@ -2,11 +2,13 @@
 //! connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tacit::Address;
 use tokio::sync::Notify;
+
+use crate::kem::PreKeyCounts;
 
 /// How the relay reaches one logged-in connection.
 #[derive(Debug)]
@@ -20,8 +22,8 @@ pub(crate) struct Signal {
     pub(crate) kicked: Notify,
     /// The device was removed from its user's list.
     removed: AtomicBool,
-    /// A pending low-prekeys warning (the count), or -1.
-    low: AtomicI64,
+    /// A pending low-prekeys warning (the counts).
+    low: Mutex<Option<PreKeyCounts>>,
 }
 
 impl Signal {
@@ -31,7 +33,7 @@ impl Signal {
             wake: Notify::new(),
             kicked: Notify::new(),
             removed: AtomicBool::new(false),
-            low: AtomicI64::new(-1),
+            low: Mutex::new(None),
         }
     }
 
@@ -41,8 +43,11 @@ impl Signal {
     }
 
     /// Takes the pending low-prekeys warning.
-    pub(crate) fn take_low(&self) -> Option<u32> {
-        u32::try_from(self.low.swap(-1, Ordering::AcqRel)).ok()
+    pub(crate) fn take_low(&self) -> Option<PreKeyCounts> {
+        self.low
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -92,9 +97,11 @@ impl Online {
     }
 
     /// Warns the device, if it is online, that its prekeys run low.
-    pub(crate) fn prekeys_low(&self, address: &Address, remaining: u32) {
+    pub(crate) fn prekeys_low(&self, address: &Address, remaining: PreKeyCounts) {
         if let Some(s) = self.map().get(address) {
-            s.low.store(i64::from(remaining), Ordering::Release);
+            *s.low
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(remaining);
             s.wake.notify_one();
         }
     }

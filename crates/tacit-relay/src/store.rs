@@ -23,6 +23,7 @@ use tacit_relay_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::kem::{self, PreKeyCounts};
 use crate::metrics::Metrics;
 use crate::online::Online;
 
@@ -30,7 +31,7 @@ use crate::online::Online;
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
 /// version 0; the first migration creates the tables they already have
 /// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3];
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
@@ -224,7 +225,8 @@ pub(crate) enum Command {
         address: Address,
         upload: UploadPreKeys,
         max_one_time: u32,
-        reply: oneshot::Sender<Outcome<u32>>,
+        max_one_time_kem: u32,
+        reply: oneshot::Sender<Outcome<PreKeyCounts>>,
     },
     ClaimBundles {
         user_id: String,
@@ -363,6 +365,10 @@ enum Pending {
     U64(oneshot::Sender<Outcome<u64>>, Outcome<u64>),
     Unit(oneshot::Sender<Outcome<()>>, Outcome<()>),
     Bundles(oneshot::Sender<Outcome<Claimed>>, Outcome<Claimed>),
+    Counts(
+        oneshot::Sender<Outcome<PreKeyCounts>>,
+        Outcome<PreKeyCounts>,
+    ),
     None,
 }
 
@@ -378,6 +384,7 @@ impl Pending {
             Self::U64(tx, _) => tx.send(Err(error)).map_err(drop),
             Self::Unit(tx, _) => tx.send(Err(error)).map_err(drop),
             Self::Bundles(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::Counts(tx, _) => tx.send(Err(error)).map_err(drop),
             Self::None => Ok(()),
         };
     }
@@ -389,7 +396,8 @@ impl Pending {
             | Self::U32(_, Err(e))
             | Self::U64(_, Err(e))
             | Self::Unit(_, Err(e))
-            | Self::Bundles(_, Err(e)) => Some(e.clone()),
+            | Self::Bundles(_, Err(e))
+            | Self::Counts(_, Err(e)) => Some(e.clone()),
             _ => None,
         }
     }
@@ -401,6 +409,7 @@ impl Pending {
             Self::U64(tx, v) => tx.send(v).map_err(drop),
             Self::Unit(tx, v) => tx.send(v).map_err(drop),
             Self::Bundles(tx, v) => tx.send(v).map_err(drop),
+            Self::Counts(tx, v) => tx.send(v).map_err(drop),
             Self::None => Ok(()),
         };
     }
@@ -412,7 +421,7 @@ impl Pending {
 struct Effects {
     mail: Vec<Address>,
     removed: Vec<Address>,
-    low: Vec<(Address, u32)>,
+    low: Vec<(Address, PreKeyCounts)>,
     submitted: u64,
     acked: u64,
     expired: u64,
@@ -516,9 +525,8 @@ fn reply_of(command: Command) -> Pending {
     }
     match command {
         Command::Register { reply, .. } => Pending::Bool(reply, e()),
-        Command::UploadPreKeys { reply, .. } | Command::Ack { reply, .. } => {
-            Pending::U32(reply, e())
-        }
+        Command::UploadPreKeys { reply, .. } => Pending::Counts(reply, e()),
+        Command::Ack { reply, .. } => Pending::U32(reply, e()),
         Command::PublishList { reply, .. } => Pending::U64(reply, e()),
         Command::ClaimBundles { reply, .. } => Pending::Bundles(reply, e()),
         Command::Submit { reply, .. }
@@ -607,10 +615,13 @@ fn apply(
             address,
             upload,
             max_one_time,
+            max_one_time_kem,
             reply,
-        } => Pending::U32(
+        } => Pending::Counts(
             reply,
-            savepoint(tx, |t| upload_prekeys(t, &address, &upload, max_one_time)),
+            savepoint(tx, |t| {
+                upload_prekeys(t, &address, &upload, max_one_time, max_one_time_kem)
+            }),
         ),
         Command::ClaimBundles {
             user_id,
@@ -810,6 +821,7 @@ fn store_list(
         ] {
             t.prepare_cached(sql)?.execute(params![user, device])?;
         }
+        kem::delete_device(t, user, device)?;
         if let Ok(address) = Address::new(user, device) {
             tracing::info!(device = %address, "device removed by its user's list");
             removed.push(address);
@@ -875,7 +887,8 @@ fn upload_prekeys(
     address: &Address,
     upload: &UploadPreKeys,
     max_one_time: u32,
-) -> Result<Outcome<u32>, rusqlite::Error> {
+    max_one_time_kem: u32,
+) -> Result<Outcome<PreKeyCounts>, rusqlite::Error> {
     let (user, device) = (address.user_id(), address.device_id());
     if !device_exists(t, address)? {
         return Ok(refuse(
@@ -916,7 +929,14 @@ fn upload_prekeys(
         )?
         .execute(params![user, device, k.id, k.key.to_bytes().to_vec()])?;
     }
-    Ok(Ok(stored + adding))
+    let one_time_kem = match kem::store_upload(t, user, device, upload, max_one_time_kem)? {
+        Ok(n) => n,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(Ok(PreKeyCounts {
+        one_time: stored + adding,
+        one_time_kem,
+    }))
 }
 
 /// A device row's prekey columns.
@@ -935,7 +955,7 @@ fn claim_bundles(
     user_id: &str,
     device_id: Option<DeviceId>,
     low_threshold: u32,
-    low: &mut Vec<(Address, u32)>,
+    low: &mut Vec<(Address, PreKeyCounts)>,
 ) -> Result<Outcome<Claimed>, rusqlite::Error> {
     // Every device row of a user with a list is on it (storing a list
     // removes the others), so the bundles below are of listed devices.
@@ -986,30 +1006,42 @@ fn claim_bundles(
             )?
             .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let offered = match one_time {
+        let ran_out = one_time.is_none();
+        let (offered, remaining) = match one_time {
             Some((id, key)) => {
                 t.prepare_cached(
                     "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
                 )?
                 .execute(params![user_id, device, id])?;
                 let remaining = count_one_time(t, user_id, device)?;
-                if remaining < low_threshold {
-                    if let Ok(address) = Address::new(user_id, device) {
-                        low.push((address, remaining));
-                    }
-                }
-                PublicKey::try_from_slice(&key).ok().map(|k| (id, k))
+                (
+                    PublicKey::try_from_slice(&key).ok().map(|k| (id, k)),
+                    remaining,
+                )
             }
             None => {
-                if let Ok(address) = Address::new(user_id, device) {
-                    low.push((address, 0));
-                }
-                match (fb_id, fb) {
+                let fallback = match (fb_id, fb) {
                     (Some(id), Some(key)) => PublicKey::try_from_slice(&key).ok().map(|k| (id, k)),
                     _ => None,
-                }
+                };
+                (fallback, 0)
             }
         };
+        // The KEM prekey is claimed in the same savepoint as the one-time
+        // prekey: both are handed out to this bundle alone, or neither.
+        let kem_claim = kem::claim(t, user_id, device)?;
+        let kem_low = kem_claim.prekey.is_some() && kem_claim.remaining < low_threshold;
+        if ran_out || remaining < low_threshold || kem_low {
+            if let Ok(address) = Address::new(user_id, device) {
+                low.push((
+                    address,
+                    PreKeyCounts {
+                        one_time: remaining,
+                        one_time_kem: kem_claim.remaining,
+                    },
+                ));
+            }
+        }
         bundles.push((
             device,
             PreKeyBundleMessage {
@@ -1018,7 +1050,7 @@ fn claim_bundles(
                 signed_prekey,
                 signed_prekey_signature: signature,
                 one_time_prekey: offered,
-                kem_prekey: None,
+                kem_prekey: kem_claim.prekey,
             },
         ));
     }
@@ -1134,6 +1166,8 @@ pub(crate) struct DeviceInfo {
     pub(crate) identity_key: IdentityKey,
     pub(crate) one_time_prekeys: u32,
     pub(crate) has_signed_prekey: bool,
+    pub(crate) one_time_kem_prekeys: u32,
+    pub(crate) has_kem_prekey: bool,
 }
 
 /// A stored message.
@@ -1152,6 +1186,7 @@ pub(crate) struct QueueStats {
     pub(crate) max_queue_depth: u64,
     pub(crate) nonempty_queues: u64,
     pub(crate) one_time_prekeys: u64,
+    pub(crate) one_time_kem_prekeys: u64,
 }
 
 /// Read-only connections, used from blocking tasks.
@@ -1209,12 +1244,16 @@ impl Readers {
                 return Ok(None);
             };
             let one_time_prekeys = count_one_time(c, &user, device)?;
+            let one_time_kem_prekeys = kem::count_one_time(c, &user, device)?;
+            let has_kem_prekey = kem::has_last_resort(c, &user, device)?;
             Ok(IdentityKey::try_from_slice(&ik)
                 .ok()
                 .map(|identity_key| DeviceInfo {
                     identity_key,
                     one_time_prekeys,
                     has_signed_prekey,
+                    one_time_kem_prekeys,
+                    has_kem_prekey,
                 }))
         })
         .await
@@ -1268,12 +1307,15 @@ impl Readers {
             )?;
             let one_time_prekeys: u64 =
                 c.query_row("SELECT COUNT(*) FROM one_time_prekeys", [], |r| r.get(0))?;
+            let one_time_kem_prekeys: u64 =
+                c.query_row("SELECT COUNT(*) FROM one_time_kem_prekeys", [], |r| r.get(0))?;
             Ok(QueueStats {
                 devices,
                 queued_messages: queued.unwrap_or(0),
                 max_queue_depth: max.unwrap_or(0),
                 nonempty_queues: nonempty,
                 one_time_prekeys,
+                one_time_kem_prekeys,
             })
         })
         .await

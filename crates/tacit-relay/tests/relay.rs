@@ -368,7 +368,8 @@ async fn concurrent_bundle_fetches_never_share_a_one_time_prekey() {
     assert_eq!(
         b.upload(&bob, 1, 60).await,
         Ok(Reply::PreKeysStored {
-            one_time_prekeys: 60
+            one_time_prekeys: 60,
+            one_time_kem_prekeys: 0,
         })
     );
     let tasks: Vec<_> = (0..80)
@@ -455,7 +456,8 @@ async fn prekey_uploads_are_checked() {
     assert_eq!(
         b.upload(&bob, 1, 3).await,
         Ok(Reply::PreKeysStored {
-            one_time_prekeys: 3
+            one_time_prekeys: 3,
+            one_time_kem_prekeys: 0,
         })
     );
     // An id already stored: the whole upload is refused.
@@ -463,7 +465,8 @@ async fn prekey_uploads_are_checked() {
     assert_eq!(
         b.upload(&bob, 4, 2).await,
         Ok(Reply::PreKeysStored {
-            one_time_prekeys: 5
+            one_time_prekeys: 5,
+            one_time_kem_prekeys: 0,
         })
     );
     // Over the per-device cap.

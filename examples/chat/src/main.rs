@@ -286,8 +286,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             config.receive = false;
             let client = start(config).await?;
             let number = client.safety_number(peer).await;
+            let sessions = client.sessions(peer).await;
             client.shutdown().await;
             println!("{peer}: {}", group_digits(&number?));
+            for line in session_lines(&sessions?) {
+                println!("{line}");
+            }
             Ok(())
         }
         Cmd::History => {
@@ -307,15 +311,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn report_registration(r: &Registration) {
     eprintln!(
-        "{} {} ({} one-time prekeys published)",
+        "{} {} ({} one-time prekeys and {} one-time ML-KEM-1024 prekeys published)",
         if r.newly_registered {
             "registered"
         } else {
             "logged in again as"
         },
         r.address,
-        r.one_time_prekeys
+        r.one_time_prekeys,
+        r.one_time_kem_prekeys
     );
+}
+
+/// One line per session with a peer's device: which key agreement started
+/// it.
+fn session_lines(sessions: &[tacit_client::PeerSession]) -> Vec<String> {
+    sessions
+        .iter()
+        .map(|s| {
+            let profile = match s.profile {
+                tacit_client::SessionProfile::V2 => {
+                    "tacit-v2 (PQXDH: X25519 + ML-KEM-1024, post-quantum hybrid)"
+                }
+                tacit_client::SessionProfile::V1 => "tacit-v1 (X3DH: X25519 only)",
+                _ => "another profile",
+            };
+            format!("session with {}: {profile}", s.address)
+        })
+        .collect()
 }
 
 /// Runs `devices [add CODE | remove N]`; returns the lines to print.
@@ -681,6 +704,9 @@ async fn command(
             };
             let number = client.safety_number(&who).await?;
             eprintln!("* safety number with {who}: {}", group_digits(&number));
+            for line in session_lines(&client.sessions(&who).await?) {
+                eprintln!("* {line}");
+            }
         }
         "/accept" => {
             let (user_id, user_key) = held

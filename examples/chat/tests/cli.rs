@@ -207,9 +207,16 @@ async fn a_scripted_conversation_survives_a_fresh_relay_database() {
     // Both sides compute the same safety number.
     let a = ok(&chat(d, "alice.db", &relay1, &["safety", "bob"]).await);
     let b = ok(&chat(d, "bob.db", &relay1, &["safety", "alice"]).await);
-    let number = |s: &str| s.split_once(": ").unwrap().1.trim().to_owned();
+    let number = |s: &str| {
+        let first = s.lines().next().unwrap();
+        first.split_once(": ").unwrap().1.trim().to_owned()
+    };
     assert_eq!(number(&a), number(&b));
     assert_eq!(number(&a).chars().filter(char::is_ascii_digit).count(), 60);
+    // And name the profile of their session: tacit-v2 by default.
+    assert!(a.contains("session with bob.1: tacit-v2"), "{a}");
+    assert!(b.contains("session with alice.1: tacit-v2"), "{b}");
+
     // Shown as 12 groups of 5 digits.
     let shown = number(&a);
     let groups: Vec<&str> = shown.split(' ').collect();

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use tacit::identity::{DeviceList, UserKeyPair};
+use tacit::kem::{KemKeyPair, SignedKemPreKey};
 use tacit::{Address, IdentityKeyPair, KeyPair};
 use tacit_relay::{Config, Rate, Relay};
 use tacit_relay_proto::{
@@ -348,6 +349,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     key: KeyPair::from_private_bytes([(id % 251) as u8 + 1; 32]).public_key(),
                 })
                 .collect(),
+            ..UploadPreKeys::default()
+        };
+        self.request(Request::UploadPreKeys(upload)).await
+    }
+
+    /// Uploads KEM prekeys signed by `signer`: a last-resort KEM prekey
+    /// (id `last_resort`) if asked, and one-time KEM prekeys with ids
+    /// `first..first + count`. The keys are derived from their ids.
+    pub async fn upload_kem(
+        &mut self,
+        signer: &IdentityKeyPair,
+        last_resort: Option<u32>,
+        first: u32,
+        count: u32,
+    ) -> Result<Reply, ErrorReply> {
+        let upload = UploadPreKeys {
+            kem_last_resort_prekey: last_resort.map(|id| kem_prekey(signer, id)),
+            one_time_kem_prekeys: (first..first + count)
+                .map(|id| kem_prekey(signer, id))
+                .collect(),
+            ..UploadPreKeys::default()
         };
         self.request(Request::UploadPreKeys(upload)).await
     }
@@ -367,6 +389,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
         }
         panic!("connection stayed open");
+    }
+}
+
+/// A KEM prekey with id `id`, its key derived from the id, signed by
+/// `signer`.
+pub fn kem_prekey(signer: &IdentityKeyPair, id: u32) -> SignedKemPreKey {
+    let mut seed = [0x3c; 64];
+    seed[..4].copy_from_slice(&id.to_be_bytes());
+    let key = KemKeyPair::from_seed(&seed).public_key().clone();
+    SignedKemPreKey {
+        id,
+        signature: signer.sign_kem_prekey(&key),
+        key,
     }
 }
 
