@@ -8,10 +8,12 @@ registration and login transcripts (docs/relay.md), used only to
 cross-check test vectors.
 
 Usage:
-    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
-    python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json and identity.json
+    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json, ratchet.json and pqxdh.json
+    python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json,
+                                             identity.json and pqxdh.json (15.12, profile tacit-v2: pqxdh_ref.py)
 
-Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings).
+Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings);
+kyber-py 1.2.0 for pqxdh.json only.
 X25519 and the AEADs come from libsodium; HKDF/HMAC come from hashlib/hmac;
 Ed25519 point decoding and strict verification are done here with plain
 integers, so that the acceptance rule is exactly the profile's (see
