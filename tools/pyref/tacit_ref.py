@@ -8,10 +8,12 @@ registration and login transcripts (docs/relay.md), used only to
 cross-check test vectors.
 
 Usage:
-    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json and OUTDIR/ratchet.json
-    python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json and identity.json
+    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json, ratchet.json and pqxdh.json
+    python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json,
+                                             identity.json and pqxdh.json (15.12, profile tacit-v2: pqxdh_ref.py)
 
-Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings).
+Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings);
+kyber-py 1.2.0 for pqxdh.json only.
 X25519 and the AEADs come from libsodium; HKDF/HMAC come from hashlib/hmac;
 Ed25519 point decoding and strict verification are done here with plain
 integers, so that the acceptance rule is exactly the profile's (see
@@ -28,6 +30,11 @@ import unicodedata
 
 import nacl.bindings as nb
 import nacl.exceptions
+
+# pqxdh_ref (profile tacit-v2) imports this module by name, also when it runs
+# as a script; it is imported only when a tacit-v2 file is read or written, so
+# kyber-py is needed only then.
+sys.modules.setdefault("tacit_ref", sys.modules[__name__])
 
 PROFILE = "tacit-v1"
 DEFAULT_MAX_SKIP = 1000
@@ -852,9 +859,13 @@ def verify_file(path):
             doc = json.loads(f.read().decode("utf-8"), object_pairs_hook=_no_dupes)
         if not isinstance(doc, dict):
             raise VectorError("top level is not an object")
-        if doc.get("profile") != PROFILE:
+        if "kem" in doc:
+            import pqxdh_ref
+            pqxdh_ref.check_top(doc)
+            kind = "pqxdh"
+        elif doc.get("profile") != PROFILE:
             raise VectorError(f"profile is not {PROFILE!r}")
-        if "device_lists" in doc:
+        elif "device_lists" in doc:
             kind = "identity"
         elif "sealed" in doc:
             kind = "envelope"
@@ -865,7 +876,9 @@ def verify_file(path):
             kind = "x3dh"
         else:
             kind = "ratchet"
-        if kind in ("identity", "envelope"):
+        if kind == "pqxdh":
+            pass
+        elif kind in ("identity", "envelope"):
             lists = IDENTITY_LISTS if kind == "identity" else ENVELOPE_LISTS
             _keys(doc, ("profile",) + lists, where=f"top level ({kind}.json)")
             for k in lists:
@@ -878,7 +891,7 @@ def verify_file(path):
         for k in ("cases", "invalid"):
             if k in doc and not isinstance(doc[k], list):
                 raise VectorError(f"{k}: expected a list")
-    except (OSError, ValueError, VectorError) as e:
+    except (OSError, ValueError, ImportError, VectorError) as e:
         print(f"FAIL {path}: {e}")
         return 0, 1
 
@@ -887,6 +900,8 @@ def verify_file(path):
         groups = identity_groups(doc)
     elif kind == "envelope":
         groups = envelope_groups(doc)
+    elif kind == "pqxdh":
+        groups = pqxdh_ref.groups(doc)
     else:
         groups = [(doc["cases"], verify_x3dh_case if kind == "x3dh" else verify_ratchet_case)]
     if kind == "x3dh":
@@ -2673,17 +2688,20 @@ def dump(doc):
 
 def cmd_generate(outdir):
     selfcheck_primitives()
+    import pqxdh_ref
     x = gen_x3dh()
     r = gen_ratchet()
+    pq = pqxdh_ref.gen_pqxdh()
     os.makedirs(outdir, exist_ok=True)
-    for name, doc in (("x3dh.json", x), ("ratchet.json", r)):
+    for name, doc in (("x3dh.json", x), ("ratchet.json", r), ("pqxdh.json", pq)):
         text = dump(doc)
         assert json.loads(text) == doc
         with open(os.path.join(outdir, name), "w", encoding="ascii", newline="\n") as f:
             f.write(text)
     print(f"wrote {os.path.join(outdir, 'x3dh.json')} ({len(x['cases'])} cases, "
           f"{len(x['invalid'])} invalid) and {os.path.join(outdir, 'ratchet.json')} "
-          f"({len(r['cases'])} cases)")
+          f"({len(r['cases'])} cases), {os.path.join(outdir, 'pqxdh.json')} "
+          f"({len(pq['cases'])} cases, {len(pq['invalid'])} invalid)")
     return 0
 
 
