@@ -1833,46 +1833,104 @@ def encode_content(kind, timestamp, message_id, body, pointer):
     return out
 
 
-def _pointer_ok(p):
+def _pointer_error(p):
+    """The first pointer field out of range, in field order, or None."""
     try:
-        ct_ok = not any(unicodedata.category(ch) == "Cc" for ch in p["content_type"].decode("utf-8"))
+        ct = p["content_type"].decode("utf-8")
     except UnicodeDecodeError:
-        ct_ok = False
-    return (1 <= len(p["id"]) <= 64 and len(p["key"]) == 32 and len(p["digest"]) == 32
-            and p["size"] <= 2**48 and len(p["content_type"]) <= 128 and ct_ok)
+        return "content_type"
+    checks = (("id", 1 <= len(p["id"]) <= 64), ("key", len(p["key"]) == 32),
+              ("digest", len(p["digest"]) == 32), ("size", p["size"] <= 2**48),
+              ("content_type", len(p["content_type"]) <= 128
+               and not any(unicodedata.category(ch) == "Cc" for ch in ct)))
+    for field, ok in checks:
+        if not ok:
+            return field
+    return None
+
+
+def _minimal_varint(b, i):
+    v, j = _read_varint(b, i)
+    if j - i != len(pb_varint(v)):
+        raise _Malformed("non-minimal varint")
+    return v, j
+
+
+def split_unknown(data):
+    """Section 10, forward compatibility: the offset at which a Content's
+    unknown fields (numbered 7 and above) start. From there every record is
+    an unknown field (minimal tag and varints, wire type 0, 1, 2 or 5), in
+    non-decreasing field-number order; a known field after an unknown one is
+    refused."""
+    i, start, last = 0, None, 0
+    while i < len(data):
+        record = i
+        key, i = _minimal_varint(data, i)
+        number, wt = key >> 3, key & 7
+        if number == 0 or number > 2**29 - 1:
+            raise _Malformed("bad field number")
+        if wt == 0:
+            _, i = _minimal_varint(data, i)
+        elif wt in (1, 5):
+            i += 8 if wt == 1 else 4
+        elif wt == 2:
+            n, i = _minimal_varint(data, i)
+            i += n
+        else:
+            raise _Malformed(f"wire type {wt}")
+        if i > len(data):
+            raise _Malformed("truncated record")
+        if number >= 7:
+            if start is None:
+                start = record
+            if number < last:
+                raise _Malformed("unknown fields out of order")
+            last = number
+        elif start is not None:
+            raise _Malformed("a known field after an unknown one")
+    return len(data) if start is None else start
 
 
 def decode_content(padded):
     """The content of a padded encoding: (kind, timestamp, message_id, body,
-    pointer), or Refused with the content error's name."""
+    pointer, unknown_fields), or Refused with the content error's name, the
+    checks in section 10's order."""
     data = unpad(padded)
     try:
-        m = _message(data, {1: "v", 2: "v", 3: "v", 4: "b", 5: "b", 6: "b"}, "Content")
+        if len(data) > PADDING_CAP - 1:
+            raise _Malformed("oversize")
+        cut = split_unknown(data)
+        known, unknown = data[:cut], data[cut:]
+        m = _message(known, {1: "v", 2: "v", 3: "v", 4: "b", 5: "b", 6: "b"}, "Content")
         pointer = None
         if 6 in m:
             pm = _message(m[6], {1: "b", 2: "b", 3: "b", 4: "v", 5: "b"}, "AttachmentPointer")
             pointer = {"id": pm.get(1, b""), "key": pm.get(2, b""), "digest": pm.get(3, b""),
                        "size": pm.get(4, 0), "content_type": pm.get(5, b"")}
             _canonical(m[6], encode_pointer(pointer), "AttachmentPointer")
+            try:
+                pointer["content_type"].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Malformed("content_type is not UTF-8") from None
         enc = (pb_uint(1, m.get(1, 0)) + pb_uint(2, m.get(2, 0)) + pb_uint(3, m.get(3, 0))
                + pb_bytes(4, m.get(4, b"")) + pb_bytes(5, m.get(5, b""))
                + (pb_varint((6 << 3) | 2) + pb_varint(len(m[6])) + m[6] if 6 in m else b""))
-        _canonical(data, enc, "Content")
+        _canonical(known, enc, "Content")
         _version(m, 1, "Content")
-        if len(m.get(4, b"")) != 16:
-            raise _Malformed("Content: message_id length")
     except _Malformed as e:
         raise Refused("wire", str(e)) from None
     kind = m.get(2, 0)
-    if not 1 <= kind <= 6:
-        raise Refused("unknown_kind", str(kind))
-    if (kind == 2) != (pointer is not None):
-        raise Refused("attachment_mismatch")
-    if pointer is not None and not _pointer_ok(pointer):
-        raise Refused("invalid_attachment_pointer")
+    if kind == 0:
+        raise Refused("unknown_kind", "0")
+    if len(m.get(4, b"")) != 16:
+        raise Refused("wire", "message_id length")
+    if pointer is not None and _pointer_error(pointer) is not None:
+        raise Refused("invalid_attachment_pointer", _pointer_error(pointer))
     if len(m.get(5, b"")) > MAX_BODY_LEN:
         raise Refused("body_too_long")
-    return kind, m.get(3, 0), m[4], m.get(5, b""), pointer
+    if kind <= 6 and (kind == 2) != (pointer is not None):
+        raise Refused("attachment_mismatch")
+    return kind, m.get(3, 0), m[4], m.get(5, b""), pointer, unknown
 
 
 def verify_padding_case(c):
@@ -1911,8 +1969,110 @@ def verify_content_case(c):
     _same("encoded", encoded, _hex(c["expected"]["encoded"], None, "encoded"))
     padded = pad_to(encoded, padded_len(len(encoded)))
     _same("padded", padded, _hex(c["expected"]["padded"], None, "padded"))
-    if decode_content(padded) != (kind, ts, mid, body, pointer):
+    if decode_content(padded) != (kind, ts, mid, body, pointer, b""):
         raise VectorError("padded: decodes to another content")
+
+
+def verify_unknown_content(c):
+    _keys(c, ("name", "padded", "expected"), where="unknown_contents")
+    x = c["expected"]
+    _keys(x, ("kind", "body", "timestamp", "message_id", "attachment", "unknown_fields"),
+          where="unknown_contents expected")
+    want = (_int(x["kind"], "kind"), _int(x["timestamp"], "timestamp"),
+            _hex(x["message_id"], 16, "message_id"), _hex(x["body"], None, "body"),
+            _pointer_of(x["attachment"], "attachment"),
+            _hex(x["unknown_fields"], None, "unknown_fields"))
+    padded = _hex(c["padded"], None, "padded")
+    try:
+        got = decode_content(padded)
+    except Refused as e:
+        raise VectorError(f"the content was refused: {e}") from None
+    if got != want:
+        raise VectorError("decodes to another content")
+    kind, ts, mid, body, pointer, unknown = got
+    encoded = encode_content(kind, ts, mid, body, pointer) + unknown
+    _same("re-encoded", pad_to(encoded, padded_len(len(encoded))), padded)
+
+
+# Attachments (section 10): STREAM over XChaCha20-Poly1305, 64 KiB chunks
+
+ATTACHMENT_CHUNK = 65536
+ATTACHMENT_ERRORS = ("chunk_authentication", "truncated", "size_mismatch", "digest_mismatch")
+
+
+def _chunk_nonce(prefix, i, last):
+    return prefix + i.to_bytes(4, "big") + bytes([1 if last else 0])
+
+
+def attachment_encrypt(key, prefix, plaintext):
+    chunks = [plaintext[i:i + ATTACHMENT_CHUNK]
+              for i in range(0, len(plaintext), ATTACHMENT_CHUNK)] or [b""]
+    blob = prefix
+    for i, chunk in enumerate(chunks):
+        blob += xchacha_encrypt(key, _chunk_nonce(prefix, i, i == len(chunks) - 1), chunk, b"")
+    return blob, len(chunks)
+
+
+def attachment_decrypt(key, digest, size, blob):
+    """The decryptor of section 10 fed the whole blob in one piece."""
+    chunks = max(1, -(-size // ATTACHMENT_CHUNK))
+    blob_len = 19 + size + 16 * chunks
+    if len(blob) > blob_len:
+        raise Refused("size_mismatch")
+    prefix, body = blob[:19], blob[19:]
+    out, pos, i = b"", 0, 0
+    # A full chunk followed by more data is opened as a non-final chunk.
+    while len(body) - pos > ATTACHMENT_CHUNK + 16:
+        p = xchacha_decrypt(key, _chunk_nonce(prefix, i, False),
+                            body[pos:pos + ATTACHMENT_CHUNK + 16], b"")
+        if p is None:
+            raise Refused("chunk_authentication", str(i))
+        out, pos, i = out + p, pos + ATTACHMENT_CHUNK + 16, i + 1
+    # finish
+    if len(blob) != blob_len or len(body) - pos < 16:
+        raise Refused("truncated")
+    last = body[pos:]
+    p = xchacha_decrypt(key, _chunk_nonce(prefix, i, True), last, b"")
+    if p is None:
+        if xchacha_decrypt(key, _chunk_nonce(prefix, i, False), last, b"") is not None:
+            raise Refused("truncated", "the last chunk is not final")
+        raise Refused("chunk_authentication", str(i))
+    if hashlib.sha256(blob).digest() != digest:
+        raise Refused("digest_mismatch")
+    out += p
+    if len(out) != size:
+        raise Refused("size_mismatch")
+    return out
+
+
+def verify_attachment_case(c):
+    _keys(c, ("name", "key", "prefix", "plaintext", "expected"), where="attachments")
+    x = c["expected"]
+    _keys(x, ("chunks", "blob", "digest"), where="attachments expected")
+    key, prefix = _hex(c["key"], 32, "key"), _hex(c["prefix"], 19, "prefix")
+    plaintext = _hex(c["plaintext"], None, "plaintext")
+    blob, chunks = attachment_encrypt(key, prefix, plaintext)
+    if chunks != _int(x["chunks"], "chunks"):
+        raise VectorError(f"chunks: expected {x['chunks']}, computed {chunks}")
+    _same("blob", blob, _hex(x["blob"], None, "blob"))
+    digest = hashlib.sha256(blob).digest()
+    _same("digest", digest, _hex(x["digest"], 32, "digest"))
+    if attachment_decrypt(key, digest, len(plaintext), blob) != plaintext:
+        raise VectorError("the blob does not decrypt to the plaintext")
+
+
+def verify_invalid_attachment(c):
+    _keys(c, ("name", "key", "digest", "size", "blob", "error"), where="invalid_attachments")
+    if c["error"] not in ATTACHMENT_ERRORS:
+        raise VectorError(f"error: unknown {c['error']!r}")
+    try:
+        attachment_decrypt(_hex(c["key"], 32, "key"), _hex(c["digest"], 32, "digest"),
+                           _int(c["size"], "size"), _hex(c["blob"], None, "blob"))
+    except Refused as e:
+        if e.kind != c["error"]:
+            raise VectorError(f"expected error {c['error']}, got {e}") from None
+        return
+    raise VectorError("the blob was accepted")
 
 
 def verify_invalid_content(c):
@@ -2038,13 +2198,66 @@ def open_envelope(recipient_seed, recipient_uid, recipient_dev, envelope):
 
 SEALED_FIELDS = ("name", "sender_identity_seed", "sender_user_id", "sender_device_id",
                  "sender_user_key_seed", "recipient_identity_seed", "recipient_user_id",
-                 "recipient_device_id", "ephemeral_private", "session_message", "expected")
+                 "recipient_device_id", "ephemeral_private", "session_message", "session",
+                 "expected")
+SESSION_FIELDS = ("x3dh", "signed_prekey_id", "one_time_prekey_id", "alice_ratchet_private",
+                  "contents", "header_nonces", "message")
+
+
+def recompute_session_message(sess, contents):
+    """A sealed case's session message from its inputs (section 10, test
+    vectors): X3DH, Alice's ratchet sending the named contents' padded
+    bytes, message 0 in a prekey message; Bob decrypts each."""
+    _keys(sess, SESSION_FIELDS, where="session")
+    _keys(sess["x3dh"], X3DH_INPUTS, where="session.x3dh")
+    inp = _x3dh_inputs(sess["x3dh"], "session.x3dh")
+    names, nonces = sess["contents"], sess["header_nonces"]
+    if not isinstance(names, list) or not isinstance(nonces, list) or len(names) != len(nonces):
+        raise VectorError("session: contents and header_nonces disagree")
+    index = _int(sess["message"], "session.message")
+    if index >= len(names):
+        raise VectorError("session: message out of range")
+    opk_id = sess["one_time_prekey_id"]
+    if (opk_id is None) != (inp["bob_one_time_prekey_private"] is None):
+        raise VectorError("session: one_time_prekey_id and the handshake disagree")
+    x = x3dh(inp)
+    alice = init_alice(x, x["bob_signed_prekey_public"],
+                       [_hex(sess["alice_ratchet_private"], 32, "alice_ratchet_private")],
+                       DEFAULT_MAX_SKIP)
+    bob = init_bob(x, inp["bob_signed_prekey_private"], [], DEFAULT_MAX_SKIP,
+                   source=lambda i: hashlib.sha256(b"pyref bob %d" % i).digest())
+    by_name = {c.get("name"): c for c in contents}
+    out = []
+    for i, name in enumerate(names):
+        if name not in by_name:
+            raise VectorError(f"session: no content {name!r}")
+        padded = _hex(by_name[name]["expected"]["padded"], None, "padded")
+        _, enc_header, ct = ratchet_encrypt(alice, padded, _hex(nonces[i], 24, "header_nonce"))
+        bob, plaintext = ratchet_decrypt(bob, enc_header, ct)
+        if plaintext != padded:
+            raise VectorError(f"session: message {i} decrypts to other bytes")
+        ratchet = pb_uint(1, 1) + pb_bytes(2, enc_header) + pb_bytes(3, ct)
+        if i == 0:
+            opk = b"" if opk_id is None else pb_varint(5 << 3) + pb_varint(_u32(opk_id, "one_time_prekey_id"))
+            inner = (pb_uint(1, 1) + pb_bytes(2, x["alice_identity_public"])
+                     + pb_bytes(3, x["alice_ephemeral_public"])
+                     + pb_uint(4, _u32(sess["signed_prekey_id"], "signed_prekey_id")) + opk
+                     + pb_bytes(6, ratchet))
+            tag = 1
+        else:
+            inner, tag = ratchet, 2
+        out.append(pb_varint((tag << 3) | 2) + pb_varint(len(inner)) + inner)
+    if alice.drawn != 1:
+        raise VectorError("session: alice_ratchet_private was not used")
+    return out[index]
 SEALED_EXPECTED = ("sender_identity_public", "sender_user_key", "sender_certificate",
                    "recipient_identity_public", "ephemeral_public", "envelope")
 
 
-def verify_sealed_case(c):
+def verify_sealed_case(c, contents=()):
     _keys(c, SEALED_FIELDS, where="sealed")
+    _same("session_message", recompute_session_message(c["session"], contents),
+          _hex(c["session_message"], None, "session_message"))
     x = c["expected"]
     _keys(x, SEALED_EXPECTED, where="sealed expected")
     sender_seed = _hex(c["sender_identity_seed"], 32, "sender_identity_seed")
@@ -2094,15 +2307,19 @@ def verify_invalid_sealed(c):
     raise VectorError("the envelope opened")
 
 
-ENVELOPE_LISTS = ("padding", "contents", "invalid_contents", "sealed", "invalid_sealed")
+ENVELOPE_LISTS = ("padding", "contents", "unknown_contents", "invalid_contents", "attachments",
+                  "invalid_attachments", "sealed", "invalid_sealed")
 
 
 def envelope_groups(doc):
     return [
         (doc["padding"], verify_padding_case),
         (doc["contents"], verify_content_case),
+        (doc["unknown_contents"], verify_unknown_content),
         (doc["invalid_contents"], verify_invalid_content),
-        (doc["sealed"], verify_sealed_case),
+        (doc["attachments"], verify_attachment_case),
+        (doc["invalid_attachments"], verify_invalid_attachment),
+        (doc["sealed"], lambda c: verify_sealed_case(c, doc["contents"])),
         (doc["invalid_sealed"], verify_invalid_sealed),
     ]
 

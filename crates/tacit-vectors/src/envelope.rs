@@ -5,21 +5,24 @@
 //! contents and envelopes that must be refused with a named error. The
 //! schema is documented in `docs/PROTOCOL.md` (section 10).
 
-use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use tacit::envelope::padding::{self, padded_len};
 use tacit::envelope::{sealed, AttachmentPointer, Content, ContentKind};
 use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair, SecretKey32};
-use tacit::ratchet::{Ratchet, RatchetConfig};
-use tacit::wire::{PreKeyMessage, SessionMessage, WireMessage};
+use tacit::wire::{SessionMessage, WireMessage};
 use tacit::{Address, ContentError, EnvelopeError};
 
-use crate::generate::{derive, inputs};
+use crate::envelope_attachments::{
+    self, verify_attachment, verify_invalid_attachment, AttachmentCase, InvalidAttachment,
+};
+use crate::envelope_contents::{self, verify_unknown_content, UnknownContent};
+use crate::envelope_session::{self, SessionInputs};
+use crate::generate::derive;
 use crate::schema::{Hex, HexBytes, PROFILE};
 use crate::script_rng::ScriptRng;
-use crate::verify::{check, CaseResult, Parties};
+use crate::verify::{check, CaseResult};
 
 // ------------------------------------------------------------------ schema
 
@@ -33,8 +36,15 @@ pub struct EnvelopeFile {
     pub padding: Vec<PaddingCase>,
     /// Contents with their encoding and padded form.
     pub contents: Vec<ContentCase>,
+    /// Padded contents of kinds or with fields the core does not know,
+    /// which must be delivered.
+    pub unknown_contents: Vec<UnknownContent>,
     /// Padded contents that must be refused.
     pub invalid_contents: Vec<InvalidContent>,
+    /// Attachments encrypted from all their inputs.
+    pub attachments: Vec<AttachmentCase>,
+    /// Blobs the decryptor must refuse.
+    pub invalid_attachments: Vec<InvalidAttachment>,
     /// Sealed envelopes from all their inputs.
     pub sealed: Vec<SealedCase>,
     /// Envelopes the recipient must refuse.
@@ -198,6 +208,8 @@ pub struct SealedCase {
     pub ephemeral_private: Hex<32>,
     /// The sealed session message, `SessionMessage` encoding.
     pub session_message: HexBytes,
+    /// The inputs it is recomputed from.
+    pub session: SessionInputs,
     /// What sealing must produce.
     pub expected: SealedExpected,
 }
@@ -279,7 +291,7 @@ pub struct InvalidSealed {
     pub error: EnvelopeErrorName,
 }
 
-fn required_nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn required_nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -302,21 +314,36 @@ pub fn verify_envelope(file: &EnvelopeFile) -> Vec<CaseResult> {
         .contents
         .iter()
         .map(|case| result(case.name.clone(), verify_content(case)));
+    let unknown_contents = file
+        .unknown_contents
+        .iter()
+        .map(|case| result(case.name.clone(), verify_unknown_content(case)));
     let invalid_contents = file
         .invalid_contents
         .iter()
         .map(|entry| result(entry.name.clone(), verify_invalid_content(entry)));
+    let attachments = file
+        .attachments
+        .iter()
+        .map(|case| result(case.name.clone(), verify_attachment(case)));
+    let invalid_attachments = file
+        .invalid_attachments
+        .iter()
+        .map(|entry| result(entry.name.clone(), verify_invalid_attachment(entry)));
     let sealed = file
         .sealed
         .iter()
-        .map(|case| result(case.name.clone(), verify_sealed(case)));
+        .map(|case| result(case.name.clone(), verify_sealed(case, &file.contents)));
     let invalid_sealed = file
         .invalid_sealed
         .iter()
         .map(|entry| result(entry.name.clone(), verify_invalid_sealed(entry)));
     padding
         .chain(contents)
+        .chain(unknown_contents)
         .chain(invalid_contents)
+        .chain(attachments)
+        .chain(invalid_attachments)
         .chain(sealed)
         .chain(invalid_sealed)
         .collect()
@@ -387,7 +414,13 @@ fn address(user_id: &str, device_id: u32) -> Result<Address, String> {
     Address::new(user_id, device_id).map_err(|e| format!("address {user_id}.{device_id}: {e}"))
 }
 
-fn verify_sealed(case: &SealedCase) -> Result<(), String> {
+fn verify_sealed(case: &SealedCase, contents: &[ContentCase]) -> Result<(), String> {
+    let messages = envelope_session::recompute(&case.session, contents)?;
+    check(
+        "session_message",
+        &messages[case.session.message].to_wire(),
+        &case.session_message.0,
+    )?;
     let sender = IdentityKeyPair::from_seed(&case.sender_identity_seed.0);
     let user = UserKeyPair::from_seed(&case.sender_user_key_seed.0);
     let recipient = IdentityKeyPair::from_seed(&case.recipient_identity_seed.0);
@@ -483,40 +516,6 @@ fn verify_invalid_sealed(entry: &InvalidSealed) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------- generation
-
-/// A deterministic generator for building the session messages: a SHA-256
-/// stream keyed by a label. Its outputs end up in the file as plain bytes,
-/// so nothing about it needs to be reproduced by a verifier.
-struct DerivedRng {
-    label: String,
-    counter: u64,
-}
-
-impl RngCore for DerivedRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
-    }
-    fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for block in dest.chunks_mut(32) {
-            let bytes: [u8; 32] = Sha256::digest(format!("{}/{}", self.label, self.counter)).into();
-            self.counter += 1;
-            block.copy_from_slice(&bytes[..block.len()]);
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for DerivedRng {}
 
 const TIMESTAMP: u64 = 1_767_225_600_000;
 
@@ -672,17 +671,10 @@ fn invalid_contents(valid: &Content) -> Result<Vec<InvalidContent>, String> {
     extra_block.extend_from_slice(&[0; padding::PADDING_BLOCK]);
     let mut version_2 = encoded.clone();
     version_2[1] = 2;
-    let mut unknown_field = encoded.clone();
-    unknown_field.extend_from_slice(&[0x48, 0x01]);
     // Kind 2 needs a pointer; field 6 holding an empty pointer is refused.
     let mut empty_pointer = with_kind(2);
     empty_pointer.extend_from_slice(&[0x32, 0x00]);
     Ok(vec![
-        entry(
-            "content_unknown_kind_7",
-            pad(&with_kind(7))?,
-            ContentErrorName::UnknownKind,
-        ),
         entry(
             "content_kind_without_pointer",
             pad(&with_kind(2))?,
@@ -698,15 +690,15 @@ fn invalid_contents(valid: &Content) -> Result<Vec<InvalidContent>, String> {
             pad(&version_2)?,
             ContentErrorName::Wire,
         ),
-        entry(
-            "content_unknown_field",
-            pad(&unknown_field)?,
-            ContentErrorName::Wire,
-        ),
         entry("content_padding_not_zero", dirty, ContentErrorName::Padding),
         entry(
-            "content_padding_without_marker",
+            "content_marker_zeroed_last_byte_not_marker",
             no_marker,
+            ContentErrorName::Padding,
+        ),
+        entry(
+            "content_padding_without_marker",
+            vec![0; padding::PADDING_BLOCK],
             ContentErrorName::Padding,
         ),
         entry(
@@ -760,58 +752,54 @@ impl Party {
     }
 }
 
-/// Session messages from a real handshake and ratchet: Alice's first
-/// message (a prekey message) and her second (a ratchet message), both
-/// carrying padded contents. Returns the parties' seeds too.
-fn session_messages(
-    name: &str,
-    first: &Content,
-    second: &Content,
-) -> Result<([u8; 32], [u8; 32], SessionMessage, SessionMessage), String> {
-    let x3dh_inputs = inputs(&format!("envelope/{name}"), true);
-    let parties = Parties::new(&x3dh_inputs);
-    let (initiation, _) = parties.handshake()?;
-    let mut rng = DerivedRng {
-        label: format!("tacit-v1 test vectors/envelope/{name}/rng"),
-        counter: 0,
-    };
-    let mut alice = Ratchet::new_initiator(
-        initiation.agreement.session_keys(),
-        &parties.signed_prekey.public_key(),
-        RatchetConfig::default(),
-        &mut rng,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut encrypt = |content: &Content| {
-        let padded = content.to_padded().map_err(|e| e.to_string())?;
-        alice
-            .encrypt_with_rng(&padded, &mut rng)
-            .map_err(|e| e.to_string())
-    };
-    let prekey = SessionMessage::PreKey(Box::new(PreKeyMessage {
-        identity_key: parties.alice.public_key(),
-        ephemeral_key: initiation.ephemeral_key,
-        signed_prekey_id: 1,
-        one_time_prekey_id: Some(2),
-        message: encrypt(first)?,
-        kem: None,
-    }));
-    let ratchet = SessionMessage::Ratchet(encrypt(second)?);
-    Ok((
-        x3dh_inputs.alice_identity_seed.0,
-        x3dh_inputs.bob_identity_seed.0,
-        prekey,
-        ratchet,
-    ))
+/// A session in which Alice sends the contents named, and its messages.
+struct Conversation {
+    inputs: SessionInputs,
+    messages: Vec<SessionMessage>,
+}
+
+impl Conversation {
+    fn new(name: &str, contents: &[(String, Content)], sent: &[&str]) -> Result<Self, String> {
+        let named = sent
+            .iter()
+            .map(|n| {
+                contents
+                    .iter()
+                    .find(|(c, _)| c == n)
+                    .map(|(_, c)| (*n, c))
+                    .ok_or(format!("no content {n}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = envelope_session::generate(name, &named)?;
+        let cases = contents
+            .iter()
+            .map(|(n, c)| content_case(n, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let messages = envelope_session::recompute(&inputs, &cases)?;
+        Ok(Self { inputs, messages })
+    }
+
+    /// Message `index` and the inputs that give it.
+    fn message(&self, index: usize) -> (SessionInputs, &SessionMessage) {
+        let mut inputs = self.inputs.clone();
+        inputs.message = index;
+        (inputs, &self.messages[index])
+    }
 }
 
 fn sealed_case(
     name: &str,
     sender: &Party,
     recipient: &Party,
-    message: &SessionMessage,
+    (session, message): (SessionInputs, &SessionMessage),
 ) -> Result<SealedCase, String> {
-    sealed_case_with(name, sender, &sender.certificate()?, recipient, message)
+    sealed_case_with(
+        name,
+        sender,
+        &sender.certificate()?,
+        recipient,
+        (session, message),
+    )
 }
 
 /// A sealed case whose envelope carries `certificate` as the sender's.
@@ -820,7 +808,7 @@ fn sealed_case_with(
     sender: &Party,
     certificate: &DeviceCertificate,
     recipient: &Party,
-    message: &SessionMessage,
+    (session, message): (SessionInputs, &SessionMessage),
 ) -> Result<SealedCase, String> {
     let sender_pair = IdentityKeyPair::from_seed(&sender.seed);
     let user_key = UserKeyPair::from_seed(&sender.user_key_seed).public_key();
@@ -851,6 +839,7 @@ fn sealed_case_with(
         recipient_device_id: recipient.device_id,
         ephemeral_private: Hex(ephemeral),
         session_message: HexBytes(message.to_wire()),
+        session,
         expected: SealedExpected {
             sender_identity_public: Hex(sender_pair.public_key().to_bytes()),
             sender_user_key: Hex(user_key.to_bytes()),
@@ -1131,7 +1120,7 @@ fn invalid_sealed(
 fn invalid_sender_contents(
     sender: &Party,
     recipient: &Party,
-    message: &SessionMessage,
+    (session, message): (SessionInputs, &SessionMessage),
 ) -> Result<Vec<InvalidSealed>, String> {
     let identity = IdentityKeyPair::from_seed(&sender.seed).public_key();
     let user = UserKeyPair::from_seed(&sender.user_key_seed);
@@ -1172,7 +1161,14 @@ fn invalid_sender_contents(
     let mut entries = certificates
         .iter()
         .map(|(name, certificate)| {
-            sealed_case_with(name, sender, certificate, recipient, message).map(|case| {
+            sealed_case_with(
+                name,
+                sender,
+                certificate,
+                recipient,
+                (session.clone(), message),
+            )
+            .map(|case| {
                 entry(
                     name,
                     case.expected.envelope.0,
@@ -1211,54 +1207,55 @@ pub fn envelope_file() -> Result<EnvelopeFile, String> {
         .iter()
         .map(|(name, content)| content_case(name, content))
         .collect::<Result<Vec<_>, _>>()?;
-    let invalid_contents = invalid_contents(&contents[0].1)?;
+    let mut invalid_contents = invalid_contents(&contents[0].1)?;
+    invalid_contents.extend(envelope_contents::invalid_contents()?);
+    let unknown_contents = envelope_contents::unknown_contents(&contents[0].1.to_bytes())?;
 
-    let by_name = |name: &str| {
-        contents
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, c)| c)
-            .ok_or(format!("no content {name}"))
-    };
-    let (alice_seed, bob_seed, prekey, ratchet) = session_messages(
+    let conversation = Conversation::new(
         "conversation",
-        by_name("content_text")?,
-        by_name("content_attachment_pointer")?,
+        &contents,
+        &["content_text", "content_attachment_pointer"],
     )?;
+    let long = Conversation::new("long", &contents, &["content_text", "content_long_text"])?;
+    let (alice_seed, bob_seed) = (
+        conversation.inputs.x3dh.alice_identity_seed.0,
+        conversation.inputs.x3dh.bob_identity_seed.0,
+    );
+    let prekey = || conversation.message(0);
+    let ratchet = || conversation.message(1);
     let alice = Party::with_seed(alice_seed, "alice", 1);
     let bob = Party::with_seed(bob_seed, "bob", 2);
-    let (_, _, _, long) = session_messages(
-        "long",
-        by_name("content_text")?,
-        by_name("content_long_text")?,
-    )?;
     let carol = Party::new("carol", &"c".repeat(64), u32::MAX);
     let bob_other_device = Party::with_seed(bob_seed, "bob", 3);
 
-    let base = sealed_case("sealed_ratchet_message", &alice, &bob, &ratchet)?;
+    let base = sealed_case("sealed_ratchet_message", &alice, &bob, ratchet())?;
     let sealed_cases = vec![
-        sealed_case("sealed_prekey_message", &alice, &bob, &prekey)?,
+        sealed_case("sealed_prekey_message", &alice, &bob, prekey())?,
         base.clone(),
-        sealed_case("sealed_long_message", &alice, &bob, &long)?,
-        sealed_case("sealed_longest_sender_address", &carol, &bob, &ratchet)?,
+        sealed_case("sealed_long_message", &alice, &bob, long.message(1))?,
+        sealed_case("sealed_longest_sender_address", &carol, &bob, ratchet())?,
         sealed_case(
             "sealed_to_own_other_device",
             &bob,
             &bob_other_device,
-            &ratchet,
+            ratchet(),
         )?,
     ];
     // Carol relays Alice's prekey message as her own.
-    let mismatch = sealed_case("mismatch", &carol, &bob, &prekey)?;
+    let mismatch = sealed_case("mismatch", &carol, &bob, prekey())?;
     let from_carol = &sealed_cases[3];
     let mut invalid = invalid_sealed(&base, from_carol, &mismatch)?;
-    invalid.extend(invalid_sender_contents(&alice, &bob, &ratchet)?);
+    invalid.extend(invalid_sender_contents(&alice, &bob, ratchet())?);
 
+    let (attachments, invalid_attachments) = envelope_attachments::attachments()?;
     Ok(EnvelopeFile {
         profile: PROFILE.into(),
         padding,
         contents: content_cases,
+        unknown_contents,
         invalid_contents,
+        attachments,
+        invalid_attachments,
         sealed: sealed_cases,
         invalid_sealed: invalid,
     })

@@ -7,6 +7,9 @@
 //! implementation of the profile.
 
 pub mod envelope;
+pub mod envelope_attachments;
+pub mod envelope_contents;
+pub mod envelope_session;
 pub mod generate;
 pub mod identity;
 pub mod link;

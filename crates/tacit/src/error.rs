@@ -277,8 +277,11 @@ pub enum ContentError {
     /// The encoded content does not decode strictly.
     #[error("content: {0}")]
     Wire(WireError),
-    /// The content kind is not one this build knows (kind 0 included).
-    #[error("unknown content kind {0}")]
+    /// The content has kind 0 (no kind), or a content was built with
+    /// [`ContentKind::Unknown`](crate::envelope::ContentKind::Unknown) of a
+    /// code below 7. A kind of 7 or above is not an error: it decodes as
+    /// `ContentKind::Unknown`.
+    #[error("invalid content kind {0}")]
     UnknownKind(u32),
     /// The body is longer than [`crate::envelope::MAX_BODY_LEN`].
     #[error("body of {0} bytes is too long")]

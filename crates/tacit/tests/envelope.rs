@@ -284,7 +284,6 @@ fn content_decoding_refuses_each_defect_with_its_error() {
     assert!(Content::from_bytes(&raw_content(1, 1, &id, &[])).is_ok());
     let cases: Vec<(Vec<u8>, ContentError)> = vec![
         (raw_content(1, 0, &id, &[]), ContentError::UnknownKind(0)),
-        (raw_content(1, 7, &id, &[]), ContentError::UnknownKind(7)),
         (
             raw_content(2, 1, &id, &[]),
             ContentError::Wire(WireError::UnknownVersion(2)),
@@ -301,20 +300,42 @@ fn content_decoding_refuses_each_defect_with_its_error() {
                 actual: 15,
             }),
         ),
-        // An unknown field 9.
+        // Unknown fields before a known one, out of order, or a group.
         (
-            raw_content(1, 1, &id, &[0x48, 0x01]),
+            [&[0x48, 0x01][..], &raw_content(1, 1, &id, &[])].concat(),
             ContentError::Wire(WireError::NonCanonical),
+        ),
+        (
+            raw_content(1, 1, &id, &[0x48, 0x01, 0x38, 0x01]),
+            ContentError::Wire(WireError::NonCanonical),
+        ),
+        (
+            raw_content(1, 1, &id, &[0x3b, 0x3c]),
+            ContentError::Wire(WireError::Malformed),
         ),
         // An attachment-pointer kind without a pointer.
         (
             raw_content(1, 2, &id, &[]),
             ContentError::AttachmentMismatch,
         ),
-        // A pointer (field 6) that is empty.
+        // A pointer (field 6) that is empty: its first field, the id, fails.
         (
             raw_content(1, 2, &id, &[0x32, 0x00]),
-            ContentError::InvalidAttachmentPointer("key"),
+            ContentError::InvalidAttachmentPointer("id"),
+        ),
+        // Several faults: the first check in the documented order decides.
+        (
+            raw_content(2, 0, &[], &[]),
+            ContentError::Wire(WireError::UnknownVersion(2)),
+        ),
+        (raw_content(1, 0, &[], &[]), ContentError::UnknownKind(0)),
+        (
+            raw_content(1, 2, &[], &[0x32, 0x00]),
+            ContentError::Wire(WireError::MissingField("message_id")),
+        ),
+        (
+            raw_content(1, 1, &id, &[0x32, 0x00]),
+            ContentError::InvalidAttachmentPointer("id"),
         ),
         (vec![0xff; 3], ContentError::Wire(WireError::Malformed)),
         (
@@ -327,6 +348,26 @@ fn content_decoding_refuses_each_defect_with_its_error() {
     ];
     for (bytes, error) in cases {
         assert_eq!(Content::from_bytes(&bytes), Err(error.clone()), "{error}");
+    }
+    // Kinds of 7 and above, and unknown fields after the known ones, are
+    // delivered, not refused.
+    for kind in [7, 1000, u32::MAX] {
+        let content = Content::from_bytes(&raw_content(1, kind, &id, &[])).unwrap();
+        assert_eq!(content.kind(), ContentKind::Unknown(kind));
+    }
+    let with_field = raw_content(1, 1, &id, &[0x48, 0x01]);
+    let content = Content::from_bytes(&with_field).unwrap();
+    assert_eq!(
+        (content.kind(), content.unknown_fields()),
+        (ContentKind::Text, &[0x48, 0x01][..])
+    );
+    assert_eq!(content.to_bytes(), with_field);
+    // `Unknown` holds only codes this build does not know.
+    for code in [0, 1, 6] {
+        assert_eq!(
+            Content::from_parts(ContentKind::Unknown(code), Vec::new(), 0, id, None),
+            Err(ContentError::UnknownKind(code))
+        );
     }
     // Padding errors come through the pipeline.
     let padded = padding::pad(&raw_content(1, 1, &id, &[])).unwrap();

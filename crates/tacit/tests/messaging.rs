@@ -243,3 +243,83 @@ fn sealing_to_a_user_without_known_devices_sends_nothing() {
         1
     );
 }
+
+/// The encoding of a content of kind `kind` (a code this build may not
+/// know) followed by `extra` (encoded fields numbered 7 and above).
+fn content_bytes(kind: u32, body: &[u8], extra: &[u8]) -> Vec<u8> {
+    let base = Content::from_parts(ContentKind::Text, body.to_vec(), 9, [7; 16], None).unwrap();
+    let mut bytes = base.to_bytes();
+    // Field 2 (kind) is the second field: tag 0x10 at offset 2, then a varint.
+    assert_eq!(bytes[2..4], [0x10, 0x01]);
+    let mut kind_varint = Vec::new();
+    let mut k = kind;
+    while k >= 0x80 {
+        kind_varint.push((k as u8 & 0x7f) | 0x80);
+        k >>= 7;
+    }
+    kind_varint.push(k as u8);
+    bytes.splice(3..4, kind_varint);
+    bytes.extend_from_slice(extra);
+    bytes
+}
+
+#[test]
+fn a_kind_this_build_does_not_know_is_delivered_as_unknown() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 1, &mut rng);
+    trust_all(&mut [&mut alice, &mut bob]);
+    introduce(&mut alice, &bob, &mut rng);
+    let text = |body: &[u8], rng: &mut ChaCha20Rng| {
+        Content::new_with_rng(ContentKind::Text, body.to_vec(), 1, rng).unwrap()
+    };
+    // A later version's message: kind 7, with a field 9 (varint 1) and a
+    // field 10 (bytes "x") this build does not know either.
+    let later_bytes = content_bytes(7, b"sticker", &[0x48, 0x01, 0x52, 0x01, b'x']);
+    let later = Content::from_bytes(&later_bytes).expect("an unknown kind decodes");
+    assert_eq!(later.kind(), ContentKind::Unknown(7));
+    assert_eq!(later.to_bytes(), later_bytes, "kept byte for byte");
+
+    let first = alice
+        .seal_for_device(bob.local_address(), &text(b"one", &mut rng), &mut rng)
+        .unwrap();
+    let second = alice
+        .seal_for_device(bob.local_address(), &later, &mut rng)
+        .unwrap();
+    let third = alice
+        .seal_for_device(bob.local_address(), &text(b"three", &mut rng), &mut rng)
+        .unwrap();
+
+    assert_eq!(
+        bob.open_envelope(&first.envelope, &mut rng)
+            .unwrap()
+            .content
+            .body(),
+        b"one"
+    );
+    let received = bob.open_envelope(&second.envelope, &mut rng).unwrap();
+    assert_eq!(received.sender, *alice.local_address());
+    assert_eq!(received.content.kind(), ContentKind::Unknown(7));
+    assert_eq!(received.content.kind().code(), 7);
+    assert_eq!(received.content.body(), b"sticker");
+    assert_eq!(
+        received.content.unknown_fields(),
+        &[0x48, 0x01, 0x52, 0x01, b'x']
+    );
+    assert_eq!(received.content.to_bytes(), later_bytes);
+    // The ratchet advanced past it, once: a replay is a duplicate...
+    let before = bob.store().dump();
+    assert!(matches!(
+        bob.open_envelope(&second.envelope, &mut rng),
+        Err(SessionError::Decrypt(tacit::DecryptError::DuplicateMessage))
+    ));
+    assert_eq!(bob.store().dump(), before);
+    // ...and the next message decrypts.
+    assert_eq!(
+        bob.open_envelope(&third.envelope, &mut rng)
+            .unwrap()
+            .content
+            .body(),
+        b"three"
+    );
+}

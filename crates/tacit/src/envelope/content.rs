@@ -17,7 +17,8 @@ use zeroize::Zeroize;
 use super::attachment::MAX_ATTACHMENT_LEN;
 use super::padding::{self, MAX_UNPADDED_LEN};
 use super::proto;
-use crate::error::ContentError;
+use super::unknown_fields;
+use crate::error::{ContentError, WireError};
 use crate::keys::{SecretKey32, KEY_LEN};
 use crate::wire::{check_version, decode_canonical, fixed, WIRE_VERSION};
 
@@ -54,10 +55,15 @@ pub enum ContentKind {
     /// A session control message (for example, a session reset): the body
     /// is defined by the session layer.
     SessionControl,
+    /// A kind this build does not know (a code of 7 or above, added by a
+    /// later version or an application): delivered with its body, timestamp,
+    /// message id and pointer as they came, for the application to handle
+    /// or ignore.
+    Unknown(u32),
 }
 
 impl ContentKind {
-    /// Every kind, in code order.
+    /// Every kind this build knows, in code order.
     pub const ALL: [Self; 6] = [
         Self::Text,
         Self::AttachmentPointer,
@@ -67,9 +73,10 @@ impl ContentKind {
         Self::SessionControl,
     ];
 
-    /// The kind's code on the wire (1 to 6).
+    /// The kind's code on the wire (1 to 6 for the kinds this build knows).
     pub const fn code(self) -> u32 {
         match self {
+            Self::Unknown(code) => code,
             Self::Text => 1,
             Self::AttachmentPointer => 2,
             Self::DeliveryReceipt => 3,
@@ -79,12 +86,22 @@ impl ContentKind {
         }
     }
 
-    /// The kind of a wire code; unknown codes (0 included) are an error.
+    /// The kind of a wire code: a known kind for 1 to 6,
+    /// [`Unknown`](Self::Unknown) for 7 and above; 0 (no kind) is an error.
     pub fn from_code(code: u32) -> Result<Self, ContentError> {
-        Self::ALL
+        if code == 0 {
+            return Err(ContentError::UnknownKind(0));
+        }
+        Ok(Self::ALL
             .into_iter()
             .find(|kind| kind.code() == code)
-            .ok_or(ContentError::UnknownKind(code))
+            .unwrap_or(Self::Unknown(code)))
+    }
+
+    /// Whether this is the kind of `code` as [`from_code`](Self::from_code)
+    /// reads it: `Unknown` holds only codes of 7 and above.
+    fn is_canonical(self) -> bool {
+        Self::from_code(self.code()) == Ok(self)
     }
 }
 
@@ -106,7 +123,8 @@ pub struct AttachmentPointer {
 impl AttachmentPointer {
     /// Checks and builds a pointer: `id` of 1 to 64 bytes, `size` at most
     /// [`MAX_ATTACHMENT_LEN`], `content_type` of at most 128 bytes without
-    /// control characters (it may be empty: unknown).
+    /// control characters (Unicode general category Cc: U+0000 to U+001F
+    /// and U+007F to U+009F); it may be empty: unknown.
     pub fn new(
         id: &[u8],
         key: SecretKey32,
@@ -167,7 +185,12 @@ impl AttachmentPointer {
         }
     }
 
+    /// Checks the fields in field order: `id`, `key`, `digest`, `size`,
+    /// `content_type`.
     fn from_proto(m: &proto::AttachmentPointer) -> Result<Self, ContentError> {
+        if m.id.is_empty() || m.id.len() > MAX_ATTACHMENT_ID_LEN {
+            return Err(ContentError::InvalidAttachmentPointer("id"));
+        }
         let key = fixed::<KEY_LEN>("key", &m.key)
             .map_err(|_| ContentError::InvalidAttachmentPointer("key"))?;
         let digest = fixed::<DIGEST_LEN>("digest", &m.digest)
@@ -206,6 +229,9 @@ pub struct Content {
     timestamp: u64,
     message_id: [u8; MESSAGE_ID_LEN],
     attachment: Option<AttachmentPointer>,
+    /// Encoded fields numbered 7 and above, as received (see
+    /// [`unknown_fields`]).
+    unknown_fields: Vec<u8>,
 }
 
 impl Content {
@@ -242,9 +268,10 @@ impl Content {
         )
     }
 
-    /// A content from all its parts: the attachment must be present exactly
-    /// when the kind is [`ContentKind::AttachmentPointer`], and the body at
-    /// most [`MAX_BODY_LEN`] bytes.
+    /// A content from all its parts: the body at most [`MAX_BODY_LEN`]
+    /// bytes, the attachment present exactly when the kind is
+    /// [`ContentKind::AttachmentPointer`] (for [`ContentKind::Unknown`], with
+    /// a code of 7 or above, it may be present or not).
     pub fn from_parts(
         kind: ContentKind,
         body: Vec<u8>,
@@ -259,11 +286,20 @@ impl Content {
             timestamp,
             message_id,
             attachment,
+            unknown_fields: Vec::new(),
         };
+        if !kind.is_canonical() {
+            return Err(ContentError::UnknownKind(kind.code()));
+        }
         if content.body.len() > MAX_BODY_LEN {
             return Err(ContentError::BodyTooLong(content.body.len()));
         }
-        if content.attachment.is_some() != (kind == ContentKind::AttachmentPointer) {
+        let mismatch = match kind {
+            ContentKind::Unknown(_) => false,
+            ContentKind::AttachmentPointer => content.attachment.is_none(),
+            _ => content.attachment.is_some(),
+        };
+        if mismatch {
             return Err(ContentError::AttachmentMismatch);
         }
         Ok(content)
@@ -294,14 +330,23 @@ impl Content {
         &self.message_id
     }
 
-    /// The attachment pointer, for kind [`ContentKind::AttachmentPointer`].
+    /// The attachment pointer, for kind [`ContentKind::AttachmentPointer`]
+    /// (and for an unknown kind that carries one).
     pub fn attachment(&self) -> Option<&AttachmentPointer> {
         self.attachment.as_ref()
     }
 
-    /// The canonical encoding (unpadded).
+    /// The encoded fields numbered 7 and above that this build does not
+    /// know, byte for byte as they came (empty for a content built here).
+    /// See [`unknown_fields`].
+    pub fn unknown_fields(&self) -> &[u8] {
+        &self.unknown_fields
+    }
+
+    /// The canonical encoding (unpadded): the known fields, then the
+    /// unknown fields as received.
     pub fn to_bytes(&self) -> Vec<u8> {
-        proto::Content {
+        let mut bytes = proto::Content {
             version: WIRE_VERSION,
             kind: self.kind.code(),
             timestamp: self.timestamp,
@@ -309,18 +354,34 @@ impl Content {
             body: self.body.clone(),
             attachment: self.attachment.as_ref().map(AttachmentPointer::to_proto),
         }
-        .encode_to_vec()
+        .encode_to_vec();
+        bytes.extend_from_slice(&self.unknown_fields);
+        bytes
     }
 
-    /// Strict decoding of an unpadded encoding: at most
-    /// [`MAX_UNPADDED_LEN`] bytes, canonical, version 1, a known kind, a
-    /// 16-byte message id, a body of at most [`MAX_BODY_LEN`] bytes, and an
-    /// attachment pointer exactly for kind `AttachmentPointer`.
+    /// Strict decoding of an unpadded encoding, in this order: at most
+    /// [`MAX_UNPADDED_LEN`] bytes; unknown fields (numbered 7 and above)
+    /// only after the known ones and canonical (see [`unknown_fields`]); the
+    /// known fields canonical; version 1; a kind other than 0; a 16-byte
+    /// message id; a valid attachment pointer if one is present; a body of
+    /// at most [`MAX_BODY_LEN`] bytes; an attachment pointer exactly for
+    /// kind `AttachmentPointer`. A kind of 7 or above decodes as
+    /// [`ContentKind::Unknown`], and unknown fields are kept.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ContentError> {
-        let mut m: proto::Content = decode_canonical(bytes, MAX_UNPADDED_LEN)?;
+        if bytes.len() > MAX_UNPADDED_LEN {
+            return Err(WireError::Oversize {
+                len: bytes.len(),
+                max: MAX_UNPADDED_LEN,
+            }
+            .into());
+        }
+        let (known, unknown) = bytes.split_at(unknown_fields::split(bytes)?);
+        let mut m: proto::Content = decode_canonical(known, MAX_UNPADDED_LEN)?;
         let result = Self::from_proto(&mut m);
         m.body.zeroize();
-        result
+        let mut content = result?;
+        content.unknown_fields = unknown.to_vec();
+        Ok(content)
     }
 
     fn from_proto(m: &mut proto::Content) -> Result<Self, ContentError> {
@@ -377,6 +438,7 @@ impl Content {
 impl Drop for Content {
     fn drop(&mut self) {
         self.body.zeroize();
+        self.unknown_fields.zeroize();
     }
 }
 
@@ -387,6 +449,7 @@ impl fmt::Debug for Content {
             .field("body_len", &self.body.len())
             .field("timestamp", &self.timestamp)
             .field("attachment", &self.attachment)
+            .field("unknown_fields_len", &self.unknown_fields.len())
             .finish_non_exhaustive()
     }
 }

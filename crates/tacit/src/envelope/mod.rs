@@ -66,6 +66,7 @@ pub mod content;
 pub mod padding;
 mod proto;
 pub mod sealed;
+pub mod unknown_fields;
 
 pub use attachment::{
     AttachmentDecryptor, AttachmentEncryptor, EncryptedAttachment, MAX_ATTACHMENT_LEN,

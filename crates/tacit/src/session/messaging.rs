@@ -133,10 +133,12 @@ impl<S: Store> SessionManager<S> {
     ///
     /// An envelope that does not open, a sender refused by these checks, or
     /// a message that does not decrypt changes nothing and creates no
-    /// session. A message
-    /// that decrypts but whose content does not decode (only its
-    /// authenticated sender can produce one) is refused after the session
-    /// has advanced past it.
+    /// session. A content of a kind this build does not know, or with
+    /// fields it does not know, is delivered
+    /// ([`ContentKind::Unknown`](crate::envelope::ContentKind::Unknown),
+    /// [`Content::unknown_fields`]). A message that decrypts but whose
+    /// content does not decode (only its authenticated sender can produce
+    /// one) is refused after the session has advanced past it.
     pub fn open_envelope(
         &mut self,
         envelope: &[u8],
