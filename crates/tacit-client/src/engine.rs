@@ -93,7 +93,8 @@ pub(crate) fn open_manager(
             // device that links this one.
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
-            let created = SessionManager::create(store, address.clone(), account, SessionConfig::default());
+            let created =
+                SessionManager::create(store, address.clone(), account, SessionConfig::default());
             let manager = created?;
             let held = manager.store().release()?;
             let profile = Profile {
@@ -109,7 +110,8 @@ pub(crate) fn open_manager(
             store.hold()?;
             let account = Account::generate(&mut OsRng, now_ms());
             let identity = account.identity().public_key();
-            let created = SessionManager::create(store, address.clone(), account, SessionConfig::default());
+            let created =
+                SessionManager::create(store, address.clone(), account, SessionConfig::default());
             let mut manager = created?;
             let user_key = UserKeyPair::generate(&mut OsRng);
             let list = DeviceList::sign(
