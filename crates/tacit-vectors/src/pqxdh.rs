@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tacit::error::{KemError, PqxdhError, WireError};
+use tacit::error::{KemError, PqxdhError, WireError, X3dhError};
 use tacit::kem::{KemKeyPair, SignedKemPreKey, KEM_NAME};
-use tacit::keys::{IdentityKeyPair, KeyPair};
+use tacit::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
 use tacit::pqxdh;
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::{PreKeyBundleMessage, PreKeyMessage, WireMessage};
@@ -230,19 +230,51 @@ fn alice_side(
     Ok((init, first))
 }
 
-/// Bob, holding exactly the case's keys, with the policy on.
+/// The session a responder stored from an accepted first message: its
+/// base key `EK_A`, the initiator's identity, and the ratchet.
+struct StoredSession {
+    base_key: PublicKey,
+    peer: IdentityKey,
+    ratchet: Ratchet,
+}
+
+/// Bob, holding exactly the case's keys, with the policy on, and the
+/// session of the first message he accepted (15.12).
 struct Responder<'a> {
     case: &'a PqxdhCase,
     keys: &'a Keys,
     consumed_opk: bool,
     consumed_kem: bool,
+    session: Option<StoredSession>,
 }
 
-impl Responder<'_> {
-    /// The checks of 15.5 in order; `Ok` with the plaintext, or the error
-    /// name. A success consumes the one-time prekeys used.
+impl<'a> Responder<'a> {
+    fn new(case: &'a PqxdhCase, keys: &'a Keys) -> Self {
+        Self {
+            case,
+            keys,
+            consumed_opk: false,
+            consumed_kem: false,
+            session: None,
+        }
+    }
+
+    /// Check 0 of 15.5, then the stored session for a message with its
+    /// base key and identity (section 11), else checks 2 to 7 in order;
+    /// `Ok` with the plaintext, or the error name. Nothing changes on an
+    /// error; a new session consumes the one-time prekeys used.
     fn receive(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let m = PreKeyMessage::from_wire(bytes).map_err(|e| message_wire_error(&e))?;
+        if let Some(s) = self
+            .session
+            .as_mut()
+            .filter(|s| s.base_key == m.ephemeral_key && s.peer == m.identity_key)
+        {
+            return s
+                .ratchet
+                .decrypt(&m.message)
+                .map_err(|_| "decrypt".to_string());
+        }
         let Some((kem_id, ct)) = &m.kem else {
             return Err("classical_refused".into());
         };
@@ -280,6 +312,11 @@ impl Responder<'_> {
             .map_err(|_| "decrypt".to_string())?;
         self.consumed_opk |= opk.is_some();
         self.consumed_kem |= kem_one_time;
+        self.session = Some(StoredSession {
+            base_key: m.ephemeral_key,
+            peer: m.identity_key,
+            ratchet,
+        });
         Ok(plaintext)
     }
 }
@@ -316,9 +353,20 @@ fn bundle_error(bytes: &[u8], alice: &IdentityKeyPair) -> Result<(), String> {
         }
         .to_string()
     })?;
-    let pq = bundle.pqxdh_bundle().ok_or("version")?;
     // Any randomness will do for a bundle that must be refused.
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+    let Some(pq) = bundle.pqxdh_bundle() else {
+        // A version-1 bundle starts a tacit-v1 session (15.8): X3DH.
+        return x3dh::initiate(alice, &bundle.x3dh_bundle(), &mut rng)
+            .map(drop)
+            .map_err(|e| {
+                match e {
+                    X3dhError::InvalidSignature => "signature",
+                    _ => "small_order",
+                }
+                .to_string()
+            });
+    };
     pqxdh::initiate(alice, &pq, &mut rng)
         .map(drop)
         .map_err(|e| {
@@ -417,12 +465,7 @@ fn verify_case(case: &PqxdhCase) -> Result<(), String> {
         &e.next_header_key_b.0,
     )?;
     check("first_message", &first.to_wire(), &e.first_message.0)?;
-    let mut bob = Responder {
-        case,
-        keys: &keys,
-        consumed_opk: false,
-        consumed_kem: false,
-    };
+    let mut bob = Responder::new(case, &keys);
     let plaintext = bob
         .receive(&e.first_message.0)
         .map_err(|x| format!("responder refused the first message: {x}"))?;
@@ -440,12 +483,7 @@ fn verify_invalid(file: &PqxdhFile, entry: &PqxdhInvalid) -> Result<(), String> 
         "bundle" if !entry.after_first_message => bundle_error(&entry.bytes.0, &keys.alice),
         "bundle" => return Err("after_first_message must be false for bundles".into()),
         "message" => {
-            let mut bob = Responder {
-                case,
-                keys: &keys,
-                consumed_opk: false,
-                consumed_kem: false,
-            };
+            let mut bob = Responder::new(case, &keys);
             if entry.after_first_message {
                 bob.receive(&case.expected.first_message.0)
                     .map_err(|x| format!("first message refused: {x}"))?;
@@ -687,6 +725,18 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
         swapped.to_wire(),
         "signature",
     ));
+    // A version-1 bundle runs X3DH (15.8), so its errors are X3DH's.
+    let mut classical = bundle.clone();
+    classical.kem_prekey = None;
+    classical.signed_prekey_signature = mallory.sign_prekey(&classical.signed_prekey);
+    out.push(invalid(
+        "version-1 bundle with a signed prekey signed by another identity",
+        case,
+        "bundle",
+        false,
+        classical.to_wire(),
+        "signature",
+    ));
     let mut v1 = wire.clone();
     v1[1] = 1;
     out.push(invalid(
@@ -829,7 +879,21 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
             "unknown_kem_prekey",
         ));
     }
+    out.push(replayed(case));
     Ok(out)
+}
+
+/// The case's first message delivered again after it was accepted: it goes
+/// through the stored session (15.12) and fails there.
+fn replayed(case: &PqxdhCase) -> PqxdhInvalid {
+    invalid(
+        &format!("first message replayed ({})", case.name),
+        case,
+        "message",
+        true,
+        case.expected.first_message.0.clone(),
+        "decrypt",
+    )
 }
 
 /// The shipped `pqxdh.json`.
@@ -840,7 +904,8 @@ pub fn pqxdh_file() -> Result<PqxdhFile, String> {
         make_case("opk and last-resort KEM prekey", 0x0076_3203, true, false)?,
         make_case("no opk, one-time KEM prekey", 0x0076_3204, false, true)?,
     ];
-    let invalid = invalid_entries(&cases[0])?;
+    let mut invalid = invalid_entries(&cases[0])?;
+    invalid.push(replayed(&cases[1]));
     Ok(PqxdhFile {
         profile: PROFILE_V2.into(),
         kem: KEM_NAME.into(),

@@ -61,7 +61,8 @@ fn committed_vectors_verify() {
     let ratchet = root().join("test-vectors/ratchet.json");
     let envelope = root().join("test-vectors/envelope.json");
     let identity = root().join("test-vectors/identity.json");
-    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope, &identity]);
+    let pqxdh = root().join("test-vectors/pqxdh.json");
+    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope, &identity, &pqxdh]);
     assert!(ok, "{out}");
     let last = out.lines().last().unwrap();
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
@@ -73,8 +74,51 @@ fn committed_vectors_verify() {
 #[test]
 fn independent_implementation_vectors_verify() {
     let dir = root().join("tools/pyref/vectors");
-    let (ok, out) = verify(&[&dir.join("x3dh.json"), &dir.join("ratchet.json")]);
+    let (ok, out) = verify(&[
+        &dir.join("x3dh.json"),
+        &dir.join("ratchet.json"),
+        &dir.join("pqxdh.json"),
+    ]);
     assert!(ok, "{out}");
+}
+
+/// A replayed first message goes through the stored session (15.12), and a
+/// version-1 bundle runs X3DH: relabelling either outcome must fail.
+#[test]
+fn pqxdh_replays_use_the_stored_session_and_v1_bundles_run_x3dh() {
+    let file = load("pqxdh.json");
+    let invalid = file["invalid"].as_array().unwrap();
+    let replays: Vec<usize> = (0..invalid.len())
+        .filter(|&i| {
+            invalid[i]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("first message replayed")
+        })
+        .collect();
+    assert_eq!(replays.len(), 2);
+    let v1 = invalid
+        .iter()
+        .position(|e| {
+            e["name"] == "version-1 bundle with a signed prekey signed by another identity"
+        })
+        .unwrap();
+    for (i, wrong) in [
+        (replays[0], "unknown_one_time_prekey"),
+        (replays[1], "unknown_one_time_prekey"),
+        (v1, "version"),
+    ] {
+        let mut changed = file.clone();
+        changed["invalid"][i]["error"] = Value::String(wrong.into());
+        let (ok, out) = verify_value(&changed, "pqxdh.json");
+        assert!(!ok, "{out}");
+    }
+    // The replayed bytes are the case's valid first message: delivered to a
+    // responder without the session, they are accepted.
+    let mut once = file.clone();
+    once["invalid"][replays[1]]["after_first_message"] = Value::Bool(false);
+    let (ok, out) = verify_value(&once, "pqxdh.json");
+    assert!(!ok && out.contains("accepted"), "{out}");
 }
 
 #[test]
@@ -91,6 +135,7 @@ fn generation_is_deterministic_and_matches_the_committed_files() {
         "ratchet.json",
         "envelope.json",
         "identity.json",
+        "pqxdh.json",
     ] {
         let generated = std::fs::read(dir.join(name)).unwrap();
         let committed = std::fs::read(root().join("test-vectors").join(name)).unwrap();
