@@ -22,7 +22,8 @@
 //!   simultaneous initiation, identity trust and safety numbers, over the
 //!   storage traits of [`store`].
 //!
-//! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`];
+//! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`]
+//! (`rand_core` 0.6, re-exported as [`tacit::rand_core`](crate::rand_core));
 //! with the default `std` feature, convenience methods use the operating
 //! system's generator.
 //!
@@ -34,7 +35,7 @@
 //! use tacit::x3dh::{self, PreKeyBundle};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut rng = rand_core::OsRng;
+//! let mut rng = tacit::rand_core::OsRng;
 //! let alice = IdentityKeyPair::generate(&mut rng);
 //! let bob = IdentityKeyPair::generate(&mut rng);
 //! let bob_signed_prekey = KeyPair::generate(&mut rng);
@@ -90,6 +91,11 @@ pub mod store;
 mod versioned;
 pub mod wire;
 pub mod x3dh;
+
+/// The `rand_core` version whose traits this crate's API takes
+/// ([`rand_core::CryptoRngCore`]) and, with `std`, whose `OsRng` it uses:
+/// re-exported so that callers name the same version.
+pub use rand_core;
 
 pub use address::{Address, DeviceId};
 pub use error::{
