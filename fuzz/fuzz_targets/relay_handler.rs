@@ -333,6 +333,7 @@ impl Harness {
                     "a push on a connection not logged in"
                 );
             }
+            other => panic!("a frame the model does not know: {other:?}"),
         }
     }
 
@@ -436,6 +437,7 @@ impl Harness {
                 | Err(_),
                 _,
             ) => {}
+            (Ok(other), _) => panic!("a reply the model does not know: {other:?}"),
         }
     }
 

@@ -599,6 +599,8 @@ impl Engine {
                 conn.note_unawaited(response);
                 Ok(())
             }
+            // A frame kind newer than this client: nothing to do with it.
+            _ => Ok(()),
         };
         result.err().map(Self::outcome)
     }

@@ -222,6 +222,7 @@ pub enum Direction {
 
 /// Where a message stands, as far as this device knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Status {
     /// An incoming message, recorded.
     Received = 0,
@@ -272,6 +273,7 @@ pub struct IncomingMessage {
 
 /// The kind of a receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReceiptKind {
     /// The recipient's device received the messages.
     Delivered,

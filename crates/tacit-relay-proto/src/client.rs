@@ -28,6 +28,7 @@ pub struct ClientFrame {
 
 /// What a client asks of the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Request {
     /// Ask for a fresh login challenge (any connection).
     GetChallenge,

@@ -14,6 +14,7 @@ use crate::{
 
 /// What the relay sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerFrame {
     /// The answer to a request.
     Response(Response),
@@ -52,6 +53,7 @@ pub struct Response {
 
 /// A successful result.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// Answers `GetChallenge`.
     Challenge(Challenge),

@@ -677,6 +677,11 @@ impl Conn {
                 let result = self.shared.links.take(&l.slot).map(Reply::LinkBlob);
                 self.answer(request_id, result).await
             }
+            // A request kind added to the protocol crate but not served here.
+            _ => {
+                self.bad_frame(request_id, ErrorCode::InvalidRequest, "unsupported request")
+                    .await
+            }
         }
     }
 

@@ -479,6 +479,7 @@ fn status_name(status: Status) -> &'static str {
         Status::Sent => "sent",
         Status::Delivered => "delivered",
         Status::Read => "read",
+        _ => "?",
     }
 }
 
@@ -535,6 +536,7 @@ fn note(event: &Event) {
             let what = match kind {
                 ReceiptKind::Delivered => "delivered to",
                 ReceiptKind::Read => "read by",
+                _ => "acknowledged by",
             };
             eprintln!(
                 "* {} message{} {what} {from}",
@@ -622,6 +624,7 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                             let mark = match kind {
                                 ReceiptKind::Delivered => "delivered",
                                 ReceiptKind::Read => "read",
+                                _ => "receipt",
                             };
                             print_line(&format!(
                                 "  [{mark}] you -> {}: {}",

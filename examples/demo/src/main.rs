@@ -404,6 +404,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
                     read += 1;
                     "read"
                 }
+                _ => "receipt",
             };
             row(&format!("[{mark}] {text}"), "(a sealed receipt)", "");
         }
