@@ -8,7 +8,7 @@
 
 mod sha256;
 
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use sha256::{Sha256, BLOCK_LEN};
 
@@ -36,14 +36,17 @@ pub(crate) fn hkdf<const L: usize>(salt: &[u8; 32], ikm: &[u8], info: &[u8]) -> 
 
 /// An HMAC-SHA256 instance keyed with a 32-byte key, ready for several
 /// messages under the same key. Its two keyed hash states are as secret as
-/// the key and are wiped when dropped.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+/// the key and wipe themselves when dropped.
+#[derive(Clone)]
 pub(crate) struct HmacSha256 {
     /// SHA-256 after absorbing `key XOR ipad`.
     inner: Sha256,
     /// SHA-256 after absorbing `key XOR opad`.
     outer: Sha256,
 }
+
+/// Both fields are [`ZeroizeOnDrop`], so dropping the pair wipes it.
+impl ZeroizeOnDrop for HmacSha256 {}
 
 impl HmacSha256 {
     /// Keys HMAC-SHA256 (RFC 2104): a 32-byte key is shorter than the

@@ -93,7 +93,11 @@ impl Sha256 {
 
     /// Compresses the buffered block, which is full.
     fn compress_buffered(&mut self) {
-        sha2::compress256(&mut self.state, &[GenericArray::from(self.block)]);
+        // By reference: a copy of the block on the stack would not be wiped.
+        sha2::compress256(
+            &mut self.state,
+            core::slice::from_ref(GenericArray::from_slice(&self.block)),
+        );
         self.blocks += 1;
         self.buffered = 0;
     }
