@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::aead;
 use crate::crypto;
+use crate::keys::SecretKey32;
 
 /// Length of a Poly1305 tag.
 pub const TAG_LEN: usize = aead::TAG_LEN;
@@ -71,4 +72,10 @@ pub fn hkdf_sha256<const L: usize>(salt: &[u8; 32], ikm: &[u8], info: &[u8]) -> 
 /// HMAC-SHA256 of `message` under a 32-byte key (the ratchet's chain step).
 pub fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> Zeroizing<[u8; 32]> {
     crypto::HmacSha256::new(key).mac(message)
+}
+
+/// The ratchet's chain step `KDF_CK(ck)`: the message key and the next
+/// chain key, in that order (for benchmarks).
+pub fn ratchet_chain_step(chain_key: &SecretKey32) -> (SecretKey32, SecretKey32) {
+    crate::ratchet::kdf::kdf_ck(chain_key)
 }

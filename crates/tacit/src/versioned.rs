@@ -7,6 +7,7 @@
 
 use alloc::vec::Vec;
 
+use postcard::ser_flavors::Size;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -14,15 +15,29 @@ use zeroize::Zeroizing;
 use crate::error::StateError;
 
 /// `version || postcard(body)`, zeroized when dropped (records hold secrets).
+///
+/// A first pass measures the encoding, so the buffer is allocated once at
+/// its exact length and never grows: a growing buffer would leave copies of
+/// the root, chain and private keys in freed memory on every reallocation.
 pub(crate) fn encode<T: Serialize>(version: u8, body: &T) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    // Serializing the record types cannot fail (no map without a length,
+    // no custom error), whatever the flavor.
+    let len = postcard::serialize_with_flavor::<T, _, usize>(body, Size::default()).unwrap_or(0);
+    let mut out = Zeroizing::new(Vec::new());
+    out.reserve_exact(1 + len);
     out.push(version);
-    // Serializing into a Vec cannot fail for the record types.
-    if let Ok(encoded) = postcard::to_allocvec(body) {
-        let encoded = Zeroizing::new(encoded);
-        out.extend_from_slice(&encoded);
-    }
+    let _ = postcard::to_extend(body, Append(&mut out));
     out
+}
+
+/// Appends to a buffer by reference, so that it never leaves the zeroizing
+/// wrapper (not even on an error inside postcard).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
 }
 
 /// The body of a record of `version`: `Empty`, `UnknownVersion`, or
@@ -46,5 +61,35 @@ pub(crate) fn ensure_canonical(re_encoded: &[u8], bytes: &[u8]) -> Result<(), St
         Ok(())
     } else {
         Err(StateError::Corrupt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[derive(serde::Serialize)]
+    struct Body {
+        key: [u8; 32],
+        chain: Vec<[u8; 32]>,
+    }
+
+    /// The buffer is allocated once at the final length: with a growing
+    /// buffer (`Vec::new` or a guessed capacity) the capacity exceeds the
+    /// length for most sizes, and each reallocation left a copy behind.
+    #[test]
+    fn encoding_is_allocated_at_its_exact_length() {
+        for chains in [0, 1, 7, 8, 100, 1000] {
+            let body = Body {
+                key: [0x42; 32],
+                chain: vec![[0x17; 32]; chains],
+            };
+            let encoded = encode(3, &body);
+            assert_eq!(encoded.capacity(), encoded.len(), "{chains} chains");
+            let mut expected = vec![3u8];
+            expected.extend_from_slice(&postcard::to_allocvec(&body).unwrap());
+            assert_eq!(*encoded, expected);
+        }
     }
 }

@@ -33,7 +33,7 @@
 //! ```
 
 mod header;
-mod kdf;
+pub(crate) mod kdf;
 mod message;
 mod skipped;
 mod state;

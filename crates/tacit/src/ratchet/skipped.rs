@@ -5,9 +5,18 @@
 //! holds its cap, storing one more key evicts the oldest one; when it holds
 //! keys of [`MAX_SKIPPED_CHAINS`] chains, storing a key of another chain
 //! evicts the oldest chain with all its keys.
+//!
+//! No key is left behind in freed or unused memory: a buffer grows by
+//! cloning into a larger one and dropping the old one (each key wipes
+//! itself on drop, where `VecDeque`'s own growth would free the old buffer
+//! with the keys in it), a key is wiped in place before it is popped, and
+//! removal goes through `retain`, which swaps and drops in place instead of
+//! shifting copies.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+
+use zeroize::Zeroize;
 
 use super::MAX_SKIPPED_CHAINS;
 use crate::keys::SecretKey32;
@@ -71,7 +80,7 @@ impl SkippedKeys {
         if let Some(chain) = self.chains.get_mut(ci) {
             chain.keys.retain(|(m, _)| *m != n);
             if chain.keys.is_empty() {
-                self.chains.remove(ci);
+                self.chains.retain(|c| !c.keys.is_empty());
             }
             self.len = self.chains.iter().map(|c| c.keys.len()).sum();
         }
@@ -111,11 +120,15 @@ impl SkippedKeys {
         }
         // One run per header key: the keys of a chain are stored together.
         match self.chains.iter_mut().find(|c| &c.header_key == header_key) {
-            Some(chain) => chain.keys.push_back((n, message_key)),
-            None => self.chains.push_back(SkippedChain {
-                header_key: header_key.clone(),
-                keys: VecDeque::from([(n, message_key)]),
-            }),
+            Some(chain) => push_back_wiping(&mut chain.keys, (n, message_key), MIN_KEYS_CAPACITY),
+            None => push_back_wiping(
+                &mut self.chains,
+                SkippedChain {
+                    header_key: header_key.clone(),
+                    keys: VecDeque::from([(n, message_key)]),
+                },
+                MAX_SKIPPED_CHAINS,
+            ),
         }
         self.len = self.len.saturating_add(1);
     }
@@ -130,11 +143,16 @@ impl SkippedKeys {
 
     /// Removes every key stored under the oldest run's header key.
     fn evict_oldest_chain(&mut self) {
-        let Some(front) = self.chains.pop_front() else {
+        let Some(front) = self.chains.front_mut() else {
             self.len = 0;
             return;
         };
-        self.chains.retain(|c| c.header_key != front.header_key);
+        let header_key = front.header_key.clone();
+        // Wiped in place: `pop_front` moves it out and leaves its bytes in
+        // the slot. The chain's keys are wiped in their own buffer on drop.
+        front.header_key.zeroize();
+        self.chains.pop_front();
+        self.chains.retain(|c| c.header_key != header_key);
         self.len = self.chains.iter().map(|c| c.keys.len()).sum();
     }
 
@@ -143,12 +161,35 @@ impl SkippedKeys {
             self.len = 0;
             return;
         };
+        // Wiped in place first: `pop_front` leaves the bytes in the slot.
+        if let Some((_, message_key)) = front.keys.front_mut() {
+            message_key.zeroize();
+        }
         front.keys.pop_front();
         if front.keys.is_empty() {
+            front.header_key.zeroize();
             self.chains.pop_front();
         }
         self.len = self.len.saturating_sub(1);
     }
+}
+
+/// The capacity of a chain's key buffer at its first growth (576 bytes).
+const MIN_KEYS_CAPACITY: usize = 16;
+
+/// Appends `item`. When the buffer is full, its elements are cloned into
+/// one twice as large (at least `min_capacity`) and the old buffer is
+/// dropped, so each element wipes itself before that memory is freed (a
+/// `VecDeque` growing by itself copies the bytes and frees the old buffer
+/// as it is).
+fn push_back_wiping<T: Clone>(deque: &mut VecDeque<T>, item: T, min_capacity: usize) {
+    if deque.len() == deque.capacity() {
+        let capacity = deque.len().saturating_mul(2).max(min_capacity);
+        let mut grown = VecDeque::with_capacity(capacity);
+        grown.extend(deque.iter().cloned());
+        *deque = grown;
+    }
+    deque.push_back(item);
 }
 
 #[cfg(test)]
@@ -210,6 +251,31 @@ mod tests {
         assert!(store.get(&key(0), 0).is_none() && store.get(&key(0), 2).is_none());
         assert_eq!(store.len(), 2 * MAX_SKIPPED_CHAINS - 1);
         assert_eq!(store.get(&key(1), 1), Some(&key(101)));
+    }
+
+    /// Growth goes through [`push_back_wiping`]: the buffers never grow by
+    /// themselves, so their capacities follow its policy (16, then
+    /// doubling, for keys; exactly the chain limit for chains), where
+    /// `VecDeque`'s own growth gives 4, 8, 16... and 8 chains.
+    #[test]
+    fn buffers_grow_only_by_cloning() {
+        let mut store = SkippedKeys::default();
+        for n in 0..100 {
+            store.push(&key(1), n, key(n as u8), 2000);
+            let keys = &store.chains[0].keys;
+            let expected = match keys.len() {
+                1 => 1,
+                len => len.next_power_of_two().max(MIN_KEYS_CAPACITY),
+            };
+            assert_eq!(keys.capacity(), expected, "after {} keys", keys.len());
+        }
+        for chain in 2..=MAX_SKIPPED_CHAINS as u8 {
+            store.push(&key(chain), 0, key(0), 2000);
+        }
+        store.push(&key(50), 0, key(0), 2000);
+        assert_eq!(store.chains.capacity(), MAX_SKIPPED_CHAINS);
+        assert_eq!(store.header_keys().len(), MAX_SKIPPED_CHAINS);
+        assert!(store.get(&key(2), 0).is_some());
     }
 
     #[test]
