@@ -486,19 +486,26 @@ async fn envelopes_and_bundle_fetches_never_go_on_the_logged_in_connection() {
 }
 
 /// With a relay stricter than its defaults for connections that are not
-/// logged in (10 per second, a burst of 3), a run of sends is paced by the
-/// relay's `retry_after_ms`: every send succeeds, in order, none twice.
+/// logged in (2 per second, a burst of 1: slow enough that a loaded machine
+/// still sends faster), a run of sends is paced by the relay's
+/// `retry_after_ms`: every send succeeds, in order, none twice.
 #[tokio::test]
 async fn sends_are_paced_by_the_rate_limit_of_anonymous_connections() {
     let dir = TempDir::new("paced");
     let relay_db = dir.path("relay.db");
+    // Both register first, through a relay without the strict limit
+    // (registration does not retry a refused request).
+    let lenient = start_relay(&relay_db).await;
+    registered(&dir, "alice", lenient.local_addr()).await;
+    registered(&dir, "bob", lenient.local_addr()).await;
+    lenient.shutdown().await.unwrap();
     let mut config = relay_config(&relay_db, "127.0.0.1:0".parse().unwrap());
-    config.unauthenticated_rate = tacit_relay::Rate::new(10.0, 3);
+    config.unauthenticated_rate = tacit_relay::Rate::new(4.0, 2);
     config.per_ip_rate = tacit_relay::Config::new(&relay_db).per_ip_rate;
     let relay = tacit_relay::Relay::bind(config).await.unwrap();
     let at = relay.local_addr();
-    let alice_config = registered(&dir, "alice", at).await;
-    let bob_config = registered(&dir, "bob", at).await;
+    let alice_config = client_config(&dir, "alice", at);
+    let bob_config = client_config(&dir, "bob", at);
     let alice = Client::start(alice_config).await.unwrap();
     let texts_sent: Vec<String> = (0..15).map(|i| format!("m{i}")).collect();
     for text in &texts_sent {
