@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! A catalogue of hostile inputs at every layer of the core: wire decoders,
-//! sealed envelopes, the session manager (prekey and ratchet messages), the
-//! users' device lists, the ratchet, session records and account records.
+//! sealed envelopes, the session manager (prekey and ratchet messages, of
+//! profiles `tacit-v1` and `tacit-v2`), the users' device lists, the
+//! ratchet, session records and account records.
 //!
 //! Each row names its layer, the kind of hostility (truncated, oversize,
 //! wrong version, wrong key, replayed, reordered, cross-session, wrong
@@ -21,13 +22,17 @@ use common::{list, lists_of, trust, user_key};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{self, Content, ContentKind, SealedEnvelope};
-use tacit::error::{IdentityError, UnknownUser, UserKeyConflict};
+use tacit::error::{IdentityError, KemError, PqxdhError, UnknownUser, UserKeyConflict};
 use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
+use tacit::kem::KemCiphertext;
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
-use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager, SessionRecord};
+use tacit::session::{
+    Account, BundlePreKey, KemPreKeyChoice, SessionConfig, SessionManager, SessionRecord,
+};
 use tacit::store::InMemoryStore;
 use tacit::wire::{
-    PreKeyBundleMessage, SessionMessage, WireMessage, MAX_BUNDLE_LEN, MAX_MESSAGE_LEN,
+    PreKeyBundleMessage, PreKeyMessage, SessionMessage, WireMessage, MAX_BUNDLE_LEN,
+    MAX_MESSAGE_LEN,
 };
 use tacit::x3dh::{self, PreKeyBundle};
 use tacit::{
@@ -218,15 +223,53 @@ fn with_version_3(bytes: &[u8], at: usize) -> Vec<u8> {
     out
 }
 
-/// Replaces the one occurrence of `old` in `bytes` with `new`.
+/// Replaces the one occurrence of `old` in `bytes` with `new` (of any
+/// length).
 fn replace(bytes: &[u8], old: &[u8], new: &[u8]) -> Vec<u8> {
     let at: Vec<usize> = (0..=bytes.len() - old.len())
         .filter(|&i| &bytes[i..i + old.len()] == old)
         .collect();
     assert_eq!(at.len(), 1, "the field occurs once");
     let mut out = bytes.to_vec();
-    out[at[0]..at[0] + old.len()].copy_from_slice(new);
+    out.splice(at[0]..at[0] + old.len(), new.iter().copied());
     out
+}
+
+/// A length-delimited protobuf field: its tag byte, the length as a
+/// varint (the lengths here are below 2^14), then `value`.
+fn field(tag: u8, value: &[u8]) -> Vec<u8> {
+    let len = value.len();
+    assert!(len < 1 << 14);
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        out.extend_from_slice(&[(len & 0x7f) as u8 | 0x80, (len >> 7) as u8]);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// `value` cut or zero-padded to `len` bytes.
+fn resized(value: &[u8], len: usize) -> Vec<u8> {
+    let mut out = value.to_vec();
+    out.resize(len, 0);
+    out
+}
+
+/// The first message `from` sends `to` after processing `bundle`.
+fn first_message(
+    from: &mut Device,
+    to: &Device,
+    bundle: &PreKeyBundleMessage,
+    rng: &mut ChaCha20Rng,
+) -> PreKeyMessage {
+    from.process_bundle(to.local_address(), bundle, rng)
+        .unwrap();
+    match from.encrypt(to.local_address(), b"v2", rng).unwrap() {
+        SessionMessage::PreKey(m) => *m,
+        SessionMessage::Ratchet(_) => panic!("a new session sends prekey messages"),
+    }
 }
 
 /// The encoding of the Edwards identity point: a key of small order.
@@ -639,6 +682,222 @@ fn hostile_inputs_at_every_layer() {
         "prekey message after its one-time prekey was spent",
         r,
         SessionError::UnknownOneTimePreKey(one_time),
+        u,
+    );
+
+    // --- Profile tacit-v2 (PQXDH, section 15) ----------------------------
+    // Carol starts sessions with bob.2, which now has one-time KEM prekeys.
+    bob2.update_account(|a| a.generate_one_time_kem_prekeys(2, &mut rng))
+        .unwrap();
+    let v2_bundle = bob2.account().bundle(BundlePreKey::None).unwrap();
+    assert_eq!(v2_bundle.version(), 2);
+    let kem_prekey = v2_bundle.kem_prekey.clone().unwrap();
+    assert!(bob2.account().has_one_time_kem_prekey(kem_prekey.id));
+    let v2_wire = v2_bundle.to_wire();
+    // Field 9 (tag 0x4a) is EncodeKEM(PQPK) = 0x0A || ek, 1569 bytes.
+    let encoded = kem_prekey.key.to_encoded();
+    let kem_field = field(0x4a, &encoded);
+    let with_kem_key = |key: &[u8]| replace(&v2_wire, &kem_field, &field(0x4a, key));
+    assert_eq!(
+        PreKeyBundleMessage::from_wire(&with_kem_key(&encoded)).unwrap(),
+        v2_bundle
+    );
+    cat.row(
+        "wire",
+        Kind::Truncated,
+        "v2 bundle with a KEM key of 1568 bytes",
+        PreKeyBundleMessage::from_wire(&with_kem_key(&encoded[..1568])),
+        WireError::InvalidLength {
+            field: "kem_prekey",
+            expected: 1569,
+            actual: 1568,
+        },
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::Oversize,
+        "v2 bundle with a KEM key of 1570 bytes",
+        PreKeyBundleMessage::from_wire(&with_kem_key(&resized(&encoded, 1570))),
+        WireError::InvalidLength {
+            field: "kem_prekey",
+            expected: 1569,
+            actual: 1570,
+        },
+        Unchanged::Stateless,
+    );
+    let mut wrong_type = encoded.clone();
+    wrong_type[0] = 0x05;
+    cat.row(
+        "wire",
+        Kind::WrongKey,
+        "v2 bundle with KEM key type byte 0x05",
+        PreKeyBundleMessage::from_wire(&with_kem_key(&wrong_type)),
+        WireError::InvalidKemKey {
+            field: "kem_prekey",
+            error: KemError::InvalidEncoding,
+        },
+        Unchanged::Stateless,
+    );
+    // The first 12-bit coefficient of ek becomes 0xfff >= q = 3329.
+    let mut over_modulus = encoded.clone();
+    over_modulus[1] = 0xff;
+    over_modulus[2] |= 0x0f;
+    cat.row(
+        "wire",
+        Kind::WrongKey,
+        "v2 bundle with a KEM key failing the modulus check",
+        PreKeyBundleMessage::from_wire(&with_kem_key(&over_modulus)),
+        WireError::InvalidKemKey {
+            field: "kem_prekey",
+            error: KemError::InvalidPublicKey,
+        },
+        Unchanged::Stateless,
+    );
+    let kem_signature = kem_prekey.signature.to_bytes();
+    cat.row(
+        "wire",
+        Kind::Truncated,
+        "v2 bundle with a KEM signature of 63 bytes",
+        PreKeyBundleMessage::from_wire(&replace(
+            &v2_wire,
+            &field(0x52, &kem_signature),
+            &field(0x52, &kem_signature[..63]),
+        )),
+        WireError::InvalidLength {
+            field: "kem_prekey_signature",
+            expected: 64,
+            actual: 63,
+        },
+        Unchanged::Stateless,
+    );
+    // The KEM prekey signed by Carol's identity key, not Bob's.
+    let mut forged_bundle = v2_bundle.clone();
+    forged_bundle.kem_prekey.as_mut().unwrap().signature =
+        carol.account().identity().sign_kem_prekey(&kem_prekey.key);
+    let (r, u) = on_device(&mut carol, |d| {
+        d.process_bundle(&b2, &forged_bundle, &mut rng)
+    });
+    cat.row(
+        "session",
+        Kind::Forged,
+        "v2 bundle whose KEM prekey another identity signed",
+        r,
+        SessionError::Pqxdh(PqxdhError::InvalidKemSignature),
+        u,
+    );
+    // A classical first message to bob.2, which holds KEM prekeys.
+    let v1_bundle = bob2
+        .account()
+        .bundle_with(BundlePreKey::None, KemPreKeyChoice::None)
+        .unwrap();
+    assert_eq!(v1_bundle.version(), 1);
+    let classical = first_message(&mut carol, &bob2, &v1_bundle, &mut rng);
+    assert_eq!(classical.version(), 1);
+    let (r, u) = on_device(&mut bob2, |d| {
+        d.decrypt(
+            &c,
+            &carol_id,
+            &SessionMessage::PreKey(Box::new(classical)),
+            &mut rng,
+        )
+    });
+    cat.row(
+        "session",
+        Kind::WrongVersion,
+        "v1 first message to a responder with KEM prekeys",
+        r.map(|d| d.plaintext),
+        SessionError::ClassicalPreKeyRefused,
+        u,
+    );
+    // A version-2 first message: its wire form, then its KEM ciphertext
+    // (field 8, tag 0x42, 1568 bytes) tampered with.
+    let v2_first = first_message(&mut carol, &bob2, &v2_bundle, &mut rng);
+    let (kem_id, ciphertext) = v2_first.kem.clone().unwrap();
+    assert_eq!(kem_id, kem_prekey.id);
+    let first_wire = v2_first.to_wire();
+    let ct_field = field(0x42, ciphertext.as_bytes());
+    let with_ciphertext = |ct: &[u8]| replace(&first_wire, &ct_field, &field(0x42, ct));
+    cat.row(
+        "wire",
+        Kind::Truncated,
+        "v2 prekey message with a KEM ciphertext of 1567 bytes",
+        PreKeyMessage::from_wire(&with_ciphertext(&ciphertext.as_bytes()[..1567])),
+        WireError::InvalidLength {
+            field: "kem_ciphertext",
+            expected: 1568,
+            actual: 1567,
+        },
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "wire",
+        Kind::Oversize,
+        "v2 prekey message with a KEM ciphertext of 1569 bytes",
+        PreKeyMessage::from_wire(&with_ciphertext(&resized(ciphertext.as_bytes(), 1569))),
+        WireError::InvalidLength {
+            field: "kem_ciphertext",
+            expected: 1568,
+            actual: 1569,
+        },
+        Unchanged::Stateless,
+    );
+    assert_eq!(&first_wire[..2], &[0x08, 0x02]);
+    let mut as_v1 = first_wire.clone();
+    as_v1[1] = 1;
+    cat.row(
+        "wire",
+        Kind::WrongVersion,
+        "v2 prekey message relabelled version 1, KEM fields kept",
+        PreKeyMessage::from_wire(&as_v1),
+        WireError::VersionMismatch,
+        Unchanged::Stateless,
+    );
+    let mut flipped = *ciphertext.as_bytes();
+    flipped[784] ^= 0x01;
+    let tampered = PreKeyMessage {
+        kem: Some((kem_id, KemCiphertext::try_from_slice(&flipped).unwrap())),
+        ..v2_first.clone()
+    };
+    let (r, u) = on_device(&mut bob2, |d| {
+        d.decrypt(
+            &c,
+            &carol_id,
+            &SessionMessage::PreKey(Box::new(tampered)),
+            &mut rng,
+        )
+    });
+    assert!(bob2.account().has_one_time_kem_prekey(kem_id), "kept");
+    cat.row(
+        "session",
+        Kind::Forged,
+        "v2 prekey message with one KEM ciphertext bit flipped",
+        r.map(|d| d.plaintext),
+        SessionError::Decrypt(DecryptError::UnknownHeaderKey),
+        u,
+    );
+    // The untampered message opens and spends the one-time KEM prekey; a
+    // second first message naming it (another EK_A, from the same bundle
+    // handed out twice) is refused.
+    let v2_first = SessionMessage::PreKey(Box::new(v2_first));
+    bob2.decrypt(&c, &carol_id, &v2_first, &mut rng).unwrap();
+    assert!(!bob2.account().has_one_time_kem_prekey(kem_id), "spent");
+    let reused = first_message(&mut carol, &bob2, &v2_bundle, &mut rng);
+    assert_eq!(reused.kem.as_ref().unwrap().0, kem_id);
+    let (r, u) = on_device(&mut bob2, |d| {
+        d.decrypt(
+            &c,
+            &carol_id,
+            &SessionMessage::PreKey(Box::new(reused)),
+            &mut rng,
+        )
+    });
+    cat.row(
+        "session",
+        Kind::Replayed,
+        "second v2 first message naming a spent one-time KEM prekey",
+        r.map(|d| d.plaintext),
+        SessionError::UnknownKemPreKey(kem_id),
         u,
     );
 
