@@ -25,6 +25,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(bundle.pqxdh_bundle().is_some(), bundle.version() == 2);
     }
     if let Ok(message) = PreKeyMessage::from_wire(data) {
-        assert_eq!(message.to_wire(), data, "accepted a non-canonical prekey message");
+        assert_eq!(
+            message.to_wire(),
+            data,
+            "accepted a non-canonical prekey message"
+        );
     }
 });

@@ -65,7 +65,11 @@ fn kem_keys() -> &'static [tacit::kem::KemPublicKey] {
     static KEYS: OnceLock<Vec<tacit::kem::KemPublicKey>> = OnceLock::new();
     KEYS.get_or_init(|| {
         (1..=3u8)
-            .map(|i| tacit::kem::KemKeyPair::from_seed(&[i; 64]).public_key().clone())
+            .map(|i| {
+                tacit::kem::KemKeyPair::from_seed(&[i; 64])
+                    .public_key()
+                    .clone()
+            })
             .collect()
     })
 }
