@@ -116,6 +116,9 @@ pub(crate) async fn show(
         "One-time KEM prekeys the relay holds for bob.1: {} (each fetch claims one with a one-time prekey; clients refill them)",
         kem_stock(db, "bob")?
     );
-    println!("A recording of this conversation stays secret unless both X25519 and ML-KEM-1024 are broken.");
+    println!(
+        "A recording of these messages' contents stays secret unless both X25519 and ML-KEM-1024 are broken;"
+    );
+    println!("who sent each sealed envelope rests on X25519 alone (docs/PROTOCOL.md 15.10).");
     Ok(())
 }
