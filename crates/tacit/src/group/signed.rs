@@ -64,10 +64,13 @@ pub struct SignedGroupState {
 }
 
 impl SignedGroupState {
-    /// Signs `state` as `signer`. Nothing is checked here beyond what
-    /// [`GroupState`] guarantees: [`Group`](crate::group::Group) checks the
-    /// result as a receiver would before returning it.
-    pub(crate) fn sign(state: GroupState, signer: &GroupSigner<'_>) -> Self {
+    /// Signs `state` as `signer`, unchecked: whether the signer may sign
+    /// it is checked by the receiver. [`Group::create`] and
+    /// [`Group::propose`] check their result as a receiver would; use them.
+    ///
+    /// [`Group::create`]: crate::group::Group::create
+    /// [`Group::propose`]: crate::group::Group::propose
+    pub fn sign(state: GroupState, signer: &GroupSigner<'_>) -> Self {
         let state_bytes = state.to_wire();
         let signature = signer.identity.sign(&to_be_signed(&state_bytes));
         let signer_identity = signer.identity.public_key();
