@@ -154,3 +154,71 @@ pub(crate) fn check_genesis(new: &SignedGroupState) -> Result<(), GroupStateErro
         _ => Err(GroupStateError::Unauthorised),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::{GroupId, GROUP_ID_LEN};
+    use crate::identity::UserKeyPair;
+    use alloc::vec;
+
+    fn member(id: &str, role: Role) -> GroupMember {
+        GroupMember::new(
+            id,
+            UserKeyPair::from_seed(&[id.len() as u8; 32]).public_key(),
+            role,
+        )
+    }
+
+    fn state(members: Vec<GroupMember>, title: &str) -> GroupState {
+        GroupState::new(
+            GroupId::from_bytes([2; GROUP_ID_LEN]),
+            0,
+            None,
+            title.into(),
+            members,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn leaving_is_removing_oneself_and_nothing_else() {
+        let a = member("a", Role::Admin);
+        let bb = member("bb", Role::Member);
+        let ccc = member("ccc", Role::Member);
+        let p = state(vec![a.clone(), bb.clone(), ccc.clone()], "t");
+        assert!(is_leave(
+            &p,
+            &state(vec![a.clone(), ccc.clone()], "t"),
+            "bb"
+        ));
+        // Someone else removed.
+        assert!(!is_leave(
+            &p,
+            &state(vec![a.clone(), bb.clone()], "t"),
+            "bb"
+        ));
+        // Leaving and retitling.
+        assert!(!is_leave(
+            &p,
+            &state(vec![a.clone(), ccc.clone()], "u"),
+            "bb"
+        ));
+        // Leaving and changing another member's role or key.
+        let mut promoted = ccc.clone();
+        promoted.role = Role::Admin;
+        assert!(!is_leave(&p, &state(vec![a.clone(), promoted], "t"), "bb"));
+        let mut rekeyed = ccc.clone();
+        rekeyed.user_key = UserKeyPair::from_seed(&[9; 32]).public_key();
+        assert!(!is_leave(&p, &state(vec![a.clone(), rekeyed], "t"), "bb"));
+        // Leaving and adding someone in the same state.
+        let dddd = member("dddd", Role::Member);
+        assert!(!is_leave(
+            &p,
+            &state(vec![a.clone(), ccc.clone(), dddd], "t"),
+            "bb"
+        ));
+        // Nothing removed.
+        assert!(!is_leave(&p, &p, "bb"));
+    }
+}

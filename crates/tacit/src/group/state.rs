@@ -327,3 +327,69 @@ pub(crate) fn check_title(title: &str) -> Result<(), GroupStateError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::UserKeyPair;
+    use alloc::vec;
+
+    fn member(id: &str, role: Role) -> GroupMember {
+        GroupMember::new(id, UserKeyPair::from_seed(&[3; 32]).public_key(), role)
+    }
+
+    #[test]
+    fn role_codes() {
+        assert_eq!(Role::from_code(1), Some(Role::Admin));
+        assert_eq!(Role::from_code(2), Some(Role::Member));
+        for code in [0, 3, u32::MAX] {
+            assert_eq!(Role::from_code(code), None);
+        }
+        for role in [Role::Admin, Role::Member] {
+            assert_eq!(Role::from_code(role.code()), Some(role));
+        }
+    }
+
+    #[test]
+    fn titles_are_counted_in_bytes_and_refuse_every_cc_character() {
+        assert_eq!(check_title(&"a".repeat(128)), Ok(()));
+        assert_eq!(check_title(""), Ok(()));
+        assert_eq!(
+            check_title(&"é".repeat(65)),
+            Err(GroupStateError::TitleTooLong(130))
+        );
+        for c in ['\0', '\u{1f}', '\u{7f}', '\u{80}', '\u{9f}'] {
+            let title: String = ['a', c].iter().collect();
+            assert_eq!(check_title(&title), Err(GroupStateError::TitleCharacters));
+        }
+        // Not Cc: a non-breaking space and a zero-width joiner.
+        assert_eq!(check_title("a\u{a0}\u{200d}b"), Ok(()));
+    }
+
+    #[test]
+    fn members_are_ordered_by_bytes_and_found_by_binary_search() {
+        // "Z" (0x5a) sorts before "a" (0x61) and "é" (0xc3 0xa9) after both.
+        let mut members = vec![
+            member("é", Role::Member),
+            member("a", Role::Admin),
+            member("Z", Role::Member),
+        ];
+        GroupState::sort_members(&mut members);
+        let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        assert_eq!(ids, ["Z", "a", "é"]);
+        let state = GroupState::new(GroupId([1; 32]), 0, None, "t".into(), members).unwrap();
+        assert_eq!(state.role("a"), Some(Role::Admin));
+        assert_eq!(state.role("é"), Some(Role::Member));
+        assert_eq!(state.role("b"), None);
+        assert_eq!(GroupState::from_wire(&state.to_wire()), Ok(state));
+    }
+
+    #[test]
+    fn debug_shows_ids_and_hashes_in_hex() {
+        assert_eq!(
+            alloc::format!("{:?}", StateHash::from_bytes([0xab; 32])),
+            alloc::format!("StateHash({})", "ab".repeat(32))
+        );
+        assert!(alloc::format!("{:?}", GroupId::from_bytes([1; 32])).starts_with("GroupId(0101"));
+    }
+}
