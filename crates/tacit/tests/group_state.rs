@@ -833,7 +833,7 @@ fn joining() {
     );
     // Carol is not in the first state.
     assert_eq!(
-        join(&[genesis.clone()], "carol"),
+        join(std::slice::from_ref(&genesis), "carol"),
         Err(GroupStateError::NotInNewState)
     );
     // Listed under another key.

@@ -1258,7 +1258,7 @@ fn group_state_rows(cat: &mut Catalogue, rng: &mut ChaCha20Rng) {
     let mut bob_group = Group::join(
         "bob",
         &bob.key.public_key(),
-        &[first.clone()],
+        std::slice::from_ref(&first),
         &alice.address,
         &alice.device.public_key(),
     )
@@ -1369,7 +1369,7 @@ fn group_state_rows(cat: &mut Catalogue, rng: &mut ChaCha20Rng) {
     let late = Group::join(
         "bob",
         &bob.key.public_key(),
-        &[first.clone()],
+        std::slice::from_ref(&first),
         &alice.address,
         &alice.device.public_key(),
     )
