@@ -820,53 +820,53 @@ fn joining() {
     let carol = join(&[genesis.clone(), add.clone()], "carol").unwrap();
     assert_eq!(carol.current(), alice.current());
     assert_eq!(Group::from_bytes(&carol.to_bytes()).unwrap(), carol);
-    // Bob is in the parent: this is no join for him.
-    assert_eq!(
-        Group::join(
+    // Each case: user, its key, the sender's address and identity.
+    let both = [genesis.clone(), add.clone()];
+    let (alice_ik, bob_ik) = (w.alice.device.public_key(), w.bob.device.public_key());
+    let bob_key = w.bob.key.public_key();
+    let cases = [
+        // Bob is in the parent: this is no join for him.
+        (
             "bob",
-            &w.bob.key.public_key(),
-            &[genesis.clone(), add.clone()],
+            &bob_key,
             &w.alice.address,
-            &w.alice.device.public_key()
+            &alice_ik,
+            GroupStateError::AlreadyInParent,
         ),
-        Err(GroupStateError::AlreadyInParent)
-    );
+        // Listed under another key.
+        (
+            "carol",
+            &bob_key,
+            &w.alice.address,
+            &alice_ik,
+            GroupStateError::NotInNewState,
+        ),
+        // Sent by another device than the signer.
+        (
+            "carol",
+            &carol_key,
+            &w.bob.address,
+            &alice_ik,
+            GroupStateError::NotFromSigner,
+        ),
+        (
+            "carol",
+            &carol_key,
+            &w.alice.address,
+            &bob_ik,
+            GroupStateError::NotFromSigner,
+        ),
+    ];
+    for (user, key, sender, identity, expected) in cases {
+        assert_eq!(
+            Group::join(user, key, &both, sender, identity),
+            Err(expected)
+        );
+    }
     // Carol is not in the first state.
     assert_eq!(
         join(std::slice::from_ref(&genesis), "carol"),
         Err(GroupStateError::NotInNewState)
-    );
-    // Listed under another key.
-    assert_eq!(
-        Group::join(
-            "carol",
-            &w.bob.key.public_key(),
-            &[genesis.clone(), add.clone()],
-            &w.alice.address,
-            &w.alice.device.public_key()
-        ),
-        Err(GroupStateError::NotInNewState)
-    );
-    // Sent by someone other than the signer.
-    assert_eq!(
-        Group::join(
-            "carol",
-            &carol_key,
-            &[genesis.clone(), add.clone()],
-            &w.bob.address,
-            &w.alice.device.public_key()
-        ),
-        Err(GroupStateError::NotFromSigner)
-    );
-    assert_eq!(
-        Group::join(
-            "carol",
-            &carol_key,
-            &[genesis.clone(), add.clone()],
-            &w.alice.address,
-            &w.bob.device.public_key()
-        ),
-        Err(GroupStateError::NotFromSigner)
     );
     // The parent must be the new state's parent, and the transition valid.
     let other = Group::create(
