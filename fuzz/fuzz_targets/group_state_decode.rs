@@ -22,8 +22,8 @@ use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::group::{
-    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupSigner, GroupState,
-    Role, SessionControlBody, SignedGroupState,
+    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupSigner, GroupState, Role,
+    SessionControlBody, SignedGroupState,
 };
 use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::{Address, IdentityKeyPair};
@@ -83,16 +83,24 @@ fn fixture() -> &'static Fixture {
         )
         .expect("create");
         let add = group
-            .propose(&[GroupChange::Add(dave.member(Role::Admin))], &alice.signer())
+            .propose(
+                &[GroupChange::Add(dave.member(Role::Admin))],
+                &alice.signer(),
+            )
             .expect("add");
         group.apply(&add).expect("apply");
         let retitle = group
             .propose(&[GroupChange::Retitle("r".into())], &alice.signer())
             .expect("retitle");
         let add_carol = group
-            .propose(&[GroupChange::Add(carol.member(Role::Member))], &dave.signer())
+            .propose(
+                &[GroupChange::Add(carol.member(Role::Member))],
+                &dave.signer(),
+            )
             .expect("add carol");
-        let leave = group.propose(&[GroupChange::Leave], &bob.signer()).expect("leave");
+        let leave = group
+            .propose(&[GroupChange::Leave], &bob.signer())
+            .expect("leave");
         let mut on_retitle = group.clone();
         on_retitle.apply(&retitle).expect("apply");
         let next = on_retitle
@@ -114,7 +122,11 @@ fn apply(group: &mut Group, state: &SignedGroupState) {
     let before = group.to_bytes();
     match group.apply(state) {
         Ok(Applied::Lost { .. }) | Err(_) => {
-            assert_eq!(group.to_bytes(), before, "a refused state changed the group")
+            assert_eq!(
+                group.to_bytes(),
+                before,
+                "a refused state changed the group"
+            )
         }
         Ok(_) => assert_eq!(group.current(), state, "an accepted state is not current"),
     }
