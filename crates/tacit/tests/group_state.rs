@@ -384,8 +384,7 @@ fn refused_states_change_nothing() {
         refused(&mut group, &leave_and_retitle),
         GroupStateError::Unauthorised
     );
-    // Bob leaving and promoting... himself away, but demoting Alice? Not
-    // possible: a state needs an admin. Bob removing Alice instead of himself.
+    // Bob removing Alice (and making himself admin) instead of leaving.
     let bob_removes_alice = forge(&group, &w.bob, |_| {
         child_of(&group, vec![w.bob.member(Role::Admin)], "team")
     });
@@ -481,12 +480,18 @@ fn refused_states_change_nothing() {
         refused(&mut group, other.current()),
         GroupStateError::WrongGroup
     );
-    // Another group's state made to name this group's current state as
-    // parent goes through the same rules: the group id differs.
-    assert_eq!(
-        refused(&mut group, &genesis),
-        GroupStateError::AlreadyApplied
-    );
+    // Another group's state naming this group's current state as parent.
+    let grafted = forge(&group, &w.alice, |s| {
+        GroupState::new(
+            GroupId::from_bytes([1; 32]),
+            1,
+            Some(group.current().hash()),
+            "x".into(),
+            s.members().to_vec(),
+        )
+        .unwrap()
+    });
+    assert_eq!(refused(&mut group, &grafted), GroupStateError::WrongGroup);
 
     // Replays: the same state twice.
     group.apply(&real).unwrap();
