@@ -138,6 +138,20 @@ fn child_of(group: &Group, members: Vec<GroupMember>, title: &str) -> GroupState
     .unwrap()
 }
 
+/// The group of [`create`] after Alice added Carol, its first state and
+/// the change.
+fn with_carol_added(w: &mut World) -> (Group, SignedGroupState, SignedGroupState) {
+    let mut group = create(w);
+    let genesis = group.current().clone();
+    let add = propose(
+        &group,
+        &w.alice,
+        &[GroupChange::Add(w.carol.member(Role::Member))],
+    );
+    group.apply(&add).unwrap();
+    (group, genesis, add)
+}
+
 #[test]
 fn create_then_every_change_is_applied_by_every_member() {
     let mut w = world();
@@ -804,14 +818,7 @@ fn decoding_refuses_invalid_signed_states() {
 #[test]
 fn joining() {
     let mut w = world();
-    let mut alice = create(&mut w);
-    let genesis = alice.current().clone();
-    let add = propose(
-        &alice,
-        &w.alice,
-        &[GroupChange::Add(w.carol.member(Role::Member))],
-    );
-    alice.apply(&add).unwrap();
+    let (alice, genesis, add) = with_carol_added(&mut w);
     let carol_key = w.carol.key.public_key();
     let join = |states: &[SignedGroupState], user: &str| {
         Group::join(
@@ -1051,14 +1058,7 @@ fn records_round_trip_and_refuse_damage() {
 #[test]
 fn control_messages() {
     let mut w = world();
-    let mut group = create(&mut w);
-    let genesis = group.current().clone();
-    let add = propose(
-        &group,
-        &w.alice,
-        &[GroupChange::Add(w.carol.member(Role::Member))],
-    );
-    group.apply(&add).unwrap();
+    let (_, genesis, add) = with_carol_added(&mut w);
     for control in [
         GroupControl::default(),
         GroupControl {
