@@ -794,3 +794,120 @@ pub struct IdentityConflict {
     /// The identity it presented.
     pub received: crate::keys::IdentityKey,
 }
+
+/// A signed group state, a change or a group record was refused
+/// (`docs/PROTOCOL.md` 16.2 to 16.4). Nothing changed: a
+/// [`Group`](crate::group::Group) that refused a state is byte for byte as
+/// before.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum GroupStateError {
+    /// The bytes do not decode strictly as the message they should be.
+    #[error("group: {0}")]
+    Wire(#[from] WireError),
+    /// A state with no members.
+    #[error("a group state has at least one member")]
+    NoMembers,
+    /// A state with more than [`MAX_GROUP_MEMBERS`](crate::group::MAX_GROUP_MEMBERS) members.
+    #[error("{0} members is more than a group holds")]
+    TooManyMembers(usize),
+    /// A member's user id is not a valid user id (1 to 64 bytes, no
+    /// control characters).
+    #[error("a member's user id is not a valid user id")]
+    InvalidUserId,
+    /// The members are not in strictly ascending order of user id bytes.
+    #[error("members are not in ascending order of user id")]
+    MembersNotAscending,
+    /// The same user id is listed twice.
+    #[error("user {0} is listed twice")]
+    DuplicateMember(String),
+    /// A state without an admin.
+    #[error("a group state has at least one admin")]
+    NoAdmin,
+    /// The title is longer than [`MAX_TITLE_LEN`](crate::group::MAX_TITLE_LEN) bytes.
+    #[error("title of {0} bytes is too long")]
+    TitleTooLong(usize),
+    /// The title contains control characters.
+    #[error("title contains control characters")]
+    TitleCharacters,
+    /// The encoded state is longer than
+    /// [`MAX_GROUP_STATE_LEN`](crate::group::MAX_GROUP_STATE_LEN).
+    #[error("encoded state of {len} bytes exceeds the limit of {max}")]
+    StateTooLarge {
+        /// The encoded length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The state names another group.
+    #[error("the state is of another group")]
+    WrongGroup,
+    /// The state's epoch is not its parent's plus one.
+    #[error("epoch {actual}, expected {expected}")]
+    WrongEpoch {
+        /// The parent's epoch plus one.
+        expected: u64,
+        /// The state's epoch.
+        actual: u64,
+    },
+    /// The state's parent hash is not the hash of the parent given.
+    #[error("the state's parent is not the state given as its parent")]
+    WrongParent,
+    /// The state's parent is not among the states held, nor older than
+    /// them: it may arrive later.
+    #[error("parent of epoch {0} is not known")]
+    UnknownParent(u64),
+    /// The state's parent is older than the states held.
+    #[error("state of epoch {epoch} is older than the oldest held ({oldest})")]
+    Stale {
+        /// The state's epoch.
+        epoch: u64,
+        /// The epoch of the oldest state held.
+        oldest: u64,
+    },
+    /// The state is already held (a replay).
+    #[error("state already applied")]
+    AlreadyApplied,
+    /// The epoch cannot grow any more.
+    #[error("group epoch exhausted")]
+    EpochExhausted,
+    /// The signer's user is not a member of the authorising state.
+    #[error("signer {0} is not a member")]
+    SignerNotMember(String),
+    /// The signer's device certificate does not verify under the user key
+    /// the authorising state lists for it.
+    #[error("the signer's device certificate does not verify")]
+    InvalidCertificate,
+    /// The signature does not verify under the signer's identity key.
+    #[error("group state signature does not verify")]
+    InvalidSignature,
+    /// The signer may not make this change: a plain member may only leave,
+    /// and a group is created by one of its admins.
+    #[error("the signer may not make this change")]
+    Unauthorised,
+    /// The new state is its parent's (title and members unchanged).
+    #[error("the change changes nothing")]
+    NoChange,
+    /// A change names a user who is not a member.
+    #[error("{0} is not a member")]
+    UnknownMember(String),
+    /// A change adds a user who is already a member.
+    #[error("{0} is already a member")]
+    AlreadyMember(String),
+    /// Joining: the local user is not in the new state with its user key.
+    #[error("the local user is not a member of the new state")]
+    NotInNewState,
+    /// Joining: the local user is already in the parent state.
+    #[error("the local user is already a member of the parent state")]
+    AlreadyInParent,
+    /// Joining: the states did not come from the device that signed them.
+    #[error("the state was not sent by its signer")]
+    NotFromSigner,
+    /// A group control carries more states than it may, or a join has the
+    /// wrong number of states.
+    #[error("{0} states is not a valid group control")]
+    StateCount(usize),
+    /// A group record does not read back.
+    #[error("group record: {0}")]
+    Record(#[from] StateError),
+}

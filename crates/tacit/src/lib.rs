@@ -18,6 +18,8 @@
 //! - [`wire`]: the strict protobuf encoding of bundles and session messages.
 //! - [`envelope`]: the ratchet's plaintext ([`envelope::Content`], padded to
 //!   hide its length), attachment encryption, and sealed sender.
+//! - [`group`]: groups: signed group state (membership, roles, title)
+//!   and the group control messages carried over pairwise sessions.
 //! - [`session`]: accounts and prekeys, per-device sessions with an archive,
 //!   simultaneous initiation, identity trust and safety numbers, over the
 //!   storage traits of [`store`].
@@ -78,6 +80,7 @@ mod codec;
 mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod group;
 #[cfg(feature = "hazmat")]
 #[doc(hidden)]
 pub mod hazmat;
@@ -98,6 +101,7 @@ pub mod x3dh;
 pub use rand_core;
 
 pub use address::{Address, DeviceId};
+pub use error::GroupStateError;
 pub use error::{
     AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
     EncryptError, EnvelopeError, IdentityConflict, InitError, KemError, KeyError, PaddingError,

@@ -2,7 +2,7 @@
 //! A catalogue of hostile inputs at every layer of the core: wire decoders,
 //! sealed envelopes, the session manager (prekey and ratchet messages, of
 //! profiles `tacit-v1` and `tacit-v2`), the users' device lists, the
-//! ratchet, session records and account records.
+//! ratchet, session records and account records, and signed group states.
 //!
 //! Each row names its layer, the kind of hostility (truncated, oversize,
 //! wrong version, wrong key, replayed, reordered, cross-session, wrong
@@ -22,7 +22,13 @@ use common::{list, lists_of, trust, user_key};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{self, Content, ContentKind, SealedEnvelope};
-use tacit::error::{IdentityError, KemError, PqxdhError, UnknownUser, UserKeyConflict};
+use tacit::error::{
+    GroupStateError, IdentityError, KemError, PqxdhError, UnknownUser, UserKeyConflict,
+};
+use tacit::group::{
+    Group, GroupChange, GroupId, GroupMember, GroupSigner, Role, SignedGroupState,
+    MAX_SIGNED_GROUP_STATE_LEN, MAX_STATE_HISTORY,
+};
 use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
 use tacit::kem::KemCiphertext;
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
@@ -50,11 +56,13 @@ enum Kind {
     Reordered,
     CrossSession,
     WrongRecipient,
-    /// A device its user's list does not name.
+    /// A device its user's list does not name, or a signer the group does
+    /// not list.
     Unlisted,
     /// Another user key under a trusted user id.
     Impersonation,
-    /// A device list older than, or conflicting with, the trusted one.
+    /// A device list older than, or conflicting with, the trusted one; a
+    /// group state older than the states a member holds.
     Stale,
     /// A signature or certificate that does not verify.
     Forged,
@@ -1066,6 +1074,8 @@ fn hostile_inputs_at_every_layer() {
         Unchanged::Stateless,
     );
 
+    group_state_rows(&mut cat, &mut rng);
+
     // --- Ratchet -------------------------------------------------------
     let (mut sender, mut receiver) = ratchet_pair(&mut rng, 4);
     let (mut stranger, _) = ratchet_pair(&mut rng, 4);
@@ -1197,6 +1207,217 @@ fn hostile_inputs_at_every_layer() {
     );
 
     cat.finish();
+}
+
+/// A member's group record, by value, and whether `f` left it unchanged.
+fn on_group<T>(g: &mut Group, f: impl FnOnce(&mut Group) -> T) -> (T, Unchanged) {
+    let before = g.to_bytes();
+    let out = f(g);
+    (out, Unchanged::Checked(g.to_bytes() == before))
+}
+
+/// Signed group states (`docs/PROTOCOL.md` 16.2, 16.3): Alice (admin) and
+/// Bob (member) in a group; each row is applied to Bob's record.
+fn group_state_rows(cat: &mut Catalogue, rng: &mut ChaCha20Rng) {
+    struct Member {
+        key: UserKeyPair,
+        device: IdentityKeyPair,
+        address: Address,
+        certificate: DeviceCertificate,
+    }
+    let member = |name: &str, key: UserKeyPair, rng: &mut ChaCha20Rng| {
+        let device = IdentityKeyPair::generate(rng);
+        let address = Address::new(name, 1).unwrap();
+        let certificate = DeviceCertificate::issue(&key, &address, &device.public_key());
+        Member {
+            key,
+            device,
+            address,
+            certificate,
+        }
+    };
+    let alice = member("alice", UserKeyPair::generate(rng), rng);
+    let bob = member("bob", UserKeyPair::generate(rng), rng);
+    let carol = member("carol", UserKeyPair::generate(rng), rng);
+    fn signer(m: &Member) -> GroupSigner<'_> {
+        GroupSigner::new(&m.device, &m.address, m.certificate)
+    }
+    let as_member =
+        |m: &Member, role| GroupMember::new(m.address.user_id(), m.key.public_key(), role);
+    let mut group = Group::create(
+        GroupId::generate(rng),
+        "hostile",
+        vec![
+            as_member(&alice, Role::Admin),
+            as_member(&bob, Role::Member),
+        ],
+        &signer(&alice),
+    )
+    .unwrap();
+    let first = group.current().clone();
+    let mut bob_group = Group::join(
+        "bob",
+        &bob.key.public_key(),
+        std::slice::from_ref(&first),
+        &alice.address,
+        &alice.device.public_key(),
+    )
+    .unwrap();
+    let add_carol = [GroupChange::Add(as_member(&carol, Role::Member))];
+    let real = group.propose(&add_carol, &signer(&alice)).unwrap();
+    let wire = real.to_wire();
+
+    cat.row(
+        "group state",
+        Kind::Truncated,
+        "signed state without its last byte",
+        SignedGroupState::from_wire(&cut(&wire)),
+        GroupStateError::Wire(WireError::Malformed),
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "group state",
+        Kind::Oversize,
+        "signed state of MAX_SIGNED_GROUP_STATE_LEN + 1 bytes",
+        SignedGroupState::from_wire(&vec![0; MAX_SIGNED_GROUP_STATE_LEN + 1]),
+        GroupStateError::Wire(WireError::Oversize {
+            len: MAX_SIGNED_GROUP_STATE_LEN + 1,
+            max: MAX_SIGNED_GROUP_STATE_LEN,
+        }),
+        Unchanged::Stateless,
+    );
+    cat.row(
+        "group state",
+        Kind::WrongVersion,
+        "signed state of version 3",
+        SignedGroupState::from_wire(&with_version_3(&wire, 0)),
+        GroupStateError::Wire(WireError::UnknownVersion(3)),
+        Unchanged::Stateless,
+    );
+    let mut flipped = wire.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    let flipped = SignedGroupState::from_wire(&flipped).unwrap();
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&flipped));
+    cat.row(
+        "group state",
+        Kind::Forged,
+        "Alice's change with a flipped signature bit",
+        r,
+        GroupStateError::InvalidSignature,
+        u,
+    );
+    // Alice's device certified by another user key.
+    let mallory = UserKeyPair::generate(rng);
+    let impostor = Member {
+        certificate: DeviceCertificate::issue(&mallory, &alice.address, &alice.device.public_key()),
+        key: mallory,
+        device: alice.device.clone(),
+        address: alice.address.clone(),
+    };
+    let by_impostor = SignedGroupState::sign(real.state().clone(), &signer(&impostor));
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&by_impostor));
+    cat.row(
+        "group state",
+        Kind::Forged,
+        "Alice's change, her device certified by another user key",
+        r,
+        GroupStateError::InvalidCertificate,
+        u,
+    );
+    let by_carol = SignedGroupState::sign(real.state().clone(), &signer(&carol));
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&by_carol));
+    cat.row(
+        "group state",
+        Kind::Unlisted,
+        "a change signed by a non-member (Carol)",
+        r,
+        GroupStateError::SignerNotMember("carol".into()),
+        u,
+    );
+    let by_bob = SignedGroupState::sign(real.state().clone(), &signer(&bob));
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&by_bob));
+    cat.row(
+        "group state",
+        Kind::Impersonation,
+        "a plain member (Bob) adding a user",
+        r,
+        GroupStateError::Unauthorised,
+        u,
+    );
+    bob_group.apply(&real).unwrap();
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&real));
+    cat.row(
+        "group state",
+        Kind::Replayed,
+        "Alice's change applied twice",
+        r,
+        GroupStateError::AlreadyApplied,
+        u,
+    );
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&first));
+    cat.row(
+        "group state",
+        Kind::Replayed,
+        "the group's first state again",
+        r,
+        GroupStateError::AlreadyApplied,
+        u,
+    );
+    // Bob moves on by MAX_STATE_HISTORY states; then a change Alice made
+    // on the first state arrives (the parent no longer held).
+    group.apply(&real).unwrap();
+    let late = Group::join(
+        "bob",
+        &bob.key.public_key(),
+        std::slice::from_ref(&first),
+        &alice.address,
+        &alice.device.public_key(),
+    )
+    .unwrap()
+    .propose(&[GroupChange::Retitle("late".into())], &signer(&alice))
+    .unwrap();
+    for i in 0..MAX_STATE_HISTORY {
+        let next = group
+            .propose(&[GroupChange::Retitle(format!("t{i}"))], &signer(&alice))
+            .unwrap();
+        group.apply(&next).unwrap();
+        bob_group.apply(&next).unwrap();
+    }
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&late));
+    cat.row(
+        "group state",
+        Kind::Stale,
+        "a change of epoch 1 after 9 more (8 states kept)",
+        r,
+        GroupStateError::Stale {
+            epoch: 1,
+            oldest: 2,
+        },
+        u,
+    );
+    let mut other_group = Group::create(
+        GroupId::generate(rng),
+        "other",
+        vec![
+            as_member(&alice, Role::Admin),
+            as_member(&bob, Role::Member),
+        ],
+        &signer(&alice),
+    )
+    .unwrap();
+    let other = other_group
+        .propose(&[GroupChange::Retitle("x".into())], &signer(&alice))
+        .unwrap();
+    other_group.apply(&other).unwrap();
+    let (r, u) = on_group(&mut bob_group, |g| g.apply(&other));
+    cat.row(
+        "group state",
+        Kind::CrossSession,
+        "a state of another group with the same members",
+        r,
+        GroupStateError::WrongGroup,
+        u,
+    );
 }
 
 /// A ratchet pair from X3DH, both sides with `max_skip`.
