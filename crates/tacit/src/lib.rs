@@ -78,6 +78,7 @@ mod codec;
 mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod group;
 #[cfg(feature = "hazmat")]
 #[doc(hidden)]
 pub mod hazmat;
@@ -100,8 +101,9 @@ pub use rand_core;
 pub use address::{Address, DeviceId};
 pub use error::{
     AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
-    EncryptError, EnvelopeError, IdentityConflict, InitError, KemError, KeyError, PaddingError,
-    PqxdhError, SessionError, StateError, StoreError, WireError, X3dhError,
+    EncryptError, EnvelopeError, GroupDecryptError, GroupEncryptError, IdentityConflict, InitError,
+    KemError, KeyError, PaddingError, PqxdhError, SessionError, StateError, StoreError, WireError,
+    X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
