@@ -484,3 +484,82 @@ impl InboundChains {
         chain.decrypt_message(&message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::ContentKind;
+
+    fn chain_at(iteration: u32) -> OutboundChain {
+        OutboundChain {
+            group_id: [1; 32],
+            state_hash: [2; 32],
+            signing: IdentityKeyPair::from_seed(&[3; 32]),
+            iteration,
+            chain_key: SecretKey32::from_bytes([4; 32]),
+        }
+    }
+
+    fn content() -> Content {
+        Content::from_parts(ContentKind::Text, b"hi".to_vec(), 1, [5; 16], None).unwrap()
+    }
+
+    #[test]
+    fn an_exhausted_chain_refuses_and_stays_as_it_was() {
+        let mut chain = chain_at(u32::MAX);
+        let before = chain.to_bytes();
+        assert_eq!(
+            chain.encrypt(&content()).map(|_| ()),
+            Err(GroupEncryptError::ChainExhausted)
+        );
+        assert_eq!(*chain.to_bytes(), *before);
+        // The last iteration that can be sent is 2^32 - 2, and it decrypts.
+        let mut last = chain_at(u32::MAX - 1);
+        let mut inbound =
+            InboundChain::from_distribution(&last.distribution(), ChainConfig::default());
+        let message = last.encrypt(&content()).unwrap();
+        assert_eq!(inbound.decrypt(message.as_bytes()).unwrap().body(), b"hi");
+        assert_eq!(inbound.next_iteration(), u32::MAX);
+        assert_eq!(last.iteration(), u32::MAX);
+    }
+
+    /// A long jump keeps only the keys the cap lets survive, in a buffer
+    /// allocated once at its final length.
+    #[test]
+    fn a_long_jump_sets_aside_only_the_last_keys() {
+        let mut outbound = chain_at(0);
+        let inbound = InboundChain::from_distribution(
+            &outbound.distribution(),
+            ChainConfig::new(MAX_SKIP_LIMIT).unwrap(),
+        );
+        let Ok(Step::Ahead { set_aside, .. }) = inbound.step(2500) else {
+            panic!("a step ahead");
+        };
+        assert_eq!(set_aside.len(), MAX_STORED_CHAIN_KEYS);
+        assert_eq!(set_aside.capacity(), MAX_STORED_CHAIN_KEYS);
+        assert_eq!(set_aside.first().map(|(n, _)| *n), Some(500));
+        // The key set aside for 500 is the chain's own.
+        for _ in 0..500 {
+            outbound.encrypt(&content()).unwrap();
+        }
+        let mut at_500 =
+            InboundChain::from_distribution(&outbound.distribution(), ChainConfig::default());
+        let message = outbound.encrypt(&content()).unwrap();
+        let (message_key, _) = kdf_ck(&at_500.chain_key);
+        assert_eq!(set_aside.first().map(|(_, k)| k), Some(&message_key));
+        assert!(at_500.decrypt(message.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn max_skip_is_bounded() {
+        assert_eq!(ChainConfig::default().max_skip(), DEFAULT_MAX_SKIP);
+        assert_eq!(
+            ChainConfig::new(MAX_SKIP_LIMIT).unwrap().max_skip(),
+            MAX_SKIP_LIMIT
+        );
+        assert_eq!(
+            ChainConfig::new(MAX_SKIP_LIMIT + 1),
+            Err(ConfigError::MaxSkipTooLarge(MAX_SKIP_LIMIT + 1))
+        );
+    }
+}
