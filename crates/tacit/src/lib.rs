@@ -18,6 +18,8 @@
 //! - [`wire`]: the strict protobuf encoding of bundles and session messages.
 //! - [`envelope`]: the ratchet's plaintext ([`envelope::Content`], padded to
 //!   hide its length), attachment encryption, and sealed sender.
+//! - [`group`]: groups; sender chains and group messages signed by their
+//!   chain (`docs/PROTOCOL.md` 16.5, 16.6).
 //! - [`session`]: accounts and prekeys, per-device sessions with an archive,
 //!   simultaneous initiation, identity trust and safety numbers, over the
 //!   storage traits of [`store`].
