@@ -37,10 +37,11 @@ pub struct GroupMessage {
     signing_key: [u8; KEY_LEN],
     iteration: u32,
     signature: Signature,
-    /// The whole encoding; the signed body is all but its last
-    /// [`SIGNATURE_FIELD_LEN`] bytes, the ciphertext a range of it.
-    encoded: Vec<u8>,
-    /// Where the ciphertext starts in `encoded`.
+    /// The signature context, then the whole encoding: what the signature
+    /// covers is all but the last [`SIGNATURE_FIELD_LEN`] bytes, so it is
+    /// verified without a copy.
+    signed: Vec<u8>,
+    /// Where the ciphertext starts in `signed`.
     ciphertext_at: usize,
     /// The ciphertext's length.
     ciphertext_len: usize,
@@ -50,7 +51,7 @@ impl core::fmt::Debug for GroupMessage {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GroupMessage")
             .field("iteration", &self.iteration)
-            .field("len", &self.encoded.len())
+            .field("len", &self.as_bytes().len())
             .finish_non_exhaustive()
     }
 }
@@ -80,15 +81,14 @@ impl GroupMessage {
         };
         let ciphertext_len = body.ciphertext.len();
         let body_len = body.encoded_len();
-        let mut encoded =
+        let mut signed =
             Vec::with_capacity(SIGNATURE_CONTEXT.len() + body_len + SIGNATURE_FIELD_LEN);
-        encoded.extend_from_slice(SIGNATURE_CONTEXT);
-        body.encode_raw(&mut encoded);
-        let signature = signing.sign(&encoded);
-        encoded.drain(..SIGNATURE_CONTEXT.len());
-        encoded.push(SIGNATURE_TAG);
-        encoded.push(SIGNATURE_LEN as u8);
-        encoded.extend_from_slice(&signature.to_bytes());
+        signed.extend_from_slice(SIGNATURE_CONTEXT);
+        body.encode_raw(&mut signed);
+        let signature = signing.sign(&signed);
+        signed.push(SIGNATURE_TAG);
+        signed.push(SIGNATURE_LEN as u8);
+        signed.extend_from_slice(&signature.to_bytes());
         Self {
             group_id: *unsigned.group_id,
             state_hash: *unsigned.state_hash,
@@ -96,20 +96,20 @@ impl GroupMessage {
             iteration: unsigned.iteration,
             signature,
             // The ciphertext is the last field before the signature.
-            ciphertext_at: body_len - ciphertext_len,
+            ciphertext_at: SIGNATURE_CONTEXT.len() + body_len - ciphertext_len,
             ciphertext_len,
-            encoded,
+            signed,
         }
     }
 
     /// The canonical encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.encoded.clone()
+        self.as_bytes().to_vec()
     }
 
     /// The canonical encoding, borrowed.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.encoded
+        &self.signed[SIGNATURE_CONTEXT.len()..]
     }
 
     /// Strict decoding (`docs/PROTOCOL.md` 16.6, step 1).
@@ -132,14 +132,18 @@ impl GroupMessage {
         // Canonical, with field 7 present: the encoding ends with field 7,
         // just after the ciphertext.
         let ciphertext_len = m.ciphertext.len();
-        let ciphertext_at = bytes.len() - SIGNATURE_FIELD_LEN - ciphertext_len;
+        let ciphertext_at =
+            SIGNATURE_CONTEXT.len() + bytes.len() - SIGNATURE_FIELD_LEN - ciphertext_len;
+        let mut signed = Vec::with_capacity(SIGNATURE_CONTEXT.len() + bytes.len());
+        signed.extend_from_slice(SIGNATURE_CONTEXT);
+        signed.extend_from_slice(bytes);
         Ok(Self {
             group_id,
             state_hash,
             signing_key,
             iteration: m.iteration,
             signature,
-            encoded: bytes.to_vec(),
+            signed,
             ciphertext_at,
             ciphertext_len,
         })
@@ -168,7 +172,7 @@ impl GroupMessage {
 
     /// The padded content and its tag, encrypted.
     pub fn ciphertext(&self) -> &[u8] {
-        &self.encoded[self.ciphertext_at..self.ciphertext_at + self.ciphertext_len]
+        &self.signed[self.ciphertext_at..self.ciphertext_at + self.ciphertext_len]
     }
 
     /// The signature (field 7).
@@ -179,11 +183,10 @@ impl GroupMessage {
     /// Strictly verifies the signature under `key` over the context and
     /// the encoding without field 7.
     pub(crate) fn verify(&self, key: &IdentityKey) -> Result<(), crate::error::KeyError> {
-        let body = &self.encoded[..self.encoded.len() - SIGNATURE_FIELD_LEN];
-        let mut signed = Vec::with_capacity(SIGNATURE_CONTEXT.len() + body.len());
-        signed.extend_from_slice(SIGNATURE_CONTEXT);
-        signed.extend_from_slice(body);
-        key.verify(&signed, &self.signature)
+        key.verify(
+            &self.signed[..self.signed.len() - SIGNATURE_FIELD_LEN],
+            &self.signature,
+        )
     }
 }
 
