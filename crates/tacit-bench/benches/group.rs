@@ -19,12 +19,18 @@
 //! The floor: Ed25519 sign (encrypt) or strict verify (decrypt) over the
 //! signed bytes of a message of this size, the two HMACs of the chain step
 //! and the HKDF of the message key (as `tacit::hazmat` runs them), and
-//! ChaCha20-Poly1305 of the padded content. Nothing here is a timed
-//! assertion.
+//! ChaCha20-Poly1305 of the padded content.
+//!
+//! After criterion, the same measurements run again interleaved and the
+//! medians are printed with Tacit's ratios to Megolm and to the floor (the
+//! ratios criterion's separate runs give drift with the load of a shared
+//! machine). Under `cargo test --benches` each runs once. Nothing here is a
+//! timed assertion.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::Criterion;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{Content, ContentKind};
@@ -92,7 +98,12 @@ impl Floor {
     }
 }
 
-fn benches(c: &mut Criterion) {
+/// One measurement: `f(iterations)` runs the operation that many times,
+/// its preparation outside the timing, and returns the time they took.
+type Measure = Box<dyn FnMut(u64) -> Duration>;
+
+/// The six measurements, named `group/library`.
+fn measurements() -> Vec<(&'static str, Measure)> {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let content = Content::new_with_rng(
         ContentKind::Text,
@@ -132,36 +143,106 @@ fn benches(c: &mut Criterion) {
         first.len(),
         megolm_first.len()
     );
-
-    let mut group = c.benchmark_group("group encrypt 256 B");
-    group.bench_function("tacit", |b| {
-        b.iter(|| black_box(tacit_out.encrypt(&content).unwrap().to_bytes()))
-    });
-    group.bench_function("vodozemac megolm", |b| {
-        b.iter(|| black_box(megolm_out.encrypt(&plaintext).to_bytes()))
-    });
-    group.bench_function("floor", |b| b.iter(|| floor.encrypt()));
-    group.finish();
-
-    let mut group = c.benchmark_group("group decrypt 256 B");
-    group.bench_function("tacit", |b| {
-        b.iter_batched_ref(
-            || tacit_in.clone(),
-            |chain| black_box(chain.decrypt(&first).unwrap()),
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("vodozemac megolm", |b| {
-        b.iter(|| {
-            let message = MegolmMessage::from_bytes(&megolm_first).unwrap();
-            black_box(megolm_in.decrypt(&message).unwrap())
-        })
-    });
-    group.bench_function("floor", |b| {
-        b.iter(|| floor.decrypt(&floor_signature, &floor_sealed, &floor_tag))
-    });
-    group.finish();
+    let floor = std::rc::Rc::new(floor);
+    let floor_dec = floor.clone();
+    vec![
+        (
+            "encrypt/tacit",
+            Box::new(move |n| timed(n, || tacit_out.encrypt(&content).unwrap().to_bytes())),
+        ),
+        (
+            "encrypt/vodozemac megolm",
+            Box::new(move |n| timed(n, || megolm_out.encrypt(&plaintext).to_bytes())),
+        ),
+        (
+            "encrypt/floor",
+            Box::new(move |n| timed(n, || floor.encrypt())),
+        ),
+        (
+            "decrypt/tacit",
+            Box::new(move |n| {
+                // A chain that has not read the message, for each iteration.
+                let mut chains: Vec<InboundChain> = (0..n).map(|_| tacit_in.clone()).collect();
+                let mut it = chains.iter_mut();
+                timed(n, || it.next().unwrap().decrypt(&first).unwrap())
+            }),
+        ),
+        (
+            "decrypt/vodozemac megolm",
+            Box::new(move |n| {
+                timed(n, || {
+                    let message = MegolmMessage::from_bytes(&megolm_first).unwrap();
+                    megolm_in.decrypt(&message).unwrap()
+                })
+            }),
+        ),
+        (
+            "decrypt/floor",
+            Box::new(move |n| {
+                timed(n, || {
+                    floor_dec.decrypt(&floor_signature, &floor_sealed, &floor_tag)
+                })
+            }),
+        ),
+    ]
 }
 
-criterion_group!(group, benches);
-criterion_main!(group);
+/// Runs `f` `iterations` times and returns the elapsed time.
+fn timed<R>(iterations: u64, mut f: impl FnMut() -> R) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        black_box(f());
+    }
+    start.elapsed()
+}
+
+/// The measurements again, interleaved (a batch of each in turn, for
+/// `ROUNDS` rounds), so that a change of load on a shared machine touches
+/// all of them alike; prints the median time of each and Tacit's ratios.
+fn table(measurements: &mut [(&'static str, Measure)]) {
+    const ROUNDS: usize = 200;
+    const BATCH: u64 = 50;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); measurements.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, f)) in measurements.iter_mut().enumerate() {
+            let t = f(BATCH);
+            samples[i].push(t.as_secs_f64() * 1e6 / BATCH as f64);
+        }
+    }
+    let medians: Vec<f64> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect();
+    println!("interleaved, {ROUNDS} rounds of {BATCH}, median per operation:");
+    for ((name, _), m) in measurements.iter().zip(&medians) {
+        println!("  {name:<26} {m:>8.2} µs");
+    }
+    for (op, at) in [("encrypt", 0), ("decrypt", 3)] {
+        println!(
+            "  {op}: tacit / megolm {:.3}x, tacit / floor {:.3}x",
+            medians[at] / medians[at + 1],
+            medians[at] / medians[at + 2]
+        );
+    }
+}
+
+fn main() {
+    let mut measurements = measurements();
+    let is_bench = std::env::args().any(|a| a == "--bench");
+    if !is_bench {
+        // `cargo test --benches`: each measurement once.
+        for (_, f) in &mut measurements {
+            f(1);
+        }
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    for (name, f) in &mut measurements {
+        c.bench_function(&format!("group {name} 256 B"), |b| b.iter_custom(&mut *f));
+    }
+    c.final_summary();
+    table(&mut measurements);
+}
