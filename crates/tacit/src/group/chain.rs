@@ -344,11 +344,14 @@ impl InboundChain {
                 self.chain_key = next_chain_key;
                 // Below u32::MAX: the message decoded.
                 self.next = iteration + 1;
-                for entry in set_aside {
+                // Cloned, not moved out: `set_aside` then wipes each key in
+                // its own buffer when dropped, where moving them out would
+                // free that buffer with the keys in it.
+                for (n, key) in &set_aside {
                     while self.skipped.len() >= MAX_STORED_CHAIN_KEYS {
                         self.evict_oldest();
                     }
-                    push_back_wiping(&mut self.skipped, entry, MIN_SKIPPED_CAPACITY);
+                    push_back_wiping(&mut self.skipped, (*n, key.clone()), MIN_SKIPPED_CAPACITY);
                 }
             }
         }
