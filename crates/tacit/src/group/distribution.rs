@@ -13,7 +13,7 @@ use crate::error::WireError;
 use crate::keys::{IdentityKey, SecretKey32, KEY_LEN};
 use crate::wire::{check_version, fixed, identity_key, WIRE_VERSION};
 
-/// The longest encoded distribution accepted (a valid one is at most 146
+/// The longest encoded distribution accepted (a valid one is at most 144
 /// bytes).
 pub const MAX_DISTRIBUTION_LEN: usize = 256;
 
