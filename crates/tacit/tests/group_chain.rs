@@ -616,3 +616,29 @@ fn group_message_decoding_is_strict() {
         Err(WireError::UnknownVersion(2))
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+    /// Any delivery order, with repeats: each message decrypts exactly once,
+    /// to its own text, and every repeat is refused with the chain unchanged.
+    #[test]
+    fn any_order_with_repeats_decrypts_each_message_once(
+        order in proptest::collection::vec(0u32..24, 1..40),
+    ) {
+        let mut bob = receiver(ChainConfig::new(30).unwrap());
+        static MESSAGES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        let messages =
+            MESSAGES.get_or_init(|| (0..24).map(|i| message_at(i, &format!("p{i}"))).collect());
+        let mut seen = std::collections::BTreeSet::new();
+        for i in order {
+            let before = bob.to_bytes();
+            let result = bob.decrypt(&messages[i as usize]).map(|c| c.body().to_vec());
+            if seen.insert(i) {
+                proptest::prop_assert_eq!(result, Ok(format!("p{i}").into_bytes()));
+            } else {
+                proptest::prop_assert_eq!(result, Err(GroupDecryptError::DuplicateOrExpired));
+                proptest::prop_assert_eq!(&*bob.to_bytes(), &*before);
+            }
+        }
+    }
+}
