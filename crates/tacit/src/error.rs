@@ -911,3 +911,59 @@ pub enum GroupStateError {
     #[error("group record: {0}")]
     Record(#[from] StateError),
 }
+
+/// A group message could not be encrypted (`docs/PROTOCOL.md` 16.6). The
+/// sender chain is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum GroupEncryptError {
+    /// The chain has sent 2^32 - 1 messages; a new chain must be made.
+    #[error("sender chain exhausted")]
+    ChainExhausted,
+    /// The content does not encode or pad.
+    #[error("group content: {0}")]
+    Content(ContentError),
+    /// The padded content is longer than the AEAD accepts (never for a
+    /// content that pads).
+    #[error("plaintext too long")]
+    PlaintextTooLong,
+}
+
+/// A group message could not be decrypted (`docs/PROTOCOL.md` 16.6). The
+/// inbound chains are byte-for-byte unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum GroupDecryptError {
+    /// The bytes do not decode strictly as a group message.
+    #[error("group message: {0}")]
+    Wire(WireError),
+    /// No inbound chain of this group and signing key is held: a
+    /// non-member's message, or a chain dropped (of an older state).
+    #[error("no inbound chain for this group and signing key")]
+    UnknownChain,
+    /// The chain is held but belongs to another group state.
+    #[error("the chain belongs to another group state")]
+    WrongState,
+    /// The signature does not verify under the chain's signing key.
+    #[error("group message signature is invalid")]
+    InvalidSignature,
+    /// The iteration is behind the chain and no key is stored for it: a
+    /// replay, or a key evicted or never held.
+    #[error("group message already decrypted, or its key was discarded")]
+    DuplicateOrExpired,
+    /// The iteration is more than `max_skip` ahead of the chain.
+    #[error("too many skipped group messages")]
+    TooManySkipped,
+    /// The ciphertext failed authentication.
+    #[error("group message authentication failed")]
+    AuthenticationFailed,
+    /// The decrypted content does not unpad or decode.
+    #[error("group content: {0}")]
+    Content(ContentError),
+}
+
+impl From<WireError> for GroupDecryptError {
+    fn from(error: WireError) -> Self {
+        Self::Wire(error)
+    }
+}

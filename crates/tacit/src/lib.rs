@@ -18,8 +18,9 @@
 //! - [`wire`]: the strict protobuf encoding of bundles and session messages.
 //! - [`envelope`]: the ratchet's plaintext ([`envelope::Content`], padded to
 //!   hide its length), attachment encryption, and sealed sender.
-//! - [`group`]: groups: signed group state (membership, roles, title)
-//!   and the group control messages carried over pairwise sessions.
+//! - [`group`]: groups: signed group state (membership, roles, title), the
+//!   group control messages carried over pairwise sessions, and sender
+//!   chains with group messages signed by their chain.
 //! - [`session`]: accounts and prekeys, per-device sessions with an archive,
 //!   simultaneous initiation, identity trust and safety numbers, over the
 //!   storage traits of [`store`].
@@ -104,8 +105,9 @@ pub use address::{Address, DeviceId};
 pub use error::GroupStateError;
 pub use error::{
     AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
-    EncryptError, EnvelopeError, IdentityConflict, InitError, KemError, KeyError, PaddingError,
-    PqxdhError, SessionError, StateError, StoreError, WireError, X3dhError,
+    EncryptError, EnvelopeError, GroupDecryptError, GroupEncryptError, IdentityConflict, InitError,
+    KemError, KeyError, PaddingError, PqxdhError, SessionError, StateError, StoreError, WireError,
+    X3dhError,
 };
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};

@@ -19,3 +19,37 @@ fn account_records_are_encoded_at_their_exact_length() {
         assert_eq!(*again.to_bytes(), *bytes);
     }
 }
+
+/// Sender chain records and distributions (`docs/PROTOCOL.md` 16.5), with
+/// stored skipped keys of iterations whose varints take one to three bytes.
+#[test]
+fn sender_chain_records_are_encoded_at_their_exact_length() {
+    use tacit::envelope::{Content, ContentKind};
+    use tacit::group::{ChainConfig, InboundChain, OutboundChain};
+
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let mut outbound = OutboundChain::new([1; 32], [2; 32], &mut rng);
+    let mut inbound = InboundChain::from_distribution(
+        &outbound.distribution(),
+        ChainConfig::new(25_000).unwrap(),
+    );
+    let content = Content::new_with_rng(ContentKind::Text, b"x".to_vec(), 1, &mut rng).unwrap();
+    let mut sent = 0u32;
+    for target in [0u32, 3, 200, 20_000] {
+        let mut last = None;
+        while sent <= target {
+            last = Some(outbound.encrypt(&content).unwrap());
+            sent += 1;
+        }
+        inbound.decrypt(last.unwrap().as_bytes()).unwrap();
+        for bytes in [
+            inbound.to_bytes(),
+            outbound.to_bytes(),
+            outbound.distribution().to_bytes(),
+        ] {
+            assert_eq!(bytes.capacity(), bytes.len(), "at iteration {target}");
+        }
+        let again = InboundChain::from_bytes(&inbound.to_bytes()).unwrap();
+        assert_eq!(again, inbound);
+    }
+}

@@ -9,9 +9,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::error::{GroupStateError, StateError, WireError};
 use tacit::group::{
-    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupSigner, GroupState, Role,
-    SessionControlBody, SignedGroupState, StateHash, MAX_GROUP_MEMBERS, MAX_GROUP_STATE_LEN,
-    MAX_STATE_HISTORY,
+    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupSigner, GroupState,
+    OutboundChain, Role, SessionControlBody, SignedGroupState, StateHash, MAX_GROUP_MEMBERS,
+    MAX_GROUP_STATE_LEN, MAX_STATE_HISTORY,
 };
 use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::{Address, IdentityKeyPair};
@@ -1059,6 +1059,12 @@ fn records_round_trip_and_refuse_damage() {
 fn control_messages() {
     let mut w = world();
     let (_, genesis, add) = with_carol_added(&mut w);
+    let chain = OutboundChain::new(
+        add.state().group_id().to_bytes(),
+        add.hash().to_bytes(),
+        &mut w.rng,
+    )
+    .distribution();
     for control in [
         GroupControl::default(),
         GroupControl {
@@ -1067,11 +1073,11 @@ fn control_messages() {
         },
         GroupControl {
             states: vec![genesis.clone(), add.clone()],
-            chain: Some(vec![8, 1]),
+            chain: Some(chain.clone()),
         },
         GroupControl {
             states: vec![],
-            chain: Some(vec![]),
+            chain: Some(chain),
         },
     ] {
         let wire = control.to_wire();
@@ -1082,6 +1088,11 @@ fn control_messages() {
             body
         );
     }
+    // A chain field that is not a distribution: refused, typed.
+    assert!(matches!(
+        GroupControl::from_wire(&[0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]),
+        Err(GroupStateError::Wire(_))
+    ));
     let three = pb::control(
         1,
         &[

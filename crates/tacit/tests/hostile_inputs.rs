@@ -2,14 +2,15 @@
 //! A catalogue of hostile inputs at every layer of the core: wire decoders,
 //! sealed envelopes, the session manager (prekey and ratchet messages, of
 //! profiles `tacit-v1` and `tacit-v2`), the users' device lists, the
-//! ratchet, session records and account records, and signed group states.
+//! ratchet, group sender chains, session records and account records,
+//! and signed group states.
 //!
 //! Each row names its layer, the kind of hostility (truncated, oversize,
 //! wrong version, wrong key, replayed, reordered, cross-session, wrong
 //! recipient, unlisted device, impersonation, stale list, forgery), the
 //! input, and the exact error expected. For a stateful
 //! layer the row also checks that nothing changed: the ratchet's serialized
-//! state, or the manager's account and every store record
+//! state, the inbound group chains, or the manager's account and every store record
 //! (`InMemoryStore::dump`), byte for byte before and after. Decoders of
 //! bytes hold no state; their rows say so. A summary table is printed.
 
@@ -23,11 +24,13 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{self, Content, ContentKind, SealedEnvelope};
 use tacit::error::{
-    GroupStateError, IdentityError, KemError, PqxdhError, UnknownUser, UserKeyConflict,
+    GroupDecryptError, GroupStateError, IdentityError, KemError, PqxdhError, UnknownUser,
+    UserKeyConflict,
 };
 use tacit::group::{
-    Group, GroupChange, GroupId, GroupMember, GroupSigner, Role, SignedGroupState,
-    MAX_SIGNED_GROUP_STATE_LEN, MAX_STATE_HISTORY,
+    ChainConfig, Group, GroupChange, GroupId, GroupMember, GroupSigner, InboundChain,
+    InboundChains, OutboundChain, Role, SignedGroupState, MAX_SIGNED_GROUP_STATE_LEN,
+    MAX_STATE_HISTORY,
 };
 use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
 use tacit::kem::KemCiphertext;
@@ -1138,12 +1141,119 @@ fn hostile_inputs_at_every_layer() {
         u,
     );
 
+    // --- Group sender chains (PROTOCOL 16.5, 16.6) ----------------------
+    let group_id = [0x47; 32];
+    let old_state = [0x01; 32];
+    let new_state = [0x02; 32];
+    let mut alice_chain = OutboundChain::new(group_id, old_state, &mut rng);
+    let mut chains = InboundChains::new();
+    chains.insert(InboundChain::from_distribution(
+        &alice_chain.distribution(),
+        ChainConfig::new(4).unwrap(),
+    ));
+    let text = |t: &str, rng: &mut ChaCha20Rng| {
+        Content::new_with_rng(ContentKind::Text, t.as_bytes().to_vec(), 1, rng).unwrap()
+    };
+    let g: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            alice_chain
+                .encrypt(&text(&format!("g{i}"), &mut rng))
+                .unwrap()
+                .to_bytes()
+        })
+        .collect();
+    chains.decrypt(&g[0]).unwrap();
+    let on_chains = |c: &mut InboundChains, bytes: &[u8]| {
+        let before = c.clone();
+        let out = c.decrypt(bytes).map(|m| m.body().to_vec());
+        let same = *c == before;
+        (out, Unchanged::Checked(same))
+    };
+    let (r, u) = on_chains(&mut chains, &g[0]);
+    cat.row(
+        "group chain",
+        Kind::Replayed,
+        "group message decrypted twice",
+        r,
+        GroupDecryptError::DuplicateOrExpired,
+        u,
+    );
+    let (r, u) = on_chains(&mut chains, &g[7]);
+    cat.row(
+        "group chain",
+        Kind::Reordered,
+        "iteration 7 before 1..6 (max_skip 4)",
+        r,
+        GroupDecryptError::TooManySkipped,
+        u,
+    );
+    // A non-member makes its own chain for the group: nobody holds it.
+    let mut outsider = OutboundChain::new(group_id, old_state, &mut rng);
+    let foreign = outsider
+        .encrypt(&text("let me in", &mut rng))
+        .unwrap()
+        .to_bytes();
+    let (r, u) = on_chains(&mut chains, &foreign);
+    cat.row(
+        "group chain",
+        Kind::CrossSession,
+        "a non-member's message (chain not held)",
+        r,
+        GroupDecryptError::UnknownChain,
+        u,
+    );
+    // The same message renamed as Alice's chain: Alice's key does not
+    // verify it (a member forging another's message).
+    let renamed = replace(
+        &foreign,
+        &outsider.signing_key().to_bytes(),
+        &alice_chain.signing_key().to_bytes(),
+    );
+    let (r, u) = on_chains(&mut chains, &renamed);
+    cat.row(
+        "group chain",
+        Kind::Forged,
+        "message signed by another chain's key",
+        r,
+        GroupDecryptError::InvalidSignature,
+        u,
+    );
+    let (r, u) = on_chains(&mut chains, &cut(&g[1]));
+    cat.row(
+        "group chain",
+        Kind::Truncated,
+        "group message without its last byte",
+        r,
+        GroupDecryptError::Wire(WireError::Malformed),
+        u,
+    );
+    // After a change that removed the sender, its chain of the old state
+    // is dropped: what it still sends there is refused.
+    let mut after_change = chains.clone();
+    after_change.retain_state(&group_id, &new_state);
+    let (r, u) = on_chains(&mut after_change, &g[1]);
+    cat.row(
+        "group chain",
+        Kind::Stale,
+        "a removed member's chain of an older state",
+        r,
+        GroupDecryptError::UnknownChain,
+        u,
+    );
+    assert_eq!(chains.decrypt(&g[1]).unwrap().body(), b"g1");
+
     // --- Serialized state: ratchet, session record, account ------------
     let state = receiver.to_bytes().to_vec();
     let record = bob.store_record(&a);
     let account = bob.account().to_bytes().to_vec();
     type Reader = fn(&[u8]) -> Result<(), StateError>;
-    let readers: [(&'static str, &[u8], Reader); 3] = [
+    let inbound_record = chains
+        .get(&group_id, &alice_chain.signing_key().to_bytes())
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    let outbound_record = alice_chain.to_bytes().to_vec();
+    let readers: [(&'static str, &[u8], Reader); 5] = [
         ("ratchet state", &state, |b| {
             Ratchet::from_bytes(b).map(drop)
         }),
@@ -1152,6 +1262,12 @@ fn hostile_inputs_at_every_layer() {
         }),
         ("account record", &account, |b| {
             Account::from_bytes(b).map(drop)
+        }),
+        ("inbound chain", &inbound_record, |b| {
+            InboundChain::from_bytes(b).map(drop)
+        }),
+        ("outbound chain", &outbound_record, |b| {
+            OutboundChain::from_bytes(b).map(drop)
         }),
     ];
     for (layer, bytes, read) in readers {
@@ -1181,7 +1297,7 @@ fn hostile_inputs_at_every_layer() {
             Unchanged::Stateless,
         );
         // Ratchet and session records and accounts are at version 2 (and
-        // read version 1); 3 is none of them.
+        // read version 1), chain records at 1; 3 is none of them.
         let mut v3 = bytes.to_vec();
         v3[0] = 3;
         cat.row(

@@ -6,7 +6,9 @@ use alloc::vec::Vec;
 use prost::Message as _;
 
 use crate::error::{GroupStateError, WireError};
-use crate::group::{proto, SignedGroupState, MAX_GROUP_CONTROL_LEN};
+use zeroize::Zeroizing;
+
+use crate::group::{proto, SenderChainDistribution, SignedGroupState, MAX_GROUP_CONTROL_LEN};
 use crate::wire::{check_version, decode_canonical, WIRE_VERSION};
 
 /// The most states one [`GroupControl`] carries: `[new]` or `[parent, new]`.
@@ -18,10 +20,8 @@ pub const MAX_CONTROL_STATES: usize = 2;
 pub struct GroupControl {
     /// The states, parent first.
     pub states: Vec<SignedGroupState>,
-    /// Field 3, `SenderChainDistribution` (16.5): its canonical encoding,
-    /// exactly as received, for the sender chain layer to decode strictly.
-    /// Not checked here.
-    pub chain: Option<Vec<u8>>,
+    /// Field 3: a sender chain distribution (16.5), decoded strictly.
+    pub chain: Option<SenderChainDistribution>,
 }
 
 impl GroupControl {
@@ -50,17 +50,19 @@ impl GroupControl {
                 return Err(GroupStateError::WrongParent);
             }
         }
-        Ok(Self {
-            states,
-            chain: m.chain,
-        })
+        // The encoding holds a chain key: wiped once decoded.
+        let chain = m
+            .chain
+            .map(|bytes| SenderChainDistribution::from_bytes(&Zeroizing::new(bytes)))
+            .transpose()?;
+        Ok(Self { states, chain })
     }
 
     fn to_proto(&self) -> proto::GroupControl {
         proto::GroupControl {
             version: WIRE_VERSION,
             states: self.states.iter().map(SignedGroupState::to_wire).collect(),
-            chain: self.chain.clone(),
+            chain: self.chain.as_ref().map(|chain| chain.to_bytes().to_vec()),
         }
     }
 

@@ -24,22 +24,39 @@
 //! (strictly decoded, or built and checked here); a signed state's
 //! signature is checked against the state that authorises it, by
 //! [`SignedGroupState::verify`], [`Group::apply`] and [`Group::join`].
+//!
+//! Sender chains and group messages (16.5, 16.6): each sending device
+//! encrypts a group message once under its own chain ([`OutboundChain`]),
+//! signs it with the chain's Ed25519 key, and every member device decrypts
+//! it with its inbound copy of the chain ([`InboundChain`]), received over
+//! a pairwise session as a [`SenderChainDistribution`]. A device starts a
+//! new chain in every state, so a member removed from a state never holds
+//! a chain of it.
 
+mod chain;
+mod chain_proto;
+mod chain_record;
 mod change;
 mod control;
+mod distribution;
+mod message;
 mod proto;
 mod record;
 mod signed;
 mod state;
 
+pub use chain::{
+    ChainConfig, InboundChain, InboundChains, OutboundChain, CHAIN_RECORD_VERSION,
+    MAX_STORED_CHAIN_KEYS,
+};
+
 pub use change::GroupChange;
 pub use control::{GroupControl, SessionControlBody, MAX_CONTROL_STATES};
+pub use distribution::{SenderChainDistribution, MAX_DISTRIBUTION_LEN};
+pub use message::{GroupMessage, GROUP_ID_LEN, MAX_GROUP_MESSAGE_LEN, STATE_HASH_LEN};
 pub use record::{Applied, Group};
 pub use signed::{GroupSigner, SignedGroupState};
 pub use state::{GroupId, GroupMember, GroupState, Role, StateHash};
-
-/// The length of a group id, in bytes.
-pub const GROUP_ID_LEN: usize = 32;
 /// The most members a group state lists.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
 /// The longest title, in bytes of UTF-8.

@@ -51,7 +51,13 @@ pub(crate) struct MessageKeys {
 impl MessageKeys {
     /// Expands a message key.
     pub(crate) fn derive(message_key: &SecretKey32) -> Self {
-        let okm = hkdf::<44>(&[0u8; 32], message_key.as_bytes(), MESSAGE_INFO);
+        Self::derive_labelled(message_key, MESSAGE_INFO)
+    }
+
+    /// Expands a message key under another HKDF label (a group sender
+    /// chain's, `docs/PROTOCOL.md` 16.5).
+    pub(crate) fn derive_labelled(message_key: &SecretKey32, info: &[u8]) -> Self {
+        let okm = hkdf::<44>(&[0u8; 32], message_key.as_bytes(), info);
         let mut key = Zeroizing::new([0u8; 32]);
         let mut nonce = Zeroizing::new([0u8; 12]);
         key.copy_from_slice(&okm[..32]);

@@ -35,7 +35,7 @@
 mod header;
 pub(crate) mod kdf;
 mod message;
-mod skipped;
+pub(crate) mod skipped;
 mod state;
 
 use alloc::vec::Vec;

@@ -182,7 +182,7 @@ const MIN_KEYS_CAPACITY: usize = 16;
 /// dropped, so each element wipes itself before that memory is freed (a
 /// `VecDeque` growing by itself copies the bytes and frees the old buffer
 /// as it is).
-fn push_back_wiping<T: Clone>(deque: &mut VecDeque<T>, item: T, min_capacity: usize) {
+pub(crate) fn push_back_wiping<T: Clone>(deque: &mut VecDeque<T>, item: T, min_capacity: usize) {
     if deque.len() == deque.capacity() {
         let capacity = deque.len().saturating_mul(2).max(min_capacity);
         let mut grown = VecDeque::with_capacity(capacity);
