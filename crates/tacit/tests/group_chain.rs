@@ -148,11 +148,18 @@ impl Forge<'_> {
         let body = m.encode_to_vec();
         m.signature = self
             .signer
-            .sign(&[&b"tacit/group/v1/message"[..], &body].concat())
+            .sign(&signed_bytes(&body))
             .to_bytes()
             .to_vec();
         m.encode_to_vec()
     }
+}
+
+/// What a chain signs: the context, then SHA-256 of the encoding without
+/// field 7.
+fn signed_bytes(body: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    [&b"tacit/group/v1/message"[..], &sha2::Sha256::digest(body)[..]].concat()
 }
 
 fn chain_key_of_sender() -> [u8; 32] {
@@ -199,12 +206,13 @@ fn known_answer_of_the_key_schedule_and_signature() {
             )
             .unwrap();
         assert_eq!(pt, c.to_padded().unwrap());
-        // The signature covers the context and the encoding without field 7.
+        // The signature covers the context and the SHA-256 hash of the
+        // encoding without field 7.
         let bytes = message.to_bytes();
         let body = &bytes[..bytes.len() - 66];
         let vk = SigningKey::from_bytes(&SEED).verifying_key();
         let sig = ed25519_dalek::Signature::from_bytes(&message.signature().to_bytes());
-        vk.verify_strict(&[&b"tacit/group/v1/message"[..], body].concat(), &sig)
+        vk.verify_strict(&signed_bytes(body), &sig)
             .unwrap();
         // A hand-built message of the same inputs is the same bytes.
         let forged = Forge {

@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 
 use prost::Message as _;
+use sha2::{Digest, Sha256};
 
 use super::chain_proto as proto;
 use crate::aead::TAG_LEN;
@@ -21,6 +22,8 @@ pub const MAX_GROUP_MESSAGE_LEN: usize = 128 * 1024 + 512;
 
 /// The prefix of the bytes a chain's signature covers.
 const SIGNATURE_CONTEXT: &[u8] = b"tacit/group/v1/message";
+/// The length of the bytes a chain signs: the context and a SHA-256 hash.
+const SIGNED_LEN: usize = SIGNATURE_CONTEXT.len() + 32;
 /// Field 7 (the signature) as encoded: tag, length, 64 bytes.
 const SIGNATURE_FIELD_LEN: usize = 2 + SIGNATURE_LEN;
 /// The tag byte of field 7, length-delimited.
@@ -85,7 +88,7 @@ impl GroupMessage {
             Vec::with_capacity(SIGNATURE_CONTEXT.len() + body_len + SIGNATURE_FIELD_LEN);
         signed.extend_from_slice(SIGNATURE_CONTEXT);
         body.encode_raw(&mut signed);
-        let signature = signing.sign(&signed);
+        let signature = signing.sign(&signed_digest(&signed[SIGNATURE_CONTEXT.len()..]));
         signed.push(SIGNATURE_TAG);
         signed.push(SIGNATURE_LEN as u8);
         signed.extend_from_slice(&signature.to_bytes());
@@ -181,13 +184,23 @@ impl GroupMessage {
     }
 
     /// Strictly verifies the signature under `key` over the context and
-    /// the encoding without field 7.
+    /// the hash of the encoding without field 7.
     pub(crate) fn verify(&self, key: &IdentityKey) -> Result<(), crate::error::KeyError> {
-        key.verify(
-            &self.signed[..self.signed.len() - SIGNATURE_FIELD_LEN],
-            &self.signature,
-        )
+        let unsigned =
+            &self.signed[SIGNATURE_CONTEXT.len()..self.signed.len() - SIGNATURE_FIELD_LEN];
+        key.verify(&signed_digest(unsigned), &self.signature)
     }
+}
+
+/// What a chain signs: `"tacit/group/v1/message" || SHA-256(Enc(fields 1
+/// to 6))`. Hashing first keeps the signature's cost independent of the
+/// message's length (Ed25519 hashes its input twice with SHA-512).
+fn signed_digest(unsigned: &[u8]) -> [u8; SIGNED_LEN] {
+    let digest = Sha256::digest(unsigned);
+    let mut out = [0u8; SIGNED_LEN];
+    out[..SIGNATURE_CONTEXT.len()].copy_from_slice(SIGNATURE_CONTEXT);
+    out[SIGNATURE_CONTEXT.len()..].copy_from_slice(&digest[..]);
+    out
 }
 
 /// `AD = group_id || state_hash || Enc(signing key) || u32be(iteration)`.
