@@ -78,6 +78,7 @@ mod codec;
 mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod group;
 #[cfg(feature = "hazmat")]
 #[doc(hidden)]
 pub mod hazmat;
