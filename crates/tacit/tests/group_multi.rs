@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! The multi-recipient envelope (`docs/PROTOCOL.md` 16.7): round trips,
 //! each part opening only for its own device, tampering, small-order
 //! ephemeral keys and strict decoding.
