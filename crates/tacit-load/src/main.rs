@@ -101,6 +101,9 @@ struct Args {
     /// Recipient devices of `--group-ingest`, 1 to 1000.
     #[arg(long, default_value_t = 1000)]
     group_recipients: usize,
+    /// Submissions of each mode in one sample of `--group-ingest`.
+    #[arg(long, default_value_t = 20)]
+    group_repeats: usize,
 }
 
 impl Args {
