@@ -14,10 +14,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tacit::group::multi::{self, MultiSealed};
 use tacit::rand_core::OsRng;
 use tacit::{Address, IdentityKey};
-use tacit_relay_proto::{
-    ClientFrame, GroupRecipient, Reply, Request, ServerFrame, SharedPayloadBytes, Submit,
-    SubmitGroup,
-};
+use tacit_relay_proto::{ClientFrame, Reply, Request, ServerFrame, Submit, SubmitGroup};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::procfs::CpuMark;
@@ -174,17 +171,7 @@ async fn submit_group(
     sealed: &MultiSealed,
     n: usize,
 ) -> anyhow::Result<()> {
-    let shared = SharedPayloadBytes::new(sealed.shared.to_bytes())?;
-    let recipients = sealed
-        .parts
-        .iter()
-        .map(|p| GroupRecipient {
-            recipient: p.address.clone(),
-            wrapped_key: p.wrapped_key,
-            delivery_token: None,
-        })
-        .collect();
-    let submission = Request::SubmitGroup(SubmitGroup::new(shared, recipients)?);
+    let submission = Request::SubmitGroup(SubmitGroup::from_sealed(sealed, |_| None)?);
     let id = *next_id;
     *next_id += 1;
     match request(ws, id, submission).await? {

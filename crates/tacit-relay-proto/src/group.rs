@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use tacit::group::multi::MultiSealed;
 use tacit::Address;
 
 use crate::client::{address, DeliveryToken};
@@ -151,6 +152,26 @@ impl SubmitGroup {
     ) -> Result<Self, FrameError> {
         check_recipients(None, &shared, &recipients)?;
         Ok(Self { shared, recipients })
+    }
+
+    /// The submission of an envelope sealed with
+    /// [`tacit::group::multi::seal`]: its shared payload and every part,
+    /// with the delivery token `token` gives for each recipient.
+    pub fn from_sealed(
+        sealed: &MultiSealed,
+        mut token: impl FnMut(&Address) -> Option<DeliveryToken>,
+    ) -> Result<Self, FrameError> {
+        let shared = SharedPayloadBytes::new(sealed.shared.to_bytes())?;
+        let recipients = sealed
+            .parts
+            .iter()
+            .map(|p| GroupRecipient {
+                delivery_token: token(&p.address),
+                recipient: p.address.clone(),
+                wrapped_key: p.wrapped_key,
+            })
+            .collect();
+        Self::new(shared, recipients)
     }
 
     /// The shared payload.

@@ -25,17 +25,7 @@ fn sealed(n: usize, len: usize) -> multi::MultiSealed {
 }
 
 fn submit(sealed: &multi::MultiSealed) -> SubmitGroup {
-    let shared = SharedPayloadBytes::new(sealed.shared.to_bytes()).unwrap();
-    let parts = sealed
-        .parts
-        .iter()
-        .map(|p| GroupRecipient {
-            recipient: p.address.clone(),
-            wrapped_key: p.wrapped_key,
-            delivery_token: None,
-        })
-        .collect();
-    SubmitGroup::new(shared, parts).unwrap()
+    SubmitGroup::from_sealed(sealed, |_| None).unwrap()
 }
 
 fn frame(request: Request) -> ClientFrame {

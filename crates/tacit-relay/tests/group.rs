@@ -13,8 +13,8 @@ use tacit::rand_core::OsRng;
 use tacit::{Address, IdentityKey};
 use tacit_relay::Relay;
 use tacit_relay_proto::{
-    DeliveryToken, EnvelopeKind, ErrorCode, GroupRecipient, Reply, Request, SetDeliveryToken,
-    SharedPayloadBytes, SubmitGroup, MAX_GROUP_RECIPIENTS,
+    DeliveryToken, EnvelopeKind, ErrorCode, Reply, Request, SetDeliveryToken, SubmitGroup,
+    MAX_GROUP_RECIPIENTS,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,17 +39,7 @@ fn seal(devices: &[Device], plaintext: &[u8]) -> MultiSealed {
 }
 
 fn request(sealed: &MultiSealed, token: Option<&DeliveryToken>) -> Request {
-    let shared = SharedPayloadBytes::new(sealed.shared.to_bytes()).unwrap();
-    let recipients = sealed
-        .parts
-        .iter()
-        .map(|p| GroupRecipient {
-            recipient: p.address.clone(),
-            wrapped_key: p.wrapped_key,
-            delivery_token: token.cloned(),
-        })
-        .collect();
-    Request::SubmitGroup(SubmitGroup::new(shared, recipients).unwrap())
+    Request::SubmitGroup(SubmitGroup::from_sealed(sealed, |_| token.cloned()).unwrap())
 }
 
 fn queued(r: Result<Reply, tacit_relay_proto::ErrorReply>) -> u32 {
