@@ -25,8 +25,8 @@ use tacit_relay::fuzzing::{Event, FuzzRelay};
 use tacit_relay::Config;
 use tacit_relay_proto::{
     Ack, ClientFrame, EnvelopeKind, FetchBundles, FetchDeviceList, GroupRecipient, LinkPut,
-    LinkTake, Login, OneTimePreKey, PublishDeviceList, Push, Register, Reply, Request,
-    ServerFrame, SharedPayloadBytes, SignedPreKey, Submit, SubmitGroup, UploadPreKeys,
+    LinkTake, Login, OneTimePreKey, PublishDeviceList, Push, Register, Reply, Request, ServerFrame,
+    SharedPayloadBytes, SignedPreKey, Submit, SubmitGroup, UploadPreKeys,
 };
 
 type Error = Box<dyn std::error::Error>;

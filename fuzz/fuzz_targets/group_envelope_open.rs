@@ -83,7 +83,11 @@ fuzz_target!(|data: &[u8]| {
     };
 
     if let Ok(envelope) = GroupEnvelope::from_bytes(&input) {
-        assert_eq!(envelope.to_bytes(), input, "a non-canonical envelope decoded");
+        assert_eq!(
+            envelope.to_bytes(),
+            input,
+            "a non-canonical envelope decoded"
+        );
     }
     if let Ok(opened) = multi::open(&f.recipient, &f.recipient_address, &input) {
         let real = f.envelopes.iter().find(|(e, _)| *e == input);
@@ -94,7 +98,11 @@ fuzz_target!(|data: &[u8]| {
     // The relay's layout against the core's decoder, on the raw bytes.
     let core = SharedPayload::from_bytes(&input);
     if let Ok(shared) = &core {
-        assert_eq!(shared.to_bytes(), input, "a non-canonical shared payload decoded");
+        assert_eq!(
+            shared.to_bytes(),
+            input,
+            "a non-canonical shared payload decoded"
+        );
     }
     let relay = SharedPayloadBytes::new(input.clone());
     assert_eq!(
