@@ -576,11 +576,12 @@ impl Conn {
             Request::SubmitGroup(s) => {
                 // As for `Submit`: nothing about the submitter is kept.
                 let authenticated = self.session.is_some();
-                let copies = crate::group::copies(s);
+                let (shared, copies) = crate::group::copies(s);
                 let answer = self
                     .shared
                     .writer
                     .queue(|reply| Command::SubmitGroup {
+                        shared,
                         copies,
                         authenticated,
                         now_ms: now_ms(),

@@ -2,10 +2,15 @@
 //! `docs/relay.md`): each recipient's envelope is composed from the shared
 //! payload and its part, and all of them are queued in one savepoint of the
 //! writer's transaction, or none.
+//!
+//! A pending submission holds the shared payload once and 32 bytes a
+//! recipient; each envelope is composed just before its insert and dropped
+//! after it, so what waits in the writer's queue is about the size of the
+//! frame, not of the fan-out.
 
 use rusqlite::Connection;
 use tacit::Address;
-use tacit_relay_proto::{EnvelopeKind, ErrorReply, SubmitGroup};
+use tacit_relay_proto::{EnvelopeKind, ErrorReply, SharedPayloadBytes, SubmitGroup};
 
 use crate::conn::token_hash;
 use crate::store::{submit, Outcome, WriterLimits};
@@ -15,24 +20,26 @@ use crate::store::{submit, Outcome, WriterLimits};
 pub(crate) const SCHEMA_V4: &str =
     "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;";
 
-/// One recipient's copy of a group submission.
+/// One recipient of a group submission.
 pub(crate) struct GroupCopy {
     pub(crate) recipient: Address,
     pub(crate) token_hash: Option<[u8; 32]>,
-    pub(crate) envelope: Vec<u8>,
+    pub(crate) wrapped_key: [u8; 32],
 }
 
-/// Composes each recipient's group envelope, off the writer thread.
-pub(crate) fn copies(submission: SubmitGroup) -> Vec<GroupCopy> {
+/// The shared payload and the recipients, their tokens hashed as the store
+/// keeps them.
+pub(crate) fn copies(submission: SubmitGroup) -> (SharedPayloadBytes, Vec<GroupCopy>) {
     let (shared, recipients) = submission.into_parts();
-    recipients
+    let copies = recipients
         .into_iter()
         .map(|r| GroupCopy {
-            envelope: shared.envelope_for(&r.wrapped_key),
             token_hash: r.delivery_token.as_ref().map(|t| token_hash(t.as_bytes())),
             recipient: r.recipient,
+            wrapped_key: r.wrapped_key,
         })
-        .collect()
+        .collect();
+    (shared, copies)
 }
 
 /// Queues every copy, in order, as `Submit` queues one envelope (the same
@@ -41,16 +48,18 @@ pub(crate) fn copies(submission: SubmitGroup) -> Vec<GroupCopy> {
 /// rolls back the copies queued before it.
 pub(crate) fn submit_group(
     t: &Connection,
+    shared: &SharedPayloadBytes,
     copies: &[GroupCopy],
     authenticated: bool,
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<Outcome<u32>, rusqlite::Error> {
     for (index, copy) in copies.iter().enumerate() {
+        let envelope = shared.envelope_for(&copy.wrapped_key);
         let queued = submit(
             t,
             &copy.recipient,
-            (&copy.envelope, EnvelopeKind::Group),
+            (&envelope, EnvelopeKind::Group),
             copy.token_hash,
             authenticated,
             now_ms,

@@ -19,7 +19,8 @@ use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
 use tacit::{Address, DeviceId, IdentityKey, PublicKey, Signature};
 use tacit_relay_proto::{
-    EnvelopeKind, ErrorCode, ErrorReply, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
+    EnvelopeKind, ErrorCode, ErrorReply, OneTimePreKey, SharedPayloadBytes, UploadPreKeys,
+    MAX_DEVICES_PER_USER,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -245,6 +246,7 @@ pub(crate) enum Command {
     /// Queues one group envelope per recipient, all or none; answers how
     /// many.
     SubmitGroup {
+        shared: SharedPayloadBytes,
         copies: Vec<GroupCopy>,
         authenticated: bool,
         now_ms: u64,
@@ -672,13 +674,14 @@ fn apply(
             Pending::U64(reply, result)
         }
         Command::SubmitGroup {
+            shared,
             copies,
             authenticated,
             now_ms,
             reply,
         } => {
             let result = savepoint(tx, |t| {
-                group::submit_group(t, &copies, authenticated, now_ms, limits)
+                group::submit_group(t, &shared, &copies, authenticated, now_ms, limits)
             });
             if let Ok(n) = result {
                 effects.submitted += u64::from(n);
