@@ -24,8 +24,9 @@ use tacit::Address;
 use tacit_relay::fuzzing::{Event, FuzzRelay};
 use tacit_relay::Config;
 use tacit_relay_proto::{
-    Ack, ClientFrame, FetchBundles, FetchDeviceList, LinkPut, LinkTake, Login, OneTimePreKey,
-    PublishDeviceList, Register, Reply, Request, ServerFrame, SignedPreKey, Submit, UploadPreKeys,
+    Ack, ClientFrame, EnvelopeKind, FetchBundles, FetchDeviceList, GroupRecipient, LinkPut,
+    LinkTake, Login, OneTimePreKey, PublishDeviceList, Push, Register, Reply, Request, ServerFrame,
+    SharedPayloadBytes, SignedPreKey, Submit, SubmitGroup, UploadPreKeys,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -430,7 +431,35 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
     for frame in &server {
         s.put("relay_frames", frame)?;
     }
+    // A group submission and a group push (hand-made: the traffic above
+    // has neither).
+    let shared = [
+        &[0x08, 0x01, 0x12, 0x20][..],
+        &[0x33; 32],
+        &[0x1a, 0x10],
+        &[0x44; 16],
+    ]
+    .concat();
+    let shared = SharedPayloadBytes::new(shared)?;
+    let group = ClientFrame {
+        request_id: 1,
+        request: Request::SubmitGroup(SubmitGroup::new(
+            shared.clone(),
+            vec![GroupRecipient {
+                recipient: Address::new("alice", 1)?,
+                wrapped_key: [0x55; 32],
+                delivery_token: None,
+            }],
+        )?),
+    };
+    s.put("relay_frames", &group.encode())?;
     for extra in [
+        ServerFrame::Push(Push {
+            message_id: 1,
+            server_time_ms: 2,
+            envelope: shared.envelope_for(&[0x55; 32]),
+            kind: EnvelopeKind::Group,
+        }),
         ServerFrame::QueueEmpty,
         ServerFrame::PreKeysLow {
             remaining: 3,
@@ -446,7 +475,7 @@ async fn from_relay(s: &mut Seeds) -> Result<(), Error> {
 /// Seeds for the targets whose input is a selector and a mutation, or a
 /// structure read by `arbitrary`: a few short patterns to start from.
 fn structured(s: &mut Seeds) -> Result<(), Error> {
-    for target in ["ratchet_decrypt", "sealed_open"] {
+    for target in ["ratchet_decrypt", "sealed_open", "group_envelope_open"] {
         for selector in 0..6u8 {
             s.put(target, &[selector])?;
             s.put(target, &[selector, 0, 0, 1])?;

@@ -21,6 +21,7 @@
 //! its pid file (`--mqtt-pidfile`) for CPU, RSS and SIGKILL, and a command
 //! that starts it again (`--mqtt-restart`) for scenario (c).
 
+mod group;
 mod mqtt;
 mod procfs;
 mod relay;
@@ -92,6 +93,17 @@ struct Args {
     /// A tiny run for CI: 5 pairs, a few hundred messages, seconds.
     #[arg(long)]
     tiny: bool,
+    /// Instead of the scenarios: the relay's ingest of one `SubmitGroup`
+    /// against as many single `Submit`s (`--group-recipients`,
+    /// `--payload`, `--rounds`).
+    #[arg(long)]
+    group_ingest: bool,
+    /// Recipient devices of `--group-ingest`, 1 to 1000.
+    #[arg(long, default_value_t = 1000)]
+    group_recipients: usize,
+    /// Submissions of each mode in one sample of `--group-ingest`.
+    #[arg(long, default_value_t = 20)]
+    group_repeats: usize,
 }
 
 impl Args {
@@ -279,6 +291,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let relay_bin = find_relay_bin(&args)?;
     args.relay_bin = Some(relay_bin);
+    if args.group_ingest {
+        return group::run(&args).await;
+    }
     let started = Instant::now();
     let mut table = Table::new(args.mqtt.is_some(), &args.mqtt_name);
     for round in 0..args.rounds.max(1) {

@@ -20,7 +20,7 @@ use crate::procfs::{rss_bytes, CpuMark};
 use crate::report::Metrics;
 use crate::{join_all, payload, percentile, Args, RecvStats, SendStats};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long one connection may take to log in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -52,15 +52,15 @@ impl Drop for TempDir {
 
 /// A relay process on 127.0.0.1.
 #[derive(Debug)]
-struct RelayProc {
+pub(crate) struct RelayProc {
     child: tokio::process::Child,
-    addr: SocketAddr,
-    pid: u32,
+    pub(crate) addr: SocketAddr,
+    pub(crate) pid: u32,
     _stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
 }
 
 impl RelayProc {
-    async fn spawn(bin: &Path, db: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn spawn(bin: &Path, db: &Path) -> anyhow::Result<Self> {
         let huge = "1000000000";
         let mut child = tokio::process::Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--server-name", "tacit-load"])
@@ -113,7 +113,7 @@ impl RelayProc {
     }
 
     /// SIGTERM (a graceful shutdown), then SIGKILL after 30 s.
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()
@@ -133,14 +133,14 @@ impl RelayProc {
 /// by a user key derived, like the identity, from the device's number: the
 /// same device presents the same list on every run.
 #[derive(Debug, Clone)]
-struct Device {
-    address: Address,
-    identity: IdentityKeyPair,
+pub(crate) struct Device {
+    pub(crate) address: Address,
+    pub(crate) identity: IdentityKeyPair,
     list: DeviceList,
 }
 
 impl Device {
-    fn new(role: &str, i: u32) -> anyhow::Result<Self> {
+    pub(crate) fn new(role: &str, i: u32) -> anyhow::Result<Self> {
         let mut seed = [0x4c; 32];
         seed[0] = role.as_bytes().first().copied().unwrap_or(0);
         seed[1..5].copy_from_slice(&i.to_be_bytes());
@@ -162,7 +162,11 @@ impl Device {
     }
 }
 
-async fn request(ws: &mut Ws, request_id: u64, request: Request) -> anyhow::Result<Reply> {
+pub(crate) async fn request(
+    ws: &mut Ws,
+    request_id: u64,
+    request: Request,
+) -> anyhow::Result<Reply> {
     let bytes = ClientFrame {
         request_id,
         request,
@@ -222,7 +226,7 @@ async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
 }
 
 /// Logs in every device, a few at a time.
-async fn login_all(addr: SocketAddr, devices: &[Device]) -> anyhow::Result<Vec<Ws>> {
+pub(crate) async fn login_all(addr: SocketAddr, devices: &[Device]) -> anyhow::Result<Vec<Ws>> {
     let handles: Vec<_> = devices
         .iter()
         .cloned()

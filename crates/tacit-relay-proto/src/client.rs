@@ -54,6 +54,9 @@ pub enum Request {
     LinkPut(LinkPut),
     /// Take, and so delete, the blob of a link slot (any connection).
     LinkTake(LinkTake),
+    /// Submit one shared payload for many recipient devices (any
+    /// connection).
+    SubmitGroup(crate::SubmitGroup),
 }
 
 impl Request {
@@ -72,6 +75,7 @@ impl Request {
             Self::FetchDeviceList(_) => "fetch_device_list",
             Self::LinkPut(_) => "link_put",
             Self::LinkTake(_) => "link_take",
+            Self::SubmitGroup(_) => "submit_group",
         }
     }
 }
@@ -327,7 +331,7 @@ impl DeliveryToken {
         Self::checked(None, "delivery_token", bytes)
     }
 
-    fn checked(
+    pub(crate) fn checked(
         request_id: Option<u64>,
         field: &'static str,
         bytes: &[u8],
@@ -595,6 +599,9 @@ impl ClientFrame {
             client_frame::Request::LinkTake(r) => Request::LinkTake(LinkTake {
                 slot: fixed::<LINK_SLOT_LEN>(id, "slot", &r.slot)?,
             }),
+            client_frame::Request::SubmitGroup(r) => {
+                Request::SubmitGroup(crate::SubmitGroup::from_proto(id, r)?)
+            }
         };
         Ok(Self {
             request_id: m.request_id,
@@ -672,6 +679,7 @@ impl ClientFrame {
             Request::LinkTake(r) => client_frame::Request::LinkTake(proto::LinkTake {
                 slot: r.slot.to_vec(),
             }),
+            Request::SubmitGroup(r) => client_frame::Request::SubmitGroup(r.to_proto()),
         };
         proto::ClientFrame {
             request_id: self.request_id,
@@ -803,7 +811,11 @@ fn check_user_id(id: Option<u64>, user_id: &str) -> Result<(), FrameError> {
         .map_err(|_| FrameError::invalid(id, "user_id"))
 }
 
-fn address(id: Option<u64>, user_id: &str, device_id: u32) -> Result<Address, FrameError> {
+pub(crate) fn address(
+    id: Option<u64>,
+    user_id: &str,
+    device_id: u32,
+) -> Result<Address, FrameError> {
     check_user_id(id, user_id)?;
     Address::new(user_id, device_id).map_err(|_| FrameError::invalid(id, "device_id"))
 }

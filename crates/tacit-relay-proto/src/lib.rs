@@ -34,6 +34,7 @@
 
 mod client;
 mod error;
+mod group;
 mod proto;
 mod server;
 
@@ -43,6 +44,10 @@ pub use client::{
     SignedPreKey, Submit, UploadPreKeys,
 };
 pub use error::{ErrorCode, FrameError};
+pub use group::{
+    EnvelopeKind, GroupRecipient, SharedPayloadBytes, SubmitGroup, MAX_GROUP_FANOUT_LEN,
+    MAX_GROUP_RECIPIENTS, MAX_GROUP_RECIPIENT_FRAME_LEN, MAX_SHARED_PAYLOAD_LEN, WRAPPED_KEY_LEN,
+};
 pub use server::{
     Bundles, Challenge, DeviceBundle, ErrorReply, LoggedIn, Push, Reply, Response, ServerFrame,
 };
@@ -58,9 +63,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const WEBSOCKET_PATH: &str = "/v1";
 /// The largest sealed envelope a client may submit, in bytes.
 pub const MAX_ENVELOPE_LEN: usize = 260 * 1024;
-/// The largest client frame this protocol allows; a relay may set a lower
-/// limit.
-pub const MAX_CLIENT_FRAME_LEN: usize = MAX_ENVELOPE_LEN + 1024;
+/// The largest client frame this protocol allows (a `SubmitGroup` of the
+/// largest shared payload to [`MAX_GROUP_RECIPIENTS`] recipients); a relay
+/// may set a lower limit.
+pub const MAX_CLIENT_FRAME_LEN: usize =
+    MAX_ENVELOPE_LEN + 1024 + MAX_GROUP_RECIPIENTS * MAX_GROUP_RECIPIENT_FRAME_LEN;
 /// The largest server frame a client accepts.
 pub const MAX_SERVER_FRAME_LEN: usize = MAX_ENVELOPE_LEN + 64 * 1024;
 /// The length of a login challenge.
@@ -171,5 +178,7 @@ fn decode_canonical<M: prost::Message + Default>(
     Ok(message)
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

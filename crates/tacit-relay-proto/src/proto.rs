@@ -8,7 +8,7 @@ pub(crate) struct ClientFrame {
     pub(crate) request_id: u64,
     #[prost(
         oneof = "client_frame::Request",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
     )]
     pub(crate) request: Option<client_frame::Request>,
 }
@@ -54,6 +54,9 @@ pub(crate) mod client_frame {
         /// Take the blob of a link slot.
         #[prost(message, tag = "13")]
         LinkTake(super::LinkTake),
+        /// Submit one shared payload for many recipient devices.
+        #[prost(message, tag = "14")]
+        SubmitGroup(super::SubmitGroup),
     }
 }
 
@@ -180,6 +183,28 @@ pub(crate) struct Submit {
     pub(crate) delivery_token: Option<Vec<u8>>,
 }
 
+/// `GroupRecipient`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct GroupRecipient {
+    #[prost(string, tag = "1")]
+    pub(crate) user_id: String,
+    #[prost(uint32, tag = "2")]
+    pub(crate) device_id: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub(crate) wrapped_key: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub(crate) delivery_token: Option<Vec<u8>>,
+}
+
+/// `SubmitGroup`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SubmitGroup {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) shared: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    pub(crate) recipients: Vec<GroupRecipient>,
+}
+
 /// `Ack`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Ack {
@@ -231,7 +256,7 @@ pub(crate) struct Response {
     pub(crate) request_id: u64,
     #[prost(
         oneof = "response::Outcome",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
     )]
     pub(crate) outcome: Option<response::Outcome>,
 }
@@ -277,6 +302,9 @@ pub(crate) mod response {
         /// A link slot's blob, now deleted from the relay.
         #[prost(message, tag = "13")]
         LinkBlob(super::LinkBlob),
+        /// A group submission is durably queued for every recipient.
+        #[prost(message, tag = "14")]
+        SubmittedGroup(super::SubmittedGroup),
     }
 }
 
@@ -372,6 +400,13 @@ pub(crate) struct Submitted {
     pub(crate) message_id: u64,
 }
 
+/// `SubmittedGroup`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SubmittedGroup {
+    #[prost(uint32, tag = "1")]
+    pub(crate) queued: u32,
+}
+
 /// `Acked`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Acked {
@@ -388,6 +423,9 @@ pub(crate) struct Push {
     pub(crate) server_time_ms: u64,
     #[prost(bytes = "vec", tag = "3")]
     pub(crate) envelope: Vec<u8>,
+    /// 0 (absent): a sealed envelope; 1: a group envelope.
+    #[prost(uint32, tag = "4")]
+    pub(crate) envelope_kind: u32,
 }
 
 /// `PreKeysLow`.

@@ -6,6 +6,7 @@ use tacit::DeviceId;
 
 use crate::client::{check_blob, DeviceListBytes};
 use crate::error::{ErrorCode, FrameError};
+use crate::group::{EnvelopeKind, MAX_GROUP_RECIPIENTS};
 use crate::proto::{self, response, server_frame};
 use crate::{
     decode_canonical, CHALLENGE_LEN, MAX_DEVICES_PER_USER, MAX_ENVELOPE_LEN, MAX_ERROR_MESSAGE_LEN,
@@ -73,6 +74,12 @@ pub enum Reply {
     Submitted {
         /// The message's id in the recipient's mailbox.
         message_id: u64,
+    },
+    /// Answers `SubmitGroup`: a group envelope is durably queued for every
+    /// recipient.
+    SubmittedGroup {
+        /// How many were queued: the number of recipients.
+        queued: u32,
     },
     /// Answers `Ack`: the messages are deleted.
     Acked {
@@ -192,8 +199,11 @@ pub struct Push {
     pub message_id: u64,
     /// When the relay stored it, milliseconds since the Unix epoch.
     pub server_time_ms: u64,
-    /// The sealed envelope, as submitted.
+    /// The envelope: as submitted (a sealed envelope), or composed by the
+    /// relay (a group envelope).
     pub envelope: Vec<u8>,
+    /// Which kind of envelope [`envelope`](Self::envelope) is.
+    pub kind: EnvelopeKind,
 }
 
 impl ServerFrame {
@@ -205,6 +215,7 @@ impl ServerFrame {
                 message_id: p.message_id,
                 server_time_ms: p.server_time_ms,
                 envelope: p.envelope.clone(),
+                envelope_kind: p.kind.as_u32(),
             }),
             Self::QueueEmpty => server_frame::Kind::QueueEmpty(proto::Empty {}),
             Self::PreKeysLow {
@@ -230,6 +241,7 @@ impl ServerFrame {
                     message_id: p.message_id,
                     server_time_ms: p.server_time_ms,
                     envelope: p.envelope,
+                    envelope_kind: p.kind.as_u32(),
                 })),
             }
             .encode_to_vec(),
@@ -249,10 +261,13 @@ impl ServerFrame {
                 if p.envelope.is_empty() || p.envelope.len() > MAX_ENVELOPE_LEN {
                     return Err(FrameError::invalid(None, "envelope"));
                 }
+                let kind = EnvelopeKind::from_u32(p.envelope_kind)
+                    .ok_or(FrameError::invalid(None, "envelope_kind"))?;
                 Ok(Self::Push(Push {
                     message_id: p.message_id,
                     server_time_ms: p.server_time_ms,
                     envelope: p.envelope,
+                    kind,
                 }))
             }
             server_frame::Kind::QueueEmpty(_) => Ok(Self::QueueEmpty),
@@ -310,6 +325,9 @@ fn response_to_proto(r: &Response) -> proto::Response {
         Ok(Reply::Submitted { message_id }) => response::Outcome::Submitted(proto::Submitted {
             message_id: *message_id,
         }),
+        Ok(Reply::SubmittedGroup { queued }) => {
+            response::Outcome::SubmittedGroup(proto::SubmittedGroup { queued: *queued })
+        }
         Ok(Reply::Acked { removed }) => {
             response::Outcome::Acked(proto::Acked { removed: *removed })
         }
@@ -399,6 +417,13 @@ fn response_from_proto(r: proto::Response) -> Result<Response, FrameError> {
             Ok(Reply::Submitted {
                 message_id: s.message_id,
             })
+        }
+        response::Outcome::SubmittedGroup(s) => {
+            if s.queued == 0 || usize::try_from(s.queued).map_or(true, |n| n > MAX_GROUP_RECIPIENTS)
+            {
+                return Err(FrameError::invalid(None, "queued"));
+            }
+            Ok(Reply::SubmittedGroup { queued: s.queued })
         }
         response::Outcome::Acked(a) => Ok(Reply::Acked { removed: a.removed }),
         response::Outcome::DeliveryTokenSet(_) => Ok(Reply::DeliveryTokenSet),

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use tacit::{Address, IdentityKey};
 use tacit_relay_proto::{
     login_transcript, register_transcript, Bundles, Challenge, ClientFrame, DeviceListBytes,
-    ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame, CHALLENGE_LEN,
+    EnvelopeKind, ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame,
+    CHALLENGE_LEN,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -572,6 +573,26 @@ impl Conn {
                 });
                 Ok(())
             }
+            Request::SubmitGroup(s) => {
+                // As for `Submit`: nothing about the submitter is kept.
+                let authenticated = self.session.is_some();
+                let (shared, copies) = crate::group::copies(s);
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::SubmitGroup {
+                        shared,
+                        copies,
+                        authenticated,
+                        now_ms: now_ms(),
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer.await.map(|queued| Reply::SubmittedGroup { queued })
+                });
+                Ok(())
+            }
             Request::Ack(a) => {
                 let Some(session) = &self.session else {
                     return Ok(());
@@ -931,6 +952,7 @@ async fn deliver(
                     message_id: m.id,
                     server_time_ms: m.server_ms,
                     envelope: m.envelope,
+                    kind: EnvelopeKind::from_u32(m.kind).unwrap_or_default(),
                 });
                 if out.send(Outbound::Frame(push)).await.is_err() {
                     return;
@@ -989,7 +1011,7 @@ fn stored_list(list: Vec<u8>) -> Outcome<DeviceListBytes> {
 }
 
 /// The stored form of a delivery token.
-fn token_hash(token: &[u8]) -> [u8; 32] {
+pub(crate) fn token_hash(token: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"tacit-relay-delivery-token-v1");
     h.update(token);

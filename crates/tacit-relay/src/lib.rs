@@ -28,6 +28,7 @@ mod conn;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod group;
 mod kem;
 mod limits;
 mod link;

@@ -10,7 +10,7 @@ use crate::store::QueueStats;
 
 /// The request kinds counted by `requests_total`, as
 /// [`Request::name`](tacit_relay_proto::Request::name) spells them.
-const REQUEST_KINDS: [&str; 12] = [
+const REQUEST_KINDS: [&str; 13] = [
     "get_challenge",
     "register",
     "login",
@@ -23,6 +23,7 @@ const REQUEST_KINDS: [&str; 12] = [
     "fetch_device_list",
     "link_put",
     "link_take",
+    "submit_group",
 ];
 
 /// The relay's counters. Rates follow from the totals over time.

@@ -19,10 +19,12 @@ use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
 use tacit::{Address, DeviceId, IdentityKey, PublicKey, Signature};
 use tacit_relay_proto::{
-    ErrorCode, ErrorReply, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
+    EnvelopeKind, ErrorCode, ErrorReply, OneTimePreKey, SharedPayloadBytes, UploadPreKeys,
+    MAX_DEVICES_PER_USER,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::group::{self, GroupCopy};
 use crate::kem::{self, PreKeyCounts};
 use crate::metrics::Metrics;
 use crate::online::Online;
@@ -31,7 +33,7 @@ use crate::online::Online;
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
 /// version 0; the first migration creates the tables they already have
 /// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
@@ -240,6 +242,15 @@ pub(crate) enum Command {
         authenticated: bool,
         now_ms: u64,
         reply: oneshot::Sender<Outcome<u64>>,
+    },
+    /// Queues one group envelope per recipient, all or none; answers how
+    /// many.
+    SubmitGroup {
+        shared: SharedPayloadBytes,
+        copies: Vec<GroupCopy>,
+        authenticated: bool,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u32>>,
     },
     Ack {
         address: Address,
@@ -526,7 +537,7 @@ fn reply_of(command: Command) -> Pending {
     match command {
         Command::Register { reply, .. } => Pending::Bool(reply, e()),
         Command::UploadPreKeys { reply, .. } => Pending::Counts(reply, e()),
-        Command::Ack { reply, .. } => Pending::U32(reply, e()),
+        Command::Ack { reply, .. } | Command::SubmitGroup { reply, .. } => Pending::U32(reply, e()),
         Command::PublishList { reply, .. } => Pending::U64(reply, e()),
         Command::ClaimBundles { reply, .. } => Pending::Bundles(reply, e()),
         Command::Submit { reply, .. }
@@ -649,7 +660,7 @@ fn apply(
                 submit(
                     t,
                     &recipient,
-                    &envelope,
+                    (&envelope, EnvelopeKind::Sealed),
                     token_hash,
                     authenticated,
                     now_ms,
@@ -661,6 +672,22 @@ fn apply(
                 effects.mail.push(recipient);
             }
             Pending::U64(reply, result)
+        }
+        Command::SubmitGroup {
+            shared,
+            copies,
+            authenticated,
+            now_ms,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| {
+                group::submit_group(t, &shared, &copies, authenticated, now_ms, limits)
+            });
+            if let Ok(n) = result {
+                effects.submitted += u64::from(n);
+                effects.mail.extend(copies.into_iter().map(|c| c.recipient));
+            }
+            Pending::U32(reply, result)
         }
         Command::Ack {
             address,
@@ -1063,10 +1090,12 @@ fn claim_bundles(
     Ok(Ok((list, bundles)))
 }
 
-fn submit(
+/// Queues `envelope`, of its kind, for `recipient`, or refuses: no such
+/// device, its delivery token is needed, its queue is full.
+pub(crate) fn submit(
     t: &Connection,
     recipient: &Address,
-    envelope: &[u8],
+    (envelope, kind): (&[u8], EnvelopeKind),
     token_hash: Option<[u8; 32]>,
     authenticated: bool,
     now_ms: u64,
@@ -1098,9 +1127,9 @@ fn submit(
         ));
     }
     t.prepare_cached(
-        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope])?;
+    .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     let id = t.last_insert_rowid();
     t.prepare_cached(
         "UPDATE devices SET queued = queued + 1 WHERE user_id = ?1 AND device_id = ?2",
@@ -1176,6 +1205,8 @@ pub(crate) struct StoredMessage {
     pub(crate) id: u64,
     pub(crate) server_ms: u64,
     pub(crate) envelope: Vec<u8>,
+    /// The envelope's kind as stored (0 sealed, 1 group).
+    pub(crate) kind: u32,
 }
 
 /// Queue statistics for the metrics endpoint.
@@ -1282,7 +1313,7 @@ impl Readers {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, server_ms, envelope FROM messages
+                "SELECT id, server_ms, envelope, kind FROM messages
                  WHERE user_id = ?1 AND device_id = ?2 AND id > ?3 AND expires_ms > ?4
                  ORDER BY id LIMIT ?5",
             )?;
@@ -1291,6 +1322,7 @@ impl Readers {
                     id: r.get(0)?,
                     server_ms: r.get(1)?,
                     envelope: r.get(2)?,
+                    kind: r.get(3)?,
                 })
             })?;
             rows.collect()

@@ -3,42 +3,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
-
 use common::*;
 use tacit_relay_proto::Reply;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tacit-relay");
-
-async fn spawn(db: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--server-name",
-            "test-relay",
-            "--db",
-        ])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("the relay did not start in time")
-        .unwrap()
-        .expect("no address line");
-    let addr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
-    (child, addr)
-}
 
 #[tokio::test]
 async fn acknowledged_messages_survive_sigkill() {

@@ -146,11 +146,7 @@ impl Forge<'_> {
             signature: Vec::new(),
         };
         let body = m.encode_to_vec();
-        m.signature = self
-            .signer
-            .sign(&signed_bytes(&body))
-            .to_bytes()
-            .to_vec();
+        m.signature = self.signer.sign(&signed_bytes(&body)).to_bytes().to_vec();
         m.encode_to_vec()
     }
 }
@@ -159,7 +155,11 @@ impl Forge<'_> {
 /// field 7.
 fn signed_bytes(body: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
-    [&b"tacit/group/v1/message"[..], &sha2::Sha256::digest(body)[..]].concat()
+    [
+        &b"tacit/group/v1/message"[..],
+        &sha2::Sha256::digest(body)[..],
+    ]
+    .concat()
 }
 
 fn chain_key_of_sender() -> [u8; 32] {
@@ -212,8 +212,7 @@ fn known_answer_of_the_key_schedule_and_signature() {
         let body = &bytes[..bytes.len() - 66];
         let vk = SigningKey::from_bytes(&SEED).verifying_key();
         let sig = ed25519_dalek::Signature::from_bytes(&message.signature().to_bytes());
-        vk.verify_strict(&signed_bytes(body), &sig)
-            .unwrap();
+        vk.verify_strict(&signed_bytes(body), &sig).unwrap();
         // A hand-built message of the same inputs is the same bytes.
         let forged = Forge {
             padded: &c.to_padded().unwrap(),

@@ -27,6 +27,7 @@ use tacit::error::{
     GroupDecryptError, GroupStateError, IdentityError, KemError, PqxdhError, UnknownUser,
     UserKeyConflict,
 };
+use tacit::group::multi::{self, MultiError};
 use tacit::group::{
     ChainConfig, Group, GroupChange, GroupId, GroupMember, GroupSigner, InboundChain,
     InboundChains, OutboundChain, Role, SignedGroupState, MAX_SIGNED_GROUP_STATE_LEN,
@@ -1306,6 +1307,93 @@ fn hostile_inputs_at_every_layer() {
             "version byte 3",
             read(&v3),
             StateError::UnknownVersion(3),
+            Unchanged::Stateless,
+        );
+    }
+
+    // The multi-recipient envelope (16.7): a group message sealed once for
+    // Bob's two devices and Carol's. Opening holds no state.
+    {
+        let layer = "group envelope";
+        let members = [&bob, &bob2, &carol];
+        let recipients: Vec<(Address, tacit::keys::IdentityKey)> = members
+            .iter()
+            .map(|d| {
+                (
+                    d.local_address().clone(),
+                    d.account().identity().public_key(),
+                )
+            })
+            .collect();
+        let sealed = multi::seal(b"group message", &recipients, &mut rng).unwrap();
+        let envelope = |i: usize| {
+            sealed
+                .shared
+                .envelope_for(&sealed.parts[i].wrapped_key)
+                .to_bytes()
+        };
+        let open = |d: &Device, bytes: &[u8]| {
+            multi::open(d.account().identity(), d.local_address(), bytes)
+        };
+        assert_eq!(open(&bob, &envelope(0)).unwrap(), b"group message");
+        let too_many: Vec<(Address, tacit::keys::IdentityKey)> = (0..=multi::MAX_RECIPIENTS)
+            .map(|i| (Address::new(&format!("m{i}"), 1).unwrap(), alice_id))
+            .collect();
+        cat.row(
+            layer,
+            Kind::Oversize,
+            "sealed to 1001 recipient devices",
+            multi::seal(b"m", &too_many, &mut rng).map(|_| ()),
+            MultiError::TooManyRecipients {
+                count: multi::MAX_RECIPIENTS + 1,
+                max: multi::MAX_RECIPIENTS,
+            },
+            Unchanged::Stateless,
+        );
+        let mut tampered = envelope(0);
+        tampered[40] ^= 1;
+        cat.row(
+            layer,
+            Kind::WrongKey,
+            "wrapped key with one bit flipped",
+            open(&bob, &tampered),
+            MultiError::DoesNotOpen,
+            Unchanged::Stateless,
+        );
+        cat.row(
+            layer,
+            Kind::WrongRecipient,
+            "Bob's part opened by Bob's other device",
+            open(&bob2, &envelope(0)),
+            MultiError::DoesNotOpen,
+            Unchanged::Stateless,
+        );
+        let mut small = envelope(2);
+        small[4..36].fill(0);
+        cat.row(
+            layer,
+            Kind::WrongKey,
+            "ephemeral key of small order (zero)",
+            open(&carol, &small),
+            MultiError::InvalidEphemeralKey,
+            Unchanged::Stateless,
+        );
+        cat.row(
+            layer,
+            Kind::Truncated,
+            "without its last byte",
+            open(&carol, &cut(&envelope(2))),
+            MultiError::Malformed(WireError::Malformed),
+            Unchanged::Stateless,
+        );
+        let mut v2 = envelope(2);
+        v2[1] = 2;
+        cat.row(
+            layer,
+            Kind::WrongVersion,
+            "version 2",
+            open(&carol, &v2),
+            MultiError::Malformed(WireError::UnknownVersion(2)),
             Unchanged::Stateless,
         );
     }

@@ -418,3 +418,35 @@ pub async fn registered(relay: SocketAddr, device: &Device) -> TcpClient {
         other => panic!("{other:?}"),
     }
 }
+
+/// The built `tacit-relay` binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tacit-relay");
+
+/// Starts the relay binary on `db` and an ephemeral port: the process
+/// (killed when dropped) and its address.
+pub async fn spawn(db: &Path) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--server-name",
+            "test-relay",
+            "--db",
+        ])
+        .arg(db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the relay did not start in time")
+        .unwrap()
+        .expect("no address line");
+    let addr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
+    (child, addr)
+}

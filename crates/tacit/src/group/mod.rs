@@ -32,6 +32,10 @@
 //! a pairwise session as a [`SenderChainDistribution`]. A device starts a
 //! new chain in every state, so a member removed from a state never holds
 //! a chain of it.
+//!
+//! [`multi`] is the multi-recipient envelope (16.7): one encryption of a
+//! group message for every recipient device, with a 32-byte part per
+//! device, uploaded once and fanned out by the relay.
 
 mod chain;
 mod chain_proto;
@@ -40,6 +44,8 @@ mod change;
 mod control;
 mod distribution;
 mod message;
+pub mod multi;
+mod multi_proto;
 mod proto;
 mod record;
 mod signed;
