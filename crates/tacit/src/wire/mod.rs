@@ -73,6 +73,27 @@ pub(crate) fn decode_canonical<M: prost::Message + Default>(
     Ok(message)
 }
 
+/// [`decode_canonical`] for a message that holds a secret: its
+/// re-encoding, made to check that it is canonical, is wiped.
+pub(crate) fn decode_canonical_secret<M: prost::Message + Default>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<M, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::Oversize {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let message = M::decode(bytes).map_err(|_| WireError::Malformed)?;
+    let mut again = zeroize::Zeroizing::new(Vec::with_capacity(message.encoded_len()));
+    message.encode_raw(&mut *again);
+    if again.as_slice() != bytes {
+        return Err(WireError::NonCanonical);
+    }
+    Ok(message)
+}
+
 /// Checks a message's version field.
 pub(crate) fn check_version(version: u32) -> Result<(), WireError> {
     if version == WIRE_VERSION {
