@@ -3,7 +3,8 @@
 //! earlier version let through, each shown failing: a plain member's leave
 //! undoing an admin's later changes by winning the sibling race, and a
 //! joining member accepting a forged first state as the parent it is
-//! added to.
+//! added to; and the `[parent, new]` tricks a joining member was already
+//! refusing, kept as regressions.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -227,4 +228,61 @@ fn joining_checks_a_first_state_given_as_parent() {
         .unwrap();
     let joined = join(&[valid.current().clone(), add]).unwrap();
     assert_eq!(Group::from_bytes(&joined.to_bytes()), Ok(joined));
+}
+
+/// The other `[parent, new]` tricks a joining member can check: a parent of
+/// another group, a parent at the last epoch, a child signed by a plain
+/// member of the parent.
+#[test]
+fn joining_refuses_the_parents_it_can_judge() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x7a1c);
+    let mallory = User::new("mallory", &mut rng);
+    let bob = User::new("bob", &mut rng);
+    let dave = User::new("dave", &mut rng);
+    let sorted = |mut members: Vec<GroupMember>| {
+        GroupState::sort_members(&mut members);
+        members
+    };
+    let before = sorted(vec![mallory.member(Role::Admin), bob.member(Role::Member)]);
+    let after = sorted(vec![
+        mallory.member(Role::Admin),
+        bob.member(Role::Member),
+        dave.member(Role::Member),
+    ]);
+    let signed = |group: GroupId, epoch, parent, members: &[GroupMember], by: &User| {
+        SignedGroupState::sign(
+            GroupState::new(group, epoch, parent, "t".into(), members.to_vec()).unwrap(),
+            &by.signer(),
+        )
+    };
+    let join = |states: &[SignedGroupState], from: &User| {
+        Group::join(
+            "dave",
+            &dave.key.public_key(),
+            states,
+            &from.address,
+            &from.device.public_key(),
+        )
+    };
+    let (g, h) = (GroupId::generate(&mut rng), GroupId::generate(&mut rng));
+    let parent = signed(g, 0, None, &before, &mallory);
+    // The child names the parent's hash but another group id.
+    let other = signed(h, 1, Some(parent.hash()), &after, &mallory);
+    assert_eq!(
+        join(&[parent.clone(), other], &mallory),
+        Err(GroupStateError::WrongGroup)
+    );
+    // A parent at the last epoch has no child.
+    let last = signed(g, u64::MAX, Some(parent.hash()), &before, &mallory);
+    let past = signed(g, u64::MAX, Some(last.hash()), &after, &mallory);
+    assert_eq!(
+        join(&[last, past], &mallory),
+        Err(GroupStateError::EpochExhausted)
+    );
+    // Bob, a plain member of the parent, adds Dave.
+    let by_bob = signed(g, 1, Some(parent.hash()), &after, &bob);
+    assert_eq!(
+        join(&[parent, by_bob], &bob),
+        Err(GroupStateError::Unauthorised)
+    );
 }
