@@ -53,6 +53,13 @@ impl User {
     }
 }
 
+/// A group `admin` creates with plain `members`.
+fn created(rng: &mut ChaCha20Rng, admin: &User, members: &[&User]) -> Group {
+    let mut all: Vec<GroupMember> = members.iter().map(|m| m.member(Role::Member)).collect();
+    all.push(admin.member(Role::Admin));
+    Group::create(GroupId::generate(rng), "team", all, &admin.signer()).unwrap()
+}
+
 /// A plain member signs a leave as a sibling of an admin's change, with
 /// as many devices as it takes for its hash to be the lower one (half the
 /// tries, on average). The leave must lose, in either order of arrival:
@@ -65,18 +72,7 @@ fn a_plain_members_leave_cannot_undo_an_admins_change() {
     let bob = User::new("bob", &mut rng);
     let carol = User::new("carol", &mut rng);
     let mallory = User::new("mallory", &mut rng);
-    let base = Group::create(
-        GroupId::generate(&mut rng),
-        "team",
-        vec![
-            alice.member(Role::Admin),
-            bob.member(Role::Member),
-            carol.member(Role::Member),
-            mallory.member(Role::Member),
-        ],
-        &alice.signer(),
-    )
-    .unwrap();
+    let base = created(&mut rng, &alice, &[&bob, &carol, &mallory]);
     // Alice removes Carol; Bob applies it.
     let removal = base
         .propose(&[GroupChange::Remove("carol".into())], &alice.signer())
@@ -135,17 +131,7 @@ fn between_two_leaves_the_lower_hash_wins() {
     let alice = User::new("alice", &mut rng);
     let bob = User::new("bob", &mut rng);
     let carol = User::new("carol", &mut rng);
-    let base = Group::create(
-        GroupId::generate(&mut rng),
-        "team",
-        vec![
-            alice.member(Role::Admin),
-            bob.member(Role::Member),
-            carol.member(Role::Member),
-        ],
-        &alice.signer(),
-    )
-    .unwrap();
+    let base = created(&mut rng, &alice, &[&bob, &carol]);
     let by_bob = base.propose(&[GroupChange::Leave], &bob.signer()).unwrap();
     let by_carol = base
         .propose(&[GroupChange::Leave], &carol.signer())

@@ -60,13 +60,7 @@ pub(crate) fn decode_canonical<M: prost::Message + Default>(
     bytes: &[u8],
     max: usize,
 ) -> Result<M, WireError> {
-    if bytes.len() > max {
-        return Err(WireError::Oversize {
-            len: bytes.len(),
-            max,
-        });
-    }
-    let message = M::decode(bytes).map_err(|_| WireError::Malformed)?;
+    let message: M = decode_within(bytes, max)?;
     if message.encoded_len() != bytes.len() || message.encode_to_vec() != bytes {
         return Err(WireError::NonCanonical);
     }
@@ -79,19 +73,24 @@ pub(crate) fn decode_canonical_secret<M: prost::Message + Default>(
     bytes: &[u8],
     max: usize,
 ) -> Result<M, WireError> {
-    if bytes.len() > max {
-        return Err(WireError::Oversize {
-            len: bytes.len(),
-            max,
-        });
-    }
-    let message = M::decode(bytes).map_err(|_| WireError::Malformed)?;
+    let message: M = decode_within(bytes, max)?;
     let mut again = zeroize::Zeroizing::new(Vec::with_capacity(message.encoded_len()));
     message.encode_raw(&mut *again);
     if again.as_slice() != bytes {
         return Err(WireError::NonCanonical);
     }
     Ok(message)
+}
+
+/// The size limit, then protobuf decoding.
+fn decode_within<M: prost::Message + Default>(bytes: &[u8], max: usize) -> Result<M, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::Oversize {
+            len: bytes.len(),
+            max,
+        });
+    }
+    M::decode(bytes).map_err(|_| WireError::Malformed)
 }
 
 /// Checks a message's version field.
