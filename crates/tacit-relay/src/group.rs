@@ -13,7 +13,7 @@ use tacit::Address;
 use tacit_relay_proto::{EnvelopeKind, ErrorReply, SharedPayloadBytes, SubmitGroup};
 
 use crate::conn::token_hash;
-use crate::store::{submit, Outcome, WriterLimits};
+use crate::store::{insert_envelope, may_submit, Outcome, WriterLimits};
 
 /// Version 4: a mailbox message records its envelope's kind (0 a sealed
 /// envelope, 1 a group envelope); messages stored before are sealed.
@@ -42,10 +42,13 @@ pub(crate) fn copies(submission: SubmitGroup) -> (SharedPayloadBytes, Vec<GroupC
     (shared, copies)
 }
 
-/// Queues every copy, in order, as `Submit` queues one envelope (the same
-/// device, token and queue checks). The first refusal refuses the whole
-/// submission, naming the recipient's index; the caller's savepoint then
-/// rolls back the copies queued before it.
+/// Queues every copy, in order, with the checks of `Submit` (the same
+/// device, token and queue checks). Every recipient is checked before any
+/// envelope is composed or written, so a refused submission costs reads
+/// only, wherever the recipient that fails it stands; the first refusal
+/// refuses the whole submission, naming the recipient's index. Each device
+/// appears once (`SubmitGroup` refuses repeats), so the queue a check read
+/// is the queue its insert finds.
 pub(crate) fn submit_group(
     t: &Connection,
     shared: &SharedPayloadBytes,
@@ -55,17 +58,8 @@ pub(crate) fn submit_group(
     limits: &WriterLimits,
 ) -> Result<Outcome<u32>, rusqlite::Error> {
     for (index, copy) in copies.iter().enumerate() {
-        let envelope = shared.envelope_for(&copy.wrapped_key);
-        let queued = submit(
-            t,
-            &copy.recipient,
-            (&envelope, EnvelopeKind::Group),
-            copy.token_hash,
-            authenticated,
-            now_ms,
-            limits,
-        )?;
-        if let Err(refusal) = queued {
+        let checked = may_submit(t, &copy.recipient, copy.token_hash, authenticated, limits)?;
+        if let Err(refusal) = checked {
             return Ok(Err(ErrorReply::new(
                 refusal.code,
                 format!(
@@ -75,5 +69,118 @@ pub(crate) fn submit_group(
             )));
         }
     }
+    for copy in copies {
+        let envelope = shared.envelope_for(&copy.wrapped_key);
+        insert_envelope(
+            t,
+            &copy.recipient,
+            (&envelope, EnvelopeKind::Group),
+            now_ms,
+            limits,
+        )?;
+    }
     Ok(Ok(u32::try_from(copies.len()).unwrap_or(u32::MAX)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+    use tacit_relay_proto::ErrorCode;
+
+    const LIMITS: WriterLimits = WriterLimits {
+        queue_cap: 5,
+        ttl_ms: 3_600_000,
+        prekeys_low: 0,
+        max_batch: 64,
+        max_db_bytes: None,
+    };
+
+    /// A database of the current schema with the devices `a.1` to `c.1`,
+    /// `c.1` with a delivery token and `b.1` with `queued` messages.
+    fn store(queued: u32) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        for migration in crate::store::MIGRATIONS {
+            c.execute_batch(migration).unwrap();
+        }
+        for (user, token) in [("a", None), ("b", None), ("c", Some(token_hash(b"token")))] {
+            c.execute(
+                "INSERT INTO devices (user_id, device_id, identity_key, token_hash, created_ms) VALUES (?1, 1, x'00', ?2, 0)",
+                params![user, token.map(|h| h.to_vec())],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "UPDATE devices SET queued = ?1 WHERE user_id = 'b'",
+            [queued],
+        )
+        .unwrap();
+        c
+    }
+
+    fn copy(user: &str, token: Option<&[u8]>) -> GroupCopy {
+        GroupCopy {
+            recipient: Address::new(user, 1).unwrap(),
+            token_hash: token.map(token_hash),
+            wrapped_key: [7; 32],
+        }
+    }
+
+    fn shared() -> SharedPayloadBytes {
+        let mut bytes = vec![0x08, 0x01, 0x12, 0x20];
+        bytes.extend_from_slice(&[9; 32]);
+        bytes.extend_from_slice(&[0x1a, 16]);
+        bytes.extend_from_slice(&[5; 16]);
+        SharedPayloadBytes::new(bytes).unwrap()
+    }
+
+    /// A submission refused by its last recipient writes nothing at all:
+    /// not even rows later rolled back (SQLite's count of changed rows
+    /// includes those). Otherwise one request that stores nothing could
+    /// make the relay write up to the whole fan-out bound, again and again.
+    #[test]
+    fn a_refused_submission_writes_nothing() {
+        let token = Some(b"token".as_slice());
+        let cases: [(u32, Vec<GroupCopy>, ErrorCode); 3] = [
+            (
+                0,
+                vec![copy("a", None), copy("c", token), copy("nobody", None)],
+                ErrorCode::UnknownDevice,
+            ),
+            (
+                0,
+                vec![copy("a", None), copy("b", None), copy("c", None)],
+                ErrorCode::DeliveryTokenRefused,
+            ),
+            (
+                LIMITS.queue_cap,
+                vec![copy("a", None), copy("c", token), copy("b", None)],
+                ErrorCode::QueueFull,
+            ),
+        ];
+        for (queued, copies, code) in cases {
+            let c = store(queued);
+            let before = c.total_changes();
+            let refused = submit_group(&c, &shared(), &copies, false, 1, &LIMITS)
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(refused.code, code);
+            assert!(refused.message.starts_with("recipient 2 "), "{refused:?}");
+            assert_eq!(c.total_changes(), before, "{code:?}");
+        }
+        // The same recipients, all valid, are all queued.
+        let c = store(0);
+        let copies = [copy("a", None), copy("c", token), copy("b", None)];
+        assert_eq!(
+            submit_group(&c, &shared(), &copies, false, 1, &LIMITS).unwrap(),
+            Ok(3)
+        );
+        let stored: u32 = c
+            .query_row("SELECT COUNT(*) FROM messages WHERE kind = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, 3);
+    }
 }

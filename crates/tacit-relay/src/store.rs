@@ -33,7 +33,7 @@ use crate::online::Online;
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
 /// version 0; the first migration creates the tables they already have
 /// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
+pub(crate) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
@@ -1101,6 +1101,22 @@ pub(crate) fn submit(
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, rusqlite::Error> {
+    if let Err(refusal) = may_submit(t, recipient, token_hash, authenticated, limits)? {
+        return Ok(Err(refusal));
+    }
+    insert_envelope(t, recipient, (envelope, kind), now_ms, limits).map(Ok)
+}
+
+/// The checks of `Submit`, in order, without writing anything: the device
+/// exists, its delivery token is presented unless `authenticated`, its
+/// queue is below the cap.
+pub(crate) fn may_submit(
+    t: &Connection,
+    recipient: &Address,
+    token_hash: Option<[u8; 32]>,
+    authenticated: bool,
+    limits: &WriterLimits,
+) -> Result<Outcome<()>, rusqlite::Error> {
     let (user, device) = (recipient.user_id(), recipient.device_id());
     let row: Option<(Option<Vec<u8>>, u32)> = t
         .prepare_cached(
@@ -1126,6 +1142,19 @@ pub(crate) fn submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
+    Ok(Ok(()))
+}
+
+/// Queues `envelope` for `recipient`, which [`may_submit`] accepted;
+/// answers the message id.
+pub(crate) fn insert_envelope(
+    t: &Connection,
+    recipient: &Address,
+    (envelope, kind): (&[u8], EnvelopeKind),
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<u64, rusqlite::Error> {
+    let (user, device) = (recipient.user_id(), recipient.device_id());
     t.prepare_cached(
         "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -1135,7 +1164,7 @@ pub(crate) fn submit(
         "UPDATE devices SET queued = queued + 1 WHERE user_id = ?1 AND device_id = ?2",
     )?
     .execute(params![user, device])?;
-    Ok(Ok(u64::try_from(id).unwrap_or(0)))
+    Ok(u64::try_from(id).unwrap_or(0))
 }
 
 fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {

@@ -1622,6 +1622,37 @@ fn group_state_rows(cat: &mut Catalogue, rng: &mut ChaCha20Rng) {
         GroupStateError::WrongGroup,
         u,
     );
+    // Carol is sent `[parent, new]` whose parent is a first state "signed"
+    // by Bob, a plain member of it: not a valid first state.
+    let forged_first = SignedGroupState::sign(first.state().clone(), &signer(&bob));
+    let mut adding = first.state().members().to_vec();
+    adding.push(as_member(&carol, Role::Member));
+    tacit::group::GroupState::sort_members(&mut adding);
+    let forged_add = SignedGroupState::sign(
+        tacit::group::GroupState::new(
+            first.state().group_id(),
+            1,
+            Some(forged_first.hash()),
+            "hostile".into(),
+            adding,
+        )
+        .unwrap(),
+        &signer(&alice),
+    );
+    cat.row(
+        "group state",
+        Kind::Forged,
+        "a join whose parent is a first state signed by a plain member",
+        Group::join(
+            "carol",
+            &carol.key.public_key(),
+            &[forged_first, forged_add],
+            &alice.address,
+            &alice.device.public_key(),
+        ),
+        GroupStateError::Unauthorised,
+        Unchanged::Stateless,
+    );
 }
 
 /// A ratchet pair from X3DH, both sides with `max_skip`.

@@ -9,7 +9,7 @@ use crate::error::{GroupStateError, WireError};
 use zeroize::Zeroizing;
 
 use crate::group::{proto, SenderChainDistribution, SignedGroupState, MAX_GROUP_CONTROL_LEN};
-use crate::wire::{check_version, decode_canonical, WIRE_VERSION};
+use crate::wire::{check_version, decode_canonical_secret, WIRE_VERSION};
 
 /// The most states one [`GroupControl`] carries: `[new]` or `[parent, new]`.
 pub const MAX_CONTROL_STATES: usize = 2;
@@ -31,11 +31,9 @@ impl GroupControl {
     /// parent. Signatures are checked when the states are applied or
     /// joined.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, GroupStateError> {
-        let m: proto::GroupControl = decode_canonical(bytes, MAX_GROUP_CONTROL_LEN)?;
-        Self::from_proto(m)
-    }
-
-    fn from_proto(m: proto::GroupControl) -> Result<Self, GroupStateError> {
+        // Its encoding holds the chain's key: the re-encoding is wiped, and
+        // so is the field once decoded (or on any refusal).
+        let mut m: proto::GroupControl = decode_canonical_secret(bytes, MAX_GROUP_CONTROL_LEN)?;
         check_version(m.version)?;
         if m.states.len() > MAX_CONTROL_STATES {
             return Err(GroupStateError::StateCount(m.states.len()));
@@ -50,9 +48,9 @@ impl GroupControl {
                 return Err(GroupStateError::WrongParent);
             }
         }
-        // The encoding holds a chain key: wiped once decoded.
         let chain = m
             .chain
+            .take()
             .map(|bytes| SenderChainDistribution::from_bytes(&Zeroizing::new(bytes)))
             .transpose()?;
         Ok(Self { states, chain })
@@ -66,7 +64,8 @@ impl GroupControl {
         }
     }
 
-    /// The canonical encoding.
+    /// The canonical encoding. With a chain it holds the chain key: the
+    /// caller wipes it once sealed.
     pub fn to_wire(&self) -> Vec<u8> {
         self.to_proto().encode_to_vec()
     }
@@ -84,15 +83,18 @@ impl SessionControlBody {
     /// Strict decoding (16.4); an absent `group` is
     /// `Wire(MissingField("group"))`.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, GroupStateError> {
-        let m: proto::SessionControlBody = decode_canonical(bytes, MAX_GROUP_CONTROL_LEN)?;
+        // `group` holds a chain key: wiped as in `GroupControl::from_wire`.
+        let mut m: proto::SessionControlBody =
+            decode_canonical_secret(bytes, MAX_GROUP_CONTROL_LEN)?;
         check_version(m.version)?;
-        let group = m.group.ok_or(WireError::MissingField("group"))?;
+        let group = Zeroizing::new(m.group.take().ok_or(WireError::MissingField("group"))?);
         Ok(Self {
             group: GroupControl::from_wire(&group)?,
         })
     }
 
-    /// The canonical encoding.
+    /// The canonical encoding; as [`GroupControl::to_wire`], the caller
+    /// wipes it.
     pub fn to_wire(&self) -> Vec<u8> {
         proto::SessionControlBody {
             version: WIRE_VERSION,

@@ -11,7 +11,7 @@ use super::chain_proto as proto;
 use super::message::{GROUP_ID_LEN, STATE_HASH_LEN};
 use crate::error::WireError;
 use crate::keys::{IdentityKey, SecretKey32, KEY_LEN};
-use crate::wire::{check_version, fixed, identity_key, WIRE_VERSION};
+use crate::wire::{check_version, decode_canonical_secret, fixed, identity_key, WIRE_VERSION};
 
 /// The longest encoded distribution accepted (a valid one is at most 144
 /// bytes).
@@ -81,20 +81,9 @@ impl SenderChainDistribution {
 
     /// Strict decoding (`docs/PROTOCOL.md` 16.5).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
-        // As `wire::decode_canonical`, but the re-encoding (which holds the
-        // chain key) goes into a buffer wiped on drop.
-        if bytes.len() > MAX_DISTRIBUTION_LEN {
-            return Err(WireError::Oversize {
-                len: bytes.len(),
-                max: MAX_DISTRIBUTION_LEN,
-            });
-        }
-        let m = proto::SenderChainDistribution::decode(bytes).map_err(|_| WireError::Malformed)?;
-        let mut again = Zeroizing::new(Vec::with_capacity(m.encoded_len()));
-        m.encode_raw(&mut *again);
-        if again.as_slice() != bytes {
-            return Err(WireError::NonCanonical);
-        }
+        // The re-encoding holds the chain key: wiped.
+        let m: proto::SenderChainDistribution =
+            decode_canonical_secret(bytes, MAX_DISTRIBUTION_LEN)?;
         Self::from_proto(&m)
     }
 

@@ -9,8 +9,9 @@
 //! key signs, and the device's certificate under the user key that the
 //! authorising state lists for the member binds the device to the member.
 //! An admin may make any change that leaves a valid state; a plain member
-//! may only leave. Of two valid children of the same parent, the one with
-//! the lower [`StateHash`] wins, so every member that has seen the same
+//! may only leave. Of two valid children of the same parent, one signed by
+//! an admin of the parent wins over one signed by a plain member, then the
+//! one with the lower [`StateHash`] wins, so every member that has seen the same
 //! states holds the same state.
 //!
 //! A [`Group`] is one member's record: the last

@@ -8,6 +8,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use zeroize::Zeroize;
+
 /// `GroupMember`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct GroupMember {
@@ -74,4 +76,22 @@ pub(crate) struct SessionControlBody {
     pub(crate) version: u32,
     #[prost(bytes = "vec", optional, tag = "2")]
     pub(crate) group: Option<Vec<u8>>,
+}
+
+// The chain (16.5) and a control that holds one carry a chain key: wiped
+// on drop, on every path.
+impl Drop for GroupControl {
+    fn drop(&mut self) {
+        if let Some(chain) = self.chain.as_mut() {
+            chain.zeroize();
+        }
+    }
+}
+
+impl Drop for SessionControlBody {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.as_mut() {
+            group.zeroize();
+        }
+    }
 }

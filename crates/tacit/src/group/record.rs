@@ -21,8 +21,9 @@ use crate::keys::IdentityKey;
 pub enum Applied {
     /// The state follows the current one and is now current.
     Advanced,
-    /// The state won against a sibling held (its hash is lower): it is now
-    /// current, and the sibling and every state built on it were dropped.
+    /// The state won against a sibling held (it comes first in the order
+    /// of 16.3: signed by an admin of the parent, else the lower hash): it
+    /// is now current, and the sibling and every state built on it were dropped.
     SwitchedToWinner {
         /// The states dropped, oldest first.
         dropped: Vec<SignedGroupState>,
@@ -30,7 +31,7 @@ pub enum Applied {
         /// lost, and may be proposed again on the new state.
         own_change_lost: bool,
     },
-    /// The state lost against the sibling held (its hash is higher):
+    /// The state lost against the sibling held (the sibling comes first):
     /// nothing changed. If the local user signed it, its change lost.
     Lost {
         /// The sibling that won.
@@ -85,6 +86,11 @@ impl Group {
                 first
             }
             [parent, new] => {
+                // A first state can be checked in full; any other parent is
+                // taken on the signer's word (16.4).
+                if parent.state().epoch() == 0 {
+                    check_genesis(parent)?;
+                }
                 check_transition(parent, new)?;
                 if parent.state().member(local_user).is_some() {
                     return Err(GroupStateError::AlreadyInParent);
@@ -121,8 +127,9 @@ impl Group {
     }
 
     /// Accepts `new` if it is a valid child of a state held (16.3). If a
-    /// sibling is held, the lower [`StateHash`] wins. On error nothing
-    /// changed.
+    /// sibling is held, a state signed by an admin of the parent wins over
+    /// one signed by a plain member, then the lower [`StateHash`] wins. On
+    /// error nothing changed.
     pub fn apply(&mut self, new: &SignedGroupState) -> Result<Applied, GroupStateError> {
         if new.state().group_id() != self.group_id() {
             return Err(GroupStateError::WrongGroup);
@@ -154,7 +161,8 @@ impl Group {
             }
             return Ok(Applied::Advanced);
         };
-        if sibling.hash() < hash {
+        let parent = self.history[i].state();
+        if precedence(parent, sibling) < precedence(parent, new) {
             return Ok(Applied::Lost {
                 winner: sibling.hash(),
             });
@@ -297,4 +305,14 @@ impl Group {
             history,
         })
     }
+}
+
+/// The order of siblings of `parent` (16.3): a state signed by an admin of
+/// the parent comes before one signed by a plain member, then the lower
+/// [`StateHash`] first. The lowest wins.
+fn precedence(parent: &GroupState, state: &SignedGroupState) -> (bool, StateHash) {
+    (
+        parent.role(state.signer().user_id()) != Some(Role::Admin),
+        state.hash(),
+    )
 }

@@ -48,7 +48,7 @@ impl fmt::Debug for GroupId {
 
 /// `StateHash(s) = SHA-256("tacit/group/v1/state-hash" || Enc(s))` of a
 /// signed state `s`. Ordered as a big-endian number: of two sibling
-/// states, the lower hash wins.
+/// states of the same kind (16.3: admin-signed first), the lower hash wins.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateHash([u8; 32]);
 

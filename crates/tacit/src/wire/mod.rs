@@ -60,17 +60,37 @@ pub(crate) fn decode_canonical<M: prost::Message + Default>(
     bytes: &[u8],
     max: usize,
 ) -> Result<M, WireError> {
+    let message: M = decode_within(bytes, max)?;
+    if message.encoded_len() != bytes.len() || message.encode_to_vec() != bytes {
+        return Err(WireError::NonCanonical);
+    }
+    Ok(message)
+}
+
+/// [`decode_canonical`] for a message that holds a secret: its
+/// re-encoding, made to check that it is canonical, is wiped.
+pub(crate) fn decode_canonical_secret<M: prost::Message + Default>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<M, WireError> {
+    let message: M = decode_within(bytes, max)?;
+    let mut again = zeroize::Zeroizing::new(Vec::with_capacity(message.encoded_len()));
+    message.encode_raw(&mut *again);
+    if again.as_slice() != bytes {
+        return Err(WireError::NonCanonical);
+    }
+    Ok(message)
+}
+
+/// The size limit, then protobuf decoding.
+fn decode_within<M: prost::Message + Default>(bytes: &[u8], max: usize) -> Result<M, WireError> {
     if bytes.len() > max {
         return Err(WireError::Oversize {
             len: bytes.len(),
             max,
         });
     }
-    let message = M::decode(bytes).map_err(|_| WireError::Malformed)?;
-    if message.encoded_len() != bytes.len() || message.encode_to_vec() != bytes {
-        return Err(WireError::NonCanonical);
-    }
-    Ok(message)
+    M::decode(bytes).map_err(|_| WireError::Malformed)
 }
 
 /// Checks a message's version field.
