@@ -11,6 +11,8 @@ pub mod envelope_attachments;
 pub mod envelope_contents;
 pub mod envelope_session;
 pub mod generate;
+pub mod group;
+pub mod group_gen;
 pub mod identity;
 pub mod link;
 pub mod pqxdh;
