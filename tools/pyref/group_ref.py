@@ -957,3 +957,282 @@ def groups(doc):
         (doc["invalid_seals"], verify_invalid_seal),
         (doc["invalid_envelopes"], verify_invalid_envelope),
     ]
+
+
+# ---------------------------------------------------------------------------
+# generate: this program's own group.json (same schema, other inputs and
+# other edge cases), which the main implementation's verify must pass.
+
+def _r(label, n=32):
+    return t.rnd("pyref-group/" + label, n)
+
+
+def _error_of(fn):
+    try:
+        fn()
+    except Refused as e:
+        return e.name
+    raise VectorError("a refusal was expected")
+
+
+def _ck(ck0, i):
+    for _ in range(i):
+        ck0 = chain_step(ck0)[0]
+    return ck0
+
+
+def _gen_chains(doc):
+    ck0 = _r("ck0")
+    steps = []
+    for i in (0, 3, 4, 64, 25000):
+        ck = _ck(ck0, i)
+        _, mk, key, nonce = chain_step(ck)
+        steps.append({"iteration": i, "chain_key": ck, "message_key": mk, "key": key,
+                      "nonce": nonce})
+    doc["chain_steps"].append({"name": "pyref_chain", "chain_key": ck0, "steps": steps})
+
+    gid, sh, seed = _r("group_id"), _r("state_hash"), _r("signing_seed")
+    pub = t.ed_public_from_seed(seed)
+    msgs = {}
+    for name, i, kind, body in (
+            ("pyref_empty_text_0", 0, 1, b""),
+            ("pyref_read_receipt_1", 1, 4, _r("ids", 32)),
+            ("pyref_session_control_2", 2, 6, b"\x08\x01"),
+            ("pyref_delivery_receipt_40", 40, 3, _r("id40", 16)),
+            ("pyref_text_bucket_edge_3", 3, 1, b"y" * 140)):
+        content = {"kind": kind, "timestamp": 2**40 + i, "message_id": _r(name + "/id", 16),
+                   "body": body}
+        m = encrypt_message(seed, _ck(ck0, i), i, gid, sh, content)
+        msgs[name] = m
+        doc["messages"].append({
+            "name": name, "signing_seed": seed, "chain_key": _ck(ck0, i), "iteration": i,
+            "group_id": gid, "state_hash": sh, "content": content,
+            "expected": {"signing_key": pub, "message": m}})
+
+    def receiver(iteration=0, max_skip=1000, **kw):
+        r = {"group_id": gid, "state_hash": sh, "signing_key": pub,
+             "chain_key": _ck(ck0, iteration), "iteration": iteration, "max_skip": max_skip}
+        r.update(kw)
+        return r
+    m0, m1, m40 = msgs["pyref_empty_text_0"], msgs["pyref_read_receipt_1"], msgs["pyref_delivery_receipt_40"]
+    body0 = m0[:-66]
+    dec0 = decode_group_message(m0)
+
+    def body(ct=None, iteration=0, sig=None, signer=seed):
+        b = (t.pb_uint(1, 1) + t.pb_bytes(2, gid) + t.pb_bytes(3, sh) + t.pb_bytes(4, pub)
+             + t.pb_uint(5, iteration) + t.pb_bytes(6, dec0[6] if ct is None else ct))
+        if sig is None:
+            sig = t.ed_sign(signer, MESSAGE_LABEL + hashlib.sha256(b).digest())
+        return b + t.pb_bytes(7, sig)
+    invalid = [
+        ("pyref_signed_by_another_member", receiver(), [], body(signer=_r("other_seed"))),
+        ("pyref_signature_over_the_body_itself", receiver(), [],
+         body0 + t.pb_bytes(7, t.ed_sign(seed, MESSAGE_LABEL + body0))),
+        ("pyref_ciphertext_of_15_bytes", receiver(), [], body(ct=bytes(15))),
+        ("pyref_no_ciphertext", receiver(), [], body(ct=b"")),
+        ("pyref_ciphertext_of_16_bytes_signed", receiver(), [], body(ct=bytes(16))),
+        ("pyref_max_skip_0_one_ahead", receiver(max_skip=0), [], m1),
+        ("pyref_max_skip_39_forty_ahead", receiver(max_skip=39), [], m40),
+        ("pyref_before_the_distribution", receiver(iteration=1), [], m0),
+        ("pyref_skipped_key_used_twice", receiver(), [m1, m0], m0),
+        ("pyref_other_group", receiver(group_id=_r("other_group")), [], m0),
+        ("pyref_signature_missing", receiver(), [], body0),
+        ("pyref_fields_out_of_order", receiver(), [], t.pb_bytes(2, gid) + t.pb_uint(1, 1) + m0[2 + 34:]),
+        ("pyref_oversize", receiver(), [], bytes(MAX_GROUP_MESSAGE_LEN + 1)),
+        ("pyref_truncated", receiver(), [], m0[:-1]),
+    ]
+    for name, r, first, b in invalid:
+        chains = [InboundChain({"group_id": r["group_id"], "state_hash": r["state_hash"],
+                                "signing_key": r["signing_key"], "iteration": r["iteration"],
+                                "chain_key": r["chain_key"]}, r["max_skip"])]
+        for f in first:
+            decrypt_message(chains, f)
+        doc["invalid_messages"].append({
+            "name": name, "receiver": r, "deliver_first": first, "bytes": b,
+            "error": _error_of(lambda: decrypt_message(chains, b))})
+
+    top = U32_MAX - 1
+    for name, i in (("pyref_distribution_0", 0), ("pyref_distribution_max", top)):
+        ck = _r(f"{name}/ck")
+        doc["distributions"].append({
+            "name": name, "group_id": gid, "state_hash": sh, "signing_seed": seed,
+            "iteration": i, "chain_key": ck,
+            "expected": encode_distribution(gid, sh, pub, i, ck)})
+    good = encode_distribution(gid, sh, pub, 5, _r("ck5"))
+    for name, b in (
+            ("pyref_distribution_iteration_max", encode_distribution(gid, sh, pub, U32_MAX, _r("ck5"))),
+            ("pyref_distribution_version_0", good[2:]),
+            ("pyref_distribution_oversize", good + t.pb_bytes(9, bytes(200))),
+            ("pyref_distribution_not_a_point", encode_distribution(
+                gid, sh, bytes([2]) + bytes(31), 5, _r("ck5"))),
+            ("pyref_distribution_no_state_hash", encode_distribution(gid, b"", pub, 5, _r("ck5")))):
+        doc["invalid_distributions"].append({
+            "name": name, "bytes": b, "error": _error_of(lambda: invalid_distribution(b))})
+    return msgs
+
+
+def _gen_states(doc):
+    def signer(name, user, dev, uk_label):
+        uks, iks = _r("uk/" + uk_label), _r("ik/" + name)
+        ik = t.ed_public_from_seed(iks)
+        return {"name": name, "user_id": user, "device_id": dev, "user_key_seed": uks,
+                "identity_seed": iks,
+                "expected": {"user_key": t.ed_public_from_seed(uks), "identity_key": ik,
+                             "certificate": certificate(uks, user.encode(), dev, ik)}}
+    long_id = "z" * 64
+    doc["signers"] += [signer("dora_7", "dora", 7, "dora"), signer("erin_1", "erin", 1, "erin"),
+                       signer("ünïcode_2", "ünïcode", 2, "ünïcode"),
+                       signer("long_4294967295", long_id, U32_MAX, long_id)]
+
+    def key(user):
+        return t.ed_public_from_seed(_r("uk/" + user))
+    gid = _r("state/group_id")
+    hashes = {}
+
+    def add(name, epoch, parent, title, members, by):
+        mem = [{"user_id": u_, "user_key": key(u_), "role": r_} for u_, r_ in members]
+        sg = by_name(doc["signers"], by, "signer")
+        state = encode_state(gid, epoch, hashes.get(parent, parent), title.encode(),
+                             [(m["user_id"].encode(), m["user_key"], m["role"]) for m in mem])
+        signed = encode_signed(state, sg["user_id"].encode(), sg["device_id"],
+                               sg["identity_seed"], sg["expected"]["certificate"])
+        try:
+            decode_signed(signed)
+            err = None
+        except Refused as e:
+            err = e.name
+        hashes[name] = state_hash(signed)
+        doc["group_states"].append({
+            "name": name, "group_id": gid, "epoch": epoch,
+            "parent": hashes.get(parent, parent), "title": title, "members": mem,
+            "signer": by, "expected": {"state": state, "signed": signed,
+                                       "hash": hashes[name], "decode_error": err}})
+    de = [("dora", 1), ("erin", 1), ("ünïcode", 2)]
+    add("p0", 0, None, "", de, "dora_7")
+    add("p1_erin_demotes_dora", 1, "p0", "", [("dora", 2), ("erin", 1), ("ünïcode", 2)], "erin_1")
+    add("p1_long_id_added", 1, "p0", "Ünïcode title ✓", de[:2] + [(long_id, 2)] + de[2:], "dora_7")
+    add("p2_dora_leaves", 2, "p1_erin_demotes_dora", "", [("erin", 1), ("ünïcode", 2)], "dora_7")
+    add("p2_demoted_dora_retitles", 2, "p1_erin_demotes_dora", "Dora's", [("dora", 2), ("erin", 1), ("ünïcode", 2)], "dora_7")
+    add("p2_unicode_promotes_itself", 2, "p1_erin_demotes_dora", "", [("dora", 2), ("erin", 1), ("ünïcode", 1)], "ünïcode_2")
+    add("p1_signed_by_long_id_not_member", 1, "p0", "x", de, "long_4294967295")
+    add("p1_retitled_t", 1, "p0", "t", de, "dora_7")
+    add("p0_other_first_state", 0, None, "other", [("dora", 1)], "dora_7")
+    add("p1_duplicate_member", 1, "p0", "", [("dora", 1), ("dora", 1)], "dora_7")
+    add("p1_title_129_bytes", 1, "p0", "t" * 129, de, "dora_7")
+    add("p1_role_3", 1, "p0", "", [("dora", 1), ("erin", 3)], "dora_7")
+    add("p1_no_members", 1, "p0", "x", [], "dora_7")
+    add("p1_epoch_0_with_parent", 0, "p0", "", de, "dora_7")
+    add("p3_on_p1", 3, "p1_long_id_added", "x", de, "dora_7")
+
+    def tr(name, history, steps, local="dora"):
+        hd = t.hexify(doc)
+        hist = [decoded(hd, h_) for h_ in history]
+        member = Member(hist) if hist else None
+        apply = []
+        for st in steps:
+            try:
+                n = decoded(hd, st)
+                if member is None:
+                    check_first(n)
+                    member = Member([n])
+                    out = "accepted"
+                else:
+                    out = member.apply(n)
+            except Refused as e:
+                out = e.name
+            apply.append({"state": st, "outcome": out})
+        cur = None
+        if member:
+            cur = next(s_["name"] for s_ in doc["group_states"]
+                       if s_["expected"]["hash"] == member.history[-1]["hash"])
+        doc["transitions"].append({"name": name, "local_user": local, "history": history,
+                                   "apply": apply, "current": cur})
+    tr("pyref_first_state_other_local_user", [], ["p0"], local="erin")
+    tr("pyref_demote_then_leave", ["p0"], ["p1_erin_demotes_dora", "p2_dora_leaves"])
+    tr("pyref_demoted_member_cannot_retitle", ["p0", "p1_erin_demotes_dora"], ["p2_demoted_dora_retitles"])
+    tr("pyref_member_cannot_promote_itself", ["p0", "p1_erin_demotes_dora"], ["p2_unicode_promotes_itself"])
+    tr("pyref_signer_not_member", ["p0"], ["p1_signed_by_long_id_not_member"])
+    tr("pyref_siblings", ["p0"], ["p1_long_id_added", "p1_erin_demotes_dora", "p1_retitled_t"])
+    tr("pyref_other_first_state_of_same_group", ["p0"], ["p0_other_first_state"])
+    tr("pyref_decode_errors_are_outcomes", ["p0"], ["p1_duplicate_member", "p1_title_129_bytes", "p1_role_3", "p1_no_members", "p1_epoch_0_with_parent"])
+    tr("pyref_epoch_jump_unknown_parent", ["p0"], ["p3_on_p1"])
+    tr("pyref_history_of_two", ["p0", "p1_long_id_added"], ["p1_erin_demotes_dora", "p2_dora_leaves"])
+
+    def ctl(name, states, chain):
+        hd = t.hexify(doc)
+        wires = [state_bytes(by_name(hd["group_states"], n, "state"), hd)[1] for n in states]
+        ch = None if chain is None else distribution_bytes(by_name(hd["distributions"], chain, "distribution"))
+        c, b = encode_control(wires, ch)
+        doc["controls"].append({"name": name, "states": states, "chain": chain,
+                                "expected": {"group_control": c, "session_control_body": b}})
+    ctl("pyref_control_empty", [], None)
+    ctl("pyref_control_pair_and_chain", ["p0", "p1_long_id_added"], "pyref_distribution_max")
+    sb = {s_["name"]: s_["expected"]["signed"] for s_ in doc["group_states"]}
+    good_chain = by_name(doc["distributions"], "pyref_distribution_0", "distribution")["expected"]
+    bad = [
+        ("pyref_control_reversed_pair", encode_control([sb["p1_long_id_added"], sb["p0"]], None)[1]),
+        ("pyref_control_bad_chain", encode_control([], good_chain[:-1])[1]),
+        ("pyref_control_version_0", t.pb_uint(1, 1) + pb_message(2, b"")),
+        ("pyref_control_oversize", bytes(MAX_GROUP_CONTROL_LEN + 1)),
+        ("pyref_control_bad_state", encode_control([sb["p1_role_3"]], None)[1]),
+    ]
+    for name, b in bad:
+        doc["invalid_controls"].append({"name": name, "bytes": b,
+                                        "error": _error_of(lambda: decode_session_control(b))})
+
+
+def _gen_multi(doc, msgs):
+    def rec(user, dev):
+        return {"user_id": user, "device_id": dev, "identity_seed": _r(f"rec/{user}/{dev}")}
+    for name, pt, rs in (
+            ("pyref_one_recipient_empty_plaintext", b"", [rec("z" * 64, U32_MAX)]),
+            ("pyref_same_key_two_addresses", msgs["pyref_read_receipt_1"],
+             [rec("dora", 1), rec("dora", 2), rec("ünïcode", 1)])):
+        if name == "pyref_same_key_two_addresses":
+            rs[1]["identity_seed"] = rs[0]["identity_seed"]
+        rng = _r(name + "/rng", 64)
+        triples = [(r["user_id"].encode(), r["device_id"], t.ed_public_from_seed(r["identity_seed"])) for r in rs]
+        e_pub, payload, parts = seal(pt, triples, rng)
+        doc["multi"].append({
+            "name": name, "rng": rng, "plaintext": pt, "recipients": rs,
+            "expected": {"ephemeral_key": e_pub, "shared_payload": encode_shared(e_pub, payload),
+                         "parts": parts,
+                         "envelopes": [encode_envelope(e_pub, p, payload) for p in parts]}})
+    m = doc["multi"][1]
+    envs = m["expected"]["envelopes"]
+    e_pub = m["expected"]["ephemeral_key"]
+    payload = decode(envs[0], GROUP_ENVELOPE, MAX_GROUP_ENVELOPE_LEN)[4]
+    r0, r1 = m["recipients"][0], m["recipients"][1]
+    for name, r, b in (
+            ("pyref_same_key_other_address", r1, envs[0]),
+            ("pyref_parts_swapped", r0, encode_envelope(e_pub, m["expected"]["parts"][1], payload)),
+            ("pyref_payload_of_15_bytes", r0, encode_envelope(e_pub, m["expected"]["parts"][0], payload[:15])),
+            ("pyref_no_wrapped_key", r0, encode_envelope(e_pub, b"", payload)),
+            ("pyref_ephemeral_key_u_1", r0, encode_envelope(bytes([1]) + bytes(31), m["expected"]["parts"][0], payload)),
+            ("pyref_envelope_version_2", r0, b"\x08\x02" + envs[0][2:]),
+            ("pyref_envelope_oversize", r0, bytes(MAX_GROUP_ENVELOPE_LEN + 1))):
+        seed = r["identity_seed"]
+        doc["invalid_envelopes"].append({
+            "name": name, "recipient": r, "bytes": b,
+            "error": _error_of(lambda: open_envelope(seed, r["user_id"].encode(), r["device_id"], b))})
+    rs = [rec("a", 1), rec("b", 1), rec("a", 1)]
+    for name, pt, lst_ in (("pyref_seal_plaintext_too_large", bytes(MAX_PLAINTEXT_LEN + 1), rs[:2]),
+                           ("pyref_seal_duplicate_first_pair", b"x", [rec("a", 1), rec("a", 1)])):
+        triples = [(r["user_id"].encode(), r["device_id"], t.ed_public_from_seed(r["identity_seed"])) for r in lst_]
+        doc["invalid_seals"].append({"name": name, "plaintext": pt, "recipients": lst_,
+                                     "error": _error_of(lambda: seal(pt, triples, None))})
+
+
+def gen_group():
+    doc = {"profile": PROFILE}
+    for k in LISTS:
+        doc[k] = []
+    msgs = _gen_chains(doc)
+    _gen_states(doc)
+    _gen_multi(doc, msgs)
+    doc = t.hexify(doc)
+    # Everything generated verifies here first.
+    for entries, fn in groups(doc):
+        for c in entries:
+            fn(c)
+    return doc

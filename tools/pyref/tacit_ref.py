@@ -8,7 +8,7 @@ registration and login transcripts (docs/relay.md), used only to
 cross-check test vectors.
 
 Usage:
-    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json, ratchet.json and pqxdh.json
+    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json, ratchet.json, pqxdh.json and group.json
     python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json,
                                              identity.json, pqxdh.json (15.12, profile tacit-v2: pqxdh_ref.py)
                                              and group.json (16.9, groups: group_ref.py)
@@ -2916,8 +2916,11 @@ def cmd_generate(outdir):
     x = gen_x3dh()
     r = gen_ratchet()
     pq = pqxdh_ref.gen_pqxdh()
+    import group_ref
+    gr = group_ref.gen_group()
     os.makedirs(outdir, exist_ok=True)
-    for name, doc in (("x3dh.json", x), ("ratchet.json", r), ("pqxdh.json", pq)):
+    for name, doc in (("x3dh.json", x), ("ratchet.json", r), ("pqxdh.json", pq),
+                      ("group.json", gr)):
         text = dump(doc)
         assert json.loads(text) == doc
         with open(os.path.join(outdir, name), "w", encoding="ascii", newline="\n") as f:
@@ -2925,7 +2928,8 @@ def cmd_generate(outdir):
     print(f"wrote {os.path.join(outdir, 'x3dh.json')} ({len(x['cases'])} cases, "
           f"{len(x['invalid'])} invalid) and {os.path.join(outdir, 'ratchet.json')} "
           f"({len(r['cases'])} cases), {os.path.join(outdir, 'pqxdh.json')} "
-          f"({len(pq['cases'])} cases, {len(pq['invalid'])} invalid)")
+          f"({len(pq['cases'])} cases, {len(pq['invalid'])} invalid), "
+          f"{os.path.join(outdir, 'group.json')}")
     return 0
 
 

@@ -79,8 +79,10 @@ fn independent_implementation_vectors_verify() {
         &dir.join("x3dh.json"),
         &dir.join("ratchet.json"),
         &dir.join("pqxdh.json"),
+        &dir.join("group.json"),
     ]);
     assert!(ok, "{out}");
+    assert!(out.contains("ok pyref_siblings\n"), "{out}");
 }
 
 /// A replayed first message goes through the stored session (15.12), and a
