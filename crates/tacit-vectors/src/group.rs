@@ -16,8 +16,8 @@ use tacit::{Address, IdentityKeyPair};
 use crate::group_multi::{verify_invalid_envelope, verify_invalid_seal, verify_multi};
 pub use crate::group_schema::*;
 use crate::group_wire::{
-    certificate, chain_step, encode_control, encode_distribution, encode_signed, encode_state,
-    pb_bytes, pb_uint, state_hash, varint,
+    certificate, chain_step, distribution_fields, encode_control, encode_distribution,
+    encode_signed, encode_state, state_hash, varint,
 };
 use crate::schema::HexBytes;
 use crate::verify::{check, CaseResult};
@@ -168,13 +168,13 @@ fn verify_message(c: &MessageCase) -> Result<(), String> {
 }
 
 fn inbound(r: &Receiver) -> Result<InboundChain, String> {
-    let mut d = Vec::new();
-    pb_uint(&mut d, 1, 1);
-    pb_bytes(&mut d, 2, &r.group_id.0, false);
-    pb_bytes(&mut d, 3, &r.state_hash.0, false);
-    pb_bytes(&mut d, 4, &r.signing_key.0, false);
-    pb_uint(&mut d, 5, u64::from(r.iteration));
-    pb_bytes(&mut d, 6, &r.chain_key.0, false);
+    let d = distribution_fields(
+        &r.group_id.0,
+        &r.state_hash.0,
+        &r.signing_key.0,
+        r.iteration,
+        &r.chain_key.0,
+    );
     let d = SenderChainDistribution::from_bytes(&d).map_err(|e| format!("receiver: {e}"))?;
     let config = ChainConfig::new(r.max_skip).map_err(|e| format!("max_skip: {e}"))?;
     Ok(InboundChain::from_distribution(&d, config))

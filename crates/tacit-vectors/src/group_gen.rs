@@ -108,13 +108,17 @@ fn chains(file: &mut GroupFile) -> Result<(), String> {
     let mut tampered = m0b.clone();
     tampered[body_len - 1] ^= 0x01; // the last byte of the ciphertext's tag
     push("tampered_ciphertext", receiver(1000), vec![], tampered);
-    let mut bad_aead = Vec::new();
-    pb_uint(&mut bad_aead, 1, 1);
-    pb_bytes(&mut bad_aead, 2, &group_id.0, false);
-    pb_bytes(&mut bad_aead, 3, &state.0, false);
-    pb_bytes(&mut bad_aead, 4, &signing_key.0, false);
-    pb_uint(&mut bad_aead, 5, 1);
-    pb_bytes(&mut bad_aead, 6, &ciphertext_of(&m0b), false);
+    let body = |iteration: u32| {
+        let mut out = Vec::new();
+        pb_uint(&mut out, 1, 1);
+        pb_bytes(&mut out, 2, &group_id.0, false);
+        pb_bytes(&mut out, 3, &state.0, false);
+        pb_bytes(&mut out, 4, &signing_key.0, false);
+        pb_uint(&mut out, 5, u64::from(iteration));
+        pb_bytes(&mut out, 6, &ciphertext_of(&m0b), false);
+        out
+    };
+    let mut bad_aead = body(1);
     let chain_key = IdentityKeyPair::from_seed(&seed.0);
     let sig = sign_body(&chain_key, &bad_aead);
     pb_bytes(&mut bad_aead, 7, &sig, false);
@@ -148,13 +152,7 @@ fn chains(file: &mut GroupFile) -> Result<(), String> {
     let mut short_sig = m0b[..m0b.len() - 66].to_vec();
     pb_bytes(&mut short_sig, 7, &[0u8; 63], false);
     push("signature_of_63_bytes", receiver(1000), vec![], short_sig);
-    let mut max_iteration = Vec::new();
-    pb_uint(&mut max_iteration, 1, 1);
-    pb_bytes(&mut max_iteration, 2, &group_id.0, false);
-    pb_bytes(&mut max_iteration, 3, &state.0, false);
-    pb_bytes(&mut max_iteration, 4, &signing_key.0, false);
-    pb_uint(&mut max_iteration, 5, u64::from(u32::MAX));
-    pb_bytes(&mut max_iteration, 6, &ciphertext_of(&m0b), false);
+    let mut max_iteration = body(u32::MAX);
     pb_bytes(&mut max_iteration, 7, &[0u8; 64], false);
     push(
         "iteration_2_32_minus_1",
