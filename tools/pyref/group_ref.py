@@ -256,17 +256,18 @@ def encrypt_message(seed, ck, i, group_id, state_hash, content):
 
 
 def decode_group_message(b):
+    """16.6 step 1: the fields are checked in field order."""
     m = decode(b, GROUP_MESSAGE, MAX_GROUP_MESSAGE_LEN)
     fixed("group_id", m[2], 32)
     fixed("state_hash", m[3], 32)
     fixed("signing_key", m[4], 32)
-    fixed("signature", m[7], 64)
     if m[5] >= U32_MAX:
         raise WireRefused(f"InvalidValue({q('iteration')})")
     if not m[6]:
         raise WireRefused(f"MissingField({q('ciphertext')})")
     if len(m[6]) < 16:
         raise WireRefused(f"InvalidValue({q('ciphertext')})")
+    fixed("signature", m[7], 64)
     return m
 
 
@@ -1037,6 +1038,9 @@ def _gen_chains(doc):
         ("pyref_skipped_key_used_twice", receiver(), [m1, m0], m0),
         ("pyref_other_group", receiver(group_id=_r("other_group")), [], m0),
         ("pyref_signature_missing", receiver(), [], body0),
+        ("pyref_short_ciphertext_and_no_signature", receiver(), [], body(ct=bytes(15))[:-66]),
+        ("pyref_iteration_max_and_short_signature", receiver(), [],
+         body(iteration=U32_MAX, sig=bytes(63))),
         ("pyref_fields_out_of_order", receiver(), [], t.pb_bytes(2, gid) + t.pb_uint(1, 1) + m0[2 + 34:]),
         ("pyref_oversize", receiver(), [], bytes(MAX_GROUP_MESSAGE_LEN + 1)),
         ("pyref_truncated", receiver(), [], m0[:-1]),
