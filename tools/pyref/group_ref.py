@@ -1127,6 +1127,17 @@ def _gen_states(doc):
     add("p1_no_members", 1, "p0", "x", [], "dora_7")
     add("p1_epoch_0_with_parent", 0, "p0", "", de, "dora_7")
     add("p3_on_p1", 3, "p1_long_id_added", "x", de, "dora_7")
+    add("p_last_epoch", U64_MAX, _r("some_parent"), "last", de, "dora_7")
+    add("p_after_last_epoch", 5, "p_last_epoch", "after", de, "dora_7")
+    gid_saved = gid
+    gid = _r("state/other_group_id")
+    add("p1_of_another_group", 1, "p0", "other group", de, "dora_7")
+    gid = gid_saved
+    prev = "p0"
+    for i in range(1, 10):
+        add(f"q{i}", i, prev, f"title {i}", de, "erin_1")
+        prev = f"q{i}"
+    add("q1_sibling", 1, "p0", "sibling of q1", de, "erin_1")
 
     def tr(name, history, steps, local="dora"):
         hd = t.hexify(doc)
@@ -1161,6 +1172,12 @@ def _gen_states(doc):
     tr("pyref_decode_errors_are_outcomes", ["p0"], ["p1_duplicate_member", "p1_title_129_bytes", "p1_role_3", "p1_no_members", "p1_epoch_0_with_parent"])
     tr("pyref_epoch_jump_unknown_parent", ["p0"], ["p3_on_p1"])
     tr("pyref_history_of_two", ["p0", "p1_long_id_added"], ["p1_erin_demotes_dora", "p2_dora_leaves"])
+    tr("pyref_epoch_exhausted", ["p_last_epoch"], ["p_after_last_epoch"])
+    tr("pyref_another_group", ["p0"], ["p1_of_another_group"])
+    tr("pyref_history_of_eight_keeps_eight", ["p0"] + [f"q{i}" for i in range(1, 8)],
+       ["q8", "q1_sibling", "q9"])
+    tr("pyref_sibling_within_the_history", ["p0"] + [f"q{i}" for i in range(1, 8)],
+       ["q1_sibling"])
 
     def ctl(name, states, chain):
         hd = t.hexify(doc)
