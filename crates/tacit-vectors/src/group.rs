@@ -1,7 +1,8 @@
 //! `group.json` (`docs/PROTOCOL.md` 16.9): its verification, which
-//! recomputes every output from the inputs alone (this crate's own
-//! encoding of 16.2 to 16.6, then the core's decoding and checks) and
-//! requires every invalid entry to fail with the named error. The schema
+//! recomputes every output from the inputs alone (states, distributions
+//! and controls with this crate's own encoding, compared with the core's;
+//! messages and envelopes with the core) and requires every invalid entry
+//! to fail with the named error. The schema
 //! is in `group_schema`, the multi-recipient entries in `group_multi`.
 
 use tacit::envelope::{Content, ContentKind};
