@@ -118,6 +118,15 @@ fn chains(file: &mut GroupFile) -> Result<(), String> {
         pb_bytes(&mut out, 6, &ciphertext_of(&m0b), false);
         out
     };
+    // The iteration field changed, the sender's signature kept.
+    let mut relabelled = body(1);
+    relabelled.extend_from_slice(&m0b[body_len..]);
+    push(
+        "tampered_iteration_field",
+        receiver(1000),
+        vec![],
+        relabelled,
+    );
     let mut bad_aead = body(1);
     let chain_key = IdentityKeyPair::from_seed(&seed.0);
     let sig = sign_body(&chain_key, &bad_aead);
