@@ -1042,7 +1042,6 @@ def _gen_chains(doc):
         ("pyref_iteration_max_and_short_signature", receiver(), [],
          body(iteration=U32_MAX, sig=bytes(63))),
         ("pyref_fields_out_of_order", receiver(), [], t.pb_bytes(2, gid) + t.pb_uint(1, 1) + m0[2 + 34:]),
-        ("pyref_oversize", receiver(), [], bytes(MAX_GROUP_MESSAGE_LEN + 1)),
         ("pyref_truncated", receiver(), [], m0[:-1]),
     ]
     for name, r, first, b in invalid:
@@ -1194,7 +1193,6 @@ def _gen_states(doc):
         ("pyref_control_reversed_pair", encode_control([sb["p1_long_id_added"], sb["p0"]], None)[1]),
         ("pyref_control_bad_chain", encode_control([], good_chain[:-1])[1]),
         ("pyref_control_version_0", t.pb_uint(1, 1) + pb_message(2, b"")),
-        ("pyref_control_oversize", bytes(MAX_GROUP_CONTROL_LEN + 1)),
         ("pyref_control_bad_state", encode_control([sb["p1_role_3"]], None)[1]),
     ]
     for name, b in bad:
@@ -1230,15 +1228,16 @@ def _gen_multi(doc, msgs):
             ("pyref_payload_of_15_bytes", r0, encode_envelope(e_pub, m["expected"]["parts"][0], payload[:15])),
             ("pyref_no_wrapped_key", r0, encode_envelope(e_pub, b"", payload)),
             ("pyref_ephemeral_key_u_1", r0, encode_envelope(bytes([1]) + bytes(31), m["expected"]["parts"][0], payload)),
-            ("pyref_envelope_version_2", r0, b"\x08\x02" + envs[0][2:]),
-            ("pyref_envelope_oversize", r0, bytes(MAX_GROUP_ENVELOPE_LEN + 1))):
+            ("pyref_envelope_version_2", r0, b"\x08\x02" + envs[0][2:])):
         seed = r["identity_seed"]
         doc["invalid_envelopes"].append({
             "name": name, "recipient": r, "bytes": b,
             "error": _error_of(lambda: open_envelope(seed, r["user_id"].encode(), r["device_id"], b))})
     rs = [rec("a", 1), rec("b", 1), rec("a", 1)]
-    for name, pt, lst_ in (("pyref_seal_plaintext_too_large", bytes(MAX_PLAINTEXT_LEN + 1), rs[:2]),
-                           ("pyref_seal_duplicate_first_pair", b"x", [rec("a", 1), rec("a", 1)])):
+    # (The size limits are not shipped: an oversize entry is a quarter of a
+    # megabyte of hex.)
+    for name, pt, lst_ in (("pyref_seal_duplicate_first_pair", b"x", [rec("a", 1), rec("a", 1)]),
+                           ("pyref_seal_three_with_a_repeat", b"", rs)):
         triples = [(r["user_id"].encode(), r["device_id"], t.ed_public_from_seed(r["identity_seed"])) for r in lst_]
         doc["invalid_seals"].append({"name": name, "plaintext": pt, "recipients": lst_,
                                      "error": _error_of(lambda: seal(pt, triples, None))})
