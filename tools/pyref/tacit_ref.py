@@ -8,9 +8,10 @@ registration and login transcripts (docs/relay.md), used only to
 cross-check test vectors.
 
 Usage:
-    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json, ratchet.json and pqxdh.json
+    python3 tacit_ref.py generate OUTDIR     write OUTDIR/x3dh.json, ratchet.json, pqxdh.json and group.json
     python3 tacit_ref.py verify FILE...      check x3dh.json and ratchet.json (docs/PROTOCOL.md 8.1), envelope.json,
-                                             identity.json and pqxdh.json (15.12, profile tacit-v2: pqxdh_ref.py)
+                                             identity.json, pqxdh.json (15.12, profile tacit-v2: pqxdh_ref.py)
+                                             and group.json (16.9, groups: group_ref.py)
 
 Dependencies: Python 3.11 standard library and PyNaCl (libsodium bindings);
 kyber-py 1.2.0 for pqxdh.json only.
@@ -863,6 +864,10 @@ def verify_file(path):
             import pqxdh_ref
             pqxdh_ref.check_top(doc)
             kind = "pqxdh"
+        elif "group_states" in doc:
+            import group_ref
+            group_ref.check_top(doc)
+            kind = "group"
         elif doc.get("profile") != PROFILE:
             raise VectorError(f"profile is not {PROFILE!r}")
         elif "device_lists" in doc:
@@ -876,7 +881,7 @@ def verify_file(path):
             kind = "x3dh"
         else:
             kind = "ratchet"
-        if kind == "pqxdh":
+        if kind in ("pqxdh", "group"):
             pass
         elif kind in ("identity", "envelope"):
             lists = IDENTITY_LISTS if kind == "identity" else ENVELOPE_LISTS
@@ -902,6 +907,8 @@ def verify_file(path):
         groups = envelope_groups(doc)
     elif kind == "pqxdh":
         groups = pqxdh_ref.groups(doc)
+    elif kind == "group":
+        groups = group_ref.groups(doc)
     else:
         groups = [(doc["cases"], verify_x3dh_case if kind == "x3dh" else verify_ratchet_case)]
     if kind == "x3dh":
@@ -2909,8 +2916,11 @@ def cmd_generate(outdir):
     x = gen_x3dh()
     r = gen_ratchet()
     pq = pqxdh_ref.gen_pqxdh()
+    import group_ref
+    gr = group_ref.gen_group()
     os.makedirs(outdir, exist_ok=True)
-    for name, doc in (("x3dh.json", x), ("ratchet.json", r), ("pqxdh.json", pq)):
+    for name, doc in (("x3dh.json", x), ("ratchet.json", r), ("pqxdh.json", pq),
+                      ("group.json", gr)):
         text = dump(doc)
         assert json.loads(text) == doc
         with open(os.path.join(outdir, name), "w", encoding="ascii", newline="\n") as f:
@@ -2918,7 +2928,8 @@ def cmd_generate(outdir):
     print(f"wrote {os.path.join(outdir, 'x3dh.json')} ({len(x['cases'])} cases, "
           f"{len(x['invalid'])} invalid) and {os.path.join(outdir, 'ratchet.json')} "
           f"({len(r['cases'])} cases), {os.path.join(outdir, 'pqxdh.json')} "
-          f"({len(pq['cases'])} cases, {len(pq['invalid'])} invalid)")
+          f"({len(pq['cases'])} cases, {len(pq['invalid'])} invalid), "
+          f"{os.path.join(outdir, 'group.json')}")
     return 0
 
 

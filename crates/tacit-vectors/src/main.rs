@@ -43,6 +43,7 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let envelope = to_json(&tacit_vectors::envelope::envelope_file()?)?;
     let identity = to_json(&tacit_vectors::identity::identity_file()?)?;
     let pqxdh = to_json(&tacit_vectors::pqxdh::pqxdh_file()?)?;
+    let group = to_json(&tacit_vectors::group_gen::group_file()?)?;
     let mut written = Vec::new();
     for (name, text) in [
         ("x3dh.json", x3dh),
@@ -50,6 +51,7 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         ("envelope.json", envelope),
         ("identity.json", identity),
         ("pqxdh.json", pqxdh),
+        ("group.json", group),
     ] {
         // Never write a file that does not verify.
         let results = verify::verify_json(&text)?;

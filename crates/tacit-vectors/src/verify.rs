@@ -43,6 +43,12 @@ pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
             serde_json::from_str(text).map_err(|e| format!("pqxdh.json schema: {e}"))?;
         return Ok(crate::pqxdh::verify_pqxdh(&file));
     }
+    if value.get(crate::group::GROUP_MARK).is_some() {
+        let file: crate::group::GroupFile =
+            serde_json::from_str(text).map_err(|e| format!("group.json schema: {e}"))?;
+        check_profile(&file.profile)?;
+        return Ok(crate::group::verify_group(&file));
+    }
     if value.get("sealed").is_some() {
         let file: crate::envelope::EnvelopeFile =
             serde_json::from_value(value).map_err(|e| format!("envelope.json schema: {e}"))?;

@@ -62,13 +62,14 @@ fn committed_vectors_verify() {
     let envelope = root().join("test-vectors/envelope.json");
     let identity = root().join("test-vectors/identity.json");
     let pqxdh = root().join("test-vectors/pqxdh.json");
-    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope, &identity, &pqxdh]);
+    let group = root().join("test-vectors/group.json");
+    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope, &identity, &pqxdh, &group]);
     assert!(ok, "{out}");
     let last = out.lines().last().unwrap();
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
     let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(passed, out.lines().filter(|l| l.starts_with("ok ")).count());
-    assert!(passed >= 173, "{out}");
+    assert!(passed >= 173 + 79, "{out}");
 }
 
 #[test]
@@ -78,8 +79,10 @@ fn independent_implementation_vectors_verify() {
         &dir.join("x3dh.json"),
         &dir.join("ratchet.json"),
         &dir.join("pqxdh.json"),
+        &dir.join("group.json"),
     ]);
     assert!(ok, "{out}");
+    assert!(out.contains("ok pyref_siblings\n"), "{out}");
 }
 
 /// A replayed first message goes through the stored session (15.12), and a
@@ -136,6 +139,7 @@ fn generation_is_deterministic_and_matches_the_committed_files() {
         "envelope.json",
         "identity.json",
         "pqxdh.json",
+        "group.json",
     ] {
         let generated = std::fs::read(dir.join(name)).unwrap();
         let committed = std::fs::read(root().join("test-vectors").join(name)).unwrap();
