@@ -26,8 +26,27 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;
 use sha2::Sha256;
-use tacit::error::StoreError;
 use zeroize::Zeroizing;
+
+/// Why a record could not be sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealError {
+    /// The random number generator failed to give a nonce.
+    Randomness,
+    /// The record is longer than the AEAD can seal.
+    TooLong,
+}
+
+impl core::fmt::Display for SealError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Randomness => "randomness failed",
+            Self::TooLong => "record too long",
+        })
+    }
+}
+
+impl core::error::Error for SealError {}
 
 /// The version byte of a sealed record: its associated data ends with the
 /// row's generation. (Version 1, without it, is read for rows of
@@ -113,10 +132,10 @@ impl RecordSealer {
         generation: u64,
         plaintext: &[u8],
         rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.try_fill_bytes(&mut nonce)
-            .map_err(|_| StoreError::backend_message("randomness failed"))?;
+            .map_err(|_| SealError::Randomness)?;
         let cipher = XChaCha20Poly1305::new(self.record_key.as_ref().into());
         let aad = self.aad(table, row, Some(generation));
         let ciphertext = cipher
@@ -127,7 +146,7 @@ impl RecordSealer {
                     aad: &aad,
                 },
             )
-            .map_err(|_| StoreError::backend_message("record too long"))?;
+            .map_err(|_| SealError::TooLong)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);

@@ -681,7 +681,9 @@ fn seal_record(
     generation: u64,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    sealer.seal(table, row, generation, plaintext, &mut OsRng)
+    sealer
+        .seal(table, row, generation, plaintext, &mut OsRng)
+        .map_err(|e| StoreError::backend("sealing", e))
 }
 
 /// An application write, sealed or not yet: kind, key tag, and the value
