@@ -17,6 +17,12 @@
 
 mod api;
 pub mod error;
+#[cfg(feature = "perf")]
+pub mod perf;
+#[cfg(feature = "perf")]
+mod perf_js;
 pub mod store;
 
 pub use api::{DeviceAddress, Outgoing, Received, Storage, Tacit};
+#[cfg(feature = "perf")]
+pub use perf_js::perf_run;
