@@ -154,6 +154,20 @@ test("a bad envelope or unknown user throws and changes nothing", async () => {
   await assert.rejects(async () => bob.openEnvelope(env), (e) => e.name === "TacitError");
 });
 
+test("a bundle that does not decode, or not of a listed device, is refused", async () => {
+  const { alice, bob, aliceStorage } = await pair();
+  const before = aliceStorage.snapshot();
+  await throwsCode(() => alice.processBundle("bob", 1, new Uint8Array([1, 2, 3])), "handshake");
+  // Carol's bundle offered as Bob's device 1: not the identity Bob's list names.
+  const carol = await Tacit.create(new MemoryStorage(), KEY, "carol", 1, Date.now());
+  await throwsCode(() => alice.processBundle("bob", 1, carol.bundle()), "device-not-listed");
+  await throwsCode(() => alice.processBundle("bob", 2, bob.bundle()), "device-not-listed");
+  await throwsCode(() => alice.processBundle("carol", 1, carol.bundle()), "unknown-user");
+  await throwsCode(() => alice.processBundle("", 1, bob.bundle()), "invalid-argument");
+  assert.equal(aliceStorage.snapshot(), before);
+  assert.equal(alice.missingSessions("bob").length, 1);
+});
+
 test("a user key change is refused", async () => {
   const { alice } = await pair();
   const mallory = await Tacit.create(new MemoryStorage(), KEY, "bob", 1, Date.now());
