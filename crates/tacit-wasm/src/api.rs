@@ -8,7 +8,9 @@ use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use rand_core::OsRng;
 use tacit::envelope::{Content, ContentKind};
 use tacit::identity::{DeviceList, UserKeyPair};
-use tacit::session::{Account, BundlePreKey, DeviceListUpdate, SessionConfig, SessionManager};
+use tacit::session::{
+    Account, BundlePreKey, DeviceListUpdate, Profile, SessionConfig, SessionManager,
+};
 use tacit::wire::{PreKeyBundleMessage, WireMessage};
 use tacit::Address;
 use wasm_bindgen::prelude::*;
@@ -333,6 +335,44 @@ impl Tacit {
             .generate_one_time_prekeys(count, &mut OsRng)
             .map_err(Error::from)?;
         Ok(self.persist(JsValue::UNDEFINED))
+    }
+
+    /// Rotates the signed prekey at `nowMs`, keeping the replaced one for
+    /// `graceMs` for first messages still on their way; resolves to the new
+    /// prekey's id. Publish the new `bundle()` afterwards.
+    #[wasm_bindgen(js_name = rotateSignedPrekey, unchecked_return_type = "Promise<number>")]
+    pub fn rotate_signed_prekey(
+        &mut self,
+        #[wasm_bindgen(js_name = nowMs)] now_ms: f64,
+        #[wasm_bindgen(js_name = graceMs)] grace_ms: f64,
+    ) -> Result<Promise, JsValue> {
+        self.check()?;
+        let id = self
+            .manager
+            .rotate_signed_prekey(millis(now_ms)?, millis(grace_ms)?, &mut OsRng)
+            .map_err(Error::from)?;
+        Ok(self.persist(id.into()))
+    }
+
+    /// The profile of the current session with a device (`"tacit-v2"`:
+    /// PQXDH, `"tacit-v1"`: X3DH), or `undefined` without one.
+    #[wasm_bindgen(js_name = sessionProfile, unchecked_return_type = "\"tacit-v1\" | \"tacit-v2\" | undefined")]
+    pub fn session_profile(
+        &self,
+        #[wasm_bindgen(js_name = userId)] user_id: &str,
+        #[wasm_bindgen(js_name = deviceId)] device_id: u32,
+    ) -> Result<Option<String>, JsValue> {
+        self.check()?;
+        let address =
+            Address::new(user_id, device_id).map_err(|e| Error::invalid(e.to_string()))?;
+        let info = self.manager.session_info(&address).map_err(Error::from)?;
+        Ok(info.and_then(|i| i.current_profile).map(|p| {
+            match p {
+                Profile::V1 => "tacit-v1",
+                _ => "tacit-v2",
+            }
+            .into()
+        }))
     }
 
     /// Trusts a user's signed device list (wire form): the first one of a

@@ -105,6 +105,22 @@ test("messages both ways, first contact, safety numbers", async () => {
   assert.equal(sn, bob.safetyNumber("alice"));
 });
 
+test("sessions are tacit-v2; a rotated signed prekey serves new sessions", async () => {
+  const { alice, bob } = await pair();
+  assert.equal(alice.sessionProfile("bob", 1), undefined);
+  await bob.openEnvelope((await send(alice, bob, "one")).envelope);
+  assert.equal(alice.sessionProfile("bob", 1), "tacit-v2");
+  assert.equal(bob.sessionProfile("alice", 1), "tacit-v2");
+  assert.equal(await bob.rotateSignedPrekey(Date.now(), 86400000), 2);
+  const carol = await Tacit.create(new MemoryStorage(), KEY, "carol", 1, Date.now());
+  await carol.updateDeviceList(bob.deviceList());
+  await bob.updateDeviceList(carol.deviceList());
+  const got = await bob.openEnvelope((await send(carol, bob, "after rotation")).envelope);
+  assert.equal(dec.decode(got.body), "after rotation");
+  // The session from before the rotation goes on.
+  assert.equal(dec.decode((await bob.openEnvelope((await send(alice, bob, "two")).envelope)).body), "two");
+});
+
 test("a reopened device keeps its sessions; the storage holds no user id or text", async () => {
   const { alice, bob, aliceStorage, bobStorage } = await pair();
   await bob.openEnvelope((await send(alice, bob, "before")).envelope);
