@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-PUBLISHABLE = {"tacit", "tacit-sqlite", "tacit-relay-proto", "tacit-relay", "tacit-client"}
+PUBLISHABLE = {"tacit", "tacit-seal", "tacit-sqlite", "tacit-wasm", "tacit-relay-proto", "tacit-relay", "tacit-client"}
 
 
 def version(text):

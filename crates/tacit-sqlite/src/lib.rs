@@ -10,6 +10,10 @@
 //!
 //! # Format
 //!
+//! The sealing is `tacit-seal`'s construction under the label
+//! `tacit-sqlite/v1` (the browser store of `tacit-wasm` uses the same one
+//! under its own label):
+//!
 //! ```text
 //! record_key = HMAC-SHA256(app_key, "tacit-sqlite/v1/record")
 //! index_key  = HMAC-SHA256(app_key, "tacit-sqlite/v1/index")
@@ -83,12 +87,9 @@ use std::path::Path;
 
 use generation::CounterFile;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
-use rand_core::{OsRng, RngCore};
+use rand_core::OsRng;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use sha2::Sha256;
+use tacit_seal::{hmac, RecordSealer};
 use zeroize::Zeroizing;
 
 use tacit::error::{StateError, StoreError};
@@ -105,9 +106,10 @@ pub const MAX_APP_KIND_LEN: usize = 64;
 /// The version byte of a sealed record: its associated data ends with the
 /// row's generation. (Version 1, without it, is read for rows of
 /// generation 0, written before schema 4.)
-pub const SEAL_VERSION: u8 = 2;
-const NONCE_LEN: usize = 24;
-const AAD_LABEL: &[u8] = b"tacit-sqlite/v1";
+pub const SEAL_VERSION: u8 = tacit_seal::SEAL_VERSION;
+/// The label of the sealing construction (`tacit_seal`): it starts the
+/// associated data and the key derivations.
+const SEAL_LABEL: &str = "tacit-sqlite/v1";
 const KEY_CHECK: &[u8] = b"tacit-sqlite key check v1";
 
 /// Schema migrations: entry `i` brings a file from version `i` to `i + 1`.
@@ -236,8 +238,8 @@ fn check_kind(kind: &str) -> Result<(), StoreError> {
 /// documentation for the format.
 pub struct SqliteStore {
     conn: Connection,
-    record_key: Zeroizing<[u8; 32]>,
-    index_key: Zeroizing<[u8; 32]>,
+    /// The record and index keys (`tacit_seal`).
+    sealer: RecordSealer,
     /// The generation of the last commit.
     generation: u64,
     /// The XOR of the digest elements of every row.
@@ -271,33 +273,10 @@ fn in_use_or_backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn hmac(key: &[u8; 32], message: &[u8]) -> Zeroizing<[u8; 32]> {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => return Zeroizing::new([0u8; 32]),
-    };
-    mac.update(message);
-    Zeroizing::new(mac.finalize().into_bytes().into())
-}
-
 fn row_key(user_tag: &[u8; 32], device_id: DeviceId) -> [u8; 36] {
     let mut out = [0u8; 36];
     out[..32].copy_from_slice(user_tag);
     out[32..].copy_from_slice(&device_id.to_be_bytes());
-    out
-}
-
-fn aad(table: &str, row: &[u8], generation: Option<u64>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(AAD_LABEL.len() + table.len() + row.len() + 10);
-    out.extend_from_slice(AAD_LABEL);
-    out.push(0);
-    out.extend_from_slice(table.as_bytes());
-    out.push(0);
-    out.extend_from_slice(row);
-    if let Some(generation) = generation {
-        out.extend_from_slice(&generation.to_be_bytes());
-    }
     out
 }
 
@@ -369,8 +348,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let mut store = Self {
             conn,
-            record_key: hmac(key, b"tacit-sqlite/v1/record"),
-            index_key: hmac(key, b"tacit-sqlite/v1/index"),
+            sealer: RecordSealer::new(key, SEAL_LABEL),
             generation: 0,
             digest: [0; 32],
             counter,
@@ -411,7 +389,7 @@ impl SqliteStore {
     }
 
     fn user_tag(&self, user_id: &str) -> [u8; 32] {
-        *hmac(&self.index_key, user_id.as_bytes())
+        self.sealer.tag(user_id.as_bytes())
     }
 
     fn seal(
@@ -421,7 +399,7 @@ impl SqliteStore {
         generation: u64,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
-        seal_record(&self.record_key, table, row, generation, plaintext)
+        seal_record(&self.sealer, table, row, generation, plaintext)
     }
 
     /// Opens the record sealed at `row` of `table` with the row's
@@ -437,27 +415,9 @@ impl SqliteStore {
             table,
             row: printable(row),
         };
-        let (&version, rest) = sealed.split_first().ok_or_else(tampered)?;
-        let aad = match version {
-            SEAL_VERSION => aad(table, row, Some(generation)),
-            1 if generation == 0 => aad(table, row, None),
-            _ => return Err(tampered()),
-        };
-        if rest.len() < NONCE_LEN {
-            return Err(tampered());
-        }
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let cipher = XChaCha20Poly1305::new(self.record_key.as_ref().into());
-        cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| tampered())
+        self.sealer
+            .open(table, row, generation, sealed)
+            .ok_or_else(tampered)
     }
 
     fn load_row(
@@ -492,7 +452,7 @@ impl SqliteStore {
         message.extend_from_slice(kind.as_bytes());
         message.push(0);
         message.extend_from_slice(key);
-        *hmac(&self.index_key, &message)
+        self.sealer.tag(&message)
     }
 
     fn app_row(kind: &str, tag: &[u8; 32]) -> Vec<u8> {
@@ -715,32 +675,15 @@ impl Store for SqliteStore {
 /// Seals `plaintext` for `row` of `table` at `generation` (format in the
 /// crate documentation).
 fn seal_record(
-    record_key: &[u8; 32],
+    sealer: &RecordSealer,
     table: &str,
     row: &[u8],
     generation: u64,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng
-        .try_fill_bytes(&mut nonce)
-        .map_err(|e| StoreError::backend("randomness", e))?;
-    let cipher = XChaCha20Poly1305::new(record_key.into());
-    let aad = aad(table, row, Some(generation));
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| StoreError::backend_message("record too long"))?;
-    let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-    out.push(SEAL_VERSION);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
-    Ok(out)
+    sealer
+        .seal(table, row, generation, plaintext, &mut OsRng)
+        .map_err(|e| StoreError::backend("sealing", e))
 }
 
 /// An application write, sealed or not yet: kind, key tag, and the value
@@ -821,8 +764,8 @@ impl SqliteStore {
             app_rows.push((*kind, *tag, row, sealed));
         }
 
-        let index_key = self.index_key.clone();
-        let record_key = self.record_key.clone();
+        let sealer = self.sealer.clone();
+        let index_key = sealer.index_key();
         let mut digest = self.digest;
         // Dropping the transaction without commit rolls it back.
         let tx = self
@@ -833,7 +776,7 @@ impl SqliteStore {
             swap_element(
                 &tx,
                 &mut digest,
-                &index_key,
+                index_key,
                 ("account", b"account"),
                 ("SELECT gen FROM account WHERE id = 1", &[]),
                 Some(generation),
@@ -849,7 +792,7 @@ impl SqliteStore {
             swap_element(
                 &tx,
                 &mut digest,
-                &index_key,
+                index_key,
                 ("identities", &row_key(&tag, device_id)),
                 (
                     "SELECT gen FROM identities WHERE user_tag = ?1 AND device_id = ?2",
@@ -869,7 +812,7 @@ impl SqliteStore {
             swap_element(
                 &tx,
                 &mut digest,
-                &index_key,
+                index_key,
                 ("sessions", &row_key(&tag, device_id)),
                 (
                     "SELECT gen FROM sessions WHERE user_tag = ?1 AND device_id = ?2",
@@ -895,7 +838,7 @@ impl SqliteStore {
             swap_element(
                 &tx,
                 &mut digest,
-                &index_key,
+                index_key,
                 ("device_lists", &tag),
                 (
                     "SELECT gen FROM device_lists WHERE user_tag = ?1",
@@ -914,7 +857,7 @@ impl SqliteStore {
             swap_element(
                 &tx,
                 &mut digest,
-                &index_key,
+                index_key,
                 ("app_records", &row),
                 (
                     "SELECT gen FROM app_records WHERE kind = ?1 AND key_tag = ?2",
@@ -936,7 +879,7 @@ impl SqliteStore {
             }
             .map_err(backend)?;
         }
-        Self::write_state(&record_key, &tx, generation, &digest)?;
+        Self::write_state(&sealer, &tx, generation, &digest)?;
         tx.commit().map_err(backend)?;
         self.generation = generation;
         self.digest = digest;
@@ -950,7 +893,7 @@ impl SqliteStore {
 
     /// Writes the sealed state row: `generation (u64 big-endian) || digest`.
     fn write_state(
-        record_key: &[u8; 32],
+        sealer: &RecordSealer,
         tx: &rusqlite::Transaction<'_>,
         generation: u64,
         digest: &[u8; 32],
@@ -958,7 +901,7 @@ impl SqliteStore {
         let mut state = Zeroizing::new(Vec::with_capacity(40));
         state.extend_from_slice(&generation.to_be_bytes());
         state.extend_from_slice(digest);
-        let sealed = seal_record(record_key, "meta", b"state", 0, &state)?;
+        let sealed = seal_record(sealer, "meta", b"state", 0, &state)?;
         tx.execute(
             "INSERT INTO meta (name, value) VALUES ('state', ?1)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -1019,7 +962,7 @@ impl SqliteStore {
                 highest = highest.max(generation);
                 generation::toggle(
                     &mut digest,
-                    &generation::element(&self.index_key, table, &row, generation),
+                    &generation::element(self.sealer.index_key(), table, &row, generation),
                 );
             }
         }
@@ -1053,12 +996,12 @@ impl SqliteStore {
                     });
                 }
             }
-            let record_key = self.record_key.clone();
+            let sealer = self.sealer.clone();
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            Self::write_state(&record_key, &tx, 0, &rows_digest)?;
+            Self::write_state(&sealer, &tx, 0, &rows_digest)?;
             tx.commit().map_err(backend)?;
             self.digest = rows_digest;
             return self.store_counter();
@@ -1107,7 +1050,8 @@ impl SqliteStore {
             .checked_add(1)
             .ok_or_else(|| StoreError::backend_message("generation exhausted"))?;
         let mut digest = self.digest;
-        let (record_key, index_key) = (self.record_key.clone(), self.index_key.clone());
+        let sealer = self.sealer.clone();
+        let index_key = sealer.index_key();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1127,12 +1071,12 @@ impl SqliteStore {
                 let old: u64 = r.get(2).map_err(backend)?;
                 generation::toggle(
                     &mut digest,
-                    &generation::element(&index_key, "sessions", &row, old),
+                    &generation::element(index_key, "sessions", &row, old),
                 );
             }
         }
         tx.execute("DELETE FROM sessions", []).map_err(backend)?;
-        Self::write_state(&record_key, &tx, generation, &digest)?;
+        Self::write_state(&sealer, &tx, generation, &digest)?;
         tx.commit().map_err(backend)?;
         self.generation = generation;
         self.digest = digest;

@@ -1,0 +1,28 @@
+//! tacit in the browser: a JavaScript API (wasm-bindgen) over the session
+//! layer of `tacit`, with the state persisted through a small storage
+//! interface (`TacitStorage`; `js/idb-storage.js` implements it on
+//! IndexedDB), every record sealed at rest ([`store`]).
+//!
+//! [`Tacit`] is one device of a user: it creates the account and the
+//! user's signed device list (`docs/PROTOCOL.md` 14), gives its prekey
+//! bundle, takes the device lists and bundles of peers, seals messages for
+//! every device of a user and opens envelopes. A method that changes state
+//! returns a promise that settles once the storage has written the change
+//! (in one transaction): act on its result (send the envelopes, acknowledge
+//! the delivery) only then. Errors are thrown as `TacitError`s with a
+//! stable `code` ([`error::CODES`]).
+//!
+//! `build.sh` builds the module and its glue with `wasm-bindgen-cli` of the
+//! exact version of the `wasm-bindgen` crate.
+
+mod api;
+pub mod error;
+#[cfg(feature = "perf")]
+pub mod perf;
+#[cfg(feature = "perf")]
+mod perf_js;
+pub mod store;
+
+pub use api::{DeviceAddress, Outgoing, Received, Storage, Tacit};
+#[cfg(feature = "perf")]
+pub use perf_js::perf_run;
