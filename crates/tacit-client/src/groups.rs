@@ -18,6 +18,9 @@ pub struct GroupInfo {
     pub title: String,
     /// The current epoch (the version of the membership).
     pub epoch: u64,
+    /// The current state's hash: members who compare it (out of band)
+    /// hold the same members, roles and title.
+    pub state: [u8; 32],
     /// The current members, in ascending order of user id.
     pub members: Vec<GroupMemberInfo>,
     /// Whether this user is a member (`false` once it left or was

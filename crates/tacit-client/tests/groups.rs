@@ -409,3 +409,115 @@ async fn a_group_message_whose_chain_the_relay_dropped_is_held_then_dropped() {
     assert!(carol.group_history().await.unwrap().is_empty());
     eventually(|| queued(&relay_db, "carol") == 0).await;
 }
+
+#[tokio::test]
+async fn a_sender_chain_from_a_non_member_is_refused_and_not_stored() {
+    use rand_core::OsRng;
+    use tacit::envelope::{Content, ContentKind};
+    use tacit::group::{GroupControl, OutboundChain, SessionControlBody};
+    use tacit::identity::{DeviceList, UserKeyPair};
+    use tacit::session::{Account, SessionConfig, SessionManager};
+    use tacit::store::InMemoryStore;
+    use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request, Submit};
+
+    let dir = TempDir::new("group-non-member");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let at = relay.local_addr();
+    let [(_alice, _), (_bob, _), (mut carol, _)] = team(&dir, at).await;
+    let group = carol.groups().await.unwrap().remove(0);
+
+    // Mallory is a real user with a verified list, not a member.
+    registered(&dir, "mallory", at).await;
+    let mallory_key = UserKeyPair::generate(&mut OsRng);
+    let mut mallory = SessionManager::create(
+        InMemoryStore::new(),
+        addr("mallory", 1),
+        Account::generate(&mut OsRng, 0),
+        SessionConfig::default(),
+    )
+    .unwrap();
+    let own = mallory.account().identity().public_key();
+    let list = DeviceList::sign(&mallory_key, "mallory", 1, &[(1, own, 0)]).unwrap();
+    mallory.update_device_list(&list).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&relay_db).unwrap();
+        conn.execute(
+            "UPDATE users SET user_key = ?2, device_list = ?3 WHERE user_id = ?1",
+            rusqlite::params![
+                "mallory",
+                mallory_key.public_key().to_bytes().to_vec(),
+                list.to_wire()
+            ],
+        )
+        .unwrap();
+    }
+    let Ok(Reply::DeviceList(carol_list)) = raw_request(
+        at,
+        Request::FetchDeviceList(FetchDeviceList::new("carol").unwrap()),
+    )
+    .await
+    else {
+        panic!("no list for carol")
+    };
+    mallory
+        .update_device_list(&carol_list.verify().unwrap())
+        .unwrap();
+    let Ok(Reply::Bundles(bundles)) = raw_request(
+        at,
+        Request::FetchBundles(FetchBundles::device(&addr("carol", 1))),
+    )
+    .await
+    else {
+        panic!("no bundle for carol")
+    };
+    mallory
+        .process_bundle(&addr("carol", 1), &bundles.bundles[0].bundle, &mut OsRng)
+        .unwrap();
+
+    // A chain for the team's current state, sent pairwise by Mallory.
+    let chain = OutboundChain::new(group.id, group.state, &mut OsRng);
+    let body = SessionControlBody {
+        group: GroupControl {
+            states: Vec::new(),
+            chain: Some(chain.distribution()),
+        },
+    }
+    .to_wire();
+    let content = Content::new(ContentKind::SessionControl, body, 0).unwrap();
+    let out = mallory
+        .seal_for_device(&addr("carol", 1), &content, &mut OsRng)
+        .unwrap();
+    let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
+    assert!(matches!(
+        raw_request(at, Request::Submit(submit)).await,
+        Ok(Reply::Submitted { .. })
+    ));
+    let (refused, _) = wait_for(&mut carol, |e| match e {
+        Event::GroupRefused {
+            from,
+            group: g,
+            reason,
+            ..
+        } => Some((from.clone(), *g, reason.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        refused,
+        (
+            Some(addr("mallory", 1)),
+            Some(group.id),
+            GroupRefusal::NotMember {
+                user_id: "mallory".into()
+            }
+        )
+    );
+    let after = carol.groups().await.unwrap().remove(0);
+    assert!(
+        after.readable_from.iter().all(|a| a.user_id() != "mallory"),
+        "{:?}",
+        after.readable_from
+    );
+    assert_eq!(after.state, group.state);
+}

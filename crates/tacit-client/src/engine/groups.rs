@@ -64,6 +64,7 @@ fn info(group: &Group) -> GroupInfo {
         id: group.group_id().to_bytes(),
         title: group.title().to_owned(),
         epoch: group.epoch(),
+        state: group.current().hash().to_bytes(),
         members: group
             .members()
             .iter()
