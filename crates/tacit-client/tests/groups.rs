@@ -411,11 +411,14 @@ async fn a_group_message_whose_chain_the_relay_dropped_is_held_then_dropped() {
 }
 
 #[tokio::test]
-async fn a_sender_chain_from_a_non_member_is_refused_and_not_stored() {
+async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_refused() {
     use rand_core::OsRng;
     use tacit::envelope::{Content, ContentKind};
-    use tacit::group::{GroupControl, OutboundChain, SessionControlBody};
-    use tacit::identity::{DeviceList, UserKeyPair};
+    use tacit::group::{
+        Group, GroupControl, GroupId, GroupMember, GroupSigner, OutboundChain, Role,
+        SessionControlBody,
+    };
+    use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
     use tacit::session::{Account, SessionConfig, SessionManager};
     use tacit::store::InMemoryStore;
     use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request, Submit};
@@ -520,4 +523,53 @@ async fn a_sender_chain_from_a_non_member_is_refused_and_not_stored() {
         after.readable_from
     );
     assert_eq!(after.state, group.state);
+
+    // A group state that Mallory signs naming herself under another user
+    // key than the one Carol trusts for her is refused, and not joined.
+    let other_key = UserKeyPair::generate(&mut OsRng);
+    let mallory_at = addr("mallory", 1);
+    let identity = mallory.account().identity().clone();
+    let certificate = DeviceCertificate::issue(&other_key, &mallory_at, &identity.public_key());
+    let signer = GroupSigner::new(&identity, &mallory_at, certificate);
+    let members = vec![
+        GroupMember::new("mallory", other_key.public_key(), Role::Admin),
+        GroupMember::new(
+            "carol",
+            *carol_list.verify().unwrap().user_key(),
+            Role::Member,
+        ),
+    ];
+    let forged = Group::create(GroupId::generate(&mut OsRng), "trap", members, &signer).unwrap();
+    let body = SessionControlBody {
+        group: GroupControl {
+            states: vec![forged.current().clone()],
+            chain: None,
+        },
+    }
+    .to_wire();
+    let content = Content::new(ContentKind::SessionControl, body, 0).unwrap();
+    let out = mallory
+        .seal_for_device(&addr("carol", 1), &content, &mut OsRng)
+        .unwrap();
+    let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
+    assert!(matches!(
+        raw_request(at, Request::Submit(submit)).await,
+        Ok(Reply::Submitted { .. })
+    ));
+    let (reason, _) = wait_for(&mut carol, |e| match e {
+        Event::GroupRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        reason,
+        GroupRefusal::UserKeyMismatch {
+            user_id: "mallory".into()
+        }
+    );
+    assert_eq!(
+        carol.groups().await.unwrap().len(),
+        1,
+        "the trap was not joined"
+    );
 }
