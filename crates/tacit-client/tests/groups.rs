@@ -573,3 +573,67 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
         "the trap was not joined"
     );
 }
+
+#[tokio::test]
+async fn the_chain_step_is_committed_before_the_submission() {
+    let dir = TempDir::new("group-commit-first");
+    let relay_db = dir.path("relay.db");
+    let mut config = relay_config(&relay_db, "127.0.0.1:0".parse().unwrap());
+    config.queue_cap = 4;
+    let relay = tacit_relay::Relay::bind(config).await.unwrap();
+    let at = relay.local_addr();
+    let alice = started(registered(&dir, "alice", at).await).await;
+    let bob_config = registered(&dir, "bob", at).await;
+    let mut bob = started(bob_config.clone()).await;
+    alice.create_group("pair", &["bob"]).await.unwrap();
+    alice.send_group_text("pair", "first").await.unwrap();
+    assert_eq!(next_group_message(&mut bob).await.0.text, "first");
+    bob.shutdown().await;
+
+    // Bob's mailbox fills up; the relay refuses the whole submission.
+    let mut refused = None;
+    for i in 0..8 {
+        match alice.send_group_text("pair", &format!("queued {i}")).await {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (n, error) = refused.expect("the relay never refused");
+    assert!(
+        matches!(&error, ClientError::Relay(e) if e.code == tacit_relay_proto::ErrorCode::QueueFull),
+        "{error:?}"
+    );
+    // The message was encrypted and its chain step committed before the
+    // submission: its entry is there, pending.
+    let history = alice.group_history().await.unwrap();
+    let entry = history
+        .iter()
+        .find(|e| e.text == format!("queued {n}"))
+        .expect("the refused message's entry was committed first");
+    assert_eq!(entry.status, Status::Pending);
+    assert!(history
+        .iter()
+        .filter(|e| e.text.starts_with("queued") && e.text != entry.text)
+        .all(|e| e.status >= Status::Sent));
+
+    // Bob drains, then reads the next message: its chain skipped the
+    // refused message's key rather than using it again.
+    let mut bob = Client::start(bob_config).await.unwrap();
+    let (_, seen) = drained(&mut bob).await;
+    let read: Vec<String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::GroupMessage(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        read,
+        (0..n).map(|i| format!("queued {i}")).collect::<Vec<_>>()
+    );
+    alice.send_group_text("pair", "after").await.unwrap();
+    assert_eq!(next_group_message(&mut bob).await.0.text, "after");
+}
