@@ -637,3 +637,45 @@ async fn the_chain_step_is_committed_before_the_submission() {
     alice.send_group_text("pair", "after").await.unwrap();
     assert_eq!(next_group_message(&mut bob).await.0.text, "after");
 }
+
+#[tokio::test]
+async fn a_group_message_ahead_of_its_chain_is_held_and_read_when_the_chain_comes() {
+    let dir = TempDir::new("group-reordered");
+    let relay_db = dir.path("relay.db");
+    let relay = start_relay(&relay_db).await;
+    let [(_alice, _), (bob, _), (carol, carol_config)] = team(&dir, relay.local_addr()).await;
+    carol.shutdown().await;
+    bob.send_group_text("team", "out of order").await.unwrap();
+    // The relay serves Carol's mailbox out of order: the group envelope
+    // first, Bob's pairwise envelopes (the chain) after it.
+    {
+        let conn = rusqlite::Connection::open(&relay_db).unwrap();
+        let moved = conn
+            .execute(
+                "UPDATE messages SET id = id + 1000000 WHERE user_id = 'carol' AND kind = 0",
+                [],
+            )
+            .unwrap();
+        assert!(moved >= 1);
+    }
+    let mut carol = Client::start(carol_config).await.unwrap();
+    let (m, before) = next_group_message(&mut carol).await;
+    assert_eq!(
+        (m.text.as_str(), m.sender.user_id()),
+        ("out of order", "bob")
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, Event::GroupRefused { .. } | Event::Dropped { .. })),
+        "{before:?}"
+    );
+    drained(&mut carol).await;
+    eventually(|| queued(&relay_db, "carol") == 0).await;
+    // Read once: the history holds it once.
+    let history = carol.group_history().await.unwrap();
+    assert_eq!(
+        history.iter().filter(|e| e.text == "out of order").count(),
+        1
+    );
+}
