@@ -410,18 +410,36 @@ async fn a_group_message_whose_chain_the_relay_dropped_is_held_then_dropped() {
     eventually(|| queued(&relay_db, "carol") == 0).await;
 }
 
+/// Seals `control` from `sender` to carol.1, pairwise, and submits it.
+async fn send_control(
+    sender: &mut tacit::session::SessionManager<tacit::store::InMemoryStore>,
+    relay: std::net::SocketAddr,
+    control: tacit::group::GroupControl,
+) {
+    use tacit::envelope::{Content, ContentKind};
+    use tacit_relay_proto::{Reply, Request, Submit};
+    let body = tacit::group::SessionControlBody { group: control }.to_wire();
+    let content = Content::new(ContentKind::SessionControl, body, 0).unwrap();
+    let out = sender
+        .seal_for_device(&addr("carol", 1), &content, &mut rand_core::OsRng)
+        .unwrap();
+    let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
+    assert!(matches!(
+        raw_request(relay, Request::Submit(submit)).await,
+        Ok(Reply::Submitted { .. })
+    ));
+}
+
 #[tokio::test]
 async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_refused() {
     use rand_core::OsRng;
-    use tacit::envelope::{Content, ContentKind};
     use tacit::group::{
         Group, GroupControl, GroupId, GroupMember, GroupSigner, OutboundChain, Role,
-        SessionControlBody,
     };
     use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
     use tacit::session::{Account, SessionConfig, SessionManager};
     use tacit::store::InMemoryStore;
-    use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request, Submit};
+    use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request};
 
     let dir = TempDir::new("group-non-member");
     let relay_db = dir.path("relay.db");
@@ -480,22 +498,11 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
 
     // A chain for the team's current state, sent pairwise by Mallory.
     let chain = OutboundChain::new(group.id, group.state, &mut OsRng);
-    let body = SessionControlBody {
-        group: GroupControl {
-            states: Vec::new(),
-            chain: Some(chain.distribution()),
-        },
-    }
-    .to_wire();
-    let content = Content::new(ContentKind::SessionControl, body, 0).unwrap();
-    let out = mallory
-        .seal_for_device(&addr("carol", 1), &content, &mut OsRng)
-        .unwrap();
-    let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
-    assert!(matches!(
-        raw_request(at, Request::Submit(submit)).await,
-        Ok(Reply::Submitted { .. })
-    ));
+    let control = GroupControl {
+        states: Vec::new(),
+        chain: Some(chain.distribution()),
+    };
+    send_control(&mut mallory, at, control).await;
     let (refused, _) = wait_for(&mut carol, |e| match e {
         Event::GroupRefused {
             from,
@@ -540,22 +547,11 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
         ),
     ];
     let forged = Group::create(GroupId::generate(&mut OsRng), "trap", members, &signer).unwrap();
-    let body = SessionControlBody {
-        group: GroupControl {
-            states: vec![forged.current().clone()],
-            chain: None,
-        },
-    }
-    .to_wire();
-    let content = Content::new(ContentKind::SessionControl, body, 0).unwrap();
-    let out = mallory
-        .seal_for_device(&addr("carol", 1), &content, &mut OsRng)
-        .unwrap();
-    let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
-    assert!(matches!(
-        raw_request(at, Request::Submit(submit)).await,
-        Ok(Reply::Submitted { .. })
-    ));
+    let control = GroupControl {
+        states: vec![forged.current().clone()],
+        chain: None,
+    };
+    send_control(&mut mallory, at, control).await;
     let (reason, _) = wait_for(&mut carol, |e| match e {
         Event::GroupRefused { reason, .. } => Some(reason.clone()),
         _ => None,
