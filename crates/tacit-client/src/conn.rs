@@ -35,6 +35,7 @@ impl Role {
         let anonymous = matches!(
             request,
             Request::Submit(_)
+                | Request::SubmitGroup(_)
                 | Request::FetchBundles(_)
                 | Request::FetchDeviceList(_)
                 | Request::LinkPut(_)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tacit_relay_proto::{
     ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, LinkTake, Reply, Request, Submit,
-    LINK_SLOT_LEN,
+    SubmitGroup, LINK_SLOT_LEN,
 };
 use tokio::time::Instant;
 
@@ -68,6 +68,15 @@ impl Courier {
         submit: Submit,
     ) -> Result<Result<Reply, ErrorReply>, ClientError> {
         self.request(Request::Submit(submit)).await
+    }
+
+    /// Submits a group envelope's shared payload and parts.
+    /// `Ok(Err(_))` is the relay's refusal.
+    pub(crate) async fn submit_group(
+        &mut self,
+        submit: SubmitGroup,
+    ) -> Result<Result<Reply, ErrorReply>, ClientError> {
+        self.request(Request::SubmitGroup(submit)).await
     }
 
     /// Fetches prekey bundles. `Ok(Err(_))` is the relay's refusal.

@@ -16,8 +16,8 @@ use tacit::session::{
 };
 use tacit::{Account, Address};
 use tacit_relay_proto::{
-    Ack, ErrorCode, FetchBundles, FetchDeviceList, LoggedIn, Login, Push, Register, Reply, Request,
-    Response, ServerFrame, Submit, UploadPreKeys,
+    Ack, EnvelopeKind, ErrorCode, FetchBundles, FetchDeviceList, LoggedIn, Login, Push, Register,
+    Reply, Request, Response, ServerFrame, Submit, UploadPreKeys,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +40,7 @@ const MAX_HELD_PER_USER: usize = 16;
 const MAX_HELD: usize = 256;
 
 mod devices;
+mod groups;
 mod prekeys;
 
 use prekeys::{Published, Stored};
@@ -378,6 +379,9 @@ impl Engine {
                 command = self.commands.recv() => match command {
                     None => return Some(None),
                     Some(Command::Shutdown { reply }) => return Some(Some(reply)),
+                    Some(command) if groups::needs_relay(&command) => {
+                        self.waiting.push_back(Job::Command(command));
+                    }
                     Some(
                         command @ (Command::Send { .. }
                         | Command::Read { .. }
@@ -567,7 +571,10 @@ impl Engine {
                     duplicates: self.counts.duplicates,
                 })
                 .await;
-                self.flush_receipts().await
+                match self.expire_group_pending().await {
+                    Ok(()) => self.flush_receipts().await,
+                    Err(e) => Err(e),
+                }
             }
             ServerFrame::PreKeysLow {
                 remaining,
@@ -624,7 +631,11 @@ impl Engine {
             self.counts.duplicates += 1;
             return self.ack(conn, push.message_id).await;
         }
-        let receipt_to = self.process(&push.envelope, push.message_id, false).await?;
+        let receipt_to = if push.kind == EnvelopeKind::Group {
+            self.process_group(&push.envelope, push.message_id).await?
+        } else {
+            self.process(&push.envelope, push.message_id, false).await?
+        };
         self.ack(conn, push.message_id).await?;
         if let Some((user, id)) = receipt_to {
             if self.backlog {
@@ -682,6 +693,7 @@ impl Engine {
         let key = content_key(&received.sender, content.message_id());
         let mut event = None;
         let mut receipt_to = None;
+        let mut group = groups::ControlOutcome::default();
         if self.manager.store().seen_content(&key)? {
             // The same content again in a new envelope: the sender retried.
             self.counts.duplicates += 1;
@@ -732,12 +744,16 @@ impl Engine {
                                 writes.history(&entry)?;
                             }
                         }
+                        self.group_receipt(id, &received.sender, status, &mut writes)?;
                     }
                     event = Some(Event::Receipt {
                         from: received.sender.clone(),
                         kind,
                         message_ids: ids,
                     });
+                }
+                ContentKind::SessionControl => {
+                    group = self.group_control(&received, relay_id, &mut writes)?;
                 }
                 // Other kinds are recorded as processed and not shown.
                 _ => {}
@@ -746,6 +762,12 @@ impl Engine {
         self.manager.store().commit_with(held, writes)?;
         if let Some(event) = event {
             self.emit(event).await;
+        }
+        for event in group.events {
+            self.emit(event).await;
+        }
+        if group.stored {
+            self.retry_group_pending().await?;
         }
         Ok(receipt_to.filter(|_| self.config.delivery_receipts))
     }
@@ -906,6 +928,7 @@ impl Engine {
                 let _ = reply.send(result);
                 return outcome;
             }
+            Job::Command(Command::Group(command)) => return self.group_command(command).await,
             Job::Command(command) => {
                 self.local_command(command);
                 return None;
@@ -1065,6 +1088,7 @@ impl Engine {
             Command::Read { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
+            Command::Group(command) => self.local_group_command(command),
         }
     }
 

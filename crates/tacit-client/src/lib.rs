@@ -46,6 +46,7 @@ mod conn;
 mod courier;
 mod endpoint;
 mod engine;
+mod groups;
 mod key;
 mod link;
 mod recovery;
@@ -63,6 +64,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use engine::register;
+pub use groups::{
+    GroupHistoryEntry, GroupInfo, GroupMemberInfo, GroupRefusal, IncomingGroupMessage,
+    SentGroupMessage,
+};
 pub use key::StoreKey;
 pub use link::link;
 pub use recovery::{recover, RecoveryCode};
@@ -176,6 +181,10 @@ pub struct ClientConfig {
     /// client killed between processing and acknowledging leaves behind
     /// (for tests of redelivery).
     pub acknowledge: bool,
+    /// How long a group message waits for its sender chain before it is
+    /// dropped ([`GroupRefusal::ChainMissing`]); checked whenever the
+    /// stored queue has drained.
+    pub group_pending_ttl: Duration,
 }
 
 impl ClientConfig {
@@ -207,6 +216,7 @@ impl ClientConfig {
             delivery_receipts: true,
             receive: true,
             acknowledge: true,
+            group_pending_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -224,14 +234,17 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Status {
+    /// An outgoing group message encrypted (its chain step committed) and
+    /// not yet stored by the relay.
+    Pending,
     /// An incoming message, recorded.
-    Received = 0,
+    Received,
     /// Stored by the relay for every recipient device.
-    Sent = 1,
+    Sent,
     /// A recipient device reported it delivered.
-    Delivered = 2,
+    Delivered,
     /// A recipient device reported it read.
-    Read = 3,
+    Read,
 }
 
 /// One message in the history.
@@ -351,6 +364,36 @@ pub enum Event {
         safety_number: String,
         /// Why.
         reason: String,
+    },
+    /// A group text message.
+    GroupMessage(IncomingGroupMessage),
+    /// A group's membership or title changed (or this user joined it).
+    GroupChanged {
+        /// The group id.
+        group: [u8; 32],
+        /// The current title.
+        title: String,
+        /// The current epoch.
+        epoch: u64,
+        /// The device that signed the change.
+        by: Address,
+        /// What changed, for display (`created`, `added bob`, ...).
+        description: String,
+        /// Whether this user is still a member.
+        active: bool,
+    },
+    /// A group control or a group envelope was refused or dropped; nothing
+    /// of it was stored (a group envelope is acknowledged).
+    GroupRefused {
+        /// The relay's id of the envelope that carried it.
+        relay_id: u64,
+        /// The pairwise sender of a control (`None` for a group envelope,
+        /// whose sender is only known from its chain).
+        from: Option<Address>,
+        /// The group, when known.
+        group: Option<[u8; 32]>,
+        /// Why.
+        reason: GroupRefusal,
     },
     /// The connection was lost; the client reconnects after `retry_in`.
     Disconnected {
@@ -490,6 +533,10 @@ pub enum ClientError {
         /// The name in the relay's challenge.
         announced: String,
     },
+    /// A group operation was refused by the group rules (not an admin,
+    /// not a member, already a member, ...); nothing changed.
+    #[error("group: {0}")]
+    Group(#[from] tacit::GroupStateError),
     /// The client has stopped.
     #[error("the client has stopped")]
     Stopped,
@@ -578,6 +625,41 @@ pub(crate) enum Command {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    Group(GroupCommand),
+}
+
+/// Group requests from the [`Client`] handle to its task.
+pub(crate) enum GroupCommand {
+    Create {
+        title: String,
+        members: Vec<String>,
+        reply: oneshot::Sender<Result<GroupInfo, ClientError>>,
+    },
+    Add {
+        group: String,
+        user: String,
+        reply: oneshot::Sender<Result<GroupInfo, ClientError>>,
+    },
+    Remove {
+        group: String,
+        user: String,
+        reply: oneshot::Sender<Result<GroupInfo, ClientError>>,
+    },
+    Leave {
+        group: String,
+        reply: oneshot::Sender<Result<GroupInfo, ClientError>>,
+    },
+    Send {
+        group: String,
+        text: String,
+        reply: oneshot::Sender<Result<SentGroupMessage, ClientError>>,
+    },
+    List {
+        reply: oneshot::Sender<Result<Vec<GroupInfo>, ClientError>>,
+    },
+    History {
+        reply: oneshot::Sender<Result<Vec<GroupHistoryEntry>, ClientError>>,
     },
 }
 
@@ -749,6 +831,106 @@ impl Client {
     /// The message history, oldest first.
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, ClientError> {
         self.call(|reply| Command::History { reply }).await
+    }
+
+    /// Creates a group titled `title` with this user (as its admin) and
+    /// `members` (plain members), and sends its first state to every
+    /// device of every member, pairwise. The title must be unique among
+    /// this client's groups to be usable as a name.
+    pub async fn create_group(
+        &self,
+        title: &str,
+        members: &[&str],
+    ) -> Result<GroupInfo, ClientError> {
+        self.call(|reply| {
+            Command::Group(GroupCommand::Create {
+                title: title.into(),
+                members: members.iter().map(|m| (*m).to_owned()).collect(),
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Adds `user` to `group` (its title, or its id in 64 hex digits);
+    /// this user must be an admin. The new member receives the current
+    /// state and its parent; it can read nothing sent before.
+    pub async fn add_group_member(
+        &self,
+        group: &str,
+        user: &str,
+    ) -> Result<GroupInfo, ClientError> {
+        self.call(|reply| {
+            Command::Group(GroupCommand::Add {
+                group: group.into(),
+                user: user.into(),
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Removes `user` from `group`; this user must be an admin
+    /// ([`ClientError::Group`] otherwise). Every member's next message
+    /// uses a sender chain the removed member never receives.
+    pub async fn remove_group_member(
+        &self,
+        group: &str,
+        user: &str,
+    ) -> Result<GroupInfo, ClientError> {
+        self.call(|reply| {
+            Command::Group(GroupCommand::Remove {
+                group: group.into(),
+                user: user.into(),
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Leaves `group` (the last admin cannot); the group stays in the list,
+    /// inactive.
+    pub async fn leave_group(&self, group: &str) -> Result<(), ClientError> {
+        self.call(|reply| {
+            Command::Group(GroupCommand::Leave {
+                group: group.into(),
+                reply,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends `text` to every device of every member of `group` (and this
+    /// user's other devices) in one submission; a new sender chain is
+    /// distributed pairwise first where needed. Returns once the relay
+    /// stored every copy.
+    pub async fn send_group_text(
+        &self,
+        group: &str,
+        text: &str,
+    ) -> Result<SentGroupMessage, ClientError> {
+        self.call(|reply| {
+            Command::Group(GroupCommand::Send {
+                group: group.into(),
+                text: text.into(),
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// The groups this client holds, active or not.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        self.call(|reply| Command::Group(GroupCommand::List { reply }))
+            .await
+    }
+
+    /// The group message history, in the order entries were first
+    /// recorded.
+    pub async fn group_history(&self) -> Result<Vec<GroupHistoryEntry>, ClientError> {
+        self.call(|reply| Command::Group(GroupCommand::History { reply }))
+            .await
     }
 
     /// Closes the connection and stops the task. Messages processed are

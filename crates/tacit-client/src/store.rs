@@ -18,6 +18,10 @@ use zeroize::Zeroizing;
 
 use crate::{Direction, HistoryEntry, Status};
 
+mod groups;
+
+pub(crate) use groups::{InboundRecord, OutboundRecord, PendingGroupMessage};
+
 /// Record kinds.
 const PROFILE: &str = "client/profile";
 const SEEN_ENVELOPE: &str = "client/seen-envelope";
@@ -188,7 +192,7 @@ impl Writes {
             message_id: entry.message_id,
             timestamp_ms: entry.timestamp_ms,
             text: entry.text.clone(),
-            status: entry.status as u8,
+            status: status_code(entry.status),
         };
         let key = history_key(entry.direction, &entry.peer, &entry.message_id);
         self.0.push(AppWrite::put(HISTORY, &key, encode(&stored)?));
@@ -354,6 +358,28 @@ impl ClientStore {
     }
 }
 
+/// The stored code of a status.
+fn status_code(status: Status) -> u8 {
+    match status {
+        Status::Received => 0,
+        Status::Sent => 1,
+        Status::Delivered => 2,
+        Status::Read => 3,
+        Status::Pending => 4,
+    }
+}
+
+fn status_from(code: u8) -> Result<Status, StoreError> {
+    Ok(match code {
+        0 => Status::Received,
+        1 => Status::Sent,
+        2 => Status::Delivered,
+        3 => Status::Read,
+        4 => Status::Pending,
+        _ => return Err(corrupt()),
+    })
+}
+
 fn entry_from(bytes: &Zeroizing<Vec<u8>>) -> Result<HistoryEntry, StoreError> {
     let stored: StoredEntry = decode(bytes)?;
     let peer =
@@ -368,12 +394,7 @@ fn entry_from(bytes: &Zeroizing<Vec<u8>>) -> Result<HistoryEntry, StoreError> {
         message_id: stored.message_id,
         timestamp_ms: stored.timestamp_ms,
         text: stored.text,
-        status: match stored.status {
-            0 => Status::Received,
-            1 => Status::Sent,
-            2 => Status::Delivered,
-            _ => Status::Read,
-        },
+        status: status_from(stored.status)?,
     })
 }
 

@@ -9,6 +9,11 @@
 //! tacit-chat --store alice.db devices add CODE       # approves it
 //! tacit-chat --store alice.db devices                # alice.1 (this device), alice.2
 //! tacit-chat --store alice.db devices remove 2
+//! tacit-chat --store alice.db group create team bob carol
+//! tacit-chat --store alice.db group send team "hello team"
+//! tacit-chat --store bob.db recv                     # "[team] alice: hello team"
+//! tacit-chat --store alice.db group remove team carol
+//! tacit-chat --store alice.db group list             # team (epoch 1, ...): alice (admin), bob
 //! ```
 //!
 //! Received names and texts are printed with control characters (terminal
@@ -44,6 +49,8 @@ use tacit_client::{
     Event, MessageId, ReceiptKind, RecoveryCode, Registration, Status, StoreKey,
 };
 use tokio::io::AsyncBufReadExt as _;
+
+mod group;
 use tokio::sync::mpsc;
 
 /// A line-based chat over tacit: end-to-end encrypted, sealed sender,
@@ -135,7 +142,8 @@ enum Cmd {
         action: Option<DevicesCmd>,
     },
     /// Interactive chat: /to PEER, /who, /safety PEER, /accept USER,
-    /// /devices, /link CODE, /remove N, /history, /help, /quit.
+    /// /devices, /link CODE, /remove N, /group GROUP TEXT, /groups,
+    /// /history, /help, /quit.
     Chat {
         /// The first peer to talk to.
         peer: Option<String>,
@@ -147,6 +155,12 @@ enum Cmd {
     },
     /// Print the message history.
     History,
+    /// Groups: create, add, remove, leave, send, list.
+    Group {
+        /// What to do.
+        #[command(subcommand)]
+        action: group::GroupCmd,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +305,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("{peer}: {}", group_digits(&number?));
             for line in session_lines(&sessions?) {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        Cmd::Group { action } => {
+            let mut config = config(&args)?;
+            config.receive = false;
+            let client = start(config).await?;
+            let result = group::run(&client, action).await;
+            client.shutdown().await;
+            for line in result? {
+                print_line(&line);
             }
             Ok(())
         }
@@ -512,6 +537,7 @@ async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
                 first_contact_notice(&m);
                 print_line(&message_line(client.address(), &m.sender, &m.text));
             }
+            Event::GroupMessage(m) => print_line(&group::message_line(client.address(), &m)),
             Event::QueueDrained { .. } if deadline.is_none() => break,
             Event::Stopped { error: Some(e) } => {
                 outcome = Err(anyhow::anyhow!(e));
@@ -527,6 +553,9 @@ async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
 
 /// Reports an event other than a message on stderr.
 fn note(event: &Event) {
+    if group::note(event) {
+        return;
+    }
     match event {
         Event::Receipt {
             from,
@@ -618,6 +647,7 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                         }
                     }
                 }
+                Some(Event::GroupMessage(m)) => print_line(&group::message_line(&me, &m)),
                 Some(Event::Receipt { from, kind, message_ids }) => {
                     for id in message_ids {
                         if let Some((_, text)) = mine.iter().find(|(m, _)| *m == id) {
@@ -721,6 +751,21 @@ async fn command(
             held.retain(|(u, _)| *u != user_id);
             eprintln!("* {user_id}'s new user key is trusted; {released} held message(s) released");
         }
+        "/group" => {
+            let (name, text) = rest.split_once(' ').context("usage: /group GROUP TEXT")?;
+            let sent = client.send_group_text(name, text.trim()).await?;
+            print_line(&format!(
+                "  [sent] you -> [{}]: {}",
+                sanitize(name),
+                sanitize(text.trim())
+            ));
+            mine.push((sent.message_id, text.trim().to_owned()));
+        }
+        "/groups" => {
+            for g in client.groups().await? {
+                eprintln!("  {}", group::info_line(&g));
+            }
+        }
         "/history" => {
             for entry in client.history().await? {
                 eprintln!("  {}", history_line(client.address(), &entry));
@@ -764,6 +809,8 @@ const HELP: &str = "\
   /devices        this user's devices
   /link CODE      approve the new device showing CODE (on the first device)
   /remove N       remove device N of this user (on the first device)
+  /group G TEXT   send TEXT to group G (its name or id)
+  /groups         your groups, their members and roles
   /history        the message history
   /help           this list
   /quit           leave

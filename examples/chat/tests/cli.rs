@@ -538,3 +538,112 @@ async fn a_lost_first_device_comes_back_from_its_recovery_code() {
     );
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_created_used_and_a_member_removed_from_the_command_line() {
+    let dir = TempDir::new("group");
+    let d = dir.0.as_path();
+    let relay = relay(&d.join("relay.db")).await;
+    for name in ["alice", "bob", "carol"] {
+        ok(&chat(d, &format!("{name}.db"), &relay, &["register", name]).await);
+    }
+    let created = ok(&chat(
+        d,
+        "alice.db",
+        &relay,
+        &["group", "create", "team", "bob", "carol"],
+    )
+    .await);
+    assert!(
+        created.starts_with("created team (epoch 0, id "),
+        "{created}"
+    );
+    assert!(
+        created.ends_with("): alice (admin), bob, carol\n"),
+        "{created}"
+    );
+    ok(&chat(
+        d,
+        "alice.db",
+        &relay,
+        &["group", "send", "team", "hello team"],
+    )
+    .await);
+    for store in ["bob.db", "carol.db"] {
+        let out = chat(d, store, &relay, &["recv"]).await;
+        assert_eq!(ok(&out), "[team] alice: hello team\n");
+        let notes = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            notes.contains("[team] created with alice, bob, carol by alice.1"),
+            "{notes}"
+        );
+    }
+    ok(&chat(
+        d,
+        "bob.db",
+        &relay,
+        &["group", "send", "team", "hi from bob"],
+    )
+    .await);
+    assert_eq!(
+        ok(&chat(d, "carol.db", &relay, &["recv"]).await),
+        "[team] bob: hi from bob\n"
+    );
+
+    // A plain member cannot remove; the admin can, and the removed member
+    // reads nothing after it.
+    let refused = chat(d, "bob.db", &relay, &["group", "remove", "team", "carol"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    ok(&chat(d, "alice.db", &relay, &["group", "remove", "team", "carol"]).await);
+    ok(&chat(
+        d,
+        "alice.db",
+        &relay,
+        &["group", "send", "team", "carol is gone"],
+    )
+    .await);
+    let out = chat(d, "carol.db", &relay, &["recv"]).await;
+    assert_eq!(ok(&out), "");
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        notes.contains("removed carol by alice.1 (you are no longer a member)"),
+        "{notes}"
+    );
+    let out = ok(&chat(d, "bob.db", &relay, &["recv"]).await);
+    assert_eq!(
+        out,
+        "[team] alice: hi from bob\n".replace("alice: hi from bob", "alice: carol is gone")
+    );
+    let list = ok(&chat(d, "alice.db", &relay, &["group", "list"]).await);
+    assert!(list.starts_with("team (epoch 1, id "), "{list}");
+    assert!(list.ends_with("): alice (admin), bob\n"), "{list}");
+    let list = ok(&chat(d, "carol.db", &relay, &["group", "list"]).await);
+    assert!(list.contains(" [left]: alice (admin), bob\n"), "{list}");
+
+    // A title with a terminal escape is refused at creation; one with a
+    // bidirectional override is printed defused.
+    let escape = chat(
+        d,
+        "alice.db",
+        &relay,
+        &["group", "create", "x\u{1b}[2Jy", "bob"],
+    )
+    .await;
+    assert_eq!(escape.status.code(), Some(1));
+    ok(&chat(
+        d,
+        "alice.db",
+        &relay,
+        &["group", "create", "x\u{202e}y", "bob"],
+    )
+    .await);
+    ok(&chat(
+        d,
+        "alice.db",
+        &relay,
+        &["group", "send", "x\u{202e}y", "boo"],
+    )
+    .await);
+    let out = ok(&chat(d, "bob.db", &relay, &["recv"]).await);
+    assert_eq!(out, "[x\u{fffd}y] alice: boo\n");
+}

@@ -8,8 +8,12 @@
 //! reaches both, Alice removes the second device, and Bob's next message
 //! reaches the first only. It shows that the sessions are `tacit-v2`
 //! (PQXDH over X25519 and ML-KEM-1024), reading the profile from the
-//! clients, and what that costs in bytes. It takes no flags, stops by itself and removes
-//! its temporary files.
+//! clients, and what that costs in bytes. Then Alice, Bob and Carol form a
+//! group: each message is uploaded once for every member device (its cost
+//! against pairwise fan-out is printed), Alice removes Carol, and Carol's
+//! client shows it cannot read the next message even when a lying relay
+//! hands her a copy. It takes no flags, stops by itself and removes its
+//! temporary files.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +28,7 @@ use tacit_client::{
 };
 use tacit_relay::{Config, Relay};
 
+mod group;
 mod quantum;
 
 /// How long the demo waits for any one step.
@@ -72,12 +77,12 @@ fn rule() {
     println!("{}", "-".repeat(WIDTH * 3 + 6));
 }
 
-fn heading(text: &str) {
+pub(crate) fn heading(text: &str) {
     println!();
     println!("== {text}");
 }
 
-fn client_config(
+pub(crate) fn client_config(
     dir: &Path,
     name: &str,
     relay: &Relay,
@@ -97,7 +102,7 @@ fn client_config(
 }
 
 /// Waits for the first event `pick` accepts.
-async fn wait_for<T>(
+pub(crate) async fn wait_for<T>(
     client: &mut Client,
     what: &str,
     mut pick: impl FnMut(&Event) -> Option<T>,
@@ -449,6 +454,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     quantum::show(&relay_db, &alice, &bob, first_envelope).await?;
 
     let alice2 = devices(dir, &relay, &server_name, &relay_db, &mut alice, &bob, &a).await?;
+    let bob = group::show(dir, &relay, &server_name, &relay_db, &mut alice, bob).await?;
 
     alice.shutdown().await;
     bob.shutdown().await;
