@@ -1062,7 +1062,7 @@ fn control_messages() {
     let chain = OutboundChain::new(
         add.state().group_id().to_bytes(),
         add.hash().to_bytes(),
-        &tacit::Address::new("alice", 1).unwrap(),
+        &Address::new("alice", 1).unwrap(),
         &mut w.rng,
     )
     .distribution();
