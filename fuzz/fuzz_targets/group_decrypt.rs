@@ -19,11 +19,16 @@ fn established() -> (InboundChains, Vec<Vec<u8>>) {
     let mut chains = InboundChains::new();
     let mut wires = Vec::new();
     for state in [[1u8; 32], [2; 32]] {
-        let mut sender = OutboundChain::new([7; 32], state, &mut rng);
-        chains.insert(InboundChain::from_distribution(
-            &sender.distribution(),
-            ChainConfig::new(16).expect("config"),
-        ));
+        let owner = tacit::Address::new("alice", 1).expect("address");
+        let mut sender = OutboundChain::new([7; 32], state, &owner, &mut rng);
+        chains.insert(
+            InboundChain::from_distribution(
+                &sender.distribution(),
+                &owner,
+                ChainConfig::new(16).expect("config"),
+            )
+            .expect("the owner's distribution"),
+        );
         for i in 0..6u8 {
             let content =
                 Content::new_with_rng(ContentKind::Text, vec![i; usize::from(i) * 9], 1, &mut rng)

@@ -23,6 +23,7 @@ MESSAGE_INFO = b"tacit/group/message/v1"
 MESSAGE_LABEL = b"tacit/group/v1/message"
 STATE_LABEL = b"tacit/group/v1/state"
 STATE_HASH_LABEL = b"tacit/group/v1/state-hash"
+OWNER_LABEL = b"tacit/group/v1/chain-owner"
 PAYLOAD_LABEL = b"tacit/multi/v1/payload"
 WRAP_LABEL = b"tacit/multi/v1/wrap"
 
@@ -151,7 +152,7 @@ def decode(b, spec, limit):
 
 
 GROUP_MESSAGE = {1: "v", 2: "b", 3: "b", 4: "b", 5: "v", 6: "b", 7: "b"}
-DISTRIBUTION = {1: "v", 2: "b", 3: "b", 4: "b", 5: "v", 6: "b"}
+DISTRIBUTION = {1: "v", 2: "b", 3: "b", 4: "b", 5: "v", 6: "b", 7: "b"}
 GROUP_STATE = {1: "v", 2: "b", 3: "v", 4: "b", 5: "s", 6: "r"}
 GROUP_MEMBER = {1: "s", 2: "b", 3: "v"}
 SIGNED_STATE = {1: "v", 2: "b", 3: "s", 4: "v", 5: "b", 6: "b", 7: "b"}
@@ -196,9 +197,23 @@ def chain_step(ck):
     return nxt, mk, okm[:32], okm[32:]
 
 
-def encode_distribution(group_id, state_hash, signing_key, iteration, chain_key):
+def encode_distribution(group_id, state_hash, signing_key, iteration, chain_key, owner_signature):
     return (t.pb_uint(1, 1) + t.pb_bytes(2, group_id) + t.pb_bytes(3, state_hash)
-            + t.pb_bytes(4, signing_key) + t.pb_uint(5, iteration) + t.pb_bytes(6, chain_key))
+            + t.pb_bytes(4, signing_key) + t.pb_uint(5, iteration) + t.pb_bytes(6, chain_key)
+            + t.pb_bytes(7, owner_signature))
+
+
+def owner_statement(group_id, state_hash, user_id, device_id):
+    """16.5: "tacit/group/v1/chain-owner" || group_id || state_hash || RA(owner),
+    RA = u8(len(user_id)) || user_id || u32be(device_id)."""
+    return (OWNER_LABEL + group_id + state_hash + bytes([len(user_id)]) + user_id
+            + device_id.to_bytes(4, "big"))
+
+
+def owned_by(dist, user_id, device_id):
+    """Whether a decoded distribution's owner signature names this device."""
+    return t.verify_strict(dist["signing_key"], owner_statement(
+        dist["group_id"], dist["state_hash"], user_id, device_id), dist["owner_signature"])
 
 
 def decode_distribution(b):
@@ -211,8 +226,9 @@ def decode_distribution(b):
     if m[5] >= U32_MAX:
         raise WireRefused(f"InvalidValue({q('iteration')})")
     fixed("chain_key", m[6], 32)
+    fixed("owner_signature", m[7], 64)
     return {"group_id": m[2], "state_hash": m[3], "signing_key": m[4],
-            "iteration": m[5], "chain_key": m[6]}
+            "iteration": m[5], "chain_key": m[6], "owner_signature": m[7]}
 
 
 class InboundChain:
@@ -473,6 +489,13 @@ def check_change(p, n):
         raise Refused("Unauthorised")
 
 
+def precedence(p, n):
+    """16.3, concurrent changes: of two siblings of p, one signed by an
+    admin of p wins over one signed by a plain member of it; between two of
+    the same kind, the lower StateHash (big-endian) wins.  Lowest wins."""
+    return (member_of(p["state"], n["user_id"])[2] != 1, n["hash"])
+
+
 class Member:
     """A member's history of states (16.3), oldest first."""
 
@@ -502,7 +525,7 @@ class Member:
         if idx == len(self.history) - 1:
             self.history.append(n)
             outcome = "advanced"
-        elif n["hash"] < self.history[idx + 1]["hash"]:
+        elif precedence(self.history[idx], n) < precedence(self.history[idx], self.history[idx + 1]):
             self.history = self.history[:idx + 1] + [n]
             outcome = "switched_to_winner"
         else:
@@ -711,8 +734,10 @@ def receiver_of(r, max_skip=None):
     dist = {"group_id": h(r, "group_id", 32), "state_hash": h(r, "state_hash", 32),
             "signing_key": h(r, "signing_key", 32), "iteration": u(r, "iteration"),
             "chain_key": h(r, "chain_key", 32)}
+    # The fields are checked as a distribution's; the owner signature is
+    # not part of a receiver's chain (checked once, when the chain is made).
     try:
-        decode_distribution(encode_distribution(**dist))
+        decode_distribution(encode_distribution(**dist, owner_signature=bytes(64)))
     except WireRefused as e:
         raise VectorError(f"receiver: {e.name}") from None
     ms = u(r, "max_skip")
@@ -756,19 +781,27 @@ def verify_invalid_message(c):
 
 def verify_distribution(c):
     t._keys(c, ("name", "group_id", "state_hash", "signing_seed", "iteration", "chain_key",
-                "expected"), where=c.get("name", "distribution"))
+                "owner_user_id", "owner_device_id", "expected"),
+            where=c.get("name", "distribution"))
     b = distribution_bytes(c)
     same("expected", b, h(c, "expected"))
     try:
-        decode_distribution(b)
+        dist = decode_distribution(b)
     except WireRefused as e:
         raise VectorError(f"does not decode: {e.name}") from None
+    user, device = s(c, "owner_user_id").encode(), u(c, "owner_device_id")
+    if not owned_by(dist, user, device):
+        raise VectorError("the owner signature does not name the owner")
+    if owned_by(dist, user, device % U32_MAX + 1):
+        raise VectorError("the owner signature names another device")
 
 
 def distribution_bytes(c):
-    return encode_distribution(h(c, "group_id", 32), h(c, "state_hash", 32),
-                               t.ed_public_from_seed(h(c, "signing_seed", 32)),
-                               u(c, "iteration"), h(c, "chain_key", 32))
+    seed, gid, sh = h(c, "signing_seed", 32), h(c, "group_id", 32), h(c, "state_hash", 32)
+    sig = t.ed_sign(seed, owner_statement(gid, sh, s(c, "owner_user_id").encode(),
+                                          u(c, "owner_device_id")))
+    return encode_distribution(gid, sh, t.ed_public_from_seed(seed), u(c, "iteration"),
+                               h(c, "chain_key", 32), sig)
 
 
 def verify_invalid_bytes(decoder):
@@ -1055,20 +1088,25 @@ def _gen_chains(doc):
             "error": _error_of(lambda: decrypt_message(chains, b))})
 
     top = U32_MAX - 1
-    for name, i in (("pyref_distribution_0", 0), ("pyref_distribution_max", top)):
+    for name, i, owner, dev in (("pyref_distribution_0", 0, "pyref", 1),
+                                ("pyref_distribution_max", top, "ü" * 32, U32_MAX)):
         ck = _r(f"{name}/ck")
-        doc["distributions"].append({
-            "name": name, "group_id": gid, "state_hash": sh, "signing_seed": seed,
-            "iteration": i, "chain_key": ck,
-            "expected": encode_distribution(gid, sh, pub, i, ck)})
-    good = encode_distribution(gid, sh, pub, 5, _r("ck5"))
+        c = {"name": name, "group_id": gid, "state_hash": sh, "signing_seed": seed,
+             "iteration": i, "chain_key": ck, "owner_user_id": owner, "owner_device_id": dev}
+        c["expected"] = distribution_bytes(t.hexify(c))
+        doc["distributions"].append(c)
+    osig = t.ed_sign(seed, owner_statement(gid, sh, b"pyref", 1))
+    good = encode_distribution(gid, sh, pub, 5, _r("ck5"), osig)
     for name, b in (
-            ("pyref_distribution_iteration_max", encode_distribution(gid, sh, pub, U32_MAX, _r("ck5"))),
+            ("pyref_distribution_iteration_max", encode_distribution(gid, sh, pub, U32_MAX, _r("ck5"), osig)),
             ("pyref_distribution_version_0", good[2:]),
             ("pyref_distribution_oversize", good + t.pb_bytes(9, bytes(200))),
             ("pyref_distribution_not_a_point", encode_distribution(
-                gid, sh, bytes([2]) + bytes(31), 5, _r("ck5"))),
-            ("pyref_distribution_no_state_hash", encode_distribution(gid, b"", pub, 5, _r("ck5")))):
+                gid, sh, bytes([2]) + bytes(31), 5, _r("ck5"), osig)),
+            ("pyref_distribution_no_state_hash", encode_distribution(gid, b"", pub, 5, _r("ck5"), osig)),
+            ("pyref_distribution_no_owner_signature", encode_distribution(gid, sh, pub, 5, _r("ck5"), b"")),
+            ("pyref_distribution_owner_signature_65_bytes",
+             encode_distribution(gid, sh, pub, 5, _r("ck5"), osig + b"\0"))):
         doc["invalid_distributions"].append({
             "name": name, "bytes": b, "error": _error_of(lambda: invalid_distribution(b))})
     return msgs

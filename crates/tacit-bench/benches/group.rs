@@ -121,9 +121,11 @@ fn measurements() -> Vec<(&'static str, Measure)> {
     .unwrap();
     let plaintext = vec![0x61u8; PLAINTEXT_LEN];
 
-    let mut tacit_out = OutboundChain::new([1; 32], [2; 32], &mut rng);
+    let owner = tacit::Address::new("alice", 1).unwrap();
+    let mut tacit_out = OutboundChain::new([1; 32], [2; 32], &owner, &mut rng);
     let tacit_in =
-        InboundChain::from_distribution(&tacit_out.distribution(), ChainConfig::default());
+        InboundChain::from_distribution(&tacit_out.distribution(), &owner, ChainConfig::default())
+            .unwrap();
     let first = tacit_out.encrypt(&content).unwrap().to_bytes();
     let padded_len = content.to_padded().unwrap().len();
 

@@ -181,7 +181,7 @@ fn main() {
         .iter()
         .map(|&n| {
             let recipients = Recipients::new(&sender, n, &mut rng);
-            let chain = OutboundChain::new([1; 32], [2; 32], &mut rng);
+            let chain = OutboundChain::new([1; 32], [2; 32], &sender.address, &mut rng);
             (n, recipients, chain)
         })
         .collect();

@@ -17,8 +17,8 @@ use tacit::{Address, IdentityKeyPair};
 use crate::group_multi::{verify_invalid_envelope, verify_invalid_seal, verify_multi};
 pub use crate::group_schema::*;
 use crate::group_wire::{
-    certificate, chain_step, distribution_fields, encode_control, encode_distribution,
-    encode_signed, encode_state, state_hash, varint,
+    certificate, chain_step, encode_control, encode_distribution, encode_signed, encode_state, ra,
+    state_hash, varint,
 };
 use crate::schema::HexBytes;
 use crate::verify::{check, CaseResult};
@@ -120,15 +120,39 @@ fn content_of(c: &ContentFields) -> Result<Content, String> {
         .map_err(|e| format!("content: {e}"))
 }
 
+/// The owner of the chains of message cases and receivers: the messages
+/// do not depend on it (16.6), only a distribution's signature does.
+const CHAIN_OWNER: (&str, u32) = ("sender", 1);
+
+/// An outbound chain record (16.5, Records, version 2).
+fn outbound_record(
+    group_id: &[u8; 32],
+    state_hash: &[u8; 32],
+    owner: &[u8],
+    seed: &[u8; 32],
+    iteration: u32,
+    chain_key: &[u8; 32],
+) -> Result<OutboundChain, String> {
+    let mut record = vec![2u8, 1];
+    record.extend_from_slice(group_id);
+    record.extend_from_slice(state_hash);
+    record.extend_from_slice(owner);
+    record.extend_from_slice(seed);
+    varint(u64::from(iteration), &mut record);
+    record.extend_from_slice(chain_key);
+    OutboundChain::from_bytes(&record).map_err(|e| format!("outbound chain: {e}"))
+}
+
 /// The outbound chain of a message case, from its record (16.5).
 fn outbound(c: &MessageCase) -> Result<OutboundChain, String> {
-    let mut record = vec![1u8, 1];
-    record.extend_from_slice(&c.group_id.0);
-    record.extend_from_slice(&c.state_hash.0);
-    record.extend_from_slice(&c.signing_seed.0);
-    varint(u64::from(c.iteration), &mut record);
-    record.extend_from_slice(&c.chain_key.0);
-    OutboundChain::from_bytes(&record).map_err(|e| format!("outbound chain: {e}"))
+    outbound_record(
+        &c.group_id.0,
+        &c.state_hash.0,
+        &ra(CHAIN_OWNER.0, CHAIN_OWNER.1),
+        &c.signing_seed.0,
+        c.iteration,
+        &c.chain_key.0,
+    )
 }
 
 /// The encoded message the core's outbound chain makes from a case's
@@ -168,17 +192,20 @@ fn verify_message(c: &MessageCase) -> Result<(), String> {
     Ok(())
 }
 
+/// The receiver's chain, from its record (16.5, Records, version 2: the
+/// state a distribution from its owner leaves, with no stored keys).
 fn inbound(r: &Receiver) -> Result<InboundChain, String> {
-    let d = distribution_fields(
-        &r.group_id.0,
-        &r.state_hash.0,
-        &r.signing_key.0,
-        r.iteration,
-        &r.chain_key.0,
-    );
-    let d = SenderChainDistribution::from_bytes(&d).map_err(|e| format!("receiver: {e}"))?;
-    let config = ChainConfig::new(r.max_skip).map_err(|e| format!("max_skip: {e}"))?;
-    Ok(InboundChain::from_distribution(&d, config))
+    ChainConfig::new(r.max_skip).map_err(|e| format!("max_skip: {e}"))?;
+    let mut record = vec![2u8, 2];
+    record.extend_from_slice(&r.group_id.0);
+    record.extend_from_slice(&r.state_hash.0);
+    record.extend_from_slice(&ra(CHAIN_OWNER.0, CHAIN_OWNER.1));
+    record.extend_from_slice(&r.signing_key.0);
+    varint(u64::from(r.iteration), &mut record);
+    record.extend_from_slice(&r.chain_key.0);
+    varint(u64::from(r.max_skip), &mut record);
+    varint(0, &mut record);
+    InboundChain::from_bytes(&record).map_err(|e| format!("receiver: {e}"))
 }
 
 /// The error a receiver holding only `r` gives for `bytes` after
@@ -224,15 +251,32 @@ fn chain_record(chains: &InboundChains, r: &Receiver) -> Result<Vec<u8>, String>
 fn verify_distribution(c: &DistributionCase) -> Result<(), String> {
     let ours = encode_distribution(c);
     check("expected", &ours, &c.expected.0)?;
-    let mut record = vec![1u8, 1];
-    record.extend_from_slice(&c.group_id.0);
-    record.extend_from_slice(&c.state_hash.0);
-    record.extend_from_slice(&c.signing_seed.0);
-    varint(u64::from(c.iteration), &mut record);
-    record.extend_from_slice(&c.chain_key.0);
-    let chain = OutboundChain::from_bytes(&record).map_err(|e| format!("outbound: {e}"))?;
+    let chain = outbound_record(
+        &c.group_id.0,
+        &c.state_hash.0,
+        &ra(&c.owner_user_id, c.owner_device_id),
+        &c.signing_seed.0,
+        c.iteration,
+        &c.chain_key.0,
+    )?;
     check("core encoding", &chain.distribution().to_bytes(), &ours)?;
-    SenderChainDistribution::from_bytes(&ours).map_err(|e| format!("does not decode: {e:?}"))?;
+    let d = SenderChainDistribution::from_bytes(&ours)
+        .map_err(|e| format!("does not decode: {e:?}"))?;
+    // Accepted from its owner, refused from any other device (16.5).
+    let owner =
+        Address::new(&c.owner_user_id, c.owner_device_id).map_err(|e| format!("owner: {e:?}"))?;
+    let inbound = InboundChain::from_distribution(&d, &owner, ChainConfig::default())
+        .map_err(|e| format!("refused from its owner: {e:?}"))?;
+    if inbound.owner() != &owner {
+        return Err("the inbound chain names another owner".into());
+    }
+    let other = Address::new(&c.owner_user_id, c.owner_device_id.wrapping_add(1).max(1))
+        .map_err(|e| format!("owner: {e:?}"))?;
+    expect_error(
+        InboundChain::from_distribution(&d, &other, ChainConfig::default()).map(|_| ()),
+        "ChainOwnerMismatch",
+    )
+    .map_err(|e| format!("from another device: {e}"))?;
     Ok(())
 }
 

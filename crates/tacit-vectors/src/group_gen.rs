@@ -182,7 +182,7 @@ fn chains(file: &mut GroupFile) -> Result<(), String> {
     }
     file.messages.extend([m0, m1, m7]);
 
-    let dist = |name: &str, i: u32| {
+    let dist = |name: &str, i: u32, owner: &str, device: u32| {
         let mut c = DistributionCase {
             name: name.into(),
             group_id,
@@ -190,13 +190,15 @@ fn chains(file: &mut GroupFile) -> Result<(), String> {
             signing_seed: seed,
             iteration: i,
             chain_key: Hex(ck_at(ck0, i)),
+            owner_user_id: owner.into(),
+            owner_device_id: device,
             expected: HexBytes(Vec::new()),
         };
         c.expected = HexBytes(encode_distribution(&c));
         c
     };
-    let d0 = dist("distribution_iteration_0", 0);
-    let d9 = dist("distribution_iteration_9", 9);
+    let d0 = dist("distribution_iteration_0", 0, "alice", 1);
+    let d9 = dist("distribution_iteration_9", 9, "bob@example.org", 70_000);
     let good = d0.expected.0.clone();
     let mut bad = Vec::new();
     let mut small = good.clone();
@@ -206,9 +208,17 @@ fn chains(file: &mut GroupFile) -> Result<(), String> {
         p
     });
     bad.push(("distribution_small_order_signing_key", small));
-    let mut short = good[..good.len() - 34].to_vec();
+    // The owner signature (66 bytes with its tag and length) is last,
+    // after the chain key (34).
+    let (fields, owner_signature) = good.split_at(good.len() - 66);
+    let mut short = fields[..fields.len() - 34].to_vec();
     pb_bytes(&mut short, 6, &[7u8; 31], false);
+    short.extend_from_slice(owner_signature);
     bad.push(("distribution_chain_key_of_31_bytes", short));
+    bad.push(("distribution_without_owner_signature", fields.to_vec()));
+    let mut short_signature = fields.to_vec();
+    pb_bytes(&mut short_signature, 7, &owner_signature[2..65], false);
+    bad.push(("distribution_owner_signature_of_63_bytes", short_signature));
     let mut noncanon = good.clone();
     pb_uint(&mut noncanon, 9, 1);
     bad.push(("distribution_unknown_field", noncanon));

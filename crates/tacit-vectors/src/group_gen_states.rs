@@ -39,6 +39,7 @@ pub(crate) fn states(file: &mut GroupFile) -> Result<(), String> {
     let signers = vec![
         signer("alice_1", "alice", 1, "alice"),
         signer("bob_1", "bob", 1, "bob"),
+        signer("carol_1", "carol", 1, "carol"),
         signer("mallory_1", "mallory", 1, "mallory"),
         signer("alice_2_other_user_key", "alice", 2, "alice_other"),
     ];
@@ -241,6 +242,51 @@ pub(crate) fn states(file: &mut GroupFile) -> Result<(), String> {
         ab(),
         "alice_1",
     )?;
+    // Concurrent changes of s1_carol_added (16.3): two plain members'
+    // leaves, and an admin's change whose hash is above bob's leave (its
+    // title varied until it is), so that the leave has the lower hash and
+    // still loses.
+    let bob_leaves = add(
+        &mut list,
+        "s2_bob_leaves",
+        2,
+        Some(h1),
+        "Tacit",
+        vec![member("alice", 1), member("carol", 2)],
+        "bob_1",
+    )?;
+    let carol_leaves = add(
+        &mut list,
+        "s2_carol_leaves",
+        2,
+        Some(h1),
+        "Tacit",
+        ab(),
+        "carol_1",
+    )?;
+    let mut round = 0u32;
+    loop {
+        let title = format!("Tacit, admin's change {round}");
+        let admin = add(
+            &mut list,
+            "s2_admin_above_the_leave",
+            2,
+            Some(h1),
+            &title,
+            vec![member("alice", 1), member("bob", 2), member("carol", 2)],
+            "alice_1",
+        )?;
+        if admin > bob_leaves {
+            break;
+        }
+        list.pop();
+        round += 1;
+    }
+    let lower_leave = if bob_leaves < carol_leaves {
+        "s2_bob_leaves"
+    } else {
+        "s2_carol_leaves"
+    };
     file.signers = signers;
     file.group_states = list;
 
@@ -360,9 +406,44 @@ pub(crate) fn states(file: &mut GroupFile) -> Result<(), String> {
             &["s1_retitled", "s2_on_retitled", "s1_carol_added"],
             None,
         ),
+        t(
+            "admin_beats_a_lower_leave_leave_first",
+            &["s0_created", "s1_carol_added"],
+            &["s2_bob_leaves", "s2_admin_above_the_leave"],
+            Some("s2_admin_above_the_leave"),
+        ),
+        t(
+            "admin_beats_a_lower_leave_admin_first",
+            &["s0_created", "s1_carol_added"],
+            &["s2_admin_above_the_leave", "s2_bob_leaves"],
+            Some("s2_admin_above_the_leave"),
+        ),
+        t(
+            "leaves_race_on_hash_bob_first",
+            &["s0_created", "s1_carol_added"],
+            &["s2_bob_leaves", "s2_carol_leaves"],
+            Some(lower_leave),
+        ),
+        t(
+            "leaves_race_on_hash_carol_first",
+            &["s0_created", "s1_carol_added"],
+            &["s2_carol_leaves", "s2_bob_leaves"],
+            Some(lower_leave),
+        ),
     ];
     for c in &mut cases {
         let (outcomes, current) = run_transition(c, file)?;
+        // Where the rule of 16.3 names the winner, the core must agree.
+        if let Some(named) = &c.current {
+            let hash = file
+                .group_states
+                .iter()
+                .find(|s| &s.name == named)
+                .map(|s| s.expected.hash.0);
+            if !c.history.is_empty() && hash != current {
+                return Err(format!("{}: the core ends elsewhere", c.name));
+            }
+        }
         for (step, got) in c.apply.iter_mut().zip(outcomes) {
             step.outcome = got;
         }

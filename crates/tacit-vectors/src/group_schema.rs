@@ -166,7 +166,12 @@ pub struct DistributionCase {
     pub iteration: u32,
     /// The chain key at that iteration.
     pub chain_key: Hex<32>,
-    /// The encoded `SenderChainDistribution`.
+    /// The user id of the device that owns the chain.
+    pub owner_user_id: String,
+    /// The device id of the device that owns the chain.
+    pub owner_device_id: u32,
+    /// The encoded `SenderChainDistribution`, its owner signature made
+    /// over `RA(owner)`.
     pub expected: HexBytes,
 }
 

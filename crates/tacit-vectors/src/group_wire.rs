@@ -117,31 +117,29 @@ pub(crate) fn certificate(signer: &SignerCase) -> [u8; 64] {
 
 /// `Enc(SenderChainDistribution)`.
 pub(crate) fn encode_distribution(d: &DistributionCase) -> Vec<u8> {
-    let key = IdentityKeyPair::from_seed(&d.signing_seed.0).public_key();
-    distribution_fields(
-        &d.group_id.0,
-        &d.state_hash.0,
-        &key.to_bytes(),
-        d.iteration,
-        &d.chain_key.0,
-    )
-}
-
-/// `Enc(SenderChainDistribution)` of its fields.
-pub(crate) fn distribution_fields(
-    group_id: &[u8],
-    state_hash: &[u8],
-    signing_key: &[u8],
-    iteration: u32,
-    chain_key: &[u8],
-) -> Vec<u8> {
+    let signing = IdentityKeyPair::from_seed(&d.signing_seed.0);
+    let mut statement = b"tacit/group/v1/chain-owner".to_vec();
+    statement.extend_from_slice(&d.group_id.0);
+    statement.extend_from_slice(&d.state_hash.0);
+    statement.extend_from_slice(&ra(&d.owner_user_id, d.owner_device_id));
+    let signature = signing.sign(&statement);
     let mut out = Vec::new();
     pb_uint(&mut out, 1, 1);
-    pb_bytes(&mut out, 2, group_id, false);
-    pb_bytes(&mut out, 3, state_hash, false);
-    pb_bytes(&mut out, 4, signing_key, false);
-    pb_uint(&mut out, 5, u64::from(iteration));
-    pb_bytes(&mut out, 6, chain_key, false);
+    pb_bytes(&mut out, 2, &d.group_id.0, false);
+    pb_bytes(&mut out, 3, &d.state_hash.0, false);
+    pb_bytes(&mut out, 4, &signing.public_key().to_bytes(), false);
+    pb_uint(&mut out, 5, u64::from(d.iteration));
+    pb_bytes(&mut out, 6, &d.chain_key.0, false);
+    pb_bytes(&mut out, 7, &signature.to_bytes(), false);
+    out
+}
+
+/// `RA = u8(len(user_id)) || user_id || u32be(device_id)` (16.5, as in
+/// sealed sender).
+pub(crate) fn ra(user_id: &str, device_id: u32) -> Vec<u8> {
+    let mut out = vec![user_id.len() as u8];
+    out.extend_from_slice(user_id.as_bytes());
+    out.extend_from_slice(&device_id.to_be_bytes());
     out
 }
 

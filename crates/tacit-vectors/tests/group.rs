@@ -380,3 +380,85 @@ fn a_changed_input_fails_its_entry() {
         "{failed:?}"
     );
 }
+
+/// 16.3's fork choice as 16.9 ships it: the admin's change beats bob's
+/// leave in both orders although the leave has the lower hash; between the
+/// two plain members' leaves the lower hash wins in both orders.
+#[test]
+fn the_fork_choice_cases_are_shipped() {
+    let mut file = load();
+    let hash = |file: &Value, name: &str| -> String {
+        file["group_states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["expected"]["hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let admin = hash(&file, "s2_admin_above_the_leave");
+    let bob = hash(&file, "s2_bob_leaves");
+    let carol = hash(&file, "s2_carol_leaves");
+    // Lowercase hex of equal length orders as the big-endian numbers.
+    assert!(bob < admin, "the leave has the lower hash");
+    let lower = if bob < carol {
+        "s2_bob_leaves"
+    } else {
+        "s2_carol_leaves"
+    };
+    for (name, outcomes, current) in [
+        (
+            "admin_beats_a_lower_leave_leave_first",
+            ["advanced", "switched_to_winner"],
+            "s2_admin_above_the_leave",
+        ),
+        (
+            "admin_beats_a_lower_leave_admin_first",
+            ["advanced", "lost"],
+            "s2_admin_above_the_leave",
+        ),
+        (
+            "leaves_race_on_hash_bob_first",
+            if lower == "s2_bob_leaves" {
+                ["advanced", "lost"]
+            } else {
+                ["advanced", "switched_to_winner"]
+            },
+            lower,
+        ),
+        (
+            "leaves_race_on_hash_carol_first",
+            if lower == "s2_carol_leaves" {
+                ["advanced", "lost"]
+            } else {
+                ["advanced", "switched_to_winner"]
+            },
+            lower,
+        ),
+    ] {
+        let t = entry(&mut file, "transitions", name).clone();
+        let got: Vec<&str> = t["apply"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, outcomes, "{name}");
+        assert_eq!(t["current"], current, "{name}");
+    }
+    // Were the leave to win on hash alone, the file would say otherwise:
+    // the verifier refuses the hash-only outcome.
+    let t = entry(
+        &mut file,
+        "transitions",
+        "admin_beats_a_lower_leave_admin_first",
+    );
+    t["apply"][1]["outcome"] = "switched_to_winner".into();
+    only_fails(
+        &file,
+        "admin_beats_a_lower_leave_admin_first",
+        "switched_to_winner",
+    );
+}

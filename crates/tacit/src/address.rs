@@ -46,6 +46,17 @@ impl Address {
     pub fn device_id(&self) -> DeviceId {
         self.device_id
     }
+
+    /// Appends `RA = u8(len(user_id)) || user_id || u32be(device_id)`, the
+    /// address encoding of sealed sender and of a chain's owner
+    /// (`docs/PROTOCOL.md` 10, 16.5).
+    pub(crate) fn encode_ra(&self, out: &mut Vec<u8>) {
+        let user_id = self.user_id.as_bytes();
+        // User ids are at most 64 bytes.
+        out.push(u8::try_from(user_id.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(user_id);
+        out.extend_from_slice(&self.device_id.to_be_bytes());
+    }
 }
 
 impl fmt::Display for Address {

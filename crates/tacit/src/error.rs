@@ -960,6 +960,11 @@ pub enum GroupDecryptError {
     /// The decrypted content does not unpad or decode.
     #[error("group content: {0}")]
     Content(ContentError),
+    /// A distribution's owner signature does not name the device it came
+    /// from (or another group or state): a chain forwarded by another
+    /// device, refused.
+    #[error("the distribution's owner signature does not name its sender")]
+    ChainOwnerMismatch,
 }
 
 impl From<WireError> for GroupDecryptError {

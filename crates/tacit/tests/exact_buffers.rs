@@ -28,11 +28,14 @@ fn sender_chain_records_are_encoded_at_their_exact_length() {
     use tacit::group::{ChainConfig, InboundChain, OutboundChain};
 
     let mut rng = ChaCha20Rng::seed_from_u64(8);
-    let mut outbound = OutboundChain::new([1; 32], [2; 32], &mut rng);
+    let owner = tacit::Address::new("alice", 1).unwrap();
+    let mut outbound = OutboundChain::new([1; 32], [2; 32], &owner, &mut rng);
     let mut inbound = InboundChain::from_distribution(
         &outbound.distribution(),
+        &owner,
         ChainConfig::new(25_000).unwrap(),
-    );
+    )
+    .unwrap();
     let content = Content::new_with_rng(ContentKind::Text, b"x".to_vec(), 1, &mut rng).unwrap();
     let mut sent = 0u32;
     for target in [0u32, 3, 200, 20_000] {

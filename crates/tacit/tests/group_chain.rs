@@ -17,11 +17,25 @@ use tacit::group::{
     ChainConfig, GroupMessage, InboundChain, InboundChains, OutboundChain, SenderChainDistribution,
     MAX_STORED_CHAIN_KEYS,
 };
+use tacit::Address;
 
 const GROUP: [u8; 32] = [0x61; 32];
 const STATE: [u8; 32] = [0x73; 32];
 const SEED: [u8; 32] = [0x5e; 32];
 const CK0: [u8; 32] = [0xc0; 32];
+
+/// `RA` of the chains' owner, alice.1: `u8(5) || "alice" || u32be(1)`.
+const OWNER_RA: [u8; 10] = [5, b'a', b'l', b'i', b'c', b'e', 0, 0, 0, 1];
+/// The length of `RA` in the records below.
+const RA: usize = OWNER_RA.len();
+
+fn alice() -> Address {
+    Address::new("alice", 1).unwrap()
+}
+
+fn mallory() -> Address {
+    Address::new("mallory", 1).unwrap()
+}
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -58,9 +72,10 @@ fn ad(state: &[u8; 32], signing_key: &[u8; 32], i: u32) -> Vec<u8> {
 
 /// The outbound record of a chain at iteration `i` (16.5, Records).
 fn outbound_record(state: &[u8; 32], seed: &[u8; 32], i: u32) -> Vec<u8> {
-    let mut r = vec![1u8, 1];
+    let mut r = vec![2u8, 1];
     r.extend_from_slice(&GROUP);
     r.extend_from_slice(state);
+    r.extend_from_slice(&OWNER_RA);
     r.extend_from_slice(seed);
     let mut v = i;
     while v >= 0x80 {
@@ -78,7 +93,7 @@ fn sender_at(i: u32) -> OutboundChain {
 }
 
 fn receiver(config: ChainConfig) -> InboundChain {
-    InboundChain::from_distribution(&sender_at(0).distribution(), config)
+    InboundChain::from_distribution(&sender_at(0).distribution(), &alice(), config).unwrap()
 }
 
 fn content(text: &str, rng: &mut ChaCha20Rng) -> Content {
@@ -231,8 +246,10 @@ fn known_answer_of_the_key_schedule_and_signature() {
 #[test]
 fn round_trip_to_several_receivers_and_records() {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let mut sender = OutboundChain::new(GROUP, STATE, &mut rng);
-    let mut bob = InboundChain::from_distribution(&sender.distribution(), ChainConfig::default());
+    let mut sender = OutboundChain::new(GROUP, STATE, &alice(), &mut rng);
+    let mut bob =
+        InboundChain::from_distribution(&sender.distribution(), &alice(), ChainConfig::default())
+            .unwrap();
     let mut carol = bob.clone();
     for i in 0..5 {
         let text = format!("hello {i}");
@@ -256,7 +273,7 @@ fn round_trip_to_several_receivers_and_records() {
 #[test]
 fn distribution_codec_and_a_late_joiner() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let mut sender = OutboundChain::new(GROUP, STATE, &mut rng);
+    let mut sender = OutboundChain::new(GROUP, STATE, &alice(), &mut rng);
     let early = sender
         .encrypt(&content("before", &mut rng))
         .unwrap()
@@ -267,7 +284,9 @@ fn distribution_codec_and_a_late_joiner() {
     let back = SenderChainDistribution::from_bytes(&bytes).unwrap();
     assert_eq!(back, d);
     assert_eq!(back.iteration(), 1);
-    let mut late = InboundChain::from_distribution(&back, ChainConfig::default());
+    let mut late =
+        InboundChain::from_distribution(&back, &alice(), ChainConfig::default()).unwrap();
+    assert_eq!(late.owner(), &alice());
     refused(&mut late, &early, GroupDecryptError::DuplicateOrExpired);
     let m = sender
         .encrypt(&content("after", &mut rng))
@@ -536,11 +555,33 @@ fn records_are_read_strictly() {
     body(&mut bob, &message_at(3, "three"));
     let record = bob.to_bytes().to_vec();
     assert_eq!(InboundChain::from_bytes(&[]), Err(StateError::Empty));
+    // Version 1 records, which do not name the owner, are refused.
     let mut v = record.clone();
-    v[0] = 2;
+    v[0] = 1;
     assert_eq!(
         InboundChain::from_bytes(&v),
-        Err(StateError::UnknownVersion(2))
+        Err(StateError::UnknownVersion(1))
+    );
+    let mut v = sender_at(0).to_bytes().to_vec();
+    v[0] = 1;
+    assert_eq!(
+        OutboundChain::from_bytes(&v).map(|_| ()),
+        Err(StateError::UnknownVersion(1))
+    );
+    // The owner's address as written, and an invalid one (device 0, an
+    // empty user id) refused.
+    assert_eq!(&record[2 + 64..2 + 64 + RA], &OWNER_RA);
+    let mut device_zero = record.clone();
+    device_zero[2 + 64 + RA - 1] = 0;
+    assert_eq!(
+        InboundChain::from_bytes(&device_zero),
+        Err(StateError::Corrupt)
+    );
+    let mut empty_user = record.clone();
+    empty_user[2 + 64] = 0;
+    assert_eq!(
+        InboundChain::from_bytes(&empty_user),
+        Err(StateError::Corrupt)
     );
     assert_eq!(
         InboundChain::from_bytes(&record[..record.len() - 1]),
@@ -558,8 +599,9 @@ fn records_are_read_strictly() {
         Err(StateError::Corrupt)
     );
     // Stored iterations out of order: swap the first two (0 and 1).
-    // Layout: 2 + 32 * 3, varint next (1), 32, varint max_skip (2), count (1).
-    let keys_at = 2 + 96 + 1 + 32 + 2 + 1;
+    // Layout: 2 + 32 * 2, RA, 32, varint next (1), 32, varint max_skip (2),
+    // count (1).
+    let keys_at = 2 + 96 + RA + 1 + 32 + 2 + 1;
     let mut swapped = record.clone();
     swapped[keys_at] = 1;
     swapped[keys_at + 33] = 0;
@@ -572,17 +614,19 @@ fn records_are_read_strictly() {
     // a record whose max_skip is 25000 and bump it).
     let wide = InboundChain::from_distribution(
         &sender_at(0).distribution(),
+        &alice(),
         ChainConfig::new(25_000).unwrap(),
-    );
+    )
+    .unwrap();
     let mut w = wide.to_bytes().to_vec();
-    let at = 2 + 96 + 1 + 32;
+    let at = 2 + 96 + RA + 1 + 32;
     assert_eq!(&w[at..at + 3], &[0xa8, 0xc3, 0x01]);
     w[at] = 0xa9;
     assert_eq!(InboundChain::from_bytes(&w), Err(StateError::Corrupt));
     // A small-order signing key.
     let mut weak = record.clone();
-    weak[2 + 64..2 + 96].copy_from_slice(&[0; 32]);
-    weak[2 + 64] = 1;
+    weak[2 + 64 + RA..2 + 96 + RA].copy_from_slice(&[0; 32]);
+    weak[2 + 64 + RA] = 1;
     assert_eq!(InboundChain::from_bytes(&weak), Err(StateError::Corrupt));
 }
 
@@ -648,4 +692,124 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// The owner signature of 16.5, computed here with ed25519-dalek.
+fn owner_signature(group: &[u8; 32], state: &[u8; 32], ra: &[u8]) -> Vec<u8> {
+    let statement = [b"tacit/group/v1/chain-owner".as_slice(), group, state, ra].concat();
+    SigningKey::from_bytes(&SEED)
+        .sign(&statement)
+        .to_bytes()
+        .to_vec()
+}
+
+/// `SenderChainDistribution` built by hand.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawDistribution {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    group_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    state_hash: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    signing_key: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    iteration: u32,
+    #[prost(bytes = "vec", tag = "6")]
+    chain_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    owner_signature: Vec<u8>,
+}
+
+#[test]
+fn a_distribution_proves_its_owner() {
+    let d = sender_at(0).distribution();
+    // The signature is the one 16.5 defines, over alice.1.
+    assert_eq!(
+        d.owner_signature().to_bytes().to_vec(),
+        owner_signature(&GROUP, &STATE, &OWNER_RA)
+    );
+    // The owner's own distribution is accepted, and names her.
+    let chain = InboundChain::from_distribution(&d, &alice(), ChainConfig::default()).unwrap();
+    assert_eq!(chain.owner(), &alice());
+    // Forwarded by another device (mallory holds alice's chain and sends it
+    // first): refused, so alice's messages are never mallory's.
+    assert_eq!(
+        InboundChain::from_distribution(&d, &mallory(), ChainConfig::default()),
+        Err(GroupDecryptError::ChainOwnerMismatch)
+    );
+    // alice's other device is another owner.
+    assert_eq!(
+        InboundChain::from_distribution(
+            &d,
+            &Address::new("alice", 2).unwrap(),
+            ChainConfig::default()
+        ),
+        Err(GroupDecryptError::ChainOwnerMismatch)
+    );
+    // A signature by the chain's key over another group, another state or
+    // another address, put in a distribution from alice: refused.
+    let raw = RawDistribution::decode(&d.to_bytes()[..]).unwrap();
+    let mallory_ra = [&[7u8][..], b"mallory", &[0, 0, 0, 1]].concat();
+    for signature in [
+        owner_signature(&[0x62; 32], &STATE, &OWNER_RA),
+        owner_signature(&GROUP, &[0x74; 32], &OWNER_RA),
+        owner_signature(&GROUP, &STATE, &mallory_ra),
+    ] {
+        let mut forged = raw.clone();
+        forged.owner_signature = signature;
+        let forged = SenderChainDistribution::from_bytes(&forged.encode_to_vec()).unwrap();
+        assert_eq!(
+            InboundChain::from_distribution(&forged, &alice(), ChainConfig::default()),
+            Err(GroupDecryptError::ChainOwnerMismatch)
+        );
+    }
+    // The one over mallory's address is hers to present, not alice's.
+    let mut for_mallory = raw.clone();
+    for_mallory.owner_signature = owner_signature(&GROUP, &STATE, &mallory_ra);
+    let for_mallory = SenderChainDistribution::from_bytes(&for_mallory.encode_to_vec()).unwrap();
+    assert!(
+        InboundChain::from_distribution(&for_mallory, &mallory(), ChainConfig::default()).is_ok()
+    );
+    // The signature is a required field of 64 bytes.
+    let mut none = raw.clone();
+    none.owner_signature.clear();
+    assert_eq!(
+        SenderChainDistribution::from_bytes(&none.encode_to_vec()),
+        Err(WireError::MissingField("owner_signature"))
+    );
+    let mut short = raw;
+    short.owner_signature.pop();
+    assert!(matches!(
+        SenderChainDistribution::from_bytes(&short.encode_to_vec()),
+        Err(WireError::InvalidLength {
+            field: "owner_signature",
+            ..
+        })
+    ));
+}
+
+/// The attack end to end: mallory forwards alice's distribution before
+/// alice does. Refused, bob then takes alice's own, and alice's messages
+/// are read as alice's.
+#[test]
+fn a_forwarded_distribution_does_not_take_the_chain() {
+    let d = sender_at(0).distribution();
+    let mut chains = InboundChains::new();
+    let forwarded = SenderChainDistribution::from_bytes(&d.to_bytes()).unwrap();
+    assert_eq!(
+        InboundChain::from_distribution(&forwarded, &mallory(), ChainConfig::default()),
+        Err(GroupDecryptError::ChainOwnerMismatch)
+    );
+    assert!(chains.is_empty());
+    assert!(chains
+        .insert(InboundChain::from_distribution(&d, &alice(), ChainConfig::default()).unwrap()));
+    let m = message_at(0, "from alice");
+    let message = GroupMessage::from_bytes(&m).unwrap();
+    let chain = chains
+        .get(message.group_id(), message.signing_key())
+        .unwrap();
+    assert_eq!(chain.owner(), &alice());
+    assert_eq!(chains.decrypt(&m).unwrap().body(), b"from alice");
 }

@@ -1062,6 +1062,7 @@ fn control_messages() {
     let chain = OutboundChain::new(
         add.state().group_id().to_bytes(),
         add.hash().to_bytes(),
+        &Address::new("alice", 1).unwrap(),
         &mut w.rng,
     )
     .distribution();

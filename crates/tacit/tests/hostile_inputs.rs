@@ -1146,12 +1146,32 @@ fn hostile_inputs_at_every_layer() {
     let group_id = [0x47; 32];
     let old_state = [0x01; 32];
     let new_state = [0x02; 32];
-    let mut alice_chain = OutboundChain::new(group_id, old_state, &mut rng);
+    let alice_owner = Address::new("alice", 1).unwrap();
+    let mut alice_chain = OutboundChain::new(group_id, old_state, &alice_owner, &mut rng);
     let mut chains = InboundChains::new();
-    chains.insert(InboundChain::from_distribution(
+    // Mallory, who holds Alice's chain, forwards its distribution before
+    // Alice sends it: it names Alice, not Mallory, and is refused.
+    let forwarded = InboundChain::from_distribution(
         &alice_chain.distribution(),
+        &Address::new("mallory", 1).unwrap(),
         ChainConfig::new(4).unwrap(),
-    ));
+    );
+    cat.row(
+        "group chain",
+        Kind::Impersonation,
+        "another member's chain distribution, forwarded as the sender's own",
+        forwarded,
+        GroupDecryptError::ChainOwnerMismatch,
+        Unchanged::Stateless,
+    );
+    chains.insert(
+        InboundChain::from_distribution(
+            &alice_chain.distribution(),
+            &alice_owner,
+            ChainConfig::new(4).unwrap(),
+        )
+        .unwrap(),
+    );
     let text = |t: &str, rng: &mut ChaCha20Rng| {
         Content::new_with_rng(ContentKind::Text, t.as_bytes().to_vec(), 1, rng).unwrap()
     };
@@ -1189,7 +1209,12 @@ fn hostile_inputs_at_every_layer() {
         u,
     );
     // A non-member makes its own chain for the group: nobody holds it.
-    let mut outsider = OutboundChain::new(group_id, old_state, &mut rng);
+    let mut outsider = OutboundChain::new(
+        group_id,
+        old_state,
+        &Address::new("outsider", 1).unwrap(),
+        &mut rng,
+    );
     let foreign = outsider
         .encrypt(&text("let me in", &mut rng))
         .unwrap()

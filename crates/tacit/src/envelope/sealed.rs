@@ -198,10 +198,7 @@ fn context(ephemeral: &PublicKey, recipient: &IdentityKey, address: &Address) ->
     let mut ctx = Vec::with_capacity(2 * KEY_LEN + 1 + user_id.len() + 4);
     ctx.extend_from_slice(ephemeral.as_bytes());
     ctx.extend_from_slice(&recipient.to_bytes());
-    // User ids are at most 64 bytes.
-    ctx.push(u8::try_from(user_id.len()).unwrap_or(u8::MAX));
-    ctx.extend_from_slice(user_id);
-    ctx.extend_from_slice(&address.device_id().to_be_bytes());
+    address.encode_ra(&mut ctx);
     ctx
 }
 

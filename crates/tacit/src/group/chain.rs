@@ -12,8 +12,9 @@ use alloc::vec::Vec;
 use rand_core::CryptoRngCore;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::distribution::SenderChainDistribution;
+use super::distribution::{sign_owner, SenderChainDistribution};
 use super::message::{associated_data, GroupMessage, Unsigned, GROUP_ID_LEN, STATE_HASH_LEN};
+use crate::address::Address;
 use crate::aead::{chacha20poly1305_open, chacha20poly1305_seal, TAG_LEN};
 use crate::envelope::Content;
 use crate::error::{ConfigError, GroupDecryptError, GroupEncryptError};
@@ -22,8 +23,9 @@ use crate::ratchet::kdf::{kdf_ck, MessageKeys};
 use crate::ratchet::skipped::push_back_wiping;
 use crate::ratchet::{DEFAULT_MAX_SKIP, MAX_SKIP_LIMIT};
 
-/// The version of sender chain records.
-pub const CHAIN_RECORD_VERSION: u8 = 1;
+/// The version of sender chain records (2: the owner's address; version 1
+/// records, which lack it, are refused).
+pub const CHAIN_RECORD_VERSION: u8 = 2;
 /// The most skipped message keys an inbound chain stores; one more evicts
 /// the oldest (lowest iteration).
 pub const MAX_STORED_CHAIN_KEYS: usize = 2000;
@@ -68,6 +70,7 @@ impl ChainConfig {
 pub struct OutboundChain {
     pub(super) group_id: [u8; GROUP_ID_LEN],
     pub(super) state_hash: [u8; STATE_HASH_LEN],
+    pub(super) owner: Address,
     pub(super) signing: IdentityKeyPair,
     pub(super) iteration: u32,
     pub(super) chain_key: SecretKey32,
@@ -83,11 +86,13 @@ impl core::fmt::Debug for OutboundChain {
 }
 
 impl OutboundChain {
-    /// A fresh chain for `group_id` in the state `state_hash`: one call of
-    /// 64 bytes from `rng`, the signing key's seed then `CK_0`.
+    /// A fresh chain of the device `owner` for `group_id` in the state
+    /// `state_hash`: one call of 64 bytes from `rng`, the signing key's seed
+    /// then `CK_0`.
     pub fn new(
         group_id: [u8; GROUP_ID_LEN],
         state_hash: [u8; STATE_HASH_LEN],
+        owner: &Address,
         rng: &mut impl CryptoRngCore,
     ) -> Self {
         let mut drawn = Zeroizing::new([0u8; 64]);
@@ -99,6 +104,7 @@ impl OutboundChain {
         Self {
             group_id,
             state_hash,
+            owner: owner.clone(),
             signing: IdentityKeyPair::from_seed(&seed),
             iteration: 0,
             chain_key: SecretKey32::from_bytes(chain_key),
@@ -146,7 +152,7 @@ impl OutboundChain {
     }
 
     /// The chain at its current iteration, to give a member device over a
-    /// pairwise session.
+    /// pairwise session, with the signature naming its owner.
     pub fn distribution(&self) -> SenderChainDistribution {
         SenderChainDistribution {
             group_id: self.group_id,
@@ -154,7 +160,18 @@ impl OutboundChain {
             signing_key: self.signing.public_key(),
             iteration: self.iteration,
             chain_key: self.chain_key.clone(),
+            owner_signature: sign_owner(
+                &self.signing,
+                &self.group_id,
+                &self.state_hash,
+                &self.owner,
+            ),
         }
+    }
+
+    /// The device that owns the chain.
+    pub fn owner(&self) -> &Address {
+        &self.owner
     }
 
     /// The group id.
@@ -183,6 +200,8 @@ impl OutboundChain {
 pub struct InboundChain {
     pub(super) group_id: [u8; GROUP_ID_LEN],
     pub(super) state_hash: [u8; STATE_HASH_LEN],
+    /// The device whose chain it is, proved by the distribution.
+    pub(super) owner: Address,
     pub(super) signing_key: IdentityKey,
     /// The next expected iteration `n`.
     pub(super) next: u32,
@@ -218,17 +237,33 @@ enum Step {
 
 impl InboundChain {
     /// The chain a distribution describes, at its iteration, with no
-    /// stored keys.
-    pub fn from_distribution(distribution: &SenderChainDistribution, config: ChainConfig) -> Self {
-        Self {
+    /// stored keys, owned by `sender`: the device the distribution came
+    /// from over its pairwise session. `ChainOwnerMismatch` when the
+    /// distribution's owner signature does not name `sender`
+    /// (`docs/PROTOCOL.md` 16.5).
+    pub fn from_distribution(
+        distribution: &SenderChainDistribution,
+        sender: &Address,
+        config: ChainConfig,
+    ) -> Result<Self, GroupDecryptError> {
+        if !distribution.is_owned_by(sender) {
+            return Err(GroupDecryptError::ChainOwnerMismatch);
+        }
+        Ok(Self {
             group_id: distribution.group_id,
             state_hash: distribution.state_hash,
+            owner: sender.clone(),
             signing_key: distribution.signing_key,
             next: distribution.iteration,
             chain_key: distribution.chain_key.clone(),
             config,
             skipped: VecDeque::new(),
-        }
+        })
+    }
+
+    /// The device whose chain it is: its messages are that device's.
+    pub fn owner(&self) -> &Address {
+        &self.owner
     }
 
     /// Decodes and decrypts a group message (`docs/PROTOCOL.md` 16.6); on
@@ -493,10 +528,15 @@ mod tests {
     use super::*;
     use crate::envelope::ContentKind;
 
+    fn owner() -> Address {
+        Address::new("alice", 1).unwrap()
+    }
+
     fn chain_at(iteration: u32) -> OutboundChain {
         OutboundChain {
             group_id: [1; 32],
             state_hash: [2; 32],
+            owner: owner(),
             signing: IdentityKeyPair::from_seed(&[3; 32]),
             iteration,
             chain_key: SecretKey32::from_bytes([4; 32]),
@@ -519,7 +559,8 @@ mod tests {
         // The last iteration that can be sent is 2^32 - 2, and it decrypts.
         let mut last = chain_at(u32::MAX - 1);
         let mut inbound =
-            InboundChain::from_distribution(&last.distribution(), ChainConfig::default());
+            InboundChain::from_distribution(&last.distribution(), &owner(), ChainConfig::default())
+                .unwrap();
         let message = last.encrypt(&content()).unwrap();
         assert_eq!(inbound.decrypt(message.as_bytes()).unwrap().body(), b"hi");
         assert_eq!(inbound.next_iteration(), u32::MAX);
@@ -533,8 +574,10 @@ mod tests {
         let mut outbound = chain_at(0);
         let inbound = InboundChain::from_distribution(
             &outbound.distribution(),
+            &owner(),
             ChainConfig::new(MAX_SKIP_LIMIT).unwrap(),
-        );
+        )
+        .unwrap();
         let Ok(Step::Ahead { set_aside, .. }) = inbound.step(2500) else {
             panic!("a step ahead");
         };
@@ -545,8 +588,12 @@ mod tests {
         for _ in 0..500 {
             outbound.encrypt(&content()).unwrap();
         }
-        let mut at_500 =
-            InboundChain::from_distribution(&outbound.distribution(), ChainConfig::default());
+        let mut at_500 = InboundChain::from_distribution(
+            &outbound.distribution(),
+            &owner(),
+            ChainConfig::default(),
+        )
+        .unwrap();
         let message = outbound.encrypt(&content()).unwrap();
         let (message_key, _) = kdf_ck(&at_500.chain_key);
         assert_eq!(set_aside.first().map(|(_, k)| k), Some(&message_key));

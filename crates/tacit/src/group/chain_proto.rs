@@ -39,6 +39,8 @@ pub(crate) struct SenderChainDistribution {
     pub(crate) iteration: u32,
     #[prost(bytes = "vec", tag = "6")]
     pub(crate) chain_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub(crate) owner_signature: Vec<u8>,
 }
 
 impl Drop for SenderChainDistribution {

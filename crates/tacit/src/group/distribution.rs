@@ -9,13 +9,42 @@ use zeroize::Zeroizing;
 
 use super::chain_proto as proto;
 use super::message::{GROUP_ID_LEN, STATE_HASH_LEN};
+use crate::address::Address;
 use crate::error::WireError;
-use crate::keys::{IdentityKey, SecretKey32, KEY_LEN};
+use crate::keys::{IdentityKey, IdentityKeyPair, SecretKey32, Signature, KEY_LEN, SIGNATURE_LEN};
 use crate::wire::{check_version, decode_canonical_secret, fixed, identity_key, WIRE_VERSION};
 
-/// The longest encoded distribution accepted (a valid one is at most 144
+/// The longest encoded distribution accepted (a valid one is at most 210
 /// bytes).
 pub const MAX_DISTRIBUTION_LEN: usize = 256;
+/// The prefix of the bytes a chain's owner signature covers.
+const OWNER_CONTEXT: &[u8] = b"tacit/group/v1/chain-owner";
+
+/// `"tacit/group/v1/chain-owner" || group_id || state_hash || RA(owner)`:
+/// what the chain's signing key signs to name the device that owns it.
+fn owner_statement(
+    group_id: &[u8; GROUP_ID_LEN],
+    state_hash: &[u8; STATE_HASH_LEN],
+    owner: &Address,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(OWNER_CONTEXT.len() + 64 + 1 + 64 + 4);
+    out.extend_from_slice(OWNER_CONTEXT);
+    out.extend_from_slice(group_id);
+    out.extend_from_slice(state_hash);
+    owner.encode_ra(&mut out);
+    out
+}
+
+/// The owner signature of a chain of `group_id` in `state_hash` owned by
+/// `owner`.
+pub(crate) fn sign_owner(
+    signing: &IdentityKeyPair,
+    group_id: &[u8; GROUP_ID_LEN],
+    state_hash: &[u8; STATE_HASH_LEN],
+    owner: &Address,
+) -> Signature {
+    signing.sign(&owner_statement(group_id, state_hash, owner))
+}
 
 /// A sender chain at one iteration, as distributed: the group, the state,
 /// the chain's public signing key and its chain key. Secret (it reads every
@@ -27,6 +56,7 @@ pub struct SenderChainDistribution {
     pub(crate) signing_key: IdentityKey,
     pub(crate) iteration: u32,
     pub(crate) chain_key: SecretKey32,
+    pub(crate) owner_signature: Signature,
 }
 
 impl core::fmt::Debug for SenderChainDistribution {
@@ -48,6 +78,7 @@ impl SenderChainDistribution {
             signing_key: self.signing_key.to_bytes().to_vec(),
             iteration: self.iteration,
             chain_key: self.chain_key.as_bytes().to_vec(),
+            owner_signature: self.owner_signature.to_bytes().to_vec(),
         }
     }
 
@@ -61,12 +92,17 @@ impl SenderChainDistribution {
             return Err(WireError::InvalidValue("iteration"));
         }
         let chain_key = SecretKey32::from_bytes(fixed::<KEY_LEN>("chain_key", &m.chain_key)?);
+        let owner_signature = Signature::from_bytes(fixed::<SIGNATURE_LEN>(
+            "owner_signature",
+            &m.owner_signature,
+        )?);
         Ok(Self {
             group_id,
             state_hash,
             signing_key,
             iteration: m.iteration,
             chain_key,
+            owner_signature,
         })
     }
 
@@ -105,5 +141,22 @@ impl SenderChainDistribution {
     /// The iteration the chain key is at.
     pub fn iteration(&self) -> u32 {
         self.iteration
+    }
+
+    /// The owner signature: the chain's signing key over the group, the
+    /// state and the owner's address.
+    pub fn owner_signature(&self) -> &Signature {
+        &self.owner_signature
+    }
+
+    /// Whether the chain's signing key signed `owner` as the chain's owner
+    /// in this group and state.
+    pub fn is_owned_by(&self, owner: &Address) -> bool {
+        self.signing_key
+            .verify(
+                &owner_statement(&self.group_id, &self.state_hash, owner),
+                &self.owner_signature,
+            )
+            .is_ok()
     }
 }
