@@ -148,7 +148,9 @@ pub enum GroupRefusal {
     /// the held messages were at their cap).
     #[error("the sender chain of this group message never arrived")]
     ChainMissing,
-    /// The group message does not decrypt with its chain.
-    #[error("group message refused: {0}")]
+    /// The group message does not decrypt with its chain, or a sender
+    /// chain distribution does not prove that the chain is its sender's
+    /// (`ChainOwnerMismatch`).
+    #[error("group message or chain refused: {0}")]
     Decrypt(GroupDecryptError),
 }

@@ -497,7 +497,7 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
         .unwrap();
 
     // A chain for the team's current state, sent pairwise by Mallory.
-    let chain = OutboundChain::new(group.id, group.state, &mut OsRng);
+    let chain = OutboundChain::new(group.id, group.state, &addr("mallory", 1), &mut OsRng);
     let control = GroupControl {
         states: Vec::new(),
         chain: Some(chain.distribution()),

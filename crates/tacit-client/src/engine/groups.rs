@@ -412,7 +412,7 @@ impl Engine {
             Some(record) if record.chain.state_hash() == &hash => record,
             _ => {
                 let record = OutboundRecord {
-                    chain: OutboundChain::new(id, hash, &mut OsRng),
+                    chain: OutboundChain::new(id, hash, &own, &mut OsRng),
                     distributed: Vec::new(),
                 };
                 let mut writes = Writes::default();

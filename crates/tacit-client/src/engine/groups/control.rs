@@ -266,9 +266,19 @@ impl Engine {
             // Held already: kept, never taken back to an earlier iteration.
             return Ok(Ok(()));
         }
+        // The distribution must prove that its chain is the pairwise
+        // sender's own (16.5): a member forwarding another's chain is refused.
+        let chain = match InboundChain::from_distribution(
+            chain,
+            &received.sender,
+            ChainConfig::default(),
+        ) {
+            Ok(chain) => chain,
+            Err(e) => return Ok(Err(GroupRefusal::Decrypt(e))),
+        };
         writes.group_in(&InboundRecord {
             sender: received.sender.clone(),
-            chain: InboundChain::from_distribution(chain, ChainConfig::default()),
+            chain,
         })?;
         Ok(Ok(()))
     }
