@@ -1,6 +1,7 @@
 //! Addresses of devices: a user id and a device id.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::error::AddressError;
