@@ -57,6 +57,7 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     await chat("register", "bob");
     const page = await browser.newPage({ viewport: { width: 900, height: 720 } });
     page.on("pageerror", (e) => console.error("page error:", e));
+    page.on("console", (m) => console.error("page:", m.text()));
     await page.goto(`http://127.0.0.1:${port}/`);
     await page.waitForSelector("body[data-ready=true]");
 
@@ -81,6 +82,7 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     // Terminal to browser; the page answers with receipts.
     await chat("send", "alice", "hello from the terminal");
     await page.waitForSelector(".msg.in >> text=hello from the terminal", { timeout: WAIT });
+    await page.waitForSelector("body[data-receipts='1']", { timeout: WAIT });
     const receipts = await chat("recv");
     assert.match(receipts.stderr, /delivered to alice/);
     assert.match(receipts.stderr, /read by alice/);
