@@ -19,12 +19,12 @@ use crate::error::Error;
 use crate::relay::frame;
 use crate::Tacit;
 
-fn challenge(bytes: &[u8]) -> Result<[u8; CHALLENGE_LEN], Error> {
+fn check_challenge(bytes: &[u8]) -> Result<[u8; CHALLENGE_LEN], Error> {
     <[u8; CHALLENGE_LEN]>::try_from(bytes)
         .map_err(|_| Error::invalid("a relay challenge is 32 bytes"))
 }
 
-fn server_name(name: &str) -> Result<&str, Error> {
+fn check_server_name(name: &str) -> Result<&str, Error> {
     if name.is_empty() || name.len() > MAX_SERVER_NAME_LEN {
         Err(Error::invalid("a relay name is 1 to 255 bytes"))
     } else {
@@ -62,8 +62,8 @@ impl Tacit {
     pub fn register_frame(
         &self,
         #[wasm_bindgen(js_name = requestId)] request_id: f64,
-        #[wasm_bindgen(js_name = serverName)] server_name_: &str,
-        challenge_: &[u8],
+        #[wasm_bindgen(js_name = serverName)] server_name: &str,
+        challenge: &[u8],
         #[wasm_bindgen(js_name = timestampMs)] timestamp_ms: f64,
     ) -> Result<Vec<u8>, JsValue> {
         self.check()?;
@@ -74,8 +74,8 @@ impl Tacit {
             .ok_or_else(|| Error::new("not-on-own-list", "no device list stored"))?;
         let request = Register::sign(
             self.manager.account().identity(),
-            server_name(server_name_)?,
-            &challenge(challenge_)?,
+            check_server_name(server_name)?,
+            &check_challenge(challenge)?,
             millis(timestamp_ms)?,
             self.local.address.clone(),
             &list,
@@ -89,15 +89,15 @@ impl Tacit {
     pub fn login_frame(
         &self,
         #[wasm_bindgen(js_name = requestId)] request_id: f64,
-        #[wasm_bindgen(js_name = serverName)] server_name_: &str,
-        challenge_: &[u8],
+        #[wasm_bindgen(js_name = serverName)] server_name: &str,
+        challenge: &[u8],
         #[wasm_bindgen(js_name = timestampMs)] timestamp_ms: f64,
     ) -> Result<Vec<u8>, JsValue> {
         self.check()?;
         let request = Login::sign(
             self.manager.account().identity(),
-            server_name(server_name_)?,
-            &challenge(challenge_)?,
+            check_server_name(server_name)?,
+            &check_challenge(challenge)?,
             millis(timestamp_ms)?,
             self.local.address.clone(),
         );
