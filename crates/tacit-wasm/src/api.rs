@@ -300,12 +300,7 @@ impl Tacit {
     #[wasm_bindgen(js_name = deviceList)]
     pub fn device_list(&self) -> Result<Vec<u8>, JsValue> {
         self.check()?;
-        let list = self
-            .manager
-            .device_list(self.local.address.user_id())
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::new("not-on-own-list", "no device list stored"))?;
-        Ok(list.to_wire())
+        Ok(self.own_list()?.to_wire())
     }
 
     /// The device's prekey bundle (wire form), with a one-time prekey when
@@ -534,6 +529,13 @@ impl Tacit {
 }
 
 impl Tacit {
+    /// The local user's stored device list.
+    pub(crate) fn own_list(&self) -> Result<DeviceList, Error> {
+        self.manager
+            .device_list(self.local.address.user_id())?
+            .ok_or_else(|| Error::new("not-on-own-list", "no device list stored"))
+    }
+
     /// Refuses every call once a write failed.
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.failed.get() {

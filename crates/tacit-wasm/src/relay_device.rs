@@ -52,6 +52,45 @@ fn upload(
     first
 }
 
+impl Tacit {
+    /// A registration (`register`) or a login, signed by the identity key.
+    fn signed_frame(
+        &self,
+        request_id: f64,
+        server_name: &str,
+        challenge: &[u8],
+        timestamp_ms: f64,
+        register: bool,
+    ) -> Result<Vec<u8>, Error> {
+        self.check()?;
+        let identity = self.manager.account().identity();
+        let server_name = check_server_name(server_name)?;
+        let challenge = check_challenge(challenge)?;
+        let timestamp_ms = millis(timestamp_ms)?;
+        let address = self.local.address.clone();
+        let request = if register {
+            let list = self.own_list()?;
+            Request::Register(Register::sign(
+                identity,
+                server_name,
+                &challenge,
+                timestamp_ms,
+                address,
+                &list,
+            ))
+        } else {
+            Request::Login(Login::sign(
+                identity,
+                server_name,
+                &challenge,
+                timestamp_ms,
+                address,
+            ))
+        };
+        frame(request_id, request)
+    }
+}
+
 #[wasm_bindgen]
 impl Tacit {
     /// Encodes a registration of this device with the relay named
@@ -66,21 +105,7 @@ impl Tacit {
         challenge: &[u8],
         #[wasm_bindgen(js_name = timestampMs)] timestamp_ms: f64,
     ) -> Result<Vec<u8>, JsValue> {
-        self.check()?;
-        let list = self
-            .manager
-            .device_list(self.local.address.user_id())
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::new("not-on-own-list", "no device list stored"))?;
-        let request = Register::sign(
-            self.manager.account().identity(),
-            check_server_name(server_name)?,
-            &check_challenge(challenge)?,
-            millis(timestamp_ms)?,
-            self.local.address.clone(),
-            &list,
-        );
-        Ok(frame(request_id, Request::Register(request))?)
+        Ok(self.signed_frame(request_id, server_name, challenge, timestamp_ms, true)?)
     }
 
     /// Encodes a login of this device, signed over the relay's `challenge`
@@ -93,15 +118,7 @@ impl Tacit {
         challenge: &[u8],
         #[wasm_bindgen(js_name = timestampMs)] timestamp_ms: f64,
     ) -> Result<Vec<u8>, JsValue> {
-        self.check()?;
-        let request = Login::sign(
-            self.manager.account().identity(),
-            check_server_name(server_name)?,
-            &check_challenge(challenge)?,
-            millis(timestamp_ms)?,
-            self.local.address.clone(),
-        );
-        Ok(frame(request_id, Request::Login(request))?)
+        Ok(self.signed_frame(request_id, server_name, challenge, timestamp_ms, false)?)
     }
 
     /// Encodes an upload of every prekey the device holds: the signed,
