@@ -151,6 +151,7 @@ async function connect() {
   const info = await account.request((id) =>
     device.registerFrame(id, challenge.serverName, challenge.challenge, Date.now()),
   );
+  registered = true;
   if (!info.hasSignedPrekey || !info.hasKemPrekey || info.registered) {
     await account.request((id) => device.uploadPreKeysFrame(id));
   }
@@ -324,13 +325,19 @@ async function receive(message) {
 
 // ---- start ------------------------------------------------------------------
 
+let storage;
+let created = false; // the device was created by this unlock
+let registered = false; // the relay accepted it
+
 async function unlock(event) {
   event.preventDefault();
+  created = false;
   $("go").disabled = true;
   try {
     const key = await storeKey($("pass").value);
-    const storage = await IdbStorage.open("tacit-web");
+    storage = await IdbStorage.open("tacit-web");
     device = await Tacit.open(storage, key);
+    created = !device;
     if (!device) {
       const userId = $("user").value.trim();
       if (!userId) throw new Error("choose a user name");
@@ -355,6 +362,17 @@ async function unlock(event) {
   } catch (e) {
     $("go").disabled = false;
     device = undefined;
+    if (created && !registered && storage) {
+      // The relay refused the new device (a name taken, say), or was not
+      // reached: start over.
+      storage.close();
+      await new Promise((resolve) => {
+        const req = indexedDB.deleteDatabase("tacit-web");
+        req.onsuccess = req.onerror = req.onblocked = resolve;
+      });
+      $("setup").hidden = false;
+      $("chat").hidden = true;
+    }
     status(e.code === "wrong-key" ? "wrong passphrase" : `error: ${e.message}`);
   }
 }

@@ -61,6 +61,15 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     await page.goto(`http://127.0.0.1:${port}/`);
     await page.waitForSelector("body[data-ready=true]");
 
+    // A name already taken (bob's, by tacit-chat) is refused by the relay,
+    // and the page starts over.
+    await page.fill("#user", "bob");
+    await page.fill("#pass", "correct horse battery staple");
+    await page.click("#go");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("error:"), null, { timeout: WAIT });
+    assert.match(await page.textContent("#status"), /AddressTaken|UserKeyMismatch/);
+    assert.equal(await page.isVisible("#user-row"), true);
+
     // Alice registers in the browser.
     await page.fill("#user", "alice");
     await page.fill("#pass", "correct horse battery staple");
