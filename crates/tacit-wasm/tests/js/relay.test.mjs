@@ -130,3 +130,20 @@ test("the page's records are sealed, kept across a reopen, and bound to their na
   storage.records.set(a, storage.records.get(b));
   await assert.rejects(Tacit.open(storage, KEY), (e) => e.code === "tampered");
 });
+
+test("an error about a user names it (userId), for the page to fetch its list", async () => {
+  const alice = await Tacit.create(new MemoryStorage(), KEY, "alice", 1, Date.now());
+  const bob = await Tacit.create(new MemoryStorage(), KEY, "bob", 1, Date.now());
+  await alice.updateDeviceList(bob.deviceList());
+  await alice.processBundle("bob", 1, bob.bundle());
+  const [out] = await alice.sealText("bob", "who is this?", Date.now());
+  // Bob has no list of alice's yet.
+  await assert.rejects(async () => bob.openEnvelope(out.envelope), (e) => e.code === "unknown-user" && e.userId === "alice");
+  assert.equal(await bob.updateDeviceList(alice.deviceList()), "first-contact");
+  const got = await bob.openEnvelope(out.envelope);
+  assert.equal(new TextDecoder().decode(got.body), "who is this?");
+  // Errors that name no user carry no userId.
+  const e = await (async () => bob.openEnvelope(out.envelope))().catch((e) => e);
+  assert.equal(e.name, "TacitError");
+  assert.equal(e.userId, undefined);
+});
