@@ -4,7 +4,8 @@
 # wasm-bindgen-cli must be the exact version of the wasm-bindgen crate
 # (pinned in Cargo.toml); it is installed from crates.io when missing
 # (about 6 minutes of CPU). TACIT_WASM_FEATURES=perf adds the workloads
-# of docs/PERFORMANCE.md (browser/perf.mjs).
+# of docs/PERFORMANCE.md (browser/perf.mjs). The profile wasm-release
+# (the workspace's Cargo.toml) is release with link-time optimisation.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/pkg}"
@@ -17,9 +18,9 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 cd "$here/../.."
-cargo build -p tacit-wasm --target wasm32-unknown-unknown --release --locked \
+cargo build -p tacit-wasm --target wasm32-unknown-unknown --profile wasm-release --locked \
   --features "${TACIT_WASM_FEATURES:-}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 wasm-bindgen --target web --out-dir "$out" \
-  "$target_dir/wasm32-unknown-unknown/release/tacit_wasm.wasm"
+  "$target_dir/wasm32-unknown-unknown/wasm-release/tacit_wasm.wasm"
 cp "$here/js/idb-storage.js" "$here/js/idb-storage.d.ts" "$out/"

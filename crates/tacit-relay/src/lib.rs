@@ -34,6 +34,7 @@ mod limits;
 mod link;
 mod metrics;
 mod online;
+mod static_dir;
 mod store;
 #[cfg(feature = "tls")]
 mod tls;
@@ -129,6 +130,9 @@ pub struct Config {
     /// The most link slots live at once, across every connection; past it,
     /// puts are refused with `RateLimited`.
     pub max_link_slots: usize,
+    /// Serve the files under this directory at `/`, beside the WebSocket
+    /// (a demo page: `examples/web`); none by default.
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -158,6 +162,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             link_ttl: Duration::from_secs(10 * 60),
             max_link_slots: 4096,
+            static_dir: None,
         }
     }
 
@@ -256,6 +261,7 @@ impl Relay {
         let app = Router::new()
             .route(tacit_relay_proto::WEBSOCKET_PATH, get(websocket))
             .route("/metrics", get(metrics_page))
+            .fallback(get(static_file))
             .with_state(Arc::clone(&shared))
             .into_make_service_with_connect_info::<Peer>();
         let purge = tokio::spawn(purge_loop(Arc::clone(&shared)));
@@ -462,6 +468,14 @@ async fn metrics_page(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// A file of `--static-dir` (`static_dir`), or 404 without one.
+async fn static_file(State(shared): State<Arc<Shared>>, uri: axum::http::Uri) -> impl IntoResponse {
+    match &shared.config.static_dir {
+        Some(dir) => static_dir::serve(dir, &uri).await,
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn purge_loop(shared: Arc<Shared>) {

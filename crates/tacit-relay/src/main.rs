@@ -67,6 +67,10 @@ struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve the files under this directory at / (a web page and its
+    /// module: examples/web); no directory listing.
+    #[arg(long)]
+    static_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
+    config.static_dir = args.static_dir;
     let relay = Relay::bind(config).await?;
     // The address line is for scripts and tests that start the binary on
     // port 0.

@@ -41,7 +41,7 @@ export type TacitErrorCode = "invalid-argument" | "storage-failed" | "wrong-key"
   | "unknown-identity" | "own-address" | "untrusted-identity" | "identity-mismatch"
   | "unknown-prekey" | "classical-prekey-refused" | "handshake" | "decrypt" | "encrypt"
   | "envelope" | "content" | "unknown-user" | "user-key-changed" | "stale-device-list"
-  | "conflicting-device-list" | "device-not-listed" | "not-on-own-list" | "identity" | "session";
+  | "conflicting-device-list" | "device-not-listed" | "not-on-own-list" | "identity" | "session" | "frame";
 "#;
 
 #[wasm_bindgen]
@@ -130,8 +130,8 @@ pub struct Received {
 /// One device of a user, its state persisted through a `TacitStorage`.
 #[wasm_bindgen]
 pub struct Tacit {
-    manager: SessionManager<BrowserStore>,
-    local: Local,
+    pub(crate) manager: SessionManager<BrowserStore>,
+    pub(crate) local: Local,
     storage: Storage,
     /// Set when the storage refused a write: the state in memory is then
     /// ahead of the stored one, and the device must be opened again.
@@ -150,7 +150,7 @@ fn storage_key(key: &[u8]) -> Result<[u8; 32], Error> {
     <[u8; 32]>::try_from(key).map_err(|_| Error::invalid("the storage key must be 32 bytes"))
 }
 
-fn millis(ms: f64) -> Result<u64, Error> {
+pub(crate) fn millis(ms: f64) -> Result<u64, Error> {
     if ms.is_finite() && (0.0..9.0e15).contains(&ms) {
         // In range, so the conversion is exact for whole milliseconds.
         Ok(ms as u64)
@@ -300,12 +300,7 @@ impl Tacit {
     #[wasm_bindgen(js_name = deviceList)]
     pub fn device_list(&self) -> Result<Vec<u8>, JsValue> {
         self.check()?;
-        let list = self
-            .manager
-            .device_list(self.local.address.user_id())
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::new("not-on-own-list", "no device list stored"))?;
-        Ok(list.to_wire())
+        Ok(self.own_list()?.to_wire())
     }
 
     /// The device's prekey bundle (wire form), with a one-time prekey when
@@ -534,8 +529,15 @@ impl Tacit {
 }
 
 impl Tacit {
+    /// The local user's stored device list.
+    pub(crate) fn own_list(&self) -> Result<DeviceList, Error> {
+        self.manager
+            .device_list(self.local.address.user_id())?
+            .ok_or_else(|| Error::new("not-on-own-list", "no device list stored"))
+    }
+
     /// Refuses every call once a write failed.
-    fn check(&self) -> Result<(), Error> {
+    pub(crate) fn check(&self) -> Result<(), Error> {
         if self.failed.get() {
             Err(Error::new(
                 "storage-failed",
@@ -549,7 +551,7 @@ impl Tacit {
     /// Hands the queued writes to the storage now (so writes reach it in
     /// the order of the calls) and resolves to `value` once they are
     /// written.
-    fn persist(&self, value: JsValue) -> Promise {
+    pub(crate) fn persist(&self, value: JsValue) -> Promise {
         let writes = self.manager.store().take_writes();
         let write = if writes.is_empty() {
             None

@@ -35,6 +35,7 @@ pub const CODES: &[&str] = &[
     "not-on-own-list",
     "identity",
     "session",
+    "frame",
 ];
 
 /// An error with its stable code and a message for people.
@@ -44,6 +45,9 @@ pub struct Error {
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
+    /// The user the error is about, when it names one (`unknown-user`,
+    /// `device-not-listed`, `user-key-changed`): the property `userId`.
+    pub user_id: Option<String>,
 }
 
 impl Error {
@@ -52,6 +56,7 @@ impl Error {
         Self {
             code,
             message: message.into(),
+            user_id: None,
         }
     }
 
@@ -105,7 +110,16 @@ pub fn session_code(e: &SessionError) -> &'static str {
 
 impl From<SessionError> for Error {
     fn from(e: SessionError) -> Self {
-        Self::new(session_code(&e), e.to_string())
+        let user_id = match &e {
+            SessionError::UnknownUser(u) => Some(u.user_id.clone()),
+            SessionError::DeviceNotListed(a) => Some(a.user_id().into()),
+            SessionError::UserKeyChanged(c) => Some(c.user_id.clone()),
+            _ => None,
+        };
+        Self {
+            user_id,
+            ..Self::new(session_code(&e), e.to_string())
+        }
     }
 }
 
@@ -121,6 +135,9 @@ impl From<Error> for wasm_bindgen::JsValue {
         error.set_name("TacitError");
         // Setting a property on a fresh Error object cannot fail.
         let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code.into());
+        if let Some(user_id) = &e.user_id {
+            let _ = js_sys::Reflect::set(&error, &"userId".into(), &user_id.into());
+        }
         error.into()
     }
 }

@@ -21,6 +21,8 @@ pub mod error;
 pub mod perf;
 #[cfg(feature = "perf")]
 mod perf_js;
+pub mod relay;
+mod relay_device;
 pub mod store;
 
 pub use api::{DeviceAddress, Outgoing, Received, Storage, Tacit};

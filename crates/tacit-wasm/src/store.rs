@@ -10,8 +10,16 @@
 //! "identity/" h identities    user_tag || device id   address || identity key (32)
 //! "session/" h  sessions      user_tag || device id   address || SessionRecord::to_bytes
 //! "list/" h     device_lists  user_tag                the list's wire bytes
+//! "app/" h      app_records   name_tag                name length (u16 BE) || name || value
 //! address    = user id length (u16 BE) || user id || device id (u32 BE)
 //! user_tag   = HMAC-SHA256(index_key, user id);  h = hex of the row key
+//! name_tag   = HMAC-SHA256(index_key, "app/" || name)
+//! ```
+//!
+//! App records are the page's own (a chat's history, say), sealed like the
+//! rest: [`BrowserStore::put_app_record`].
+//!
+//! ```text
 //! ```
 //!
 //! Storage keys show only tags, so the database does not list whom the
@@ -64,7 +72,13 @@ pub struct BrowserStore {
     sealer: RecordSealer,
     inner: InMemoryStore,
     pending: RefCell<Vec<Write>>,
+    app: RefCell<BTreeMap<String, Zeroizing<Vec<u8>>>>,
 }
+
+/// The longest app record name, in bytes.
+pub const MAX_APP_NAME_LEN: usize = 256;
+/// The largest app record value, in bytes.
+pub const MAX_APP_VALUE_LEN: usize = 64 * 1024;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -111,6 +125,7 @@ impl BrowserStore {
             sealer: RecordSealer::new(key, SEAL_LABEL),
             inner: InMemoryStore::new(),
             pending: RefCell::default(),
+            app: RefCell::default(),
         };
         let check = store.seal_write("meta", b"key_check", KEY_CHECK)?;
         let local = store.seal_write("local", b"local", &encode_local(local))?;
@@ -142,8 +157,10 @@ impl BrowserStore {
             sealer,
             inner: InMemoryStore::new(),
             pending: RefCell::default(),
+            app: RefCell::default(),
         };
         let mut local = None;
+        let mut app = BTreeMap::new();
         let mut changes = Changes::new();
         for (storage_key, value) in records {
             let (table, row) = parse_key(storage_key).ok_or_else(|| StoreError::Tampered {
@@ -154,6 +171,13 @@ impl BrowserStore {
             match table {
                 "meta" => {}
                 "local" => local = Some(decode_local(&record)?),
+                "app_records" => {
+                    let (name, value) = decode_app(&record)?;
+                    if row != store.app_row(&name) {
+                        return Err(tampered(table, &row));
+                    }
+                    app.insert(name, Zeroizing::new(value.to_vec()));
+                }
                 "account" => {
                     let account = Account::from_bytes(&record)
                         .map_err(|error| StoreError::Corrupt { table, error })?;
@@ -200,12 +224,74 @@ impl BrowserStore {
         })?;
         let mut store = store;
         store.inner.commit(changes)?;
+        store.app = RefCell::new(app);
         Ok(Some((store, local)))
     }
 
     /// The sealed writes of every change since the last call, in order.
     pub fn take_writes(&self) -> Vec<Write> {
         self.pending.take()
+    }
+
+    /// The app record `name`.
+    pub fn app_record(&self, name: &str) -> Option<Vec<u8>> {
+        self.app.borrow().get(name).map(|v| v.to_vec())
+    }
+
+    /// The names of the app records that start with `prefix`, in order.
+    pub fn app_names(&self, prefix: &str) -> Vec<String> {
+        self.app
+            .borrow()
+            .range(prefix.to_owned()..)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Stores `value` as the app record `name` (or deletes it with `None`)
+    /// and queues its sealed write. A name of 1 to [`MAX_APP_NAME_LEN`]
+    /// bytes and a value of at most [`MAX_APP_VALUE_LEN`], or nothing
+    /// changes.
+    pub fn put_app_record(&self, name: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let bad = || {
+            StoreError::backend_message(
+                "an app record: a name of 1 to 256 bytes, a value of at most 64 KiB",
+            )
+        };
+        if name.is_empty() || name.len() > MAX_APP_NAME_LEN {
+            return Err(bad());
+        }
+        let row = self.app_row(name);
+        let write = match value {
+            Some(value) if value.len() > MAX_APP_VALUE_LEN => return Err(bad()),
+            Some(value) => {
+                let mut record = Zeroizing::new(Vec::with_capacity(2 + name.len() + value.len()));
+                // At most 256 bytes: fits.
+                record.extend_from_slice(&(name.len() as u16).to_be_bytes());
+                record.extend_from_slice(name.as_bytes());
+                record.extend_from_slice(value);
+                self.seal_write("app_records", &row, &record)?
+            }
+            None => Write {
+                key: storage_key("app_records", &row),
+                value: None,
+            },
+        };
+        match value {
+            Some(value) => self
+                .app
+                .borrow_mut()
+                .insert(name.into(), Zeroizing::new(value.to_vec())),
+            None => self.app.borrow_mut().remove(name),
+        };
+        self.pending.borrow_mut().push(write);
+        Ok(())
+    }
+
+    fn app_row(&self, name: &str) -> Vec<u8> {
+        let mut tagged = b"app/".to_vec();
+        tagged.extend_from_slice(name.as_bytes());
+        self.sealer.tag(&tagged).to_vec()
     }
 
     fn address_row(&self, address: &Address) -> Vec<u8> {
@@ -293,6 +379,7 @@ fn storage_key(table: &str, row: &[u8]) -> String {
         "meta" | "local" | "account" => table.into(),
         "identities" => format!("identity/{}", hex(row)),
         "sessions" => format!("session/{}", hex(row)),
+        "app_records" => format!("app/{}", hex(row)),
         _ => format!("list/{}", hex(row)),
     }
 }
@@ -309,6 +396,7 @@ fn parse_key(key: &str) -> Option<(&'static str, Vec<u8>)> {
                 "identity" => "identities",
                 "session" => "sessions",
                 "list" => "device_lists",
+                "app" => "app_records",
                 _ => return None,
             };
             (table, row)
@@ -322,6 +410,21 @@ fn parse_key(key: &str) -> Option<(&'static str, Vec<u8>)> {
         .map(|i| u8::from_str_radix(&row_hex[i..i + 2], 16).ok())
         .collect::<Option<Vec<u8>>>()?;
     Some((table, row))
+}
+
+fn decode_app(record: &[u8]) -> Result<(String, &[u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        table: "app_records",
+        error: StateError::Corrupt,
+    };
+    let (len, rest) = record.split_first_chunk::<2>().ok_or_else(corrupt)?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    if rest.len() < len {
+        return Err(corrupt());
+    }
+    let (name, value) = rest.split_at(len);
+    let name = core::str::from_utf8(name).map_err(|_| corrupt())?;
+    Ok((name.into(), value))
 }
 
 fn encode_local(local: &Local) -> Zeroizing<Vec<u8>> {

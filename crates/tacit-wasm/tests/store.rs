@@ -173,3 +173,49 @@ fn an_empty_commit_queues_nothing() {
         .unwrap_or_else(|_| unreachable!());
     assert!(store.take_writes().is_empty());
 }
+
+#[test]
+fn app_records_reopen_and_stay_bound_to_their_names() {
+    let (alice, _) = device("alice");
+    let store = alice.store();
+    store
+        .put_app_record("h/1", Some(b"first"))
+        .unwrap_or_else(|_| unreachable!());
+    store
+        .put_app_record("h/2", Some(b"second"))
+        .unwrap_or_else(|_| unreachable!());
+    store
+        .put_app_record("gone", Some(b"x"))
+        .unwrap_or_else(|_| unreachable!());
+    store
+        .put_app_record("gone", None)
+        .unwrap_or_else(|_| unreachable!());
+    // Out of range: refused, nothing queued.
+    let queued = store.take_writes();
+    assert!(store.put_app_record("", Some(b"x")).is_err());
+    assert!(store
+        .put_app_record("big", Some(&vec![0; 64 * 1024 + 1]))
+        .is_err());
+    assert!(store.take_writes().is_empty());
+    let mut records = BTreeMap::new();
+    apply(&mut records, queued);
+    let apps: Vec<String> = records
+        .keys()
+        .filter(|k| k.starts_with("app/"))
+        .cloned()
+        .collect();
+    assert_eq!(apps.len(), 2);
+    let (reopened, _) = BrowserStore::open(&KEY, &records)
+        .unwrap_or_else(|_| unreachable!())
+        .unwrap_or_else(|| unreachable!());
+    assert_eq!(reopened.app_names("h/"), ["h/1", "h/2"]);
+    assert_eq!(reopened.app_record("h/2").as_deref(), Some(&b"second"[..]));
+    assert_eq!(reopened.app_record("gone"), None);
+    // One record swapped into the other's key: refused.
+    let mut swapped = records.clone();
+    swapped.insert(apps[0].clone(), records[&apps[1]].clone());
+    assert!(matches!(
+        BrowserStore::open(&KEY, &swapped),
+        Err(StoreError::Tampered { .. })
+    ));
+}

@@ -1,0 +1,141 @@
+// The web chat (examples/web) in headless Chromium (Debian's `chromium`,
+// playwright-core) against a real tacit-relay serving the page
+// (--static-dir), with a native tacit-chat user: messages both ways,
+// receipts, first contact and safety numbers; then the page reloads, its
+// history and sessions are still there, and messages still go both ways.
+//
+// Needs examples/web/pkg (crates/tacit-wasm/build.sh examples/web/pkg) and
+// the binaries tacit-relay and tacit-chat (cargo build -p tacit-relay -p
+// tacit-chat; TACIT_BIN_DIR, default target/debug). WEB_CHAT_SCREENSHOT:
+// where to save a screenshot of the page (default: the test's scratch
+// directory).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFile } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { chromium } from "playwright-core";
+
+const run = promisify(execFile);
+const root = resolve(new URL("../../..", import.meta.url).pathname);
+const bin = process.env.TACIT_BIN_DIR ?? join(root, process.env.CARGO_TARGET_DIR ?? "target", "debug");
+const site = join(root, "examples/web");
+const WAIT = 30_000;
+
+/** Starts tacit-relay on a free port serving `site`; resolves its port. */
+function startRelay(dir) {
+  const relay = spawn(
+    join(bin, "tacit-relay"),
+    ["--listen", "127.0.0.1:0", "--db", join(dir, "relay.db"), "--server-name", "127.0.0.1", "--static-dir", site],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let errors = "";
+  relay.stderr.on("data", (d) => (errors += d));
+  return new Promise((resolve, reject) => {
+    relay.stdout.on("data", (d) => {
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(String(d));
+      if (m) resolve({ relay, port: Number(m[1]) });
+    });
+    relay.on("exit", (code) => reject(new Error(`tacit-relay exited (${code}): ${errors}`)));
+  });
+}
+
+test("web chat in Chromium and tacit-chat through a real relay, across a reload", { timeout: 240_000 }, async () => {
+  assert.ok(existsSync(join(site, "pkg/tacit_wasm.js")), "build examples/web/pkg first");
+  const dir = mkdtempSync(join(tmpdir(), "tacit-web-chat-"));
+  const { relay, port } = await startRelay(dir);
+  const url = `ws://127.0.0.1:${port}/v1`;
+  const chat = (...args) =>
+    run(join(bin, "tacit-chat"), ["--store", join(dir, "bob.db"), "--relay", url, ...args], { timeout: WAIT });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox"],
+  });
+  try {
+    await chat("register", "bob");
+    const page = await browser.newPage({ viewport: { width: 900, height: 720 } });
+    page.on("pageerror", (e) => console.error("page error:", e));
+    page.on("console", (m) => console.error("page:", m.text()));
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.waitForSelector("body[data-ready=true]");
+
+    // A name already taken (bob's, by tacit-chat) is refused by the relay,
+    // and the page starts over.
+    await page.fill("#user", "bob");
+    await page.fill("#pass", "correct horse battery staple");
+    await page.click("#go");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("error:"), null, { timeout: WAIT });
+    assert.match(await page.textContent("#status"), /AddressTaken|UserKeyMismatch/);
+    assert.equal(await page.isVisible("#user-row"), true);
+
+    // Alice registers in the browser.
+    await page.fill("#user", "alice");
+    await page.fill("#pass", "correct horse battery staple");
+    await page.click("#go");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("connected"), null, { timeout: WAIT });
+
+    // Browser to terminal: first contact on both sides.
+    await page.fill("#peer", "bob");
+    await page.fill("#text", "hello from the browser");
+    await page.click("#send");
+    await page.waitForSelector(".msg.out[data-status=sent]", { timeout: WAIT });
+    assert.match(await page.textContent("#notices"), /First contact with bob/);
+    const bobGot = await chat("recv");
+    assert.match(bobGot.stdout, /^alice: hello from the browser$/m);
+    assert.match(bobGot.stderr, /first contact with alice/);
+    // Bob's delivery receipt reaches the page.
+    await page.waitForSelector(".msg.out[data-status=delivered]", { timeout: WAIT });
+
+    // Terminal to browser; the page answers with receipts.
+    await chat("send", "alice", "hello from the terminal");
+    await page.waitForSelector(".msg.in >> text=hello from the terminal", { timeout: WAIT });
+    await page.waitForSelector("body[data-receipts='1']", { timeout: WAIT });
+    const receipts = await chat("recv");
+    assert.match(receipts.stderr, /delivered to alice/);
+    assert.match(receipts.stderr, /read by alice/);
+
+    // The same safety number on both sides.
+    const safety = await chat("safety", "alice");
+    const native = safety.stdout.split("\n")[0].replace(/\D/g, "");
+    const shown = await page.getAttribute("#safety", "data-digits");
+    assert.equal(native.length, 60);
+    assert.equal(shown, native);
+
+    // Reload: locked; the passphrase opens the sealed store again.
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    assert.equal(await page.isHidden("#user-row"), true, "the device was kept");
+    await page.fill("#pass", "a wrong passphrase");
+    await page.click("#go");
+    await page.waitForFunction(() => document.getElementById("status").textContent === "wrong passphrase");
+    await page.fill("#pass", "correct horse battery staple");
+    await page.click("#go");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("connected"), null, { timeout: WAIT });
+    const history = await page.$$eval(".msg", (els) => els.map((e) => e.textContent));
+    assert.equal(history.length, 2, history.join("\n"));
+    assert.match(history[0], /you → bob: hello from the browser \[(delivered|read)\]/);
+    assert.match(history[1], /bob: hello from the terminal/);
+    assert.equal(await page.getAttribute("#safety", "data-digits"), native);
+
+    // The sessions survived: both directions decrypt without a new one.
+    await page.fill("#text", "after the reload");
+    await page.click("#send");
+    await page.waitForSelector(".msg.out >> text=after the reload", { timeout: WAIT });
+    const again = await chat("recv");
+    assert.match(again.stdout, /^alice: after the reload$/m);
+    assert.doesNotMatch(again.stderr, /first contact/);
+    await chat("send", "alice", "and back again");
+    const back = await page.waitForSelector(".msg.in >> text=and back again", { timeout: WAIT });
+    assert.equal(await back.getAttribute("data-new-session"), "false");
+    assert.doesNotMatch(await page.textContent("#notices"), /could not be read|identity changed/);
+    await page.waitForSelector(".msg.out[data-status=delivered] >> text=after the reload", { timeout: WAIT });
+
+    await page.screenshot({ path: process.env.WEB_CHAT_SCREENSHOT ?? join(dir, "web-chat.png") });
+  } finally {
+    await browser.close();
+    relay.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
