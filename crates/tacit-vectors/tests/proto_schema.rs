@@ -7,6 +7,8 @@
 //! side is read from the crates' sources (the structs are crate-private,
 //! and prost's derive keeps no reflection at run time).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -138,8 +140,23 @@ struct ProstAttr {
 }
 
 const SCALARS: [&str; 17] = [
-    "double", "float", "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32",
-    "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes", "message", "enumeration",
+    "double",
+    "float",
+    "int32",
+    "int64",
+    "uint32",
+    "uint64",
+    "sint32",
+    "sint64",
+    "fixed32",
+    "fixed64",
+    "sfixed32",
+    "sfixed64",
+    "bool",
+    "string",
+    "bytes",
+    "message",
+    "enumeration",
 ];
 
 fn lit_str(expr: &Expr) -> String {
@@ -212,11 +229,17 @@ fn field_of(attr: &ProstAttr, name: String, ty: &Type, oneof: Option<String>) ->
     }
 }
 
+/// A message's plain fields, and its oneof fields with their enums' paths.
+type SourceMessage = (BTreeSet<Field>, Vec<(String, String)>);
+
+/// A change to a schema.
+type Edit<'a> = Box<dyn Fn(&mut Schema) + 'a>;
+
 /// What the sources hold: messages with their plain fields and oneof
 /// fields (the enum's path), and oneof enums (by `module::Enum`).
 #[derive(Default)]
 struct Sources {
-    messages: BTreeMap<String, (BTreeSet<Field>, Vec<(String, String)>)>,
+    messages: BTreeMap<String, SourceMessage>,
     oneofs: BTreeMap<String, BTreeSet<Field>>,
 }
 
@@ -243,9 +266,7 @@ fn walk(items: &[Item], module: &str, out: &mut Sources) {
                         }
                     }
                 }
-                let previous = out
-                    .messages
-                    .insert(s.ident.to_string(), (fields, oneofs));
+                let previous = out.messages.insert(s.ident.to_string(), (fields, oneofs));
                 assert!(previous.is_none(), "two messages named {}", s.ident);
             }
             Item::Enum(e) if derives(&e.attrs, "Oneof") => {
@@ -352,7 +373,12 @@ fn relay_proto_matches_the_relay_frames() {
 #[test]
 fn tacit_proto_matches_the_core_messages() {
     let (proto, _) = check("tacit.proto", "tacit");
-    for name in ["PreKeyBundle", "SealedEnvelope", "SignedDeviceList", "GroupMessage"] {
+    for name in [
+        "PreKeyBundle",
+        "SealedEnvelope",
+        "SignedDeviceList",
+        "GroupMessage",
+    ] {
         assert!(proto.contains_key(name), "{name}");
     }
 }
@@ -363,14 +389,8 @@ fn tacit_proto_matches_the_core_messages() {
 fn every_kind_of_drift_is_reported() {
     let proto = proto_schema("relay.proto");
     let prost = prost_schema("tacit-relay-proto");
-    let field = |m: &str, n: u32| {
-        proto[m]
-            .iter()
-            .find(|f| f.number == n)
-            .cloned()
-            .unwrap()
-    };
-    let edits: Vec<Box<dyn Fn(&mut Schema)>> = vec![
+    let field = |m: &str, n: u32| proto[m].iter().find(|f| f.number == n).cloned().unwrap();
+    let edits: Vec<Edit> = vec![
         Box::new(|s| {
             let f = field("Submit", 4);
             s.get_mut("Submit").unwrap().remove(&f);
