@@ -18,7 +18,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame,
     CHALLENGE_LEN,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::limits::Bucket;
@@ -32,6 +32,10 @@ const MAX_IN_FLIGHT: usize = 128;
 /// Frames waiting to be written. A peer that stops reading holds at most
 /// these, for at most the write timeout.
 const OUTBOUND_CAPACITY: usize = 256;
+/// Envelope bytes of the pushes queued for one connection, at most: the
+/// mailbox is read no further ahead of the socket than this (a push larger
+/// than the whole budget waits for the queue to empty).
+const PUSH_BUDGET: u32 = 4 * 1024 * 1024;
 /// Frames written with one flush, at most.
 const COALESCE: usize = 64;
 /// Messages read from the mailbox at a time.
@@ -82,6 +86,9 @@ struct Conn {
     bad_frames: u32,
     failed_logins: u32,
     in_flight: FuturesUnordered<Answer>,
+    /// What bounds the pushes queued (see [`PUSH_BUDGET`]), when the
+    /// transport's writer gives it back.
+    push_budget: Option<Arc<Semaphore>>,
 }
 
 /// Counts open connections for a graceful shutdown.
@@ -111,14 +118,16 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let write_timeout = shared.config.write_timeout;
+    let budget = Arc::new(Semaphore::new(PUSH_BUDGET as usize));
     let writer = tokio::spawn(write_loop(
         sink,
         out_rx,
         write_timeout,
         Arc::clone(&shared.metrics),
+        Arc::clone(&budget),
     ));
     let abort = writer.abort_handle();
-    let id = serve(shared, stream, out, peer).await;
+    let id = serve_with_budget(shared, stream, out, peer, Some(budget)).await;
     if tokio::time::timeout(write_timeout, writer).await.is_err() {
         // Its writes time out by themselves; this is a backstop.
         abort.abort();
@@ -130,11 +139,27 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr
 /// Serves one connection, reading its messages from `stream` and queueing
 /// what to send on `out`, until it closes; returns the connection's number.
 /// The transport is the caller's: [`run`] for WebSocket.
+#[cfg(feature = "fuzzing")]
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     stream: S,
     out: mpsc::Sender<Outbound>,
     peer: SocketAddr,
+) -> u64
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    serve_with_budget(shared, stream, out, peer, None).await
+}
+
+/// `serve`, with pushes bounded by `push_budget` (whose permits the
+/// writer gives back as it writes).
+async fn serve_with_budget<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    out: mpsc::Sender<Outbound>,
+    peer: SocketAddr,
+    push_budget: Option<Arc<Semaphore>>,
 ) -> u64
 where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -155,6 +180,7 @@ where
         bad_frames: 0,
         failed_logins: 0,
         in_flight: FuturesUnordered::new(),
+        push_budget,
     };
     tracing::debug!(id, %peer, "connection opened");
     let end = if *conn.shared.shutdown.borrow() {
@@ -176,6 +202,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outbound>,
     timeout: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    push_budget: Arc<Semaphore>,
 ) {
     let timed = |result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| match result
     {
@@ -194,8 +221,14 @@ async fn write_loop(
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
+            let mut cost = 0;
             let message = match item {
-                Outbound::Frame(frame) => Message::Binary(frame.into_encoded().into()),
+                Outbound::Frame(frame) => {
+                    if let ServerFrame::Push(p) = &frame {
+                        cost = push_cost(p.envelope.len());
+                    }
+                    Message::Binary(frame.into_encoded().into())
+                }
                 Outbound::Ping => Message::Ping(Default::default()),
                 Outbound::Close(code, reason) => {
                     let close = Message::Close(Some(CloseFrame {
@@ -211,6 +244,7 @@ async fn write_loop(
             if !timed(tokio::time::timeout(timeout, sink.feed(message)).await) {
                 return;
             }
+            push_budget.add_permits(cost as usize);
             written += 1;
             if written < COALESCE {
                 next = rx.try_recv().ok();
@@ -930,6 +964,7 @@ impl Conn {
             address.clone(),
             Arc::clone(&signal),
             self.out.clone(),
+            self.push_budget.clone(),
         ));
         self.session = Some(Session {
             address,
@@ -974,6 +1009,7 @@ async fn deliver(
     address: Address,
     signal: Arc<Signal>,
     out: mpsc::Sender<Outbound>,
+    push_budget: Option<Arc<Semaphore>>,
 ) {
     let mut cursor = 0u64;
     let mut backlog_sent = false;
@@ -1012,6 +1048,14 @@ async fn deliver(
                     envelope: m.envelope,
                     kind: EnvelopeKind::from_u32(m.kind).unwrap_or_default(),
                 });
+                if let Some(budget) = &push_budget {
+                    let cost = push_cost(push_len(&push));
+                    match budget.acquire_many(cost).await {
+                        // The writer gives the permits back once written.
+                        Ok(permits) => permits.forget(),
+                        Err(_) => return,
+                    }
+                }
                 if out.send(Outbound::Frame(push)).await.is_err() {
                     return;
                 }
@@ -1032,6 +1076,19 @@ async fn deliver(
             }
         }
         signal.wake.notified().await;
+    }
+}
+
+/// What a push of `len` envelope bytes takes from [`PUSH_BUDGET`].
+fn push_cost(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX).min(PUSH_BUDGET)
+}
+
+/// The envelope length of a push frame.
+fn push_len(frame: &ServerFrame) -> usize {
+    match frame {
+        ServerFrame::Push(p) => p.envelope.len(),
+        _ => 0,
     }
 }
 

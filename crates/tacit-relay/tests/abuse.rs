@@ -197,6 +197,34 @@ async fn a_device_that_stops_reading_is_dropped() {
     relay.shutdown().await.unwrap();
 }
 
+/// A device that stops reading holds at most the push budget (4 MiB of
+/// envelopes) in the relay's memory, beside what the sockets buffer: the
+/// mailbox is not read into the connection's queue further ahead.
+#[tokio::test]
+async fn pushes_queued_for_a_slow_reader_are_bounded_in_bytes() {
+    let dir = TempDir::new("push-budget");
+    let mut config = config(&dir.db());
+    config.write_timeout = Duration::from_secs(3600);
+    config.ping_interval = Duration::from_secs(3600);
+    let relay = bind(config).await;
+    let bob = Device::new("bob", 1, 2);
+    let stalled = registered(relay.local_addr(), &bob).await;
+    let mut sender = connect(relay.local_addr()).await;
+    let envelope = vec![0x5a; 200 * 1024];
+    for _ in 0..350 {
+        let reply = sender.submit(&bob.address, &envelope).await;
+        assert!(matches!(reply, Ok(Reply::Submitted { .. })), "{reply:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let page = metrics(&relay).await;
+    // 20 pushes fill the budget; the sockets hold some tens more. A queue
+    // of 256 frames, unbounded in bytes, would take them all.
+    let pushed = metric(&page, "tacit_relay_pushed_total");
+    assert!((20..200).contains(&pushed), "{pushed} pushes queued");
+    drop(stalled);
+    relay.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn bytes_before_login_are_limited_per_ip() {
     let dir = TempDir::new("byte-limit");
