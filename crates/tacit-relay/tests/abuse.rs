@@ -171,23 +171,34 @@ async fn connections_are_capped_per_ip_and_in_total() {
     relay.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_device_that_stops_reading_is_dropped() {
-    let dir = TempDir::new("write-timeout");
+/// Starts a relay whose writes wait `write_timeout` (and that never pings),
+/// logs bob in on a connection that then never reads again, and submits
+/// `n` envelopes of 200 KiB to him from another connection.
+async fn flood_a_stalled_reader(
+    dir: &TempDir,
+    write_timeout: Duration,
+    n: usize,
+) -> (Relay, TcpClient) {
     let mut config = config(&dir.db());
-    config.write_timeout = Duration::from_millis(500);
+    config.write_timeout = write_timeout;
     config.ping_interval = Duration::from_secs(3600);
     let relay = bind(config).await;
     let bob = Device::new("bob", 1, 2);
-    // Bob logs in, then never reads again.
     let stalled = registered(relay.local_addr(), &bob).await;
     let mut sender = connect(relay.local_addr()).await;
     let envelope = vec![0x5a; 200 * 1024];
-    // Far more than the socket buffers hold.
-    for _ in 0..150 {
+    for _ in 0..n {
         let reply = sender.submit(&bob.address, &envelope).await;
         assert!(matches!(reply, Ok(Reply::Submitted { .. })), "{reply:?}");
     }
+    (relay, stalled)
+}
+
+#[tokio::test]
+async fn a_device_that_stops_reading_is_dropped() {
+    let dir = TempDir::new("write-timeout");
+    // Far more than the socket buffers hold.
+    let (relay, stalled) = flood_a_stalled_reader(&dir, Duration::from_millis(500), 150).await;
     eventually(&relay, |page| {
         metric(page, "tacit_relay_write_timeouts_total") >= 1
             && metric(page, "tacit_relay_devices_online") == 0
@@ -203,18 +214,7 @@ async fn a_device_that_stops_reading_is_dropped() {
 #[tokio::test]
 async fn pushes_queued_for_a_slow_reader_are_bounded_in_bytes() {
     let dir = TempDir::new("push-budget");
-    let mut config = config(&dir.db());
-    config.write_timeout = Duration::from_secs(3600);
-    config.ping_interval = Duration::from_secs(3600);
-    let relay = bind(config).await;
-    let bob = Device::new("bob", 1, 2);
-    let stalled = registered(relay.local_addr(), &bob).await;
-    let mut sender = connect(relay.local_addr()).await;
-    let envelope = vec![0x5a; 200 * 1024];
-    for _ in 0..350 {
-        let reply = sender.submit(&bob.address, &envelope).await;
-        assert!(matches!(reply, Ok(Reply::Submitted { .. })), "{reply:?}");
-    }
+    let (relay, stalled) = flood_a_stalled_reader(&dir, Duration::from_secs(3600), 350).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let page = metrics(&relay).await;
     // 20 pushes fill the budget; the sockets hold some tens more. A queue
