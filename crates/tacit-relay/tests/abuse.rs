@@ -50,7 +50,7 @@ async fn eventually(relay: &Relay, check: impl Fn(&str) -> bool) {
 async fn a_slow_request_head_is_dropped_at_the_upgrade_deadline() {
     let dir = TempDir::new("upgrade-deadline");
     let mut config = config(&dir.db());
-    config.upgrade_timeout = Duration::from_millis(300);
+    config.upgrade_timeout = Duration::from_secs(1);
     let relay = bind(config).await;
     // Half a request head, then nothing.
     let mut slow = tokio::net::TcpStream::connect(relay.local_addr())
@@ -59,18 +59,18 @@ async fn a_slow_request_head_is_dropped_at_the_upgrade_deadline() {
     slow.write_all(b"GET /v1 HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let closed = closed_within(&mut slow, Duration::from_secs(5)).await;
+    let closed = closed_within(&mut slow, Duration::from_secs(10)).await;
     assert!(closed.is_some(), "a slow request head kept its connection");
     // A plain HTTP connection that never upgrades lives no longer.
     let mut idle = tokio::net::TcpStream::connect(relay.local_addr())
         .await
         .unwrap();
-    assert!(closed_within(&mut idle, Duration::from_secs(5))
+    assert!(closed_within(&mut idle, Duration::from_secs(10))
         .await
         .is_some());
     // A WebSocket outlives the deadline.
     let mut ws = connect(relay.local_addr()).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let reply = ws
         .request(Request::FetchDeviceList(
             FetchDeviceList::new("nobody").unwrap(),
@@ -84,7 +84,7 @@ async fn a_slow_request_head_is_dropped_at_the_upgrade_deadline() {
 async fn a_connection_that_neither_logs_in_nor_asks_is_closed() {
     let dir = TempDir::new("login-deadline");
     let mut config = config(&dir.db());
-    config.login_timeout = Duration::from_millis(400);
+    config.login_timeout = Duration::from_secs(1);
     let relay = bind(config).await;
 
     // Only a challenge: closed with NotAuthenticated.
@@ -98,12 +98,12 @@ async fn a_connection_that_neither_logs_in_nor_asks_is_closed() {
         other => panic!("{other:?}"),
     }
     assert!(idle.read().await.is_none());
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     // Anonymous requests keep a connection open past the deadline.
     let mut busy = connect(relay.local_addr()).await;
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let reply = busy
             .request(Request::FetchDeviceList(FetchDeviceList::new("x").unwrap()))
             .await;
@@ -114,7 +114,7 @@ async fn a_connection_that_neither_logs_in_nor_asks_is_closed() {
     // A logged-in connection has no such deadline.
     let bob = Device::new("bob", 1, 2);
     let mut logged_in = registered(relay.local_addr(), &bob).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let reply = logged_in
         .request(Request::FetchDeviceList(
             FetchDeviceList::new("bob").unwrap(),
