@@ -458,11 +458,11 @@ async fn envelopes_and_bundle_fetches_never_go_on_the_logged_in_connection() {
     .await;
     let expected_submits = 3 + 3; // three texts, three receipts at least
     eventually_async(|| async {
-        metric(&metrics(at).await, "tacit_relay_submitted_total") >= expected_submits
+        metric(&metrics(&relay).await, "tacit_relay_submitted_total") >= expected_submits
     })
     .await;
 
-    let page = metrics(at).await;
+    let page = metrics(&relay).await;
     let stored = metric(&page, "tacit_relay_submitted_total");
     assert_eq!(requests(&page, "submit", true), 0, "{page}");
     assert_eq!(requests(&page, "submit", false), stored, "{page}");
@@ -512,7 +512,7 @@ async fn sends_are_paced_by_the_rate_limit_of_anonymous_connections() {
         let sent = alice.send_text("bob", text).await.unwrap();
         assert_eq!(sent.stored_for, vec![addr("bob", 1)]);
     }
-    let page = metrics(at).await;
+    let page = metrics(&relay).await;
     assert!(
         metric(&page, "tacit_relay_errors_total{code=\"RateLimited\"}") > 0,
         "the limit was never reached: {page}"

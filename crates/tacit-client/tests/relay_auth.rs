@@ -84,7 +84,7 @@ async fn a_relay_announcing_another_name_gets_no_signature() {
         }
         other => panic!("{other:?}"),
     }
-    let page = metrics(relay.local_addr()).await;
+    let page = metrics(&relay).await;
     assert_eq!(requests(&page, "get_challenge", false), 1, "{page}");
     assert_eq!(requests(&page, "register", false), 0, "{page}");
 
@@ -99,7 +99,7 @@ async fn a_relay_announcing_another_name_gets_no_signature() {
         error.contains("relay-a") && error.contains("relay-b"),
         "{error}"
     );
-    let page = metrics(relay.local_addr()).await;
+    let page = metrics(&relay).await;
     assert_eq!(requests(&page, "login", false), 0, "{page}");
     client.shutdown().await;
     relay.shutdown().await.unwrap();

@@ -76,6 +76,13 @@ impl RelayProc {
                 huge,
             ])
             .args(["--rate-per-ip", huge, "--burst-per-ip", huge])
+            .args([
+                "--byte-rate-per-ip",
+                huge,
+                "--byte-burst-per-ip",
+                "4000000000",
+            ])
+            .args(["--max-connections", huge, "--max-connections-per-ip", huge])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

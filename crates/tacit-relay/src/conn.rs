@@ -18,7 +18,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame,
     CHALLENGE_LEN,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::limits::Bucket;
@@ -29,15 +29,17 @@ use crate::{now_ms, Shared};
 
 /// Requests whose answers may be pending at once on one connection.
 const MAX_IN_FLIGHT: usize = 128;
-/// Frames waiting to be written.
+/// Frames waiting to be written. A peer that stops reading holds at most
+/// these, for at most the write timeout.
 const OUTBOUND_CAPACITY: usize = 256;
+/// Envelope bytes of the pushes queued for one connection, at most: the
+/// mailbox is read no further ahead of the socket than this (a push larger
+/// than the whole budget waits for the queue to empty).
+const PUSH_BUDGET: u32 = 4 * 1024 * 1024;
 /// Frames written with one flush, at most.
 const COALESCE: usize = 64;
 /// Messages read from the mailbox at a time.
 const PAGE: usize = 64;
-/// How long a write may wait for a slow peer before the connection is
-/// dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed logins allowed on one connection.
 const MAX_FAILED_LOGINS: u32 = 5;
 
@@ -79,9 +81,14 @@ struct Conn {
     challenge: Option<([u8; CHALLENGE_LEN], Instant)>,
     session: Option<Session>,
     bucket: Bucket,
+    /// When the connection is closed if it has not logged in by then.
+    login_deadline: tokio::time::Instant,
     bad_frames: u32,
     failed_logins: u32,
     in_flight: FuturesUnordered<Answer>,
+    /// What bounds the pushes queued (see [`PUSH_BUDGET`]), when the
+    /// transport's writer gives it back.
+    push_budget: Option<Arc<Semaphore>>,
 }
 
 /// Counts open connections for a graceful shutdown.
@@ -110,9 +117,20 @@ impl Drop for Guard {
 pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let writer = tokio::spawn(write_loop(sink, out_rx));
-    let id = serve(shared, stream, out, peer).await;
-    if tokio::time::timeout(SEND_TIMEOUT, writer).await.is_err() {
+    let write_timeout = shared.config.write_timeout;
+    let budget = Arc::new(Semaphore::new(PUSH_BUDGET as usize));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        write_timeout,
+        Arc::clone(&shared.metrics),
+        Arc::clone(&budget),
+    ));
+    let abort = writer.abort_handle();
+    let id = serve_with_budget(shared, stream, out, peer, Some(budget)).await;
+    if tokio::time::timeout(write_timeout, writer).await.is_err() {
+        // Its writes time out by themselves; this is a backstop.
+        abort.abort();
         tracing::debug!(id, "writer did not finish");
     }
     tracing::debug!(id, "connection closed");
@@ -121,11 +139,27 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr
 /// Serves one connection, reading its messages from `stream` and queueing
 /// what to send on `out`, until it closes; returns the connection's number.
 /// The transport is the caller's: [`run`] for WebSocket.
+#[cfg(feature = "fuzzing")]
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     stream: S,
     out: mpsc::Sender<Outbound>,
     peer: SocketAddr,
+) -> u64
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    serve_with_budget(shared, stream, out, peer, None).await
+}
+
+/// `serve`, with pushes bounded by `push_budget` (whose permits the
+/// writer gives back as it writes).
+async fn serve_with_budget<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    out: mpsc::Sender<Outbound>,
+    peer: SocketAddr,
+    push_budget: Option<Arc<Semaphore>>,
 ) -> u64
 where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -136,6 +170,7 @@ where
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut conn = Conn {
         bucket: Bucket::full(shared.config.unauthenticated_rate),
+        login_deadline: tokio::time::Instant::now() + shared.config.login_timeout,
         shared,
         id,
         peer,
@@ -145,6 +180,7 @@ where
         bad_frames: 0,
         failed_logins: 0,
         in_flight: FuturesUnordered::new(),
+        push_budget,
     };
     tracing::debug!(id, %peer, "connection opened");
     let end = if *conn.shared.shutdown.borrow() {
@@ -158,49 +194,73 @@ where
     id
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
+/// Writes what the connection queues. Every write waits at most `timeout`
+/// for the peer: a peer that stopped reading is dropped, and with it what
+/// was queued for it (the queue's senders then fail at once).
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+    push_budget: Arc<Semaphore>,
+) {
+    let timed = |result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| match result
+    {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            inc(&metrics.write_timeouts_total);
+            tracing::debug!("write timed out: the peer stopped reading");
+            false
+        }
+    };
     // Frames waiting are written together: each is only buffered, and one
     // flush per round puts them on the socket (one write instead of one per
     // frame).
-    'rounds: while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
-            let fed = match item {
+            let mut cost = 0;
+            let message = match item {
                 Outbound::Frame(frame) => {
-                    sink.feed(Message::Binary(frame.into_encoded().into()))
-                        .await
+                    if let ServerFrame::Push(p) = &frame {
+                        cost = push_cost(p.envelope.len());
+                    }
+                    Message::Binary(frame.into_encoded().into())
                 }
-                Outbound::Ping => sink.feed(Message::Ping(Default::default())).await,
+                Outbound::Ping => Message::Ping(Default::default()),
                 Outbound::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    break 'rounds;
+                    let close = Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    }));
+                    if timed(tokio::time::timeout(timeout, sink.send(close)).await) {
+                        let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    }
+                    return;
                 }
             };
-            if fed.is_err() {
-                break 'rounds;
+            if !timed(tokio::time::timeout(timeout, sink.feed(message)).await) {
+                return;
             }
+            push_budget.add_permits(cost as usize);
             written += 1;
             if written < COALESCE {
                 next = rx.try_recv().ok();
             }
         }
-        if sink.flush().await.is_err() {
-            break;
+        if !timed(tokio::time::timeout(timeout, sink.flush()).await) {
+            return;
         }
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(timeout, sink.close()).await;
 }
 
 impl Conn {
     async fn send(&self, item: Outbound) -> bool {
         matches!(
-            tokio::time::timeout(SEND_TIMEOUT, self.out.send(item)).await,
+            tokio::time::timeout(self.shared.config.write_timeout, self.out.send(item)).await,
             Ok(Ok(()))
         )
     }
@@ -230,12 +290,25 @@ impl Conn {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut last_heard = Instant::now();
         let mut shutdown = self.shared.shutdown.clone();
+        let login = tokio::time::sleep_until(self.login_deadline);
+        tokio::pin!(login);
+        let out = self.out.clone();
         loop {
             let kicked = self.session.as_ref().map(|s| Arc::clone(&s.signal));
+            if login.deadline() != self.login_deadline {
+                login.as_mut().reset(self.login_deadline);
+            }
             tokio::select! {
                 biased;
                 () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
                     return End::Close(CLOSE_GOING_AWAY, "shutting down");
+                }
+                // The writer gave up on the peer (a write timed out).
+                () = out.closed() => return End::PeerClosed,
+                () = &mut login, if self.session.is_none() => {
+                    inc(&self.shared.metrics.login_timeouts_total);
+                    self.error(0, ErrorCode::NotAuthenticated, "no login or request in time").await;
+                    return End::Close(CLOSE_POLICY, "login timeout");
                 }
                 () = async { match &kicked { Some(s) => s.kicked.notified().await, None => std::future::pending().await } } => {
                     if kicked.as_ref().is_some_and(|s| s.was_removed()) {
@@ -327,7 +400,7 @@ impl Conn {
             }
         };
         let request_id = frame.request_id;
-        if let Err(wait) = self.rate_limit() {
+        if let Err(wait) = self.rate_limit(bytes.len()) {
             let mut reply = ErrorReply::new(ErrorCode::RateLimited, "too many requests");
             reply.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
             return if self.respond(request_id, Err(reply)).await {
@@ -339,14 +412,17 @@ impl Conn {
         self.request(request_id, frame.request).await
     }
 
-    fn rate_limit(&mut self) -> Result<(), Duration> {
+    /// Counts a request of `len` bytes: per connection, and before login
+    /// also per peer network, in requests and in bytes.
+    fn rate_limit(&mut self, len: usize) -> Result<(), Duration> {
         let config = &self.shared.config;
         let now = Instant::now();
         if self.session.is_some() {
             self.bucket.take(config.authenticated_rate, now)
         } else {
             self.bucket.take(config.unauthenticated_rate, now)?;
-            self.shared.per_ip.take(self.peer.ip())
+            self.shared.per_ip.take(self.peer.ip())?;
+            self.shared.per_ip_bytes.take_n(self.peer.ip(), len)
         }
     }
 
@@ -362,6 +438,18 @@ impl Conn {
                 | Request::SetDeliveryToken(_)
                 | Request::PublishDeviceList(_)
         );
+        let anonymous = matches!(
+            request,
+            Request::Submit(_)
+                | Request::SubmitGroup(_)
+                | Request::FetchBundles(_)
+                | Request::FetchDeviceList(_)
+                | Request::LinkPut(_)
+                | Request::LinkTake(_)
+        );
+        if anonymous && self.session.is_none() {
+            self.login_deadline = tokio::time::Instant::now() + self.shared.config.login_timeout;
+        }
         if needs_login && self.session.is_none() {
             return self
                 .bad_frame(
@@ -763,7 +851,7 @@ impl Conn {
             ));
         }
         if !verify(&self.shared.config.server_name, &challenge) {
-            tracing::info!(id = self.id, device = %address, "login refused: bad signature");
+            tracing::debug!(id = self.id, device = %address, "login refused: bad signature");
             return Err(ErrorReply::new(
                 ErrorCode::BadSignature,
                 "the signature does not verify",
@@ -808,7 +896,11 @@ impl Conn {
             }
         };
         inc(&self.shared.metrics.logins_total);
-        tracing::info!(id = self.id, device = %address, registered, "logged in");
+        if registered {
+            inc(&self.shared.metrics.registrations_total);
+        }
+        tracing::info!(id = self.id, registered, "logged in");
+        tracing::debug!(id = self.id, device = %address, "logged in as");
         self.bucket = Bucket::full(self.shared.config.authenticated_rate);
         let signal = Arc::new(Signal::new(self.id));
         self.shared
@@ -872,6 +964,7 @@ impl Conn {
             address.clone(),
             Arc::clone(&signal),
             self.out.clone(),
+            self.push_budget.clone(),
         ));
         self.session = Some(Session {
             address,
@@ -916,6 +1009,7 @@ async fn deliver(
     address: Address,
     signal: Arc<Signal>,
     out: mpsc::Sender<Outbound>,
+    push_budget: Option<Arc<Semaphore>>,
 ) {
     let mut cursor = 0u64;
     let mut backlog_sent = false;
@@ -954,6 +1048,14 @@ async fn deliver(
                     envelope: m.envelope,
                     kind: EnvelopeKind::from_u32(m.kind).unwrap_or_default(),
                 });
+                if let Some(budget) = &push_budget {
+                    let cost = push_cost(push_len(&push));
+                    match budget.acquire_many(cost).await {
+                        // The writer gives the permits back once written.
+                        Ok(permits) => permits.forget(),
+                        Err(_) => return,
+                    }
+                }
                 if out.send(Outbound::Frame(push)).await.is_err() {
                     return;
                 }
@@ -974,6 +1076,19 @@ async fn deliver(
             }
         }
         signal.wake.notified().await;
+    }
+}
+
+/// What a push of `len` envelope bytes takes from [`PUSH_BUDGET`].
+fn push_cost(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX).min(PUSH_BUDGET)
+}
+
+/// The envelope length of a push frame.
+fn push_len(frame: &ServerFrame) -> usize {
+    match frame {
+        ServerFrame::Push(p) => p.envelope.len(),
+        _ => 0,
     }
 }
 

@@ -32,6 +32,7 @@ mod group;
 mod kem;
 mod limits;
 mod link;
+mod listener;
 mod metrics;
 mod online;
 mod static_dir;
@@ -60,6 +61,7 @@ pub use store::StoreError;
 
 use crate::limits::PerIp;
 use crate::link::LinkSlots;
+use crate::listener::{ConnSlots, PlainListener, Upgraded};
 use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::store::{Readers, Writer, WriterLimits};
@@ -133,6 +135,33 @@ pub struct Config {
     /// Serve the files under this directory at `/`, beside the WebSocket
     /// (a demo page: `examples/web`); none by default.
     pub static_dir: Option<PathBuf>,
+    /// How long an accepted connection has to send its HTTP request and
+    /// become a WebSocket (the header-read deadline); past it, the
+    /// connection is dropped. Plain HTTP connections live at most this
+    /// long.
+    pub upgrade_timeout: Duration,
+    /// How long a connection that is not logged in stays open without a
+    /// request of its own: a login or registration ends the deadline, an
+    /// anonymous request (`Submit`, `SubmitGroup`, `FetchBundles`,
+    /// `FetchDeviceList`, `LinkPut`, `LinkTake`) restarts it, a challenge
+    /// alone does not. Past it, the connection is closed.
+    pub login_timeout: Duration,
+    /// The most connections open at once, across every peer; past it, new
+    /// connections are dropped when accepted.
+    pub max_connections: usize,
+    /// The most connections open at once from one peer network (an IPv4
+    /// address or an IPv6 /64).
+    pub max_connections_per_ip: usize,
+    /// How long a write to a peer may wait (a peer that stopped reading);
+    /// past it, the connection is dropped with what was queued for it.
+    pub write_timeout: Duration,
+    /// Frame bytes before login, per peer network across its connections
+    /// (bytes per second, and a burst in bytes); in addition to
+    /// `per_ip_rate`, which counts requests.
+    pub per_ip_byte_rate: Rate,
+    /// Where to serve `/metrics`, on a listener of its own; none (off) by
+    /// default. The WebSocket listener never serves it.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -163,6 +192,13 @@ impl Config {
             link_ttl: Duration::from_secs(10 * 60),
             max_link_slots: 4096,
             static_dir: None,
+            upgrade_timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_ip: 64,
+            write_timeout: Duration::from_secs(20),
+            per_ip_byte_rate: Rate::new(1024.0 * 1024.0, 8 * 1024 * 1024),
+            metrics_listen: None,
         }
     }
 
@@ -184,8 +220,14 @@ impl Config {
             || self.purge_interval.is_zero()
             || self.login_window.is_zero()
             || self.link_ttl.is_zero()
+            || self.upgrade_timeout.is_zero()
+            || self.login_timeout.is_zero()
+            || self.write_timeout.is_zero()
         {
             return bad("durations must be positive");
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return bad("connection caps must be positive");
         }
         Ok(())
     }
@@ -221,6 +263,7 @@ pub(crate) struct Shared {
     pub(crate) online: Arc<Online>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) per_ip: PerIp,
+    pub(crate) per_ip_bytes: PerIp,
     pub(crate) links: LinkSlots,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
@@ -231,6 +274,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Relay {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), RelayError>>,
 }
@@ -258,9 +302,21 @@ impl Relay {
             writer_thread,
         } = start(config, &database).await?;
         let shutdown_rx = shared.shutdown.clone();
+        let slots = ConnSlots::new(
+            shared.config.max_connections,
+            shared.config.max_connections_per_ip,
+            Arc::clone(&shared.metrics),
+        );
+        let upgrade_within = shared.config.upgrade_timeout;
+        let metrics_addr = match metrics::serve(&shared).await {
+            Ok(addr) => addr,
+            Err(e) => {
+                shared.writer.stop().await;
+                return Err(e);
+            }
+        };
         let app = Router::new()
             .route(tacit_relay_proto::WEBSOCKET_PATH, get(websocket))
-            .route("/metrics", get(metrics_page))
             .fallback(get(static_file))
             .with_state(Arc::clone(&shared))
             .into_make_service_with_connect_info::<Peer>();
@@ -273,18 +329,19 @@ impl Relay {
             #[cfg(feature = "tls")]
             let served = match tls {
                 Some(acceptor) => {
-                    axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                    let listener = tls::TlsListener::new(listener, acceptor, slots, upgrade_within);
+                    axum::serve(listener, app)
                         .with_graceful_shutdown(signal)
                         .await
                 }
                 None => {
-                    axum::serve(NoDelay(listener), app)
+                    axum::serve(PlainListener::new(listener, slots, upgrade_within), app)
                         .with_graceful_shutdown(signal)
                         .await
                 }
             };
             #[cfg(not(feature = "tls"))]
-            let served = axum::serve(NoDelay(listener), app)
+            let served = axum::serve(PlainListener::new(listener, slots, upgrade_within), app)
                 .with_graceful_shutdown(signal)
                 .await;
             // Upgraded WebSocket connections outlive the HTTP server: wait
@@ -310,6 +367,7 @@ impl Relay {
         tracing::info!(%local_addr, "relay listening");
         Ok(Self {
             local_addr,
+            metrics_addr,
             shutdown: shutdown_tx,
             task,
         })
@@ -318,6 +376,12 @@ impl Relay {
     /// The address the relay listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on, when
+    /// [`Config::metrics_listen`] is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Starts a graceful shutdown without waiting for it.
@@ -378,6 +442,7 @@ pub(crate) async fn start(
     let (connections, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
         per_ip: PerIp::new(config.per_ip_rate),
+        per_ip_bytes: PerIp::new(config.per_ip_byte_rate),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots),
         config,
         writer,
@@ -395,45 +460,21 @@ pub(crate) async fn start(
     })
 }
 
-/// A listener that sets `TCP_NODELAY` on every accepted connection:
-/// answers and pushes are small frames, and Nagle's algorithm would hold
-/// each one back until the peer acknowledged the previous one (tens of
-/// milliseconds with delayed acks). The connection's writer coalesces
-/// frames itself.
-#[derive(Debug)]
-struct NoDelay(tokio::net::TcpListener);
+/// The peer's address, for plain and TLS connections alike, and the
+/// handle that lifts the connection's upgrade deadline.
+#[derive(Debug, Clone)]
+struct Peer(SocketAddr, Upgraded);
 
-impl axum::serve::Listener for NoDelay {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY failed");
-        }
-        (tcp, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-/// The peer's address, for plain and TLS connections alike.
-#[derive(Debug, Clone, Copy)]
-struct Peer(SocketAddr);
-
-impl Connected<IncomingStream<'_, NoDelay>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Self {
-        Self(*stream.remote_addr())
+impl Connected<IncomingStream<'_, PlainListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
+        Self(*stream.remote_addr(), stream.io().upgraded())
     }
 }
 
 #[cfg(feature = "tls")]
 impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
-        Self(*stream.remote_addr())
+        Self(*stream.remote_addr(), stream.io().upgraded())
     }
 }
 
@@ -443,8 +484,11 @@ const READ_CHUNK: usize = 16 * 1024;
 async fn websocket(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(Peer(peer, upgraded)): ConnectInfo<Peer>,
 ) -> impl IntoResponse {
+    // The request head was read and asks for a WebSocket: the connection's
+    // own deadlines (login, keepalive, writes) take over.
+    upgraded.lift();
     // The transport reads messages somewhat over the limit so that the
     // relay can answer an oversize frame with a typed error.
     let transport_limit = shared.config.max_frame_len + 64 * 1024;
@@ -456,18 +500,6 @@ async fn websocket(
         // several reads.
         .read_buffer_size(READ_CHUNK)
         .on_upgrade(move |socket| conn::run(shared, socket, peer))
-}
-
-async fn metrics_page(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let queues = shared.readers.stats().await.ok();
-    let body = shared.metrics.render(queues, shared.online.len());
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
 }
 
 /// A file of `--static-dir` (`static_dir`), or 404 without one.

@@ -1,16 +1,20 @@
-//! Token-bucket rate limits.
+//! Token-bucket rate limits: requests, and bytes, per connection and per
+//! peer network (an IPv4 address or an IPv6 /64, [`ip_key`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A rate: a sustained number of requests per second and a burst.
+use crate::listener::ip_key;
+
+/// A rate: a sustained number of requests (or bytes) per second and a
+/// burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
-    /// Requests per second, sustained.
+    /// Requests (or bytes) per second, sustained.
     pub per_second: f64,
-    /// Requests allowed at once after a quiet spell.
+    /// Requests (or bytes) allowed at once after a quiet spell.
     pub burst: u32,
 }
 
@@ -38,15 +42,22 @@ impl Bucket {
 
     /// Takes a token, or says how long until one is there.
     pub(crate) fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        self.take_n(rate, 1.0, now)
+    }
+
+    /// Takes `n` tokens, or says how long until they are there. `n` above
+    /// the burst is taken as the burst (a full bucket lets it through).
+    pub(crate) fn take_n(&mut self, rate: Rate, n: f64, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * rate.per_second).min(f64::from(rate.burst));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let n = n.min(f64::from(rate.burst));
+        if self.tokens >= n {
+            self.tokens -= n;
             Ok(())
         } else if rate.per_second > 0.0 {
             Err(Duration::from_secs_f64(
-                ((1.0 - self.tokens) / rate.per_second).min(3600.0),
+                ((n - self.tokens) / rate.per_second).min(3600.0),
             ))
         } else {
             Err(Duration::from_secs(3600))
@@ -59,7 +70,7 @@ impl Bucket {
     }
 }
 
-/// Buckets per peer address, shared by every connection from it.
+/// Buckets per peer network, shared by every connection from it.
 #[derive(Debug)]
 pub(crate) struct PerIp {
     rate: Rate,
@@ -74,15 +85,21 @@ impl PerIp {
         }
     }
 
+    /// Takes one token from the bucket of `ip`'s network.
     pub(crate) fn take(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.take_n(ip, 1)
+    }
+
+    /// Takes `n` tokens (bytes) from the bucket of `ip`'s network.
+    pub(crate) fn take_n(&self, ip: IpAddr, n: usize) -> Result<(), Duration> {
         let now = Instant::now();
         let mut map = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(ip)
+        map.entry(ip_key(ip))
             .or_insert_with(|| Bucket::full(self.rate))
-            .take(self.rate, now)
+            .take_n(self.rate, n as f64, now)
     }
 
     /// Forgets buckets that have refilled (they would start full anyway).
@@ -112,5 +129,36 @@ mod tests {
         assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO);
         assert!(b.take(rate, t0 + Duration::from_millis(100)).is_ok());
         assert!(b.take(rate, t0 + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn byte_buckets_take_sizes() {
+        let rate = Rate::new(1000.0, 4000);
+        let mut b = Bucket::full(rate);
+        let t0 = b.last;
+        assert!(b.take_n(rate, 3000.0, t0).is_ok());
+        let wait = b.take_n(rate, 2000.0, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        assert!(b.take_n(rate, 2000.0, t0 + Duration::from_secs(1)).is_ok());
+        // More than the burst passes on a full bucket only.
+        let mut full = Bucket::full(rate);
+        assert!(full.take_n(rate, 1e9, t0).is_ok());
+        assert!(full.take_n(rate, 1.0, t0).is_err());
+    }
+
+    #[test]
+    fn per_ip_buckets_are_shared_by_an_ipv6_64() {
+        let limits = PerIp::new(Rate::new(0.0, 2));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(limits.take(ip("2001:db8::1")).is_ok());
+        assert!(limits.take(ip("2001:db8::2")).is_ok());
+        // Another address of the same /64 finds the bucket empty.
+        assert!(limits.take(ip("2001:db8::ffff:3")).is_err());
+        // Another /64 has a bucket of its own.
+        assert!(limits.take(ip("2001:db8:0:1::1")).is_ok());
+        let bytes = PerIp::new(Rate::new(0.0, 1000));
+        assert!(bytes.take_n(ip("192.0.2.1"), 600).is_ok());
+        assert!(bytes.take_n(ip("192.0.2.1"), 600).is_err());
+        assert!(bytes.take_n(ip("192.0.2.2"), 600).is_ok());
     }
 }

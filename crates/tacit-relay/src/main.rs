@@ -12,7 +12,7 @@ use tacit_relay::{Config, Rate, Relay, TlsFiles};
 #[derive(Debug, Parser)]
 #[command(name = "tacit-relay", version, about)]
 struct Args {
-    /// Address to listen on (WebSocket at /v1, metrics at /metrics).
+    /// Address to listen on (WebSocket at /v1).
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
     /// The SQLite database file.
@@ -61,6 +61,34 @@ struct Args {
     /// Burst of requests per logged-in connection.
     #[arg(long, default_value_t = 1000)]
     burst_authenticated: u32,
+    /// Frame bytes per second per peer network (IPv4 address or IPv6 /64)
+    /// before login, across its connections.
+    #[arg(long, default_value_t = 1024.0 * 1024.0)]
+    byte_rate_per_ip: f64,
+    /// Burst of frame bytes per peer network before login.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    byte_burst_per_ip: u32,
+    /// Seconds an accepted connection has to send its HTTP request and
+    /// become a WebSocket.
+    #[arg(long, default_value_t = 10)]
+    upgrade_timeout_secs: u64,
+    /// Seconds a connection that is not logged in stays open without a
+    /// request of its own (a challenge alone does not count).
+    #[arg(long, default_value_t = 30)]
+    login_timeout_secs: u64,
+    /// The most connections open at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// The most connections open at once from one IPv4 address or IPv6 /64.
+    #[arg(long, default_value_t = 64)]
+    max_connections_per_ip: usize,
+    /// Seconds a write may wait for a peer that does not read; past it, the
+    /// connection is dropped.
+    #[arg(long, default_value_t = 20)]
+    write_timeout_secs: u64,
+    /// Serve Prometheus metrics at /metrics on this address (default: off).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// PEM certificate chain; with --tls-key, serve over TLS (wss://).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -96,6 +124,13 @@ async fn main() -> anyhow::Result<()> {
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);
     config.authenticated_rate = Rate::new(args.rate_authenticated, args.burst_authenticated);
+    config.per_ip_byte_rate = Rate::new(args.byte_rate_per_ip, args.byte_burst_per_ip);
+    config.upgrade_timeout = Duration::from_secs(args.upgrade_timeout_secs);
+    config.login_timeout = Duration::from_secs(args.login_timeout_secs);
+    config.max_connections = args.max_connections;
+    config.max_connections_per_ip = args.max_connections_per_ip;
+    config.write_timeout = Duration::from_secs(args.write_timeout_secs);
+    config.metrics_listen = args.metrics_listen;
     config.tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -105,6 +140,9 @@ async fn main() -> anyhow::Result<()> {
     // The address line is for scripts and tests that start the binary on
     // port 0.
     println!("listening on {}", relay.local_addr());
+    if let Some(addr) = relay.metrics_addr() {
+        println!("metrics on {addr}");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     relay.shutdown().await?;

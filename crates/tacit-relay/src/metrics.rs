@@ -1,12 +1,26 @@
-//! Counters for the `/metrics` endpoint (Prometheus text format).
+//! Counters for the `/metrics` endpoint (Prometheus text format), served
+//! on a listener of its own ([`Config::metrics_listen`]).
+//!
+//! A scrape reads only counters kept in memory: no database query. The
+//! two database gauges, `devices` and `queued_messages`, are read from the
+//! database once when the endpoint starts and then kept up to date from
+//! the committed batches.
+//!
+//! [`Config::metrics_listen`]: crate::Config::metrics_listen
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use tacit_relay_proto::ErrorCode;
 
-use crate::store::QueueStats;
+use crate::{RelayError, Shared};
 
 /// The request kinds counted by `requests_total`, as
 /// [`Request::name`](tacit_relay_proto::Request::name) spells them.
@@ -36,6 +50,14 @@ pub(crate) struct Metrics {
     pub(crate) frames_in_total: AtomicU64,
     pub(crate) pushed_total: AtomicU64,
     pub(crate) bundles_total: AtomicU64,
+    pub(crate) registrations_total: AtomicU64,
+    pub(crate) connections_refused_total: AtomicU64,
+    pub(crate) login_timeouts_total: AtomicU64,
+    pub(crate) write_timeouts_total: AtomicU64,
+    /// `devices` and `queued_messages` in the database when the endpoint
+    /// started.
+    seed_devices: AtomicU64,
+    seed_queued: AtomicU64,
     submitted_total: AtomicU64,
     acked_total: AtomicU64,
     expired_total: AtomicU64,
@@ -56,6 +78,12 @@ impl Default for Metrics {
             frames_in_total: AtomicU64::new(0),
             pushed_total: AtomicU64::new(0),
             bundles_total: AtomicU64::new(0),
+            registrations_total: AtomicU64::new(0),
+            connections_refused_total: AtomicU64::new(0),
+            login_timeouts_total: AtomicU64::new(0),
+            write_timeouts_total: AtomicU64::new(0),
+            seed_devices: AtomicU64::new(0),
+            seed_queued: AtomicU64::new(0),
             submitted_total: AtomicU64::new(0),
             acked_total: AtomicU64::new(0),
             expired_total: AtomicU64::new(0),
@@ -106,8 +134,10 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn render(&self, queues: Option<QueueStats>, online: usize) -> String {
+    /// The Prometheus text exposition. `online` is the number of devices
+    /// logged in, `removed` the number removed from their users' lists
+    /// since start.
+    pub(crate) fn render(&self, online: usize, removed: u64) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP tacit_relay_{name} {help}");
@@ -193,39 +223,35 @@ impl Metrics {
             "Commands in committed batches.",
             get(&self.batched_commands_total),
         );
-        if let Some(q) = queues {
-            line("devices", "gauge", "Registered devices.", q.devices);
-            line(
-                "queued_messages",
-                "gauge",
-                "Messages waiting in mailboxes.",
-                q.queued_messages,
-            );
-            line(
-                "queue_depth_max",
-                "gauge",
-                "The deepest mailbox.",
-                q.max_queue_depth,
-            );
-            line(
-                "queues_nonempty",
-                "gauge",
-                "Mailboxes holding messages.",
-                q.nonempty_queues,
-            );
-            line(
-                "one_time_prekeys",
-                "gauge",
-                "One-time prekeys stored.",
-                q.one_time_prekeys,
-            );
-            line(
-                "one_time_kem_prekeys",
-                "gauge",
-                "One-time KEM prekeys stored.",
-                q.one_time_kem_prekeys,
-            );
-        }
+        line(
+            "connections_refused_total",
+            "counter",
+            "Connections dropped when accepted: the relay or the peer's network was at its cap.",
+            get(&self.connections_refused_total),
+        );
+        line(
+            "login_timeouts_total",
+            "counter",
+            "Connections closed for not logging in (or not sending a request) in time.",
+            get(&self.login_timeouts_total),
+        );
+        line(
+            "write_timeouts_total",
+            "counter",
+            "Connections dropped because the peer stopped reading.",
+            get(&self.write_timeouts_total),
+        );
+        let devices =
+            (get(&self.seed_devices) + get(&self.registrations_total)).saturating_sub(removed);
+        line("devices", "gauge", "Registered devices.", devices);
+        let queued = (get(&self.seed_queued) + get(&self.submitted_total))
+            .saturating_sub(get(&self.acked_total) + get(&self.expired_total));
+        line(
+            "queued_messages",
+            "gauge",
+            "Messages waiting in mailboxes.",
+            queued,
+        );
         let _ = writeln!(
             out,
             "# HELP tacit_relay_requests_total Requests received, by kind and by whether their connection was logged in."
@@ -255,4 +281,67 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Starts the `/metrics` listener if [`Config::metrics_listen`] is set, and
+/// returns its address. The database gauges are read once, here, before
+/// the relay serves any connection.
+///
+/// [`Config::metrics_listen`]: crate::Config::metrics_listen
+pub(crate) async fn serve(shared: &Arc<Shared>) -> Result<Option<SocketAddr>, RelayError> {
+    let Some(addr) = shared.config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    match shared.readers.stats().await {
+        Ok(stats) => {
+            // The figures a scrape no longer reads (they took a scan of
+            // whole tables), once, for the operator.
+            tracing::info!(
+                devices = stats.devices,
+                queued_messages = stats.queued_messages,
+                queue_depth_max = stats.max_queue_depth,
+                queues_nonempty = stats.nonempty_queues,
+                one_time_prekeys = stats.one_time_prekeys,
+                one_time_kem_prekeys = stats.one_time_kem_prekeys,
+                "database at start"
+            );
+            let m = &shared.metrics;
+            m.seed_devices.store(stats.devices, Ordering::Relaxed);
+            m.seed_queued
+                .store(stats.queued_messages, Ordering::Relaxed);
+        }
+        Err(e) => tracing::warn!(error = %e, "the database gauges could not be read"),
+    }
+    let app = Router::new()
+        .route("/metrics", get(page))
+        .with_state(Arc::clone(shared));
+    let mut stop = shared.shutdown.clone();
+    tokio::spawn(async move {
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+        {
+            tracing::warn!(%error, "the metrics listener failed");
+        }
+    });
+    tracing::info!(%local, "metrics listening");
+    Ok(Some(local))
+}
+
+async fn page(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let body = shared
+        .metrics
+        .render(shared.online.len(), shared.online.removed());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
 }

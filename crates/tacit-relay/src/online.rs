@@ -2,7 +2,7 @@
 //! connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tacit::Address;
@@ -55,6 +55,8 @@ impl Signal {
 #[derive(Debug, Default)]
 pub(crate) struct Online {
     devices: Mutex<HashMap<Address, Arc<Signal>>>,
+    /// Devices removed from their users' lists since start.
+    removed: AtomicU64,
 }
 
 impl Online {
@@ -83,6 +85,7 @@ impl Online {
     /// Closes the device's connection, if it is online: the device was
     /// removed from its user's list.
     pub(crate) fn device_removed(&self, address: &Address) {
+        self.removed.fetch_add(1, Ordering::Relaxed);
         if let Some(s) = self.map().remove(address) {
             s.removed.store(true, Ordering::Release);
             s.kicked.notify_one();
@@ -104,6 +107,11 @@ impl Online {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(remaining);
             s.wake.notify_one();
         }
+    }
+
+    /// How many devices were removed from their users' lists since start.
+    pub(crate) fn removed(&self) -> u64 {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// How many devices are online.

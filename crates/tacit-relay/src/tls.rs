@@ -12,6 +12,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::listener::{ConnSlots, Guarded};
 use crate::{RelayError, TlsFiles};
 
 /// How long a TLS handshake may take.
@@ -41,16 +42,22 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, RelayError> {
 }
 
 /// A listener that hands out connections once their TLS handshake is done;
-/// handshakes run concurrently, so a slow one holds up no one.
+/// handshakes run concurrently, so a slow one holds up no one. A connection
+/// takes its place under the connection caps before its handshake.
 #[derive(Debug)]
 pub(crate) struct TlsListener {
     local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(Guarded<TlsStream<TcpStream>>, SocketAddr)>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(listener: TcpListener, acceptor: TlsAcceptor) -> Self {
+    pub(crate) fn new(
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        slots: Arc<ConnSlots>,
+        upgrade_within: Duration,
+    ) -> Self {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -65,6 +72,10 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Some(slot) = slots.try_take(peer.ip()) else {
+                    tracing::debug!("connection refused: at the connection cap");
+                    continue;
+                };
                 // Answers and pushes are small: do not hold them back.
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
@@ -72,6 +83,7 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
+                            let stream = Guarded::new(stream, slot, upgrade_within);
                             let _ = tx.send((stream, peer)).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -95,7 +107,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Guarded<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

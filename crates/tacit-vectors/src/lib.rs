@@ -1,7 +1,7 @@
 //! Generation and verification of the profile `tacit-v1` test vectors
 //! (`x3dh.json`, `ratchet.json`, `envelope.json` and `identity.json`) and
-//! of profile `tacit-v2`'s (`pqxdh.json`), and of the groups'
-//! (`group.json`).
+//! of profile `tacit-v2`'s (`pqxdh.json`), of the groups'
+//! (`group.json`), and of the relay's frames (`relay-frames.json`).
 //!
 //! `verify` reads files of the profile's schema strictly and recomputes
 //! everything from the inputs alone, so it checks files written by any
@@ -22,6 +22,7 @@ pub mod group_wire;
 pub mod identity;
 pub mod link;
 pub mod pqxdh;
+pub mod relay_frames;
 pub mod schema;
 pub mod script_rng;
 pub mod transcript;

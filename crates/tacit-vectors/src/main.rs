@@ -44,6 +44,7 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let identity = to_json(&tacit_vectors::identity::identity_file()?)?;
     let pqxdh = to_json(&tacit_vectors::pqxdh::pqxdh_file()?)?;
     let group = to_json(&tacit_vectors::group_gen::group_file()?)?;
+    let relay_frames = to_json(&tacit_vectors::relay_frames::relay_frames_file()?)?;
     let mut written = Vec::new();
     for (name, text) in [
         ("x3dh.json", x3dh),
@@ -52,6 +53,7 @@ fn write_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         ("identity.json", identity),
         ("pqxdh.json", pqxdh),
         ("group.json", group),
+        ("relay-frames.json", relay_frames),
     ] {
         // Never write a file that does not verify.
         let results = verify::verify_json(&text)?;

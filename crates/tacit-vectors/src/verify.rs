@@ -38,6 +38,11 @@ pub fn verify_path(path: &Path) -> Result<Vec<CaseResult>, String> {
 pub fn verify_json(text: &str) -> Result<Vec<CaseResult>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if value.get(crate::relay_frames::RELAY_FRAMES_MARK).is_some() {
+        let file: crate::relay_frames::RelayFramesFile =
+            serde_json::from_str(text).map_err(|e| format!("relay-frames.json schema: {e}"))?;
+        return Ok(crate::relay_frames::verify_relay_frames(&file));
+    }
     if value.get("kem").is_some() {
         let file: crate::pqxdh::PqxdhFile =
             serde_json::from_str(text).map_err(|e| format!("pqxdh.json schema: {e}"))?;

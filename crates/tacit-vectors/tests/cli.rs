@@ -63,7 +63,10 @@ fn committed_vectors_verify() {
     let identity = root().join("test-vectors/identity.json");
     let pqxdh = root().join("test-vectors/pqxdh.json");
     let group = root().join("test-vectors/group.json");
-    let (ok, out) = verify(&[&x3dh, &ratchet, &envelope, &identity, &pqxdh, &group]);
+    let frames = root().join("test-vectors/relay-frames.json");
+    let (ok, out) = verify(&[
+        &x3dh, &ratchet, &envelope, &identity, &pqxdh, &group, &frames,
+    ]);
     assert!(ok, "{out}");
     let last = out.lines().last().unwrap();
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
@@ -140,6 +143,7 @@ fn generation_is_deterministic_and_matches_the_committed_files() {
         "identity.json",
         "pqxdh.json",
         "group.json",
+        "relay-frames.json",
     ] {
         let generated = std::fs::read(dir.join(name)).unwrap();
         let committed = std::fs::read(root().join("test-vectors").join(name)).unwrap();

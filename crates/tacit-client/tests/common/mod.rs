@@ -51,7 +51,10 @@ pub fn relay_config(db: &Path, listen: SocketAddr) -> Config {
     c.unauthenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_rate = Rate::new(100_000.0, 100_000);
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
+    c.per_ip_byte_rate = Rate::new(1e12, u32::MAX);
+    c.max_connections_per_ip = 10_000;
     c.shutdown_grace = Duration::from_secs(2);
+    c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     c
 }
 
@@ -201,8 +204,9 @@ pub async fn raw_request(
     }
 }
 
-/// The relay's `/metrics` page.
-pub async fn metrics(relay: SocketAddr) -> String {
+/// The relay's `/metrics` page, from its metrics listener.
+pub async fn metrics(relay: &Relay) -> String {
+    let relay = relay.metrics_addr().expect("metrics_listen is set");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(relay).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -60,7 +60,33 @@ pub fn config(db: &Path) -> Config {
     c.unauthenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_rate = Rate::new(100_000.0, 100_000);
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
+    c.per_ip_byte_rate = Rate::new(1e12, u32::MAX);
+    c.max_connections_per_ip = 10_000;
+    c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     c
+}
+
+/// The relay's `/metrics` page, from its metrics listener.
+pub async fn metrics(relay: &Relay) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let at = relay.metrics_addr().expect("metrics_listen is set");
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    body
+}
+
+/// The value of the metric line that starts with `name`.
+pub fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {page}"))
 }
 
 pub async fn start(db: &Path) -> Relay {
