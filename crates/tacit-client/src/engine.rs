@@ -25,6 +25,7 @@ use crate::conn::{Conn, Role};
 use crate::courier::Courier;
 use crate::endpoint::{login_name, Endpoint};
 use crate::store::{content_key, envelope_digest, ClientStore, HeldEnvelope, Profile, Writes};
+use crate::worker;
 use crate::{
     now_ms, ClientConfig, ClientError, Command, Direction, Event, HistoryEntry, IncomingMessage,
     MessageId, PeerSession, ReceiptKind, Registration, SentMessage, Status,
@@ -140,8 +141,20 @@ pub(crate) fn open_manager(
 /// reuses the one there, which must be for `address`), registers it with
 /// the relay (again, if the relay already knows it with this key, or has
 /// lost its database) and publishes its signed, fallback and one-time
-/// prekeys.
+/// prekeys. The work runs on a thread of its own (see `worker`).
 pub async fn register(
+    config: &ClientConfig,
+    address: Address,
+) -> Result<Registration, ClientError> {
+    let config = config.clone();
+    worker::run("tacit-register", move || async move {
+        register_here(&config, address).await
+    })
+    .await
+}
+
+/// [`register`] on the calling thread.
+pub(crate) async fn register_here(
     config: &ClientConfig,
     address: Address,
 ) -> Result<Registration, ClientError> {

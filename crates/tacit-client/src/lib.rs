@@ -7,6 +7,11 @@
 //!   connects, logs in, keeps prekeys stocked, receives, decrypts, records
 //!   and acknowledges messages, sends delivery receipts, and reconnects
 //!   with backoff when the connection drops.
+//! - The store's work (SQLite, `synchronous=FULL`) never runs on the
+//!   application's async threads: the background task runs on a thread of
+//!   its own, with a single-threaded runtime that serves it alone, and so
+//!   do [`register`], [`link`] and [`recover`]. Any runtime, including a
+//!   single-threaded one, may drive the client.
 //! - The application reads [`Event`]s ([`Client::next_event`]) and sends
 //!   with [`Client::send_text`] and [`Client::send_read_receipt`].
 //! - Sealed envelopes are submitted, and prekey bundles fetched, over a
@@ -51,6 +56,7 @@ mod key;
 mod link;
 mod recovery;
 mod store;
+mod worker;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,7 +67,6 @@ use tacit::identity::{LinkCode, UserKey};
 use tacit::{Address, DeviceId};
 use tacit_relay_proto::{ErrorCode, ErrorReply};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 pub use engine::register;
 pub use groups::{
@@ -673,7 +678,8 @@ pub struct Client {
     address: Address,
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
-    task: Option<JoinHandle<()>>,
+    /// The client's task, on a thread of its own (see `worker`).
+    task: Option<worker::Worker<()>>,
 }
 
 impl Client {
@@ -683,9 +689,20 @@ impl Client {
     pub async fn start(config: ClientConfig) -> Result<Self, ClientError> {
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let engine = engine::Engine::open(config, commands_rx, events_tx)?;
-        let address = engine.address().clone();
-        let task = tokio::spawn(engine.run());
+        let (opened_tx, opened) = oneshot::channel();
+        // The store is opened on the task's thread, like all its work.
+        let task = worker::spawn("tacit-client", move || async move {
+            match engine::Engine::open(config, commands_rx, events_tx) {
+                Ok(engine) => {
+                    let _ = opened_tx.send(Ok(engine.address().clone()));
+                    engine.run().await;
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            }
+        })?;
+        let address = opened.await.map_err(|_| ClientError::Stopped)??;
         Ok(Self {
             address,
             commands: commands_tx,
@@ -946,7 +963,7 @@ impl Client {
             let _ = rx.await;
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            let _ = task.join().await;
         }
     }
 }
@@ -955,9 +972,8 @@ impl Drop for Client {
     fn drop(&mut self) {
         // Dropping without `shutdown` ends the task at its next step, like a
         // crash: whatever it acknowledged is done, the rest is redelivered.
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        // Dropping the worker cancels the task.
+        drop(self.task.take());
     }
 }
 
