@@ -31,7 +31,14 @@ fn config(dir: &Path) -> ClientConfig {
 }
 
 fn alice() -> Address {
-    Address::new("alice", 1).unwrap_or_else(|e| unreachable!("{e}"))
+    Address::new("alice", 1).unwrap()
+}
+
+/// A config whose store holds alice.1's new account and profile.
+fn created(dir: &Path) -> ClientConfig {
+    let config = config(dir);
+    open_manager(&config, Some(Creation::NewUser(&alice()))).unwrap();
+    config
 }
 
 /// Runs `call` as a task while the store at `path` is stalled, checks that
@@ -58,34 +65,27 @@ async fn stalled<T: Send + 'static>(
     gate.open();
     let output = tokio::time::timeout(LIVENESS, task).await;
     assert!(!gate.timed_out());
-    match output {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => unreachable!("the call's task failed: {e}"),
-        Err(_) => unreachable!("the call did not end once the store went on"),
-    }
+    output
+        .expect("the call ends once the store goes on")
+        .expect("the call's task ends")
 }
 
 #[tokio::test]
 async fn opening_the_store_at_start_leaves_the_runtime_free() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
-    let config = config(dir.path());
-    drop(open_manager(&config, Some(Creation::NewUser(&alice()))));
+    let dir = tempfile::tempdir().unwrap();
+    let config = created(dir.path());
     let path = config.store_path.clone();
-    let client = stalled(path, Client::start(config)).await;
-    let client = client.unwrap_or_else(|e| unreachable!("{e}"));
+    let client = stalled(path, Client::start(config)).await.unwrap();
     assert_eq!(client.address(), &alice());
     client.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_store_read_of_the_running_client_leaves_the_runtime_free() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
-    let config = config(dir.path());
-    drop(open_manager(&config, Some(Creation::NewUser(&alice()))));
+    let dir = tempfile::tempdir().unwrap();
+    let config = created(dir.path());
     let path = config.store_path.clone();
-    let client = Client::start(config)
-        .await
-        .unwrap_or_else(|e| unreachable!("{e}"));
+    let client = Client::start(config).await.unwrap();
     let (client, history) = stalled(path, async move {
         let history = client.history().await;
         (client, history)
@@ -97,7 +97,7 @@ async fn a_store_read_of_the_running_client_leaves_the_runtime_free() {
 
 #[tokio::test]
 async fn registering_leaves_the_runtime_free() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
     let path = config.store_path.clone();
     let result = stalled(path, async move { register(&config, alice()).await }).await;
