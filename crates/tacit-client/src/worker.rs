@@ -1,7 +1,7 @@
 //! The thread that does the client's store work.
 //!
 //! The store is SQLite with `synchronous=FULL`: every commit waits for the
-//! disk, and opening it derives keys and reads the account. None of that
+//! disk, and opening it reads and checks the stored records. None of that
 //! may run on the application's async threads, where it would stall every
 //! other task scheduled there (on a single-threaded runtime, all of them).
 //!
