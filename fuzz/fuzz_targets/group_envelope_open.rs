@@ -65,21 +65,11 @@ fuzz_target!(|data: &[u8]| {
     let input = if selector >= 128 {
         rest.to_vec()
     } else {
-        let mut envelope = f.envelopes[usize::from(selector) % f.envelopes.len()]
-            .0
-            .clone();
-        let (offset, xor) = match rest.split_first_chunk::<2>() {
-            Some((o, x)) => (usize::from(u16::from_le_bytes(*o)), x),
-            None => (0, rest),
-        };
-        if selector & 0x40 != 0 {
-            envelope.truncate(offset % (envelope.len() + 1));
-        }
-        let start = offset % envelope.len().max(1);
-        for (dst, src) in envelope.iter_mut().skip(start).zip(xor) {
-            *dst ^= src;
-        }
-        envelope
+        tacit_testkit::fuzz::mutate(
+            selector,
+            rest,
+            &f.envelopes[usize::from(selector) % f.envelopes.len()].0,
+        )
     };
 
     if let Ok(envelope) = GroupEnvelope::from_bytes(&input) {

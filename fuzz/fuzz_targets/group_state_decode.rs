@@ -22,46 +22,16 @@ use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::group::{
-    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupSigner, GroupState, Role,
-    SessionControlBody, SignedGroupState,
+    Applied, Group, GroupChange, GroupControl, GroupId, GroupState, Role, SessionControlBody,
+    SignedGroupState,
 };
-use tacit::identity::{DeviceCertificate, UserKeyPair};
-use tacit::{Address, IdentityKeyPair};
+use tacit::identity::UserKeyPair;
+use tacit_testkit::TestUser;
 
 struct Fixture {
     group: Group,
     states: Vec<Vec<u8>>,
     carol_key: UserKeyPair,
-}
-
-struct Member {
-    key: UserKeyPair,
-    device: IdentityKeyPair,
-    address: Address,
-    certificate: DeviceCertificate,
-}
-
-impl Member {
-    fn new(name: &str, rng: &mut ChaCha20Rng) -> Self {
-        let key = UserKeyPair::generate(rng);
-        let device = IdentityKeyPair::generate(rng);
-        let address = Address::new(name, 1).expect("address");
-        let certificate = DeviceCertificate::issue(&key, &address, &device.public_key());
-        Self {
-            key,
-            device,
-            address,
-            certificate,
-        }
-    }
-
-    fn signer(&self) -> GroupSigner<'_> {
-        GroupSigner::new(&self.device, &self.address, self.certificate)
-    }
-
-    fn member(&self, role: Role) -> GroupMember {
-        GroupMember::new(self.address.user_id(), self.key.public_key(), role)
-    }
 }
 
 /// Alice (admin), Bob (member) and Dave (admin) at epoch 1, and four
@@ -71,10 +41,10 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let mut rng = ChaCha20Rng::seed_from_u64(0x6f7);
-        let alice = Member::new("alice", &mut rng);
-        let bob = Member::new("bob", &mut rng);
-        let carol = Member::new("carol", &mut rng);
-        let dave = Member::new("dave", &mut rng);
+        let alice = TestUser::new("alice", 1, &mut rng);
+        let bob = TestUser::new("bob", 1, &mut rng);
+        let carol = TestUser::new("carol", 1, &mut rng);
+        let dave = TestUser::new("dave", 1, &mut rng);
         let mut group = Group::create(
             GroupId::from_bytes([7; 32]),
             "fuzz",

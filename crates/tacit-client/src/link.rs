@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use crate::courier::Courier;
 use crate::endpoint::Endpoint;
-use crate::engine::{open_manager, register, unexpected, Creation};
+use crate::engine::{open_manager, register_here, unexpected, Creation};
+use crate::worker;
 use crate::{ClientConfig, ClientError, Registration};
 
 /// How often the new device asks the relay for the answer.
@@ -31,6 +32,21 @@ const POLL: Duration = Duration::from_millis(250);
 /// the device keeps its identity key. A store already linked (or already
 /// the first device of its user) just registers again.
 pub async fn link(
+    config: &ClientConfig,
+    address: Address,
+    code: &LinkCode,
+    wait: Duration,
+) -> Result<Registration, ClientError> {
+    let config = config.clone();
+    let code = code.clone();
+    worker::run("tacit-link", move || async move {
+        link_here(&config, address, &code, wait).await
+    })
+    .await
+}
+
+/// [`link`] on the calling thread.
+async fn link_here(
     config: &ClientConfig,
     address: Address,
     code: &LinkCode,
@@ -70,5 +86,5 @@ pub async fn link(
         manager.update_device_list(&list)?;
     }
     drop(manager);
-    register(config, address).await
+    register_here(config, address).await
 }

@@ -13,7 +13,8 @@ use zeroize::Zeroizing;
 
 use crate::courier::Courier;
 use crate::endpoint::Endpoint;
-use crate::engine::{open_manager, register, unexpected, Creation};
+use crate::engine::{open_manager, register_here, unexpected, Creation};
+use crate::worker;
 use crate::{now_ms, ClientConfig, ClientError, Registration};
 
 /// A user key's recovery code: its seed, written as 64 lowercase hex digits
@@ -77,6 +78,20 @@ pub async fn recover(
     address: Address,
     code: &RecoveryCode,
 ) -> Result<Registration, ClientError> {
+    let config = config.clone();
+    let code = code.clone();
+    worker::run("tacit-recover", move || async move {
+        recover_here(&config, address, &code).await
+    })
+    .await
+}
+
+/// [`recover`] on the calling thread.
+async fn recover_here(
+    config: &ClientConfig,
+    address: Address,
+    code: &RecoveryCode,
+) -> Result<Registration, ClientError> {
     let endpoint = Endpoint::new(config)?;
     let mut manager = open_manager(config, Some(Creation::LinkedDevice(&address)))?;
     let user = address.user_id().to_owned();
@@ -117,5 +132,5 @@ pub async fn recover(
         manager.store().set_user_key(user_key, held)?;
     }
     drop(manager);
-    register(config, address).await
+    register_here(config, address).await
 }

@@ -19,6 +19,8 @@ use zeroize::Zeroizing;
 use crate::{Direction, HistoryEntry, Status};
 
 mod groups;
+#[cfg(test)]
+pub(crate) mod stall;
 
 pub(crate) use groups::{InboundRecord, OutboundRecord, PendingGroupMessage};
 
@@ -216,17 +218,27 @@ struct Hold {
 pub(crate) struct ClientStore {
     inner: Mutex<SqliteStore>,
     hold: Mutex<Hold>,
+    /// The file, for the test gates of [`stall`].
+    #[cfg(test)]
+    path: std::path::PathBuf,
 }
 
 impl ClientStore {
     pub(crate) fn open(path: &Path, key: &[u8; 32]) -> Result<Self, StoreError> {
+        let inner = SqliteStore::open(path, key)?;
+        #[cfg(test)]
+        stall::pass(path);
         Ok(Self {
-            inner: Mutex::new(SqliteStore::open(path, key)?),
+            inner: Mutex::new(inner),
             hold: Mutex::new(Hold::default()),
+            #[cfg(test)]
+            path: path.to_path_buf(),
         })
     }
 
     fn inner(&self) -> Result<MutexGuard<'_, SqliteStore>, StoreError> {
+        #[cfg(test)]
+        stall::pass(&self.path);
         self.inner.lock().map_err(|_| lock_error())
     }
 

@@ -410,24 +410,16 @@ async fn a_group_message_whose_chain_the_relay_dropped_is_held_then_dropped() {
     eventually(|| queued(&relay_db, "carol") == 0).await;
 }
 
-/// Seals `control` from `sender` to carol.1, pairwise, and submits it.
-async fn send_control(
-    sender: &mut tacit::session::SessionManager<tacit::store::InMemoryStore>,
-    relay: std::net::SocketAddr,
-    control: tacit::group::GroupControl,
-) {
-    use tacit::envelope::{Content, ContentKind};
-    use tacit_relay_proto::{Reply, Request, Submit};
+/// Sends `control` from `sender` to carol.1, pairwise.
+async fn send_control(sender: &mut Sender, control: tacit::group::GroupControl) {
     let body = tacit::group::SessionControlBody { group: control }.to_wire();
-    let content = Content::new(ContentKind::SessionControl, body, 0).unwrap();
-    let out = sender
-        .seal_for_device(&addr("carol", 1), &content, &mut rand_core::OsRng)
-        .unwrap();
-    let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
-    assert!(matches!(
-        raw_request(relay, Request::Submit(submit)).await,
-        Ok(Reply::Submitted { .. })
-    ));
+    sender
+        .send(
+            &addr("carol", 1),
+            tacit::envelope::ContentKind::SessionControl,
+            body,
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -436,10 +428,7 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
     use tacit::group::{
         Group, GroupControl, GroupId, GroupMember, GroupSigner, OutboundChain, Role,
     };
-    use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
-    use tacit::session::{Account, SessionConfig, SessionManager};
-    use tacit::store::InMemoryStore;
-    use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request};
+    use tacit::identity::{DeviceCertificate, UserKeyPair};
 
     let dir = TempDir::new("group-non-member");
     let relay_db = dir.path("relay.db");
@@ -450,51 +439,20 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
 
     // Mallory is a real user with a verified list, not a member.
     registered(&dir, "mallory", at).await;
-    let mallory_key = UserKeyPair::generate(&mut OsRng);
-    let mut mallory = SessionManager::create(
-        InMemoryStore::new(),
-        addr("mallory", 1),
-        Account::generate(&mut OsRng, 0),
-        SessionConfig::default(),
-    )
-    .unwrap();
-    let own = mallory.account().identity().public_key();
-    let list = DeviceList::sign(&mallory_key, "mallory", 1, &[(1, own, 0)]).unwrap();
-    mallory.update_device_list(&list).unwrap();
+    let mut mallory = sender(at, addr("mallory", 1), UserKeyPair::generate(&mut OsRng));
     {
         let conn = rusqlite::Connection::open(&relay_db).unwrap();
         conn.execute(
             "UPDATE users SET user_key = ?2, device_list = ?3 WHERE user_id = ?1",
             rusqlite::params![
                 "mallory",
-                mallory_key.public_key().to_bytes().to_vec(),
-                list.to_wire()
+                mallory.user_key.public_key().to_bytes().to_vec(),
+                mallory.list.to_wire()
             ],
         )
         .unwrap();
     }
-    let Ok(Reply::DeviceList(carol_list)) = raw_request(
-        at,
-        Request::FetchDeviceList(FetchDeviceList::new("carol").unwrap()),
-    )
-    .await
-    else {
-        panic!("no list for carol")
-    };
-    mallory
-        .update_device_list(&carol_list.verify().unwrap())
-        .unwrap();
-    let Ok(Reply::Bundles(bundles)) = raw_request(
-        at,
-        Request::FetchBundles(FetchBundles::device(&addr("carol", 1))),
-    )
-    .await
-    else {
-        panic!("no bundle for carol")
-    };
-    mallory
-        .process_bundle(&addr("carol", 1), &bundles.bundles[0].bundle, &mut OsRng)
-        .unwrap();
+    let carol_list = mallory.reach(&addr("carol", 1)).await;
 
     // A chain for the team's current state, sent pairwise by Mallory.
     let chain = OutboundChain::new(group.id, group.state, &addr("mallory", 1), &mut OsRng);
@@ -502,7 +460,7 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
         states: Vec::new(),
         chain: Some(chain.distribution()),
     };
-    send_control(&mut mallory, at, control).await;
+    send_control(&mut mallory, control).await;
     let (refused, _) = wait_for(&mut carol, |e| match e {
         Event::GroupRefused {
             from,
@@ -535,23 +493,19 @@ async fn a_chain_from_a_non_member_and_a_state_under_an_untrusted_user_key_are_r
     // key than the one Carol trusts for her is refused, and not joined.
     let other_key = UserKeyPair::generate(&mut OsRng);
     let mallory_at = addr("mallory", 1);
-    let identity = mallory.account().identity().clone();
+    let identity = mallory.manager.account().identity().clone();
     let certificate = DeviceCertificate::issue(&other_key, &mallory_at, &identity.public_key());
     let signer = GroupSigner::new(&identity, &mallory_at, certificate);
     let members = vec![
         GroupMember::new("mallory", other_key.public_key(), Role::Admin),
-        GroupMember::new(
-            "carol",
-            *carol_list.verify().unwrap().user_key(),
-            Role::Member,
-        ),
+        GroupMember::new("carol", *carol_list.user_key(), Role::Member),
     ];
     let forged = Group::create(GroupId::generate(&mut OsRng), "trap", members, &signer).unwrap();
     let control = GroupControl {
         states: vec![forged.current().clone()],
         chain: None,
     };
-    send_control(&mut mallory, at, control).await;
+    send_control(&mut mallory, control).await;
     let (reason, _) = wait_for(&mut carol, |e| match e {
         Event::GroupRefused { reason, .. } => Some(reason.clone()),
         _ => None,

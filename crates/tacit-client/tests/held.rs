@@ -7,12 +7,9 @@ mod common;
 
 use common::*;
 use rand_core::OsRng;
-use tacit::envelope::{Content, ContentKind};
-use tacit::identity::{DeviceList, UserKeyPair};
-use tacit::session::{Account, SessionConfig, SessionManager};
-use tacit::store::InMemoryStore;
+use tacit::envelope::ContentKind;
+use tacit::identity::UserKeyPair;
 use tacit_client::{Client, Event};
-use tacit_relay_proto::{FetchBundles, FetchDeviceList, Reply, Request, Submit};
 
 #[tokio::test]
 async fn a_flood_as_a_known_user_is_held_bounded_and_leaves_the_mailbox_open() {
@@ -32,56 +29,14 @@ async fn a_flood_as_a_known_user_is_held_bounded_and_leaves_the_mailbox_open() {
     // Mallory claims to be alice.7 under her own user key, with a valid
     // certificate from that key, and writes to bob through the relay as
     // anyone can.
-    let mallory_key = UserKeyPair::generate(&mut OsRng);
-    let mallory_at = addr("alice", 7);
-    let mut mallory = SessionManager::create(
-        InMemoryStore::new(),
-        mallory_at.clone(),
-        Account::generate(&mut OsRng, 0),
-        SessionConfig::default(),
-    )
-    .unwrap();
-    let own = mallory.account().identity().public_key();
-    let list = DeviceList::sign(&mallory_key, "alice", 1, &[(7, own, 0)]).unwrap();
-    mallory.update_device_list(&list).unwrap();
-    let Ok(Reply::DeviceList(bob_list)) = raw_request(
-        at,
-        Request::FetchDeviceList(FetchDeviceList::new("bob").unwrap()),
-    )
-    .await
-    else {
-        panic!("no list for bob")
-    };
-    mallory
-        .update_device_list(&bob_list.verify().unwrap())
-        .unwrap();
-    let Ok(Reply::Bundles(bundles)) = raw_request(
-        at,
-        Request::FetchBundles(FetchBundles::device(&addr("bob", 1))),
-    )
-    .await
-    else {
-        panic!("no bundle for bob")
-    };
-    mallory
-        .process_bundle(&addr("bob", 1), &bundles.bundles[0].bundle, &mut OsRng)
-        .unwrap();
+    let mut mallory = sender(at, addr("alice", 7), UserKeyPair::generate(&mut OsRng));
+    mallory.reach(&addr("bob", 1)).await;
     let flood = 40;
     for i in 0..flood {
-        let content = Content::new(
-            ContentKind::Text,
-            format!("it's alice, really ({i})").into_bytes(),
-            0,
-        )
-        .unwrap();
-        let out = mallory
-            .seal_for_device(&addr("bob", 1), &content, &mut OsRng)
-            .unwrap();
-        let submit = Submit::new(out.recipient, out.envelope, None).unwrap();
-        assert!(matches!(
-            raw_request(at, Request::Submit(submit)).await,
-            Ok(Reply::Submitted { .. })
-        ));
+        let text = format!("it's alice, really ({i})");
+        mallory
+            .send(&addr("bob", 1), ContentKind::Text, text.into_bytes())
+            .await;
     }
 
     // Bob shows none of it, holds them (each reported), and acknowledges

@@ -2,8 +2,10 @@
 //! accounts): one version byte, then the postcard encoding of the body.
 //!
 //! Reading checks the version and refuses trailing bytes; each record type
-//! then checks its invariants and that it re-encodes to exactly the bytes
-//! read (postcard itself accepts non-minimal varints).
+//! then checks its invariants and that it is in its canonical encoding
+//! (postcard itself accepts non-minimal varints): by re-encoding it, or,
+//! where every other field has a single encoding, by
+//! [`decode_canonical`]'s length check.
 
 use alloc::vec::Vec;
 
@@ -50,6 +52,33 @@ pub(crate) fn decode<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T
     let (record, rest): (T, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
     if !rest.is_empty() {
+        return Err(StateError::Corrupt);
+    }
+    Ok(record)
+}
+
+/// [`decode`], and refuses a body that is not postcard's canonical
+/// encoding of what it decodes to, without re-encoding it.
+///
+/// Postcard's encoding of a value is unique except for varints, which it
+/// reads in any length; and it is a concatenation, so a body is as long as
+/// the sum of its fields' encodings. The canonical (minimal) encoding is
+/// therefore the shortest of a value's encodings, and any non-minimal
+/// varint makes the body longer: the body is canonical exactly when its
+/// length is the measured length of the canonical encoding. Measuring
+/// writes nothing and allocates nothing.
+///
+/// Canonical for `T`'s postcard form only: a record whose fields are
+/// converted further (and could be normalized by that) must refuse any
+/// value that would not convert back to the same field.
+pub(crate) fn decode_canonical<T: DeserializeOwned + Serialize>(
+    version: u8,
+    bytes: &[u8],
+) -> Result<T, StateError> {
+    let record: T = decode(version, bytes)?;
+    let canonical_len = postcard::serialize_with_flavor::<T, _, usize>(&record, Size::default())
+        .map_err(|_| StateError::Corrupt)?;
+    if canonical_len + 1 != bytes.len() {
         return Err(StateError::Corrupt);
     }
     Ok(record)

@@ -10,48 +10,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::error::GroupStateError;
 use tacit::group::{
-    Applied, Group, GroupChange, GroupId, GroupMember, GroupSigner, GroupState, Role,
-    SignedGroupState,
+    Applied, Group, GroupChange, GroupId, GroupMember, GroupState, Role, SignedGroupState,
 };
-use tacit::identity::{DeviceCertificate, UserKeyPair};
-use tacit::{Address, IdentityKeyPair};
-
-/// A user with one device.
-struct User {
-    key: UserKeyPair,
-    device: IdentityKeyPair,
-    address: Address,
-    certificate: DeviceCertificate,
-}
-
-impl User {
-    fn new(name: &str, rng: &mut ChaCha20Rng) -> Self {
-        let key = UserKeyPair::generate(rng);
-        Self::device_of(name, 1, key, rng)
-    }
-
-    /// Another device of the same user key (a fresh identity and
-    /// certificate): what a member grinding its state's hash makes.
-    fn device_of(name: &str, device_id: u32, key: UserKeyPair, rng: &mut ChaCha20Rng) -> Self {
-        let device = IdentityKeyPair::generate(rng);
-        let address = Address::new(name, device_id).unwrap();
-        let certificate = DeviceCertificate::issue(&key, &address, &device.public_key());
-        Self {
-            key,
-            device,
-            address,
-            certificate,
-        }
-    }
-
-    fn signer(&self) -> GroupSigner<'_> {
-        GroupSigner::new(&self.device, &self.address, self.certificate)
-    }
-
-    fn member(&self, role: Role) -> GroupMember {
-        GroupMember::new(self.address.user_id(), self.key.public_key(), role)
-    }
-}
+use tacit_testkit::TestUser as User;
 
 /// A group `admin` creates with plain `members`.
 fn created(rng: &mut ChaCha20Rng, admin: &User, members: &[&User]) -> Group {
@@ -68,10 +29,10 @@ fn created(rng: &mut ChaCha20Rng, admin: &User, members: &[&User]) -> Group {
 #[test]
 fn a_plain_members_leave_cannot_undo_an_admins_change() {
     let mut rng = ChaCha20Rng::seed_from_u64(0xa77a);
-    let alice = User::new("alice", &mut rng);
-    let bob = User::new("bob", &mut rng);
-    let carol = User::new("carol", &mut rng);
-    let mallory = User::new("mallory", &mut rng);
+    let alice = User::new("alice", 1, &mut rng);
+    let bob = User::new("bob", 1, &mut rng);
+    let carol = User::new("carol", 1, &mut rng);
+    let mallory = User::new("mallory", 1, &mut rng);
     let base = created(&mut rng, &alice, &[&bob, &carol, &mallory]);
     // Alice removes Carol; Bob applies it.
     let removal = base
@@ -82,7 +43,7 @@ fn a_plain_members_leave_cannot_undo_an_admins_change() {
     // Mallory grinds a leave of the state before the removal.
     let leave = (2..200)
         .map(|device_id| {
-            let device = User::device_of("mallory", device_id, mallory.key.clone(), &mut rng);
+            let device = User::with_key("mallory", device_id, mallory.key.clone(), &mut rng);
             base.propose(&[GroupChange::Leave], &device.signer())
                 .unwrap()
         })
@@ -128,9 +89,9 @@ fn a_plain_members_leave_cannot_undo_an_admins_change() {
 #[test]
 fn between_two_leaves_the_lower_hash_wins() {
     let mut rng = ChaCha20Rng::seed_from_u64(0x1ea5);
-    let alice = User::new("alice", &mut rng);
-    let bob = User::new("bob", &mut rng);
-    let carol = User::new("carol", &mut rng);
+    let alice = User::new("alice", 1, &mut rng);
+    let bob = User::new("bob", 1, &mut rng);
+    let carol = User::new("carol", 1, &mut rng);
     let base = created(&mut rng, &alice, &[&bob, &carol]);
     let by_bob = base.propose(&[GroupChange::Leave], &bob.signer()).unwrap();
     let by_carol = base
@@ -165,9 +126,9 @@ fn between_two_leaves_the_lower_hash_wins() {
 #[test]
 fn joining_checks_a_first_state_given_as_parent() {
     let mut rng = ChaCha20Rng::seed_from_u64(0x901e);
-    let mallory = User::new("mallory", &mut rng);
-    let bob = User::new("bob", &mut rng);
-    let dave = User::new("dave", &mut rng);
+    let mallory = User::new("mallory", 1, &mut rng);
+    let bob = User::new("bob", 1, &mut rng);
+    let dave = User::new("dave", 1, &mut rng);
     let group_id = GroupId::generate(&mut rng);
     let mut members = vec![mallory.member(Role::Admin), bob.member(Role::Member)];
     GroupState::sort_members(&mut members);
@@ -222,9 +183,9 @@ fn joining_checks_a_first_state_given_as_parent() {
 #[test]
 fn joining_refuses_the_parents_it_can_judge() {
     let mut rng = ChaCha20Rng::seed_from_u64(0x7a1c);
-    let mallory = User::new("mallory", &mut rng);
-    let bob = User::new("bob", &mut rng);
-    let dave = User::new("dave", &mut rng);
+    let mallory = User::new("mallory", 1, &mut rng);
+    let bob = User::new("bob", 1, &mut rng);
+    let dave = User::new("dave", 1, &mut rng);
     let sorted = |mut members: Vec<GroupMember>| {
         GroupState::sort_members(&mut members);
         members

@@ -9,63 +9,13 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::error::{GroupStateError, StateError, WireError};
 use tacit::group::{
-    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupSigner, GroupState,
-    OutboundChain, Role, SessionControlBody, SignedGroupState, StateHash, MAX_GROUP_MEMBERS,
-    MAX_GROUP_STATE_LEN, MAX_STATE_HISTORY,
+    Applied, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupState, OutboundChain,
+    Role, SessionControlBody, SignedGroupState, StateHash, MAX_GROUP_MEMBERS, MAX_GROUP_STATE_LEN,
+    MAX_STATE_HISTORY,
 };
 use tacit::identity::{DeviceCertificate, UserKeyPair};
-use tacit::{Address, IdentityKeyPair};
-
-/// A user with one device: its user key, the device's identity and the
-/// device's certificate.
-struct User {
-    key: UserKeyPair,
-    device: IdentityKeyPair,
-    address: Address,
-    certificate: DeviceCertificate,
-}
-
-impl User {
-    fn new(name: &str, device_id: u32, rng: &mut ChaCha20Rng) -> Self {
-        Self::with_key(name, device_id, UserKeyPair::generate(rng), rng)
-    }
-
-    fn with_key(name: &str, device_id: u32, key: UserKeyPair, rng: &mut ChaCha20Rng) -> Self {
-        let device = IdentityKeyPair::generate(rng);
-        let address = Address::new(name, device_id).unwrap();
-        let certificate = DeviceCertificate::issue(&key, &address, &device.public_key());
-        Self {
-            key,
-            device,
-            address,
-            certificate,
-        }
-    }
-
-    fn id(&self) -> &str {
-        self.address.user_id()
-    }
-
-    fn signer(&self) -> GroupSigner<'_> {
-        GroupSigner::new(&self.device, &self.address, self.certificate)
-    }
-
-    fn member(&self, role: Role) -> GroupMember {
-        GroupMember::new(self.id(), self.key.public_key(), role)
-    }
-
-    /// Joins with the states as sent by their signer.
-    fn join(&self, states: &[SignedGroupState]) -> Result<Group, GroupStateError> {
-        let last = states.last().unwrap();
-        Group::join(
-            self.id(),
-            &self.key.public_key(),
-            states,
-            last.signer(),
-            last.signer_identity(),
-        )
-    }
-}
+use tacit::Address;
+use tacit_testkit::TestUser as User;
 
 struct World {
     rng: ChaCha20Rng,

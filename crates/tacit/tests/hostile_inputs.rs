@@ -36,10 +36,7 @@ use tacit::group::{
 use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
 use tacit::kem::KemCiphertext;
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
-use tacit::session::{
-    Account, BundlePreKey, KemPreKeyChoice, SessionConfig, SessionManager, SessionRecord,
-};
-use tacit::store::InMemoryStore;
+use tacit::session::{Account, BundlePreKey, KemPreKeyChoice, SessionConfig, SessionRecord};
 use tacit::wire::{
     PreKeyBundleMessage, PreKeyMessage, SessionMessage, WireMessage, MAX_BUNDLE_LEN,
     MAX_MESSAGE_LEN,
@@ -163,7 +160,7 @@ impl Catalogue {
     }
 }
 
-type Device = SessionManager<InMemoryStore>;
+use tacit_testkit::Device;
 
 /// Everything a device holds: its account and every store record.
 fn snapshot(d: &Device) -> Vec<(String, Vec<u8>)> {
@@ -196,15 +193,7 @@ fn config() -> SessionConfig {
 }
 
 fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
-    let mut d = SessionManager::create(
-        InMemoryStore::new(),
-        Address::new(user, id).unwrap(),
-        Account::generate(rng, 0),
-        config(),
-    )
-    .unwrap();
-    d.generate_one_time_prekeys(4, rng).unwrap();
-    d
+    tacit_testkit::device_with(user, id, config(), rng)
 }
 
 fn introduce(from: &mut Device, to: &Device, prekey: BundlePreKey, rng: &mut ChaCha20Rng) {

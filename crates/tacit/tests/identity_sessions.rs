@@ -23,11 +23,11 @@ use tacit::envelope::{sealed, Content, ContentKind};
 use tacit::error::{IdentityError, UnknownUser, UserKeyConflict};
 use tacit::identity::{DeviceCertificate, DeviceList, UserKeyPair};
 use tacit::keys::IdentityKey;
-use tacit::session::{Account, BundlePreKey, DeviceListUpdate, SessionConfig, SessionManager};
+use tacit::session::{BundlePreKey, DeviceListUpdate, SessionConfig, SessionManager};
 use tacit::store::{InMemoryStore, SessionStore};
 use tacit::{Address, EnvelopeError, SessionError};
 
-type Device = SessionManager<InMemoryStore>;
+use tacit_testkit::{device, Device};
 
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
@@ -35,18 +35,6 @@ fn rng(seed: u64) -> ChaCha20Rng {
 
 fn addr(user: &str, id: u32) -> Address {
     Address::new(user, id).unwrap()
-}
-
-fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
-    let mut d = SessionManager::create(
-        InMemoryStore::new(),
-        addr(user, id),
-        Account::generate(rng, 0),
-        SessionConfig::default(),
-    )
-    .unwrap();
-    d.generate_one_time_prekeys(4, rng).unwrap();
-    d
 }
 
 fn id(d: &Device) -> IdentityKey {

@@ -9,23 +9,10 @@ use common::{lists_of, trust};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tacit::envelope::{Content, ContentKind};
-use tacit::session::{Account, BundlePreKey, SessionConfig, SessionManager};
-use tacit::store::InMemoryStore;
+use tacit::session::BundlePreKey;
 use tacit::{Address, EnvelopeError, SessionError};
 
-type Device = SessionManager<InMemoryStore>;
-
-fn device(user: &str, id: u32, rng: &mut ChaCha20Rng) -> Device {
-    let mut d = SessionManager::create(
-        InMemoryStore::new(),
-        Address::new(user, id).unwrap(),
-        Account::generate(rng, 0),
-        SessionConfig::default(),
-    )
-    .unwrap();
-    d.generate_one_time_prekeys(4, rng).unwrap();
-    d
-}
+use tacit_testkit::{device, Device};
 
 /// Every device trusts the lists of every user of `devices` (version 1,
 /// each listing that user's devices here).

@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use tacit::identity::UserKeyPair;
 use tacit::Address;
 use tacit_client::{register, Backoff, Client, ClientConfig, Event, StoreKey};
 use tacit_relay::{Config, Rate, Relay};
-use tacit_relay_proto::{ClientFrame, FetchBundles, Reply, Request, Response, ServerFrame};
-use tokio_tungstenite::tungstenite::Message;
+use tacit_relay_proto::{FetchBundles, Reply, Request};
+pub use tacit_testkit::relay::Sender;
 
 /// How long a test waits for any one event.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -182,26 +182,12 @@ pub async fn raw_request(
     relay: SocketAddr,
     request: Request,
 ) -> Result<Reply, tacit_relay_proto::ErrorReply> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url(relay)).await.unwrap();
-    let frame = ClientFrame {
-        request_id: 1,
-        request,
-    };
-    ws.send(Message::binary(frame.encode())).await.unwrap();
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Binary(b) = message {
-            if let ServerFrame::Response(Response { result, .. }) = ServerFrame::decode(&b).unwrap()
-            {
-                let _ = ws.close(None).await;
-                return result;
-            }
-        }
-    }
+    tacit_testkit::relay::request(&url(relay), request).await
+}
+
+/// A device outside any client, of `user_key`'s user, on the relay.
+pub fn sender(relay: SocketAddr, address: Address, user_key: UserKeyPair) -> Sender {
+    Sender::new(&url(relay), address, user_key)
 }
 
 /// The relay's `/metrics` page, from its metrics listener.

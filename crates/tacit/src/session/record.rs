@@ -276,28 +276,25 @@ impl SessionRecord {
     /// Reads a record written by [`to_bytes`](Self::to_bytes), strictly: a
     /// known version, no trailing bytes, at most [`ARCHIVE_LIMIT`] archived
     /// states, valid identity keys and ratchets, prekey fields only on
-    /// initiator states, and the canonical encoding (what `to_bytes` writes
-    /// back byte for byte).
+    /// initiator states, and the canonical encoding of the record's own
+    /// fields (no non-minimal varint). Each ratchet is read by
+    /// [`Ratchet::from_bytes`], which also reads its older version (written
+    /// back in the current one).
     ///
     /// Version 1 records (before `tacit-v2`) are read as `tacit-v1` states.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        // Only the canonical encoding is accepted: postcard reads
-        // non-minimal varints (lengths, ids), which would not be written
-        // back byte for byte.
+        // Canonical without re-encoding: postcard's only freedom is the
+        // length of a varint, which `decode_canonical` refuses by length.
+        // The other fields are taken as read (identity and base keys, KEM
+        // ciphertexts, ids) or have one valid encoding each (flags, option
+        // tags, the profile); the ratchet bytes are checked by
+        // `Ratchet::from_bytes`.
         if bytes.first() == Some(&RECORD_VERSION_V1) {
-            let record: RecordV1 = versioned::decode(RECORD_VERSION_V1, bytes)?;
-            let out = Self::from_states(&record.current, &record.archived, StateV1::to_state)?;
-            let again = RecordV1 {
-                current: out.current.as_ref().map(StateV1::from_state),
-                archived: out.archived.iter().map(StateV1::from_state).collect(),
-            };
-            versioned::ensure_canonical(&versioned::encode(RECORD_VERSION_V1, &again), bytes)?;
-            return Ok(out);
+            let record: RecordV1 = versioned::decode_canonical(RECORD_VERSION_V1, bytes)?;
+            return Self::from_states(&record.current, &record.archived, StateV1::to_state);
         }
-        let record: RecordV2 = versioned::decode(RECORD_VERSION, bytes)?;
-        let out = Self::from_states(&record.current, &record.archived, StateV2::to_state)?;
-        versioned::ensure_canonical(&out.to_bytes(), bytes)?;
-        Ok(out)
+        let record: RecordV2 = versioned::decode_canonical(RECORD_VERSION, bytes)?;
+        Self::from_states(&record.current, &record.archived, StateV2::to_state)
     }
 
     fn from_states<T>(
@@ -346,21 +343,6 @@ struct PendingV1 {
 }
 
 impl StateV1 {
-    /// Only used to check the canonical encoding of a version-1 record,
-    /// whose states are all `tacit-v1` states without KEM fields.
-    fn from_state(s: &SessionState) -> Self {
-        Self {
-            ratchet: s.ratchet.to_bytes().to_vec(),
-            remote_identity: s.remote_identity.to_bytes(),
-            base_key: s.base_key.to_bytes(),
-            initiator: s.initiator,
-            pending: s.pending.as_ref().map(|p| PendingV1 {
-                signed_prekey_id: p.signed_prekey_id,
-                one_time_prekey_id: p.one_time_prekey_id,
-            }),
-        }
-    }
-
     fn to_state(&self) -> Result<SessionState, StateError> {
         let pending = self.pending.as_ref().map(|p| PendingV2 {
             signed_prekey_id: p.signed_prekey_id,
@@ -488,5 +470,120 @@ mod tests {
             SessionRecord::from_bytes(&[RECORD_VERSION, 0, 0x80, 0]).err(),
             Some(StateError::Corrupt)
         );
+    }
+
+    use crate::keys::{IdentityKeyPair, KeyPair};
+    use crate::ratchet::{RatchetConfig, SessionKeys};
+
+    /// An initiator's unanswered `tacit-v1` state (small config values, so
+    /// that every varint of the ratchet takes one byte).
+    fn state(signed_prekey_id: u32) -> SessionState {
+        let keys = SessionKeys::new([1; 32], [2; 32], [3; 32], b"").unwrap();
+        let config = RatchetConfig::new(100, 100).unwrap();
+        let ratchet = Ratchet::new_responder(keys, KeyPair::from_private_bytes([4; 32]), config);
+        let base_key = PublicKey::from_bytes([6; 32]);
+        SessionState {
+            ratchet,
+            remote_identity: IdentityKeyPair::from_seed(&[5; 32]).public_key(),
+            base_key,
+            initiator: true,
+            pending: Some(PendingPreKey {
+                ephemeral_key: base_key,
+                signed_prekey_id,
+                one_time_prekey_id: None,
+                kem: None,
+            }),
+            profile: Profile::V1,
+        }
+    }
+
+    fn record(signed_prekey_id: u32) -> SessionRecord {
+        let mut record = SessionRecord::new();
+        record.insert_initiated(state(signed_prekey_id));
+        record
+    }
+
+    /// `bytes` with the one-byte varint `5` at the first place where it
+    /// differs from `other` written as the two bytes `0x85 0x00`.
+    fn widen_varint(bytes: &[u8], other: &[u8]) -> Vec<u8> {
+        let at = bytes.iter().zip(other).position(|(a, b)| a != b).unwrap();
+        assert_eq!(bytes[at], 5);
+        let mut out = bytes[..at].to_vec();
+        out.extend_from_slice(&[0x85, 0x00]);
+        out.extend_from_slice(&bytes[at + 1..]);
+        out
+    }
+
+    /// A state's prekey id written in two bytes: it decodes to the same
+    /// record, but is not what `to_bytes` writes, and is refused.
+    #[test]
+    fn a_non_minimal_varint_inside_a_state_is_refused() {
+        let canonical = record(5).to_bytes();
+        let loaded = SessionRecord::from_bytes(&canonical).unwrap();
+        assert_eq!(*loaded.to_bytes(), *canonical);
+        let wide = widen_varint(&canonical, &record(6).to_bytes());
+        assert_eq!(wide.len(), canonical.len() + 1);
+        assert_eq!(
+            SessionRecord::from_bytes(&wide).err(),
+            Some(StateError::Corrupt)
+        );
+    }
+
+    /// The same in a version 1 record.
+    #[test]
+    fn a_non_minimal_varint_inside_a_version_1_state_is_refused() {
+        let v1 = |id: u32| {
+            let s = state(id);
+            let pending = PendingV1 {
+                signed_prekey_id: id,
+                one_time_prekey_id: None,
+            };
+            let record = RecordV1 {
+                current: Some(StateV1 {
+                    ratchet: s.ratchet.to_bytes().to_vec(),
+                    remote_identity: s.remote_identity.to_bytes(),
+                    base_key: s.base_key.to_bytes(),
+                    initiator: true,
+                    pending: Some(pending),
+                }),
+                archived: Vec::new(),
+            };
+            versioned::encode(RECORD_VERSION_V1, &record)
+        };
+        let canonical = v1(5);
+        let loaded = SessionRecord::from_bytes(&canonical).unwrap();
+        assert_eq!(*loaded.to_bytes(), *record(5).to_bytes());
+        let wide = widen_varint(&canonical, &v1(6));
+        assert_eq!(
+            SessionRecord::from_bytes(&wide).err(),
+            Some(StateError::Corrupt)
+        );
+    }
+
+    /// A record written before the ratchet's version 2 holds version 1
+    /// ratchet bytes (no stored public key). It loads, and is written back
+    /// with the ratchet in its current version. (Re-encoding the record to
+    /// check its canonical form refused it.)
+    #[test]
+    fn a_record_holding_a_version_1_ratchet_loads() {
+        let v2 = state(5).ratchet.to_bytes();
+        // Version byte, the two config varints, the empty associated data
+        // (one byte each), the root key and the private key: the public key
+        // follows at 68.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&v2[1..68]);
+        v1.extend_from_slice(&v2[100..]);
+        assert_eq!(*Ratchet::from_bytes(&v1).unwrap().to_bytes(), *v2);
+        let mut old = StateV2::from_state(&state(5));
+        old.ratchet = v1;
+        let bytes = versioned::encode(
+            RECORD_VERSION,
+            &RecordV2 {
+                current: Some(old),
+                archived: Vec::new(),
+            },
+        );
+        let loaded = SessionRecord::from_bytes(&bytes).unwrap();
+        assert_eq!(*loaded.to_bytes(), *record(5).to_bytes());
     }
 }
