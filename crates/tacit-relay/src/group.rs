@@ -101,7 +101,7 @@ mod tests {
     /// `c.1` with a delivery token and `b.1` with `queued` messages.
     fn store(queued: u32) -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        for migration in crate::store::MIGRATIONS {
+        for migration in crate::store::sqlite::MIGRATIONS {
             c.execute_batch(migration).unwrap();
         }
         for (user, token) in [("a", None), ("b", None), ("c", Some(token_hash(b"token")))] {

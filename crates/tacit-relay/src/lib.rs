@@ -55,7 +55,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use limits::Rate;
-pub use store::StoreError;
+pub use store::{Database, StoreError};
 
 use crate::limits::PerIp;
 use crate::link::LinkSlots;
@@ -77,8 +77,9 @@ pub struct TlsFiles {
 pub struct Config {
     /// Where to listen; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// The SQLite file.
-    pub db_path: PathBuf,
+    /// Where the relay keeps its state: a SQLite file ([`Config::new`]) or
+    /// a PostgreSQL database shared by several nodes ([`Config::postgres`]).
+    pub database: Database,
     /// The relay's name, bound into every login signature.
     pub server_name: String,
     /// The most messages one device's mailbox holds.
@@ -119,6 +120,10 @@ pub struct Config {
     /// it, as on a full disk, changes are refused with `StorageFull` while
     /// stored messages are still delivered and can be acknowledged.
     pub max_db_bytes: Option<u64>,
+    /// On a shared database, how often the mailboxes of the devices online
+    /// here are read again, so that a lost wake-up from another node only
+    /// delays a message. Unused on SQLite.
+    pub mailbox_recheck: Duration,
     /// Serve over TLS with these files (the `tls` feature).
     pub tls: Option<TlsFiles>,
     /// How long shutdown waits for connections to finish.
@@ -134,9 +139,21 @@ pub struct Config {
 impl Config {
     /// The defaults, with the database at `db_path`.
     pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self::with_database(Database::Sqlite(db_path.into()))
+    }
+
+    /// The defaults, on the PostgreSQL database at `url`
+    /// (`postgres://USER@HOST:PORT/DB`).
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Self::with_database(Database::Postgres(url.into()))
+    }
+
+    /// The defaults, on `database`.
+    pub fn with_database(database: Database) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
-            db_path: db_path.into(),
+            database,
+            mailbox_recheck: Duration::from_secs(5),
             server_name: "tacit-relay".into(),
             queue_cap: 10_000,
             message_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -179,6 +196,7 @@ impl Config {
             || self.purge_interval.is_zero()
             || self.login_window.is_zero()
             || self.link_ttl.is_zero()
+            || self.mailbox_recheck.is_zero()
         {
             return bad("durations must be positive");
         }
@@ -246,7 +264,7 @@ impl Relay {
         if config.tls.is_some() {
             return Err(RelayError::Tls("built without the tls feature".into()));
         }
-        let database = store::Database::File(config.db_path.clone());
+        let database = config.database.clone();
         let Started {
             shared,
             shutdown: shutdown_tx,
@@ -293,12 +311,13 @@ impl Relay {
             }
             purge.abort();
             shared.writer.stop().await;
-            let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+            let joined = writer_thread.join().await;
             tracing::info!("relay stopped");
             served?;
-            match joined {
-                Ok(Ok(())) => Ok(()),
-                _ => Err(RelayError::Task("the writer thread failed".into())),
+            if joined {
+                Ok(())
+            } else {
+                Err(RelayError::Task("the writer failed".into()))
             }
         });
         tracing::info!(%local_addr, "relay listening");
@@ -341,15 +360,12 @@ impl Relay {
 pub(crate) struct Started {
     pub(crate) shared: Arc<Shared>,
     pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) writer_thread: std::thread::JoinHandle<()>,
+    pub(crate) writer_thread: store::Stopped,
 }
 
 /// Opens the database, starts its writer thread and builds the state every
 /// connection shares.
-pub(crate) async fn start(
-    config: Config,
-    database: &store::Database,
-) -> Result<Started, RelayError> {
+pub(crate) async fn start(config: Config, database: &Database) -> Result<Started, RelayError> {
     let online = Arc::new(Online::default());
     let metrics = Arc::new(Metrics::default());
     let limits = WriterLimits {
@@ -360,8 +376,8 @@ pub(crate) async fn start(
         max_db_bytes: config.max_db_bytes,
     };
     let (writer, writer_thread) =
-        store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics))?;
-    let readers = match Readers::open(database, config.readers) {
+        store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics)).await?;
+    let readers = match Readers::open(database, config.readers).await {
         Ok(r) => r,
         Err(e) => {
             writer.stop().await;
