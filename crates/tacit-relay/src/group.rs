@@ -95,6 +95,7 @@ mod tests {
         prekeys_low: 0,
         max_batch: 64,
         max_db_bytes: None,
+        mailbox_recheck: std::time::Duration::from_secs(5),
     };
 
     /// A database of the current schema with the devices `a.1` to `c.1`,

@@ -374,6 +374,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         prekeys_low: config.prekeys_low_threshold,
         max_batch: config.max_batch,
         max_db_bytes: config.max_db_bytes,
+        mailbox_recheck: config.mailbox_recheck,
     };
     let (writer, writer_thread) =
         store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics)).await?;

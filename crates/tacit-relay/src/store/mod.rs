@@ -183,8 +183,11 @@ pub(crate) struct WriterLimits {
     pub(crate) ttl_ms: u64,
     pub(crate) prekeys_low: u32,
     pub(crate) max_batch: usize,
-    /// A cap on the database's size, in bytes.
+    /// A cap on the database's size, in bytes (SQLite only).
     pub(crate) max_db_bytes: Option<u64>,
+    /// How often a node of a shared database reads its online devices'
+    /// mailboxes again.
+    pub(crate) mailbox_recheck: std::time::Duration,
 }
 
 /// The writer's queue.
@@ -239,6 +242,16 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// Adds another command's effects.
+    pub(crate) fn merge(&mut self, other: Self) {
+        self.mail.extend(other.mail);
+        self.removed.extend(other.removed);
+        self.low.extend(other.low);
+        self.submitted += other.submitted;
+        self.acked += other.acked;
+        self.expired += other.expired;
+    }
+
     /// Closes removed devices' connections. Runs after the commit and
     /// before any answer goes out: a registration in the batch that takes a
     /// removed device's address (a recovered device) logs in only after its
