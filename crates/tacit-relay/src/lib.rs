@@ -389,7 +389,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
     let (connections, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
         per_ip: PerIp::new(config.per_ip_rate),
-        links: LinkSlots::new(config.link_ttl, config.max_link_slots),
+        links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         config,
         writer,
         readers,

@@ -310,3 +310,46 @@ async fn a_database_restart_loses_no_acknowledged_message() {
 fn bob_address() -> Address {
     addr("bob", 1)
 }
+
+#[tokio::test]
+async fn a_link_slot_put_on_one_node_is_taken_on_another() {
+    use tacit_relay_proto::{LinkPut, LinkTake};
+    let Some(pg) = Postgres::start() else { return };
+    let mut config = pg_config(&pg);
+    config.max_link_slots = 2;
+    let one = Relay::bind(config.clone()).await.unwrap();
+    let two = Relay::bind(config).await.unwrap();
+    let put =
+        |slot: u8, blob: &[u8]| Request::LinkPut(LinkPut::new([slot; 32], blob.to_vec()).unwrap());
+    let take = |slot: u8| Request::LinkTake(LinkTake { slot: [slot; 32] });
+    let mut new_device = connect(one.local_addr()).await;
+    let mut primary = connect(two.local_addr()).await;
+    assert_eq!(
+        new_device.request(put(1, b"request")).await,
+        Ok(Reply::LinkStored)
+    );
+    assert_eq!(
+        code(primary.request(put(1, b"other")).await),
+        ErrorCode::LinkSlotUnavailable
+    );
+    assert_eq!(
+        primary.request(take(1)).await,
+        Ok(Reply::LinkBlob(b"request".to_vec()))
+    );
+    assert_eq!(
+        code(new_device.request(take(1)).await),
+        ErrorCode::LinkSlotUnavailable
+    );
+    // The bound on live slots counts every node's.
+    assert_eq!(primary.request(put(2, b"a")).await, Ok(Reply::LinkStored));
+    assert_eq!(
+        new_device.request(put(3, b"b")).await,
+        Ok(Reply::LinkStored)
+    );
+    assert_eq!(
+        code(primary.request(put(4, b"c")).await),
+        ErrorCode::RateLimited
+    );
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}

@@ -21,6 +21,7 @@
 //! id on the receiving side).
 
 mod apply;
+pub(crate) mod links;
 mod notify;
 mod readers;
 mod schema;

@@ -25,6 +25,11 @@ impl Readers {
         Ok(Self { pool })
     }
 
+    /// The pool, for the state nodes share outside the writer (link slots).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     async fn client(&self) -> Outcome<deadpool_postgres::Client> {
         self.pool.get().await.map_err(|e| {
             tracing::warn!(error = %e, "no database connection");
