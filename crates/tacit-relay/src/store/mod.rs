@@ -172,6 +172,33 @@ pub(crate) enum Command {
     Stop,
 }
 
+impl Command {
+    /// A number that is the same for every command about one user (the
+    /// recipient's, the device's or the list's user id): commands with the
+    /// same number run in order on one writer.
+    pub(crate) fn partition(&self) -> usize {
+        let user = match self {
+            Self::Register { address, .. }
+            | Self::UploadPreKeys { address, .. }
+            | Self::Ack { address, .. }
+            | Self::SetToken { address, .. }
+            | Self::TakeExpired { address, .. } => address.user_id(),
+            Self::PublishList { publisher, .. } => publisher.user_id(),
+            Self::ClaimBundles { user_id, .. } => user_id,
+            Self::Submit { recipient, .. } => recipient.user_id(),
+            Self::SubmitGroup { copies, .. } => {
+                copies.first().map_or("", |c| c.recipient.user_id())
+            }
+            Self::Purge { .. } | Self::Stop => "",
+        };
+        // FNV-1a: stable, and spreads short ids well enough.
+        let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % 1_000_003).unwrap_or(0)
+    }
+}
+
 /// Claimed bundles: the user's signed device list and one bundle per
 /// device with a signed prekey.
 pub(crate) type Claimed = (Vec<u8>, Vec<(DeviceId, PreKeyBundleMessage)>);
@@ -193,7 +220,10 @@ pub(crate) struct WriterLimits {
 /// The writer's queue.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Command>,
+    /// One queue per writer: one on SQLite, several on PostgreSQL, where
+    /// a command goes to the writer of its user ([`Command::partition`]),
+    /// so one user's commands run in the order they are queued.
+    tx: Vec<mpsc::Sender<Command>>,
 }
 
 impl Writer {
@@ -205,7 +235,15 @@ impl Writer {
         build: impl FnOnce(oneshot::Sender<Outcome<T>>) -> Command,
     ) -> impl std::future::Future<Output = Outcome<T>> + Send + Sync + 'static {
         let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(build(reply)).await.is_ok();
+        let command = build(reply);
+        let writer = match self.tx.len() {
+            0 | 1 => 0,
+            n => command.partition() % n,
+        };
+        let sent = match self.tx.get(writer) {
+            Some(tx) => tx.send(command).await.is_ok(),
+            None => false,
+        };
         async move {
             if !sent {
                 return refuse(ErrorCode::ShuttingDown, "the relay is shutting down");
@@ -225,7 +263,9 @@ impl Writer {
 
     /// Asks the writer thread to stop after the commands queued before.
     pub(crate) async fn stop(&self) {
-        let _ = self.tx.send(Command::Stop).await;
+        for tx in &self.tx {
+            let _ = tx.send(Command::Stop).await;
+        }
     }
 }
 

@@ -735,9 +735,13 @@ async fn insert_envelope(
     limits: &WriterLimits,
 ) -> Result<u64, Error> {
     let (user, device) = (recipient.user_id(), i64::from(recipient.device_id()));
+    // One round trip: the insert and the device's count.
     let row = query(
         t,
-        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
+        "WITH counted AS (
+            UPDATE devices SET queued = queued + 1 WHERE user_id = $1 AND device_id = $2
+         )
+         INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         &[
             &user,
@@ -747,12 +751,6 @@ async fn insert_envelope(
             &envelope,
             &i64::from(kind.as_u32()),
         ],
-    )
-    .await?;
-    execute(
-        t,
-        "UPDATE devices SET queued = queued + 1 WHERE user_id = $1 AND device_id = $2",
-        &[&user, &device],
     )
     .await?;
     Ok(row.first().map_or(0, |r| u64_of(r.get(0))))
@@ -801,34 +799,39 @@ async fn submit_group(
 
 async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, Error> {
     let (user, device) = (address.user_id(), i64::from(address.device_id()));
-    let mut removed = 0u32;
-    for &id in ids {
-        let n = match i64::try_from(id) {
-            Ok(id) => {
-                execute(
-                    t,
-                    "DELETE FROM messages WHERE id = $1 AND user_id = $2 AND device_id = $3",
-                    &[&id, &user, &device],
-                )
-                .await?
-            }
-            Err(_) => 0,
-        };
-        if n == 0 {
-            return Ok(refuse(
-                ErrorCode::UnknownMessage,
-                format!("message {id} is not in this mailbox; nothing was deleted"),
-            ));
-        }
-        removed += 1;
-    }
-    execute(
+    let wanted: Vec<i64> = ids
+        .iter()
+        .filter_map(|&id| i64::try_from(id).ok())
+        .collect();
+    // One round trip for the whole ack; a repeated id is deleted once, so
+    // it falls short like a stranger id and refuses the ack.
+    let deleted: Vec<u64> = query(
         t,
-        "UPDATE devices SET queued = queued - $3 WHERE user_id = $1 AND device_id = $2",
-        &[&user, &device, &i64::from(removed)],
+        "WITH gone AS (
+            DELETE FROM messages WHERE id = ANY($3) AND user_id = $1 AND device_id = $2 RETURNING id
+         ), counted AS (
+            UPDATE devices SET queued = queued - (SELECT COUNT(*) FROM gone)
+            WHERE user_id = $1 AND device_id = $2
+         )
+         SELECT id FROM gone",
+        &[&user, &device, &wanted],
     )
-    .await?;
-    Ok(Ok(removed))
+    .await?
+    .iter()
+    .map(|r| u64_of(r.get(0)))
+    .collect();
+    if deleted.len() != ids.len() {
+        let missing = ids
+            .iter()
+            .enumerate()
+            .find(|(i, id)| !deleted.contains(id) || ids[..*i].contains(id))
+            .map_or(0, |(_, id)| *id);
+        return Ok(refuse(
+            ErrorCode::UnknownMessage,
+            format!("message {missing} is not in this mailbox; nothing was deleted"),
+        ));
+    }
+    Ok(Ok(u32::try_from(deleted.len()).unwrap_or(u32::MAX)))
 }
 
 /// Deletes the expired messages and counts them against their devices.

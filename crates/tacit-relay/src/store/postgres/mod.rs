@@ -1,7 +1,8 @@
 //! The PostgreSQL backend: any number of relay nodes share one database.
 //!
-//! Each node runs one writer task that takes every command waiting (up to
-//! a batch limit) and applies them in one transaction, each in its own
+//! Each node runs a few writer tasks (one user's commands always on the
+//! same one, in order); each takes every command waiting for it (up to a
+//! batch limit) and applies them in one transaction, each in its own
 //! savepoint, as the SQLite backend does (group commit: one WAL flush for
 //! the batch). Every connection runs with `synchronous_commit = on`, checked
 //! at start, so a `COMMIT` that returned is on the server's disk; answers go
@@ -16,9 +17,12 @@
 //! and a reader that has seen id `n` never misses a later commit below it.
 //! A batch that failed before its `COMMIT` was sent (the database
 //! restarting, say) changed nothing and is run again on a new connection
-//! for a while; a failed `COMMIT` is answered as a failure whose outcome is
-//! unknown, which clients retry (their duplicates are dropped by message
-//! id on the receiving side).
+//! for a while. When the answer to `COMMIT` itself is lost, the writer asks
+//! a new connection for the transaction's fate (`txid_status`): committed,
+//! it answers as usual; rolled back, it runs the batch again. Only when the
+//! database stays unreachable is a batch answered with a failure whose
+//! outcome is unknown, which clients resend (recipients drop duplicates by
+//! their own tag).
 
 mod apply;
 pub(crate) mod links;
@@ -46,6 +50,11 @@ pub(crate) use readers::Readers;
 /// How long a batch that cannot reach the database is tried again before
 /// it is answered with a failure.
 const RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// Writers on each node. Each runs its own batches on its own connection,
+/// so a node keeps several transactions in flight; a user's commands all go
+/// to one writer (see `Command::partition`), in order.
+const WRITERS: usize = 4;
 
 /// The channel every node listens on.
 pub(crate) const CHANNEL: &str = "tacit_relay";
@@ -87,7 +96,7 @@ pub(crate) async fn start_writer(
     online: Arc<Online>,
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, tokio::task::JoinHandle<()>), StoreError> {
-    let pool = pool(url, 2)?;
+    let pool = pool(url, WRITERS + 1)?;
     {
         let mut client = client(&pool).await?;
         let setting: String = client
@@ -107,37 +116,62 @@ pub(crate) async fn start_writer(
         Arc::clone(&online),
         limits.mailbox_recheck,
     )?);
-    let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    let mut queues = Vec::with_capacity(WRITERS);
+    let mut tasks = Vec::with_capacity(WRITERS);
+    for _ in 0..WRITERS {
+        let (tx, rx) = mpsc::channel::<Command>(4096);
+        queues.push(tx);
+        tasks.push(tokio::spawn(write_loop(
+            rx,
+            pool.clone(),
+            limits,
+            Arc::clone(&online),
+            Arc::clone(&metrics),
+        )));
+    }
     let task = tokio::spawn(async move {
         let _listener = listener;
-        let mut batch = Vec::with_capacity(limits.max_batch);
-        let mut stop = false;
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Stop => stop = true,
-                    command => batch.push(command),
-                }
-                if batch.len() < limits.max_batch {
-                    next = rx.try_recv().ok();
-                }
+        for task in tasks {
+            let _ = task.await;
+        }
+        tracing::debug!("writers stopped");
+    });
+    Ok((Writer { tx: queues }, task))
+}
+
+/// One writer: takes the commands waiting, up to a batch, and runs them.
+async fn write_loop(
+    mut rx: mpsc::Receiver<Command>,
+    pool: Pool,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(limits.max_batch);
+    let mut stop = false;
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Stop => stop = true,
+                command => batch.push(command),
             }
-            run_batch(
-                &pool,
-                std::mem::take(&mut batch),
-                &limits,
-                &online,
-                &metrics,
-            )
-            .await;
-            if stop {
-                break;
+            if batch.len() < limits.max_batch {
+                next = rx.try_recv().ok();
             }
         }
-        tracing::debug!("writer stopped");
-    });
-    Ok((Writer { tx }, task))
+        run_batch(
+            &pool,
+            std::mem::take(&mut batch),
+            &limits,
+            &online,
+            &metrics,
+        )
+        .await;
+        if stop {
+            break;
+        }
+    }
 }
 
 /// A command's value, of any command.
@@ -265,6 +299,13 @@ async fn try_batch(
         .await
         .map_err(|e| Failure::Retry(e.to_string()))?;
     let mut tx = client.transaction().await.map_err(retry)?;
+    // The transaction's id, to learn its fate if the answer to COMMIT is
+    // lost.
+    let xid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(retry)?
+        .get(0);
     apply::lock_rows(&tx, batch).await.map_err(retry)?;
     let mut effects = Effects::default();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -293,10 +334,37 @@ async fn try_batch(
             .await
             .map_err(retry)?;
     }
-    tx.commit()
-        .await
-        .map_err(|e| Failure::Commit(e.to_string()))?;
+    if let Err(error) = tx.commit().await {
+        drop(client);
+        return match committed(pool, xid).await {
+            Some(true) => Ok((outcomes, effects)),
+            Some(false) => Err(Failure::Retry(format!("rolled back at commit: {error}"))),
+            None => Err(Failure::Commit(error.to_string())),
+        };
+    }
     Ok((outcomes, effects))
+}
+
+/// Whether the transaction `xid`, whose COMMIT got no answer, committed:
+/// asked on a new connection (after a crash, PostgreSQL's recovery has
+/// decided) until the database answers, for up to [`RETRY_FOR`]; `None`
+/// if it never does.
+async fn committed(pool: &Pool, xid: i64) -> Option<bool> {
+    let started = Instant::now();
+    while started.elapsed() < RETRY_FOR {
+        if let Ok(client) = pool.get().await {
+            if let Ok(row) = client.query_one("SELECT txid_status($1)", &[&xid]).await {
+                match row.get::<_, Option<String>>(0).as_deref() {
+                    Some("committed") => return Some(true),
+                    Some("aborted") => return Some(false),
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 /// Sends a command its outcome.

@@ -203,7 +203,7 @@ pub(crate) fn start_writer(
             tracing::debug!("writer stopped");
         })
         .map_err(|e| StoreError::msg(e.to_string()))?;
-    Ok((Writer { tx }, handle))
+    Ok((Writer { tx: vec![tx] }, handle))
 }
 
 /// An answer held until the batch commits.
