@@ -3,7 +3,8 @@
 //!
 //! The relay speaks the frames of [`tacit_relay_proto`] over WebSocket
 //! (path [`WEBSOCKET_PATH`](tacit_relay_proto::WEBSOCKET_PATH)) and keeps
-//! its state in one SQLite file (WAL, `synchronous=FULL`). It stores sealed
+//! its state in one SQLite file (WAL, `synchronous=FULL`), or in a
+//! PostgreSQL database that several relay nodes share ([`Database`]). It stores sealed
 //! envelopes without reading them and without recording who submitted
 //! them. A submission is acknowledged only once its write transaction has
 //! committed; writes from every connection are committed together in
