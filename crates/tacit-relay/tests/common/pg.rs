@@ -22,7 +22,8 @@ pub struct Postgres {
 /// `/usr/lib/postgresql/*/bin` with an `initdb`.
 fn bin_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TACIT_PG_BIN") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").exists().then_some(dir);
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
@@ -49,9 +50,11 @@ impl Postgres {
         let Some(bin) = bin_dir() else {
             assert!(
                 !required,
-                "TACIT_REQUIRE_POSTGRES=1 but no PostgreSQL binaries in /usr/lib/postgresql/*/bin"
+                "TACIT_REQUIRE_POSTGRES=1 but no PostgreSQL server binaries (TACIT_PG_BIN or /usr/lib/postgresql/*/bin)"
             );
-            eprintln!("skipped: no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)");
+            eprintln!(
+                "skipped: no PostgreSQL server binaries (TACIT_PG_BIN or /usr/lib/postgresql/*/bin/initdb)"
+            );
             return None;
         };
         let dir = tempfile::Builder::new()

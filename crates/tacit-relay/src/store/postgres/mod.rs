@@ -110,12 +110,24 @@ pub(crate) async fn start_writer(
         }
         schema::migrate(&mut client).await?;
     }
+    let (ready, listening) = tokio::sync::oneshot::channel();
     let listener = notify::AbortOnDrop(start_listener(
         url,
         pool.clone(),
         Arc::clone(&online),
         limits.mailbox_recheck,
+        ready,
     )?);
+    // A node that serves before it listens would miss other nodes' wake-ups
+    // until its first re-check.
+    if tokio::time::timeout(Duration::from_secs(10), listening)
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return Err(StoreError::msg(
+            "could not LISTEN for the other nodes within 10 s",
+        ));
+    }
     let mut queues = Vec::with_capacity(WRITERS);
     let mut tasks = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {

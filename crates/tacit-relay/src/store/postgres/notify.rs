@@ -103,16 +103,19 @@ fn handle(online: &Online, node: u64, payload: &str) {
 /// Starts listening (reconnecting as needed), announcing this node's
 /// logins, and re-reading the online devices' mailboxes every `recheck`.
 /// The task runs until aborted.
+/// `ready` is told when the node first listens.
 pub(crate) fn start_listener(
     url: &str,
     pool: Pool,
     online: Arc<Online>,
     recheck: Duration,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
     let config: tokio_postgres::Config = url.parse()?;
     let node = rand_core::OsRng.next_u64();
     let (announce, mut logins) = mpsc::unbounded_channel::<(Address, u64)>();
     online.announce_logins(announce);
+    let mut ready = Some(ready);
     Ok(tokio::spawn(async move {
         let _announcer = AbortOnDrop(tokio::spawn(async move {
             while let Some((address, since)) = logins.recv().await {
@@ -135,7 +138,7 @@ pub(crate) fn start_listener(
             }
         }));
         loop {
-            if let Err(error) = listen(&config, &online, node, recheck).await {
+            if let Err(error) = listen(&config, &online, node, recheck, &mut ready).await {
                 tracing::warn!(%error, "listening for other nodes failed; trying again");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -158,6 +161,7 @@ async fn listen(
     online: &Online,
     node: u64,
     recheck: Duration,
+    ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut notifications) = mpsc::unbounded_channel::<String>();
@@ -180,6 +184,9 @@ async fn listen(
     }));
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     tracing::debug!("listening for other nodes");
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
     // Mail committed while no connection listened.
     online.wake_all();
     let mut tick = tokio::time::interval(recheck);
