@@ -210,16 +210,16 @@ enum Failure {
 /// serialization failure, a unique-key race with another node, or a lost
 /// connection.
 fn retryable(error: &tokio_postgres::Error) -> bool {
-    match error.code() {
-        Some(code) => {
-            *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::UNIQUE_VIOLATION
-                || code.code().starts_with("08")
-                || code.code().starts_with("57")
-        }
-        None => true,
-    }
+    error.code().is_none_or(|code| retryable_code(code.code()))
+}
+
+/// [`retryable`] for a SQLSTATE code.
+fn retryable_code(code: &str) -> bool {
+    code == SqlState::T_R_DEADLOCK_DETECTED.code()
+        || code == SqlState::T_R_SERIALIZATION_FAILURE.code()
+        || code == SqlState::UNIQUE_VIOLATION.code()
+        || code.starts_with("08")
+        || code.starts_with("57")
 }
 
 /// The refusal a database failure is answered with.
@@ -427,4 +427,38 @@ fn answer(command: Command, outcome: Outcome<Value>) {
             .map_err(drop),
         Command::Stop => Ok(()),
     };
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_of_the_forms_documented_make_a_pool_and_others_do_not() {
+        for url in [
+            "postgres://relay@db.internal:5432/tacit",
+            "postgresql://relay@127.0.0.1/tacit",
+            "postgresql:///tacit?user=relay&host=/run/postgresql",
+        ] {
+            assert!(pool(url, 1).is_ok(), "{url}");
+        }
+        for url in [
+            "postgres://relay@[bad/tacit",
+            "postgres://relay@db:notaport/x",
+        ] {
+            assert!(pool(url, 1).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn only_races_and_lost_connections_run_a_batch_again() {
+        assert!(retryable_code("40P01"));
+        assert!(retryable_code("40001"));
+        assert!(retryable_code("23505"));
+        assert!(retryable_code("57P01"));
+        assert!(retryable_code("08006"));
+        assert!(!retryable_code("53100"));
+        assert!(!retryable_code("22P02"));
+    }
 }
