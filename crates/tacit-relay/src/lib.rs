@@ -4,9 +4,9 @@
 //! The relay speaks the frames of [`tacit_relay_proto`] over WebSocket
 //! (path [`WEBSOCKET_PATH`](tacit_relay_proto::WEBSOCKET_PATH)) and keeps
 //! its state in one SQLite file (WAL, `synchronous=FULL`), or in a
-//! PostgreSQL database that several relay nodes share ([`Database`]). It stores sealed
-//! envelopes without reading them and without recording who submitted
-//! them. A submission is acknowledged only once its write transaction has
+//! PostgreSQL database that several relay nodes share ([`Database`]). It
+//! stores sealed envelopes without reading them and without recording who
+//! submitted them. A submission is acknowledged only once its write transaction has
 //! committed; writes from every connection are committed together in
 //! batches (group commit).
 //!
@@ -117,9 +117,10 @@ pub struct Config {
     pub max_batch: usize,
     /// Read-only database connections.
     pub readers: usize,
-    /// A cap on the database file's size, in bytes; none by default. Past
-    /// it, as on a full disk, changes are refused with `StorageFull` while
-    /// stored messages are still delivered and can be acknowledged.
+    /// A cap on the SQLite file's size, in bytes; none by default (ignored
+    /// on PostgreSQL: cap its storage with quotas). Past it, as on a full
+    /// disk, changes are refused with `StorageFull` while stored messages
+    /// are still delivered and can be acknowledged.
     pub max_db_bytes: Option<u64>,
     /// On a shared database, how often the mailboxes of the devices online
     /// here are read again, so that a lost wake-up from another node only

@@ -26,7 +26,9 @@
 
 mod apply;
 pub(crate) mod links;
+mod mailbox;
 mod notify;
+mod prekeys;
 mod readers;
 mod schema;
 
@@ -96,6 +98,9 @@ pub(crate) async fn start_writer(
     online: Arc<Online>,
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, tokio::task::JoinHandle<()>), StoreError> {
+    if limits.max_db_bytes.is_some() {
+        tracing::warn!("max_db_bytes applies to SQLite only; ignored on PostgreSQL");
+    }
     let pool = pool(url, WRITERS + 1)?;
     {
         let mut client = client(&pool).await?;
