@@ -779,11 +779,12 @@ impl Conn {
                     .shared
                     .links
                     .put(slot, l.into_blob())
+                    .await
                     .map(|()| Reply::LinkStored);
                 self.answer(request_id, result).await
             }
             Request::LinkTake(l) => {
-                let result = self.shared.links.take(&l.slot).map(Reply::LinkBlob);
+                let result = self.shared.links.take(&l.slot).await.map(Reply::LinkBlob);
                 self.answer(request_id, result).await
             }
             // A request kind added to the protocol crate but not served here.

@@ -30,11 +30,11 @@ static NEXT_DATABASE: AtomicU64 = AtomicU64::new(0);
 pub struct FuzzRelay {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    writer_thread: Option<std::thread::JoinHandle<()>>,
+    writer_thread: Option<crate::store::Stopped>,
 }
 
 impl FuzzRelay {
-    /// Starts a relay with `config` (its `db_path`, `listen` and `tls` are
+    /// Starts a relay with `config` (its `database`, `listen` and `tls` are
     /// ignored) on a new, empty in-memory database. Call it inside a tokio
     /// runtime.
     pub async fn start(config: Config) -> Result<Self, RelayError> {
@@ -97,8 +97,8 @@ impl FuzzRelay {
         let mut open = self.shared.connections.subscribe();
         let _ = open.wait_for(|n| *n == 0).await;
         self.shared.writer.stop().await;
-        if let Some(thread) = self.writer_thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Some(writer) = self.writer_thread.take() {
+            writer.join().await;
         }
     }
 }

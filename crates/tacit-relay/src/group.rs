@@ -95,13 +95,14 @@ mod tests {
         prekeys_low: 0,
         max_batch: 64,
         max_db_bytes: None,
+        mailbox_recheck: std::time::Duration::from_secs(5),
     };
 
     /// A database of the current schema with the devices `a.1` to `c.1`,
     /// `c.1` with a delivery token and `b.1` with `queued` messages.
     fn store(queued: u32) -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        for migration in crate::store::MIGRATIONS {
+        for migration in crate::store::sqlite::MIGRATIONS {
             c.execute_batch(migration).unwrap();
         }
         for (user, token) in [("a", None), ("b", None), ("c", Some(token_hash(b"token")))] {

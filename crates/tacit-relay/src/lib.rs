@@ -3,9 +3,10 @@
 //!
 //! The relay speaks the frames of [`tacit_relay_proto`] over WebSocket
 //! (path [`WEBSOCKET_PATH`](tacit_relay_proto::WEBSOCKET_PATH)) and keeps
-//! its state in one SQLite file (WAL, `synchronous=FULL`). It stores sealed
-//! envelopes without reading them and without recording who submitted
-//! them. A submission is acknowledged only once its write transaction has
+//! its state in one SQLite file (WAL, `synchronous=FULL`), or in a
+//! PostgreSQL database that several relay nodes share ([`Database`]). It
+//! stores sealed envelopes without reading them and without recording who
+//! submitted them. A submission is acknowledged only once its write transaction has
 //! committed; writes from every connection are committed together in
 //! batches (group commit).
 //!
@@ -57,7 +58,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use limits::Rate;
-pub use store::StoreError;
+pub use store::{Database, StoreError};
 
 use crate::limits::PerIp;
 use crate::link::LinkSlots;
@@ -80,8 +81,9 @@ pub struct TlsFiles {
 pub struct Config {
     /// Where to listen; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// The SQLite file.
-    pub db_path: PathBuf,
+    /// Where the relay keeps its state: a SQLite file ([`Config::new`]) or
+    /// a PostgreSQL database shared by several nodes ([`Config::postgres`]).
+    pub database: Database,
     /// The relay's name, bound into every login signature.
     pub server_name: String,
     /// The most messages one device's mailbox holds.
@@ -118,10 +120,15 @@ pub struct Config {
     pub max_batch: usize,
     /// Read-only database connections.
     pub readers: usize,
-    /// A cap on the database file's size, in bytes; none by default. Past
-    /// it, as on a full disk, changes are refused with `StorageFull` while
-    /// stored messages are still delivered and can be acknowledged.
+    /// A cap on the SQLite file's size, in bytes; none by default (ignored
+    /// on PostgreSQL: cap its storage with quotas). Past it, as on a full
+    /// disk, changes are refused with `StorageFull` while stored messages
+    /// are still delivered and can be acknowledged.
     pub max_db_bytes: Option<u64>,
+    /// On a shared database, how often the mailboxes of the devices online
+    /// here are read again, so that a lost wake-up from another node only
+    /// delays a message. Unused on SQLite.
+    pub mailbox_recheck: Duration,
     /// Serve over TLS with these files (the `tls` feature).
     pub tls: Option<TlsFiles>,
     /// How long shutdown waits for connections to finish.
@@ -167,9 +174,21 @@ pub struct Config {
 impl Config {
     /// The defaults, with the database at `db_path`.
     pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self::with_database(Database::Sqlite(db_path.into()))
+    }
+
+    /// The defaults, on the PostgreSQL database at `url`
+    /// (`postgres://USER@HOST:PORT/DB`).
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Self::with_database(Database::Postgres(url.into()))
+    }
+
+    /// The defaults, on `database`.
+    pub fn with_database(database: Database) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
-            db_path: db_path.into(),
+            database,
+            mailbox_recheck: Duration::from_secs(5),
             server_name: "tacit-relay".into(),
             queue_cap: 10_000,
             message_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -223,6 +242,7 @@ impl Config {
             || self.upgrade_timeout.is_zero()
             || self.login_timeout.is_zero()
             || self.write_timeout.is_zero()
+            || self.mailbox_recheck.is_zero()
         {
             return bad("durations must be positive");
         }
@@ -295,7 +315,7 @@ impl Relay {
         if config.tls.is_some() {
             return Err(RelayError::Tls("built without the tls feature".into()));
         }
-        let database = store::Database::File(config.db_path.clone());
+        let database = config.database.clone();
         let Started {
             shared,
             shutdown: shutdown_tx,
@@ -356,12 +376,13 @@ impl Relay {
             }
             purge.abort();
             shared.writer.stop().await;
-            let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+            let joined = writer_thread.join().await;
             tracing::info!("relay stopped");
             served?;
-            match joined {
-                Ok(Ok(())) => Ok(()),
-                _ => Err(RelayError::Task("the writer thread failed".into())),
+            if joined {
+                Ok(())
+            } else {
+                Err(RelayError::Task("the writer failed".into()))
             }
         });
         tracing::info!(%local_addr, "relay listening");
@@ -411,15 +432,12 @@ impl Relay {
 pub(crate) struct Started {
     pub(crate) shared: Arc<Shared>,
     pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) writer_thread: std::thread::JoinHandle<()>,
+    pub(crate) writer_thread: store::Stopped,
 }
 
 /// Opens the database, starts its writer thread and builds the state every
 /// connection shares.
-pub(crate) async fn start(
-    config: Config,
-    database: &store::Database,
-) -> Result<Started, RelayError> {
+pub(crate) async fn start(config: Config, database: &Database) -> Result<Started, RelayError> {
     let online = Arc::new(Online::default());
     let metrics = Arc::new(Metrics::default());
     let limits = WriterLimits {
@@ -428,10 +446,11 @@ pub(crate) async fn start(
         prekeys_low: config.prekeys_low_threshold,
         max_batch: config.max_batch,
         max_db_bytes: config.max_db_bytes,
+        mailbox_recheck: config.mailbox_recheck,
     };
     let (writer, writer_thread) =
-        store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics))?;
-    let readers = match Readers::open(database, config.readers) {
+        store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics)).await?;
+    let readers = match Readers::open(database, config.readers).await {
         Ok(r) => r,
         Err(e) => {
             writer.stop().await;
@@ -443,7 +462,7 @@ pub(crate) async fn start(
     let shared = Arc::new(Shared {
         per_ip: PerIp::new(config.per_ip_rate),
         per_ip_bytes: PerIp::new(config.per_ip_byte_rate),
-        links: LinkSlots::new(config.link_ttl, config.max_link_slots),
+        links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         config,
         writer,
         readers,

@@ -1,15 +1,19 @@
 //! Link slots: opaque blobs two devices exchange while linking
-//! (`docs/PROTOCOL.md` 14.7), held in memory only.
+//! (`docs/PROTOCOL.md` 14.7), held in memory, or on a shared database in
+//! its `link_slots` table so that every node sees them.
 //!
 //! A slot holds one blob until it is taken (which deletes it) or until it
-//! expires. The relay never reads the blobs. Slots are not durable: a
-//! restart loses them, and the devices start the linking again.
+//! expires. The relay never reads the blobs. Slots in memory are not
+//! durable: a restart loses them, and the devices start the linking again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tacit_relay_proto::{ErrorCode, ErrorReply, LINK_SLOT_LEN};
+
+use crate::store::postgres::links;
+use crate::store::Readers;
 
 /// Slot id to blob and expiry.
 type Slots = HashMap<[u8; LINK_SLOT_LEN], (Vec<u8>, Instant)>;
@@ -20,6 +24,8 @@ pub(crate) struct LinkSlots {
     slots: Mutex<Slots>,
     ttl: Duration,
     max: usize,
+    /// The shared database holding the slots instead of `slots`.
+    shared: Option<deadpool_postgres::Pool>,
 }
 
 impl LinkSlots {
@@ -29,7 +35,20 @@ impl LinkSlots {
             slots: Mutex::new(HashMap::new()),
             ttl,
             max,
+            shared: None,
         }
+    }
+
+    /// Keeps the slots in the shared database `readers` read, if it is one.
+    pub(crate) fn on(mut self, readers: &Readers) -> Self {
+        if let Readers::Postgres(r) = readers {
+            self.shared = Some(r.pool().clone());
+        }
+        self
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -41,7 +60,15 @@ impl LinkSlots {
     /// Puts `blob` in a free slot. An occupied live slot is
     /// `LinkSlotUnavailable`; when `max` slots are live, `RateLimited` with
     /// the time until the oldest expires.
-    pub(crate) fn put(&self, slot: [u8; LINK_SLOT_LEN], blob: Vec<u8>) -> Result<(), ErrorReply> {
+    pub(crate) async fn put(
+        &self,
+        slot: [u8; LINK_SLOT_LEN],
+        blob: Vec<u8>,
+    ) -> Result<(), ErrorReply> {
+        if let Some(pool) = &self.shared {
+            let limits = (crate::now_ms(), self.ttl_ms(), self.max);
+            return links::put(pool, &slot, &blob, limits).await;
+        }
         let now = Instant::now();
         let mut map = self.map();
         if map.get(&slot).is_some_and(|(_, expires)| *expires > now) {
@@ -71,7 +98,10 @@ impl LinkSlots {
 
     /// Takes the blob of a live slot, deleting it; an empty or expired slot
     /// is `LinkSlotUnavailable`.
-    pub(crate) fn take(&self, slot: &[u8; LINK_SLOT_LEN]) -> Result<Vec<u8>, ErrorReply> {
+    pub(crate) async fn take(&self, slot: &[u8; LINK_SLOT_LEN]) -> Result<Vec<u8>, ErrorReply> {
+        if let Some(pool) = &self.shared {
+            return links::take(pool, slot, crate::now_ms()).await;
+        }
         match self.map().remove(slot) {
             Some((blob, expires)) if expires > Instant::now() => Ok(blob),
             _ => Err(ErrorReply::new(
@@ -81,8 +111,13 @@ impl LinkSlots {
         }
     }
 
-    /// Deletes expired slots.
+    /// Deletes expired slots (on a shared database, in the background).
     pub(crate) fn sweep(&self) {
+        if let Some(pool) = &self.shared {
+            let pool = pool.clone();
+            tokio::spawn(async move { links::sweep(&pool, crate::now_ms()).await });
+            return;
+        }
         let now = Instant::now();
         self.map().retain(|_, (_, expires)| *expires > now);
     }
@@ -93,18 +128,18 @@ impl LinkSlots {
 mod tests {
     use super::*;
 
-    #[test]
-    fn slots_are_bounded_and_freed_by_takes() {
+    #[tokio::test]
+    async fn slots_are_bounded_and_freed_by_takes() {
         let slots = LinkSlots::new(Duration::from_secs(60), 2);
-        slots.put([1; 32], vec![1]).unwrap();
-        slots.put([2; 32], vec![2]).unwrap();
-        let full = slots.put([3; 32], vec![3]).unwrap_err();
+        slots.put([1; 32], vec![1]).await.unwrap();
+        slots.put([2; 32], vec![2]).await.unwrap();
+        let full = slots.put([3; 32], vec![3]).await.unwrap_err();
         assert_eq!(full.code, ErrorCode::RateLimited);
         assert!(full.retry_after_ms.is_some());
-        assert_eq!(slots.take(&[1; 32]).unwrap(), vec![1]);
-        slots.put([3; 32], vec![3]).unwrap();
+        assert_eq!(slots.take(&[1; 32]).await.unwrap(), vec![1]);
+        slots.put([3; 32], vec![3]).await.unwrap();
         assert_eq!(
-            slots.put([3; 32], vec![4]).unwrap_err().code,
+            slots.put([3; 32], vec![4]).await.unwrap_err().code,
             ErrorCode::LinkSlotUnavailable
         );
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tacit_relay::{Config, Rate, Relay, TlsFiles};
+use tacit_relay::{Config, Database, Rate, Relay, TlsFiles};
 
 /// The tacit relay: authenticated delivery of sealed envelopes, a prekey
 /// directory and durable mailboxes in one SQLite file.
@@ -15,9 +15,14 @@ struct Args {
     /// Address to listen on (WebSocket at /v1).
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// The SQLite database file.
+    /// The database: a SQLite file's path, or a PostgreSQL URL
+    /// (postgres://USER@HOST:PORT/DB) shared by several relay nodes.
     #[arg(long, default_value = "./tacit-relay.db")]
-    db: PathBuf,
+    db: String,
+    /// On PostgreSQL, how often the mailboxes of the devices online on this
+    /// node are read again, in case a wake-up from another node was lost.
+    #[arg(long, default_value_t = 5)]
+    mailbox_recheck_secs: u64,
     /// The relay's name, bound into login signatures.
     #[arg(long, default_value = "tacit-relay")]
     server_name: String,
@@ -111,7 +116,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut config = Config::new(args.db);
+    let mut config = Config::with_database(Database::from_arg(&args.db));
+    config.mailbox_recheck = Duration::from_secs(args.mailbox_recheck_secs.max(1));
     config.listen = args.listen;
     config.server_name = args.server_name;
     config.queue_cap = args.queue_cap;

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tacit::Address;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::kem::PreKeyCounts;
 
@@ -51,33 +51,69 @@ impl Signal {
     }
 }
 
+/// A device's connection and when it logged in (ms since the Unix epoch).
+type Entry = (Arc<Signal>, u64);
+
 /// The registry of logged-in devices: at most one connection per device.
 #[derive(Debug, Default)]
 pub(crate) struct Online {
-    devices: Mutex<HashMap<Address, Arc<Signal>>>,
+    devices: Mutex<HashMap<Address, Entry>>,
     /// Devices removed from their users' lists since start.
     removed: AtomicU64,
+    /// Where logins are announced to the other nodes of a shared database.
+    announce: OnceLock<mpsc::UnboundedSender<(Address, u64)>>,
 }
 
 impl Online {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Arc<Signal>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Entry>> {
         self.devices
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes `signal` the device's connection; an earlier one is told it
-    /// was replaced.
+    /// was replaced, here and (with [`Online::announce_logins`]) on the
+    /// other nodes.
     pub(crate) fn insert(&self, address: Address, signal: Arc<Signal>) {
-        if let Some(old) = self.map().insert(address, signal) {
+        let since = crate::now_ms();
+        if let Some((old, _)) = self.map().insert(address.clone(), (signal, since)) {
             old.kicked.notify_one();
+        }
+        if let Some(announce) = self.announce.get() {
+            let _ = announce.send((address, since));
+        }
+    }
+
+    /// Sends every later login (address, time) to `announce`.
+    pub(crate) fn announce_logins(&self, announce: mpsc::UnboundedSender<(Address, u64)>) {
+        let _ = self.announce.set(announce);
+    }
+
+    /// Another node logged the device in at `since_ms`: a connection here
+    /// that logged in no later is told it was replaced.
+    pub(crate) fn superseded(&self, address: &Address, since_ms: u64) {
+        let mut map = self.map();
+        if map.get(address).is_some_and(|(_, own)| *own <= since_ms) {
+            if let Some((old, _)) = map.remove(address) {
+                old.kicked.notify_one();
+            }
+        }
+    }
+
+    /// Wakes every connection's delivery task, to read its mailbox again.
+    pub(crate) fn wake_all(&self) {
+        for (signal, _) in self.map().values() {
+            signal.wake.notify_one();
         }
     }
 
     /// Forgets the device's connection if it is still `connection`.
     pub(crate) fn remove(&self, address: &Address, connection: u64) {
         let mut map = self.map();
-        if map.get(address).is_some_and(|s| s.connection == connection) {
+        if map
+            .get(address)
+            .is_some_and(|(s, _)| s.connection == connection)
+        {
             map.remove(address);
         }
     }
@@ -86,7 +122,7 @@ impl Online {
     /// removed from its user's list.
     pub(crate) fn device_removed(&self, address: &Address) {
         self.removed.fetch_add(1, Ordering::Relaxed);
-        if let Some(s) = self.map().remove(address) {
+        if let Some((s, _)) = self.map().remove(address) {
             s.removed.store(true, Ordering::Release);
             s.kicked.notify_one();
         }
@@ -94,14 +130,14 @@ impl Online {
 
     /// Wakes the device's delivery task, if it is online.
     pub(crate) fn wake(&self, address: &Address) {
-        if let Some(s) = self.map().get(address) {
+        if let Some((s, _)) = self.map().get(address) {
             s.wake.notify_one();
         }
     }
 
     /// Warns the device, if it is online, that its prekeys run low.
     pub(crate) fn prekeys_low(&self, address: &Address, remaining: PreKeyCounts) {
-        if let Some(s) = self.map().get(address) {
+        if let Some((s, _)) = self.map().get(address) {
             *s.low
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(remaining);

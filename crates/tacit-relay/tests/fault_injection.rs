@@ -8,18 +8,24 @@
 //! by tag, nothing may arrive that was never sent, and acknowledged acks
 //! must survive one more SIGKILL.
 //!
+//! The same run on three relay nodes over one PostgreSQL database
+//! (clients spread over the nodes and moving to another one when theirs
+//! dies): nodes killed with SIGKILL, and the database restarted
+//! (`pg_ctl restart -m immediate`) in the middle of the load.
+//!
 //! `TACIT_FAULT_SEED` picks the seed (printed with the counts).
 
 mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use common::pg::Postgres;
 use common::{now_ms, Device, TempDir};
 use futures_util::{SinkExt, StreamExt};
 use tacit_relay_proto::{
@@ -42,6 +48,8 @@ const WINDOW: usize = 8;
 const KILLS: u32 = 4;
 /// The whole run, kills included, must finish within this.
 const DEADLINE: Duration = Duration::from_secs(45);
+/// The same on three nodes and PostgreSQL, restarted once.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(90);
 /// A read that waits longer than this treats the connection as lost.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -126,7 +134,7 @@ fn rate_flags() -> Vec<&'static str> {
 
 /// Starts the binary on `listen`; None if it did not come up (the port
 /// was taken).
-async fn try_spawn(db: &Path, listen: SocketAddr) -> Option<RelayProcess> {
+async fn try_spawn(db: &OsStr, listen: SocketAddr) -> Option<RelayProcess> {
     let mut child = Command::new(BIN)
         .arg("--listen")
         .arg(listen.to_string())
@@ -158,7 +166,7 @@ async fn try_spawn(db: &Path, listen: SocketAddr) -> Option<RelayProcess> {
 
 /// Starts the binary on the same port as before if it is free, else on a
 /// new one (clients learn it through `Shared::addr`).
-async fn spawn(db: &Path, port: Option<u16>) -> RelayProcess {
+async fn spawn(db: &OsStr, port: Option<u16>) -> RelayProcess {
     if let Some(port) = port {
         if let Some(relay) = try_spawn(db, SocketAddr::from(([127, 0, 0, 1], port))).await {
             return relay;
@@ -171,23 +179,29 @@ async fn spawn(db: &Path, port: Option<u16>) -> RelayProcess {
 
 /// What every task shares.
 struct Shared {
-    addr: RwLock<SocketAddr>,
+    /// The nodes' addresses.
+    addrs: RwLock<Vec<SocketAddr>>,
     /// Submissions acknowledged so far, across senders.
     acknowledged: AtomicU64,
     /// Set when receivers should stop.
     stop: AtomicBool,
     started: Instant,
+    deadline: Duration,
 }
 
 impl Shared {
-    fn addr(&self) -> SocketAddr {
-        *self.addr.read().unwrap()
+    /// A node, chosen at random: clients spread over the nodes, and a
+    /// client whose node died moves to another.
+    fn addr(&self, rng: &mut Rng) -> SocketAddr {
+        let addrs = self.addrs.read().unwrap();
+        addrs[rng.below(addrs.len() as u64) as usize]
     }
 
     fn check_deadline(&self, who: &str) {
         assert!(
-            self.started.elapsed() < DEADLINE,
-            "{who}: the run passed its deadline of {DEADLINE:?}"
+            self.started.elapsed() < self.deadline,
+            "{who}: the run passed its deadline of {:?}",
+            self.deadline
         );
     }
 }
@@ -308,7 +322,7 @@ async fn reconnect(shared: &Shared, who: &str, rng: &mut Rng) -> Wire {
     let mut backoff = Duration::from_millis(10);
     loop {
         shared.check_deadline(who);
-        if let Some(wire) = Wire::connect(shared.addr()).await {
+        if let Some(wire) = Wire::connect(shared.addr(rng)).await {
             return wire;
         }
         let jitter = Duration::from_millis(rng.below(backoff.as_millis() as u64 + 1));
@@ -531,31 +545,52 @@ async fn drain(index: u32, device: &Device, shared: &Shared, state: &mut Receive
 
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
-    let seed = std::env::var("TACIT_FAULT_SEED")
+fn seed() -> u64 {
+    std::env::var("TACIT_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x7ac1_7f17_u64);
-    let mut rng = Rng(seed);
+        .unwrap_or(0x7ac1_7f17_u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
     let dir = TempDir::new("faults");
-    let db = dir.db();
+    run(dir.db().as_os_str(), 1, None, DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_postgres_lose_nothing_across_node_kills_and_a_database_restart() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.url();
+    let pg = Arc::new(pg);
+    run(OsStr::new(&url), 3, Some(pg), CLUSTER_DEADLINE).await;
+}
+
+/// The run on `nodes` relay processes on `db`; with `pg`, the second fault
+/// restarts the database instead of killing a node.
+async fn run(db: &OsStr, nodes: usize, pg: Option<Arc<Postgres>>, deadline: Duration) {
+    let seed = seed();
+    let mut rng = Rng(seed);
     let started = Instant::now();
 
-    let mut relay = spawn(&db, None).await;
+    let mut relays = Vec::new();
+    for _ in 0..nodes {
+        relays.push(spawn(db, None).await);
+    }
     let shared = Arc::new(Shared {
-        addr: RwLock::new(relay.addr),
+        addrs: RwLock::new(relays.iter().map(|r| r.addr).collect()),
         acknowledged: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         started,
+        deadline,
     });
     let receivers: Arc<Vec<Device>> = Arc::new(
         (0..RECEIVERS)
             .map(|r| Device::numbered(&format!("receiver{r}"), 1, r))
             .collect(),
     );
-    for device in receivers.iter() {
-        let mut wire = Wire::connect(relay.addr).await.unwrap();
+    for (r, device) in receivers.iter().enumerate() {
+        let mut wire = Wire::connect(relays[r % nodes].addr).await.unwrap();
         wire.register(device).await.unwrap();
     }
 
@@ -572,6 +607,7 @@ async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
     // seeded-random few milliseconds after the point is passed.
     let total = u64::from(SENDERS * PER_SENDER);
     let mut kills = 0u32;
+    let mut restarts = 0u32;
     let mut downtime = Duration::ZERO;
     for k in 0..KILLS {
         let span = total / u64::from(KILLS + 1);
@@ -584,12 +620,24 @@ async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
         if shared.acknowledged.load(Ordering::SeqCst) >= total {
             break;
         }
-        relay.child.kill().await.unwrap();
-        kills += 1;
         let down = Instant::now();
-        tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
-        relay = spawn(&db, Some(relay.addr.port())).await;
-        *shared.addr.write().unwrap() = relay.addr;
+        match &pg {
+            Some(pg) if k == 1 => {
+                let pg = Arc::clone(pg);
+                tokio::task::spawn_blocking(move || pg.restart("immediate"))
+                    .await
+                    .unwrap();
+                restarts += 1;
+            }
+            _ => {
+                let n = k as usize % nodes;
+                relays[n].child.kill().await.unwrap();
+                kills += 1;
+                tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+                relays[n] = spawn(db, Some(relays[n].addr.port())).await;
+                shared.addrs.write().unwrap()[n] = relays[n].addr;
+            }
+        }
         downtime += down.elapsed();
     }
 
@@ -628,9 +676,9 @@ async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
 
     // Acknowledged acks are durable: one more SIGKILL, and every mailbox
     // is still empty.
-    relay.child.kill().await.unwrap();
-    relay = spawn(&db, Some(relay.addr.port())).await;
-    *shared.addr.write().unwrap() = relay.addr;
+    relays[0].child.kill().await.unwrap();
+    relays[0] = spawn(db, Some(relays[0].addr.port())).await;
+    shared.addrs.write().unwrap()[0] = relays[0].addr;
     for (r, state) in states.iter_mut().enumerate() {
         let raw = state.raw;
         let backlog = drain(r as u32, &receivers[r], &shared, state).await;
@@ -640,7 +688,9 @@ async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
             "receiver {r}: acked messages came back after a SIGKILL"
         );
     }
-    relay.child.kill().await.unwrap();
+    for relay in &mut relays {
+        relay.child.kill().await.unwrap();
+    }
 
     // The application saw each acknowledged submission exactly once, and
     // nothing else.
@@ -675,11 +725,16 @@ async fn acknowledged_messages_arrive_exactly_once_across_sigkills() {
     // A second stored copy can only come from a submission that was sent
     // and not acknowledged.
     assert!(second_copies <= attempts - acked.len() as u64);
-    assert!(kills >= 3, "only {kills} kills happened during the run");
+    assert!(
+        kills + restarts >= 3,
+        "only {kills} kills and {restarts} database restarts happened during the run"
+    );
+    assert_eq!(restarts > 0, pg.is_some(), "the database was not restarted");
 
     println!(
-        "fault injection (seed {seed:#x}): {SENDERS} senders, {RECEIVERS} receivers, \
-         {kills} SIGKILLs during the run (+1 after), downtime {downtime:?}\n  \
+        "fault injection (seed {seed:#x}): {nodes} node(s), {SENDERS} senders, {RECEIVERS} receivers, \
+         {kills} SIGKILLs of a node and {restarts} database restarts during the run (+1 kill after), \
+         downtime {downtime:?}\n  \
          sent {attempts} (resends {}), acknowledged {}, delivered raw {raw}, \
          duplicates dropped {} (second copies {second_copies}, redeliveries {redeliveries}), \
          delivered once {}, acks confirmed {acks}, retryable refusals {refusals}, \

@@ -8,6 +8,8 @@
 )]
 //! A minimal test client for the relay, and helpers to start relays.
 
+pub mod pg;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,450 @@
+//! The relay's store: every change goes through [`Writer`], every read
+//! through [`Readers`], over one of two backends.
+//!
+//! A command is queued on a channel; the backend's writer takes every
+//! command waiting (up to a batch limit), applies each inside its own
+//! savepoint of one transaction (a refused or failed command changes
+//! nothing), commits the batch durably, and only then answers each
+//! command. An answer of success therefore means durable. The backends:
+//! [`sqlite`] (one file, one node; the default) and [`postgres`] (any
+//! number of interchangeable nodes on one PostgreSQL database).
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tacit::identity::DeviceList;
+use tacit::wire::PreKeyBundleMessage;
+use tacit::{Address, DeviceId, IdentityKey};
+use tacit_relay_proto::{ErrorCode, ErrorReply, SharedPayloadBytes, UploadPreKeys};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::group::GroupCopy;
+use crate::kem::PreKeyCounts;
+use crate::metrics::Metrics;
+use crate::online::Online;
+
+pub(crate) use sqlite::{insert_envelope, may_submit};
+
+/// A store failure that is not a refusal: the database could not be opened
+/// or used.
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub(crate) fn msg(message: impl Into<String>) -> Self {
+        Self(message.into().into())
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+/// The result of a command: a value, or a typed refusal.
+pub(crate) type Outcome<T> = Result<T, ErrorReply>;
+
+pub(crate) fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Outcome<T> {
+    Err(ErrorReply::new(code, message))
+}
+
+/// Where the relay keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Database {
+    /// A SQLite file, opened in WAL mode with `synchronous=FULL`: one relay
+    /// process owns it.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database named by its URL
+    /// (`postgres://USER@HOST:PORT/DB`, or a `postgresql://` URL; a Unix
+    /// socket directory goes in a `host=` query parameter): any number of
+    /// relay nodes share it.
+    Postgres(String),
+    /// A SQLite database held in memory for the life of the process's
+    /// connections to it, named by a `file:/NAME?vfs=memdb` URI: for
+    /// fuzzing the request handling without a disk. Not durable.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    Memory(String),
+}
+
+impl Database {
+    /// Reads a `--db` argument: a `postgres://` or `postgresql://` URL is
+    /// PostgreSQL, anything else the path of a SQLite file.
+    pub fn from_arg(arg: &str) -> Self {
+        let lower = arg.get(..13).unwrap_or(arg).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Self::Postgres(arg.to_owned())
+        } else {
+            Self::Sqlite(PathBuf::from(arg))
+        }
+    }
+
+    /// Whether several relay nodes may share this database.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
+/// What the writer does.
+pub(crate) enum Command {
+    /// Registers a device presenting its user's list, which the caller has
+    /// verified, checked to name the device's user id and to list the
+    /// device with its identity key.
+    Register {
+        address: Address,
+        identity_key: IdentityKey,
+        device_list: Box<DeviceList>,
+        list_bytes: Vec<u8>,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<bool>>,
+    },
+    /// Stores a newer list of the user of `publisher` (a logged-in device),
+    /// which the caller has verified and checked to name that user id;
+    /// answers the stored version.
+    PublishList {
+        publisher: Address,
+        device_list: Box<DeviceList>,
+        list_bytes: Vec<u8>,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    UploadPreKeys {
+        address: Address,
+        upload: UploadPreKeys,
+        max_one_time: u32,
+        max_one_time_kem: u32,
+        reply: oneshot::Sender<Outcome<PreKeyCounts>>,
+    },
+    ClaimBundles {
+        user_id: String,
+        device_id: Option<DeviceId>,
+        reply: oneshot::Sender<Outcome<Claimed>>,
+    },
+    Submit {
+        recipient: Address,
+        envelope: Vec<u8>,
+        token_hash: Option<[u8; 32]>,
+        authenticated: bool,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    /// Queues one group envelope per recipient, all or none; answers how
+    /// many.
+    SubmitGroup {
+        shared: SharedPayloadBytes,
+        copies: Vec<GroupCopy>,
+        authenticated: bool,
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u32>>,
+    },
+    Ack {
+        address: Address,
+        ids: Vec<u64>,
+        reply: oneshot::Sender<Outcome<u32>>,
+    },
+    SetToken {
+        address: Address,
+        token_hash: Option<[u8; 32]>,
+        reply: oneshot::Sender<Outcome<()>>,
+    },
+    TakeExpired {
+        address: Address,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    Purge {
+        now_ms: u64,
+        reply: oneshot::Sender<Outcome<u64>>,
+    },
+    /// Stop after this batch.
+    Stop,
+}
+
+impl Command {
+    /// A number that is the same for every command about one user (the
+    /// recipient's, the device's or the list's user id): commands with the
+    /// same number run in order on one writer.
+    pub(crate) fn partition(&self) -> usize {
+        let user = match self {
+            Self::Register { address, .. }
+            | Self::UploadPreKeys { address, .. }
+            | Self::Ack { address, .. }
+            | Self::SetToken { address, .. }
+            | Self::TakeExpired { address, .. } => address.user_id(),
+            Self::PublishList { publisher, .. } => publisher.user_id(),
+            Self::ClaimBundles { user_id, .. } => user_id,
+            Self::Submit { recipient, .. } => recipient.user_id(),
+            Self::SubmitGroup { copies, .. } => {
+                copies.first().map_or("", |c| c.recipient.user_id())
+            }
+            Self::Purge { .. } | Self::Stop => "",
+        };
+        // FNV-1a: stable, and spreads short ids well enough.
+        let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % 1_000_003).unwrap_or(0)
+    }
+}
+
+/// Claimed bundles: the user's signed device list and one bundle per
+/// device with a signed prekey.
+pub(crate) type Claimed = (Vec<u8>, Vec<(DeviceId, PreKeyBundleMessage)>);
+
+/// Limits the writer applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterLimits {
+    pub(crate) queue_cap: u32,
+    pub(crate) ttl_ms: u64,
+    pub(crate) prekeys_low: u32,
+    pub(crate) max_batch: usize,
+    /// A cap on the database's size, in bytes (SQLite only).
+    pub(crate) max_db_bytes: Option<u64>,
+    /// How often a node of a shared database reads its online devices'
+    /// mailboxes again.
+    pub(crate) mailbox_recheck: std::time::Duration,
+}
+
+/// The writer's queue.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    /// One queue per writer: one on SQLite, several on PostgreSQL, where
+    /// a command goes to the writer of its user ([`Command::partition`]),
+    /// so one user's commands run in the order they are queued.
+    tx: Vec<mpsc::Sender<Command>>,
+}
+
+impl Writer {
+    /// Queues a command built around a reply channel (commands run in the
+    /// order they are queued) and returns the future of its answer, which
+    /// comes after the command's batch committed.
+    pub(crate) async fn queue<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(oneshot::Sender<Outcome<T>>) -> Command,
+    ) -> impl std::future::Future<Output = Outcome<T>> + Send + Sync + 'static {
+        let (reply, rx) = oneshot::channel();
+        let command = build(reply);
+        let writer = match self.tx.len() {
+            0 | 1 => 0,
+            n => command.partition() % n,
+        };
+        let sent = match self.tx.get(writer) {
+            Some(tx) => tx.send(command).await.is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return refuse(ErrorCode::ShuttingDown, "the relay is shutting down");
+            }
+            rx.await
+                .unwrap_or_else(|_| refuse(ErrorCode::ShuttingDown, "the relay is shutting down"))
+        }
+    }
+
+    /// Queues a command and waits for its answer.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(oneshot::Sender<Outcome<T>>) -> Command,
+    ) -> Outcome<T> {
+        self.queue(build).await.await
+    }
+
+    /// Asks the writer thread to stop after the commands queued before.
+    pub(crate) async fn stop(&self) {
+        for tx in &self.tx {
+            let _ = tx.send(Command::Stop).await;
+        }
+    }
+}
+
+/// After-commit effects: wake recipients, warn owners of low prekeys, close
+/// the connections of removed devices.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub(crate) mail: Vec<Address>,
+    pub(crate) removed: Vec<Address>,
+    pub(crate) low: Vec<(Address, PreKeyCounts)>,
+    pub(crate) submitted: u64,
+    pub(crate) acked: u64,
+    pub(crate) expired: u64,
+}
+
+impl Effects {
+    /// Adds another command's effects.
+    pub(crate) fn merge(&mut self, other: Self) {
+        self.mail.extend(other.mail);
+        self.removed.extend(other.removed);
+        self.low.extend(other.low);
+        self.submitted += other.submitted;
+        self.acked += other.acked;
+        self.expired += other.expired;
+    }
+
+    /// Closes removed devices' connections. Runs after the commit and
+    /// before any answer goes out: a registration in the batch that takes a
+    /// removed device's address (a recovered device) logs in only after its
+    /// answer, so it is never taken for the removed one.
+    pub(crate) fn close_removed(&self, online: &Online) {
+        for address in &self.removed {
+            online.device_removed(address);
+        }
+    }
+
+    /// Wakes the recipients (once each, however many messages they got) and
+    /// warns the owners of low prekeys. Runs after the answers.
+    pub(crate) fn wake(mut self, online: &Online) {
+        self.mail.sort_unstable();
+        self.mail.dedup();
+        for address in &self.mail {
+            online.wake(address);
+        }
+        for (address, remaining) in self.low {
+            online.prekeys_low(&address, remaining);
+        }
+    }
+}
+
+/// Starts the backend's writer. It ends when every [`Writer`] is dropped
+/// or [`Writer::stop`] is called, after answering the commands queued.
+pub(crate) async fn start_writer(
+    database: &Database,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+) -> Result<(Writer, Stopped), StoreError> {
+    match database {
+        Database::Postgres(url) => {
+            let (writer, task) = postgres::start_writer(url, limits, online, metrics).await?;
+            Ok((writer, Stopped::Task(task)))
+        }
+        _ => {
+            let (writer, thread) = sqlite::start_writer(database, limits, online, metrics)?;
+            Ok((writer, Stopped::Thread(thread)))
+        }
+    }
+}
+
+/// The writer's thread or task, to wait for after [`Writer::stop`].
+#[derive(Debug)]
+pub(crate) enum Stopped {
+    /// The SQLite writer thread.
+    Thread(std::thread::JoinHandle<()>),
+    /// The PostgreSQL writer task.
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Stopped {
+    /// Waits for the writer to finish; false if it failed.
+    pub(crate) async fn join(self) -> bool {
+        match self {
+            Self::Thread(thread) => matches!(
+                tokio::task::spawn_blocking(move || thread.join()).await,
+                Ok(Ok(()))
+            ),
+            Self::Task(task) => task.await.is_ok(),
+        }
+    }
+}
+
+/// The read side of the store.
+#[derive(Debug, Clone)]
+pub(crate) enum Readers {
+    /// Read-only SQLite connections.
+    Sqlite(sqlite::Readers),
+    /// The PostgreSQL pool.
+    Postgres(postgres::Readers),
+}
+
+impl Readers {
+    /// Opens `count` readers of `database`.
+    pub(crate) async fn open(database: &Database, count: usize) -> Result<Self, StoreError> {
+        match database {
+            Database::Postgres(url) => {
+                Ok(Self::Postgres(postgres::Readers::open(url, count).await?))
+            }
+            _ => Ok(Self::Sqlite(sqlite::Readers::open(database, count)?)),
+        }
+    }
+
+    /// The device, if it is registered and may log in.
+    pub(crate) async fn device(&self, address: &Address) -> Outcome<Option<DeviceInfo>> {
+        match self {
+            Self::Sqlite(r) => r.device(address).await,
+            Self::Postgres(r) => r.device(address).await,
+        }
+    }
+
+    /// The user's current signed device list, as stored.
+    pub(crate) async fn device_list(&self, user_id: &str) -> Outcome<Option<Vec<u8>>> {
+        match self {
+            Self::Sqlite(r) => r.device_list(user_id).await,
+            Self::Postgres(r) => r.device_list(user_id).await,
+        }
+    }
+
+    /// Up to `limit` unexpired messages of the device's mailbox after id
+    /// `after`, in id order.
+    pub(crate) async fn messages_after(
+        &self,
+        address: &Address,
+        after: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Outcome<Vec<StoredMessage>> {
+        match self {
+            Self::Sqlite(r) => r.messages_after(address, after, now_ms, limit).await,
+            Self::Postgres(r) => r.messages_after(address, after, now_ms, limit).await,
+        }
+    }
+
+    /// Queue statistics for the metrics endpoint.
+    pub(crate) async fn stats(&self) -> Outcome<QueueStats> {
+        match self {
+            Self::Sqlite(r) => r.stats().await,
+            Self::Postgres(r) => r.stats().await,
+        }
+    }
+}
+
+/// A registered device, as login needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceInfo {
+    pub(crate) identity_key: IdentityKey,
+    pub(crate) one_time_prekeys: u32,
+    pub(crate) has_signed_prekey: bool,
+    pub(crate) one_time_kem_prekeys: u32,
+    pub(crate) has_kem_prekey: bool,
+}
+
+/// A stored message.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMessage {
+    pub(crate) id: u64,
+    pub(crate) server_ms: u64,
+    pub(crate) envelope: Vec<u8>,
+    /// The envelope's kind as stored (0 sealed, 1 group).
+    pub(crate) kind: u32,
+}
+
+/// Queue statistics for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QueueStats {
+    pub(crate) devices: u64,
+    pub(crate) queued_messages: u64,
+    pub(crate) max_queue_depth: u64,
+    pub(crate) nonempty_queues: u64,
+    pub(crate) one_time_prekeys: u64,
+    pub(crate) one_time_kem_prekeys: u64,
+}

@@ -1,0 +1,181 @@
+//! The PostgreSQL writer's mailbox commands: submissions (single and
+//! group), acks and the purge of expired messages.
+
+use subtle::ConstantTimeEq;
+use tacit::Address;
+use tacit_relay_proto::{EnvelopeKind, ErrorCode, ErrorReply, SharedPayloadBytes};
+use tokio_postgres::Error;
+
+use super::apply::{execute, i64_of, query, query_opt, u64_of, Tx};
+use crate::group::GroupCopy;
+use crate::store::{refuse, Effects, Outcome, WriterLimits};
+
+/// The checks of `Submit`, without writing: the device exists, its token
+/// is presented unless `authenticated`, its queue is below the cap. The
+/// device row is locked to the commit.
+pub(super) async fn may_submit(
+    t: &Tx<'_>,
+    recipient: &Address,
+    token_hash: Option<[u8; 32]>,
+    authenticated: bool,
+    limits: &WriterLimits,
+) -> Result<Outcome<()>, Error> {
+    let Some(row) = query_opt(
+        t,
+        "SELECT token_hash, queued FROM devices WHERE user_id = $1 AND device_id = $2 FOR UPDATE",
+        &[&recipient.user_id(), &i64::from(recipient.device_id())],
+    )
+    .await?
+    else {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    };
+    let (stored_token, queued): (Option<Vec<u8>>, i64) = (row.get(0), row.get(1));
+    if let (Some(stored), false) = (stored_token, authenticated) {
+        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
+        if !matches {
+            return Ok(refuse(
+                ErrorCode::DeliveryTokenRefused,
+                "the recipient requires its delivery token",
+            ));
+        }
+    }
+    if u64_of(queued) >= u64::from(limits.queue_cap) {
+        return Ok(refuse(
+            ErrorCode::QueueFull,
+            format!("the recipient's queue holds {queued} messages, the most allowed"),
+        ));
+    }
+    Ok(Ok(()))
+}
+
+/// Queues `envelope` for `recipient`, which [`may_submit`] accepted (and
+/// locked); answers the message id.
+pub(super) async fn insert_envelope(
+    t: &Tx<'_>,
+    recipient: &Address,
+    (envelope, kind): (&[u8], EnvelopeKind),
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<u64, Error> {
+    let (user, device) = (recipient.user_id(), i64::from(recipient.device_id()));
+    // One round trip: the insert and the device's count.
+    let row = query(
+        t,
+        "WITH counted AS (
+            UPDATE devices SET queued = queued + 1 WHERE user_id = $1 AND device_id = $2
+         )
+         INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[
+            &user,
+            &device,
+            &i64_of(now_ms),
+            &i64_of(now_ms.saturating_add(limits.ttl_ms)),
+            &envelope,
+            &i64::from(kind.as_u32()),
+        ],
+    )
+    .await?;
+    Ok(row.first().map_or(0, |r| u64_of(r.get(0))))
+}
+
+/// As the SQLite backend's `submit_group`: every recipient is checked
+/// before any envelope is written; the first refusal refuses all.
+pub(super) async fn submit_group(
+    t: &Tx<'_>,
+    shared: &SharedPayloadBytes,
+    copies: &[GroupCopy],
+    authenticated: bool,
+    now_ms: u64,
+    limits: &WriterLimits,
+    effects: &mut Effects,
+) -> Result<Outcome<u32>, Error> {
+    for (index, copy) in copies.iter().enumerate() {
+        let checked =
+            may_submit(t, &copy.recipient, copy.token_hash, authenticated, limits).await?;
+        if let Err(refusal) = checked {
+            return Ok(Err(ErrorReply::new(
+                refusal.code,
+                format!(
+                    "recipient {index} ({}): {}; nothing was queued",
+                    copy.recipient, refusal.message
+                ),
+            )));
+        }
+    }
+    for copy in copies {
+        let envelope = shared.envelope_for(&copy.wrapped_key);
+        insert_envelope(
+            t,
+            &copy.recipient,
+            (&envelope, EnvelopeKind::Group),
+            now_ms,
+            limits,
+        )
+        .await?;
+        effects.mail.push(copy.recipient.clone());
+    }
+    let n = u32::try_from(copies.len()).unwrap_or(u32::MAX);
+    effects.submitted += u64::from(n);
+    Ok(Ok(n))
+}
+
+pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, Error> {
+    let (user, device) = (address.user_id(), i64::from(address.device_id()));
+    let wanted: Vec<i64> = ids
+        .iter()
+        .filter_map(|&id| i64::try_from(id).ok())
+        .collect();
+    // One round trip for the whole ack; a repeated id is deleted once, so
+    // it falls short like a stranger id and refuses the ack.
+    let deleted: Vec<u64> = query(
+        t,
+        "WITH gone AS (
+            DELETE FROM messages WHERE id = ANY($3) AND user_id = $1 AND device_id = $2 RETURNING id
+         ), counted AS (
+            UPDATE devices SET queued = queued - (SELECT COUNT(*) FROM gone)
+            WHERE user_id = $1 AND device_id = $2
+         )
+         SELECT id FROM gone",
+        &[&user, &device, &wanted],
+    )
+    .await?
+    .iter()
+    .map(|r| u64_of(r.get(0)))
+    .collect();
+    if deleted.len() != ids.len() {
+        let missing = ids
+            .iter()
+            .enumerate()
+            .find(|(i, id)| !deleted.contains(id) || ids[..*i].contains(id))
+            .map_or(0, |(_, id)| *id);
+        return Ok(refuse(
+            ErrorCode::UnknownMessage,
+            format!("message {missing} is not in this mailbox; nothing was deleted"),
+        ));
+    }
+    Ok(Ok(u32::try_from(deleted.len()).unwrap_or(u32::MAX)))
+}
+
+/// Deletes the expired messages and counts them against their devices.
+pub(super) async fn purge(t: &Tx<'_>, now_ms: u64) -> Result<u64, Error> {
+    let groups = query(
+        t,
+        "WITH gone AS (DELETE FROM messages WHERE expires_ms <= $1 RETURNING user_id, device_id)
+         SELECT user_id, device_id, COUNT(*) FROM gone GROUP BY user_id, device_id ORDER BY user_id, device_id",
+        &[&i64_of(now_ms)],
+    )
+    .await?;
+    let mut total = 0;
+    for row in groups {
+        let (user, device, n): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        execute(
+            t,
+            "UPDATE devices SET queued = queued - $3, expired_unreported = expired_unreported + $3 WHERE user_id = $1 AND device_id = $2",
+            &[&user, &device, &n],
+        )
+        .await?;
+        total += u64_of(n);
+    }
+    Ok(total)
+}

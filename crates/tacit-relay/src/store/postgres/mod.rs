@@ -1,0 +1,469 @@
+//! The PostgreSQL backend: any number of relay nodes share one database.
+//!
+//! Each node runs a few writer tasks (one user's commands always on the
+//! same one, in order); each takes every command waiting for it (up to a
+//! batch limit) and applies them in one transaction, each in its own
+//! savepoint, as the SQLite backend does (group commit: one WAL flush for
+//! the batch). Every connection runs with `synchronous_commit = on`, checked
+//! at start, so a `COMMIT` that returned is on the server's disk; answers go
+//! out only after it.
+//!
+//! Nodes write concurrently. A batch first locks, in one sorted order, the
+//! user and device rows its commands will change, so two nodes' batches do
+//! not deadlock on each other; a deadlock or unique-key race that remains
+//! (a new user registered on two nodes at once) rolls the batch back and
+//! runs it again. A device row stays locked from a message's check to the
+//! commit, so one mailbox's message ids are committed in increasing order
+//! and a reader that has seen id `n` never misses a later commit below it.
+//! A batch that failed before its `COMMIT` was sent (the database
+//! restarting, say) changed nothing and is run again on a new connection
+//! for a while. When the answer to `COMMIT` itself is lost, the writer asks
+//! a new connection for the transaction's fate (`txid_status`): committed,
+//! it answers as usual; rolled back, it runs the batch again. Only when the
+//! database stays unreachable is a batch answered with a failure whose
+//! outcome is unknown, which clients resend (recipients drop duplicates by
+//! their own tag).
+
+mod apply;
+pub(crate) mod links;
+mod mailbox;
+mod notify;
+mod prekeys;
+mod readers;
+mod schema;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tacit_relay_proto::{ErrorCode, ErrorReply};
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use super::{Claimed, Command, Effects, Outcome, StoreError, Writer, WriterLimits};
+use crate::kem::PreKeyCounts;
+use crate::metrics::Metrics;
+use crate::online::Online;
+
+use notify::start_listener;
+pub(crate) use readers::Readers;
+
+/// How long a batch that cannot reach the database is tried again before
+/// it is answered with a failure.
+const RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// Writers on each node. Each runs its own batches on its own connection,
+/// so a node keeps several transactions in flight; a user's commands all go
+/// to one writer (see `Command::partition`), in order.
+const WRITERS: usize = 4;
+
+/// The channel every node listens on.
+pub(crate) const CHANNEL: &str = "tacit_relay";
+
+/// A pool of connections to `url`, each with `synchronous_commit = on`.
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.options("-c synchronous_commit=on");
+    config.application_name("tacit-relay");
+    config.connect_timeout(Duration::from_secs(10));
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| StoreError::msg(e.to_string()))
+}
+
+/// Gets a connection, mapping the pool's error.
+pub(crate) async fn client(pool: &Pool) -> Result<deadpool_postgres::Client, StoreError> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::msg(format!("PostgreSQL connection: {e}")))
+}
+
+/// Connects, checks `synchronous_commit`, runs the migrations and starts
+/// the writer task.
+pub(crate) async fn start_writer(
+    url: &str,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+) -> Result<(Writer, tokio::task::JoinHandle<()>), StoreError> {
+    if limits.max_db_bytes.is_some() {
+        tracing::warn!("max_db_bytes applies to SQLite only; ignored on PostgreSQL");
+    }
+    let pool = pool(url, WRITERS + 1)?;
+    {
+        let mut client = client(&pool).await?;
+        let setting: String = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await?
+            .get(0);
+        if setting != "on" {
+            return Err(StoreError::msg(format!(
+                "synchronous_commit is {setting}, not on"
+            )));
+        }
+        schema::migrate(&mut client).await?;
+    }
+    let (ready, listening) = tokio::sync::oneshot::channel();
+    let listener = notify::AbortOnDrop(start_listener(
+        url,
+        pool.clone(),
+        Arc::clone(&online),
+        limits.mailbox_recheck,
+        ready,
+    )?);
+    // A node that serves before it listens would miss other nodes' wake-ups
+    // until its first re-check.
+    if tokio::time::timeout(Duration::from_secs(10), listening)
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return Err(StoreError::msg(
+            "could not LISTEN for the other nodes within 10 s",
+        ));
+    }
+    let mut queues = Vec::with_capacity(WRITERS);
+    let mut tasks = Vec::with_capacity(WRITERS);
+    for _ in 0..WRITERS {
+        let (tx, rx) = mpsc::channel::<Command>(4096);
+        queues.push(tx);
+        tasks.push(tokio::spawn(write_loop(
+            rx,
+            pool.clone(),
+            limits,
+            Arc::clone(&online),
+            Arc::clone(&metrics),
+        )));
+    }
+    let task = tokio::spawn(async move {
+        let _listener = listener;
+        for task in tasks {
+            let _ = task.await;
+        }
+        tracing::debug!("writers stopped");
+    });
+    Ok((Writer { tx: queues }, task))
+}
+
+/// One writer: takes the commands waiting, up to a batch, and runs them.
+async fn write_loop(
+    mut rx: mpsc::Receiver<Command>,
+    pool: Pool,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(limits.max_batch);
+    let mut stop = false;
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Stop => stop = true,
+                command => batch.push(command),
+            }
+            if batch.len() < limits.max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        run_batch(
+            &pool,
+            std::mem::take(&mut batch),
+            &limits,
+            &online,
+            &metrics,
+        )
+        .await;
+        if stop {
+            break;
+        }
+    }
+}
+
+/// A command's value, of any command.
+pub(super) enum Value {
+    Bool(bool),
+    U32(u32),
+    U64(u64),
+    Unit,
+    Bundles(Claimed),
+    Counts(PreKeyCounts),
+}
+
+/// Why a batch did not commit.
+enum Failure {
+    /// Before `COMMIT` was sent: nothing changed, the batch may run again.
+    Retry(String),
+    /// A failure that running again would not cure: nothing changed.
+    Fatal(ErrorReply),
+    /// `COMMIT` failed: whether the batch is stored is unknown.
+    Commit(String),
+}
+
+/// Whether running the batch again may succeed: a deadlock, a
+/// serialization failure, a unique-key race with another node, or a lost
+/// connection.
+fn retryable(error: &tokio_postgres::Error) -> bool {
+    error.code().is_none_or(|code| retryable_code(code.code()))
+}
+
+/// [`retryable`] for a SQLSTATE code.
+fn retryable_code(code: &str) -> bool {
+    code == SqlState::T_R_DEADLOCK_DETECTED.code()
+        || code == SqlState::T_R_SERIALIZATION_FAILURE.code()
+        || code == SqlState::UNIQUE_VIOLATION.code()
+        || code.starts_with("08")
+        || code.starts_with("57")
+}
+
+/// The refusal a database failure is answered with.
+pub(super) fn internal(error: &tokio_postgres::Error) -> ErrorReply {
+    if error.code() == Some(&SqlState::DISK_FULL) {
+        tracing::warn!(%error, "storage full");
+        return ErrorReply::new(
+            ErrorCode::StorageFull,
+            "the relay's storage is full; nothing was changed",
+        );
+    }
+    tracing::error!(%error, "storage failure");
+    ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
+}
+
+/// Runs the batch until it commits, or answers every command with the
+/// failure.
+async fn run_batch(
+    pool: &Pool,
+    batch: Vec<Command>,
+    limits: &WriterLimits,
+    online: &Online,
+    metrics: &Metrics,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    let failure = loop {
+        match try_batch(pool, &batch, limits).await {
+            Ok((outcomes, effects)) => {
+                metrics.record_batch(
+                    batch.len(),
+                    effects.submitted,
+                    effects.acked,
+                    effects.expired,
+                );
+                effects.close_removed(online);
+                for (command, outcome) in batch.into_iter().zip(outcomes) {
+                    answer(command, outcome);
+                }
+                effects.wake(online);
+                return;
+            }
+            Err(Failure::Retry(why)) if started.elapsed() < RETRY_FOR => {
+                tracing::debug!(why, "batch runs again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(Failure::Retry(why)) => {
+                tracing::error!(why, "the database stayed unreachable");
+                break ErrorReply::new(
+                    ErrorCode::Internal,
+                    "storage unreachable; nothing was changed",
+                );
+            }
+            Err(Failure::Fatal(reply)) => break reply,
+            Err(Failure::Commit(why)) => {
+                tracing::error!(why, "commit failed");
+                break ErrorReply::new(
+                    ErrorCode::Internal,
+                    "storage failure at commit; the request may or may not have been applied",
+                );
+            }
+        }
+    };
+    for command in batch {
+        answer(command, Err(failure.clone()));
+    }
+}
+
+/// One attempt at the batch: applies every command in its savepoint,
+/// queues the notifications, commits.
+async fn try_batch(
+    pool: &Pool,
+    batch: &[Command],
+    limits: &WriterLimits,
+) -> Result<(Vec<Outcome<Value>>, Effects), Failure> {
+    let retry = |e: tokio_postgres::Error| {
+        if retryable(&e) {
+            Failure::Retry(e.to_string())
+        } else {
+            Failure::Fatal(internal(&e))
+        }
+    };
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
+    let mut tx = client.transaction().await.map_err(retry)?;
+    // The transaction's id, to learn its fate if the answer to COMMIT is
+    // lost.
+    let xid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(retry)?
+        .get(0);
+    apply::lock_rows(&tx, batch).await.map_err(retry)?;
+    let mut effects = Effects::default();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for command in batch {
+        let sp = tx.savepoint("command").await.map_err(retry)?;
+        let mut own = Effects::default();
+        match apply::apply(&sp, command, limits, &mut own).await {
+            Ok(Ok(value)) => {
+                sp.commit().await.map_err(retry)?;
+                effects.merge(own);
+                outcomes.push(Ok(value));
+            }
+            Ok(Err(refusal)) => {
+                sp.rollback().await.map_err(retry)?;
+                outcomes.push(Err(refusal));
+            }
+            Err(error) if retryable(&error) => return Err(Failure::Retry(error.to_string())),
+            Err(error) => {
+                sp.rollback().await.map_err(retry)?;
+                outcomes.push(Err(internal(&error)));
+            }
+        }
+    }
+    for payload in notify::payloads(&mut effects) {
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await
+            .map_err(retry)?;
+    }
+    if let Err(error) = tx.commit().await {
+        drop(client);
+        return match committed(pool, xid).await {
+            Some(true) => Ok((outcomes, effects)),
+            Some(false) => Err(Failure::Retry(format!("rolled back at commit: {error}"))),
+            None => Err(Failure::Commit(error.to_string())),
+        };
+    }
+    Ok((outcomes, effects))
+}
+
+/// Whether the transaction `xid`, whose COMMIT got no answer, committed:
+/// asked on a new connection (after a crash, PostgreSQL's recovery has
+/// decided) until the database answers, for up to [`RETRY_FOR`]; `None`
+/// if it never does.
+async fn committed(pool: &Pool, xid: i64) -> Option<bool> {
+    let started = Instant::now();
+    while started.elapsed() < RETRY_FOR {
+        if let Ok(client) = pool.get().await {
+            if let Ok(row) = client.query_one("SELECT txid_status($1)", &[&xid]).await {
+                match row.get::<_, Option<String>>(0).as_deref() {
+                    Some("committed") => return Some(true),
+                    Some("aborted") => return Some(false),
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Sends a command its outcome.
+fn answer(command: Command, outcome: Outcome<Value>) {
+    fn mismatch<T>() -> Outcome<T> {
+        Err(ErrorReply::new(ErrorCode::Internal, "storage failure"))
+    }
+    // A receiver that has gone away no longer needs the answer.
+    let _ = match command {
+        Command::Register { reply, .. } => reply
+            .send(outcome.and_then(|v| match v {
+                Value::Bool(b) => Ok(b),
+                _ => mismatch(),
+            }))
+            .map_err(drop),
+        Command::PublishList { reply, .. }
+        | Command::Submit { reply, .. }
+        | Command::TakeExpired { reply, .. }
+        | Command::Purge { reply, .. } => reply
+            .send(outcome.and_then(|v| match v {
+                Value::U64(n) => Ok(n),
+                _ => mismatch(),
+            }))
+            .map_err(drop),
+        Command::SubmitGroup { reply, .. } | Command::Ack { reply, .. } => reply
+            .send(outcome.and_then(|v| match v {
+                Value::U32(n) => Ok(n),
+                _ => mismatch(),
+            }))
+            .map_err(drop),
+        Command::UploadPreKeys { reply, .. } => reply
+            .send(outcome.and_then(|v| match v {
+                Value::Counts(c) => Ok(c),
+                _ => mismatch(),
+            }))
+            .map_err(drop),
+        Command::ClaimBundles { reply, .. } => reply
+            .send(outcome.and_then(|v| match v {
+                Value::Bundles(b) => Ok(b),
+                _ => mismatch(),
+            }))
+            .map_err(drop),
+        Command::SetToken { reply, .. } => reply
+            .send(outcome.and_then(|v| match v {
+                Value::Unit => Ok(()),
+                _ => mismatch(),
+            }))
+            .map_err(drop),
+        Command::Stop => Ok(()),
+    };
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_of_the_forms_documented_make_a_pool_and_others_do_not() {
+        for url in [
+            "postgres://relay@db.internal:5432/tacit",
+            "postgresql://relay@127.0.0.1/tacit",
+            "postgresql:///tacit?user=relay&host=/run/postgresql",
+        ] {
+            assert!(pool(url, 1).is_ok(), "{url}");
+        }
+        for url in [
+            "postgres://relay@[bad/tacit",
+            "postgres://relay@db:notaport/x",
+        ] {
+            assert!(pool(url, 1).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn only_races_and_lost_connections_run_a_batch_again() {
+        assert!(retryable_code("40P01"));
+        assert!(retryable_code("40001"));
+        assert!(retryable_code("23505"));
+        assert!(retryable_code("57P01"));
+        assert!(retryable_code("08006"));
+        assert!(!retryable_code("53100"));
+        assert!(!retryable_code("22P02"));
+    }
+}

@@ -1,0 +1,666 @@
+//! The SQLite writer's commands: each applied inside its own savepoint of
+//! the batch's transaction.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use subtle::ConstantTimeEq;
+use tacit::identity::DeviceList;
+use tacit::wire::PreKeyBundleMessage;
+use tacit::{Address, DeviceId, IdentityKey, PublicKey, Signature};
+use tacit_relay_proto::{
+    EnvelopeKind, ErrorCode, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
+};
+
+use super::{savepoint, Pending};
+use crate::group;
+use crate::kem::{self, PreKeyCounts};
+use crate::store::{refuse, Claimed, Command, Effects, Outcome, WriterLimits};
+
+pub(super) fn apply(
+    tx: &mut Transaction<'_>,
+    command: Command,
+    limits: &WriterLimits,
+    effects: &mut Effects,
+) -> Pending {
+    match command {
+        Command::Register {
+            address,
+            identity_key,
+            device_list,
+            list_bytes,
+            now_ms,
+            reply,
+        } => {
+            let mut removed = Vec::new();
+            let result = savepoint(tx, |t| {
+                if let Err(e) =
+                    store_list(t, &device_list, &list_bytes, false, now_ms, &mut removed)?
+                {
+                    return Ok(Err(e));
+                }
+                register(t, &address, &identity_key, now_ms)
+            });
+            if result.is_ok() {
+                effects.removed.extend(removed);
+            }
+            Pending::Bool(reply, result)
+        }
+        Command::PublishList {
+            publisher,
+            device_list,
+            list_bytes,
+            now_ms,
+            reply,
+        } => {
+            let mut removed = Vec::new();
+            let result = savepoint(tx, |t| {
+                if !device_exists(t, &publisher)? {
+                    return Ok(refuse(
+                        ErrorCode::DeviceRemoved,
+                        "the publishing device is no longer registered",
+                    ));
+                }
+                Ok(
+                    store_list(t, &device_list, &list_bytes, true, now_ms, &mut removed)?
+                        .map(|()| device_list.version()),
+                )
+            });
+            if result.is_ok() {
+                effects.removed.extend(removed);
+            }
+            Pending::U64(reply, result)
+        }
+        Command::UploadPreKeys {
+            address,
+            upload,
+            max_one_time,
+            max_one_time_kem,
+            reply,
+        } => Pending::Counts(
+            reply,
+            savepoint(tx, |t| {
+                upload_prekeys(t, &address, &upload, max_one_time, max_one_time_kem)
+            }),
+        ),
+        Command::ClaimBundles {
+            user_id,
+            device_id,
+            reply,
+        } => {
+            let mut low = Vec::new();
+            let result = savepoint(tx, |t| {
+                claim_bundles(t, &user_id, device_id, limits.prekeys_low, &mut low)
+            });
+            if result.is_ok() {
+                effects.low.extend(low);
+            }
+            Pending::Bundles(reply, result)
+        }
+        Command::Submit {
+            recipient,
+            envelope,
+            token_hash,
+            authenticated,
+            now_ms,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| {
+                submit(
+                    t,
+                    &recipient,
+                    (&envelope, EnvelopeKind::Sealed),
+                    token_hash,
+                    authenticated,
+                    now_ms,
+                    limits,
+                )
+            });
+            if result.is_ok() {
+                effects.submitted += 1;
+                effects.mail.push(recipient);
+            }
+            Pending::U64(reply, result)
+        }
+        Command::SubmitGroup {
+            shared,
+            copies,
+            authenticated,
+            now_ms,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| {
+                group::submit_group(t, &shared, &copies, authenticated, now_ms, limits)
+            });
+            if let Ok(n) = result {
+                effects.submitted += u64::from(n);
+                effects.mail.extend(copies.into_iter().map(|c| c.recipient));
+            }
+            Pending::U32(reply, result)
+        }
+        Command::Ack {
+            address,
+            ids,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| ack(t, &address, &ids));
+            if let Ok(n) = result {
+                effects.acked += u64::from(n);
+            }
+            Pending::U32(reply, result)
+        }
+        Command::SetToken {
+            address,
+            token_hash,
+            reply,
+        } => Pending::Unit(
+            reply,
+            savepoint(tx, |t| {
+                let n = t.execute(
+                    "UPDATE devices SET token_hash = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                    params![
+                        address.user_id(),
+                        address.device_id(),
+                        token_hash.map(|h| h.to_vec())
+                    ],
+                )?;
+                Ok(if n == 1 {
+                    Ok(())
+                } else {
+                    refuse(ErrorCode::UnknownDevice, "no such device")
+                })
+            }),
+        ),
+        Command::TakeExpired { address, reply } => Pending::U64(
+            reply,
+            savepoint(tx, |t| {
+                let n: Option<u64> = t
+                    .query_row(
+                        "SELECT expired_unreported FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                        params![address.user_id(), address.device_id()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if n.unwrap_or(0) > 0 {
+                    t.execute(
+                        "UPDATE devices SET expired_unreported = 0 WHERE user_id = ?1 AND device_id = ?2",
+                        params![address.user_id(), address.device_id()],
+                    )?;
+                }
+                Ok(Ok(n.unwrap_or(0)))
+            }),
+        ),
+        Command::Stop => Pending::None,
+        Command::Purge { now_ms, reply } => {
+            let result = savepoint(tx, |t| purge(t, now_ms));
+            if let Ok(n) = result {
+                effects.expired += n;
+            }
+            Pending::U64(reply, result)
+        }
+    }
+}
+
+fn device_exists(t: &Connection, address: &Address) -> Result<bool, rusqlite::Error> {
+    Ok(
+        t.prepare_cached("SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2")?
+            .query_row(params![address.user_id(), address.device_id()], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
+}
+
+/// Checks a verified list against the user's row and stores it when it is
+/// new to the relay: the first list of a user id binds it to the list's
+/// user key; a later one must carry that key and a higher version (for a
+/// registration, the stored version with the stored bytes is accepted and
+/// changes nothing). Storing a list removes every registered device of the
+/// user that is not on it with its identity key (`removed` gets them).
+fn store_list(
+    t: &Connection,
+    list: &DeviceList,
+    bytes: &[u8],
+    publish: bool,
+    now_ms: u64,
+    removed: &mut Vec<Address>,
+) -> Result<Outcome<()>, rusqlite::Error> {
+    let user = list.user_id();
+    let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = t
+        .prepare_cached("SELECT user_key, list_version, device_list FROM users WHERE user_id = ?1")?
+        .query_row(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let version = list.version().to_be_bytes().to_vec();
+    match row {
+        None if publish => {
+            return Ok(refuse(
+                ErrorCode::UnknownUser,
+                "the user has no device list",
+            ));
+        }
+        None => {
+            t.prepare_cached(
+                "INSERT INTO users (user_id, user_key, list_version, device_list, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![user, list.user_key().to_bytes().to_vec(), version, bytes, now_ms])?;
+        }
+        Some((key, stored_version, stored)) => {
+            if key != list.user_key().to_bytes() {
+                return Ok(refuse(
+                    ErrorCode::UserKeyMismatch,
+                    "the list is signed by another user key than the one this user id is bound to",
+                ));
+            }
+            let Ok(stored_version) = <[u8; 8]>::try_from(stored_version.as_slice()) else {
+                tracing::error!(user, "stored list version is corrupt");
+                return Ok(refuse(ErrorCode::Internal, "stored list is corrupt"));
+            };
+            let stored_version = u64::from_be_bytes(stored_version);
+            if list.version() <= stored_version {
+                return Ok(if publish || list.version() < stored_version {
+                    refuse(
+                        ErrorCode::StaleDeviceList,
+                        format!(
+                            "list version {} is not newer than the stored version {stored_version}",
+                            list.version()
+                        ),
+                    )
+                } else if stored == bytes {
+                    Ok(())
+                } else {
+                    refuse(
+                        ErrorCode::InvalidDeviceList,
+                        "another list with the stored version is stored",
+                    )
+                });
+            }
+            t.prepare_cached(
+                "UPDATE users SET list_version = ?2, device_list = ?3, updated_ms = ?4 WHERE user_id = ?1",
+            )?
+            .execute(params![user, version, bytes, now_ms])?;
+        }
+    }
+    let devices: Vec<(DeviceId, Vec<u8>)> = {
+        let mut stmt =
+            t.prepare_cached("SELECT device_id, identity_key FROM devices WHERE user_id = ?1")?;
+        let rows = stmt.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (device, key) in devices {
+        let listed = IdentityKey::try_from_slice(&key).is_ok_and(|k| list.lists(device, &k));
+        if listed {
+            continue;
+        }
+        for sql in [
+            "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2",
+            "DELETE FROM messages WHERE user_id = ?1 AND device_id = ?2",
+        ] {
+            t.prepare_cached(sql)?.execute(params![user, device])?;
+        }
+        kem::delete_device(t, user, device)?;
+        if let Ok(address) = Address::new(user, device) {
+            tracing::debug!(device = %address, "device removed by its user's list");
+            removed.push(address);
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn register(
+    t: &Connection,
+    address: &Address,
+    identity_key: &IdentityKey,
+    now_ms: u64,
+) -> Result<Outcome<bool>, rusqlite::Error> {
+    let existing: Option<Vec<u8>> = t
+        .prepare_cached("SELECT identity_key FROM devices WHERE user_id = ?1 AND device_id = ?2")?
+        .query_row(params![address.user_id(), address.device_id()], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if let Some(key) = existing {
+        return Ok(if key == identity_key.to_bytes() {
+            Ok(false)
+        } else {
+            refuse(
+                ErrorCode::AddressTaken,
+                "the address is registered with another identity key",
+            )
+        });
+    }
+    let devices: usize = t
+        .prepare_cached("SELECT COUNT(*) FROM devices WHERE user_id = ?1")?
+        .query_row(params![address.user_id()], |r| r.get(0))?;
+    if devices >= MAX_DEVICES_PER_USER {
+        return Ok(refuse(
+            ErrorCode::TooManyDevices,
+            "the user has the most devices allowed",
+        ));
+    }
+    t.prepare_cached(
+        "INSERT INTO devices (user_id, device_id, identity_key, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        address.user_id(),
+        address.device_id(),
+        identity_key.to_bytes().to_vec(),
+        now_ms
+    ])?;
+    Ok(Ok(true))
+}
+
+pub(super) fn count_one_time(
+    t: &Connection,
+    user_id: &str,
+    device_id: DeviceId,
+) -> Result<u32, rusqlite::Error> {
+    t.prepare_cached("SELECT COUNT(*) FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2")?
+        .query_row(params![user_id, device_id], |r| r.get(0))
+}
+
+fn upload_prekeys(
+    t: &Connection,
+    address: &Address,
+    upload: &UploadPreKeys,
+    max_one_time: u32,
+    max_one_time_kem: u32,
+) -> Result<Outcome<PreKeyCounts>, rusqlite::Error> {
+    let (user, device) = (address.user_id(), address.device_id());
+    if !device_exists(t, address)? {
+        return Ok(refuse(
+            ErrorCode::DeviceRemoved,
+            "the device is no longer registered",
+        ));
+    }
+    let stored = count_one_time(t, user, device)?;
+    let adding = u32::try_from(upload.one_time_prekeys.len()).unwrap_or(u32::MAX);
+    if stored.saturating_add(adding) > max_one_time {
+        return Ok(refuse(
+            ErrorCode::TooManyPreKeys,
+            format!("{stored} one-time prekeys stored; at most {max_one_time} allowed"),
+        ));
+    }
+    {
+        let mut insert = t.prepare_cached(
+            "INSERT OR IGNORE INTO one_time_prekeys (user_id, device_id, key_id, key) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for OneTimePreKey { id, key } in &upload.one_time_prekeys {
+            if insert.execute(params![user, device, id, key.to_bytes().to_vec()])? == 0 {
+                return Ok(refuse(
+                    ErrorCode::InvalidPreKeys,
+                    format!("one-time prekey id {id} is already stored"),
+                ));
+            }
+        }
+    }
+    if let Some(k) = &upload.signed_prekey {
+        t.prepare_cached(
+            "UPDATE devices SET signed_prekey_id = ?3, signed_prekey = ?4, signed_prekey_signature = ?5 WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .execute(params![user, device, k.id, k.key.to_bytes().to_vec(), k.signature.to_bytes().to_vec()])?;
+    }
+    if let Some(k) = &upload.fallback_prekey {
+        t.prepare_cached(
+            "UPDATE devices SET fallback_prekey_id = ?3, fallback_prekey = ?4 WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .execute(params![user, device, k.id, k.key.to_bytes().to_vec()])?;
+    }
+    let one_time_kem = match kem::store_upload(t, user, device, upload, max_one_time_kem)? {
+        Ok(n) => n,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(Ok(PreKeyCounts {
+        one_time: stored + adding,
+        one_time_kem,
+    }))
+}
+
+/// A device row's prekey columns.
+type DeviceKeys = (
+    DeviceId,
+    Vec<u8>,
+    Option<u32>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<u32>,
+    Option<Vec<u8>>,
+);
+
+fn claim_bundles(
+    t: &Connection,
+    user_id: &str,
+    device_id: Option<DeviceId>,
+    low_threshold: u32,
+    low: &mut Vec<(Address, PreKeyCounts)>,
+) -> Result<Outcome<Claimed>, rusqlite::Error> {
+    // Every device row of a user with a list is on it (storing a list
+    // removes the others), so the bundles below are of listed devices.
+    let list: Option<Vec<u8>> = t
+        .prepare_cached("SELECT device_list FROM users WHERE user_id = ?1")?
+        .query_row(params![user_id], |r| r.get(0))
+        .optional()?;
+    let Some(list) = list else {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    };
+    let rows: Vec<DeviceKeys> = {
+        let mut stmt = t.prepare_cached(
+            "SELECT device_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature, fallback_prekey_id, fallback_prekey
+             FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY device_id",
+        )?;
+        let rows = stmt.query_map(params![user_id, device_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if rows.is_empty() {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    }
+    let mut bundles = Vec::with_capacity(rows.len());
+    for (device, ik, spk_id, spk, spk_sig, fb_id, fb) in rows {
+        let (Some(spk_id), Some(spk), Some(spk_sig)) = (spk_id, spk, spk_sig) else {
+            continue;
+        };
+        let (Ok(identity_key), Ok(signed_prekey), Ok(signature)) = (
+            IdentityKey::try_from_slice(&ik),
+            PublicKey::try_from_slice(&spk),
+            Signature::try_from_slice(&spk_sig),
+        ) else {
+            tracing::error!(user_id, device, "stored keys are corrupt");
+            continue;
+        };
+        let one_time: Option<(u32, Vec<u8>)> = t
+            .prepare_cached(
+                "SELECT key_id, key FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
+            )?
+            .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let ran_out = one_time.is_none();
+        let (offered, remaining) = match one_time {
+            Some((id, key)) => {
+                t.prepare_cached(
+                    "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
+                )?
+                .execute(params![user_id, device, id])?;
+                let remaining = count_one_time(t, user_id, device)?;
+                (
+                    PublicKey::try_from_slice(&key).ok().map(|k| (id, k)),
+                    remaining,
+                )
+            }
+            None => {
+                let fallback = match (fb_id, fb) {
+                    (Some(id), Some(key)) => PublicKey::try_from_slice(&key).ok().map(|k| (id, k)),
+                    _ => None,
+                };
+                (fallback, 0)
+            }
+        };
+        // The KEM prekey is claimed in the same savepoint as the one-time
+        // prekey: both are handed out to this bundle alone, or neither.
+        let kem_claim = kem::claim(t, user_id, device)?;
+        let kem_low = kem_claim.prekey.is_some() && kem_claim.remaining < low_threshold;
+        if ran_out || remaining < low_threshold || kem_low {
+            if let Ok(address) = Address::new(user_id, device) {
+                low.push((
+                    address,
+                    PreKeyCounts {
+                        one_time: remaining,
+                        one_time_kem: kem_claim.remaining,
+                    },
+                ));
+            }
+        }
+        bundles.push((
+            device,
+            PreKeyBundleMessage {
+                identity_key,
+                signed_prekey_id: spk_id,
+                signed_prekey,
+                signed_prekey_signature: signature,
+                one_time_prekey: offered,
+                kem_prekey: kem_claim.prekey,
+            },
+        ));
+    }
+    if bundles.is_empty() {
+        return Ok(refuse(
+            ErrorCode::NoPreKeys,
+            "no signed prekey has been uploaded",
+        ));
+    }
+    Ok(Ok((list, bundles)))
+}
+
+/// Queues `envelope`, of its kind, for `recipient`, or refuses: no such
+/// device, its delivery token is needed, its queue is full.
+pub(crate) fn submit(
+    t: &Connection,
+    recipient: &Address,
+    (envelope, kind): (&[u8], EnvelopeKind),
+    token_hash: Option<[u8; 32]>,
+    authenticated: bool,
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<Outcome<u64>, rusqlite::Error> {
+    if let Err(refusal) = may_submit(t, recipient, token_hash, authenticated, limits)? {
+        return Ok(Err(refusal));
+    }
+    insert_envelope(t, recipient, (envelope, kind), now_ms, limits).map(Ok)
+}
+
+/// The checks of `Submit`, in order, without writing anything: the device
+/// exists, its delivery token is presented unless `authenticated`, its
+/// queue is below the cap.
+pub(crate) fn may_submit(
+    t: &Connection,
+    recipient: &Address,
+    token_hash: Option<[u8; 32]>,
+    authenticated: bool,
+    limits: &WriterLimits,
+) -> Result<Outcome<()>, rusqlite::Error> {
+    let (user, device) = (recipient.user_id(), recipient.device_id());
+    let row: Option<(Option<Vec<u8>>, u32)> = t
+        .prepare_cached(
+            "SELECT token_hash, queued FROM devices WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((stored_token, queued)) = row else {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    };
+    if let (Some(stored), false) = (stored_token, authenticated) {
+        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
+        if !matches {
+            return Ok(refuse(
+                ErrorCode::DeliveryTokenRefused,
+                "the recipient requires its delivery token",
+            ));
+        }
+    }
+    if queued >= limits.queue_cap {
+        return Ok(refuse(
+            ErrorCode::QueueFull,
+            format!("the recipient's queue holds {queued} messages, the most allowed"),
+        ));
+    }
+    Ok(Ok(()))
+}
+
+/// Queues `envelope` for `recipient`, which [`may_submit`] accepted;
+/// answers the message id.
+pub(crate) fn insert_envelope(
+    t: &Connection,
+    recipient: &Address,
+    (envelope, kind): (&[u8], EnvelopeKind),
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<u64, rusqlite::Error> {
+    let (user, device) = (recipient.user_id(), recipient.device_id());
+    t.prepare_cached(
+        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
+    let id = t.last_insert_rowid();
+    t.prepare_cached(
+        "UPDATE devices SET queued = queued + 1 WHERE user_id = ?1 AND device_id = ?2",
+    )?
+    .execute(params![user, device])?;
+    Ok(u64::try_from(id).unwrap_or(0))
+}
+
+fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
+    let (user, device) = (address.user_id(), address.device_id());
+    let mut removed = 0u32;
+    {
+        let mut delete = t.prepare_cached(
+            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3",
+        )?;
+        for &id in ids {
+            let Ok(id) = i64::try_from(id) else {
+                return Ok(refuse(
+                    ErrorCode::UnknownMessage,
+                    format!("message {id} is not in this mailbox"),
+                ));
+            };
+            if delete.execute(params![id, user, device])? == 0 {
+                return Ok(refuse(
+                    ErrorCode::UnknownMessage,
+                    format!("message {id} is not in this mailbox; nothing was deleted"),
+                ));
+            }
+            removed += 1;
+        }
+    }
+    t.prepare_cached(
+        "UPDATE devices SET queued = queued - ?3 WHERE user_id = ?1 AND device_id = ?2",
+    )?
+    .execute(params![user, device, removed])?;
+    Ok(Ok(removed))
+}
+
+fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
+    let groups: Vec<(String, u32, u64)> = {
+        let mut stmt = t.prepare_cached(
+            "SELECT user_id, device_id, COUNT(*) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
+        )?;
+        let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut total = 0;
+    for (user, device, n) in groups {
+        t.prepare_cached(
+            "UPDATE devices SET queued = queued - ?3, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
+        )?
+        .execute(params![user, device, n])?;
+        total += n;
+    }
+    t.prepare_cached("DELETE FROM messages WHERE expires_ms <= ?1")?
+        .execute(params![now_ms])?;
+    Ok(Ok(total))
+}

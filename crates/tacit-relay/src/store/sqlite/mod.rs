@@ -1,0 +1,380 @@
+//! The SQLite backend: one writer thread that applies every change and
+//! commits in batches (group commit), and a few read-only connections.
+//!
+//! The writer thread takes every command waiting (up to a batch limit),
+//! applies each inside its own savepoint (a refused or failed command
+//! changes nothing), commits the batch with `synchronous=FULL` in WAL mode
+//! (so the commit is on disk when it returns), and only then answers each
+//! command. An answer of success therefore means durable.
+
+mod apply;
+mod readers;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rusqlite::{Connection, Transaction};
+use tacit_relay_proto::{ErrorCode, ErrorReply};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    refuse, Claimed, Command, Database, Effects, Outcome, StoreError, Writer, WriterLimits,
+};
+use crate::group;
+use crate::kem::{self, PreKeyCounts};
+use crate::metrics::Metrics;
+use crate::online::Online;
+
+use apply::apply;
+pub(crate) use apply::{insert_envelope, may_submit};
+pub(crate) use readers::Readers;
+
+/// Schema migrations: entry `i` brings a database from version `i` (its
+/// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
+/// version 0; the first migration creates the tables they already have
+/// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
+pub(crate) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
+
+/// Version 1: devices, prekeys and mailboxes.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    identity_key BLOB NOT NULL,
+    signed_prekey_id INTEGER,
+    signed_prekey BLOB,
+    signed_prekey_signature BLOB,
+    fallback_prekey_id INTEGER,
+    fallback_prekey BLOB,
+    token_hash BLOB,
+    queued INTEGER NOT NULL DEFAULT 0,
+    expired_unreported INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS one_time_prekeys (
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (user_id, device_id, key_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    server_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_device ON messages (user_id, device_id, id);
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
+";
+
+/// Version 2: users own their devices. A user id is bound to the user key
+/// of the first device list registered for it; `device_list` is the current
+/// signed list exactly as its signer encoded it, `list_version` its version
+/// as 8 big-endian bytes (versions go up to 2^64 - 1, past SQLite's
+/// integers). Device rows of a user id without a row here (made before
+/// version 2) cannot log in: their devices register again with a list.
+const SCHEMA_V2: &str = "
+CREATE TABLE users (
+    user_id TEXT NOT NULL PRIMARY KEY,
+    user_key BLOB NOT NULL,
+    list_version BLOB NOT NULL,
+    device_list BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Brings the database to the latest schema, in one transaction; refuses a
+/// database of a newer version.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let from = usize::try_from(version).unwrap_or(usize::MAX);
+    let Some(pending) = MIGRATIONS.get(from..) else {
+        return Err(StoreError::msg(format!(
+            "the database's schema version {version} is newer than this relay's {}",
+            MIGRATIONS.len()
+        )));
+    };
+    for migration in pending {
+        tx.execute_batch(migration)?;
+    }
+    if !pending.is_empty() {
+        tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn internal(error: &rusqlite::Error) -> ErrorReply {
+    if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        tracing::warn!(%error, "storage full");
+        return ErrorReply::new(
+            ErrorCode::StorageFull,
+            "the relay's storage is full; nothing was changed",
+        );
+    }
+    tracing::error!(%error, "storage failure");
+    ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
+}
+
+/// Opens the database (creating it and the schema): a file in WAL mode with
+/// `synchronous=FULL`.
+fn open(database: &Database, read_only: bool) -> Result<Connection, StoreError> {
+    open_limited(database, read_only, None)
+}
+
+/// [`open`], and for a writer with `max_bytes`, a cap on the database's
+/// size: past it, writes fail with `SQLITE_FULL` as on a full disk. A cap
+/// below the current size holds the database at its current size.
+fn open_limited(
+    database: &Database,
+    read_only: bool,
+    max_bytes: Option<u64>,
+) -> Result<Connection, StoreError> {
+    let mut conn = match database {
+        Database::Sqlite(path) => Connection::open(path)?,
+        #[cfg(feature = "fuzzing")]
+        Database::Memory(uri) => Connection::open(uri)?,
+        Database::Postgres(_) => return Err(StoreError::msg("not a SQLite database")),
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if read_only {
+        conn.pragma_update(None, "query_only", true)?;
+    } else {
+        if matches!(database, Database::Sqlite(_)) {
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::msg(format!("journal_mode is {mode}, not wal")));
+            }
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut conn)?;
+        if let Some(max_bytes) = max_bytes {
+            let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = (max_bytes / page_size.max(1)).max(1);
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
+    }
+    Ok(conn)
+}
+
+/// Starts the writer thread. It ends when every [`Writer`] is dropped,
+/// after answering the commands queued.
+pub(crate) fn start_writer(
+    database: &Database,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    let conn = open_limited(database, false, limits.max_db_bytes)?;
+    let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    let handle = std::thread::Builder::new()
+        .name("tacit-relay-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            let mut batch = Vec::with_capacity(limits.max_batch);
+            let mut stop = false;
+            while let Some(first) = rx.blocking_recv() {
+                let mut next = Some(first);
+                while let Some(command) = next.take() {
+                    match command {
+                        Command::Stop => stop = true,
+                        command => batch.push(command),
+                    }
+                    if batch.len() < limits.max_batch {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
+                if stop {
+                    break;
+                }
+            }
+            if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(%error, "checkpoint at shutdown failed");
+            }
+            tracing::debug!("writer stopped");
+        })
+        .map_err(|e| StoreError::msg(e.to_string()))?;
+    Ok((Writer { tx: vec![tx] }, handle))
+}
+
+/// An answer held until the batch commits.
+enum Pending {
+    Bool(oneshot::Sender<Outcome<bool>>, Outcome<bool>),
+    U32(oneshot::Sender<Outcome<u32>>, Outcome<u32>),
+    U64(oneshot::Sender<Outcome<u64>>, Outcome<u64>),
+    Unit(oneshot::Sender<Outcome<()>>, Outcome<()>),
+    Bundles(oneshot::Sender<Outcome<Claimed>>, Outcome<Claimed>),
+    Counts(
+        oneshot::Sender<Outcome<PreKeyCounts>>,
+        Outcome<PreKeyCounts>,
+    ),
+    None,
+}
+
+impl Pending {
+    fn fail(self, error: ErrorReply) {
+        if let Self::None = self {
+            return;
+        }
+        // A receiver that has gone away no longer needs the answer.
+        let _ = match self {
+            Self::Bool(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::U32(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::U64(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::Unit(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::Bundles(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::Counts(tx, _) => tx.send(Err(error)).map_err(drop),
+            Self::None => Ok(()),
+        };
+    }
+
+    /// The refusal this answer holds, if it is one.
+    fn error(&self) -> Option<ErrorReply> {
+        match self {
+            Self::Bool(_, Err(e))
+            | Self::U32(_, Err(e))
+            | Self::U64(_, Err(e))
+            | Self::Unit(_, Err(e))
+            | Self::Bundles(_, Err(e))
+            | Self::Counts(_, Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    fn send(self) {
+        let _ = match self {
+            Self::Bool(tx, v) => tx.send(v).map_err(drop),
+            Self::U32(tx, v) => tx.send(v).map_err(drop),
+            Self::U64(tx, v) => tx.send(v).map_err(drop),
+            Self::Unit(tx, v) => tx.send(v).map_err(drop),
+            Self::Bundles(tx, v) => tx.send(v).map_err(drop),
+            Self::Counts(tx, v) => tx.send(v).map_err(drop),
+            Self::None => Ok(()),
+        };
+    }
+}
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Command>,
+    limits: &WriterLimits,
+    online: &Online,
+    metrics: &Metrics,
+) {
+    let mut commands: VecDeque<Command> = batch.drain(..).collect();
+    // Each transaction takes at least one command.
+    while !commands.is_empty() {
+        run_transaction(conn, &mut commands, limits, online, metrics);
+    }
+}
+
+/// Applies commands from the front of `commands` in one transaction,
+/// commits, then answers them.
+///
+/// SQLite may roll a whole transaction back on its own when a statement
+/// fails with `SQLITE_FULL` or an I/O error. Then every change applied so
+/// far in the transaction is gone: those commands are answered with the
+/// failing command's error (they changed nothing), and the commands after
+/// it are left in `commands` for a fresh transaction. Without this, they
+/// would run outside any transaction, each committed on its own, and then
+/// be answered as failed.
+fn run_transaction(
+    conn: &mut Connection,
+    commands: &mut VecDeque<Command>,
+    limits: &WriterLimits,
+    online: &Online,
+    metrics: &Metrics,
+) {
+    let mut pending: Vec<Pending> = Vec::with_capacity(commands.len());
+    let mut effects = Effects::default();
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(error) => {
+            let e = internal(&error);
+            for command in commands.drain(..) {
+                reply_of(command).fail(e.clone());
+            }
+            return;
+        }
+    };
+    while let Some(command) = commands.pop_front() {
+        let answer = apply(&mut tx, command, limits, &mut effects);
+        if tx.is_autocommit() {
+            let e = answer.error().unwrap_or_else(|| {
+                ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
+            });
+            tracing::warn!(error = %e, rolled_back = pending.len(), "the transaction was rolled back");
+            for p in pending {
+                p.fail(e.clone());
+            }
+            answer.fail(e);
+            return;
+        }
+        pending.push(answer);
+    }
+    let size = pending.len();
+    match tx.commit() {
+        Ok(()) => {
+            metrics.record_batch(size, effects.submitted, effects.acked, effects.expired);
+            effects.close_removed(online);
+            for p in pending {
+                p.send();
+            }
+            effects.wake(online);
+        }
+        Err(error) => {
+            let e = internal(&error);
+            for p in pending {
+                p.fail(e.clone());
+            }
+        }
+    }
+}
+
+/// The reply channel of a command that could not run.
+fn reply_of(command: Command) -> Pending {
+    fn e<T>() -> Outcome<T> {
+        refuse(ErrorCode::Internal, "unreachable")
+    }
+    match command {
+        Command::Register { reply, .. } => Pending::Bool(reply, e()),
+        Command::UploadPreKeys { reply, .. } => Pending::Counts(reply, e()),
+        Command::Ack { reply, .. } | Command::SubmitGroup { reply, .. } => Pending::U32(reply, e()),
+        Command::PublishList { reply, .. } => Pending::U64(reply, e()),
+        Command::ClaimBundles { reply, .. } => Pending::Bundles(reply, e()),
+        Command::Submit { reply, .. }
+        | Command::TakeExpired { reply, .. }
+        | Command::Purge { reply, .. } => Pending::U64(reply, e()),
+        Command::SetToken { reply, .. } => Pending::Unit(reply, e()),
+        Command::Stop => Pending::None,
+    }
+}
+
+/// Runs `f` in a savepoint, kept only if `f` succeeds.
+fn savepoint<T>(
+    tx: &mut Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
+) -> Outcome<T> {
+    let sp = match tx.savepoint() {
+        Ok(sp) => sp,
+        Err(error) => return Err(internal(&error)),
+    };
+    match f(&sp) {
+        Ok(Ok(value)) => match sp.commit() {
+            Ok(()) => Ok(value),
+            Err(error) => Err(internal(&error)),
+        },
+        // Dropping the savepoint rolls it back.
+        Ok(Err(refusal)) => Err(refusal),
+        Err(error) => Err(internal(&error)),
+    }
+}

@@ -1,0 +1,279 @@
+//! Tests of the SQLite backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use rusqlite::params;
+use tacit::identity::DeviceList;
+use tacit::{Address, IdentityKey};
+
+use super::*;
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tacit-relay-store-{name}-{}-{}",
+        std::process::id(),
+        crate::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("relay.db")
+}
+
+fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
+    WriterLimits {
+        queue_cap: 100_000,
+        ttl_ms: 3_600_000,
+        prekeys_low: 0,
+        max_batch: 64,
+        max_db_bytes,
+        mailbox_recheck: std::time::Duration::from_secs(5),
+    }
+}
+
+/// Registers `address` with a one-device list of its own.
+fn register_command(
+    address: &Address,
+    identity_key: IdentityKey,
+    reply: oneshot::Sender<Outcome<bool>>,
+) -> Command {
+    let user = tacit::identity::UserKeyPair::from_seed(&[0x11; 32]);
+    let list = DeviceList::sign(
+        &user,
+        address.user_id(),
+        1,
+        &[(address.device_id(), identity_key, 0)],
+    )
+    .unwrap();
+    Command::Register {
+        address: address.clone(),
+        identity_key,
+        list_bytes: list.to_wire(),
+        device_list: Box::new(list),
+        now_ms: crate::now_ms(),
+        reply,
+    }
+}
+
+#[test]
+fn an_old_database_is_migrated_and_its_devices_cannot_log_in() {
+    let path = temp_db("migrate");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        c.execute(
+            "INSERT INTO devices (user_id, device_id, identity_key, created_ms) VALUES ('bob', 1, ?1, 0)",
+            params![tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key().to_bytes().to_vec()],
+        )
+        .unwrap();
+    }
+    let database = Database::Sqlite(path.clone());
+    drop(open(&database, false).unwrap());
+    // Opening again changes nothing.
+    let c = open(&database, false).unwrap();
+    let version: usize = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len());
+    let users: u64 = c
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 0);
+    drop(c);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let readers = Readers::open(&database, 1).unwrap();
+    let bob = Address::new("bob", 1).unwrap();
+    assert!(runtime.block_on(readers.device(&bob)).unwrap().is_none());
+    // A newer schema is refused.
+    let c = Connection::open(&path).unwrap();
+    c.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+        .unwrap();
+    drop(c);
+    assert!(open(&database, false).is_err());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64> {
+    let recipient = to.clone();
+    writer
+        .call(|reply| Command::Submit {
+            recipient,
+            envelope,
+            token_hash: None,
+            authenticated: true,
+            now_ms: crate::now_ms(),
+            reply,
+        })
+        .await
+}
+
+/// (messages stored, the device's `queued` counter).
+fn counts(path: &std::path::Path) -> (u64, u64) {
+    let c = open(&Database::Sqlite(path.to_path_buf()), true).unwrap();
+    let stored = c
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let queued = c
+        .query_row("SELECT SUM(queued) FROM devices", [], |r| r.get(0))
+        .unwrap();
+    (stored, queued)
+}
+
+#[tokio::test]
+async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
+    let path = temp_db("full");
+    let (writer, thread) = start_writer(
+        &Database::Sqlite(path.clone()),
+        limits(Some(96 * 1024)),
+        Arc::default(),
+        Arc::default(),
+    )
+    .unwrap();
+    let bob = Address::new("bob", 1).unwrap();
+    let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
+    let address = bob.clone();
+    writer
+        .call(|reply| register_command(&address, identity, reply))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    let refusal = loop {
+        assert!(ids.len() < 1000, "the cap never bit");
+        match submit(&writer, &bob, vec![ids.len() as u8; 3000]).await {
+            Ok(id) => ids.push(id),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refusal.code, ErrorCode::StorageFull, "{refusal}");
+    assert!(refusal.message.contains("full"), "{refusal}");
+    assert!(ids.len() >= 5, "only {} messages fit", ids.len());
+    // The refused submission left no row and no count behind.
+    let stored = ids.len() as u64;
+    assert_eq!(counts(&path), (stored, stored));
+    // Acks still work while full, and free room for new messages.
+    let (address, acked) = (bob.clone(), ids[..ids.len() / 2].to_vec());
+    let removed = writer
+        .call(|reply| Command::Ack {
+            address,
+            ids: acked,
+            reply,
+        })
+        .await
+        .unwrap();
+    assert_eq!(u64::from(removed), stored / 2);
+    assert!(submit(&writer, &bob, vec![0xee; 3000]).await.is_ok());
+    assert_eq!(
+        counts(&path),
+        (stored - stored / 2 + 1, stored - stored / 2 + 1)
+    );
+    writer.stop().await;
+    thread.join().unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// Runs one batch on `conn` and returns the answers, in order.
+fn batch(
+    conn: &mut Connection,
+    commands: Vec<(Command, oneshot::Receiver<Outcome<u64>>)>,
+) -> Vec<Outcome<u64>> {
+    let (mut commands, receivers): (Vec<_>, Vec<_>) = commands.into_iter().unzip();
+    run_batch(
+        conn,
+        &mut commands,
+        &limits(None),
+        &Online::default(),
+        &Metrics::default(),
+    );
+    receivers
+        .into_iter()
+        .map(|mut rx| rx.try_recv().unwrap())
+        .collect()
+}
+
+fn submit_command(to: &Address, envelope: Vec<u8>) -> (Command, oneshot::Receiver<Outcome<u64>>) {
+    let (reply, rx) = oneshot::channel();
+    let command = Command::Submit {
+        recipient: to.clone(),
+        envelope,
+        token_hash: None,
+        authenticated: true,
+        now_ms: crate::now_ms(),
+        reply,
+    };
+    (command, rx)
+}
+
+fn stored(conn: &Connection, envelope: &[u8]) -> bool {
+    conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE envelope = ?1",
+        params![envelope],
+        |r| r.get::<_, u64>(0),
+    )
+    .unwrap()
+        > 0
+}
+
+#[test]
+fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
+    let path = temp_db("rollback");
+    let mut conn = open_limited(&Database::Sqlite(path.clone()), false, Some(64 * 1024)).unwrap();
+    let bob = Address::new("bob", 1).unwrap();
+    let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
+    let (reply, mut rx) = oneshot::channel();
+    run_batch(
+        &mut conn,
+        &mut vec![register_command(&bob, identity, reply)],
+        &limits(None),
+        &Online::default(),
+        &Metrics::default(),
+    );
+    assert_eq!(rx.try_recv().unwrap(), Ok(true));
+    // One batch: a message that fits, one far too large for the cap,
+    // then small ones. SQLite rolls the whole transaction back at the
+    // large one.
+    let first = vec![1u8; 2000];
+    let huge = vec![2u8; 200_000];
+    let small: Vec<Vec<u8>> = (0..3u8).map(|i| vec![3 + i; 100]).collect();
+    let mut commands = vec![
+        submit_command(&bob, first.clone()),
+        submit_command(&bob, huge.clone()),
+    ];
+    commands.extend(small.iter().map(|e| submit_command(&bob, e.clone())));
+    let answers = batch(&mut conn, commands);
+    // Every answer tells the truth: success means stored, a refusal
+    // means nothing was stored.
+    let envelopes = [&first, &huge, &small[0], &small[1], &small[2]];
+    for (answer, envelope) in answers.iter().zip(envelopes) {
+        assert_eq!(answer.is_ok(), stored(&conn, envelope), "{answer:?}");
+    }
+    assert_eq!(
+        answers[1].as_ref().unwrap_err().code,
+        ErrorCode::StorageFull
+    );
+    assert!(!stored(&conn, &huge));
+    // The commands after the rolled-back one ran in a new transaction.
+    assert!(answers[2..].iter().all(Result::is_ok), "{answers:?}");
+    let queued: u64 = conn
+        .query_row("SELECT queued FROM devices", [], |r| r.get(0))
+        .unwrap();
+    let count: u64 = conn
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, count);
+    drop(conn);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn only_a_full_disk_maps_to_storage_full() {
+    let full =
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+    assert_eq!(internal(&full).code, ErrorCode::StorageFull);
+    let io = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+        None,
+    );
+    assert_eq!(internal(&io).code, ErrorCode::Internal);
+}
