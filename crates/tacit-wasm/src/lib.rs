@@ -17,6 +17,8 @@
 
 mod api;
 pub mod error;
+pub mod groups;
+mod groups_js;
 #[cfg(feature = "perf")]
 pub mod perf;
 #[cfg(feature = "perf")]
@@ -26,5 +28,6 @@ mod relay_device;
 pub mod store;
 
 pub use api::{DeviceAddress, Outgoing, Received, Storage, Tacit};
+pub use groups_js::{GroupInfo, GroupMemberInfo, GroupReceived, GroupSent, GroupUpdate};
 #[cfg(feature = "perf")]
 pub use perf_js::perf_run;
