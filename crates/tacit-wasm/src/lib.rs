@@ -6,7 +6,9 @@
 //! [`Tacit`] is one device of a user: it creates the account and the
 //! user's signed device list (`docs/PROTOCOL.md` 14), gives its prekey
 //! bundle, takes the device lists and bundles of peers, seals messages for
-//! every device of a user and opens envelopes. A method that changes state
+//! every device of a user and opens envelopes; it creates and changes
+//! groups, sends group messages and reads them ([`groups`],
+//! `docs/PROTOCOL.md` 16). A method that changes state
 //! returns a promise that settles once the storage has written the change
 //! (in one transaction): act on its result (send the envelopes, acknowledge
 //! the delivery) only then. Errors are thrown as `TacitError`s with a
