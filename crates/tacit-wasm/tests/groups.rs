@@ -413,3 +413,44 @@ fn held_messages_are_bounded() {
     }
     assert_eq!(groups::held_count(&users[2].m), groups::MAX_HELD);
 }
+
+#[test]
+fn group_records_are_sealed_and_bound_to_their_key() {
+    let (mut users, id) = group();
+    send(&mut users, 0, &id, "hello");
+    let records = &users[0].records;
+    let group_keys: Vec<&String> = records.keys().filter(|k| k.starts_with("group")).collect();
+    // The group record and Alice's outbound chain.
+    assert!(group_keys.iter().any(|k| k.starts_with("group/")));
+    assert!(group_keys.iter().any(|k| k.starts_with("group-out/")));
+    for key in &group_keys {
+        // Nothing names the group's members or title in clear.
+        let value = &records[*key];
+        for name in ["alice", "bob", "carol", "team"] {
+            assert!(!key.contains(name));
+            assert!(!value.windows(name.len()).any(|w| w == name.as_bytes()));
+        }
+        let mut altered = records.clone();
+        if let Some(v) = altered.get_mut(*key) {
+            let last = v.len() - 1;
+            v[last] ^= 1;
+        }
+        assert!(matches!(
+            BrowserStore::open(&KEY, &altered),
+            Err(tacit::error::StoreError::Tampered { .. })
+        ));
+    }
+    // A record moved under another group key does not open there.
+    let mut moved = records.clone();
+    let out_key = group_keys
+        .iter()
+        .find(|k| k.starts_with("group-out/"))
+        .map(|k| (*k).clone())
+        .unwrap_or_default();
+    let value = moved.remove(&out_key).unwrap_or_default();
+    moved.insert(out_key.replacen("group-out/", "group-in/", 1), value);
+    assert!(matches!(
+        BrowserStore::open(&KEY, &moved),
+        Err(tacit::error::StoreError::Tampered { .. })
+    ));
+}
