@@ -9,6 +9,7 @@ import init, {
   encodeFetchDeviceList,
   encodeGetChallenge,
   encodeSubmit,
+  encodeSubmitGroup,
 } from "./pkg/tacit_wasm.js";
 import { IdbStorage } from "./pkg/idb-storage.js";
 import { RelayConnection } from "./relay.js";
@@ -16,6 +17,7 @@ import { RelayConnection } from "./relay.js";
 const TEXT = 1;
 const DELIVERY_RECEIPT = 3;
 const READ_RECEIPT = 4;
+const SESSION_CONTROL = 6;
 const STATUS_RANK = { sent: 1, delivered: 2, read: 3 };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -218,7 +220,9 @@ async function hold(userId, envelope) {
   identityChanged(userId);
 }
 
-async function seal(userId, kind, body) {
+/** Trusts `userId`'s current list and starts a session with every device
+ * of it that has none. */
+async function prepare(userId) {
   await refreshList(userId);
   for (const missing of device.missingSessions(userId)) {
     const reply = await courier.request((id) =>
@@ -229,11 +233,68 @@ async function seal(userId, kind, body) {
       if (changed) notice(`${missing.userId}.${missing.deviceId}'s device identity changed.`, "identity-change");
     }
   }
-  const out = await device.seal(userId, kind, body, Date.now());
+}
+
+/** Submits pairwise envelopes, each once the relay stored the one before. */
+async function submitAll(out) {
   for (const o of out) {
     await courier.request((id) => encodeSubmit(id, o.userId, o.deviceId, o.envelope));
   }
+}
+
+async function seal(userId, kind, body) {
+  await prepare(userId);
+  const out = await device.seal(userId, kind, body, Date.now());
+  await submitAll(out);
   return out;
+}
+
+// ---- groups -----------------------------------------------------------------
+
+function renderGroups() {
+  const select = $("group");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const g of device.groups().filter((g) => g.active)) {
+    const option = document.createElement("option");
+    option.value = hex(g.groupId);
+    option.textContent = g.title;
+    select.append(option);
+  }
+  if (chosen) select.value = chosen;
+  document.body.dataset.groups = String(select.options.length);
+}
+
+/** Records a group message read. */
+async function saveGroupEntry(m) {
+  const id = hex(m.messageId);
+  if (findEntry(id)) return;
+  const title = device.group(m.groupId)?.title ?? "group";
+  const text = decoder.decode(m.body);
+  await saveEntry({ dir: "in", peer: `[${title}] ${m.senderUserId}`, group: hex(m.groupId), id, ts: m.timestamp, text });
+}
+
+async function createGroup(title, members) {
+  for (const userId of members) await prepare(userId);
+  const update = await device.createGroup(title, members, Date.now());
+  await submitAll(update.outgoing);
+  notice(`Group ${title} created with ${members.join(", ")}.`);
+  renderGroups();
+  $("group").value = hex(update.group.groupId);
+}
+
+async function sendGroup(groupId, text) {
+  const group = device.group(groupId);
+  for (const m of group.members) {
+    if (m.userId !== device.userId) await prepare(m.userId);
+  }
+  const ts = Date.now();
+  const sent = await device.sendGroupText(groupId, text, ts);
+  // The sender chain reaches every member before the message does.
+  await submitAll(sent.outgoing);
+  await courier.request((id) => encodeSubmitGroup(id, sent));
+  await saveEntry({ dir: "out", peer: `[${group.title}]`, group: hex(groupId), id: hex(sent.messageId), ts, text, status: "sent" });
+  render();
 }
 
 async function send(userId, text) {
@@ -266,6 +327,14 @@ async function openAndShow(envelope) {
   const from = got.senderUserId;
   const id = hex(got.messageId);
   if (got.identityChanged) notice(`${from}.${got.senderDeviceId}'s device identity changed.`, "identity-change");
+  if (got.kind === SESSION_CONTROL) {
+    const title = got.groupId ? device.group(got.groupId)?.title : undefined;
+    if (got.groupRefusal) notice(`A group change from ${from} was refused (${got.groupRefusal}).`, "error");
+    else if (got.groupChanged) notice(`Group ${title} changed (by ${from}).`);
+    for (const m of got.groupMessages) await saveGroupEntry(m);
+    renderGroups();
+    return {};
+  }
   if (got.kind === TEXT) {
     if (!findEntry(id)) {
       const text = decoder.decode(got.body);
@@ -303,6 +372,17 @@ async function receive(message) {
     return;
   }
   if (message.type !== "push") return;
+  if (message.group) {
+    try {
+      const got = await device.openGroupEnvelope(message.envelope);
+      if (got) await saveGroupEntry(got);
+    } catch (e) {
+      notice(`A group message could not be read (${e.code ?? e.message}).`, "error");
+    }
+    await account.request((id) => encodeAck(id, [message.messageId]));
+    render();
+    return;
+  }
   let result = {};
   try {
     result = await openAndShow(message.envelope);
@@ -358,6 +438,7 @@ async function unlock(event) {
     }
     for (const name of device.recordNames("held/")) identityChanged(name.split("/")[1]);
     render();
+    renderGroups();
     await connect();
   } catch (e) {
     $("go").disabled = false;
@@ -394,6 +475,38 @@ async function onSend(event) {
   }
 }
 
+async function onGroupCreate(event) {
+  event.preventDefault();
+  const title = $("group-title").value.trim();
+  const members = $("group-members").value.split(",").map((m) => m.trim()).filter(Boolean);
+  if (!title || members.length === 0) return;
+  $("group-create").disabled = true;
+  try {
+    await createGroup(title, members);
+    $("group-title").value = "";
+    $("group-members").value = "";
+  } catch (e) {
+    notice(`Group not created: ${e.code ?? ""} ${e.message}`, "error");
+  } finally {
+    $("group-create").disabled = false;
+  }
+}
+
+async function onGroupSend(event) {
+  event.preventDefault();
+  const text = $("group-text").value;
+  if (!$("group").value || !text) return;
+  $("group-send").disabled = true;
+  try {
+    await sendGroup(unhex($("group").value), text);
+    $("group-text").value = "";
+  } catch (e) {
+    notice(`Not sent to the group: ${e.code ?? ""} ${e.message}`, "error");
+  } finally {
+    $("group-send").disabled = false;
+  }
+}
+
 await init();
 $("relay").value = localStorage.getItem("tacit-relay") ?? "";
 $("relay").placeholder = relayUrl();
@@ -406,6 +519,8 @@ $("user-row").hidden = existing;
 $("go").textContent = existing ? "Unlock" : "Create and register";
 $("setup").onsubmit = unlock;
 $("compose").onsubmit = onSend;
+$("group-new").onsubmit = onGroupCreate;
+$("group-compose").onsubmit = onGroupSend;
 $("peer").onchange = () => {
   peer = $("peer").value.trim();
   showSafety();

@@ -1,6 +1,7 @@
 // The web chat (examples/web) in headless Chromium (Debian's `chromium`,
 // playwright-core) against a real tacit-relay serving the page
 // (--static-dir), with a native tacit-chat user: messages both ways,
+// group messages both ways in a group of each side's,
 // receipts, first contact and safety numbers; then the page reloads, its
 // history and sessions are still there, and messages still go both ways.
 //
@@ -131,6 +132,33 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     assert.equal(await back.getAttribute("data-new-session"), "false");
     assert.doesNotMatch(await page.textContent("#notices"), /could not be read|identity changed/);
     await page.waitForSelector(".msg.out[data-status=delivered] >> text=after the reload", { timeout: WAIT });
+
+    // A group of tacit-chat's, then one of the page's: a message each way
+    // through the relay (the chains pairwise, the messages by SubmitGroup).
+    await chat("group", "create", "team", "alice");
+    await page.waitForSelector("body[data-groups='1']", { timeout: WAIT });
+    await chat("group", "send", "team", "hello group");
+    await page.waitForSelector(".msg.in >> text=hello group", { timeout: WAIT });
+    assert.match(await page.textContent(".msg.in >> text=hello group"), /\[team\] bob: hello group/);
+    await page.selectOption("#group", { label: "team" });
+    await page.fill("#group-text", "hi group");
+    await page.click("#group-send");
+    await page.waitForSelector(".msg.out >> text=hi group", { timeout: WAIT });
+    const team = await chat("recv");
+    assert.match(team.stdout, /^\[team\] alice: hi group$/m);
+    await page.fill("#group-title", "web");
+    await page.fill("#group-members", "bob");
+    await page.click("#group-create");
+    await page.waitForSelector("body[data-groups='2']", { timeout: WAIT });
+    await page.selectOption("#group", { label: "web" });
+    await page.fill("#group-text", "from the page's group");
+    await page.click("#group-send");
+    await page.waitForSelector(".msg.out >> text=from the page's group", { timeout: WAIT });
+    const web = await chat("recv");
+    assert.match(web.stdout, /^\[web\] alice: from the page's group$/m);
+    await chat("group", "send", "web", "back in the page's group");
+    await page.waitForSelector(".msg.in >> text=back in the page's group", { timeout: WAIT });
+    assert.doesNotMatch(await page.textContent("#notices"), /could not be read|refused/);
 
     await page.screenshot({ path: process.env.WEB_CHAT_SCREENSHOT ?? join(dir, "web-chat.png") });
   } finally {

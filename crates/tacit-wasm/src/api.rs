@@ -17,6 +17,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::error::Error;
+use crate::groups;
+use crate::groups_js::GroupReceived;
 use crate::store::{BrowserStore, Local, Write};
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -41,7 +43,10 @@ export type TacitErrorCode = "invalid-argument" | "storage-failed" | "wrong-key"
   | "unknown-identity" | "own-address" | "untrusted-identity" | "identity-mismatch"
   | "unknown-prekey" | "classical-prekey-refused" | "handshake" | "decrypt" | "encrypt"
   | "envelope" | "content" | "unknown-user" | "user-key-changed" | "stale-device-list"
-  | "conflicting-device-list" | "device-not-listed" | "not-on-own-list" | "identity" | "session" | "frame";
+  | "conflicting-device-list" | "device-not-listed" | "not-on-own-list" | "identity" | "session" | "frame"
+  | "unknown-group" | "not-group-member" | "group-state" | "group-not-from-signer" | "group-user-key"
+  | "group-chain-refused" | "group-chain-missing" | "group-envelope" | "group-decrypt"
+  | "group-no-recipients";
 "#;
 
 #[wasm_bindgen]
@@ -125,6 +130,20 @@ pub struct Received {
     /// The device's identity key changed (and the change was accepted).
     #[wasm_bindgen(js_name = identityChanged)]
     pub identity_changed: bool,
+    /// For a group control (kind 6): the group it named.
+    #[wasm_bindgen(js_name = groupId)]
+    pub group_id: Option<Vec<u8>>,
+    /// For a group control: a new state of the group was taken.
+    #[wasm_bindgen(js_name = groupChanged)]
+    pub group_changed: bool,
+    /// For a group control: the code of the error it was refused with (a
+    /// `TacitErrorCode`), the pairwise message itself being read.
+    #[wasm_bindgen(js_name = groupRefusal)]
+    pub group_refusal: Option<String>,
+    /// Group messages held for their chain that this control made
+    /// readable, oldest first.
+    #[wasm_bindgen(js_name = groupMessages)]
+    pub group_messages: Vec<GroupReceived>,
 }
 
 /// One device of a user, its state persisted through a `TacitStorage`.
@@ -493,7 +512,8 @@ impl Tacit {
 
     /// Opens an envelope addressed to this device. An envelope that does not
     /// open, or a sender not on its user's trusted list, throws and changes
-    /// nothing.
+    /// nothing. A group control (kind 6) is taken here (`groupId`,
+    /// `groupChanged`, `groupRefusal`, `groupMessages`).
     #[wasm_bindgen(js_name = openEnvelope, unchecked_return_type = "Promise<Received>")]
     pub fn open_envelope(&mut self, envelope: &[u8]) -> Result<Promise, JsValue> {
         self.check()?;
@@ -512,6 +532,28 @@ impl Tacit {
             first_contact: received.first_contact,
             new_session: received.new_session,
             identity_changed: received.identity_change.is_some(),
+            group_id: None,
+            group_changed: false,
+            group_refusal: None,
+            group_messages: Vec::new(),
+        };
+        let out = if received.content.kind() == ContentKind::SessionControl {
+            // The pairwise message is read either way: a refusal is reported.
+            let outcome = groups::control(&mut self.manager, &received).unwrap_or_else(|e| {
+                groups::ControlOutcome {
+                    refused: Some(e),
+                    ..Default::default()
+                }
+            });
+            Received {
+                group_id: outcome.group_id.map(|id| id.to_vec()),
+                group_changed: outcome.changed,
+                group_refusal: outcome.refused.map(|e| e.code.into()),
+                group_messages: outcome.released.into_iter().map(Into::into).collect(),
+                ..out
+            }
+        } else {
+            out
         };
         Ok(self.persist(out.into()))
     }

@@ -36,6 +36,16 @@ pub const CODES: &[&str] = &[
     "identity",
     "session",
     "frame",
+    "unknown-group",
+    "not-group-member",
+    "group-state",
+    "group-not-from-signer",
+    "group-user-key",
+    "group-chain-refused",
+    "group-chain-missing",
+    "group-envelope",
+    "group-decrypt",
+    "group-no-recipients",
 ];
 
 /// An error with its stable code and a message for people.
@@ -46,7 +56,8 @@ pub struct Error {
     /// What went wrong.
     pub message: String,
     /// The user the error is about, when it names one (`unknown-user`,
-    /// `device-not-listed`, `user-key-changed`): the property `userId`.
+    /// `device-not-listed`, `user-key-changed`, `no-session` and the group
+    /// refusals that name a sender): the property `userId`.
     pub user_id: Option<String>,
 }
 

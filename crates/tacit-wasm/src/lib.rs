@@ -6,7 +6,9 @@
 //! [`Tacit`] is one device of a user: it creates the account and the
 //! user's signed device list (`docs/PROTOCOL.md` 14), gives its prekey
 //! bundle, takes the device lists and bundles of peers, seals messages for
-//! every device of a user and opens envelopes. A method that changes state
+//! every device of a user and opens envelopes; it creates and changes
+//! groups, sends group messages and reads them ([`groups`],
+//! `docs/PROTOCOL.md` 16). A method that changes state
 //! returns a promise that settles once the storage has written the change
 //! (in one transaction): act on its result (send the envelopes, acknowledge
 //! the delivery) only then. Errors are thrown as `TacitError`s with a
@@ -17,6 +19,8 @@
 
 mod api;
 pub mod error;
+pub mod groups;
+mod groups_js;
 #[cfg(feature = "perf")]
 pub mod perf;
 #[cfg(feature = "perf")]
@@ -26,5 +30,6 @@ mod relay_device;
 pub mod store;
 
 pub use api::{DeviceAddress, Outgoing, Received, Storage, Tacit};
+pub use groups_js::{GroupInfo, GroupMemberInfo, GroupReceived, GroupSent, GroupUpdate};
 #[cfg(feature = "perf")]
 pub use perf_js::perf_run;

@@ -14,11 +14,12 @@ use tacit::wire::WireMessage;
 use tacit::Address;
 use tacit_relay_proto::{
     Ack, ClientFrame, DeviceListBytes, EnvelopeKind, ErrorReply, FetchBundles, FetchDeviceList,
-    FrameError, PublishDeviceList, Reply, Request, ServerFrame, Submit,
+    FrameError, PublishDeviceList, Reply, Request, ServerFrame, Submit, SubmitGroup,
 };
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
+use crate::groups_js::GroupSent;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_RELAY_TYPES: &'static str = r#"
@@ -43,6 +44,7 @@ export type RelayReply =
   | { type: "prekeys-stored"; oneTimePrekeys: number; oneTimeKemPrekeys: number }
   | { type: "bundles"; deviceList: Uint8Array; bundles: { deviceId: number; bundle: Uint8Array }[] }
   | { type: "submitted"; messageId: number }
+  | { type: "submitted-group"; queued: number }
   | { type: "acked"; removed: number }
   | { type: "device-list-stored"; version: number }
   | { type: "device-list"; deviceList: Uint8Array }
@@ -123,6 +125,18 @@ pub fn encode_submit(
     let recipient = Address::new(user_id, device_id).map_err(|e| Error::invalid(e.to_string()))?;
     let request = Submit::new(recipient, envelope, None).map_err(invalid)?;
     Ok(frame(request_id, Request::Submit(request))?)
+}
+
+/// Encodes the submission of a group message's envelope (`sent` from
+/// `sendGroupText`): its shared payload once and a part for every
+/// recipient device, fanned out by the relay. Submit `sent.outgoing` first.
+#[wasm_bindgen(js_name = encodeSubmitGroup)]
+pub fn encode_submit_group(
+    #[wasm_bindgen(js_name = requestId)] request_id: f64,
+    sent: &GroupSent,
+) -> Result<Vec<u8>, JsValue> {
+    let request = SubmitGroup::from_sealed(&sent.sealed, |_| None).map_err(invalid)?;
+    Ok(frame(request_id, Request::SubmitGroup(request))?)
 }
 
 /// Encodes the acknowledgement (and so deletion) of the logged-in device's
@@ -219,7 +233,7 @@ fn reply_object(reply: &Reply) -> Obj {
             Obj::new("device-list-stored").set("version", num(*version))
         }
         Reply::DeviceList(list) => Obj::new("device-list").bytes("deviceList", list.as_bytes()),
-        Reply::SubmittedGroup { .. } => Obj::new("other").set("name", "submitted-group"),
+        Reply::SubmittedGroup { queued } => Obj::new("submitted-group").set("queued", *queued),
         Reply::DeliveryTokenSet => Obj::new("other").set("name", "delivery-token-set"),
         Reply::LinkStored => Obj::new("other").set("name", "link-stored"),
         Reply::LinkBlob(_) => Obj::new("other").set("name", "link-blob"),

@@ -11,16 +11,20 @@
 //! "session/" h  sessions      user_tag || device id   address || SessionRecord::to_bytes
 //! "list/" h     device_lists  user_tag                the list's wire bytes
 //! "app/" h      app_records   name_tag                name length (u16 BE) || name || value
+//! "group/" h     groups        id_tag                  id length (u16 BE) || id || value
+//! "group-out/" h group_out     id_tag                  (the same)
+//! "group-in/" h  group_in      id_tag                  (the same)
+//! "group-held/" h group_held   id_tag                  (the same)
 //! address    = user id length (u16 BE) || user id || device id (u32 BE)
 //! user_tag   = HMAC-SHA256(index_key, user id);  h = hex of the row key
 //! name_tag   = HMAC-SHA256(index_key, "app/" || name)
+//! id_tag     = HMAC-SHA256(index_key, prefix || id)   (prefix: "group/", ...)
 //! ```
 //!
 //! App records are the page's own (a chat's history, say), sealed like the
-//! rest: [`BrowserStore::put_app_record`].
-//!
-//! ```text
-//! ```
+//! rest: [`BrowserStore::put_app_record`]. Group records are the group
+//! layer's ([`crate::groups`], `docs/PROTOCOL.md` 11):
+//! [`BrowserStore::put_group_record`].
 //!
 //! Storage keys show only tags, so the database does not list whom the
 //! device talks to. Every record is sealed at generation 0: the browser
@@ -73,6 +77,51 @@ pub struct BrowserStore {
     inner: InMemoryStore,
     pending: RefCell<Vec<Write>>,
     app: RefCell<BTreeMap<String, Zeroizing<Vec<u8>>>>,
+    grouped: RefCell<GroupRecords>,
+}
+
+/// The group records in memory, by table and id.
+type GroupRecords = BTreeMap<(GroupTable, Vec<u8>), Zeroizing<Vec<u8>>>;
+
+/// A table of group records, each a value under an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupTable {
+    /// A group record, by group id.
+    Groups,
+    /// This device's outbound chain of a group, by group id.
+    Out,
+    /// An inbound chain, by group id and signing key.
+    In,
+    /// A group message waiting for its chain, by its position.
+    Held,
+}
+
+impl GroupTable {
+    const ALL: [Self; 4] = [Self::Groups, Self::Out, Self::In, Self::Held];
+
+    /// The table's name (the sealing's table label).
+    fn table(self) -> &'static str {
+        match self {
+            Self::Groups => "groups",
+            Self::Out => "group_out",
+            Self::In => "group_in",
+            Self::Held => "group_held",
+        }
+    }
+
+    /// The storage key's prefix, also the prefix of the tagged id.
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Groups => "group",
+            Self::Out => "group-out",
+            Self::In => "group-in",
+            Self::Held => "group-held",
+        }
+    }
+
+    fn of_table(table: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.table() == table)
+    }
 }
 
 /// The longest app record name, in bytes.
@@ -84,7 +133,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn encode_address(address: &Address, payload: &[u8]) -> Zeroizing<Vec<u8>> {
+pub(crate) fn encode_address(address: &Address, payload: &[u8]) -> Zeroizing<Vec<u8>> {
     let user = address.user_id().as_bytes();
     let mut out = Vec::with_capacity(6 + user.len() + payload.len());
     // A user id is at most 64 bytes (`Address::new`).
@@ -95,7 +144,7 @@ fn encode_address(address: &Address, payload: &[u8]) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(out)
 }
 
-fn decode_address<'a>(
+pub(crate) fn decode_address<'a>(
     table: &'static str,
     record: &'a [u8],
 ) -> Result<(Address, &'a [u8]), StoreError> {
@@ -126,6 +175,7 @@ impl BrowserStore {
             inner: InMemoryStore::new(),
             pending: RefCell::default(),
             app: RefCell::default(),
+            grouped: RefCell::default(),
         };
         let check = store.seal_write("meta", b"key_check", KEY_CHECK)?;
         let local = store.seal_write("local", b"local", &encode_local(local))?;
@@ -158,9 +208,11 @@ impl BrowserStore {
             inner: InMemoryStore::new(),
             pending: RefCell::default(),
             app: RefCell::default(),
+            grouped: RefCell::default(),
         };
         let mut local = None;
         let mut app = BTreeMap::new();
+        let mut grouped = BTreeMap::new();
         let mut changes = Changes::new();
         for (storage_key, value) in records {
             let (table, row) = parse_key(storage_key).ok_or_else(|| StoreError::Tampered {
@@ -177,6 +229,14 @@ impl BrowserStore {
                         return Err(tampered(table, &row));
                     }
                     app.insert(name, Zeroizing::new(value.to_vec()));
+                }
+                _ if GroupTable::of_table(table).is_some() => {
+                    let (id, value) = decode_named(table, &record)?;
+                    let kind = GroupTable::of_table(table).ok_or_else(|| tampered(table, &row))?;
+                    if row != store.group_row(kind, id) {
+                        return Err(tampered(table, &row));
+                    }
+                    grouped.insert((kind, id.to_vec()), Zeroizing::new(value.to_vec()));
                 }
                 "account" => {
                     let account = Account::from_bytes(&record)
@@ -225,6 +285,7 @@ impl BrowserStore {
         let mut store = store;
         store.inner.commit(changes)?;
         store.app = RefCell::new(app);
+        store.grouped = RefCell::new(grouped);
         Ok(Some((store, local)))
     }
 
@@ -286,6 +347,71 @@ impl BrowserStore {
         };
         self.pending.borrow_mut().push(write);
         Ok(())
+    }
+
+    /// The group record `id` of `table`.
+    pub fn group_record(&self, table: GroupTable, id: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.grouped
+            .borrow()
+            .get(&(table, id.to_vec()))
+            .map(|v| Zeroizing::new(v.to_vec()))
+    }
+
+    /// The group records of `table` whose id starts with `prefix`, in the
+    /// order of their ids.
+    pub fn group_records(
+        &self,
+        table: GroupTable,
+        prefix: &[u8],
+    ) -> Vec<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+        self.grouped
+            .borrow()
+            .range((table, prefix.to_vec())..)
+            .take_while(|((t, id), _)| *t == table && id.starts_with(prefix))
+            .map(|((_, id), v)| (id.clone(), Zeroizing::new(v.to_vec())))
+            .collect()
+    }
+
+    /// Stores `value` as the group record `id` of `table` (or deletes it
+    /// with `None`) and queues its sealed write.
+    pub fn put_group_record(
+        &self,
+        table: GroupTable,
+        id: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let row = self.group_row(table, id);
+        let write = match value {
+            Some(value) => {
+                let len = u16::try_from(id.len())
+                    .map_err(|_| StoreError::backend_message("a group record id is too long"))?;
+                let mut record = Zeroizing::new(Vec::with_capacity(2 + id.len() + value.len()));
+                record.extend_from_slice(&len.to_be_bytes());
+                record.extend_from_slice(id);
+                record.extend_from_slice(value);
+                self.seal_write(table.table(), &row, &record)?
+            }
+            None => Write {
+                key: storage_key(table.table(), &row),
+                value: None,
+            },
+        };
+        let key = (table, id.to_vec());
+        match value {
+            Some(value) => self
+                .grouped
+                .borrow_mut()
+                .insert(key, Zeroizing::new(value.to_vec())),
+            None => self.grouped.borrow_mut().remove(&key),
+        };
+        self.pending.borrow_mut().push(write);
+        Ok(())
+    }
+
+    fn group_row(&self, table: GroupTable, id: &[u8]) -> Vec<u8> {
+        let mut tagged = format!("{}/", table.prefix()).into_bytes();
+        tagged.extend_from_slice(id);
+        self.sealer.tag(&tagged).to_vec()
     }
 
     fn app_row(&self, name: &str) -> Vec<u8> {
@@ -380,7 +506,11 @@ fn storage_key(table: &str, row: &[u8]) -> String {
         "identities" => format!("identity/{}", hex(row)),
         "sessions" => format!("session/{}", hex(row)),
         "app_records" => format!("app/{}", hex(row)),
-        _ => format!("list/{}", hex(row)),
+        "device_lists" => format!("list/{}", hex(row)),
+        other => match GroupTable::of_table(other) {
+            Some(t) => format!("{}/{}", t.prefix(), hex(row)),
+            None => format!("list/{}", hex(row)),
+        },
     }
 }
 
@@ -397,7 +527,10 @@ fn parse_key(key: &str) -> Option<(&'static str, Vec<u8>)> {
                 "session" => "sessions",
                 "list" => "device_lists",
                 "app" => "app_records",
-                _ => return None,
+                other => GroupTable::ALL
+                    .into_iter()
+                    .find(|t| t.prefix() == other)?
+                    .table(),
             };
             (table, row)
         }
@@ -413,8 +546,21 @@ fn parse_key(key: &str) -> Option<(&'static str, Vec<u8>)> {
 }
 
 fn decode_app(record: &[u8]) -> Result<(String, &[u8]), StoreError> {
-    let corrupt = || StoreError::Corrupt {
+    let (name, value) = decode_named("app_records", record)?;
+    let name = core::str::from_utf8(name).map_err(|_| StoreError::Corrupt {
         table: "app_records",
+        error: StateError::Corrupt,
+    })?;
+    Ok((name.into(), value))
+}
+
+/// `len (u16 BE) || name || value`: the name and the value.
+fn decode_named<'a>(
+    table: &'static str,
+    record: &'a [u8],
+) -> Result<(&'a [u8], &'a [u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        table,
         error: StateError::Corrupt,
     };
     let (len, rest) = record.split_first_chunk::<2>().ok_or_else(corrupt)?;
@@ -422,9 +568,7 @@ fn decode_app(record: &[u8]) -> Result<(String, &[u8]), StoreError> {
     if rest.len() < len {
         return Err(corrupt());
     }
-    let (name, value) = rest.split_at(len);
-    let name = core::str::from_utf8(name).map_err(|_| corrupt())?;
-    Ok((name.into(), value))
+    Ok(rest.split_at(len))
 }
 
 fn encode_local(local: &Local) -> Zeroizing<Vec<u8>> {
