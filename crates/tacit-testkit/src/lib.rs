@@ -5,8 +5,8 @@
 //!   device certificate, as the group tests and fuzz targets need them;
 //! - [`device`]: a device over an in-memory store, with prekeys;
 //! - [`fuzz::mutate`]: a real sample damaged as a fuzz input says;
-//! - with the `relay` feature, [`relay::request`], a client of the relay's
-//!   frames that never logs in, and [`relay::Sender`], a device that is no
+//! - with the `relay` feature, `relay::request`, a client of the relay's
+//!   frames that never logs in, and `relay::Sender`, a device that is no
 //!   `tacit-client` (an impersonator, a non-member) and seals and submits
 //!   what a test scripts.
 //!
