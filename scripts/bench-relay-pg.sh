@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# The relay on SQLite and on PostgreSQL (one node), side by side.
+# The relay on SQLite (one node, beside mosquitto) and on PostgreSQL with
+# one, two and three nodes, in one command.
 #
 #   scripts/bench-relay-pg.sh [tacit-load flags...]   e.g. --scenarios a --messages-per-pair 1000
 #
-# Builds the relay and the load generator in release, starts a private
-# PostgreSQL server (initdb into a temporary directory as the postgres
-# user when run as root, a free port on 127.0.0.1; fsync and
-# synchronous_commit on), runs tacit-load against the relay on SQLite, then
-# against the relay on PostgreSQL (a wrapper given as --relay-bin creates a
-# fresh database for every relay tacit-load starts and passes its URL as
-# --db), and prints the server's CPU time over that run (utime + stime of
-# the postmaster, its children and its reaped children). Everything is
+# First runs scripts/bench-relay.sh with the same flags: the relay on
+# SQLite against mosquitto (installed from Debian's packages if missing;
+# TACIT_BENCH_NO_MQTT=1 runs the relay alone). Then builds the relay and the
+# load generator in release, starts a private PostgreSQL server (initdb
+# into a temporary directory as the postgres user when run as root, a free
+# port on 127.0.0.1; fsync and synchronous_commit on) and runs tacit-load
+# against it with --nodes 1, 2 and 3 (TACIT_BENCH_NODES="1 2 3"). The
+# wrapper given as --relay-bin maps the --db path tacit-load passes (one
+# temporary path per scenario) to one database, created by the first node
+# that starts on it: the nodes of a scenario share it, the next scenario
+# gets a fresh one, and a node restarted on the same path (scenario c)
+# finds its data again. tacit-load sums the CPU time of every node and of
+# the PostgreSQL server (--db-pidfile: the postmaster, its children and its
+# reaped children). While each run lasts, pg_stat_activity is sampled every
+# 0.2 s and the wait events of active backends are counted. Everything is
 # removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,11 +50,13 @@ trap cleanup EXIT
 
 cat >"$dir/relay-on-pg" <<WRAP
 #!/usr/bin/env bash
-name="bench_\$(date +%s%N)"
-"$bin/createdb" -h 127.0.0.1 -p $port -U postgres "\$name"
 args=(); next=0
 for a in "\$@"; do
-  if [ \$next = 1 ]; then args+=("postgres://postgres@127.0.0.1:$port/\$name"); next=0; continue; fi
+  if [ \$next = 1 ]; then
+    name="bench_\$(printf %s "\$a" | md5sum | cut -c1-16)"
+    "$bin/createdb" -h 127.0.0.1 -p $port -U postgres "\$name" 2>/dev/null || true
+    args+=("postgres://postgres@127.0.0.1:$port/\$name"); next=0; continue
+  fi
   [ "\$a" = --db ] && next=1
   args+=("\$a")
 done
@@ -54,22 +64,38 @@ exec "$CARGO_TARGET_DIR/release/tacit-relay" "\${args[@]}"
 WRAP
 chmod +x "$dir/relay-on-pg"
 
-server_cpu() {
-  local pm total tck
-  pm=$(head -1 "$dir/data/postmaster.pid")
-  tck=$(getconf CLK_TCK)
-  total=$(awk '{print $14+$15+$16+$17}' "/proc/$pm/stat")
-  for p in $(pgrep -P "$pm"); do
-    total=$((total + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  python3 -c "print($total / $tck)"
+# Wait events of active backends (other than this sampler), every 0.2 s.
+sample_waits() {
+  while :; do
+    "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tA -F ' ' -c \
+      "select coalesce(wait_event_type, 'CPU'), coalesce(wait_event, '-') from pg_stat_activity
+       where state = 'active' and pid <> pg_backend_pid() and backend_type = 'client backend'" \
+      2>/dev/null || true
+    echo "--"
+    sleep 0.2
+  done >"$dir/waits"
+}
+report_waits() {
+  awk '$0 == "--" { n++; next } { c[$0]++ } END {
+    printf "active backends per sample (%d samples):", n
+    for (k in c) printf " %s %.2f;", k, c[k] / (n ? n : 1); print "" }' "$dir/waits"
 }
 
-echo "== SQLite"
-"$CARGO_TARGET_DIR/release/tacit-load" "$@"
-echo "== PostgreSQL, one node"
-before=$(server_cpu)
-"$CARGO_TARGET_DIR/release/tacit-load" --relay-bin "$dir/relay-on-pg" "$@"
-sleep 1
-after=$(server_cpu)
-python3 -c "print('PostgreSQL server CPU over the run: %.2f s' % ($after - $before))"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== SQLite, 1 node"
+if [ "${TACIT_BENCH_NO_MQTT:-0}" = 1 ]; then
+  "$CARGO_TARGET_DIR/release/tacit-load" "$@"
+else
+  scripts/bench-relay.sh "$@"
+fi
+for n in ${TACIT_BENCH_NODES:-1 2 3}; do
+  echo "== PostgreSQL, $n node(s)"
+  sample_waits &
+  sampler=$!
+  "$CARGO_TARGET_DIR/release/tacit-load" --relay-bin "$dir/relay-on-pg" --nodes "$n" \
+    --db-pidfile "$dir/data/postmaster.pid" "$@"
+  kill "$sampler"
+  wait "$sampler" 2>/dev/null || true
+  report_waits
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

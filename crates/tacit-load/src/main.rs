@@ -17,7 +17,11 @@
 //!
 //! The relay is spawned from its binary with a temporary database, so its
 //! CPU time and RSS can be read from `/proc/PID/stat` and
-//! `/proc/PID/status`. The MQTT broker is started by the caller; give
+//! `/proc/PID/status`; with `--nodes N`, N relay processes on the same
+//! `--db` (a shared PostgreSQL database behind a `--relay-bin` wrapper),
+//! senders and receivers spread so that every message crosses nodes, and
+//! the CPU of all of them (plus the database server's with
+//! `--db-pidfile`) counted. The MQTT broker is started by the caller; give
 //! its pid file (`--mqtt-pidfile`) for CPU, RSS and SIGKILL, and a command
 //! that starts it again (`--mqtt-restart`) for scenario (c).
 
@@ -43,6 +47,18 @@ struct Args {
     /// The tacit-relay binary (default: next to this binary).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// Relay nodes per scenario, all started on the same `--db` (so more
+    /// than one needs a shared database: a `--relay-bin` wrapper that maps
+    /// the path to one PostgreSQL database). Sender i logs in on node
+    /// i mod N and its receiver on node (i + 1) mod N, so that with
+    /// several nodes every message crosses from one node to another.
+    #[arg(long, default_value_t = 1)]
+    nodes: u32,
+    /// The database server's pid file (PostgreSQL's `postmaster.pid`):
+    /// its CPU time (the postmaster, its children and its reaped children)
+    /// is added to the relay nodes' in "CPU / delivered msg".
+    #[arg(long)]
+    db_pidfile: Option<PathBuf>,
     /// Also run every scenario against the MQTT broker at HOST:PORT
     /// (loopback only), QoS 1 with persistent sessions.
     #[arg(long)]
@@ -284,6 +300,9 @@ async fn main() -> anyhow::Result<()> {
     if args.window == 0 || args.window > 128 {
         bail!("--window must be 1 to 128 (the relay's in-flight limit)");
     }
+    if args.nodes == 0 || args.nodes > 16 {
+        bail!("--nodes must be 1 to 16");
+    }
     if let Some(addr) = args.mqtt {
         if !addr.ip().is_loopback() {
             bail!("--mqtt must be a loopback address");
@@ -307,7 +326,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "tacit-load: {} pairs, {}-byte payloads, window {}, {} round(s), {:.0} s",
+        "tacit-load: {} relay node(s), {} pairs, {}-byte payloads, window {}, {} round(s), {:.0} s",
+        args.nodes,
         args.pairs,
         args.payload,
         args.window,

@@ -59,3 +59,135 @@ impl CpuMark {
         Some(end.saturating_sub(self.0?))
     }
 }
+
+/// Fields of `/proc/PID/stat` after the command name, as numbers where
+/// they parse (index 0 is the state field, field 3 of the whole line).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// CPU time of a server made of a parent and its child processes (the
+/// PostgreSQL postmaster and its backends), in microseconds: the parent's
+/// utime + stime + cutime + cstime (reaped children included) plus utime +
+/// stime of every live child.
+pub(crate) fn tree_cpu_us(parent: u32) -> Option<u64> {
+    let own = stat_fields(parent)?;
+    // utime, stime, cutime, cstime: fields 14 to 17 of the line.
+    let mut ticks: u64 = own.get(11..15)?.iter().sum();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(f) = stat_fields(pid) {
+            // ppid is field 4 of the line.
+            if f.get(1) == Some(&u64::from(parent)) {
+                ticks += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+            }
+        }
+    }
+    Some(ticks * 1_000_000 / ticks_per_second())
+}
+
+/// CPU time of the server under load: every relay node, and the database
+/// server's process tree if its pid is known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ServerCpu {
+    /// Sum over the relay nodes, microseconds.
+    pub(crate) relays_us: u64,
+    /// The database server, microseconds.
+    pub(crate) db_us: Option<u64>,
+}
+
+impl ServerCpu {
+    /// Reads it now; `None` if a relay's time cannot be read.
+    pub(crate) fn now(relays: &[u32], db: Option<u32>) -> Option<Self> {
+        let relays_us = relays.iter().map(|&p| cpu_us(p)).sum::<Option<u64>>()?;
+        Some(Self {
+            relays_us,
+            db_us: db.and_then(tree_cpu_us),
+        })
+    }
+
+    /// What was spent between `earlier` and `self`.
+    pub(crate) fn minus(self, earlier: Self) -> Self {
+        Self {
+            relays_us: self.relays_us.saturating_sub(earlier.relays_us),
+            db_us: match (self.db_us, earlier.db_us) {
+                (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Relays and database together.
+    pub(crate) fn total_us(self) -> u64 {
+        self.relays_us + self.db_us.unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_cpu_counts_a_busy_child() {
+        let me = std::process::id();
+        let before = tree_cpu_us(me).expect("own stat");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .expect("sh");
+        // Sampled while the child runs, then after it is reaped.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let during = tree_cpu_us(me).expect("own stat");
+        child.wait().expect("wait");
+        let after = tree_cpu_us(me).expect("own stat");
+        let child_only = after.saturating_sub(before);
+        assert!(during >= before);
+        assert!(
+            after >= during,
+            "reaped child's time lost: {during} -> {after}"
+        );
+        assert!(
+            child_only >= 10_000,
+            "child's CPU not counted: {child_only} us"
+        );
+    }
+
+    #[test]
+    fn server_cpu_subtracts_and_adds() {
+        let a = ServerCpu {
+            relays_us: 100,
+            db_us: Some(50),
+        };
+        let b = ServerCpu {
+            relays_us: 400,
+            db_us: Some(250),
+        };
+        let d = b.minus(a);
+        assert_eq!(
+            d,
+            ServerCpu {
+                relays_us: 300,
+                db_us: Some(200)
+            }
+        );
+        assert_eq!(d.total_us(), 500);
+        let no_db = ServerCpu {
+            relays_us: 7,
+            db_us: None,
+        };
+        assert_eq!(no_db.minus(a).db_us, None);
+        assert_eq!(no_db.total_us(), 7);
+    }
+}

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::procfs::{rss_bytes, CpuMark};
+use crate::procfs::{rss_bytes, ServerCpu};
 use crate::report::Metrics;
 use crate::{join_all, payload, percentile, Args, RecvStats, SendStats};
 
@@ -135,6 +135,62 @@ impl RelayProc {
     }
 }
 
+/// The relay nodes of one scenario: `n` processes on the same `--db`
+/// (with `n > 1` a database that nodes share, e.g. PostgreSQL behind a
+/// `--relay-bin` wrapper that maps the path to one database).
+#[derive(Debug)]
+pub(crate) struct Nodes(Vec<RelayProc>);
+
+impl Nodes {
+    /// Starts `n` nodes one after the other (the first one migrates the
+    /// schema before the others connect).
+    pub(crate) async fn spawn(bin: &Path, db: &Path, n: u32) -> anyhow::Result<Self> {
+        let mut procs = Vec::new();
+        for _ in 0..n.max(1) {
+            procs.push(RelayProc::spawn(bin, db).await?);
+        }
+        Ok(Self(procs))
+    }
+
+    /// Every node's address, in order.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.0.iter().map(|p| p.addr).collect()
+    }
+
+    /// Every node's pid, in order.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.0.iter().map(|p| p.pid).collect()
+    }
+
+    /// The sum of the nodes' resident memory, if every one can be read.
+    fn rss_bytes(&self) -> Option<u64> {
+        self.0.iter().map(|p| rss_bytes(p.pid)).sum()
+    }
+
+    /// SIGKILL of every node.
+    async fn kill(self) -> anyhow::Result<()> {
+        for p in self.0 {
+            p.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// A graceful shutdown of every node.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        for p in self.0 {
+            p.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The node of device `i` among `nodes`: receivers are shifted by one so
+/// that with several nodes every receiver sits on a node other than its
+/// sender's.
+pub(crate) fn node_of(nodes: &[SocketAddr], i: usize, shift: usize) -> SocketAddr {
+    nodes[(i + shift) % nodes.len()]
+}
+
 /// A device of the load: address, identity, and its user's device list.
 /// Each device is its own user, with a one-device list (version 1) signed
 /// by a user key derived, like the identity, from the device's number: the
@@ -234,10 +290,23 @@ async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
 
 /// Logs in every device, a few at a time.
 pub(crate) async fn login_all(addr: SocketAddr, devices: &[Device]) -> anyhow::Result<Vec<Ws>> {
+    login_spread(&[addr], devices, 0).await
+}
+
+/// Logs in device `i` on `node_of(nodes, i, shift)`, all at once.
+async fn login_spread(
+    nodes: &[SocketAddr],
+    devices: &[Device],
+    shift: usize,
+) -> anyhow::Result<Vec<Ws>> {
     let handles: Vec<_> = devices
         .iter()
         .cloned()
-        .map(|d| tokio::spawn(async move { login(addr, &d).await }))
+        .enumerate()
+        .map(|(i, d)| {
+            let addr = node_of(nodes, i, shift);
+            tokio::spawn(async move { login(addr, &d).await })
+        })
         .collect();
     join_all(handles).await.into_iter().collect()
 }
@@ -508,7 +577,15 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Every scenario against a fresh relay process each.
+/// The database server's pid, from `--db-pidfile` (its first line, as
+/// in PostgreSQL's `postmaster.pid`).
+fn db_pid(args: &Args) -> Option<u32> {
+    let path = args.db_pidfile.as_ref()?;
+    let first = std::fs::read_to_string(path).ok()?;
+    first.lines().next()?.trim().parse().ok()
+}
+
+/// Every scenario against fresh relay nodes each (`--nodes`).
 pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
     let bin = args.relay_bin.clone().context("no relay binary")?;
     let mut m = Metrics::new();
@@ -531,11 +608,11 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
                 continue;
             }
             let dir = TempDir::new(&format!("relay-{key}-{round}"))?;
-            let relay = RelayProc::spawn(&bin, &dir.0.join("relay.db")).await?;
-            let receivers = login_all(relay.addr, &receivers_d).await?;
-            let senders = login_all(relay.addr, &senders_d).await?;
+            let relay = Nodes::spawn(&bin, &dir.0.join("relay.db"), args.nodes).await?;
+            let receivers = login_spread(&relay.addrs(), &receivers_d, 1).await?;
+            let senders = login_spread(&relay.addrs(), &senders_d, 0).await?;
             let deadline = Instant::now() + args.cap();
-            let cpu = CpuMark::now(Some(relay.pid));
+            let cpu = ServerCpu::now(&relay.pids(), db_pid(args));
             let (send, recv, secs) = online(
                 args,
                 senders,
@@ -547,7 +624,9 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
                 deadline,
             )
             .await?;
-            let cpu_us = cpu.since(Some(relay.pid));
+            let cpu = cpu
+                .zip(ServerCpu::now(&relay.pids(), db_pid(args)))
+                .map(|(before, after)| after.minus(before));
             relay.stop().await?;
             let s = crate::sum_sends(&send);
             let r = crate::sum_recvs(recv);
@@ -561,11 +640,17 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
                 if key == "a" { "a.rate" } else { "ap.rate" },
                 f64::from(r.distinct) / secs,
             );
-            if let Some(us) = cpu_us {
+            if let Some(cpu) = cpu {
                 m.insert(
                     if key == "a" { "a.cpu" } else { "ap.cpu" },
-                    us as f64 / delivered,
+                    cpu.total_us() as f64 / delivered,
                 );
+                if let Some(db) = cpu.db_us {
+                    m.insert(
+                        if key == "a" { "a.db_cpu" } else { "ap.db_cpu" },
+                        db as f64 / delivered,
+                    );
+                }
             }
             if rate.is_some() {
                 let mut l = r.latencies_us;
@@ -585,15 +670,15 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         let want = u64::from(per_pair) * u64::from(pairs);
         let dir = TempDir::new(&format!("relay-{key}-{round}"))?;
         let db = dir.0.join("relay.db");
-        let relay = RelayProc::spawn(&bin, &db).await?;
+        let relay = Nodes::spawn(&bin, &db, args.nodes).await?;
         // Create the mailboxes; their owners go offline.
-        for ws in login_all(relay.addr, &receivers_d).await? {
+        for ws in login_spread(&relay.addrs(), &receivers_d, 1).await? {
             let mut ws = ws;
             let _ = ws.close(None).await;
         }
-        let senders = login_all(relay.addr, &senders_d).await?;
+        let senders = login_spread(&relay.addrs(), &senders_d, 0).await?;
         let deadline = Instant::now() + args.cap();
-        let rss0 = rss_bytes(relay.pid);
+        let rss0 = relay.rss_bytes();
         let start = Instant::now();
         let send: Vec<_> = senders
             .into_iter()
@@ -622,7 +707,7 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         }
         let relay = if key == "b" {
             m.insert("b.publish", f64::from(s.acked) / publish_secs);
-            if let (Some(before), Some(after)) = (rss0, rss_bytes(relay.pid)) {
+            if let (Some(before), Some(after)) = (rss0, relay.rss_bytes()) {
                 m.insert("b.rss_mb", after as f64 / 1e6);
                 m.insert(
                     "b.rss_per_msg",
@@ -630,16 +715,19 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
                 );
             }
             let disk = file_len(&db) + file_len(&dir.0.join("relay.db-wal"));
-            m.insert("b.disk_per_msg", disk as f64 / f64::from(s.acked.max(1)));
+            // No file on a database server (PostgreSQL): no figure.
+            if disk > 0 {
+                m.insert("b.disk_per_msg", disk as f64 / f64::from(s.acked.max(1)));
+            }
             relay
         } else {
             // Every send is acknowledged: kill, restart on the same file.
             relay.kill().await?;
             m.insert("c.acked", f64::from(s.acked));
-            RelayProc::spawn(&bin, &db).await?
+            Nodes::spawn(&bin, &db, args.nodes).await?
         };
         let start = Instant::now();
-        let receivers = login_all(relay.addr, &receivers_d).await?;
+        let receivers = login_spread(&relay.addrs(), &receivers_d, 1).await?;
         let until = if key == "b" {
             Until::All
         } else {
@@ -662,4 +750,28 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         }
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_sit_on_another_node_than_their_senders() {
+        let nodes: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 4000 + i)))
+            .collect();
+        for n in 2..=3 {
+            let nodes = &nodes[..n];
+            let mut used = std::collections::BTreeSet::new();
+            for i in 0..50 {
+                let sender = node_of(nodes, i, 0);
+                assert_ne!(sender, node_of(nodes, i, 1), "pair {i} on {n} nodes");
+                used.insert(sender);
+            }
+            assert_eq!(used.len(), n, "every node serves senders");
+        }
+        // One node: everything on it.
+        assert_eq!(node_of(&nodes[..1], 7, 1), nodes[0]);
+    }
 }
