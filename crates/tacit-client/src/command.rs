@@ -38,6 +38,10 @@ pub(crate) enum Command {
         device_id: DeviceId,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    SetPushEndpoint {
+        url: Option<String>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
     Devices {
         reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
     },

@@ -242,6 +242,19 @@ impl Client {
             .await
     }
 
+    /// Registers `url` as this device's push endpoint (the HTTPS URL a push
+    /// gateway, UnifiedPush or Web Push style, gave this device), or with
+    /// `None` clears it. While the device is offline, the relay POSTs an
+    /// empty request to the endpoint when mail arrives: it says only "there
+    /// is mail", never from whom or how much. The relay refuses URLs that
+    /// are not https, carry credentials, exceed 512 bytes or point into a
+    /// private network (unless configured otherwise).
+    pub async fn set_push_endpoint(&self, url: Option<&str>) -> Result<(), ClientError> {
+        let url = url.map(str::to_owned);
+        self.call(|reply| Command::SetPushEndpoint { url, reply })
+            .await
+    }
+
     /// The user key's recovery code, on the device that holds the user key:
     /// show it to the user once, to keep offline ([`recover`] restores it).
     pub async fn recovery_code(&self) -> Result<RecoveryCode, ClientError> {

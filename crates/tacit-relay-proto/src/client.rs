@@ -12,7 +12,7 @@ use crate::proto::{self, client_frame};
 use crate::{
     login_transcript, register_transcript, CHALLENGE_LEN, LINK_SLOT_LEN, MAX_ACK_IDS,
     MAX_CLIENT_FRAME_LEN, MAX_DELIVERY_TOKEN_LEN, MAX_ENVELOPE_LEN, MAX_KEM_PREKEYS_PER_UPLOAD,
-    MAX_LINK_BLOB_LEN, MAX_PREKEYS_PER_UPLOAD, MIN_DELIVERY_TOKEN_LEN,
+    MAX_LINK_BLOB_LEN, MAX_PREKEYS_PER_UPLOAD, MAX_PUSH_ENDPOINT_LEN, MIN_DELIVERY_TOKEN_LEN,
 };
 
 /// A request with its id. The relay answers each request with one
@@ -57,6 +57,8 @@ pub enum Request {
     /// Submit one shared payload for many recipient devices (any
     /// connection).
     SubmitGroup(crate::SubmitGroup),
+    /// Set or clear the logged-in device's push endpoint.
+    SetPushEndpoint(SetPushEndpoint),
 }
 
 impl Request {
@@ -76,6 +78,7 @@ impl Request {
             Self::LinkPut(_) => "link_put",
             Self::LinkTake(_) => "link_take",
             Self::SubmitGroup(_) => "submit_group",
+            Self::SetPushEndpoint(_) => "set_push_endpoint",
         }
     }
 }
@@ -421,6 +424,18 @@ pub struct SetDeliveryToken {
     pub token: Option<DeliveryToken>,
 }
 
+/// Sets (or with `None` clears) the logged-in device's push endpoint: the
+/// URL, at most [`MAX_PUSH_ENDPOINT_LEN`] bytes, to which the relay posts a
+/// content-free wake-up when mail lands in the device's mailbox while it is
+/// offline. On the wire an empty `url` clears. The frame checks only the
+/// length; the relay checks the URL itself (`docs/relay.md`, "Push
+/// wake-ups").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetPushEndpoint {
+    /// The endpoint, or none to clear it.
+    pub url: Option<String>,
+}
+
 /// Publishes a new signed device list of the logged-in device's user. Its
 /// version must be higher than the stored one; registered devices of the
 /// user that are not on it (or are on it with another identity key) are
@@ -582,6 +597,14 @@ impl ClientFrame {
                         .transpose()?,
                 })
             }
+            client_frame::Request::SetPushEndpoint(r) => {
+                if r.url.len() > MAX_PUSH_ENDPOINT_LEN {
+                    return Err(FrameError::invalid(id, "url"));
+                }
+                Request::SetPushEndpoint(SetPushEndpoint {
+                    url: (!r.url.is_empty()).then_some(r.url),
+                })
+            }
             client_frame::Request::PublishDeviceList(r) => {
                 Request::PublishDeviceList(PublishDeviceList {
                     device_list: DeviceListBytes::checked(id, "device_list", r.device_list)?,
@@ -660,6 +683,11 @@ impl ClientFrame {
             Request::SetDeliveryToken(r) => {
                 client_frame::Request::SetDeliveryToken(proto::SetDeliveryToken {
                     token: r.token.as_ref().map(|t| t.0.clone()),
+                })
+            }
+            Request::SetPushEndpoint(r) => {
+                client_frame::Request::SetPushEndpoint(proto::SetPushEndpoint {
+                    url: r.url.clone().unwrap_or_default(),
                 })
             }
             Request::PublishDeviceList(r) => {

@@ -41,7 +41,7 @@ mod server;
 pub use client::{
     Ack, ClientFrame, DeliveryToken, DeviceListBytes, FetchBundles, FetchDeviceList, LinkPut,
     LinkTake, Login, OneTimePreKey, PublishDeviceList, Register, Request, SetDeliveryToken,
-    SignedPreKey, Submit, UploadPreKeys,
+    SetPushEndpoint, SignedPreKey, Submit, UploadPreKeys,
 };
 pub use error::{ErrorCode, FrameError};
 pub use group::{
@@ -76,6 +76,8 @@ pub const CHALLENGE_LEN: usize = 32;
 pub const MIN_DELIVERY_TOKEN_LEN: usize = 16;
 /// The longest delivery token.
 pub const MAX_DELIVERY_TOKEN_LEN: usize = 64;
+/// The longest push endpoint URL, in bytes.
+pub const MAX_PUSH_ENDPOINT_LEN: usize = 512;
 /// The most one-time prekeys in one upload.
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
 /// The most one-time KEM prekeys in one upload. Each takes about 1,650

@@ -8,7 +8,7 @@ pub(crate) struct ClientFrame {
     pub(crate) request_id: u64,
     #[prost(
         oneof = "client_frame::Request",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 20"
     )]
     pub(crate) request: Option<client_frame::Request>,
 }
@@ -57,6 +57,9 @@ pub(crate) mod client_frame {
         /// Submit one shared payload for many recipient devices.
         #[prost(message, tag = "14")]
         SubmitGroup(super::SubmitGroup),
+        /// Set or clear the push endpoint.
+        #[prost(message, tag = "20")]
+        SetPushEndpoint(super::SetPushEndpoint),
     }
 }
 
@@ -219,6 +222,13 @@ pub(crate) struct SetDeliveryToken {
     pub(crate) token: Option<Vec<u8>>,
 }
 
+/// `SetPushEndpoint`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SetPushEndpoint {
+    #[prost(string, tag = "1")]
+    pub(crate) url: String,
+}
+
 /// `ServerFrame`: a response or a push.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ServerFrame {
@@ -256,7 +266,7 @@ pub(crate) struct Response {
     pub(crate) request_id: u64,
     #[prost(
         oneof = "response::Outcome",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 20"
     )]
     pub(crate) outcome: Option<response::Outcome>,
 }
@@ -305,6 +315,9 @@ pub(crate) mod response {
         /// A group submission is durably queued for every recipient.
         #[prost(message, tag = "14")]
         SubmittedGroup(super::SubmittedGroup),
+        /// The push endpoint is set or cleared.
+        #[prost(message, tag = "20")]
+        PushEndpointSet(super::Empty),
     }
 }
 

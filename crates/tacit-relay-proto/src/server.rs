@@ -88,6 +88,8 @@ pub enum Reply {
     },
     /// Answers `SetDeliveryToken`.
     DeliveryTokenSet,
+    /// Answers `SetPushEndpoint`.
+    PushEndpointSet,
     /// Answers `PublishDeviceList`: the list is stored.
     DeviceListStored {
         /// The stored list's version.
@@ -332,6 +334,7 @@ fn response_to_proto(r: &Response) -> proto::Response {
             response::Outcome::Acked(proto::Acked { removed: *removed })
         }
         Ok(Reply::DeliveryTokenSet) => response::Outcome::DeliveryTokenSet(proto::Empty {}),
+        Ok(Reply::PushEndpointSet) => response::Outcome::PushEndpointSet(proto::Empty {}),
         Ok(Reply::DeviceListStored { version }) => {
             response::Outcome::DeviceListStored(proto::DeviceListStored { version: *version })
         }
@@ -427,6 +430,7 @@ fn response_from_proto(r: proto::Response) -> Result<Response, FrameError> {
         }
         response::Outcome::Acked(a) => Ok(Reply::Acked { removed: a.removed }),
         response::Outcome::DeliveryTokenSet(_) => Ok(Reply::DeliveryTokenSet),
+        response::Outcome::PushEndpointSet(_) => Ok(Reply::PushEndpointSet),
         response::Outcome::DeviceListStored(d) => {
             if d.version == 0 {
                 return Err(FrameError::invalid(None, "version"));

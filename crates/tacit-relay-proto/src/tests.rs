@@ -79,6 +79,10 @@ fn every_request() -> Vec<Request> {
             token: Some(DeliveryToken::new(&[6; 32]).unwrap()),
         }),
         Request::SetDeliveryToken(SetDeliveryToken { token: None }),
+        Request::SetPushEndpoint(SetPushEndpoint {
+            url: Some("https://push.example/up/abc".into()),
+        }),
+        Request::SetPushEndpoint(SetPushEndpoint { url: None }),
         Request::PublishDeviceList(PublishDeviceList {
             device_list: (&list("alice", 2, &id)).into(),
         }),
@@ -168,6 +172,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         ok(Reply::Submitted { message_id: 77 }),
         ok(Reply::Acked { removed: 2 }),
         ok(Reply::DeliveryTokenSet),
+        ok(Reply::PushEndpointSet),
         ServerFrame::Push(Push {
             message_id: 9,
             server_time_ms: 10,
@@ -533,6 +538,12 @@ fn invalid_fields_are_refused_with_the_request_id() {
                 token: Some(vec![]),
             })),
             "token",
+        ),
+        (
+            raw(R::SetPushEndpoint(proto::SetPushEndpoint {
+                url: "x".repeat(MAX_PUSH_ENDPOINT_LEN + 1),
+            })),
+            "url",
         ),
     ];
     for (bytes, field) in cases {

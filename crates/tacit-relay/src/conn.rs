@@ -436,6 +436,7 @@ impl Conn {
             Request::UploadPreKeys(_)
                 | Request::Ack(_)
                 | Request::SetDeliveryToken(_)
+                | Request::SetPushEndpoint(_)
                 | Request::PublishDeviceList(_)
         );
         let anonymous = matches!(
@@ -718,6 +719,34 @@ impl Conn {
                     .await;
                 self.later(request_id, async move {
                     answer.await.map(|()| Reply::DeliveryTokenSet)
+                });
+                Ok(())
+            }
+            Request::SetPushEndpoint(p) => {
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                let endpoint = p.url;
+                if let Some(url) = &endpoint {
+                    if let Err(why) = crate::push::check_endpoint(url, self.shared.push.settings())
+                    {
+                        return self
+                            .bad_frame(request_id, ErrorCode::InvalidRequest, why)
+                            .await;
+                    }
+                }
+                let address = session.address.clone();
+                let answer = self
+                    .shared
+                    .writer
+                    .queue(|reply| Command::SetPush {
+                        address,
+                        endpoint,
+                        reply,
+                    })
+                    .await;
+                self.later(request_id, async move {
+                    answer.await.map(|()| Reply::PushEndpointSet)
                 });
                 Ok(())
             }

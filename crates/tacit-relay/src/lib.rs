@@ -36,6 +36,7 @@ mod link;
 mod listener;
 mod metrics;
 mod online;
+mod push;
 mod static_dir;
 mod store;
 #[cfg(feature = "tls")]
@@ -169,6 +170,25 @@ pub struct Config {
     /// Where to serve `/metrics`, on a listener of its own; none (off) by
     /// default. The WebSocket listener never serves it.
     pub metrics_listen: Option<SocketAddr>,
+    /// Accept `http://` push endpoints as well as `https://` ones (tests
+    /// and local gateways); off by default.
+    pub allow_http_push: bool,
+    /// Accept push endpoints on loopback, private, link-local and other
+    /// non-public addresses (tests and local gateways); off by default, so
+    /// that a device cannot make the relay post into its own network.
+    pub allow_private_push: bool,
+    /// The most devices with a push wake-up pending at once; past it,
+    /// wake-ups for further devices are dropped.
+    pub push_max_pending: usize,
+    /// Attempts per push wake-up, the first included.
+    pub push_attempts: u32,
+    /// The wait before the first push retry, doubled for each later one.
+    pub push_backoff: Duration,
+    /// After a push wake-up, how long further mail for the device waits to
+    /// be folded into one more wake-up.
+    pub push_coalesce: Duration,
+    /// The longest a push request may take, connection included.
+    pub push_timeout: Duration,
 }
 
 impl Config {
@@ -218,6 +238,26 @@ impl Config {
             write_timeout: Duration::from_secs(20),
             per_ip_byte_rate: Rate::new(1024.0 * 1024.0, 8 * 1024 * 1024),
             metrics_listen: None,
+            allow_http_push: false,
+            allow_private_push: false,
+            push_max_pending: 10_000,
+            push_attempts: 5,
+            push_backoff: Duration::from_secs(2),
+            push_coalesce: Duration::from_secs(30),
+            push_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn push_settings(&self) -> push::Settings {
+        push::Settings {
+            allow_http: self.allow_http_push,
+            allow_private: self.allow_private_push,
+            max_pending: self.push_max_pending,
+            attempts: self.push_attempts,
+            backoff: self.push_backoff,
+            coalesce: self.push_coalesce,
+            connect_timeout: self.push_timeout,
+            request_timeout: self.push_timeout,
         }
     }
 
@@ -243,8 +283,12 @@ impl Config {
             || self.login_timeout.is_zero()
             || self.write_timeout.is_zero()
             || self.mailbox_recheck.is_zero()
+            || self.push_timeout.is_zero()
         {
             return bad("durations must be positive");
+        }
+        if self.push_max_pending == 0 || self.push_attempts == 0 {
+            return bad("push queue and attempts must be positive");
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return bad("connection caps must be positive");
@@ -288,6 +332,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
     pub(crate) next_connection: AtomicU64,
+    pub(crate) push: push::Pusher,
 }
 
 /// The relay, started with [`Relay::bind`].
@@ -457,6 +502,8 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
             return Err(e.into());
         }
     };
+    let pusher = push::Pusher::new(config.push_settings(), readers.clone());
+    online.push_with(pusher.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (connections, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
@@ -471,6 +518,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         shutdown: shutdown_rx,
         connections,
         next_connection: AtomicU64::new(1),
+        push: pusher,
     });
     Ok(Started {
         shared,

@@ -104,6 +104,13 @@ struct Args {
     /// module: examples/web); no directory listing.
     #[arg(long)]
     static_dir: Option<PathBuf>,
+    /// Accept http:// push endpoints as well as https:// (local gateways).
+    #[arg(long)]
+    allow_http_push: bool,
+    /// Accept push endpoints on loopback and private addresses (local
+    /// gateways).
+    #[arg(long)]
+    allow_private_push: bool,
 }
 
 #[tokio::main]
@@ -142,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     config.static_dir = args.static_dir;
+    config.allow_http_push = args.allow_http_push;
+    config.allow_private_push = args.allow_private_push;
     let relay = Relay::bind(config).await?;
     // The address line is for scripts and tests that start the binary on
     // port 0.

@@ -24,7 +24,7 @@ use crate::{RelayError, Shared};
 
 /// The request kinds counted by `requests_total`, as
 /// [`Request::name`](tacit_relay_proto::Request::name) spells them.
-const REQUEST_KINDS: [&str; 13] = [
+const REQUEST_KINDS: [&str; 14] = [
     "get_challenge",
     "register",
     "login",
@@ -38,6 +38,7 @@ const REQUEST_KINDS: [&str; 13] = [
     "link_put",
     "link_take",
     "submit_group",
+    "set_push_endpoint",
 ];
 
 /// The relay's counters. Rates follow from the totals over time.
@@ -334,9 +335,10 @@ pub(crate) async fn serve(shared: &Arc<Shared>) -> Result<Option<SocketAddr>, Re
 }
 
 async fn page(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = shared
+    let mut body = shared
         .metrics
         .render(shared.online.len(), shared.online.removed());
+    shared.push.counts().render(&mut body);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -9,6 +9,7 @@ use tacit::Address;
 use tokio::sync::{mpsc, Notify};
 
 use crate::kem::PreKeyCounts;
+use crate::push::Pusher;
 
 /// How the relay reaches one logged-in connection.
 #[derive(Debug)]
@@ -62,6 +63,8 @@ pub(crate) struct Online {
     removed: AtomicU64,
     /// Where logins are announced to the other nodes of a shared database.
     announce: OnceLock<mpsc::UnboundedSender<(Address, u64)>>,
+    /// Where wake-ups for devices offline here go.
+    push: OnceLock<Pusher>,
 }
 
 impl Online {
@@ -132,6 +135,25 @@ impl Online {
     pub(crate) fn wake(&self, address: &Address) {
         if let Some((s, _)) = self.map().get(address) {
             s.wake.notify_one();
+        }
+    }
+
+    /// Sends wake-ups for devices not online here to `pusher`.
+    pub(crate) fn push_with(&self, pusher: Pusher) {
+        let _ = self.push.set(pusher);
+    }
+
+    /// Mail landed in the device's mailbox: wakes its delivery task if it
+    /// is online here, or else offers it a push wake-up. On a shared
+    /// database the device may be online on another node; it then gets a
+    /// wake-up it does not need (`docs/relay.md`, "Push wake-ups").
+    pub(crate) fn wake_or_push(&self, address: &Address) {
+        if let Some((s, _)) = self.map().get(address) {
+            s.wake.notify_one();
+            return;
+        }
+        if let Some(pusher) = self.push.get() {
+            pusher.offer(address);
         }
     }
 

@@ -30,7 +30,8 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, GroupRecipient,
     IdentityKeyPair, LinkPut, LinkTake, LoggedIn, Login, OneTimePreKey, PreKeyBundleMessage,
     PublishDeviceList, Push, Register, Reply, Request, Response, ServerFrame, SetDeliveryToken,
-    SharedPayloadBytes, SignedKemPreKey, SignedPreKey, Submit, SubmitGroup, UploadPreKeys,
+    SetPushEndpoint, SharedPayloadBytes, SignedKemPreKey, SignedPreKey, Submit, SubmitGroup,
+    UploadPreKeys,
 };
 
 use crate::verify::CaseResult;
@@ -294,6 +295,16 @@ pub fn client_frames() -> Result<Vec<(&'static str, ClientFrame)>, String> {
             Request::SetDeliveryToken(SetDeliveryToken { token: None }),
         ),
         (
+            "set_push_endpoint",
+            Request::SetPushEndpoint(SetPushEndpoint {
+                url: Some("https://push.example/up/7f3a".into()),
+            }),
+        ),
+        (
+            "clear_push_endpoint",
+            Request::SetPushEndpoint(SetPushEndpoint { url: None }),
+        ),
+        (
             "publish_device_list",
             Request::PublishDeviceList(PublishDeviceList {
                 device_list: (&list("alice", 1, &id)?).into(),
@@ -425,6 +436,7 @@ pub fn server_frames() -> Result<Vec<(&'static str, ServerFrame)>, String> {
         ("submitted", ok(5, Reply::Submitted { message_id: 77 })),
         ("acked", ok(6, Reply::Acked { removed: 2 })),
         ("delivery_token_set", ok(7, Reply::DeliveryTokenSet)),
+        ("push_endpoint_set", ok(7, Reply::PushEndpointSet)),
         (
             "device_list_stored",
             ok(8, Reply::DeviceListStored { version: 3 }),

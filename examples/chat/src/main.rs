@@ -155,6 +155,18 @@ enum Cmd {
     },
     /// Print the message history.
     History,
+    /// Register URL as this device's push endpoint (an https URL from a
+    /// push gateway, UnifiedPush or Web Push style): while this device is
+    /// offline, the relay posts an empty wake-up there when mail arrives.
+    /// With --clear, remove it.
+    PushEndpoint {
+        /// The endpoint URL.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<String>,
+        /// Remove the endpoint instead.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Groups: create, add, remove, leave, send, list.
     Group {
         /// What to do.
@@ -317,6 +329,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
             for line in result? {
                 print_line(&line);
             }
+            Ok(())
+        }
+        Cmd::PushEndpoint { url, .. } => {
+            let mut config = config(&args)?;
+            config.receive = false;
+            let mut client = start(config).await?;
+            let result = match connected(&mut client).await {
+                Ok(()) => client
+                    .set_push_endpoint(url.as_deref())
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            client.shutdown().await;
+            result?;
+            print_line(match url {
+                Some(_) => "push endpoint set",
+                None => "push endpoint cleared",
+            });
             Ok(())
         }
         Cmd::History => {

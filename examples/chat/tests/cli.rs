@@ -647,3 +647,67 @@ async fn a_group_is_created_used_and_a_member_removed_from_the_command_line() {
     let out = ok(&chat(d, "bob.db", &relay, &["recv"]).await);
     assert_eq!(out, "[x\u{fffd}y] alice: boo\n");
 }
+
+/// A local push gateway: answers every request 201 and sends its head.
+async fn gateway() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/up/bob", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+                let _ = s
+                    .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_device_with_a_push_endpoint_is_woken() {
+    let dir = TempDir::new("push");
+    let d = dir.0.as_path();
+    let mut c = Config::new(d.join("relay.db"));
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.server_name = RELAY_NAME.into();
+    c.shutdown_grace = Duration::from_secs(2);
+    c.allow_http_push = true;
+    c.allow_private_push = true;
+    c.push_coalesce = Duration::from_millis(10);
+    let relay = Relay::bind(c).await.unwrap();
+    let (url, mut wakeups) = gateway().await;
+
+    ok(&chat(d, "alice.db", &relay, &["register", "alice"]).await);
+    ok(&chat(d, "bob.db", &relay, &["register", "bob"]).await);
+    let out = ok(&chat(d, "bob.db", &relay, &["push-endpoint", &url]).await);
+    assert_eq!(out, "push endpoint set\n");
+    ok(&chat(d, "alice.db", &relay, &["send", "bob", "wake up"]).await);
+    let head = tokio::time::timeout(Duration::from_secs(20), wakeups.recv())
+        .await
+        .expect("no wake-up")
+        .unwrap();
+    assert!(head.starts_with("POST /up/bob HTTP/1.1\r\n"), "{head}");
+    assert!(!head.contains("alice"), "{head}");
+    let out = ok(&chat(d, "bob.db", &relay, &["recv"]).await);
+    assert_eq!(out, "alice: wake up\n");
+
+    // Cleared, and refused when not https on a relay that wants https.
+    let out = ok(&chat(d, "bob.db", &relay, &["push-endpoint", "--clear"]).await);
+    assert_eq!(out, "push endpoint cleared\n");
+    let refused = chat(d, "bob.db", &relay, &["push-endpoint", "ftp://x/y"]).await;
+    assert!(!refused.status.success());
+    relay.shutdown().await.unwrap();
+}

@@ -4,6 +4,7 @@
 use tacit::envelope::ContentKind;
 use tacit::error::SessionError;
 use tacit::Address;
+use tacit_relay_proto::{Reply, Request};
 
 use crate::conn::Conn;
 use crate::{
@@ -94,6 +95,9 @@ impl Engine {
             Command::RemoveDevice { device_id, reply } => {
                 let _ = reply.send(self.remove_device(conn, device_id).await);
             }
+            Command::SetPushEndpoint { url, reply } => {
+                let _ = reply.send(set_push_endpoint(conn, url).await);
+            }
             Command::AcceptUserKey {
                 user_id,
                 user_key,
@@ -146,7 +150,7 @@ impl Engine {
             Command::ApproveLink { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
-            Command::RemoveDevice { reply, .. } => {
+            Command::RemoveDevice { reply, .. } | Command::SetPushEndpoint { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
             Command::Devices { reply } => {
@@ -183,5 +187,15 @@ impl Engine {
             }
             Command::Group(command) => self.local_group_command(command),
         }
+    }
+}
+
+/// Sets (or with `None` clears) the device's push endpoint at the relay.
+async fn set_push_endpoint(conn: &mut Conn, url: Option<String>) -> Result<(), ClientError> {
+    let request = Request::SetPushEndpoint(tacit_relay_proto::SetPushEndpoint { url });
+    match conn.request(request).await? {
+        Ok(Reply::PushEndpointSet) => Ok(()),
+        Ok(other) => Err(super::setup::unexpected(&other)),
+        Err(e) => Err(ClientError::Relay(e)),
     }
 }

@@ -160,6 +160,12 @@ pub(crate) enum Command {
         token_hash: Option<[u8; 32]>,
         reply: oneshot::Sender<Outcome<()>>,
     },
+    /// Sets or clears the device's push endpoint (`crate::push`).
+    SetPush {
+        address: Address,
+        endpoint: Option<String>,
+        reply: oneshot::Sender<Outcome<()>>,
+    },
     TakeExpired {
         address: Address,
         reply: oneshot::Sender<Outcome<u64>>,
@@ -182,6 +188,7 @@ impl Command {
             | Self::UploadPreKeys { address, .. }
             | Self::Ack { address, .. }
             | Self::SetToken { address, .. }
+            | Self::SetPush { address, .. }
             | Self::TakeExpired { address, .. } => address.user_id(),
             Self::PublishList { publisher, .. } => publisher.user_id(),
             Self::ClaimBundles { user_id, .. } => user_id,
@@ -308,7 +315,7 @@ impl Effects {
         self.mail.sort_unstable();
         self.mail.dedup();
         for address in &self.mail {
-            online.wake(address);
+            online.wake_or_push(address);
         }
         for (address, remaining) in self.low {
             online.prekeys_low(&address, remaining);
@@ -406,6 +413,14 @@ impl Readers {
         match self {
             Self::Sqlite(r) => r.messages_after(address, after, now_ms, limit).await,
             Self::Postgres(r) => r.messages_after(address, after, now_ms, limit).await,
+        }
+    }
+
+    /// The device's push endpoint, if it has one.
+    pub(crate) async fn push_endpoint(&self, address: &Address) -> Outcome<Option<String>> {
+        match self {
+            Self::Sqlite(r) => r.push_endpoint(address).await,
+            Self::Postgres(r) => r.push_endpoint(address).await,
         }
     }
 

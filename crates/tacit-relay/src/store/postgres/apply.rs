@@ -75,6 +75,7 @@ pub(super) async fn lock_rows(t: &Tx<'_>, batch: &[Command]) -> Result<(), Error
             Command::UploadPreKeys { address, .. }
             | Command::Ack { address, .. }
             | Command::SetToken { address, .. }
+            | Command::SetPush { address, .. }
             | Command::TakeExpired { address, .. } => device(address),
             Command::Submit { recipient, .. } => device(recipient),
             Command::SubmitGroup { copies, .. } => {
@@ -223,6 +224,25 @@ pub(super) async fn apply(
                     &address.user_id(),
                     &i64::from(address.device_id()),
                     &token_hash.map(|h| h.to_vec()),
+                ],
+            )
+            .await?;
+            if n == 1 {
+                Ok(Value::Unit)
+            } else {
+                refuse(ErrorCode::UnknownDevice, "no such device")
+            }
+        }
+        Command::SetPush {
+            address, endpoint, ..
+        } => {
+            let n = execute(
+                t,
+                "UPDATE devices SET push_endpoint = $3 WHERE user_id = $1 AND device_id = $2",
+                &[
+                    &address.user_id(),
+                    &i64::from(address.device_id()),
+                    endpoint,
                 ],
             )
             .await?;

@@ -424,7 +424,7 @@ fn answer(command: Command, outcome: Outcome<Value>) {
                 _ => mismatch(),
             }))
             .map_err(drop),
-        Command::SetToken { reply, .. } => reply
+        Command::SetToken { reply, .. } | Command::SetPush { reply, .. } => reply
             .send(outcome.and_then(|v| match v {
                 Value::Unit => Ok(()),
                 _ => mismatch(),

@@ -37,6 +37,18 @@ impl Readers {
         })
     }
 
+    pub(crate) async fn push_endpoint(&self, address: &Address) -> Outcome<Option<String>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT push_endpoint FROM devices WHERE user_id = $1 AND device_id = $2",
+                &[&address.user_id(), &i64::from(address.device_id())],
+            )
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+
     pub(crate) async fn device(&self, address: &Address) -> Outcome<Option<DeviceInfo>> {
         let c = self.client().await?;
         let row = c

@@ -169,6 +169,24 @@ pub(super) fn apply(
                 })
             }),
         ),
+        Command::SetPush {
+            address,
+            endpoint,
+            reply,
+        } => Pending::Unit(
+            reply,
+            savepoint(tx, |t| {
+                let n = t.execute(
+                    "UPDATE devices SET push_endpoint = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                    params![address.user_id(), address.device_id(), endpoint],
+                )?;
+                Ok(if n == 1 {
+                    Ok(())
+                } else {
+                    refuse(ErrorCode::UnknownDevice, "no such device")
+                })
+            }),
+        ),
         Command::TakeExpired { address, reply } => Pending::U64(
             reply,
             savepoint(tx, |t| {

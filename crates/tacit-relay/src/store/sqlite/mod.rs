@@ -35,7 +35,13 @@ pub(crate) use readers::Readers;
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
 /// version 0; the first migration creates the tables they already have
 /// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
-pub(crate) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_V2,
+    kem::SCHEMA_V3,
+    group::SCHEMA_V4,
+    crate::push::SCHEMA_SQLITE,
+];
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
@@ -354,7 +360,9 @@ fn reply_of(command: Command) -> Pending {
         Command::Submit { reply, .. }
         | Command::TakeExpired { reply, .. }
         | Command::Purge { reply, .. } => Pending::U64(reply, e()),
-        Command::SetToken { reply, .. } => Pending::Unit(reply, e()),
+        Command::SetToken { reply, .. } | Command::SetPush { reply, .. } => {
+            Pending::Unit(reply, e())
+        }
         Command::Stop => Pending::None,
     }
 }

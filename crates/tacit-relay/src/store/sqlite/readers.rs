@@ -50,6 +50,19 @@ impl Readers {
         }
     }
 
+    pub(crate) async fn push_endpoint(&self, address: &Address) -> Outcome<Option<String>> {
+        let (user, device) = (address.user_id().to_owned(), address.device_id());
+        self.with(move |c| {
+            c.prepare_cached(
+                "SELECT push_endpoint FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            )?
+            .query_row(params![user, device], |r| r.get::<_, Option<String>>(0))
+            .optional()
+            .map(Option::flatten)
+        })
+        .await
+    }
+
     pub(crate) async fn device(&self, address: &Address) -> Outcome<Option<DeviceInfo>> {
         let (user, device) = (address.user_id().to_owned(), address.device_id());
         self.with(move |c| {
