@@ -83,6 +83,7 @@ impl RelayProc {
                 "4000000000",
             ])
             .args(["--max-connections", huge, "--max-connections-per-ip", huge])
+            .args(["--max-db-bytes", "0", "--writer-queue-bytes", huge])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -95,6 +95,7 @@ mod tests {
         prekeys_low: 0,
         max_batch: 64,
         max_db_bytes: None,
+        queue_bytes: 1 << 26,
         mailbox_recheck: std::time::Duration::from_secs(5),
     };
 

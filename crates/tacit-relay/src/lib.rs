@@ -76,6 +76,11 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The default cap on a SQLite database's size: 16 GiB. A relay holds
+/// sealed envelopes until their recipients fetch them; a cap keeps a flood
+/// from filling the disk the relay shares with its host.
+pub const DEFAULT_MAX_DB_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
 /// The relay's settings. [`Config::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -120,11 +125,18 @@ pub struct Config {
     pub max_batch: usize,
     /// Read-only database connections.
     pub readers: usize,
-    /// A cap on the SQLite file's size, in bytes; none by default (ignored
-    /// on PostgreSQL: cap its storage with quotas). Past it, as on a full
-    /// disk, changes are refused with `StorageFull` while stored messages
-    /// are still delivered and can be acknowledged.
+    /// A cap on the SQLite file's size, in bytes;
+    /// [`DEFAULT_MAX_DB_BYTES`] by default, `None` for no cap (none on
+    /// PostgreSQL, where it is ignored: cap its storage with the server's
+    /// own means). Past it,
+    /// as on a full disk, changes are refused with `StorageFull` while
+    /// stored messages are still delivered and can be acknowledged.
     pub max_db_bytes: Option<u64>,
+    /// The most bytes of commands waiting for the writer, and in the batch
+    /// it applies, together (a submission counts its envelope); a request
+    /// past it waits, and its connection reads no further frame, until the
+    /// writer catches up.
+    pub writer_queue_bytes: usize,
     /// On a shared database, how often the mailboxes of the devices online
     /// here are read again, so that a lost wake-up from another node only
     /// delays a message. Unused on SQLite.
@@ -185,6 +197,7 @@ impl Config {
 
     /// The defaults, on `database`.
     pub fn with_database(database: Database) -> Self {
+        let capped = (!database.is_shared()).then_some(DEFAULT_MAX_DB_BYTES);
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             database,
@@ -205,7 +218,8 @@ impl Config {
             purge_interval: Duration::from_secs(60),
             max_batch: 512,
             readers: 4,
-            max_db_bytes: None,
+            max_db_bytes: capped,
+            writer_queue_bytes: 64 * 1024 * 1024,
             tls: None,
             shutdown_grace: Duration::from_secs(10),
             link_ttl: Duration::from_secs(10 * 60),
@@ -231,7 +245,7 @@ impl Config {
         {
             return bad("server name must be 1 to 255 bytes");
         }
-        if self.queue_cap == 0 || self.max_batch == 0 {
+        if self.queue_cap == 0 || self.max_batch == 0 || self.writer_queue_bytes == 0 {
             return bad("queue cap and batch size must be positive");
         }
         if self.message_ttl.is_zero()
@@ -446,6 +460,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         prekeys_low: config.prekeys_low_threshold,
         max_batch: config.max_batch,
         max_db_bytes: config.max_db_bytes,
+        queue_bytes: config.writer_queue_bytes,
         mailbox_recheck: config.mailbox_recheck,
     };
     let (writer, writer_thread) =

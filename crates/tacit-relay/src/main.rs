@@ -41,10 +41,15 @@ struct Args {
     /// The most one-time KEM prekeys stored per device.
     #[arg(long, default_value_t = 200)]
     max_one_time_kem_prekeys: u32,
-    /// A cap on the database file's size in bytes (default: none); past it,
-    /// new messages are refused with StorageFull.
+    /// A cap on the SQLite database's size in bytes, 0 for none (default:
+    /// 16 GiB); past it, new messages are refused with StorageFull. Ignored
+    /// on PostgreSQL.
     #[arg(long)]
     max_db_bytes: Option<u64>,
+    /// The most bytes of commands waiting for the writer; past it, requests
+    /// wait.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    writer_queue_bytes: usize,
     /// Seconds between keepalive pings.
     #[arg(long, default_value_t = 20)]
     ping_interval_secs: u64,
@@ -125,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
     config.max_frame_len = args.max_frame_size;
     config.max_one_time_prekeys = args.max_one_time_prekeys;
     config.max_one_time_kem_prekeys = args.max_one_time_kem_prekeys;
-    config.max_db_bytes = args.max_db_bytes;
+    if let Some(cap) = args.max_db_bytes {
+        config.max_db_bytes = (cap > 0).then_some(cap);
+    }
+    config.writer_queue_bytes = args.writer_queue_bytes;
     config.ping_interval = Duration::from_secs(args.ping_interval_secs);
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction};
 use tacit_relay_proto::{ErrorCode, ErrorReply};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{
     refuse, Claimed, Command, Database, Effects, Outcome, StoreError, Writer, WriterLimits,
@@ -174,7 +174,7 @@ pub(crate) fn start_writer(
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
-    let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    let (tx, mut rx) = super::queue();
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
         .spawn(move || {
@@ -189,10 +189,11 @@ pub(crate) fn start_writer(
                         command => batch.push(command),
                     }
                     if batch.len() < limits.max_batch {
-                        next = rx.try_recv().ok();
+                        next = rx.try_recv();
                     }
                 }
                 run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
+                rx.release();
                 if stop {
                     break;
                 }
@@ -203,7 +204,7 @@ pub(crate) fn start_writer(
             tracing::debug!("writer stopped");
         })
         .map_err(|e| StoreError::msg(e.to_string()))?;
-    Ok((Writer { tx: vec![tx] }, handle))
+    Ok((Writer::new(vec![tx], limits.queue_bytes), handle))
 }
 
 /// An answer held until the batch commits.
