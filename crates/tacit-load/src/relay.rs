@@ -67,7 +67,7 @@ impl RelayProc {
             .arg("--db")
             .arg(db)
             // The load is one client host: lift the abuse limits.
-            .args(["--queue-cap", huge])
+            .args(["--queue-cap", huge, "--mailbox-bytes-cap", "1000000000000"])
             .args(["--rate-authenticated", huge, "--burst-authenticated", huge])
             .args([
                 "--rate-unauthenticated",
@@ -80,6 +80,12 @@ impl RelayProc {
                 "--byte-rate-per-ip",
                 huge,
                 "--byte-burst-per-ip",
+                "4000000000",
+            ])
+            .args([
+                "--byte-rate-per-account",
+                huge,
+                "--byte-burst-per-account",
                 "4000000000",
             ])
             .args(["--max-connections", huge, "--max-connections-per-ip", huge])

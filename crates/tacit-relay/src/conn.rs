@@ -412,13 +412,16 @@ impl Conn {
         self.request(request_id, frame.request).await
     }
 
-    /// Counts a request of `len` bytes: per connection, and before login
-    /// also per peer network, in requests and in bytes.
+    /// Counts a request of `len` bytes: per connection; after login also
+    /// per account (the user id, across its devices and connections) in
+    /// bytes; before login per peer network, in requests and in bytes.
     fn rate_limit(&mut self, len: usize) -> Result<(), Duration> {
         let config = &self.shared.config;
         let now = Instant::now();
-        if self.session.is_some() {
-            self.bucket.take(config.authenticated_rate, now)
+        if let Some(session) = &self.session {
+            self.bucket.take(config.authenticated_rate, now)?;
+            let user = session.address.user_id().to_owned();
+            self.shared.per_account_bytes.take_key(user, len)
         } else {
             self.bucket.take(config.unauthenticated_rate, now)?;
             self.shared.per_ip.take(self.peer.ip())?;

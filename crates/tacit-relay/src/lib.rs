@@ -60,7 +60,7 @@ use tokio::task::JoinHandle;
 pub use limits::Rate;
 pub use store::{Database, StoreError};
 
-use crate::limits::PerIp;
+use crate::limits::{PerIp, PerKey};
 use crate::link::LinkSlots;
 use crate::listener::{ConnSlots, PlainListener, Upgraded};
 use crate::metrics::Metrics;
@@ -93,6 +93,10 @@ pub struct Config {
     pub server_name: String,
     /// The most messages one device's mailbox holds.
     pub queue_cap: u32,
+    /// The most envelope bytes one device's mailbox holds, at least
+    /// `max_frame_len`; past it, submissions are refused with `QueueFull`
+    /// until the device acks.
+    pub mailbox_bytes_cap: u64,
     /// How long a message waits for its recipient before it is deleted.
     pub message_ttl: Duration,
     /// The largest client frame accepted, at most
@@ -178,6 +182,9 @@ pub struct Config {
     /// (bytes per second, and a burst in bytes); in addition to
     /// `per_ip_rate`, which counts requests.
     pub per_ip_byte_rate: Rate,
+    /// Frame bytes after login, per account (a user id, across its
+    /// devices and connections): bytes per second, and a burst in bytes.
+    pub per_account_byte_rate: Rate,
     /// Where to serve `/metrics`, on a listener of its own; none (off) by
     /// default. The WebSocket listener never serves it.
     pub metrics_listen: Option<SocketAddr>,
@@ -204,6 +211,7 @@ impl Config {
             mailbox_recheck: Duration::from_secs(5),
             server_name: "tacit-relay".into(),
             queue_cap: 10_000,
+            mailbox_bytes_cap: 64 * 1024 * 1024,
             message_ttl: Duration::from_secs(30 * 24 * 3600),
             max_frame_len: tacit_relay_proto::MAX_CLIENT_FRAME_LEN,
             max_one_time_prekeys: 1000,
@@ -231,6 +239,7 @@ impl Config {
             max_connections_per_ip: 64,
             write_timeout: Duration::from_secs(20),
             per_ip_byte_rate: Rate::new(1024.0 * 1024.0, 8 * 1024 * 1024),
+            per_account_byte_rate: Rate::new(1024.0 * 1024.0, 32 * 1024 * 1024),
             metrics_listen: None,
         }
     }
@@ -244,6 +253,9 @@ impl Config {
             || self.server_name.len() > tacit_relay_proto::MAX_SERVER_NAME_LEN
         {
             return bad("server name must be 1 to 255 bytes");
+        }
+        if self.mailbox_bytes_cap < self.max_frame_len as u64 {
+            return bad("the mailbox byte cap must hold one frame");
         }
         if self.queue_cap == 0 || self.max_batch == 0 || self.writer_queue_bytes == 0 {
             return bad("queue cap and batch size must be positive");
@@ -298,6 +310,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) per_ip: PerIp,
     pub(crate) per_ip_bytes: PerIp,
+    pub(crate) per_account_bytes: PerKey<String>,
     pub(crate) links: LinkSlots,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
@@ -461,6 +474,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         max_batch: config.max_batch,
         max_db_bytes: config.max_db_bytes,
         queue_bytes: config.writer_queue_bytes,
+        mailbox_bytes: config.mailbox_bytes_cap,
         mailbox_recheck: config.mailbox_recheck,
     };
     let (writer, writer_thread) =
@@ -477,6 +491,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
     let shared = Arc::new(Shared {
         per_ip: PerIp::new(config.per_ip_rate),
         per_ip_bytes: PerIp::new(config.per_ip_byte_rate),
+        per_account_bytes: PerKey::new(config.per_account_byte_rate),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         config,
         writer,
@@ -559,6 +574,8 @@ async fn purge_loop(shared: Arc<Shared>) {
             Err(e) => tracing::warn!(error = %e, "purge failed"),
         }
         shared.per_ip.sweep();
+        shared.per_ip_bytes.sweep();
+        shared.per_account_bytes.sweep();
         shared.links.sweep();
     }
 }

@@ -29,6 +29,9 @@ struct Args {
     /// The most messages queued per device.
     #[arg(long, default_value_t = 10_000)]
     queue_cap: u32,
+    /// The most envelope bytes queued per device.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    mailbox_bytes_cap: u64,
     /// How long a message waits for its recipient, in seconds.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     message_ttl_secs: u64,
@@ -78,6 +81,13 @@ struct Args {
     /// Burst of frame bytes per peer network before login.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     byte_burst_per_ip: u32,
+    /// Frame bytes per second per account (user id) after login, across
+    /// its devices and connections.
+    #[arg(long, default_value_t = 1024.0 * 1024.0)]
+    byte_rate_per_account: f64,
+    /// Burst of frame bytes per account after login.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    byte_burst_per_account: u32,
     /// Seconds an accepted connection has to send its HTTP request and
     /// become a WebSocket.
     #[arg(long, default_value_t = 10)]
@@ -126,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
     config.listen = args.listen;
     config.server_name = args.server_name;
     config.queue_cap = args.queue_cap;
+    config.mailbox_bytes_cap = args.mailbox_bytes_cap;
     config.message_ttl = Duration::from_secs(args.message_ttl_secs);
     config.max_frame_len = args.max_frame_size;
     config.max_one_time_prekeys = args.max_one_time_prekeys;
@@ -139,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);
     config.authenticated_rate = Rate::new(args.rate_authenticated, args.burst_authenticated);
     config.per_ip_byte_rate = Rate::new(args.byte_rate_per_ip, args.byte_burst_per_ip);
+    config.per_account_byte_rate =
+        Rate::new(args.byte_rate_per_account, args.byte_burst_per_account);
     config.upgrade_timeout = Duration::from_secs(args.upgrade_timeout_secs);
     config.login_timeout = Duration::from_secs(args.login_timeout_secs);
     config.max_connections = args.max_connections;

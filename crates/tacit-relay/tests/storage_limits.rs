@@ -1,14 +1,18 @@
 //! Storage-level abuse limits: the default database cap, bytes per
 //! mailbox and per account, registration throttles, prekey claims. Each
-//! test shows the abuse failing.
+//! test shows the abuse failing; those about the store run on SQLite and,
+//! when its binaries are there, on PostgreSQL (`common::pg`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
 
-#[allow(unused_imports)]
+use std::time::Duration;
+
+use common::pg::Postgres;
 use common::*;
-use tacit_relay::{Config, DEFAULT_MAX_DB_BYTES};
+use tacit_relay::{Config, Rate, Relay, DEFAULT_MAX_DB_BYTES};
+use tacit_relay_proto::{ErrorCode, Reply};
 
 #[test]
 fn storage_is_capped_by_default() {
@@ -18,4 +22,88 @@ fn storage_is_capped_by_default() {
     );
     // PostgreSQL has no cap of the relay's own (docs/relay.md).
     assert_eq!(Config::postgres("postgres://x@h/db").max_db_bytes, None);
+}
+
+/// `config` with the generous rates of the tests, on PostgreSQL.
+fn on_pg(pg: &Postgres) -> Config {
+    let mut c = config(std::path::Path::new("unused.db"));
+    c.database = tacit_relay::Database::Postgres(pg.url());
+    c.max_db_bytes = None;
+    c
+}
+
+fn submitted(r: Result<Reply, tacit_relay_proto::ErrorReply>) -> u64 {
+    match r {
+        Ok(Reply::Submitted { message_id }) => message_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A mailbox holds at most `mailbox_bytes_cap` envelope bytes, whoever
+/// sends them, and takes more once its device acks.
+async fn mailbox_bytes_are_capped(mut config: Config) {
+    config.max_frame_len = 64 * 1024;
+    config.mailbox_bytes_cap = 100_000;
+    let relay = Relay::bind(config).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    drop(registered(relay.local_addr(), &bob).await);
+    let envelope = vec![0x42; 40_000];
+    let mut a = connect(relay.local_addr()).await;
+    let first = submitted(a.submit(&bob.address, &envelope).await);
+    submitted(a.submit(&bob.address, &envelope).await);
+    // 120,000 bytes would pass the cap, though the queue holds 2 messages.
+    let refused = a.submit(&bob.address, &envelope).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::QueueFull, "{refused:?}");
+    // A small one still fits.
+    submitted(a.submit(&bob.address, &[7; 100]).await);
+    // Bob acks the first: its bytes are free again.
+    let mut b = connect(relay.local_addr()).await;
+    assert!(matches!(b.login(&bob).await, Ok(Reply::LoggedIn(_))));
+    assert_eq!(b.drain_ids().await.len(), 3);
+    assert!(matches!(b.ack(vec![first]).await, Ok(Reply::Acked { .. })));
+    submitted(a.submit(&bob.address, &envelope).await);
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mailbox_bytes_are_capped_on_sqlite() {
+    let dir = TempDir::new("mailbox-bytes");
+    mailbox_bytes_are_capped(config(&dir.db())).await;
+}
+
+#[tokio::test]
+async fn mailbox_bytes_are_capped_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    mailbox_bytes_are_capped(on_pg(&pg)).await;
+}
+
+#[tokio::test]
+async fn bytes_after_login_are_limited_per_account() {
+    let dir = TempDir::new("account-bytes");
+    let mut config = config(&dir.db());
+    config.per_account_byte_rate = Rate::new(1.0, 250_000);
+    let relay = Relay::bind(config).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    drop(registered(relay.local_addr(), &bob).await);
+    // Two devices of one account share its budget.
+    let (_, devices) = same_user(
+        1,
+        vec![Device::new("mallory", 1, 3), Device::new("mallory", 2, 4)],
+    );
+    let mut m1 = registered(relay.local_addr(), &devices[0]).await;
+    let mut m2 = registered(relay.local_addr(), &devices[1]).await;
+    let envelope = vec![0x5a; 100 * 1024];
+    submitted(m1.submit(&bob.address, &envelope).await);
+    submitted(m2.submit(&bob.address, &envelope).await);
+    for c in [&mut m1, &mut m2] {
+        let refused = c.submit(&bob.address, &envelope).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert!(refused.retry_after_ms.is_some());
+    }
+    // Another account is not held back by it.
+    let carol = Device::new("carol", 1, 5);
+    let mut c = registered(relay.local_addr(), &carol).await;
+    submitted(c.submit(&bob.address, &envelope).await);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    relay.shutdown().await.unwrap();
 }

@@ -294,6 +294,24 @@ pub(crate) fn queue() -> (mpsc::Sender<Queued>, Receiver) {
 /// device with a signed prekey.
 pub(crate) type Claimed = (Vec<u8>, Vec<(DeviceId, PreKeyBundleMessage)>);
 
+/// Refuses an envelope of `len` bytes that would take a mailbox holding
+/// `queued_bytes` past its byte cap.
+pub(crate) fn mailbox_bytes_check(
+    queued_bytes: u64,
+    len: usize,
+    limits: &WriterLimits,
+) -> Outcome<()> {
+    if queued_bytes.saturating_add(len as u64) > limits.mailbox_bytes {
+        return refuse(
+            ErrorCode::QueueFull,
+            format!(
+                "the recipient's queue holds {queued_bytes} bytes; {len} more would pass the most allowed"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Limits the writer applies.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriterLimits {
@@ -303,6 +321,8 @@ pub(crate) struct WriterLimits {
     pub(crate) max_batch: usize,
     /// A cap on the database's size, in bytes (SQLite only).
     pub(crate) max_db_bytes: Option<u64>,
+    /// The most envelope bytes one device's mailbox holds.
+    pub(crate) mailbox_bytes: u64,
     /// The most bytes of commands the writer's queues hold together.
     pub(crate) queue_bytes: usize,
     /// How often a node of a shared database reads its online devices'

@@ -180,7 +180,8 @@ pub(super) async fn apply(
             now_ms,
             ..
         } => {
-            if let Err(e) = may_submit(t, recipient, *token_hash, *authenticated, limits).await? {
+            let checks = (*token_hash, envelope.len());
+            if let Err(e) = may_submit(t, recipient, checks, *authenticated, limits).await? {
                 return Ok(Err(e));
             }
             let id = insert_envelope(

@@ -548,7 +548,8 @@ pub(crate) fn submit(
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, rusqlite::Error> {
-    if let Err(refusal) = may_submit(t, recipient, token_hash, authenticated, limits)? {
+    let len = envelope.len();
+    if let Err(refusal) = may_submit(t, recipient, (token_hash, len), authenticated, limits)? {
         return Ok(Err(refusal));
     }
     insert_envelope(t, recipient, (envelope, kind), now_ms, limits).map(Ok)
@@ -556,22 +557,23 @@ pub(crate) fn submit(
 
 /// The checks of `Submit`, in order, without writing anything: the device
 /// exists, its delivery token is presented unless `authenticated`, its
-/// queue is below the cap.
+/// queue is below the cap in messages, and would stay within it in bytes
+/// with an envelope of `len` bytes.
 pub(crate) fn may_submit(
     t: &Connection,
     recipient: &Address,
-    token_hash: Option<[u8; 32]>,
+    (token_hash, len): (Option<[u8; 32]>, usize),
     authenticated: bool,
     limits: &WriterLimits,
 ) -> Result<Outcome<()>, rusqlite::Error> {
     let (user, device) = (recipient.user_id(), recipient.device_id());
-    let row: Option<(Option<Vec<u8>>, u32)> = t
+    let row: Option<(Option<Vec<u8>>, u32, u64)> = t
         .prepare_cached(
-            "SELECT token_hash, queued FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            "SELECT token_hash, queued, queued_bytes FROM devices WHERE user_id = ?1 AND device_id = ?2",
         )?
-        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((stored_token, queued)) = row else {
+    let Some((stored_token, queued, queued_bytes)) = row else {
         return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
     };
     if let (Some(stored), false) = (stored_token, authenticated) {
@@ -589,7 +591,7 @@ pub(crate) fn may_submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
-    Ok(Ok(()))
+    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits))
 }
 
 /// Queues `envelope` for `recipient`, which [`may_submit`] accepted;
@@ -608,18 +610,19 @@ pub(crate) fn insert_envelope(
     .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     let id = t.last_insert_rowid();
     t.prepare_cached(
-        "UPDATE devices SET queued = queued + 1 WHERE user_id = ?1 AND device_id = ?2",
+        "UPDATE devices SET queued = queued + 1, queued_bytes = queued_bytes + ?3 WHERE user_id = ?1 AND device_id = ?2",
     )?
-    .execute(params![user, device])?;
+    .execute(params![user, device, envelope.len()])?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
 fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
     let (user, device) = (address.user_id(), address.device_id());
     let mut removed = 0u32;
+    let mut bytes = 0u64;
     {
         let mut delete = t.prepare_cached(
-            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3",
+            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3 RETURNING length(envelope)",
         )?;
         for &id in ids {
             let Ok(id) = i64::try_from(id) else {
@@ -628,36 +631,42 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
                     format!("message {id} is not in this mailbox"),
                 ));
             };
-            if delete.execute(params![id, user, device])? == 0 {
+            let Some(len) = delete
+                .query_row(params![id, user, device], |r| r.get::<_, u64>(0))
+                .optional()?
+            else {
                 return Ok(refuse(
                     ErrorCode::UnknownMessage,
                     format!("message {id} is not in this mailbox; nothing was deleted"),
                 ));
-            }
+            };
+            bytes += len;
             removed += 1;
         }
     }
     t.prepare_cached(
-        "UPDATE devices SET queued = queued - ?3 WHERE user_id = ?1 AND device_id = ?2",
+        "UPDATE devices SET queued = queued - ?3, queued_bytes = queued_bytes - ?4 WHERE user_id = ?1 AND device_id = ?2",
     )?
-    .execute(params![user, device, removed])?;
+    .execute(params![user, device, removed, bytes])?;
     Ok(Ok(removed))
 }
 
 fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
-    let groups: Vec<(String, u32, u64)> = {
+    let groups: Vec<(String, u32, u64, u64)> = {
         let mut stmt = t.prepare_cached(
-            "SELECT user_id, device_id, COUNT(*) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
+            "SELECT user_id, device_id, COUNT(*), SUM(length(envelope)) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
         )?;
-        let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map(params![now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         rows.collect::<Result<_, _>>()?
     };
     let mut total = 0;
-    for (user, device, n) in groups {
+    for (user, device, n, bytes) in groups {
         t.prepare_cached(
-            "UPDATE devices SET queued = queued - ?3, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
+            "UPDATE devices SET queued = queued - ?3, queued_bytes = queued_bytes - ?4, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
         )?
-        .execute(params![user, device, n])?;
+        .execute(params![user, device, n, bytes])?;
         total += n;
     }
     t.prepare_cached("DELETE FROM messages WHERE expires_ms <= ?1")?

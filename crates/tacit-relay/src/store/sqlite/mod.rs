@@ -35,7 +35,24 @@ pub(crate) use readers::Readers;
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
 /// version 0; the first migration creates the tables they already have
 /// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
-pub(crate) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_V2,
+    kem::SCHEMA_V3,
+    group::SCHEMA_V4,
+    SCHEMA_MAILBOX_BYTES,
+];
+
+/// A device counts the envelope bytes its mailbox holds, beside the
+/// messages (`queued`), for the per-mailbox byte cap; the count starts
+/// from the messages already stored.
+const SCHEMA_MAILBOX_BYTES: &str = "
+ALTER TABLE devices ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET queued_bytes = (
+    SELECT COALESCE(SUM(length(envelope)), 0) FROM messages m
+    WHERE m.user_id = devices.user_id AND m.device_id = devices.device_id
+);
+";
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
