@@ -82,6 +82,9 @@ impl RelayProc {
                 "--byte-burst-per-ip",
                 "4000000000",
             ])
+            .args(["--registration-rate-per-ip", huge])
+            .args(["--registration-burst-per-ip", huge])
+            .args(["--registration-rate", huge, "--registration-burst", huge])
             .args([
                 "--byte-rate-per-account",
                 huge,

@@ -495,6 +495,7 @@ impl Conn {
                         r.identity_key.verify(&t, &r.signature).is_ok()
                     })
                     .await;
+                let result = result.and_then(|()| self.throttle_registration());
                 let result = result.and_then(|()| {
                     let list = registration_list(&r)?;
                     Ok((list, r.device_list.clone().into_bytes()))
@@ -862,6 +863,24 @@ impl Conn {
             ));
         }
         Ok(())
+    }
+
+    /// Takes one registration from the peer network's budget, then from
+    /// the relay's, or refuses with `RateLimited`.
+    fn throttle_registration(&self) -> Outcome<()> {
+        let shared = &self.shared;
+        let taken = shared
+            .registrations_per_ip
+            .take(self.peer.ip())
+            .and_then(|()| shared.registrations.take_key((), 1));
+        taken.map_err(|wait| {
+            let mut reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                "too many registrations; nothing was registered",
+            );
+            reply.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            reply
+        })
     }
 
     /// Finishes a login or registration: answers, and on success makes this

@@ -185,6 +185,13 @@ pub struct Config {
     /// Frame bytes after login, per account (a user id, across its
     /// devices and connections): bytes per second, and a burst in bytes.
     pub per_account_byte_rate: Rate,
+    /// Registrations per peer network (an IPv4 address or an IPv6 /64),
+    /// counted once the registration's signature verifies; past it,
+    /// `RateLimited`.
+    pub registration_rate_per_ip: Rate,
+    /// Registrations across every peer, counted after the per-network
+    /// limit.
+    pub registration_rate: Rate,
     /// Where to serve `/metrics`, on a listener of its own; none (off) by
     /// default. The WebSocket listener never serves it.
     pub metrics_listen: Option<SocketAddr>,
@@ -240,6 +247,8 @@ impl Config {
             write_timeout: Duration::from_secs(20),
             per_ip_byte_rate: Rate::new(1024.0 * 1024.0, 8 * 1024 * 1024),
             per_account_byte_rate: Rate::new(1024.0 * 1024.0, 32 * 1024 * 1024),
+            registration_rate_per_ip: Rate::new(1.0 / 60.0, 20),
+            registration_rate: Rate::new(20.0, 200),
             metrics_listen: None,
         }
     }
@@ -311,6 +320,8 @@ pub(crate) struct Shared {
     pub(crate) per_ip: PerIp,
     pub(crate) per_ip_bytes: PerIp,
     pub(crate) per_account_bytes: PerKey<String>,
+    pub(crate) registrations_per_ip: PerIp,
+    pub(crate) registrations: PerKey<()>,
     pub(crate) links: LinkSlots,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
@@ -492,6 +503,8 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         per_ip: PerIp::new(config.per_ip_rate),
         per_ip_bytes: PerIp::new(config.per_ip_byte_rate),
         per_account_bytes: PerKey::new(config.per_account_byte_rate),
+        registrations_per_ip: PerIp::new(config.registration_rate_per_ip),
+        registrations: PerKey::new(config.registration_rate),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         config,
         writer,
@@ -576,6 +589,7 @@ async fn purge_loop(shared: Arc<Shared>) {
         shared.per_ip.sweep();
         shared.per_ip_bytes.sweep();
         shared.per_account_bytes.sweep();
+        shared.registrations_per_ip.sweep();
         shared.links.sweep();
     }
 }

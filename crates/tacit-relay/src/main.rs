@@ -88,6 +88,19 @@ struct Args {
     /// Burst of frame bytes per account after login.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     byte_burst_per_account: u32,
+    /// Registrations per second per peer network (IPv4 address or IPv6
+    /// /64); the default is one a minute.
+    #[arg(long, default_value_t = 1.0 / 60.0)]
+    registration_rate_per_ip: f64,
+    /// Burst of registrations per peer network.
+    #[arg(long, default_value_t = 20)]
+    registration_burst_per_ip: u32,
+    /// Registrations per second across every peer.
+    #[arg(long, default_value_t = 20.0)]
+    registration_rate: f64,
+    /// Burst of registrations across every peer.
+    #[arg(long, default_value_t = 200)]
+    registration_burst: u32,
     /// Seconds an accepted connection has to send its HTTP request and
     /// become a WebSocket.
     #[arg(long, default_value_t = 10)]
@@ -150,6 +163,11 @@ async fn main() -> anyhow::Result<()> {
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);
     config.authenticated_rate = Rate::new(args.rate_authenticated, args.burst_authenticated);
     config.per_ip_byte_rate = Rate::new(args.byte_rate_per_ip, args.byte_burst_per_ip);
+    config.registration_rate_per_ip = Rate::new(
+        args.registration_rate_per_ip,
+        args.registration_burst_per_ip,
+    );
+    config.registration_rate = Rate::new(args.registration_rate, args.registration_burst);
     config.per_account_byte_rate =
         Rate::new(args.byte_rate_per_account, args.byte_burst_per_account);
     config.upgrade_timeout = Duration::from_secs(args.upgrade_timeout_secs);

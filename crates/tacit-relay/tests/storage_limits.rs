@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::pg::Postgres;
 use common::*;
 use tacit_relay::{Config, Rate, Relay, DEFAULT_MAX_DB_BYTES};
-use tacit_relay_proto::{ErrorCode, Reply};
+use tacit_relay_proto::{ErrorCode, ErrorReply, Reply};
 
 #[test]
 fn storage_is_capped_by_default() {
@@ -105,5 +105,64 @@ async fn bytes_after_login_are_limited_per_account() {
     let mut c = registered(relay.local_addr(), &carol).await;
     submitted(c.submit(&bob.address, &envelope).await);
     tokio::time::sleep(Duration::from_millis(10)).await;
+    relay.shutdown().await.unwrap();
+}
+
+/// A client of `relay` connecting from the loopback address `from`
+/// (127.0.0.X: a peer network of its own).
+async fn connect_from(relay: &Relay, from: [u8; 4]) -> TcpClient {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket.connect(relay.local_addr()).await.unwrap();
+    let url = format!("ws://{}/v1", relay.local_addr());
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    Client::new(ws)
+}
+
+async fn register_from(relay: &Relay, from: [u8; 4], device: &Device) -> Result<Reply, ErrorReply> {
+    connect_from(relay, from).await.register(device).await
+}
+
+#[tokio::test]
+async fn registrations_are_throttled_per_ip() {
+    let dir = TempDir::new("registrations-ip");
+    let mut config = config(&dir.db());
+    config.registration_rate_per_ip = Rate::new(0.0, 2);
+    let relay = Relay::bind(config).await.unwrap();
+    let here = [127, 0, 0, 1];
+    for (user, seed) in [("a", 1), ("b", 2)] {
+        let ok = register_from(&relay, here, &Device::new(user, 1, seed)).await;
+        assert!(matches!(ok, Ok(Reply::LoggedIn(_))), "{ok:?}");
+    }
+    let carol = Device::new("c", 1, 3);
+    let refused = register_from(&relay, here, &carol).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
+    assert!(refused.retry_after_ms.is_some());
+    // Nothing was registered: the device cannot log in.
+    let mut l = connect_from(&relay, here).await;
+    assert_eq!(code(l.login(&carol).await), ErrorCode::UnknownDevice);
+    // Another peer network registers.
+    let ok = register_from(&relay, [127, 0, 0, 2], &carol).await;
+    assert!(matches!(ok, Ok(Reply::LoggedIn(_))), "{ok:?}");
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn registrations_are_throttled_across_peers() {
+    let dir = TempDir::new("registrations-all");
+    let mut config = config(&dir.db());
+    config.registration_rate = Rate::new(0.0, 3);
+    let relay = Relay::bind(config).await.unwrap();
+    for host in 1u8..=3 {
+        let device = Device::new(&format!("u{host}"), 1, host);
+        let ok = register_from(&relay, [127, 0, 0, host], &device).await;
+        assert!(matches!(ok, Ok(Reply::LoggedIn(_))), "{ok:?}");
+    }
+    let device = Device::new("u4", 1, 4);
+    let refused = register_from(&relay, [127, 0, 0, 4], &device)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
     relay.shutdown().await.unwrap();
 }

@@ -64,6 +64,8 @@ pub fn config(db: &Path) -> Config {
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_byte_rate = Rate::new(1e12, u32::MAX);
     c.per_account_byte_rate = Rate::new(1e12, u32::MAX);
+    c.registration_rate_per_ip = Rate::new(1e6, u32::MAX);
+    c.registration_rate = Rate::new(1e6, u32::MAX);
     c.max_connections_per_ip = 10_000;
     c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     c
