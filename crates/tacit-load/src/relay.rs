@@ -85,6 +85,10 @@ impl RelayProc {
             .args(["--registration-rate-per-ip", huge])
             .args(["--registration-burst-per-ip", huge])
             .args(["--registration-rate", huge, "--registration-burst", huge])
+            .args(["--claim-rate-per-requester", huge])
+            .args(["--claim-burst-per-requester", huge])
+            .args(["--one-time-claim-rate-per-target", huge])
+            .args(["--one-time-claim-burst-per-target", huge])
             .args([
                 "--byte-rate-per-account",
                 huge,

@@ -21,7 +21,8 @@ use tacit_relay_proto::{
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::limits::Bucket;
+use crate::limits::{Bucket, Requester};
+use crate::listener::ip_key;
 use crate::metrics::inc;
 use crate::online::Signal;
 use crate::store::{Command, Outcome};
@@ -613,12 +614,31 @@ impl Conn {
             Request::FetchBundles(f) => {
                 let user_id = f.user_id().to_owned();
                 let device_id = f.device_id();
+                let requester = match &self.session {
+                    Some(s) => Requester::Account(s.address.user_id().to_owned()),
+                    None => Requester::Network(ip_key(self.peer.ip())),
+                };
+                if let Err(wait) = self.shared.claims_per_requester.take_key(requester, 1) {
+                    let mut reply =
+                        ErrorReply::new(ErrorCode::RateLimited, "too many bundle claims");
+                    reply.retry_after_ms =
+                        Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+                    return self.answer(request_id, Err(reply)).await;
+                }
+                // Past the target's budget, bundles carry the fallback
+                // prekeys: nobody can drain a device's one-time prekeys.
+                let spend_one_time = self
+                    .shared
+                    .one_time_claims_per_target
+                    .take_key(user_id.clone(), 1)
+                    .is_ok();
                 let answer = self
                     .shared
                     .writer
                     .queue(|reply| Command::ClaimBundles {
                         user_id,
                         device_id,
+                        spend_one_time,
                         reply,
                     })
                     .await;

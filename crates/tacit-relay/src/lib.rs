@@ -192,6 +192,14 @@ pub struct Config {
     /// Registrations across every peer, counted after the per-network
     /// limit.
     pub registration_rate: Rate,
+    /// Bundle claims (`FetchBundles`) per requester: a logged-in account,
+    /// or the peer network of a connection that is not logged in; past
+    /// it, `RateLimited`.
+    pub claim_rate_per_requester: Rate,
+    /// Claims that use up one-time prekeys, per target user id; past it,
+    /// bundles carry the devices' fallback prekeys instead, so no one can
+    /// drain a device's one-time prekeys.
+    pub one_time_claim_rate_per_target: Rate,
     /// Where to serve `/metrics`, on a listener of its own; none (off) by
     /// default. The WebSocket listener never serves it.
     pub metrics_listen: Option<SocketAddr>,
@@ -249,6 +257,8 @@ impl Config {
             per_account_byte_rate: Rate::new(1024.0 * 1024.0, 32 * 1024 * 1024),
             registration_rate_per_ip: Rate::new(1.0 / 60.0, 20),
             registration_rate: Rate::new(20.0, 200),
+            claim_rate_per_requester: Rate::new(0.5, 100),
+            one_time_claim_rate_per_target: Rate::new(0.1, 100),
             metrics_listen: None,
         }
     }
@@ -322,6 +332,8 @@ pub(crate) struct Shared {
     pub(crate) per_account_bytes: PerKey<String>,
     pub(crate) registrations_per_ip: PerIp,
     pub(crate) registrations: PerKey<()>,
+    pub(crate) claims_per_requester: PerKey<limits::Requester>,
+    pub(crate) one_time_claims_per_target: PerKey<String>,
     pub(crate) links: LinkSlots,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
@@ -505,6 +517,8 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         per_account_bytes: PerKey::new(config.per_account_byte_rate),
         registrations_per_ip: PerIp::new(config.registration_rate_per_ip),
         registrations: PerKey::new(config.registration_rate),
+        claims_per_requester: PerKey::new(config.claim_rate_per_requester),
+        one_time_claims_per_target: PerKey::new(config.one_time_claim_rate_per_target),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         config,
         writer,
@@ -590,6 +604,8 @@ async fn purge_loop(shared: Arc<Shared>) {
         shared.per_ip_bytes.sweep();
         shared.per_account_bytes.sweep();
         shared.registrations_per_ip.sweep();
+        shared.claims_per_requester.sweep();
+        shared.one_time_claims_per_target.sweep();
         shared.links.sweep();
     }
 }

@@ -84,6 +84,16 @@ pub(crate) struct PerKey<K> {
 /// Buckets per peer network.
 pub(crate) type PerIp = PerKey<IpAddr>;
 
+/// Who asks: a logged-in account, or the peer network of a connection
+/// that is not logged in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Requester {
+    /// A user id.
+    Account(String),
+    /// A peer network ([`ip_key`]).
+    Network(IpAddr),
+}
+
 impl PerIp {
     /// Takes one token from the bucket of `ip`'s network.
     pub(crate) fn take(&self, ip: IpAddr) -> Result<(), Duration> {

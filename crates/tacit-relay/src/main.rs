@@ -101,6 +101,20 @@ struct Args {
     /// Burst of registrations across every peer.
     #[arg(long, default_value_t = 200)]
     registration_burst: u32,
+    /// Bundle claims per second per requester (account, or peer network
+    /// before login).
+    #[arg(long, default_value_t = 0.5)]
+    claim_rate_per_requester: f64,
+    /// Burst of bundle claims per requester.
+    #[arg(long, default_value_t = 100)]
+    claim_burst_per_requester: u32,
+    /// Claims per second that use up one-time prekeys, per target user;
+    /// past it, bundles carry fallback prekeys.
+    #[arg(long, default_value_t = 0.1)]
+    one_time_claim_rate_per_target: f64,
+    /// Burst of one-time prekey claims per target user.
+    #[arg(long, default_value_t = 100)]
+    one_time_claim_burst_per_target: u32,
     /// Seconds an accepted connection has to send its HTTP request and
     /// become a WebSocket.
     #[arg(long, default_value_t = 10)]
@@ -168,6 +182,14 @@ async fn main() -> anyhow::Result<()> {
         args.registration_burst_per_ip,
     );
     config.registration_rate = Rate::new(args.registration_rate, args.registration_burst);
+    config.claim_rate_per_requester = Rate::new(
+        args.claim_rate_per_requester,
+        args.claim_burst_per_requester,
+    );
+    config.one_time_claim_rate_per_target = Rate::new(
+        args.one_time_claim_rate_per_target,
+        args.one_time_claim_burst_per_target,
+    );
     config.per_account_byte_rate =
         Rate::new(args.byte_rate_per_account, args.byte_burst_per_account);
     config.upgrade_timeout = Duration::from_secs(args.upgrade_timeout_secs);

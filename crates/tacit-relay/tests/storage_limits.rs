@@ -32,7 +32,7 @@ fn on_pg(pg: &Postgres) -> Config {
     c
 }
 
-fn submitted(r: Result<Reply, tacit_relay_proto::ErrorReply>) -> u64 {
+fn submitted(r: Result<Reply, ErrorReply>) -> u64 {
     match r {
         Ok(Reply::Submitted { message_id }) => message_id,
         other => panic!("{other:?}"),
@@ -163,6 +163,82 @@ async fn registrations_are_throttled_across_peers() {
     let refused = register_from(&relay, [127, 0, 0, 4], &device)
         .await
         .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
+    relay.shutdown().await.unwrap();
+}
+
+/// The id of the one-time (or fallback) prekey in a bundle fetched for
+/// `target`, or the refusal.
+async fn claimed(c: &mut TcpClient, target: &tacit::Address) -> Result<u32, ErrorReply> {
+    match c.fetch(target).await? {
+        Reply::Bundles(b) => Ok(b.bundles[0].bundle.one_time_prekey.unwrap().0),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Past the target's budget, bundles carry the fallback prekey and use up
+/// no one-time prekey, whoever asks.
+async fn one_time_prekeys_cannot_be_drained(mut config: Config) {
+    config.one_time_claim_rate_per_target = Rate::new(0.0, 2);
+    let relay = Relay::bind(config).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    let mut b = registered(relay.local_addr(), &bob).await;
+    b.upload(&bob, 1, 5).await.unwrap();
+    drop(b);
+    let mut ids = Vec::new();
+    for host in 1u8..=4 {
+        let mut c = connect_from(&relay, [127, 0, 0, host]).await;
+        ids.push(claimed(&mut c, &bob.address).await.unwrap());
+    }
+    assert_eq!(ids, [1, 2, 0xffff, 0xffff]);
+    let mut b = connect(relay.local_addr()).await;
+    match b.login(&bob).await {
+        Ok(Reply::LoggedIn(l)) => assert_eq!(l.one_time_prekeys, 3),
+        other => panic!("{other:?}"),
+    }
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_time_prekeys_cannot_be_drained_on_sqlite() {
+    let dir = TempDir::new("one-time-target");
+    one_time_prekeys_cannot_be_drained(config(&dir.db())).await;
+}
+
+#[tokio::test]
+async fn one_time_prekeys_cannot_be_drained_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    one_time_prekeys_cannot_be_drained(on_pg(&pg)).await;
+}
+
+#[tokio::test]
+async fn bundle_claims_are_limited_per_requester() {
+    let dir = TempDir::new("claims-requester");
+    let mut config = config(&dir.db());
+    config.claim_rate_per_requester = Rate::new(0.0, 3);
+    let relay = Relay::bind(config).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    let mut b = registered(relay.local_addr(), &bob).await;
+    b.upload(&bob, 1, 50).await.unwrap();
+    // One network, over several connections.
+    for _ in 0..3 {
+        let mut c = connect_from(&relay, [127, 0, 0, 7]).await;
+        claimed(&mut c, &bob.address).await.unwrap();
+    }
+    let mut c = connect_from(&relay, [127, 0, 0, 7]).await;
+    let refused = claimed(&mut c, &bob.address).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
+    // A logged-in account is counted as itself, across its devices.
+    let (_, devices) = same_user(
+        1,
+        vec![Device::new("carol", 1, 3), Device::new("carol", 2, 4)],
+    );
+    let mut c1 = registered(relay.local_addr(), &devices[0]).await;
+    let mut c2 = registered(relay.local_addr(), &devices[1]).await;
+    claimed(&mut c1, &bob.address).await.unwrap();
+    claimed(&mut c2, &bob.address).await.unwrap();
+    claimed(&mut c1, &bob.address).await.unwrap();
+    let refused = claimed(&mut c2, &bob.address).await.unwrap_err();
     assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
     relay.shutdown().await.unwrap();
 }

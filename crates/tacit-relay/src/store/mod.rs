@@ -130,9 +130,13 @@ pub(crate) enum Command {
         max_one_time_kem: u32,
         reply: oneshot::Sender<Outcome<PreKeyCounts>>,
     },
+    /// Claims a bundle of each of the user's devices (or of one); with
+    /// `spend_one_time` false, no one-time prekey is handed out (the
+    /// fallback and the last-resort KEM prekey are), so none is used up.
     ClaimBundles {
         user_id: String,
         device_id: Option<DeviceId>,
+        spend_one_time: bool,
         reply: oneshot::Sender<Outcome<Claimed>>,
     },
     Submit {

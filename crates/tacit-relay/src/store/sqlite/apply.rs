@@ -84,11 +84,13 @@ pub(super) fn apply(
         Command::ClaimBundles {
             user_id,
             device_id,
+            spend_one_time,
             reply,
         } => {
             let mut low = Vec::new();
             let result = savepoint(tx, |t| {
-                claim_bundles(t, &user_id, device_id, limits.prekeys_low, &mut low)
+                let spend = spend_one_time.then_some(limits.prekeys_low);
+                claim_bundles(t, &user_id, device_id, spend, &mut low)
             });
             if result.is_ok() {
                 effects.low.extend(low);
@@ -424,11 +426,13 @@ type DeviceKeys = (
     Option<Vec<u8>>,
 );
 
+/// Claims bundles; `spend` is `None` to hand out no one-time prekey, or
+/// the threshold below which the owner is warned.
 fn claim_bundles(
     t: &Connection,
     user_id: &str,
     device_id: Option<DeviceId>,
-    low_threshold: u32,
+    spend: Option<u32>,
     low: &mut Vec<(Address, PreKeyCounts)>,
 ) -> Result<Outcome<Claimed>, rusqlite::Error> {
     // Every device row of a user with a list is on it (storing a list
@@ -474,12 +478,15 @@ fn claim_bundles(
             tracing::error!(user_id, device, "stored keys are corrupt");
             continue;
         };
-        let one_time: Option<(u32, Vec<u8>)> = t
-            .prepare_cached(
-                "SELECT key_id, key FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
-            )?
-            .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let one_time: Option<(u32, Vec<u8>)> = match spend {
+            Some(_) => t
+                .prepare_cached(
+                    "SELECT key_id, key FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
+                )?
+                .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            None => None,
+        };
         let ran_out = one_time.is_none();
         let (offered, remaining) = match one_time {
             Some((id, key)) => {
@@ -503,9 +510,11 @@ fn claim_bundles(
         };
         // The KEM prekey is claimed in the same savepoint as the one-time
         // prekey: both are handed out to this bundle alone, or neither.
-        let kem_claim = kem::claim(t, user_id, device)?;
+        let kem_claim = kem::claim(t, user_id, device, spend.is_some())?;
+        // Nothing is used up without spending: no warning.
+        let low_threshold = spend.unwrap_or(0);
         let kem_low = kem_claim.prekey.is_some() && kem_claim.remaining < low_threshold;
-        if ran_out || remaining < low_threshold || kem_low {
+        if spend.is_some() && (ran_out || remaining < low_threshold || kem_low) {
             if let Ok(address) = Address::new(user_id, device) {
                 low.push((
                     address,
