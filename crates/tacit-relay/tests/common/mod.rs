@@ -64,6 +64,7 @@ pub fn config(db: &Path) -> Config {
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_byte_rate = Rate::new(1e12, u32::MAX);
     c.per_account_byte_rate = Rate::new(1e12, u32::MAX);
+    c.mailbox_bytes_cap = 1 << 40;
     c.registration_rate_per_ip = Rate::new(1e6, u32::MAX);
     c.registration_rate = Rate::new(1e6, u32::MAX);
     c.claim_rate_per_requester = Rate::new(1e6, u32::MAX);
