@@ -67,7 +67,7 @@ impl RelayProc {
             .arg("--db")
             .arg(db)
             // The load is one client host: lift the abuse limits.
-            .args(["--queue-cap", huge])
+            .args(["--queue-cap", huge, "--mailbox-bytes-cap", "1000000000000"])
             .args(["--rate-authenticated", huge, "--burst-authenticated", huge])
             .args([
                 "--rate-unauthenticated",
@@ -82,7 +82,21 @@ impl RelayProc {
                 "--byte-burst-per-ip",
                 "4000000000",
             ])
+            .args(["--registration-rate-per-ip", huge])
+            .args(["--registration-burst-per-ip", huge])
+            .args(["--registration-rate", huge, "--registration-burst", huge])
+            .args(["--claim-rate-per-requester", huge])
+            .args(["--claim-burst-per-requester", huge])
+            .args(["--one-time-claim-rate-per-target", huge])
+            .args(["--one-time-claim-burst-per-target", huge])
+            .args([
+                "--byte-rate-per-account",
+                huge,
+                "--byte-burst-per-account",
+                "4000000000",
+            ])
             .args(["--max-connections", huge, "--max-connections-per-ip", huge])
+            .args(["--max-db-bytes", "0", "--writer-queue-bytes", huge])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

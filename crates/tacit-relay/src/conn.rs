@@ -21,7 +21,8 @@ use tacit_relay_proto::{
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::limits::Bucket;
+use crate::limits::{Bucket, Requester};
+use crate::listener::ip_key;
 use crate::metrics::inc;
 use crate::online::Signal;
 use crate::store::{Command, Outcome};
@@ -412,13 +413,16 @@ impl Conn {
         self.request(request_id, frame.request).await
     }
 
-    /// Counts a request of `len` bytes: per connection, and before login
-    /// also per peer network, in requests and in bytes.
+    /// Counts a request of `len` bytes: per connection; after login also
+    /// per account (the user id, across its devices and connections) in
+    /// bytes; before login per peer network, in requests and in bytes.
     fn rate_limit(&mut self, len: usize) -> Result<(), Duration> {
         let config = &self.shared.config;
         let now = Instant::now();
-        if self.session.is_some() {
-            self.bucket.take(config.authenticated_rate, now)
+        if let Some(session) = &self.session {
+            self.bucket.take(config.authenticated_rate, now)?;
+            let user = session.address.user_id().to_owned();
+            self.shared.per_account_bytes.take_key(user, len)
         } else {
             self.bucket.take(config.unauthenticated_rate, now)?;
             self.shared.per_ip.take(self.peer.ip())?;
@@ -493,6 +497,7 @@ impl Conn {
                         r.identity_key.verify(&t, &r.signature).is_ok()
                     })
                     .await;
+                let result = result.and_then(|()| self.throttle_registration());
                 let result = result.and_then(|()| {
                     let list = registration_list(&r)?;
                     Ok((list, r.device_list.clone().into_bytes()))
@@ -610,12 +615,31 @@ impl Conn {
             Request::FetchBundles(f) => {
                 let user_id = f.user_id().to_owned();
                 let device_id = f.device_id();
+                let requester = match &self.session {
+                    Some(s) => Requester::Account(s.address.user_id().to_owned()),
+                    None => Requester::Network(ip_key(self.peer.ip())),
+                };
+                if let Err(wait) = self.shared.claims_per_requester.take_key(requester, 1) {
+                    let mut reply =
+                        ErrorReply::new(ErrorCode::RateLimited, "too many bundle claims");
+                    reply.retry_after_ms =
+                        Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+                    return self.answer(request_id, Err(reply)).await;
+                }
+                // Past the target's budget, bundles carry the fallback
+                // prekeys: nobody can drain a device's one-time prekeys.
+                let spend_one_time = self
+                    .shared
+                    .one_time_claims_per_target
+                    .take_key(user_id.clone(), 1)
+                    .is_ok();
                 let answer = self
                     .shared
                     .writer
                     .queue(|reply| Command::ClaimBundles {
                         user_id,
                         device_id,
+                        spend_one_time,
                         reply,
                     })
                     .await;
@@ -888,6 +912,24 @@ impl Conn {
             ));
         }
         Ok(())
+    }
+
+    /// Takes one registration from the peer network's budget, then from
+    /// the relay's, or refuses with `RateLimited`.
+    fn throttle_registration(&self) -> Outcome<()> {
+        let shared = &self.shared;
+        let taken = shared
+            .registrations_per_ip
+            .take(self.peer.ip())
+            .and_then(|()| shared.registrations.take_key((), 1));
+        taken.map_err(|wait| {
+            let mut reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                "too many registrations; nothing was registered",
+            );
+            reply.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            reply
+        })
     }
 
     /// Finishes a login or registration: answers, and on success makes this

@@ -58,7 +58,8 @@ pub(crate) fn submit_group(
     limits: &WriterLimits,
 ) -> Result<Outcome<u32>, rusqlite::Error> {
     for (index, copy) in copies.iter().enumerate() {
-        let checked = may_submit(t, &copy.recipient, copy.token_hash, authenticated, limits)?;
+        let len = (copy.token_hash, shared.envelope_len());
+        let checked = may_submit(t, &copy.recipient, len, authenticated, limits)?;
         if let Err(refusal) = checked {
             return Ok(Err(ErrorReply::new(
                 refusal.code,
@@ -95,6 +96,8 @@ mod tests {
         prekeys_low: 0,
         max_batch: 64,
         max_db_bytes: None,
+        queue_bytes: 1 << 26,
+        mailbox_bytes: 1 << 30,
         mailbox_recheck: std::time::Duration::from_secs(5),
     };
 

@@ -168,15 +168,19 @@ pub(crate) fn claim(
     t: &Connection,
     user_id: &str,
     device_id: DeviceId,
+    spend_one_time: bool,
 ) -> Result<KemClaim, rusqlite::Error> {
-    let one_time: Option<(u32, Vec<u8>, Vec<u8>)> = t
-        .prepare_cached(
+    let one_time: Option<(u32, Vec<u8>, Vec<u8>)> = if spend_one_time {
+        t.prepare_cached(
             "SELECT key_id, key, signature FROM one_time_kem_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
         )?
         .query_row(params![user_id, device_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
-        .optional()?;
+        .optional()?
+    } else {
+        None
+    };
     if let Some((id, key, signature)) = one_time {
         t.prepare_cached(
             "DELETE FROM one_time_kem_prekeys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",

@@ -61,7 +61,7 @@ use tokio::task::JoinHandle;
 pub use limits::Rate;
 pub use store::{Database, StoreError};
 
-use crate::limits::PerIp;
+use crate::limits::{PerIp, PerKey};
 use crate::link::LinkSlots;
 use crate::listener::{ConnSlots, PlainListener, Upgraded};
 use crate::metrics::Metrics;
@@ -77,6 +77,11 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The default cap on a SQLite database's size: 16 GiB. A relay holds
+/// sealed envelopes until their recipients fetch them; a cap keeps a flood
+/// from filling the disk the relay shares with its host.
+pub const DEFAULT_MAX_DB_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
 /// The relay's settings. [`Config::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -89,6 +94,10 @@ pub struct Config {
     pub server_name: String,
     /// The most messages one device's mailbox holds.
     pub queue_cap: u32,
+    /// The most envelope bytes one device's mailbox holds, at least
+    /// `max_frame_len`; past it, submissions are refused with `QueueFull`
+    /// until the device acks.
+    pub mailbox_bytes_cap: u64,
     /// How long a message waits for its recipient before it is deleted.
     pub message_ttl: Duration,
     /// The largest client frame accepted, at most
@@ -121,11 +130,18 @@ pub struct Config {
     pub max_batch: usize,
     /// Read-only database connections.
     pub readers: usize,
-    /// A cap on the SQLite file's size, in bytes; none by default (ignored
-    /// on PostgreSQL: cap its storage with quotas). Past it, as on a full
-    /// disk, changes are refused with `StorageFull` while stored messages
-    /// are still delivered and can be acknowledged.
+    /// A cap on the SQLite file's size, in bytes;
+    /// [`DEFAULT_MAX_DB_BYTES`] by default, `None` for no cap (none on
+    /// PostgreSQL, where it is ignored: cap its storage with the server's
+    /// own means). Past it,
+    /// as on a full disk, changes are refused with `StorageFull` while
+    /// stored messages are still delivered and can be acknowledged.
     pub max_db_bytes: Option<u64>,
+    /// The most bytes of commands waiting for the writer, and in the batch
+    /// it applies, together (a submission counts its envelope); a request
+    /// past it waits, and its connection reads no further frame, until the
+    /// writer catches up.
+    pub writer_queue_bytes: usize,
     /// On a shared database, how often the mailboxes of the devices online
     /// here are read again, so that a lost wake-up from another node only
     /// delays a message. Unused on SQLite.
@@ -167,6 +183,24 @@ pub struct Config {
     /// (bytes per second, and a burst in bytes); in addition to
     /// `per_ip_rate`, which counts requests.
     pub per_ip_byte_rate: Rate,
+    /// Frame bytes after login, per account (a user id, across its
+    /// devices and connections): bytes per second, and a burst in bytes.
+    pub per_account_byte_rate: Rate,
+    /// Registrations per peer network (an IPv4 address or an IPv6 /64),
+    /// counted once the registration's signature verifies; past it,
+    /// `RateLimited`.
+    pub registration_rate_per_ip: Rate,
+    /// Registrations across every peer, counted after the per-network
+    /// limit.
+    pub registration_rate: Rate,
+    /// Bundle claims (`FetchBundles`) per requester: a logged-in account,
+    /// or the peer network of a connection that is not logged in; past
+    /// it, `RateLimited`.
+    pub claim_rate_per_requester: Rate,
+    /// Claims that use up one-time prekeys, per target user id; past it,
+    /// bundles carry the devices' fallback prekeys instead, so no one can
+    /// drain a device's one-time prekeys.
+    pub one_time_claim_rate_per_target: Rate,
     /// Where to serve `/metrics`, on a listener of its own; none (off) by
     /// default. The WebSocket listener never serves it.
     pub metrics_listen: Option<SocketAddr>,
@@ -205,12 +239,14 @@ impl Config {
 
     /// The defaults, on `database`.
     pub fn with_database(database: Database) -> Self {
+        let capped = (!database.is_shared()).then_some(DEFAULT_MAX_DB_BYTES);
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             database,
             mailbox_recheck: Duration::from_secs(5),
             server_name: "tacit-relay".into(),
             queue_cap: 10_000,
+            mailbox_bytes_cap: 64 * 1024 * 1024,
             message_ttl: Duration::from_secs(30 * 24 * 3600),
             max_frame_len: tacit_relay_proto::MAX_CLIENT_FRAME_LEN,
             max_one_time_prekeys: 1000,
@@ -225,7 +261,8 @@ impl Config {
             purge_interval: Duration::from_secs(60),
             max_batch: 512,
             readers: 4,
-            max_db_bytes: None,
+            max_db_bytes: capped,
+            writer_queue_bytes: 64 * 1024 * 1024,
             tls: None,
             shutdown_grace: Duration::from_secs(10),
             link_ttl: Duration::from_secs(10 * 60),
@@ -237,6 +274,11 @@ impl Config {
             max_connections_per_ip: 64,
             write_timeout: Duration::from_secs(20),
             per_ip_byte_rate: Rate::new(1024.0 * 1024.0, 8 * 1024 * 1024),
+            per_account_byte_rate: Rate::new(1024.0 * 1024.0, 32 * 1024 * 1024),
+            registration_rate_per_ip: Rate::new(1.0 / 60.0, 20),
+            registration_rate: Rate::new(20.0, 200),
+            claim_rate_per_requester: Rate::new(0.5, 100),
+            one_time_claim_rate_per_target: Rate::new(0.1, 100),
             metrics_listen: None,
             allow_http_push: false,
             allow_private_push: false,
@@ -271,7 +313,10 @@ impl Config {
         {
             return bad("server name must be 1 to 255 bytes");
         }
-        if self.queue_cap == 0 || self.max_batch == 0 {
+        if self.mailbox_bytes_cap < self.max_frame_len as u64 {
+            return bad("the mailbox byte cap must hold one frame");
+        }
+        if self.queue_cap == 0 || self.max_batch == 0 || self.writer_queue_bytes == 0 {
             return bad("queue cap and batch size must be positive");
         }
         if self.message_ttl.is_zero()
@@ -328,6 +373,11 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) per_ip: PerIp,
     pub(crate) per_ip_bytes: PerIp,
+    pub(crate) per_account_bytes: PerKey<String>,
+    pub(crate) registrations_per_ip: PerIp,
+    pub(crate) registrations: PerKey<()>,
+    pub(crate) claims_per_requester: PerKey<limits::Requester>,
+    pub(crate) one_time_claims_per_target: PerKey<String>,
     pub(crate) links: LinkSlots,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
@@ -491,6 +541,8 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         prekeys_low: config.prekeys_low_threshold,
         max_batch: config.max_batch,
         max_db_bytes: config.max_db_bytes,
+        queue_bytes: config.writer_queue_bytes,
+        mailbox_bytes: config.mailbox_bytes_cap,
         mailbox_recheck: config.mailbox_recheck,
     };
     let (writer, writer_thread) =
@@ -509,6 +561,11 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
     let shared = Arc::new(Shared {
         per_ip: PerIp::new(config.per_ip_rate),
         per_ip_bytes: PerIp::new(config.per_ip_byte_rate),
+        per_account_bytes: PerKey::new(config.per_account_byte_rate),
+        registrations_per_ip: PerIp::new(config.registration_rate_per_ip),
+        registrations: PerKey::new(config.registration_rate),
+        claims_per_requester: PerKey::new(config.claim_rate_per_requester),
+        one_time_claims_per_target: PerKey::new(config.one_time_claim_rate_per_target),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         config,
         writer,
@@ -592,6 +649,11 @@ async fn purge_loop(shared: Arc<Shared>) {
             Err(e) => tracing::warn!(error = %e, "purge failed"),
         }
         shared.per_ip.sweep();
+        shared.per_ip_bytes.sweep();
+        shared.per_account_bytes.sweep();
+        shared.registrations_per_ip.sweep();
+        shared.claims_per_requester.sweep();
+        shared.one_time_claims_per_target.sweep();
         shared.links.sweep();
     }
 }

@@ -1,5 +1,8 @@
-//! Token-bucket rate limits: requests, and bytes, per connection and per
-//! peer network (an IPv4 address or an IPv6 /64, [`ip_key`]).
+//! Token-bucket rate limits: requests, and bytes, per connection, per
+//! peer network (an IPv4 address or an IPv6 /64, [`ip_key`]) and per
+//! account.
+
+use std::hash::Hash;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -70,21 +73,28 @@ impl Bucket {
     }
 }
 
-/// Buckets per peer network, shared by every connection from it.
+/// Buckets per key (a peer network, an account), each shared by every
+/// connection of its key.
 #[derive(Debug)]
-pub(crate) struct PerIp {
+pub(crate) struct PerKey<K> {
     rate: Rate,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
+}
+
+/// Buckets per peer network.
+pub(crate) type PerIp = PerKey<IpAddr>;
+
+/// Who asks: a logged-in account, or the peer network of a connection
+/// that is not logged in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Requester {
+    /// A user id.
+    Account(String),
+    /// A peer network ([`ip_key`]).
+    Network(IpAddr),
 }
 
 impl PerIp {
-    pub(crate) fn new(rate: Rate) -> Self {
-        Self {
-            rate,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
     /// Takes one token from the bucket of `ip`'s network.
     pub(crate) fn take(&self, ip: IpAddr) -> Result<(), Duration> {
         self.take_n(ip, 1)
@@ -92,12 +102,26 @@ impl PerIp {
 
     /// Takes `n` tokens (bytes) from the bucket of `ip`'s network.
     pub(crate) fn take_n(&self, ip: IpAddr, n: usize) -> Result<(), Duration> {
+        self.take_key(ip_key(ip), n)
+    }
+}
+
+impl<K: Hash + Eq> PerKey<K> {
+    pub(crate) fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes `n` tokens from the bucket of `key`.
+    pub(crate) fn take_key(&self, key: K, n: usize) -> Result<(), Duration> {
         let now = Instant::now();
         let mut map = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(ip_key(ip))
+        map.entry(key)
             .or_insert_with(|| Bucket::full(self.rate))
             .take_n(self.rate, n as f64, now)
     }

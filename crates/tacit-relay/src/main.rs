@@ -29,6 +29,9 @@ struct Args {
     /// The most messages queued per device.
     #[arg(long, default_value_t = 10_000)]
     queue_cap: u32,
+    /// The most envelope bytes queued per device.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    mailbox_bytes_cap: u64,
     /// How long a message waits for its recipient, in seconds.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     message_ttl_secs: u64,
@@ -41,10 +44,15 @@ struct Args {
     /// The most one-time KEM prekeys stored per device.
     #[arg(long, default_value_t = 200)]
     max_one_time_kem_prekeys: u32,
-    /// A cap on the database file's size in bytes (default: none); past it,
-    /// new messages are refused with StorageFull.
+    /// A cap on the SQLite database's size in bytes, 0 for none (default:
+    /// 16 GiB); past it, new messages are refused with StorageFull. Ignored
+    /// on PostgreSQL.
     #[arg(long)]
     max_db_bytes: Option<u64>,
+    /// The most bytes of commands waiting for the writer; past it, requests
+    /// wait.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    writer_queue_bytes: usize,
     /// Seconds between keepalive pings.
     #[arg(long, default_value_t = 20)]
     ping_interval_secs: u64,
@@ -73,6 +81,40 @@ struct Args {
     /// Burst of frame bytes per peer network before login.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     byte_burst_per_ip: u32,
+    /// Frame bytes per second per account (user id) after login, across
+    /// its devices and connections.
+    #[arg(long, default_value_t = 1024.0 * 1024.0)]
+    byte_rate_per_account: f64,
+    /// Burst of frame bytes per account after login.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    byte_burst_per_account: u32,
+    /// Registrations per second per peer network (IPv4 address or IPv6
+    /// /64); the default is one a minute.
+    #[arg(long, default_value_t = 1.0 / 60.0)]
+    registration_rate_per_ip: f64,
+    /// Burst of registrations per peer network.
+    #[arg(long, default_value_t = 20)]
+    registration_burst_per_ip: u32,
+    /// Registrations per second across every peer.
+    #[arg(long, default_value_t = 20.0)]
+    registration_rate: f64,
+    /// Burst of registrations across every peer.
+    #[arg(long, default_value_t = 200)]
+    registration_burst: u32,
+    /// Bundle claims per second per requester (account, or peer network
+    /// before login).
+    #[arg(long, default_value_t = 0.5)]
+    claim_rate_per_requester: f64,
+    /// Burst of bundle claims per requester.
+    #[arg(long, default_value_t = 100)]
+    claim_burst_per_requester: u32,
+    /// Claims per second that use up one-time prekeys, per target user;
+    /// past it, bundles carry fallback prekeys.
+    #[arg(long, default_value_t = 0.1)]
+    one_time_claim_rate_per_target: f64,
+    /// Burst of one-time prekey claims per target user.
+    #[arg(long, default_value_t = 100)]
+    one_time_claim_burst_per_target: u32,
     /// Seconds an accepted connection has to send its HTTP request and
     /// become a WebSocket.
     #[arg(long, default_value_t = 10)]
@@ -128,16 +170,35 @@ async fn main() -> anyhow::Result<()> {
     config.listen = args.listen;
     config.server_name = args.server_name;
     config.queue_cap = args.queue_cap;
+    config.mailbox_bytes_cap = args.mailbox_bytes_cap;
     config.message_ttl = Duration::from_secs(args.message_ttl_secs);
     config.max_frame_len = args.max_frame_size;
     config.max_one_time_prekeys = args.max_one_time_prekeys;
     config.max_one_time_kem_prekeys = args.max_one_time_kem_prekeys;
-    config.max_db_bytes = args.max_db_bytes;
+    if let Some(cap) = args.max_db_bytes {
+        config.max_db_bytes = (cap > 0).then_some(cap);
+    }
+    config.writer_queue_bytes = args.writer_queue_bytes;
     config.ping_interval = Duration::from_secs(args.ping_interval_secs);
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);
     config.authenticated_rate = Rate::new(args.rate_authenticated, args.burst_authenticated);
     config.per_ip_byte_rate = Rate::new(args.byte_rate_per_ip, args.byte_burst_per_ip);
+    config.registration_rate_per_ip = Rate::new(
+        args.registration_rate_per_ip,
+        args.registration_burst_per_ip,
+    );
+    config.registration_rate = Rate::new(args.registration_rate, args.registration_burst);
+    config.claim_rate_per_requester = Rate::new(
+        args.claim_rate_per_requester,
+        args.claim_burst_per_requester,
+    );
+    config.one_time_claim_rate_per_target = Rate::new(
+        args.one_time_claim_rate_per_target,
+        args.one_time_claim_burst_per_target,
+    );
+    config.per_account_byte_rate =
+        Rate::new(args.byte_rate_per_account, args.byte_burst_per_account);
     config.upgrade_timeout = Duration::from_secs(args.upgrade_timeout_secs);
     config.login_timeout = Duration::from_secs(args.login_timeout_secs);
     config.max_connections = args.max_connections;

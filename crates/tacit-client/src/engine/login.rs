@@ -114,11 +114,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The signed prekey and the last-resort KEM prekey, for upload after
+    /// The signed, fallback and last-resort KEM prekeys, for upload after
     /// a rotation.
     fn replacing_keys(&self) -> UploadPreKeys {
         UploadPreKeys {
             signed_prekey: Some(prekeys::signed_prekey(&self.manager)),
+            fallback_prekey: Some(prekeys::fallback(&self.manager)),
             kem_last_resort_prekey: prekeys::kem_last_resort(&self.manager),
             ..UploadPreKeys::default()
         }

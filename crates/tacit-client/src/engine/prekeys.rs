@@ -67,12 +67,17 @@ pub(crate) fn enable_post_quantum(manager: &mut Manager) -> Result<bool, ClientE
     Ok(true)
 }
 
-/// Rotates the signed prekey and the last-resort KEM prekey together, in one
-/// store commit, keeping the replaced ones for `grace`, and drops retired
-/// KEM prekeys past their grace.
+/// Rotates the signed prekey, the fallback prekey and the last-resort KEM
+/// prekey together, in one store commit, keeping the replaced signed and
+/// KEM prekeys for `grace` (the replaced fallback prekey until the next
+/// rotation), and drops retired KEM prekeys past their grace. A fallback
+/// prekey is handed out to every sender once the one-time prekeys run out
+/// (or the relay stops spending them on a flood of claims): rotating it
+/// bounds how long one key serves them.
 pub(crate) fn rotate(manager: &mut Manager, now: u64, grace: u64) -> Result<(), ClientError> {
     manager.update_account(|a| {
         a.rotate_signed_prekey(now, grace, &mut OsRng)?;
+        a.rotate_fallback_prekey(now, &mut OsRng)?;
         if a.has_kem_prekeys() {
             a.rotate_kem_last_resort_prekey(now, grace, &mut OsRng)?;
             a.prune_kem_prekeys(now, grace);
@@ -89,6 +94,15 @@ pub(crate) fn signed_prekey(manager: &Manager) -> SignedPreKey {
         id: spk.id(),
         key: spk.public_key(),
         signature: spk.signature(),
+    }
+}
+
+/// The current fallback prekey, for upload.
+pub(crate) fn fallback(manager: &Manager) -> OneTimePreKey {
+    let fallback = manager.account().fallback_prekey();
+    OneTimePreKey {
+        id: fallback.id(),
+        key: fallback.public_key(),
     }
 }
 
@@ -161,13 +175,9 @@ pub(crate) async fn publish_all(
         one_time_kem: count(manager.account().one_time_kem_prekey_count()),
     };
     generate_up_to(manager, config, held)?;
-    let fallback = manager.account().fallback_prekey();
     let first = UploadPreKeys {
         signed_prekey: Some(signed_prekey(manager)),
-        fallback_prekey: Some(OneTimePreKey {
-            id: fallback.id(),
-            key: fallback.public_key(),
-        }),
+        fallback_prekey: Some(fallback(manager)),
         kem_last_resort_prekey: kem_last_resort(manager),
         ..UploadPreKeys::default()
     };

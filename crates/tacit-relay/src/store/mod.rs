@@ -11,6 +11,8 @@
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
 use tacit::{Address, DeviceId, IdentityKey};
 use tacit_relay_proto::{ErrorCode, ErrorReply, SharedPayloadBytes, UploadPreKeys};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::group::GroupCopy;
 use crate::kem::PreKeyCounts;
@@ -128,9 +130,13 @@ pub(crate) enum Command {
         max_one_time_kem: u32,
         reply: oneshot::Sender<Outcome<PreKeyCounts>>,
     },
+    /// Claims a bundle of each of the user's devices (or of one); with
+    /// `spend_one_time` false, no one-time prekey is handed out (the
+    /// fallback and the last-resort KEM prekey are), so none is used up.
     ClaimBundles {
         user_id: String,
         device_id: Option<DeviceId>,
+        spend_one_time: bool,
         reply: oneshot::Sender<Outcome<Claimed>>,
     },
     Submit {
@@ -204,11 +210,118 @@ impl Command {
         });
         usize::try_from(hash % 1_000_003).unwrap_or(0)
     }
+
+    /// What the command holds in memory while it waits in the writer's
+    /// queue, in bytes, about: its payload and a fixed overhead, so that
+    /// the queue's byte budget also bounds the number of small commands.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        const OVERHEAD: usize = 256;
+        let payload = match self {
+            Self::Register { list_bytes, .. } | Self::PublishList { list_bytes, .. } => {
+                list_bytes.len()
+            }
+            Self::UploadPreKeys { upload, .. } => {
+                // A one-time prekey is 36 bytes with its id; a KEM prekey
+                // with its signature about 1,700.
+                upload.one_time_prekeys.len() * 36
+                    + (upload.one_time_kem_prekeys.len()
+                        + usize::from(upload.kem_last_resort_prekey.is_some()))
+                        * 1_700
+            }
+            Self::Submit { envelope, .. } => envelope.len(),
+            Self::SubmitGroup { shared, copies, .. } => {
+                shared.as_bytes().len() + copies.len() * size_of::<GroupCopy>()
+            }
+            Self::Ack { ids, .. } => ids.len() * 8,
+            Self::ClaimBundles { user_id, .. } => user_id.len(),
+            Self::SetToken { .. } | Self::TakeExpired { .. } | Self::Purge { .. } | Self::Stop => 0,
+        };
+        OVERHEAD + payload
+    }
+}
+
+/// A command in the writer's queue, with the share of the queue's byte
+/// budget it holds until the writer takes it.
+pub(crate) struct Queued {
+    command: Command,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// The writer's end of a queue. The commands it hands out keep their
+/// share of the byte budget until [`Receiver::release`], which the writer
+/// calls once their batch is done: the budget bounds what waits in the
+/// queue and what the batch being applied holds, together.
+pub(crate) struct Receiver {
+    rx: mpsc::Receiver<Queued>,
+    held: Vec<OwnedSemaphorePermit>,
+}
+
+impl Receiver {
+    fn take(&mut self, queued: Queued) -> Command {
+        self.held.extend(queued._budget);
+        queued.command
+    }
+
+    /// The next command, waiting for one.
+    pub(crate) async fn recv(&mut self) -> Option<Command> {
+        let queued = self.rx.recv().await?;
+        Some(self.take(queued))
+    }
+
+    /// The next command, blocking the thread until there is one.
+    pub(crate) fn blocking_recv(&mut self) -> Option<Command> {
+        let queued = self.rx.blocking_recv()?;
+        Some(self.take(queued))
+    }
+
+    /// The next command if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<Command> {
+        let queued = self.rx.try_recv().ok()?;
+        Some(self.take(queued))
+    }
+
+    /// Gives the bytes of the commands taken so far back to the budget.
+    pub(crate) fn release(&mut self) {
+        self.held.clear();
+    }
+}
+
+/// Commands a queue holds at most, whatever their size.
+const QUEUE_COMMANDS: usize = 4096;
+
+/// A new writer queue.
+pub(crate) fn queue() -> (mpsc::Sender<Queued>, Receiver) {
+    let (tx, rx) = mpsc::channel(QUEUE_COMMANDS);
+    (
+        tx,
+        Receiver {
+            rx,
+            held: Vec::new(),
+        },
+    )
 }
 
 /// Claimed bundles: the user's signed device list and one bundle per
 /// device with a signed prekey.
 pub(crate) type Claimed = (Vec<u8>, Vec<(DeviceId, PreKeyBundleMessage)>);
+
+/// Refuses an envelope of `len` bytes that would take a mailbox holding
+/// `queued_bytes` past its byte cap.
+pub(crate) fn mailbox_bytes_check(
+    queued_bytes: u64,
+    len: usize,
+    limits: &WriterLimits,
+) -> Outcome<()> {
+    if queued_bytes.saturating_add(len as u64) > limits.mailbox_bytes {
+        return refuse(
+            ErrorCode::QueueFull,
+            format!(
+                "the recipient's queue holds {queued_bytes} bytes; {len} more would pass the most allowed"
+            ),
+        );
+    }
+    Ok(())
+}
 
 /// Limits the writer applies.
 #[derive(Debug, Clone, Copy)]
@@ -219,6 +332,10 @@ pub(crate) struct WriterLimits {
     pub(crate) max_batch: usize,
     /// A cap on the database's size, in bytes (SQLite only).
     pub(crate) max_db_bytes: Option<u64>,
+    /// The most envelope bytes one device's mailbox holds.
+    pub(crate) mailbox_bytes: u64,
+    /// The most bytes of commands the writer's queues hold together.
+    pub(crate) queue_bytes: usize,
     /// How often a node of a shared database reads its online devices'
     /// mailboxes again.
     pub(crate) mailbox_recheck: std::time::Duration,
@@ -230,10 +347,27 @@ pub(crate) struct Writer {
     /// One queue per writer: one on SQLite, several on PostgreSQL, where
     /// a command goes to the writer of its user ([`Command::partition`]),
     /// so one user's commands run in the order they are queued.
-    tx: Vec<mpsc::Sender<Command>>,
+    tx: Vec<mpsc::Sender<Queued>>,
+    /// The bytes every queue may hold together ([`Command::queued_bytes`]):
+    /// a command waits for its share before it is queued, and gives it
+    /// back when the writer takes it.
+    budget: Arc<Semaphore>,
+    /// The budget's size, in permits (bytes).
+    budget_bytes: u32,
 }
 
 impl Writer {
+    /// A writer over `tx`, whose queues hold at most `budget_bytes` of
+    /// commands together.
+    pub(crate) fn new(tx: Vec<mpsc::Sender<Queued>>, budget_bytes: usize) -> Self {
+        let budget_bytes = u32::try_from(budget_bytes.max(1)).unwrap_or(u32::MAX);
+        Self {
+            tx,
+            budget: Arc::new(Semaphore::new(budget_bytes as usize)),
+            budget_bytes,
+        }
+    }
+
     /// Queues a command built around a reply channel (commands run in the
     /// order they are queued) and returns the future of its answer, which
     /// comes after the command's batch committed.
@@ -247,8 +381,20 @@ impl Writer {
             0 | 1 => 0,
             n => command.partition() % n,
         };
+        // A command larger than the whole budget waits for all of it.
+        let bytes = u32::try_from(command.queued_bytes())
+            .unwrap_or(u32::MAX)
+            .min(self.budget_bytes);
+        let budget = Arc::clone(&self.budget)
+            .acquire_many_owned(bytes)
+            .await
+            .ok();
+        let queued = Queued {
+            command,
+            _budget: budget,
+        };
         let sent = match self.tx.get(writer) {
-            Some(tx) => tx.send(command).await.is_ok(),
+            Some(tx) => tx.send(queued).await.is_ok(),
             None => false,
         };
         async move {
@@ -271,7 +417,11 @@ impl Writer {
     /// Asks the writer thread to stop after the commands queued before.
     pub(crate) async fn stop(&self) {
         for tx in &self.tx {
-            let _ = tx.send(Command::Stop).await;
+            let stop = Queued {
+                command: Command::Stop,
+                _budget: None,
+            };
+            let _ = tx.send(stop).await;
         }
     }
 }

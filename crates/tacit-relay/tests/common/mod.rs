@@ -63,6 +63,12 @@ pub fn config(db: &Path) -> Config {
     c.per_ip_rate = Rate::new(100_000.0, 100_000);
     c.authenticated_rate = Rate::new(10_000.0, 10_000);
     c.per_ip_byte_rate = Rate::new(1e12, u32::MAX);
+    c.per_account_byte_rate = Rate::new(1e12, u32::MAX);
+    c.mailbox_bytes_cap = 1 << 40;
+    c.registration_rate_per_ip = Rate::new(1e6, u32::MAX);
+    c.registration_rate = Rate::new(1e6, u32::MAX);
+    c.claim_rate_per_requester = Rate::new(1e6, u32::MAX);
+    c.one_time_claim_rate_per_target = Rate::new(1e6, u32::MAX);
     c.max_connections_per_ip = 10_000;
     c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     c

@@ -169,10 +169,16 @@ pub(super) async fn apply(
             .await?
             .map(Value::Counts),
         Command::ClaimBundles {
-            user_id, device_id, ..
-        } => claim_bundles(t, user_id, *device_id, limits.prekeys_low, &mut effects.low)
-            .await?
-            .map(Value::Bundles),
+            user_id,
+            device_id,
+            spend_one_time,
+            ..
+        } => {
+            let spend = spend_one_time.then_some(limits.prekeys_low);
+            claim_bundles(t, user_id, *device_id, spend, &mut effects.low)
+                .await?
+                .map(Value::Bundles)
+        }
         Command::Submit {
             recipient,
             envelope,
@@ -181,7 +187,8 @@ pub(super) async fn apply(
             now_ms,
             ..
         } => {
-            if let Err(e) = may_submit(t, recipient, *token_hash, *authenticated, limits).await? {
+            let checks = (*token_hash, envelope.len());
+            if let Err(e) = may_submit(t, recipient, checks, *authenticated, limits).await? {
                 return Ok(Err(e));
             }
             let id = insert_envelope(

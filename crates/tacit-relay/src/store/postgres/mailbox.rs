@@ -11,25 +11,27 @@ use crate::group::GroupCopy;
 use crate::store::{refuse, Effects, Outcome, WriterLimits};
 
 /// The checks of `Submit`, without writing: the device exists, its token
-/// is presented unless `authenticated`, its queue is below the cap. The
-/// device row is locked to the commit.
+/// is presented unless `authenticated`, its queue is below the cap in
+/// messages and would stay within it in bytes with an envelope of `len`
+/// bytes. The device row is locked to the commit.
 pub(super) async fn may_submit(
     t: &Tx<'_>,
     recipient: &Address,
-    token_hash: Option<[u8; 32]>,
+    (token_hash, len): (Option<[u8; 32]>, usize),
     authenticated: bool,
     limits: &WriterLimits,
 ) -> Result<Outcome<()>, Error> {
     let Some(row) = query_opt(
         t,
-        "SELECT token_hash, queued FROM devices WHERE user_id = $1 AND device_id = $2 FOR UPDATE",
+        "SELECT token_hash, queued, queued_bytes FROM devices WHERE user_id = $1 AND device_id = $2 FOR UPDATE",
         &[&recipient.user_id(), &i64::from(recipient.device_id())],
     )
     .await?
     else {
         return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
     };
-    let (stored_token, queued): (Option<Vec<u8>>, i64) = (row.get(0), row.get(1));
+    let (stored_token, queued, queued_bytes): (Option<Vec<u8>>, i64, i64) =
+        (row.get(0), row.get(1), row.get(2));
     if let (Some(stored), false) = (stored_token, authenticated) {
         let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
         if !matches {
@@ -45,7 +47,11 @@ pub(super) async fn may_submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
-    Ok(Ok(()))
+    Ok(crate::store::mailbox_bytes_check(
+        u64_of(queued_bytes),
+        len,
+        limits,
+    ))
 }
 
 /// Queues `envelope` for `recipient`, which [`may_submit`] accepted (and
@@ -62,7 +68,8 @@ pub(super) async fn insert_envelope(
     let row = query(
         t,
         "WITH counted AS (
-            UPDATE devices SET queued = queued + 1 WHERE user_id = $1 AND device_id = $2
+            UPDATE devices SET queued = queued + 1, queued_bytes = queued_bytes + $7
+            WHERE user_id = $1 AND device_id = $2
          )
          INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -73,6 +80,7 @@ pub(super) async fn insert_envelope(
             &i64_of(now_ms.saturating_add(limits.ttl_ms)),
             &envelope,
             &i64::from(kind.as_u32()),
+            &i64_of(envelope.len() as u64),
         ],
     )
     .await?;
@@ -91,8 +99,8 @@ pub(super) async fn submit_group(
     effects: &mut Effects,
 ) -> Result<Outcome<u32>, Error> {
     for (index, copy) in copies.iter().enumerate() {
-        let checked =
-            may_submit(t, &copy.recipient, copy.token_hash, authenticated, limits).await?;
+        let len = (copy.token_hash, shared.envelope_len());
+        let checked = may_submit(t, &copy.recipient, len, authenticated, limits).await?;
         if let Err(refusal) = checked {
             return Ok(Err(ErrorReply::new(
                 refusal.code,
@@ -131,9 +139,11 @@ pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Ou
     let deleted: Vec<u64> = query(
         t,
         "WITH gone AS (
-            DELETE FROM messages WHERE id = ANY($3) AND user_id = $1 AND device_id = $2 RETURNING id
+            DELETE FROM messages WHERE id = ANY($3) AND user_id = $1 AND device_id = $2
+            RETURNING id, length(envelope) AS len
          ), counted AS (
-            UPDATE devices SET queued = queued - (SELECT COUNT(*) FROM gone)
+            UPDATE devices SET queued = queued - (SELECT COUNT(*) FROM gone),
+                queued_bytes = queued_bytes - (SELECT COALESCE(SUM(len), 0) FROM gone)
             WHERE user_id = $1 AND device_id = $2
          )
          SELECT id FROM gone",
@@ -161,18 +171,19 @@ pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Ou
 pub(super) async fn purge(t: &Tx<'_>, now_ms: u64) -> Result<u64, Error> {
     let groups = query(
         t,
-        "WITH gone AS (DELETE FROM messages WHERE expires_ms <= $1 RETURNING user_id, device_id)
-         SELECT user_id, device_id, COUNT(*) FROM gone GROUP BY user_id, device_id ORDER BY user_id, device_id",
+        "WITH gone AS (DELETE FROM messages WHERE expires_ms <= $1 RETURNING user_id, device_id, length(envelope) AS len)
+         SELECT user_id, device_id, COUNT(*), SUM(len)::bigint FROM gone GROUP BY user_id, device_id ORDER BY user_id, device_id",
         &[&i64_of(now_ms)],
     )
     .await?;
     let mut total = 0;
     for row in groups {
-        let (user, device, n): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let (user, device, n, bytes): (String, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         execute(
             t,
-            "UPDATE devices SET queued = queued - $3, expired_unreported = expired_unreported + $3 WHERE user_id = $1 AND device_id = $2",
-            &[&user, &device, &n],
+            "UPDATE devices SET queued = queued - $3, queued_bytes = queued_bytes - $4, expired_unreported = expired_unreported + $3 WHERE user_id = $1 AND device_id = $2",
+            &[&user, &device, &n, &bytes],
         )
         .await?;
         total += u64_of(n);

@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tacit_relay_proto::{ErrorCode, ErrorReply};
-use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
@@ -136,7 +135,7 @@ pub(crate) async fn start_writer(
     let mut queues = Vec::with_capacity(WRITERS);
     let mut tasks = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {
-        let (tx, rx) = mpsc::channel::<Command>(4096);
+        let (tx, rx) = super::queue();
         queues.push(tx);
         tasks.push(tokio::spawn(write_loop(
             rx,
@@ -153,12 +152,12 @@ pub(crate) async fn start_writer(
         }
         tracing::debug!("writers stopped");
     });
-    Ok((Writer { tx: queues }, task))
+    Ok((Writer::new(queues, limits.queue_bytes), task))
 }
 
 /// One writer: takes the commands waiting, up to a batch, and runs them.
 async fn write_loop(
-    mut rx: mpsc::Receiver<Command>,
+    mut rx: super::Receiver,
     pool: Pool,
     limits: WriterLimits,
     online: Arc<Online>,
@@ -174,7 +173,7 @@ async fn write_loop(
                 command => batch.push(command),
             }
             if batch.len() < limits.max_batch {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         run_batch(
@@ -185,6 +184,7 @@ async fn write_loop(
             &metrics,
         )
         .await;
+        rx.release();
         if stop {
             break;
         }

@@ -161,11 +161,13 @@ fn kem_prekey(id: i64, key: &[u8], signature: &[u8]) -> Option<SignedKemPreKey> 
     }
 }
 
+/// Claims bundles; `spend` is `None` to hand out no one-time prekey, or
+/// the threshold below which the owner is warned.
 pub(super) async fn claim_bundles(
     t: &Tx<'_>,
     user_id: &str,
     device_id: Option<DeviceId>,
-    low_threshold: u32,
+    spend: Option<u32>,
     low: &mut Vec<(Address, PreKeyCounts)>,
 ) -> Result<Outcome<Claimed>, Error> {
     let Some(list) = query_opt(
@@ -207,7 +209,10 @@ pub(super) async fn claim_bundles(
             tracing::error!(user_id, device, "stored keys are corrupt");
             continue;
         };
-        let one_time = take_one_time(t, user_id, device, false).await?;
+        let one_time = match spend {
+            Some(_) => take_one_time(t, user_id, device, false).await?,
+            None => None,
+        };
         let ran_out = one_time.is_none();
         let (offered, remaining) = match one_time {
             Some(k) => (
@@ -231,7 +236,11 @@ pub(super) async fn claim_bundles(
         };
         // The KEM prekey is claimed in the same savepoint as the one-time
         // prekey: both go to this bundle alone, or neither.
-        let (kem, kem_remaining) = match take_one_time(t, user_id, device, true).await? {
+        let kem_one_time = match spend {
+            Some(_) => take_one_time(t, user_id, device, true).await?,
+            None => None,
+        };
+        let (kem, kem_remaining) = match kem_one_time {
             Some(k) => (
                 kem_prekey(k.get(0), k.get(1), k.get(2)),
                 count_one_time(t, user_id, device, true).await?,
@@ -245,8 +254,10 @@ pub(super) async fn claim_bundles(
                 _ => (None, 0),
             },
         };
+        // Nothing is used up without spending: no warning.
+        let low_threshold = spend.unwrap_or(0);
         let kem_low = kem.is_some() && kem_remaining < low_threshold;
-        if ran_out || remaining < low_threshold || kem_low {
+        if spend.is_some() && (ran_out || remaining < low_threshold || kem_low) {
             if let Ok(address) = Address::new(user_id, device) {
                 low.push((
                     address,

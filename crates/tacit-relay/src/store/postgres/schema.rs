@@ -14,12 +14,25 @@ use crate::store::StoreError;
 const MIGRATION_LOCK: i64 = 0x7461_6369_746d_6967;
 
 /// The migrations, in order: version 1, the mailboxes and directory;
-/// version 2, link slots.
+/// version 2, link slots; version 3, push endpoints; version 4, the
+/// mailboxes' byte counts.
 pub(super) const MIGRATIONS: &[&str] = &[
     SCHEMA_V1,
     super::links::SCHEMA,
     crate::push::SCHEMA_POSTGRES,
+    SCHEMA_MAILBOX_BYTES,
 ];
+
+/// A device counts the envelope bytes its mailbox holds, beside the
+/// messages (`queued`), for the per-mailbox byte cap; the count starts
+/// from the messages already stored.
+const SCHEMA_MAILBOX_BYTES: &str = "
+ALTER TABLE devices ADD COLUMN queued_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE devices SET queued_bytes = (
+    SELECT COALESCE(SUM(length(envelope)), 0) FROM messages m
+    WHERE m.user_id = devices.user_id AND m.device_id = devices.device_id
+);
+";
 
 /// Version 1: the schema of the SQLite backend's version 4, in
 /// PostgreSQL's types. Integers are `BIGINT` (device ids and key ids are

@@ -84,11 +84,13 @@ pub(super) fn apply(
         Command::ClaimBundles {
             user_id,
             device_id,
+            spend_one_time,
             reply,
         } => {
             let mut low = Vec::new();
             let result = savepoint(tx, |t| {
-                claim_bundles(t, &user_id, device_id, limits.prekeys_low, &mut low)
+                let spend = spend_one_time.then_some(limits.prekeys_low);
+                claim_bundles(t, &user_id, device_id, spend, &mut low)
             });
             if result.is_ok() {
                 effects.low.extend(low);
@@ -442,11 +444,13 @@ type DeviceKeys = (
     Option<Vec<u8>>,
 );
 
+/// Claims bundles; `spend` is `None` to hand out no one-time prekey, or
+/// the threshold below which the owner is warned.
 fn claim_bundles(
     t: &Connection,
     user_id: &str,
     device_id: Option<DeviceId>,
-    low_threshold: u32,
+    spend: Option<u32>,
     low: &mut Vec<(Address, PreKeyCounts)>,
 ) -> Result<Outcome<Claimed>, rusqlite::Error> {
     // Every device row of a user with a list is on it (storing a list
@@ -492,12 +496,15 @@ fn claim_bundles(
             tracing::error!(user_id, device, "stored keys are corrupt");
             continue;
         };
-        let one_time: Option<(u32, Vec<u8>)> = t
-            .prepare_cached(
-                "SELECT key_id, key FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
-            )?
-            .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let one_time: Option<(u32, Vec<u8>)> = match spend {
+            Some(_) => t
+                .prepare_cached(
+                    "SELECT key_id, key FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
+                )?
+                .query_row(params![user_id, device], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            None => None,
+        };
         let ran_out = one_time.is_none();
         let (offered, remaining) = match one_time {
             Some((id, key)) => {
@@ -521,9 +528,11 @@ fn claim_bundles(
         };
         // The KEM prekey is claimed in the same savepoint as the one-time
         // prekey: both are handed out to this bundle alone, or neither.
-        let kem_claim = kem::claim(t, user_id, device)?;
+        let kem_claim = kem::claim(t, user_id, device, spend.is_some())?;
+        // Nothing is used up without spending: no warning.
+        let low_threshold = spend.unwrap_or(0);
         let kem_low = kem_claim.prekey.is_some() && kem_claim.remaining < low_threshold;
-        if ran_out || remaining < low_threshold || kem_low {
+        if spend.is_some() && (ran_out || remaining < low_threshold || kem_low) {
             if let Ok(address) = Address::new(user_id, device) {
                 low.push((
                     address,
@@ -566,7 +575,8 @@ pub(crate) fn submit(
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, rusqlite::Error> {
-    if let Err(refusal) = may_submit(t, recipient, token_hash, authenticated, limits)? {
+    let len = envelope.len();
+    if let Err(refusal) = may_submit(t, recipient, (token_hash, len), authenticated, limits)? {
         return Ok(Err(refusal));
     }
     insert_envelope(t, recipient, (envelope, kind), now_ms, limits).map(Ok)
@@ -574,22 +584,23 @@ pub(crate) fn submit(
 
 /// The checks of `Submit`, in order, without writing anything: the device
 /// exists, its delivery token is presented unless `authenticated`, its
-/// queue is below the cap.
+/// queue is below the cap in messages, and would stay within it in bytes
+/// with an envelope of `len` bytes.
 pub(crate) fn may_submit(
     t: &Connection,
     recipient: &Address,
-    token_hash: Option<[u8; 32]>,
+    (token_hash, len): (Option<[u8; 32]>, usize),
     authenticated: bool,
     limits: &WriterLimits,
 ) -> Result<Outcome<()>, rusqlite::Error> {
     let (user, device) = (recipient.user_id(), recipient.device_id());
-    let row: Option<(Option<Vec<u8>>, u32)> = t
+    let row: Option<(Option<Vec<u8>>, u32, u64)> = t
         .prepare_cached(
-            "SELECT token_hash, queued FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            "SELECT token_hash, queued, queued_bytes FROM devices WHERE user_id = ?1 AND device_id = ?2",
         )?
-        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((stored_token, queued)) = row else {
+    let Some((stored_token, queued, queued_bytes)) = row else {
         return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
     };
     if let (Some(stored), false) = (stored_token, authenticated) {
@@ -607,7 +618,7 @@ pub(crate) fn may_submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
-    Ok(Ok(()))
+    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits))
 }
 
 /// Queues `envelope` for `recipient`, which [`may_submit`] accepted;
@@ -626,18 +637,19 @@ pub(crate) fn insert_envelope(
     .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     let id = t.last_insert_rowid();
     t.prepare_cached(
-        "UPDATE devices SET queued = queued + 1 WHERE user_id = ?1 AND device_id = ?2",
+        "UPDATE devices SET queued = queued + 1, queued_bytes = queued_bytes + ?3 WHERE user_id = ?1 AND device_id = ?2",
     )?
-    .execute(params![user, device])?;
+    .execute(params![user, device, envelope.len()])?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
 fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
     let (user, device) = (address.user_id(), address.device_id());
     let mut removed = 0u32;
+    let mut bytes = 0u64;
     {
         let mut delete = t.prepare_cached(
-            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3",
+            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3 RETURNING length(envelope)",
         )?;
         for &id in ids {
             let Ok(id) = i64::try_from(id) else {
@@ -646,36 +658,42 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
                     format!("message {id} is not in this mailbox"),
                 ));
             };
-            if delete.execute(params![id, user, device])? == 0 {
+            let Some(len) = delete
+                .query_row(params![id, user, device], |r| r.get::<_, u64>(0))
+                .optional()?
+            else {
                 return Ok(refuse(
                     ErrorCode::UnknownMessage,
                     format!("message {id} is not in this mailbox; nothing was deleted"),
                 ));
-            }
+            };
+            bytes += len;
             removed += 1;
         }
     }
     t.prepare_cached(
-        "UPDATE devices SET queued = queued - ?3 WHERE user_id = ?1 AND device_id = ?2",
+        "UPDATE devices SET queued = queued - ?3, queued_bytes = queued_bytes - ?4 WHERE user_id = ?1 AND device_id = ?2",
     )?
-    .execute(params![user, device, removed])?;
+    .execute(params![user, device, removed, bytes])?;
     Ok(Ok(removed))
 }
 
 fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
-    let groups: Vec<(String, u32, u64)> = {
+    let groups: Vec<(String, u32, u64, u64)> = {
         let mut stmt = t.prepare_cached(
-            "SELECT user_id, device_id, COUNT(*) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
+            "SELECT user_id, device_id, COUNT(*), SUM(length(envelope)) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
         )?;
-        let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map(params![now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         rows.collect::<Result<_, _>>()?
     };
     let mut total = 0;
-    for (user, device, n) in groups {
+    for (user, device, n, bytes) in groups {
         t.prepare_cached(
-            "UPDATE devices SET queued = queued - ?3, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
+            "UPDATE devices SET queued = queued - ?3, queued_bytes = queued_bytes - ?4, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
         )?
-        .execute(params![user, device, n])?;
+        .execute(params![user, device, n, bytes])?;
         total += n;
     }
     t.prepare_cached("DELETE FROM messages WHERE expires_ms <= ?1")?

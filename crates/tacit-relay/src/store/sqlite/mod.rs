@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction};
 use tacit_relay_proto::{ErrorCode, ErrorReply};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{
     refuse, Claimed, Command, Database, Effects, Outcome, StoreError, Writer, WriterLimits,
@@ -41,7 +41,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     kem::SCHEMA_V3,
     group::SCHEMA_V4,
     crate::push::SCHEMA_SQLITE,
+    SCHEMA_MAILBOX_BYTES,
 ];
+
+/// A device counts the envelope bytes its mailbox holds, beside the
+/// messages (`queued`), for the per-mailbox byte cap; the count starts
+/// from the messages already stored.
+const SCHEMA_MAILBOX_BYTES: &str = "
+ALTER TABLE devices ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET queued_bytes = (
+    SELECT COALESCE(SUM(length(envelope)), 0) FROM messages m
+    WHERE m.user_id = devices.user_id AND m.device_id = devices.device_id
+);
+";
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
@@ -180,7 +192,7 @@ pub(crate) fn start_writer(
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
-    let (tx, mut rx) = mpsc::channel::<Command>(4096);
+    let (tx, mut rx) = super::queue();
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
         .spawn(move || {
@@ -195,10 +207,11 @@ pub(crate) fn start_writer(
                         command => batch.push(command),
                     }
                     if batch.len() < limits.max_batch {
-                        next = rx.try_recv().ok();
+                        next = rx.try_recv();
                     }
                 }
                 run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
+                rx.release();
                 if stop {
                     break;
                 }
@@ -209,7 +222,7 @@ pub(crate) fn start_writer(
             tracing::debug!("writer stopped");
         })
         .map_err(|e| StoreError::msg(e.to_string()))?;
-    Ok((Writer { tx: vec![tx] }, handle))
+    Ok((Writer::new(vec![tx], limits.queue_bytes), handle))
 }
 
 /// An answer held until the batch commits.

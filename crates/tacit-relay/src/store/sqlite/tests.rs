@@ -26,6 +26,8 @@ fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
         prekeys_low: 0,
         max_batch: 64,
         max_db_bytes,
+        queue_bytes: 1 << 26,
+        mailbox_bytes: 1 << 30,
         mailbox_recheck: std::time::Duration::from_secs(5),
     }
 }
