@@ -14,8 +14,12 @@ use crate::store::StoreError;
 const MIGRATION_LOCK: i64 = 0x7461_6369_746d_6967;
 
 /// The migrations, in order: version 1, the mailboxes and directory;
-/// version 2, link slots.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_V1, super::links::SCHEMA];
+/// version 2, link slots; version 3, attachments.
+pub(super) const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    super::links::SCHEMA,
+    crate::attachments::postgres::SCHEMA,
+];
 
 /// Version 1: the schema of the SQLite backend's version 4, in
 /// PostgreSQL's types. Integers are `BIGINT` (device ids and key ids are

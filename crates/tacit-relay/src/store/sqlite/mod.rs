@@ -35,7 +35,13 @@ pub(crate) use readers::Readers;
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
 /// version 0; the first migration creates the tables they already have
 /// (`IF NOT EXISTS`), so it applies to them and to a new file alike.
-pub(crate) const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, kem::SCHEMA_V3, group::SCHEMA_V4];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_V2,
+    kem::SCHEMA_V3,
+    group::SCHEMA_V4,
+    crate::attachments::sqlite::SCHEMA,
+];
 
 /// Version 1: devices, prekeys and mailboxes.
 const SCHEMA_V1: &str = "
@@ -111,7 +117,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn internal(error: &rusqlite::Error) -> ErrorReply {
+pub(crate) fn internal(error: &rusqlite::Error) -> ErrorReply {
     if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
         tracing::warn!(%error, "storage full");
         return ErrorReply::new(
@@ -132,7 +138,7 @@ fn open(database: &Database, read_only: bool) -> Result<Connection, StoreError> 
 /// [`open`], and for a writer with `max_bytes`, a cap on the database's
 /// size: past it, writes fail with `SQLITE_FULL` as on a full disk. A cap
 /// below the current size holds the database at its current size.
-fn open_limited(
+pub(crate) fn open_limited(
     database: &Database,
     read_only: bool,
     max_bytes: Option<u64>,
