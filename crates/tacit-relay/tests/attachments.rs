@@ -324,3 +324,39 @@ async fn an_upload_may_outlast_the_upgrade_deadline() {
     assert_eq!(get(at, &hex(&id)).await, (200, body));
     relay.shutdown().await.unwrap();
 }
+
+/// Two nodes on one PostgreSQL database: an attachment uploaded through
+/// one is downloaded through the other, and the
+/// quota counts the account's reservations on both nodes.
+#[tokio::test]
+async fn nodes_sharing_postgres_serve_each_others_attachments() {
+    let Some(pg) = pg::Postgres::start() else {
+        return;
+    };
+    let mut cfg = Config::postgres(pg.url());
+    let base = config(Path::new("unused"));
+    cfg.listen = base.listen;
+    cfg.server_name = base.server_name;
+    cfg.authenticated_rate = base.authenticated_rate;
+    cfg.unauthenticated_rate = base.unauthenticated_rate;
+    cfg.per_ip_rate = base.per_ip_rate;
+    cfg.attachment_quota = 3_000_000;
+    let one = Relay::bind(cfg.clone()).await.unwrap();
+    let two = Relay::bind(cfg).await.unwrap();
+    let mut alice = registered(one.local_addr(), &Device::new("alice", 1, 1)).await;
+    let body = blob(6, 2 * 1024 * 1024 + 7);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    assert_eq!(put_all(one.local_addr(), &id, &token, &body).await, 201);
+    let (status, got) = get(two.local_addr(), &hex(&id)).await;
+    assert_eq!(status, 200);
+    assert!(got == body, "the blob differs on the other node");
+    let mut alice_two = connect(two.local_addr()).await;
+    alice_two.login(&Device::new("alice", 1, 1)).await.unwrap();
+    assert_eq!(
+        allocate(&mut alice_two, 1_000_000).await,
+        Err(ErrorCode::AttachmentQuotaExceeded)
+    );
+    drop((alice, alice_two));
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}
