@@ -47,6 +47,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod attachment;
 mod command;
 mod config;
 mod conn;

@@ -59,6 +59,9 @@ pub enum Request {
     SubmitGroup(crate::SubmitGroup),
     /// Set or clear the logged-in device's push endpoint.
     SetPushEndpoint(SetPushEndpoint),
+    /// Reserve an upload slot for an attachment of the logged-in device's
+    /// account (logged in only).
+    AllocateAttachment(AllocateAttachment),
 }
 
 impl Request {
@@ -79,6 +82,7 @@ impl Request {
             Self::LinkTake(_) => "link_take",
             Self::SubmitGroup(_) => "submit_group",
             Self::SetPushEndpoint(_) => "set_push_endpoint",
+            Self::AllocateAttachment(_) => "allocate_attachment",
         }
     }
 }
@@ -494,6 +498,17 @@ impl LinkPut {
     }
 }
 
+/// Reserves an upload slot for an encrypted attachment blob of `size`
+/// bytes (1 to [`MAX_ATTACHMENT_BLOB_LEN`](crate::MAX_ATTACHMENT_BLOB_LEN);
+/// a relay may cap it lower). The relay answers
+/// [`Reply::AttachmentAllocated`](crate::Reply::AttachmentAllocated); the
+/// blob then goes over HTTP (`docs/relay.md`, "Attachments").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocateAttachment {
+    /// The blob's exact length in bytes.
+    pub size: u64,
+}
+
 /// Takes the blob of a link slot, deleting it from the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkTake {
@@ -625,6 +640,12 @@ impl ClientFrame {
             client_frame::Request::SubmitGroup(r) => {
                 Request::SubmitGroup(crate::SubmitGroup::from_proto(id, r)?)
             }
+            client_frame::Request::AllocateAttachment(r) => {
+                if r.size == 0 || r.size > crate::MAX_ATTACHMENT_BLOB_LEN {
+                    return Err(FrameError::invalid(id, "size"));
+                }
+                Request::AllocateAttachment(AllocateAttachment { size: r.size })
+            }
         };
         Ok(Self {
             request_id: m.request_id,
@@ -708,6 +729,11 @@ impl ClientFrame {
                 slot: r.slot.to_vec(),
             }),
             Request::SubmitGroup(r) => client_frame::Request::SubmitGroup(r.to_proto()),
+            Request::AllocateAttachment(r) => {
+                client_frame::Request::AllocateAttachment(proto::AllocateAttachment {
+                    size: r.size,
+                })
+            }
         };
         proto::ClientFrame {
             request_id: self.request_id,

@@ -198,6 +198,11 @@ error_codes! {
     DeviceRemoved = 30,
     /// No user with that id is known to the relay.
     UnknownUser = 31,
+    /// An attachment is larger than the relay accepts.
+    AttachmentTooLarge = 32,
+    /// The account's stored attachments would exceed its quota; retry
+    /// after some expire.
+    AttachmentQuotaExceeded = 33,
 }
 
 impl std::fmt::Display for ErrorCode {

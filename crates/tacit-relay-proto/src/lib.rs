@@ -39,9 +39,9 @@ mod proto;
 mod server;
 
 pub use client::{
-    Ack, ClientFrame, DeliveryToken, DeviceListBytes, FetchBundles, FetchDeviceList, LinkPut,
-    LinkTake, Login, OneTimePreKey, PublishDeviceList, Register, Request, SetDeliveryToken,
-    SetPushEndpoint, SignedPreKey, Submit, UploadPreKeys,
+    Ack, AllocateAttachment, ClientFrame, DeliveryToken, DeviceListBytes, FetchBundles,
+    FetchDeviceList, LinkPut, LinkTake, Login, OneTimePreKey, PublishDeviceList, Register, Request,
+    SetDeliveryToken, SetPushEndpoint, SignedPreKey, Submit, UploadPreKeys,
 };
 pub use error::{ErrorCode, FrameError};
 pub use group::{
@@ -61,6 +61,18 @@ pub use tacit::{Address, DeviceId, IdentityKey, IdentityKeyPair, PublicKey, Sign
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The WebSocket path of this protocol version.
 pub const WEBSOCKET_PATH: &str = "/v1";
+/// The HTTP path under which attachment blobs are uploaded (`PUT`) and
+/// downloaded (`GET`): `/v1/attachments/{id in lowercase hex}`.
+pub const ATTACHMENTS_PATH: &str = "/v1/attachments";
+/// The HTTP header that carries an attachment's upload token, in hex.
+pub const ATTACHMENT_TOKEN_HEADER: &str = "x-tacit-upload-token";
+/// The length of an attachment id: 128 random bits.
+pub const ATTACHMENT_ID_LEN: usize = 16;
+/// The length of an attachment upload token.
+pub const ATTACHMENT_TOKEN_LEN: usize = 32;
+/// The largest attachment blob this protocol allows (the core's largest
+/// encrypted attachment is far larger; a relay caps it lower).
+pub const MAX_ATTACHMENT_BLOB_LEN: u64 = 1 << 40;
 /// The largest sealed envelope a client may submit, in bytes.
 pub const MAX_ENVELOPE_LEN: usize = 260 * 1024;
 /// The largest client frame this protocol allows (a `SubmitGroup` of the

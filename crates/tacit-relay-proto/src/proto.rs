@@ -8,7 +8,7 @@ pub(crate) struct ClientFrame {
     pub(crate) request_id: u64,
     #[prost(
         oneof = "client_frame::Request",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 20"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20"
     )]
     pub(crate) request: Option<client_frame::Request>,
 }
@@ -57,10 +57,31 @@ pub(crate) mod client_frame {
         /// Submit one shared payload for many recipient devices.
         #[prost(message, tag = "14")]
         SubmitGroup(super::SubmitGroup),
+        /// Reserve an attachment upload slot.
+        #[prost(message, tag = "15")]
+        AllocateAttachment(super::AllocateAttachment),
         /// Set or clear the push endpoint.
         #[prost(message, tag = "20")]
         SetPushEndpoint(super::SetPushEndpoint),
     }
+}
+
+/// `AllocateAttachment`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct AllocateAttachment {
+    #[prost(uint64, tag = "1")]
+    pub(crate) size: u64,
+}
+
+/// `AttachmentAllocated`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct AttachmentAllocated {
+    #[prost(bytes = "vec", tag = "1")]
+    pub(crate) id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) upload_token: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub(crate) expires_ms: u64,
 }
 
 /// A message with no fields.
@@ -266,7 +287,7 @@ pub(crate) struct Response {
     pub(crate) request_id: u64,
     #[prost(
         oneof = "response::Outcome",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 20"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20"
     )]
     pub(crate) outcome: Option<response::Outcome>,
 }
@@ -315,6 +336,9 @@ pub(crate) mod response {
         /// A group submission is durably queued for every recipient.
         #[prost(message, tag = "14")]
         SubmittedGroup(super::SubmittedGroup),
+        /// An attachment upload slot is reserved.
+        #[prost(message, tag = "15")]
+        AttachmentAllocated(super::AttachmentAllocated),
         /// The push endpoint is set or cleared.
         #[prost(message, tag = "20")]
         PushEndpointSet(super::Empty),

@@ -104,6 +104,17 @@ pub enum Reply {
     /// [`MAX_LINK_BLOB_LEN`](crate::MAX_LINK_BLOB_LEN) bytes, deleted from
     /// the relay.
     LinkBlob(Vec<u8>),
+    /// Answers `AllocateAttachment`: the slot's id (the download
+    /// capability), the secret upload token, and when the attachment
+    /// expires (milliseconds since the Unix epoch).
+    AttachmentAllocated {
+        /// The attachment's id.
+        id: [u8; crate::ATTACHMENT_ID_LEN],
+        /// The token that authorizes the one upload.
+        upload_token: [u8; crate::ATTACHMENT_TOKEN_LEN],
+        /// When the relay deletes the attachment.
+        expires_ms: u64,
+    },
 }
 
 /// The answer to `FetchBundles`.
@@ -345,6 +356,15 @@ fn response_to_proto(r: &Response) -> proto::Response {
         Ok(Reply::LinkBlob(blob)) => {
             response::Outcome::LinkBlob(proto::LinkBlob { blob: blob.clone() })
         }
+        Ok(Reply::AttachmentAllocated {
+            id,
+            upload_token,
+            expires_ms,
+        }) => response::Outcome::AttachmentAllocated(proto::AttachmentAllocated {
+            id: id.to_vec(),
+            upload_token: upload_token.to_vec(),
+            expires_ms: *expires_ms,
+        }),
     };
     proto::Response {
         request_id: r.request_id,
@@ -447,6 +467,19 @@ fn response_from_proto(r: proto::Response) -> Result<Response, FrameError> {
             check_blob(None, &b.blob)?;
             Ok(Reply::LinkBlob(b.blob))
         }
+        response::Outcome::AttachmentAllocated(a) => Ok(Reply::AttachmentAllocated {
+            id: a
+                .id
+                .as_slice()
+                .try_into()
+                .map_err(|_| FrameError::invalid(None, "id"))?,
+            upload_token: a
+                .upload_token
+                .as_slice()
+                .try_into()
+                .map_err(|_| FrameError::invalid(None, "upload_token"))?,
+            expires_ms: a.expires_ms,
+        }),
     };
     Ok(Response {
         request_id: r.request_id,

@@ -442,6 +442,7 @@ impl Conn {
                 | Request::SetDeliveryToken(_)
                 | Request::SetPushEndpoint(_)
                 | Request::PublishDeviceList(_)
+                | Request::AllocateAttachment(_)
         );
         let anonymous = matches!(
             request,
@@ -838,6 +839,31 @@ impl Conn {
             }
             Request::LinkTake(l) => {
                 let result = self.shared.links.take(&l.slot).await.map(Reply::LinkBlob);
+                self.answer(request_id, result).await
+            }
+            Request::AllocateAttachment(a) => {
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                let owner = session.address.user_id().to_owned();
+                let config = &self.shared.config;
+                let limits = crate::attachments::Limits {
+                    max_len: config.attachment_max_len,
+                    quota: config.attachment_quota,
+                    ttl: config.attachment_ttl,
+                };
+                let result = self
+                    .shared
+                    .blobs
+                    .allocate(&owner, a.size, limits, now_ms())
+                    .await
+                    .map(
+                        |(id, upload_token, expires_ms)| Reply::AttachmentAllocated {
+                            id,
+                            upload_token,
+                            expires_ms,
+                        },
+                    );
                 self.answer(request_id, result).await
             }
             // A request kind added to the protocol crate but not served here.

@@ -25,6 +25,7 @@
 //!
 //! `docs/relay.md` describes the protocol, the guarantees and the flags.
 
+mod attachments;
 mod conn;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -223,6 +224,20 @@ pub struct Config {
     pub push_coalesce: Duration,
     /// The longest a push request may take, connection included.
     pub push_timeout: Duration,
+    /// The largest attachment blob accepted, in bytes (100 MiB by
+    /// default).
+    pub attachment_max_len: u64,
+    /// The most bytes of attachments one account (a user id, across its
+    /// devices) holds at once, counting reserved slots at their full size
+    /// until they expire (1 GiB by default).
+    pub attachment_quota: u64,
+    /// How long an attachment lives after its slot is reserved (30 days by
+    /// default); then it is deleted with its chunks.
+    pub attachment_ttl: Duration,
+    /// The slowest transfer rate an attachment upload or download may
+    /// have, in bytes per second: a transfer of `n` bytes gets
+    /// `upgrade_timeout + n / attachment_min_rate` (16 KiB/s by default).
+    pub attachment_min_rate: u64,
 }
 
 impl Config {
@@ -287,6 +302,10 @@ impl Config {
             push_backoff: Duration::from_secs(2),
             push_coalesce: Duration::from_secs(30),
             push_timeout: Duration::from_secs(10),
+            attachment_max_len: 100 * 1024 * 1024,
+            attachment_quota: 1024 * 1024 * 1024,
+            attachment_ttl: Duration::from_secs(30 * 24 * 3600),
+            attachment_min_rate: 16 * 1024,
         }
     }
 
@@ -329,11 +348,15 @@ impl Config {
             || self.write_timeout.is_zero()
             || self.mailbox_recheck.is_zero()
             || self.push_timeout.is_zero()
+            || self.attachment_ttl.is_zero()
         {
             return bad("durations must be positive");
         }
         if self.push_max_pending == 0 || self.push_attempts == 0 {
             return bad("push queue and attempts must be positive");
+        }
+        if self.attachment_max_len == 0 || self.attachment_min_rate == 0 {
+            return bad("attachment size cap and rate must be positive");
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return bad("connection caps must be positive");
@@ -379,6 +402,7 @@ pub(crate) struct Shared {
     pub(crate) claims_per_requester: PerKey<limits::Requester>,
     pub(crate) one_time_claims_per_target: PerKey<String>,
     pub(crate) links: LinkSlots,
+    pub(crate) blobs: attachments::Blobs,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connections: watch::Sender<usize>,
     pub(crate) next_connection: AtomicU64,
@@ -432,6 +456,12 @@ impl Relay {
         };
         let app = Router::new()
             .route(tacit_relay_proto::WEBSOCKET_PATH, get(websocket))
+            .route(
+                "/v1/attachments/{id}",
+                axum::routing::put(attachments::http::upload)
+                    .get(attachments::http::download)
+                    .layer(axum::extract::DefaultBodyLimit::disable()),
+            )
             .fallback(get(static_file))
             .with_state(Arc::clone(&shared))
             .into_make_service_with_connect_info::<Peer>();
@@ -556,6 +586,13 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
     };
     let pusher = push::Pusher::new(config.push_settings(), readers.clone());
     online.push_with(pusher.clone());
+    let blobs = match attachments::Blobs::open(database, config.max_db_bytes, &readers) {
+        Ok(b) => b,
+        Err(e) => {
+            writer.stop().await;
+            return Err(e.into());
+        }
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (connections, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
@@ -567,6 +604,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         claims_per_requester: PerKey::new(config.claim_rate_per_requester),
         one_time_claims_per_target: PerKey::new(config.one_time_claim_rate_per_target),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
+        blobs,
         config,
         writer,
         readers,
@@ -587,7 +625,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
 /// The peer's address, for plain and TLS connections alike, and the
 /// handle that lifts the connection's upgrade deadline.
 #[derive(Debug, Clone)]
-struct Peer(SocketAddr, Upgraded);
+pub(crate) struct Peer(pub(crate) SocketAddr, pub(crate) Upgraded);
 
 impl Connected<IncomingStream<'_, PlainListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
@@ -647,6 +685,11 @@ async fn purge_loop(shared: Arc<Shared>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired messages deleted"),
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        match shared.blobs.purge(now_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired attachments deleted"),
+            Err(e) => tracing::warn!(error = %e.message, "attachment purge failed"),
         }
         shared.per_ip.sweep();
         shared.per_ip_bytes.sweep();

@@ -26,12 +26,12 @@ use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::kem::KemKeyPair;
 use tacit::KeyPair;
 use tacit_relay_proto::{
-    Ack, Address, Bundles, Challenge, ClientFrame, DeliveryToken, DeviceBundle, DeviceListBytes,
-    EnvelopeKind, ErrorCode, ErrorReply, FetchBundles, FetchDeviceList, GroupRecipient,
-    IdentityKeyPair, LinkPut, LinkTake, LoggedIn, Login, OneTimePreKey, PreKeyBundleMessage,
-    PublishDeviceList, Push, Register, Reply, Request, Response, ServerFrame, SetDeliveryToken,
-    SetPushEndpoint, SharedPayloadBytes, SignedKemPreKey, SignedPreKey, Submit, SubmitGroup,
-    UploadPreKeys,
+    Ack, Address, AllocateAttachment, Bundles, Challenge, ClientFrame, DeliveryToken, DeviceBundle,
+    DeviceListBytes, EnvelopeKind, ErrorCode, ErrorReply, FetchBundles, FetchDeviceList,
+    GroupRecipient, IdentityKeyPair, LinkPut, LinkTake, LoggedIn, Login, OneTimePreKey,
+    PreKeyBundleMessage, PublishDeviceList, Push, Register, Reply, Request, Response, ServerFrame,
+    SetDeliveryToken, SetPushEndpoint, SharedPayloadBytes, SignedKemPreKey, SignedPreKey, Submit,
+    SubmitGroup, UploadPreKeys,
 };
 
 use crate::verify::CaseResult;
@@ -320,6 +320,10 @@ pub fn client_frames() -> Result<Vec<(&'static str, ClientFrame)>, String> {
         ),
         ("link_take", Request::LinkTake(LinkTake { slot: [9; 32] })),
         (
+            "allocate_attachment",
+            Request::AllocateAttachment(AllocateAttachment { size: 5_242_880 }),
+        ),
+        (
             "submit_group",
             Request::SubmitGroup(
                 SubmitGroup::new(
@@ -450,6 +454,17 @@ pub fn server_frames() -> Result<Vec<(&'static str, ServerFrame)>, String> {
         ),
         ("link_stored", ok(10, Reply::LinkStored)),
         ("link_blob", ok(11, Reply::LinkBlob(vec![5; 10]))),
+        (
+            "attachment_allocated",
+            ok(
+                15,
+                Reply::AttachmentAllocated {
+                    id: [6; 16],
+                    upload_token: [7; 32],
+                    expires_ms: 1_700_000_000_000,
+                },
+            ),
+        ),
         (
             "submitted_group",
             ok(12, Reply::SubmittedGroup { queued: 2 }),

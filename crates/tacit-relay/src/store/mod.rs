@@ -234,6 +234,7 @@ impl Command {
             }
             Self::Ack { ids, .. } => ids.len() * 8,
             Self::ClaimBundles { user_id, .. } => user_id.len(),
+            Self::SetPush { endpoint, .. } => endpoint.as_ref().map_or(0, String::len),
             Self::SetToken { .. } | Self::TakeExpired { .. } | Self::Purge { .. } | Self::Stop => 0,
         };
         OVERHEAD + payload

@@ -228,7 +228,7 @@ fn retryable_code(code: &str) -> bool {
 }
 
 /// The refusal a database failure is answered with.
-pub(super) fn internal(error: &tokio_postgres::Error) -> ErrorReply {
+pub(crate) fn internal(error: &tokio_postgres::Error) -> ErrorReply {
     if error.code() == Some(&SqlState::DISK_FULL) {
         tracing::warn!(%error, "storage full");
         return ErrorReply::new(

@@ -15,12 +15,13 @@ const MIGRATION_LOCK: i64 = 0x7461_6369_746d_6967;
 
 /// The migrations, in order: version 1, the mailboxes and directory;
 /// version 2, link slots; version 3, push endpoints; version 4, the
-/// mailboxes' byte counts.
+/// mailboxes' byte counts; version 5, attachments.
 pub(super) const MIGRATIONS: &[&str] = &[
     SCHEMA_V1,
     super::links::SCHEMA,
     crate::push::SCHEMA_POSTGRES,
     SCHEMA_MAILBOX_BYTES,
+    crate::attachments::postgres::SCHEMA,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the

@@ -42,6 +42,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     group::SCHEMA_V4,
     crate::push::SCHEMA_SQLITE,
     SCHEMA_MAILBOX_BYTES,
+    crate::attachments::sqlite::SCHEMA,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the
@@ -129,7 +130,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn internal(error: &rusqlite::Error) -> ErrorReply {
+pub(crate) fn internal(error: &rusqlite::Error) -> ErrorReply {
     if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
         tracing::warn!(%error, "storage full");
         return ErrorReply::new(
@@ -150,7 +151,7 @@ fn open(database: &Database, read_only: bool) -> Result<Connection, StoreError> 
 /// [`open`], and for a writer with `max_bytes`, a cap on the database's
 /// size: past it, writes fail with `SQLITE_FULL` as on a full disk. A cap
 /// below the current size holds the database at its current size.
-fn open_limited(
+pub(crate) fn open_limited(
     database: &Database,
     read_only: bool,
     max_bytes: Option<u64>,

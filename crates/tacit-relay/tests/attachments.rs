@@ -1,0 +1,362 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! Attachments over HTTP against the real relay: a multi-megabyte round
+//! trip that survives a restart, the size cap and quota, tokens, unknown
+//! ids, cut and overlong uploads leaving nothing, the TTL purge, chunked
+//! storage, and transfers longer than the upgrade deadline.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tacit_relay::{Config, Relay};
+use tacit_relay_proto::{AllocateAttachment, ErrorCode, Reply, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A deterministic, incompressible-looking byte at `i`.
+fn byte(seed: u64, i: u64) -> u8 {
+    let x = (i ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8
+}
+
+fn blob(seed: u64, len: usize) -> Vec<u8> {
+    (0..len as u64).map(|i| byte(seed, i)).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reserves a slot: `(id, token)` or the refusal.
+async fn allocate(client: &mut TcpClient, size: u64) -> Result<([u8; 16], [u8; 32]), ErrorCode> {
+    match client
+        .request(Request::AllocateAttachment(AllocateAttachment { size }))
+        .await
+    {
+        Ok(Reply::AttachmentAllocated {
+            id, upload_token, ..
+        }) => Ok((id, upload_token)),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.code),
+    }
+}
+
+/// Reads an HTTP/1.1 response to the end (the relay closes the
+/// connection): the status and the body.
+async fn read_response(mut tcp: TcpStream) -> (u16, Vec<u8>) {
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut all)).await;
+    let head_end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&all[..head_end]).to_string();
+    let status = head[9..12].parse().unwrap();
+    (status, all[head_end + 4..].to_vec())
+}
+
+/// `PUT`s `pieces` (written one by one, `pause` apart) with `Content-Length:
+/// length`, then answers the status.
+async fn put(
+    at: SocketAddr,
+    id: &str,
+    token: Option<&str>,
+    length: usize,
+    pieces: &[&[u8]],
+    pause: Duration,
+) -> u16 {
+    let mut tcp = TcpStream::connect(at).await.unwrap();
+    let token = token.map_or(String::new(), |t| format!("x-tacit-upload-token: {t}\r\n"));
+    let head = format!(
+        "PUT /v1/attachments/{id} HTTP/1.1\r\nhost: relay\r\n{token}content-length: {length}\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for piece in pieces {
+        if tcp.write_all(piece).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    read_response(tcp).await.0
+}
+
+/// `PUT`s a whole body in pieces of 7000 bytes.
+async fn put_all(at: SocketAddr, id: &[u8], token: &[u8], body: &[u8]) -> u16 {
+    let pieces: Vec<&[u8]> = body.chunks(7000).collect();
+    put(
+        at,
+        &hex(id),
+        Some(&hex(token)),
+        body.len(),
+        &pieces,
+        Duration::ZERO,
+    )
+    .await
+}
+
+async fn get(at: SocketAddr, id: &str) -> (u16, Vec<u8>) {
+    let mut tcp = TcpStream::connect(at).await.unwrap();
+    let head = format!("GET /v1/attachments/{id} HTTP/1.1\r\nhost: relay\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    read_response(tcp).await
+}
+
+/// `(attachment rows, chunk rows, largest chunk)` in the SQLite file.
+fn stored(db: &Path) -> (i64, i64, i64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let rows = c
+        .query_row("SELECT COUNT(*) FROM attachments", [], |r| r.get(0))
+        .unwrap();
+    let (chunks, largest) = c
+        .query_row(
+            "SELECT COUNT(*), COALESCE(MAX(LENGTH(data)), 0) FROM attachment_chunks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    (rows, chunks, largest)
+}
+
+async fn relay_with(cfg: &Config) -> (Relay, TcpClient) {
+    let relay = Relay::bind(cfg.clone()).await.unwrap();
+    let client = registered(relay.local_addr(), &Device::new("alice", 1, 1)).await;
+    (relay, client)
+}
+
+#[tokio::test]
+async fn a_multi_megabyte_blob_round_trips_in_chunks_and_survives_a_restart() {
+    let dir = TempDir::new("attach-round-trip");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(1, 5 * 1024 * 1024 + 12_345);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    // Not served before it is uploaded.
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    assert_eq!(put_all(at, &id, &token, &body).await, 201);
+    let (status, got) = get(at, &hex(&id)).await;
+    assert_eq!(status, 200);
+    assert!(got == body, "the downloaded blob differs");
+    // Stored in chunks of at most 64 KiB, never as one value.
+    let (rows, chunks, largest) = stored(&dir.db());
+    assert_eq!(rows, 1);
+    assert_eq!(chunks, body.len().div_ceil(65536) as i64);
+    assert_eq!(largest, 65536);
+    // The slot takes one upload only.
+    assert_eq!(put_all(at, &id, &token, &body).await, 409);
+    drop(alice);
+    relay.shutdown().await.unwrap();
+    let relay = Relay::bind(cfg).await.unwrap();
+    let (status, got) = get(relay.local_addr(), &hex(&id)).await;
+    assert_eq!(status, 200);
+    assert!(got == body, "the blob differs after a restart");
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_size_cap_and_the_quota_refuse_with_nothing_stored() {
+    let dir = TempDir::new("attach-quota");
+    let mut cfg = config(&dir.db());
+    cfg.attachment_max_len = 1000;
+    cfg.attachment_quota = 1500;
+    let (relay, mut alice) = relay_with(&cfg).await;
+    assert_eq!(
+        allocate(&mut alice, 1001).await,
+        Err(ErrorCode::AttachmentTooLarge)
+    );
+    assert_eq!(stored(&dir.db()).0, 0);
+    allocate(&mut alice, 1000).await.unwrap();
+    assert_eq!(
+        allocate(&mut alice, 501).await,
+        Err(ErrorCode::AttachmentQuotaExceeded)
+    );
+    assert_eq!(stored(&dir.db()).0, 1);
+    allocate(&mut alice, 500).await.unwrap();
+    // Another account has a quota of its own.
+    let mut other = registered(relay.local_addr(), &Device::new("bob", 1, 2)).await;
+    allocate(&mut other, 1000).await.unwrap();
+    // Not logged in: refused.
+    let mut anonymous = connect(relay.local_addr()).await;
+    let refused = anonymous
+        .request(Request::AllocateAttachment(AllocateAttachment { size: 10 }))
+        .await;
+    assert_eq!(code(refused), ErrorCode::NotAuthenticated);
+    drop((alice, other, anonymous));
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_ids_and_lengths_are_checked() {
+    let dir = TempDir::new("attach-token");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(2, 100_000);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    let pieces: Vec<&[u8]> = body.chunks(7000).collect();
+    let n = body.len();
+    let id_hex = hex(&id);
+    let mut wrong = token;
+    wrong[0] ^= 1;
+    let none = Duration::ZERO;
+    assert_eq!(put(at, &id_hex, None, n, &pieces, none).await, 403);
+    assert_eq!(
+        put(at, &id_hex, Some(&hex(&wrong)), n, &pieces, none).await,
+        403
+    );
+    assert_eq!(put(at, &id_hex, Some("zz"), n, &pieces, none).await, 403);
+    let unknown = hex(&[7u8; 16]);
+    assert_eq!(
+        put(at, &unknown, Some(&hex(&token)), n, &pieces, none).await,
+        404
+    );
+    assert_eq!(get(at, &unknown).await.0, 404);
+    assert_eq!(get(at, "not-an-id").await.0, 404);
+    // A body longer than the reservation, declared or not.
+    let longer = blob(2, n + 1);
+    let long_pieces: Vec<&[u8]> = longer.chunks(7000).collect();
+    let token_hex = hex(&token);
+    assert_eq!(
+        put(at, &id_hex, Some(&token_hex), n + 1, &long_pieces, none).await,
+        413
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stored(&dir.db()).1, 0);
+    // A body shorter than the reservation.
+    assert_eq!(
+        put(at, &id_hex, Some(&token_hex), n - 1, &pieces[..], none).await,
+        400
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stored(&dir.db()).1, 0);
+    assert_eq!(get(at, &id_hex).await.0, 404);
+    // The slot is free again for a correct upload.
+    assert_eq!(put_all(at, &id, &token, &body).await, 201);
+    assert_eq!(get(at, &id_hex).await, (200, body));
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cut_upload_leaves_nothing() {
+    let dir = TempDir::new("attach-cut");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(3, 1_000_000);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    // Half the body, then the connection closes.
+    {
+        let mut tcp = TcpStream::connect(at).await.unwrap();
+        let head = format!(
+            "PUT /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\nx-tacit-upload-token: {}\r\ncontent-length: {}\r\n\r\n",
+            hex(&id),
+            hex(&token),
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&body[..500_000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut left = (1, 1, 1);
+    for _ in 0..100 {
+        left = stored(&dir.db());
+        if left.1 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left.1, 0, "chunks of the cut upload remain");
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    assert_eq!(put_all(at, &id, &token, &body).await, 201);
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn expired_attachments_are_purged() {
+    let dir = TempDir::new("attach-ttl");
+    let mut cfg = config(&dir.db());
+    cfg.attachment_ttl = Duration::from_millis(1500);
+    cfg.purge_interval = Duration::from_millis(100);
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(4, 200_000);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    assert_eq!(put_all(at, &id, &token, &body).await, 201);
+    assert_eq!(get(at, &hex(&id)).await.0, 200);
+    let mut left = (1, 1, 1);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = stored(&dir.db());
+        if left == (0, 0, 0) {
+            break;
+        }
+    }
+    assert_eq!(left, (0, 0, 0));
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upload_may_outlast_the_upgrade_deadline() {
+    let dir = TempDir::new("attach-slow");
+    let mut cfg = config(&dir.db());
+    cfg.upgrade_timeout = Duration::from_millis(500);
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(5, 200_000);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    // Four pieces 400 ms apart: 1.6 s, over three times the upgrade
+    // deadline, well within the transfer's own.
+    let pieces: Vec<&[u8]> = body.chunks(50_000).collect();
+    let status = put(
+        at,
+        &hex(&id),
+        Some(&hex(&token)),
+        body.len(),
+        &pieces,
+        Duration::from_millis(400),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(get(at, &hex(&id)).await, (200, body));
+    relay.shutdown().await.unwrap();
+}
+
+/// Two nodes on one PostgreSQL database: an attachment uploaded through
+/// one is downloaded through the other, and the
+/// quota counts the account's reservations on both nodes.
+#[tokio::test]
+async fn nodes_sharing_postgres_serve_each_others_attachments() {
+    let Some(pg) = pg::Postgres::start() else {
+        return;
+    };
+    let mut cfg = Config::postgres(pg.url());
+    let base = config(Path::new("unused"));
+    cfg.listen = base.listen;
+    cfg.server_name = base.server_name;
+    cfg.authenticated_rate = base.authenticated_rate;
+    cfg.unauthenticated_rate = base.unauthenticated_rate;
+    cfg.per_ip_rate = base.per_ip_rate;
+    cfg.attachment_quota = 3_000_000;
+    let one = Relay::bind(cfg.clone()).await.unwrap();
+    let two = Relay::bind(cfg).await.unwrap();
+    let mut alice = registered(one.local_addr(), &Device::new("alice", 1, 1)).await;
+    let body = blob(6, 2 * 1024 * 1024 + 7);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    assert_eq!(put_all(one.local_addr(), &id, &token, &body).await, 201);
+    let (status, got) = get(two.local_addr(), &hex(&id)).await;
+    assert_eq!(status, 200);
+    assert!(got == body, "the blob differs on the other node");
+    let mut alice_two = connect(two.local_addr()).await;
+    alice_two.login(&Device::new("alice", 1, 1)).await.unwrap();
+    assert_eq!(
+        allocate(&mut alice_two, 1_000_000).await,
+        Err(ErrorCode::AttachmentQuotaExceeded)
+    );
+    drop((alice, alice_two));
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
+}
