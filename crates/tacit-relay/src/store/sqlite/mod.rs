@@ -316,7 +316,10 @@ fn run_transaction(
 ) {
     let mut pending: Vec<Pending> = Vec::with_capacity(commands.len());
     let mut effects = Effects::default();
-    let mut tx = match conn.transaction() {
+    // Immediate: the attachment store writes through a connection of its
+    // own, and a deferred transaction that read before another connection
+    // committed could not take the write lock (SQLITE_BUSY, no retry).
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(error) => {
             let e = internal(&error);
