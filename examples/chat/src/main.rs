@@ -545,11 +545,11 @@ fn message_line(me: &Address, sender: &Address, text: &str) -> String {
 /// A received file as printed, sanitized:
 /// `NAME: [file] FILENAME (N bytes)`.
 fn file_line(me: &Address, file: &IncomingFile) -> String {
-    message_line(
-        me,
-        &file.sender,
-        &format!("[file] {} ({} bytes)", file.name, file.size),
-    )
+    file_text_line(me, &file.sender, &file.name, file.size)
+}
+
+fn file_text_line(me: &Address, sender: &Address, name: &str, size: u64) -> String {
+    message_line(me, sender, &format!("[file] {name} ({size} bytes)"))
 }
 
 /// A received file saved: `saved PATH` (the path sanitized).
@@ -983,4 +983,25 @@ fn group_digits(digits: &str) -> String {
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn received_file_names_are_printed_sanitized() {
+        let me = Address::new("bob", 1).unwrap();
+        let alice = Address::new("alice", 1).unwrap();
+        assert_eq!(
+            file_text_line(&me, &alice, "evil\u{1b}[2J\u{202e}txt.exe", 5),
+            "alice: [file] evil\u{fffd}[2J\u{fffd}txt.exe (5 bytes)"
+        );
+        let other = Address::new("bob", 2).unwrap();
+        assert_eq!(
+            file_text_line(&me, &other, "a\nb", 1),
+            "you (on bob.2): [file] a\u{fffd}b (1 bytes)"
+        );
+    }
 }
