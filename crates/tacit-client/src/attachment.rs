@@ -180,15 +180,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads an HTTP/1.1 response head from `tcp` byte by byte (so that the
-/// body stays in the stream) and answers its status.
-async fn read_status(tcp: &mut TcpStream) -> Result<u16, AttachmentFileError> {
+/// Reads an HTTP/1.1 response head from `stream` byte by byte (so that
+/// the body stays in the stream); answers its status and its
+/// `content-length`, if it has one.
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(u16, Option<u64>), AttachmentFileError> {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() >= MAX_HEAD_LEN {
             return Err(AttachmentFileError::Protocol("response head too long"));
         }
-        let byte = tcp.read_u8().await?;
+        let byte = stream.read_u8().await?;
         head.push(byte);
     }
     let status = head
@@ -197,7 +200,25 @@ async fn read_status(tcp: &mut TcpStream) -> Result<u16, AttachmentFileError> {
         .and_then(|s| s.parse().ok())
         .filter(|_| head.starts_with(b"HTTP/1."))
         .ok_or(AttachmentFileError::Protocol("no status line"))?;
-    Ok(status)
+    let text =
+        std::str::from_utf8(&head).map_err(|_| AttachmentFileError::Protocol("head not UTF-8"))?;
+    let mut length = None;
+    for line in text.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("content-length") {
+            let value = value
+                .trim()
+                .parse()
+                .map_err(|_| AttachmentFileError::Protocol("bad content-length"))?;
+            if length.is_some_and(|l| l != value) {
+                return Err(AttachmentFileError::Protocol("two content-lengths"));
+            }
+            length = Some(value);
+        }
+    }
+    Ok((status, length))
 }
 
 /// Encrypts `plaintext` (exactly `len` bytes) and uploads the blob to the
@@ -211,21 +232,49 @@ pub async fn upload<R: AsyncRead + Unpin>(
     plaintext: R,
     len: u64,
 ) -> Result<EncryptedAttachment, AttachmentFileError> {
+    let tcp = TcpStream::connect(relay).await?;
+    upload_on(
+        tcp,
+        relay,
+        ATTACHMENTS_PATH,
+        id,
+        upload_token,
+        plaintext,
+        len,
+    )
+    .await
+}
+
+/// [`upload`] over an open connection `stream` (plain or TLS) to the
+/// relay named `host` (the `Host` header) whose attachment routes are
+/// under `path` (`/v1/attachments` unless the relay sits behind a prefix).
+pub(crate) async fn upload_on<S, R>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    id: &[u8],
+    upload_token: &[u8],
+    plaintext: R,
+    len: u64,
+) -> Result<EncryptedAttachment, AttachmentFileError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
     let blob_len = encrypted_len(len).ok_or(AttachmentError::TooLarge)?;
-    let mut tcp = TcpStream::connect(relay).await?;
     let head = format!(
-        "PUT {ATTACHMENTS_PATH}/{} HTTP/1.1\r\nhost: {relay}\r\n{ATTACHMENT_TOKEN_HEADER}: {}\r\ncontent-length: {blob_len}\r\nconnection: close\r\n\r\n",
+        "PUT {path}/{} HTTP/1.1\r\nhost: {host}\r\n{ATTACHMENT_TOKEN_HEADER}: {}\r\ncontent-length: {blob_len}\r\nconnection: close\r\n\r\n",
         hex(id),
         hex(upload_token),
     );
-    tcp.write_all(head.as_bytes()).await?;
-    let done = encrypt_stream(plaintext.take(len), &mut tcp).await?;
+    stream.write_all(head.as_bytes()).await?;
+    let done = encrypt_stream(plaintext.take(len), &mut stream).await?;
     if done.size() != len {
         // The reader ended early: dropping the connection cuts the upload,
         // and the relay deletes what it received.
         return Err(AttachmentError::SizeMismatch.into());
     }
-    match read_status(&mut tcp).await? {
+    match read_head(&mut stream).await?.0 {
         200..=299 => Ok(done),
         status => Err(AttachmentFileError::Http(status)),
     }
@@ -239,15 +288,37 @@ pub async fn download(
     dir: &Path,
     name: &str,
 ) -> Result<PathBuf, AttachmentFileError> {
-    let mut tcp = TcpStream::connect(relay).await?;
+    let tcp = TcpStream::connect(relay).await?;
+    download_on(tcp, relay, ATTACHMENTS_PATH, pointer, dir, name).await
+}
+
+/// [`download`] over an open connection `stream` (plain or TLS); `host`
+/// and `path` as for [`upload_on`]. The body is read up to its
+/// `content-length` (not to the end of the stream, which a TLS peer may
+/// close without notice), and an answer announcing more bytes than the
+/// pointer's blob is refused before anything is written.
+pub(crate) async fn download_on<S>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    pointer: &AttachmentPointer,
+    dir: &Path,
+    name: &str,
+) -> Result<PathBuf, AttachmentFileError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let blob_len = encrypted_len(pointer.size()).ok_or(AttachmentError::TooLarge)?;
     let head = format!(
-        "GET {ATTACHMENTS_PATH}/{} HTTP/1.1\r\nhost: {relay}\r\nconnection: close\r\n\r\n",
+        "GET {path}/{} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n",
         hex(pointer.id()),
     );
-    tcp.write_all(head.as_bytes()).await?;
-    match read_status(&mut tcp).await? {
-        200 => save_decrypted(tcp, pointer, dir, name).await,
-        status => Err(AttachmentFileError::Http(status)),
+    stream.write_all(head.as_bytes()).await?;
+    match read_head(&mut stream).await? {
+        (200, Some(len)) if len > blob_len => Err(AttachmentError::SizeMismatch.into()),
+        (200, Some(len)) => save_decrypted(stream.take(len), pointer, dir, name).await,
+        (200, None) => save_decrypted(stream, pointer, dir, name).await,
+        (status, _) => Err(AttachmentFileError::Http(status)),
     }
 }
 
@@ -449,6 +520,21 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(e, AttachmentFileError::Refused(AttachmentError::Truncated)),
+            "{e:?}"
+        );
+        // An answer announcing more than the pointer's blob is refused
+        // before anything is read into a file.
+        let mut longer = blob.clone();
+        longer.extend_from_slice(&[0; 10]);
+        let (at, _) = serve_once(response("200 OK", &longer)).await;
+        let e = download(&at, &pointer, dir.path(), "doc.pdf")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AttachmentFileError::Refused(AttachmentError::SizeMismatch)
+            ),
             "{e:?}"
         );
         let (at, _) = serve_once(response("404 Not Found", b"")).await;

@@ -1,5 +1,6 @@
 //! Requests from the [`Client`] handle to its task.
 
+use tacit::envelope::AttachmentPointer;
 use tacit::identity::{LinkCode, UserKey};
 use tacit::{Address, DeviceId};
 use tokio::sync::oneshot;
@@ -11,11 +12,29 @@ use crate::{
     ClientError, DeviceInfo, HistoryEntry, MessageId, PeerSession, RecoveryCode, SentMessage,
 };
 
+/// A reserved attachment slot: its id and upload token.
+pub(crate) type Slot = (
+    [u8; tacit_relay_proto::ATTACHMENT_ID_LEN],
+    [u8; tacit_relay_proto::ATTACHMENT_TOKEN_LEN],
+);
+
 /// Requests from the [`Client`] handle to its task.
 pub(crate) enum Command {
     Send {
         peer: String,
         text: String,
+        reply: oneshot::Sender<Result<SentMessage, ClientError>>,
+    },
+    /// Reserves an attachment slot of `size` blob bytes at the relay.
+    AllocateAttachment {
+        size: u64,
+        reply: oneshot::Sender<Result<Slot, ClientError>>,
+    },
+    /// Sends an uploaded file's pointer, `name` as its caption.
+    SendFile {
+        peer: String,
+        pointer: AttachmentPointer,
+        name: String,
         reply: oneshot::Sender<Result<SentMessage, ClientError>>,
     },
     Read {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::{endpoint, StoreKey};
 #[cfg(doc)]
-use crate::{ClientError, GroupRefusal};
+use crate::{ClientError, FileRefusal, GroupRefusal};
 
 /// How the client reconnects: exponential backoff with jitter, bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,10 @@ impl Backoff {
         base.mul_f64(fraction)
     }
 }
+
+/// The default [`ClientConfig::max_attachment_len`]: 100 MiB, the
+/// relay's default cap.
+pub const DEFAULT_MAX_ATTACHMENT_LEN: u64 = 100 * 1024 * 1024;
 
 /// The client's settings. [`ClientConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -116,6 +120,17 @@ pub struct ClientConfig {
     /// dropped ([`GroupRefusal::ChainMissing`]); checked whenever the
     /// stored queue has drained.
     pub group_pending_ttl: Duration,
+    /// Where received files are saved (`None`: not downloaded; the
+    /// application may fetch one with `Client::download_file`). A file is
+    /// written only once it verifies, under a safe name, never replacing
+    /// a file.
+    pub download_dir: Option<PathBuf>,
+    /// The largest received file downloaded, in plaintext bytes; a pointer
+    /// claiming more is refused without downloading
+    /// ([`FileRefusal::TooLarge`]).
+    pub max_attachment_len: u64,
+    /// How many received files download at once; the others wait.
+    pub concurrent_downloads: usize,
 }
 
 impl ClientConfig {
@@ -124,7 +139,8 @@ impl ClientConfig {
     /// and 50 one-time KEM prekeys (each replenished below 20), signed
     /// prekey rotated after 7 days with a
     /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
-    /// receipts on. The URL is checked when the client connects.
+    /// receipts on, no download directory, files up to 100 MiB, 4
+    /// downloads at once. The URL is checked when the client connects.
     pub fn new(
         store_path: impl Into<PathBuf>,
         store_key: StoreKey,
@@ -148,6 +164,9 @@ impl ClientConfig {
             receive: true,
             acknowledge: true,
             group_pending_ttl: Duration::from_secs(24 * 3600),
+            download_dir: None,
+            max_attachment_len: DEFAULT_MAX_ATTACHMENT_LEN,
+            concurrent_downloads: 4,
         }
     }
 }

@@ -9,25 +9,29 @@
 //! store, registering), [`login`], [`inbox`] (receiving), [`held`]
 //! (envelopes under an untrusted user key), [`receipts`], [`outbox`]
 //! (sealing and submitting), [`lists`] (device lists from the relay),
-//! [`commands`], [`devices`], [`prekeys`] and [`groups`].
+//! [`commands`], [`devices`], [`prekeys`], [`groups`] and [`files`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 use tacit::session::{OutgoingEnvelope, SessionManager};
 use tacit::Address;
 use tacit_relay_proto::{Response, ServerFrame, UploadPreKeys};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::conn::Conn;
 use crate::courier::Courier;
 use crate::endpoint::Endpoint;
 use crate::store::ClientStore;
+use crate::transfer::Transfer;
 use crate::{ClientConfig, ClientError, Command, Event, HistoryEntry, MessageId, SentMessage};
 
 mod commands;
 mod devices;
+mod files;
 mod groups;
 mod held;
 mod inbox;
@@ -100,6 +104,13 @@ pub(crate) struct Engine {
     /// sent as one receipt per user (and per `receipts::RECEIPT_BATCH` ids) at
     /// `QueueEmpty`.
     receipts_due: BTreeMap<String, Vec<MessageId>>,
+    /// The relay's attachment routes.
+    transfer: Transfer,
+    /// Received files downloading into the download directory, off the
+    /// loop that handles messages; aborted when the client stops.
+    downloads: JoinSet<()>,
+    /// Bounds how many of `downloads` transfer at once.
+    download_slots: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -111,7 +122,12 @@ impl Engine {
         let endpoint = Endpoint::new(&config)?;
         let manager = open_manager(&config, None)?;
         let courier = Courier::new(endpoint.clone(), config.request_timeout);
+        let transfer = Transfer::new(&endpoint, config.request_timeout)?;
+        let download_slots = Arc::new(Semaphore::new(config.concurrent_downloads.max(1)));
         Ok(Self {
+            transfer,
+            downloads: JoinSet::new(),
+            download_slots,
             manager,
             endpoint,
             config,
@@ -127,6 +143,11 @@ impl Engine {
 
     pub(crate) fn address(&self) -> &Address {
         self.manager.local_address()
+    }
+
+    /// The relay's attachment routes, for the application's handle.
+    pub(crate) fn transfer(&self) -> Transfer {
+        self.transfer.clone()
     }
 
     /// Reports `event`, waiting while the application's queue of events is
@@ -150,6 +171,7 @@ impl Engine {
                     match outcome {
                         Outcome::Shutdown(reply) => {
                             conn.close().await;
+                            self.downloads.abort_all();
                             self.emit(Event::Stopped { error: None }).await;
                             if let Some(reply) = reply {
                                 let _ = reply.send(());
@@ -183,6 +205,7 @@ impl Engine {
             })
             .await;
             if let Some(reply) = self.wait(delay).await {
+                self.downloads.abort_all();
                 self.emit(Event::Stopped { error: None }).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());
@@ -194,6 +217,7 @@ impl Engine {
 
     async fn stop(&mut self, error: ClientError) {
         tracing::warn!(%error, "client stopped");
+        self.downloads.abort_all();
         self.emit(Event::Stopped {
             error: Some(error.to_string()),
         })
@@ -218,6 +242,8 @@ impl Engine {
                     }
                     Some(
                         command @ (Command::Send { .. }
+                        | Command::SendFile { .. }
+                        | Command::AllocateAttachment { .. }
                         | Command::Read { .. }
                         | Command::ApproveLink { .. }
                         | Command::RemoveDevice { .. }

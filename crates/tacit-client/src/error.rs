@@ -80,6 +80,9 @@ pub enum ClientError {
     /// not a member, already a member, ...); nothing changed.
     #[error("group: {0}")]
     Group(#[from] tacit::GroupStateError),
+    /// A file could not be read, encrypted or uploaded to the relay.
+    #[error("attachment: {0}")]
+    Attachment(#[from] crate::attachment::AttachmentFileError),
     /// The client has stopped.
     #[error("the client has stopped")]
     Stopped,
@@ -114,7 +117,9 @@ impl ClientError {
                     | ErrorCode::TooManyErrors
                     | ErrorCode::DeviceRemoved
             ),
-            Self::Connection(_) | Self::Timeout(_) | Self::Protocol(_) => false,
+            Self::Connection(_) | Self::Timeout(_) | Self::Protocol(_) | Self::Attachment(_) => {
+                false
+            }
             _ => true,
         }
     }

@@ -8,6 +8,7 @@ use tacit::session::Profile as SessionProfile;
 use tacit::Address;
 use tacit_relay_proto::ErrorReply;
 
+use crate::files::{FileRefusal, IncomingFile, SavedFile};
 use crate::groups::{GroupRefusal, IncomingGroupMessage};
 #[cfg(doc)]
 use crate::Client;
@@ -101,6 +102,25 @@ pub enum Event {
     },
     /// A text message.
     Message(IncomingMessage),
+    /// A file (an attachment pointer). With a download directory
+    /// configured and the size within the maximum, the client downloads
+    /// it in the background; [`Event::FileSaved`] or
+    /// [`Event::FileRefused`] follows, while other messages keep arriving.
+    FileReceived(IncomingFile),
+    /// A received file was downloaded, verified and saved.
+    FileSaved(SavedFile),
+    /// A received file was not saved: too large, or it did not download
+    /// or verify. No file was written.
+    FileRefused {
+        /// The sending device.
+        sender: Address,
+        /// The content's message id.
+        message_id: MessageId,
+        /// The name the sender gave, as sent (not made safe).
+        name: String,
+        /// Why.
+        reason: FileRefusal,
+    },
     /// A receipt for messages this device sent.
     Receipt {
         /// The device that sent the receipt.

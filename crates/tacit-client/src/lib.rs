@@ -13,7 +13,12 @@
 //!   do [`register`], [`link`] and [`recover`]. Any runtime, including a
 //!   single-threaded one, may drive the client.
 //! - The application reads [`Event`]s ([`Client::next_event`]) and sends
-//!   with [`Client::send_text`] and [`Client::send_read_receipt`].
+//!   with [`Client::send_text`], [`Client::send_file`] and
+//!   [`Client::send_read_receipt`]. Files travel as encrypted blobs through
+//!   the relay's HTTP routes (`https` to a `wss://` relay) and as pointers
+//!   in messages; with [`ClientConfig::download_dir`] set, received files
+//!   are downloaded, verified and saved in the background
+//!   ([`Event::FileReceived`], [`Event::FileSaved`], [`Event::FileRefused`]).
 //! - Sealed envelopes are submitted, and prekey bundles fetched, over a
 //!   second connection that never logs in, so that the relay cannot tell
 //!   from the connection which device sent an envelope or asked for a
@@ -56,14 +61,20 @@ mod endpoint;
 mod engine;
 mod error;
 mod events;
+mod files;
 mod groups;
 mod key;
 mod link;
 mod recovery;
 mod store;
+mod transfer;
 mod worker;
 
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use attachment::{safe_file_name, AttachmentFileError};
+use tacit::envelope::attachment::encrypted_len;
 
 use tacit::envelope::MESSAGE_ID_LEN;
 use tacit::identity::{LinkCode, UserKey};
@@ -71,13 +82,14 @@ use tacit::{Address, DeviceId};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use command::{Command, GroupCommand};
-pub use config::{Backoff, ClientConfig};
+pub use config::{Backoff, ClientConfig, DEFAULT_MAX_ATTACHMENT_LEN};
 pub use engine::register;
 pub use error::ClientError;
 pub use events::{
     DeviceInfo, Direction, Event, HistoryEntry, IncomingMessage, PeerSession, ReceiptKind,
     Registration, SentMessage, Status,
 };
+pub use files::{FileRefusal, IncomingFile, SavedFile};
 pub use groups::{
     GroupHistoryEntry, GroupInfo, GroupMemberInfo, GroupRefusal, IncomingGroupMessage,
     SentGroupMessage,
@@ -99,6 +111,9 @@ pub struct Client {
     address: Address,
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
+    /// The relay's attachment routes, for uploads and downloads the
+    /// application's task runs.
+    transfer: transfer::Transfer,
     /// The client's task, on a thread of its own (see `worker`).
     task: Option<worker::Worker<()>>,
 }
@@ -115,7 +130,7 @@ impl Client {
         let task = worker::spawn("tacit-client", move || async move {
             match engine::Engine::open(config, commands_rx, events_tx) {
                 Ok(engine) => {
-                    let _ = opened_tx.send(Ok(engine.address().clone()));
+                    let _ = opened_tx.send(Ok((engine.address().clone(), engine.transfer())));
                     engine.run().await;
                 }
                 Err(e) => {
@@ -123,11 +138,12 @@ impl Client {
                 }
             }
         })?;
-        let address = opened.await.map_err(|_| ClientError::Stopped)??;
+        let (address, transfer) = opened.await.map_err(|_| ClientError::Stopped)??;
         Ok(Self {
             address,
             commands: commands_tx,
             events: events_rx,
+            transfer,
             task: Some(task),
         })
     }
@@ -167,6 +183,78 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// Sends the file at `path` to every known device of `peer` (and this
+    /// user's other devices), as [`send_text`](Self::send_text) sends a
+    /// text. The file is encrypted as it is read, in constant memory,
+    /// straight into an upload to the relay (`https` to a `wss://` relay,
+    /// with the same TLS settings), into a slot reserved over the logged-in
+    /// connection; once the relay has stored the blob durably, its pointer
+    /// (id, key, digest, size) is sent with the file's name
+    /// ([`safe_file_name`]) as caption. The upload runs in the caller's
+    /// task, not the client's: messages keep flowing meanwhile. Fails
+    /// with [`ClientError::Attachment`] if the file cannot be read or the
+    /// relay refuses the upload, and with [`ClientError::Relay`]
+    /// (`AttachmentTooLarge`, `AttachmentQuotaExceeded`) if it refuses the
+    /// reservation.
+    pub async fn send_file(
+        &self,
+        peer: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<SentMessage, ClientError> {
+        let path = path.as_ref();
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(AttachmentFileError::Io)?;
+        let meta = file.metadata().await.map_err(AttachmentFileError::Io)?;
+        if !meta.is_file() {
+            return Err(ClientError::Invalid(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        let len = meta.len();
+        let blob_len = encrypted_len(len)
+            .ok_or_else(|| ClientError::Invalid(format!("{} is too large", path.display())))?;
+        let name = safe_file_name(
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        let (id, token) = self
+            .call(|reply| Command::AllocateAttachment {
+                size: blob_len,
+                reply,
+            })
+            .await?;
+        let done = self.transfer.upload(&id, &token, file, len).await?;
+        let pointer = done
+            .pointer(&id, "")
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        self.call(|reply| Command::SendFile {
+            peer: peer.into(),
+            pointer,
+            name,
+            reply,
+        })
+        .await
+    }
+
+    /// Downloads a received file into `dir` (when the client does not do
+    /// it itself: no [`ClientConfig::download_dir`], or a file over
+    /// [`ClientConfig::max_attachment_len`]): verified as it streams in,
+    /// written under [`safe_file_name`] of its name only once the whole
+    /// blob verifies, never replacing a file. Answers the path.
+    pub async fn download_file(
+        &self,
+        file: &IncomingFile,
+        dir: impl AsRef<Path>,
+    ) -> Result<PathBuf, AttachmentFileError> {
+        self.transfer
+            .download(&file.pointer, dir.as_ref(), &file.name)
+            .await
     }
 
     /// Tells `peer` that these messages were read.

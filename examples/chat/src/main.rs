@@ -4,6 +4,8 @@
 //! tacit-chat --store alice.db --relay wss://relay.example.org/v1 register alice
 //! tacit-chat --store alice.db send bob "hello"      # bob may be offline
 //! tacit-chat --store bob.db recv --wait 5            # "alice: hello"
+//! tacit-chat --store alice.db send-file bob photo.jpg
+//! tacit-chat --store bob.db recv --download-dir ~/Downloads  # "alice: [file] photo.jpg (...)"
 //! tacit-chat --store alice.db chat                   # interactive
 //! tacit-chat --store alice2.db link alice --device 2 # shows a code, waits
 //! tacit-chat --store alice.db devices add CODE       # approves it
@@ -16,7 +18,7 @@
 //! tacit-chat --store alice.db group list             # team (epoch 1, ...): alice (admin), bob
 //! ```
 //!
-//! Received names and texts are printed with control characters (terminal
+//! Received names, texts and file names are printed with control characters (terminal
 //! escapes among them) and bidirectional overrides replaced by U+FFFD. The
 //! copy of a message sent from another device of this user is printed as
 //! `you (on NAME.N): TEXT`.
@@ -46,7 +48,8 @@ use tacit::identity::{LinkCode, UserKey};
 use tacit::Address;
 use tacit_client::{
     link, recover, register, Backoff, Client, ClientConfig, ClientError, DeviceInfo, Direction,
-    Event, MessageId, ReceiptKind, RecoveryCode, Registration, Status, StoreKey,
+    Event, FileRefusal, IncomingFile, MessageId, ReceiptKind, RecoveryCode, Registration,
+    SavedFile, Status, StoreKey,
 };
 use tokio::io::AsyncBufReadExt as _;
 
@@ -99,12 +102,27 @@ enum Cmd {
         /// The text.
         text: String,
     },
-    /// Print received messages, one `NAME: TEXT` line each.
+    /// Send the file at PATH (encrypted as it is read, uploaded to the
+    /// relay; the message carries its key); it waits at the relay if PEER
+    /// is offline.
+    SendFile {
+        /// The recipient's user name.
+        peer: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Print received messages, one `NAME: TEXT` line each; a file as
+    /// `NAME: [file] FILENAME (N bytes)`.
     Recv {
         /// Keep listening this many seconds (default: stop once the queue
-        /// is drained).
+        /// is drained and the files downloaded).
         #[arg(long)]
         wait: Option<u64>,
+        /// Download received files into DIR: each is saved only once it
+        /// verifies, under a safe name, never over an existing file
+        /// (`saved PATH` is printed).
+        #[arg(long)]
+        download_dir: Option<PathBuf>,
     },
     /// Link this store, a new device, to user NAME: prints a one-time code
     /// to enter on the user's first device (`devices add CODE`), waits for
@@ -143,10 +161,13 @@ enum Cmd {
     },
     /// Interactive chat: /to PEER, /who, /safety PEER, /accept USER,
     /// /devices, /link CODE, /remove N, /group GROUP TEXT, /groups,
-    /// /history, /help, /quit.
+    /// /file PATH, /history, /help, /quit.
     Chat {
         /// The first peer to talk to.
         peer: Option<String>,
+        /// Download received files into DIR (as `recv --download-dir`).
+        #[arg(long)]
+        download_dir: Option<PathBuf>,
     },
     /// Print the safety number with PEER (one per pair of users).
     Safety {
@@ -305,8 +326,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Recv { wait } => recv(config(&args)?, *wait).await,
-        Cmd::Chat { peer } => chat(config(&args)?, peer.clone()).await,
+        Cmd::SendFile { peer, path } => {
+            let mut config = config(&args)?;
+            config.receive = false;
+            let client = start(config).await?;
+            let result = client.send_file(peer, path).await;
+            client.shutdown().await;
+            let sent = result?;
+            let devices: Vec<String> = sent.stored_for.iter().map(ToString::to_string).collect();
+            eprintln!("sent {} to {}", path.display(), devices.join(", "));
+            for (address, e) in &sent.refused {
+                eprintln!("not delivered to {address}: {e}");
+            }
+            Ok(())
+        }
+        Cmd::Recv { wait, download_dir } => {
+            let mut config = config(&args)?;
+            config.download_dir = download_dir.clone();
+            recv(config, *wait).await
+        }
+        Cmd::Chat { peer, download_dir } => {
+            let mut config = config(&args)?;
+            config.download_dir = download_dir.clone();
+            chat(config, peer.clone()).await
+        }
         Cmd::Safety { peer } => {
             let mut config = config(&args)?;
             config.receive = false;
@@ -499,6 +542,30 @@ fn message_line(me: &Address, sender: &Address, text: &str) -> String {
     }
 }
 
+/// A received file as printed, sanitized:
+/// `NAME: [file] FILENAME (N bytes)`.
+fn file_line(me: &Address, file: &IncomingFile) -> String {
+    file_text_line(me, &file.sender, &file.name, file.size)
+}
+
+fn file_text_line(me: &Address, sender: &Address, name: &str, size: u64) -> String {
+    message_line(me, sender, &format!("[file] {name} ({size} bytes)"))
+}
+
+/// A received file saved: `saved PATH` (the path sanitized).
+fn saved_line(saved: &SavedFile) -> String {
+    format!("saved {}", sanitize(&saved.path.display().to_string()))
+}
+
+/// A received file refused, sanitized.
+fn refused_line(sender: &Address, name: &str, reason: &FileRefusal) -> String {
+    format!(
+        "* the file {} from {} was not saved: {reason}",
+        sanitize(name),
+        sanitize(sender.user_id())
+    )
+}
+
 async fn start(config: ClientConfig) -> anyhow::Result<Client> {
     let path = config.store_path.display().to_string();
     Client::start(config)
@@ -546,17 +613,32 @@ fn print_line(line: &str) {
 }
 
 async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
+    let config_downloads = config.download_dir.is_some();
     let mut client = start(config).await?;
     let deadline = wait.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     // Without --wait, stop once the queue is drained (bounded anyway).
     let hard_deadline =
         deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(30));
+    let hard_deadline = if deadline.is_none() && config_downloads {
+        // Downloads take longer than messages.
+        hard_deadline + Duration::from_secs(270)
+    } else {
+        hard_deadline
+    };
     let mut outcome = Ok(());
+    // Files being downloaded, and whether the queue has drained: without
+    // --wait, stop once both are done.
+    let mut downloading: Vec<MessageId> = Vec::new();
+    let mut drained = false;
     loop {
         let event = match tokio::time::timeout_at(hard_deadline, client.next_event()).await {
             Err(_) => {
                 if deadline.is_none() {
-                    outcome = Err(anyhow::anyhow!("the queue was not drained in time"));
+                    outcome = Err(anyhow::anyhow!(if drained {
+                        "the files were not downloaded in time"
+                    } else {
+                        "the queue was not drained in time"
+                    }));
                 }
                 break;
             }
@@ -569,7 +651,37 @@ async fn recv(config: ClientConfig, wait: Option<u64>) -> anyhow::Result<()> {
                 print_line(&message_line(client.address(), &m.sender, &m.text));
             }
             Event::GroupMessage(m) => print_line(&group::message_line(client.address(), &m)),
-            Event::QueueDrained { .. } if deadline.is_none() => break,
+            Event::FileReceived(f) => {
+                print_line(&file_line(client.address(), &f));
+                if f.downloading {
+                    downloading.push(f.message_id);
+                }
+            }
+            Event::FileSaved(saved) => {
+                print_line(&saved_line(&saved));
+                downloading.retain(|id| *id != saved.message_id);
+                if drained && downloading.is_empty() && deadline.is_none() {
+                    break;
+                }
+            }
+            Event::FileRefused {
+                sender,
+                message_id,
+                name,
+                reason,
+            } => {
+                eprintln!("{}", refused_line(&sender, &name, &reason));
+                downloading.retain(|id| *id != message_id);
+                if drained && downloading.is_empty() && deadline.is_none() {
+                    break;
+                }
+            }
+            Event::QueueDrained { .. } if deadline.is_none() => {
+                drained = true;
+                if downloading.is_empty() {
+                    break;
+                }
+            }
             Event::Stopped { error: Some(e) } => {
                 outcome = Err(anyhow::anyhow!(e));
                 break;
@@ -679,6 +791,11 @@ async fn chat(config: ClientConfig, mut peer: Option<String>) -> anyhow::Result<
                     }
                 }
                 Some(Event::GroupMessage(m)) => print_line(&group::message_line(&me, &m)),
+                Some(Event::FileReceived(f)) => print_line(&file_line(&me, &f)),
+                Some(Event::FileSaved(saved)) => print_line(&saved_line(&saved)),
+                Some(Event::FileRefused { sender, name, reason, .. }) => {
+                    eprintln!("{}", refused_line(&sender, &name, &reason));
+                }
                 Some(Event::Receipt { from, kind, message_ids }) => {
                     for id in message_ids {
                         if let Some((_, text)) = mine.iter().find(|(m, _)| *m == id) {
@@ -792,6 +909,16 @@ async fn command(
             ));
             mine.push((sent.message_id, text.trim().to_owned()));
         }
+        "/file" => {
+            if rest.is_empty() {
+                bail!("usage: /file PATH");
+            }
+            let to = peer.clone().context("no peer yet: /to PEER first")?;
+            let sent = client.send_file(&to, rest).await?;
+            let shown = format!("[file] {rest}");
+            print_line(&format!("  [sent] you -> {to}: {shown}"));
+            mine.push((sent.message_id, shown));
+        }
         "/groups" => {
             for g in client.groups().await? {
                 eprintln!("  {}", group::info_line(&g));
@@ -841,6 +968,7 @@ const HELP: &str = "\
   /link CODE      approve the new device showing CODE (on the first device)
   /remove N       remove device N of this user (on the first device)
   /group G TEXT   send TEXT to group G (its name or id)
+  /file PATH      send the file at PATH to the current peer
   /groups         your groups, their members and roles
   /history        the message history
   /help           this list
@@ -855,4 +983,25 @@ fn group_digits(digits: &str) -> String {
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn received_file_names_are_printed_sanitized() {
+        let me = Address::new("bob", 1).unwrap();
+        let alice = Address::new("alice", 1).unwrap();
+        assert_eq!(
+            file_text_line(&me, &alice, "evil\u{1b}[2J\u{202e}txt.exe", 5),
+            "alice: [file] evil\u{fffd}[2J\u{fffd}txt.exe (5 bytes)"
+        );
+        let other = Address::new("bob", 2).unwrap();
+        assert_eq!(
+            file_text_line(&me, &other, "a\nb", 1),
+            "you (on bob.2): [file] a\u{fffd}b (1 bytes)"
+        );
+    }
 }

@@ -711,3 +711,89 @@ async fn an_offline_device_with_a_push_endpoint_is_woken() {
     assert!(!refused.status.success());
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_sent_and_saved_from_the_command_line() {
+    let dir = TempDir::new("file");
+    let d = dir.0.as_path();
+    let relay = relay(&d.join("relay.db")).await;
+    ok(&chat(d, "alice.db", &relay, &["register", "alice"]).await);
+    ok(&chat(d, "bob.db", &relay, &["register", "bob"]).await);
+
+    let plain: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let source = d.join("notes.bin");
+    std::fs::write(&source, &plain).unwrap();
+    // Bob is offline: the file waits at the relay.
+    ok(&chat(
+        d,
+        "alice.db",
+        &relay,
+        &["send-file", "bob", source.to_str().unwrap()],
+    )
+    .await);
+    ok(&chat(d, "alice.db", &relay, &["send", "bob", "did you get it?"]).await);
+
+    let downloads = d.join("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    let out = ok(&chat(
+        d,
+        "bob.db",
+        &relay,
+        &["recv", "--download-dir", downloads.to_str().unwrap()],
+    )
+    .await);
+    let saved = downloads.join("notes.bin");
+    // The download runs beside the messages: the saved line may come
+    // before or after the text.
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"alice: [file] notes.bin (300000 bytes)"),
+        "{out}"
+    );
+    lines.sort_unstable();
+    let saved_line = format!("saved {}", saved.display());
+    assert_eq!(
+        lines,
+        [
+            "alice: [file] notes.bin (300000 bytes)",
+            "alice: did you get it?",
+            saved_line.as_str()
+        ],
+        "{out}"
+    );
+    assert!(
+        std::fs::read(&saved).unwrap() == plain,
+        "the saved file differs"
+    );
+    // Nothing is shown or saved twice.
+    let out = ok(&chat(
+        d,
+        "bob.db",
+        &relay,
+        &["recv", "--download-dir", downloads.to_str().unwrap()],
+    )
+    .await);
+    assert_eq!(out, "");
+    assert_eq!(std::fs::read_dir(&downloads).unwrap().count(), 1);
+
+    // A missing file is an error, and nothing is sent.
+    let missing = chat(
+        d,
+        "alice.db",
+        &relay,
+        &["send-file", "bob", d.join("nope").to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("attachment"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let out = ok(&chat(d, "bob.db", &relay, &["recv"]).await);
+    assert_eq!(out, "");
+    relay.shutdown().await.unwrap();
+}

@@ -48,6 +48,15 @@ impl Engine {
                     Err(e) => return Self::transport_outcome(e),
                 }
             }
+            Job::Command(Command::SendFile {
+                peer,
+                pointer,
+                name,
+                reply,
+            }) => match self.seal_file(&peer, pointer, name, reply).await {
+                Ok(pending) => pending,
+                Err(e) => return Self::transport_outcome(e),
+            },
             Job::Command(Command::Read {
                 peer,
                 message_ids,
@@ -97,6 +106,9 @@ impl Engine {
             }
             Command::SetPushEndpoint { url, reply } => {
                 let _ = reply.send(set_push_endpoint(conn, url).await);
+            }
+            Command::AllocateAttachment { size, reply } => {
+                let _ = reply.send(super::files::allocate(conn, size).await);
             }
             Command::AcceptUserKey {
                 user_id,
@@ -179,7 +191,10 @@ impl Engine {
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
-            Command::Send { reply, .. } => {
+            Command::Send { reply, .. } | Command::SendFile { reply, .. } => {
+                let _ = reply.send(Err(ClientError::Stopped));
+            }
+            Command::AllocateAttachment { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
             Command::Read { reply, .. } => {

@@ -95,6 +95,7 @@ impl Engine {
         let content = &received.content;
         let key = content_key(&received.sender, content.message_id());
         let mut event = None;
+        let mut file = None;
         let mut receipt_to = None;
         let mut group = groups::ControlOutcome::default();
         if self.manager.store().seen_content(&key)? {
@@ -126,6 +127,16 @@ impl Engine {
                         relay_id,
                         first_contact,
                     }));
+                }
+                ContentKind::AttachmentPointer => {
+                    if let Some(pointer) = content.attachment() {
+                        if received.sender.user_id() != self.manager.local_address().user_id() {
+                            receipt_to =
+                                Some((received.sender.user_id().to_owned(), *content.message_id()));
+                        }
+                        file =
+                            Some(self.received_file(&received.sender, content, pointer, relay_id));
+                    }
                 }
                 ContentKind::DeliveryReceipt | ContentKind::ReadReceipt => {
                     let (kind, status) = if content.kind() == ContentKind::ReadReceipt {
@@ -165,6 +176,9 @@ impl Engine {
         self.manager.store().commit_with(held, writes)?;
         if let Some(event) = event {
             self.emit(event).await;
+        }
+        if let Some((file, refusal)) = file {
+            self.report_file(file, refusal).await;
         }
         for event in group.events {
             self.emit(event).await;

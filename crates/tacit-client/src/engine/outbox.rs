@@ -1,8 +1,8 @@
 //! Sending: sessions made from fetched bundles, contents sealed for every
 //! listed device, envelopes submitted over the anonymous connection.
 
-use rand_core::OsRng;
-use tacit::envelope::{Content, ContentKind};
+use rand_core::{OsRng, RngCore};
+use tacit::envelope::{AttachmentPointer, Content, ContentKind};
 use tacit::error::SessionError;
 use tacit::session::OutgoingEnvelope;
 use tacit::Address;
@@ -25,7 +25,21 @@ impl Engine {
         body: Vec<u8>,
         reply: Option<oneshot::Sender<Result<SentMessage, ClientError>>>,
     ) -> Result<PendingSend, ClientError> {
-        let result = self.seal_inner(peer, kind, body).await;
+        self.seal_with(peer, kind, body, None, reply).await
+    }
+
+    /// [`seal`](Self::seal) for a content that may carry an attachment
+    /// pointer (kind [`ContentKind::AttachmentPointer`], `body` its
+    /// caption).
+    pub(super) async fn seal_with(
+        &mut self,
+        peer: &str,
+        kind: ContentKind,
+        body: Vec<u8>,
+        attachment: Option<AttachmentPointer>,
+        reply: Option<oneshot::Sender<Result<SentMessage, ClientError>>>,
+    ) -> Result<PendingSend, ClientError> {
+        let result = self.seal_inner(peer, kind, body, attachment).await;
         match result {
             Ok((content_id, envelopes)) => Ok(PendingSend {
                 message_id: content_id,
@@ -60,6 +74,7 @@ impl Engine {
         peer: &str,
         kind: ContentKind,
         body: Vec<u8>,
+        attachment: Option<AttachmentPointer>,
     ) -> Result<(MessageId, Vec<OutgoingEnvelope>), ClientError> {
         let own_user = self.manager.local_address().user_id().to_owned();
         if peer == own_user {
@@ -105,7 +120,9 @@ impl Engine {
         if !reachable.iter().any(|a| a.user_id() == peer) {
             return Err(ClientError::UnknownPeer(peer.into()));
         }
-        let content = Content::new_with_rng(kind, body, now_ms(), &mut OsRng)
+        let mut message_id = [0u8; tacit::envelope::MESSAGE_ID_LEN];
+        OsRng.fill_bytes(&mut message_id);
+        let content = Content::from_parts(kind, body, now_ms(), message_id, attachment)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let mut envelopes = Vec::with_capacity(reachable.len());
         for address in &reachable {
