@@ -28,6 +28,7 @@ use tacit_client::{
 };
 use tacit_relay::{Config, Relay};
 
+mod file;
 mod group;
 mod quantum;
 
@@ -252,7 +253,9 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     println!("database  {} (temporary)", relay_db.display());
 
     let alice_config = client_config(dir, "alice", &relay, &server_name)?;
-    let bob_config = client_config(dir, "bob", &relay, &server_name)?;
+    let mut bob_config = client_config(dir, "bob", &relay, &server_name)?;
+    bob_config.download_dir = Some(dir.join("bob-downloads"));
+    std::fs::create_dir_all(dir.join("bob-downloads"))?;
     register(&alice_config, Address::new("alice", 1)?).await?;
     register(&bob_config, Address::new("bob", 1)?).await?;
 
@@ -452,6 +455,9 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
 
     heading("Post-quantum key agreement");
     quantum::show(&relay_db, &alice, &bob, first_envelope).await?;
+
+    heading("A file");
+    file::show(dir, &relay_db, &mut alice, &mut bob).await?;
 
     let alice2 = devices(dir, &relay, &server_name, &relay_db, &mut alice, &bob, &a).await?;
     let bob = group::show(dir, &relay, &server_name, &relay_db, &mut alice, bob).await?;

@@ -1,13 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! The demo runs with no flags, finishes by itself, exits 0, shows both
 //! views and the relay's rows with nothing leaked, links and removes a
-//! second device of Alice's, and cleans up.
-
-use std::time::{Duration, Instant};
+//! second device of Alice's, sends a file, and cleans up. Its steps have
+//! deadlines of their own, so a hang fails it; how long it takes is not
+//! asserted.
 
 #[test]
 fn the_demo_runs_to_completion_and_cleans_up() {
-    let started = Instant::now();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tacit-demo"))
         .output()
         .unwrap();
@@ -17,7 +16,6 @@ fn the_demo_runs_to_completion_and_cleans_up() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(started.elapsed() < Duration::from_secs(30));
     for expected in [
         "alice: Hi Bob! Lunch on Friday?",
         "alice: Bring the blue folder.",
@@ -38,6 +36,9 @@ fn the_demo_runs_to_completion_and_cleans_up() {
         "relay rows for alice.2: registrations 0, one-time prekeys 0, messages 0",
         "relay's registered devices: alice.1, bob.1",
         "bob: Only alice.1 gets this.       | copies for alice.1                 | nothing new",
+        "Bob's client learns of minutes.txt (1000000 bytes)",
+        "(the same bytes)",
+        "The relay holds 1 blob in 16 chunks",
         "Messages left at the relay: 0",
         "Temporary files removed.",
     ] {
