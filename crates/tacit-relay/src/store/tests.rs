@@ -13,7 +13,7 @@ fn submit(len: usize) -> impl FnOnce(oneshot::Sender<Outcome<u64>>) -> Command {
         recipient: Address::new("bob", 1).unwrap(),
         envelope: vec![0; len],
         token_hash: None,
-        authenticated: false,
+        sender: crate::tokenless::Sender::Anonymous,
         now_ms: 0,
         reply,
     }
@@ -58,11 +58,11 @@ async fn small_commands_count_too() {
     let (tx, mut rx) = queue();
     let writer = Writer::new(vec![tx], 1_000);
     for _ in 0..3 {
-        let _ = writer.queue(submit(0)).await;
+        drop(writer.queue(submit(0)).await);
     }
     let mut fourth = Box::pin(writer.queue(submit(0)));
     assert!((&mut fourth).now_or_never().is_none());
     while rx.try_recv().is_some() {}
     rx.release();
-    let _ = fourth.await;
+    drop(fourth.await);
 }
