@@ -116,6 +116,14 @@ pub struct ClientConfig {
     /// dropped ([`GroupRefusal::ChainMissing`]); checked whenever the
     /// stored queue has drained.
     pub group_pending_ttl: Duration,
+    /// Keep a delivery token (default `true`): set it at the relay at each
+    /// login and send it to correspondents in this device's texts, read
+    /// receipts and group controls, so that the relay refuses anonymous
+    /// submissions from anyone who has not heard from this device
+    /// (`docs/client.md`, "Delivery tokens"). With `false` the client
+    /// clears the device's token at each login and sends none: anyone may
+    /// submit to it anonymously.
+    pub delivery_token: bool,
 }
 
 impl ClientConfig {
@@ -124,7 +132,7 @@ impl ClientConfig {
     /// and 50 one-time KEM prekeys (each replenished below 20), signed
     /// prekey rotated after 7 days with a
     /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
-    /// receipts on. The URL is checked when the client connects.
+    /// receipts on, a delivery token kept. The URL is checked when the client connects.
     pub fn new(
         store_path: impl Into<PathBuf>,
         store_key: StoreKey,
@@ -148,6 +156,7 @@ impl ClientConfig {
             receive: true,
             acknowledge: true,
             group_pending_ttl: Duration::from_secs(24 * 3600),
+            delivery_token: true,
         }
     }
 }

@@ -98,6 +98,9 @@ impl Engine {
             Command::SetPushEndpoint { url, reply } => {
                 let _ = reply.send(set_push_endpoint(conn, url).await);
             }
+            Command::RotateDeliveryToken { reply } => {
+                let _ = reply.send(self.rotate_token(conn).await);
+            }
             Command::AcceptUserKey {
                 user_id,
                 user_key,
@@ -150,7 +153,9 @@ impl Engine {
             Command::ApproveLink { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
-            Command::RemoveDevice { reply, .. } | Command::SetPushEndpoint { reply, .. } => {
+            Command::RemoveDevice { reply, .. }
+            | Command::SetPushEndpoint { reply, .. }
+            | Command::RotateDeliveryToken { reply } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
             Command::Devices { reply } => {
