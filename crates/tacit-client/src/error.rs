@@ -124,7 +124,10 @@ impl ClientError {
                     | ErrorCode::TooManyErrors
                     | ErrorCode::DeviceRemoved
             ),
-            Self::Connection(_) | Self::Timeout(_) | Self::Protocol(_) => false,
+            Self::Connection(_)
+            | Self::Timeout(_)
+            | Self::Protocol(_)
+            | Self::DeliveryTokenRefused { .. } => false,
             _ => true,
         }
     }
