@@ -120,8 +120,10 @@ impl Conn {
 
     /// Sends a request without waiting for its answer; returns its id.
     /// A request this connection's role does not allow is refused here
-    /// and never sent (a submission on the logged-in connection would
-    /// name the sender to the relay).
+    /// and never sent (a bundle fetch on the logged-in connection would
+    /// tell the relay who is about to write to whom; submissions go there
+    /// only after the anonymous connection was refused them for want of
+    /// a delivery token, `engine::tokens`).
     pub(crate) async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
         if !self.role.allows(&request) {
             return Err(ClientError::Invalid(format!(

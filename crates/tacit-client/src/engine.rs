@@ -2,14 +2,17 @@
 //!
 //! Two connections: the account's, which logs in and carries prekeys,
 //! pushes and acknowledgements; and the anonymous one ([`Courier`]), which
-//! never logs in and carries every `Submit` and `FetchBundles`.
+//! never logs in and carries every `FetchBundles` and every submission
+//! first (a submission refused there for want of a delivery token goes
+//! again on the account's, `tokens`).
 //!
 //! This module holds the task's state and its loop (connect, serve,
 //! back off); each concern is a module of its own: [`setup`] (opening the
 //! store, registering), [`login`], [`inbox`] (receiving), [`held`]
 //! (envelopes under an untrusted user key), [`receipts`], [`outbox`]
 //! (sealing and submitting), [`lists`] (device lists from the relay),
-//! [`commands`], [`devices`], [`prekeys`] and [`groups`].
+//! [`commands`], [`devices`], [`prekeys`], [`groups`] and [`tokens`] (delivery
+//! tokens).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
