@@ -61,6 +61,9 @@ pub(crate) enum Command {
         url: Option<String>,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    RotateDeliveryToken {
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
     Devices {
         reply: oneshot::Sender<Result<Vec<DeviceInfo>, ClientError>>,
     },

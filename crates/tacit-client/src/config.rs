@@ -131,6 +131,14 @@ pub struct ClientConfig {
     pub max_attachment_len: u64,
     /// How many received files download at once; the others wait.
     pub concurrent_downloads: usize,
+    /// Keep a delivery token (default `true`): set it at the relay at each
+    /// login and send it to correspondents in this device's texts, read
+    /// receipts and group controls, so that the relay refuses anonymous
+    /// submissions from anyone who has not heard from this device
+    /// (`docs/client.md`, "Delivery tokens"). With `false` the client
+    /// clears the device's token at each login and sends none: anyone may
+    /// submit to it anonymously.
+    pub delivery_token: bool,
 }
 
 impl ClientConfig {
@@ -139,8 +147,9 @@ impl ClientConfig {
     /// and 50 one-time KEM prekeys (each replenished below 20), signed
     /// prekey rotated after 7 days with a
     /// 30-day grace, [`Backoff::default`], 10 s request timeout, delivery
-    /// receipts on, no download directory, files up to 100 MiB, 4
-    /// downloads at once. The URL is checked when the client connects.
+    /// receipts on, a delivery token kept, no download directory, files up
+    /// to 100 MiB, 4 downloads at once. The URL is checked when the client
+    /// connects.
     pub fn new(
         store_path: impl Into<PathBuf>,
         store_key: StoreKey,
@@ -167,6 +176,7 @@ impl ClientConfig {
             download_dir: None,
             max_attachment_len: DEFAULT_MAX_ATTACHMENT_LEN,
             concurrent_downloads: 4,
+            delivery_token: true,
         }
     }
 }

@@ -2,8 +2,10 @@
 //! matched to them, and the frames that arrive meanwhile kept in order.
 //!
 //! A connection has a [`Role`] that fixes which requests it may carry: the
-//! account's connection logs in and never submits an envelope or fetches a
-//! bundle; the anonymous one never logs in and does only those two.
+//! account's connection logs in and never fetches a bundle, and submits
+//! an envelope only after the anonymous one was refused it for want of
+//! the recipient's delivery token; the anonymous one never logs in and
+//! submits and fetches.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,16 +34,18 @@ pub(crate) enum Role {
 impl Role {
     /// Whether a connection of this role may carry `request`.
     fn allows(self, request: &Request) -> bool {
+        // Submissions go anonymously; the account's connection carries
+        // one only when the relay refused it there for want of the
+        // recipient's delivery token (`engine::tokens`).
+        let submission = matches!(request, Request::Submit(_) | Request::SubmitGroup(_));
         let anonymous = matches!(
             request,
-            Request::Submit(_)
-                | Request::SubmitGroup(_)
-                | Request::FetchBundles(_)
+            Request::FetchBundles(_)
                 | Request::FetchDeviceList(_)
                 | Request::LinkPut(_)
                 | Request::LinkTake(_)
         );
-        anonymous == (self == Self::Anonymous)
+        submission || anonymous == (self == Self::Anonymous)
     }
 }
 
@@ -116,8 +120,10 @@ impl Conn {
 
     /// Sends a request without waiting for its answer; returns its id.
     /// A request this connection's role does not allow is refused here
-    /// and never sent (a submission on the logged-in connection would
-    /// name the sender to the relay).
+    /// and never sent (a bundle fetch on the logged-in connection would
+    /// tell the relay who is about to write to whom; submissions go there
+    /// only after the anonymous connection was refused them for want of
+    /// a delivery token, `engine::tokens`).
     pub(crate) async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
         if !self.role.allows(&request) {
             return Err(ClientError::Invalid(format!(
@@ -218,15 +224,17 @@ mod tests {
     use tacit_relay_proto::{Ack, FetchBundles, Submit};
 
     #[test]
-    fn only_the_anonymous_connection_submits_and_fetches() {
+    fn only_the_anonymous_connection_fetches() {
         let bob = tacit::Address::new("bob", 1).unwrap();
         let submit = Request::Submit(Submit::new(bob.clone(), vec![1], None).unwrap());
         let fetch = Request::FetchBundles(FetchBundles::device(&bob));
         let ack = Request::Ack(Ack::new(vec![1]).unwrap());
-        for anonymous in [&submit, &fetch] {
-            assert!(Role::Anonymous.allows(anonymous));
-            assert!(!Role::Account.allows(anonymous));
-        }
+        assert!(Role::Anonymous.allows(&fetch));
+        assert!(!Role::Account.allows(&fetch));
+        // Both carry submissions: the account's only those the relay
+        // refused anonymously for want of a delivery token.
+        assert!(Role::Anonymous.allows(&submit));
+        assert!(Role::Account.allows(&submit));
         for account in [&Request::GetChallenge, &ack] {
             assert!(Role::Account.allows(account));
             assert!(!Role::Anonymous.allows(account));

@@ -2,14 +2,17 @@
 //!
 //! Two connections: the account's, which logs in and carries prekeys,
 //! pushes and acknowledgements; and the anonymous one ([`Courier`]), which
-//! never logs in and carries every `Submit` and `FetchBundles`.
+//! never logs in and carries every `FetchBundles` and every submission
+//! first (a submission refused there for want of a delivery token goes
+//! again on the account's, `tokens`).
 //!
 //! This module holds the task's state and its loop (connect, serve,
 //! back off); each concern is a module of its own: [`setup`] (opening the
 //! store, registering), [`login`], [`inbox`] (receiving), [`held`]
 //! (envelopes under an untrusted user key), [`receipts`], [`outbox`]
 //! (sealing and submitting), [`lists`] (device lists from the relay),
-//! [`commands`], [`devices`], [`prekeys`], [`groups`] and [`files`].
+//! [`commands`], [`devices`], [`prekeys`], [`groups`], [`files`] and
+//! [`tokens`] (delivery tokens).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -41,6 +44,7 @@ mod outbox;
 mod prekeys;
 mod receipts;
 mod setup;
+mod tokens;
 
 use prekeys::Stored;
 use setup::challenge;
@@ -97,6 +101,11 @@ pub(crate) struct Engine {
     endpoint: Endpoint,
     /// The connection that never logs in, for submissions and fetches.
     courier: Courier,
+    /// The logged-in connection while connected, except while a frame or
+    /// a relay command borrows it: the path of submissions the relay
+    /// refused on the anonymous one for want of the recipient's delivery
+    /// token (`outbox`).
+    account: Option<Conn>,
     /// Whether the stored queue is still being delivered (from login to
     /// `QueueEmpty`).
     backlog: bool,
@@ -136,6 +145,7 @@ impl Engine {
             waiting: VecDeque::new(),
             counts: Counts::default(),
             courier,
+            account: None,
             backlog: false,
             receipts_due: BTreeMap::new(),
         })
@@ -163,14 +173,18 @@ impl Engine {
         let mut failures: u32 = 0;
         loop {
             let error = match self.connect().await {
-                Ok(mut conn) => {
+                Ok(conn) => {
                     failures = 0;
-                    let outcome = self.serve(&mut conn).await;
+                    self.account = Some(conn);
+                    let outcome = self.serve().await;
                     // The next connected period opens its own.
                     self.courier.close().await;
+                    let conn = self.account.take();
                     match outcome {
                         Outcome::Shutdown(reply) => {
-                            conn.close().await;
+                            if let Some(conn) = conn {
+                                conn.close().await;
+                            }
                             self.downloads.abort_all();
                             self.emit(Event::Stopped { error: None }).await;
                             if let Some(reply) = reply {
@@ -179,7 +193,9 @@ impl Engine {
                             return;
                         }
                         Outcome::Fatal(e) => {
-                            conn.close().await;
+                            if let Some(conn) = conn {
+                                conn.close().await;
+                            }
                             return self.stop(e).await;
                         }
                         Outcome::Lost(e) => e,
@@ -258,10 +274,11 @@ impl Engine {
         }
     }
 
-    async fn serve(&mut self, conn: &mut Conn) -> Outcome {
+    /// Serves the logged-in connection held in `self.account`.
+    async fn serve(&mut self) -> Outcome {
         while let Some(job) = self.waiting.pop_front() {
             let job = match job {
-                Job::Command(command) => match self.relay_command(conn, command).await {
+                Job::Command(command) => match self.account_command(command).await {
                     None => continue,
                     Some(command) => Job::Command(command),
                 },
@@ -275,9 +292,14 @@ impl Engine {
             let idle = self.courier.idle_deadline();
             tokio::select! {
                 () = sleep_until(idle) => self.courier.close().await,
-                frame = conn.next_frame() => match frame {
+                frame = next_frame(&mut self.account) => match frame {
                     Ok(frame) => {
-                        if let Some(outcome) = self.frame(conn, frame).await {
+                        let Some(mut conn) = self.account.take() else {
+                            return Outcome::Lost(gone());
+                        };
+                        let outcome = self.frame(&mut conn, frame).await;
+                        self.account = Some(conn);
+                        if let Some(outcome) = outcome {
                             return outcome;
                         }
                     }
@@ -286,7 +308,7 @@ impl Engine {
                 command = self.commands.recv() => match command {
                     None => return Outcome::Shutdown(None),
                     Some(command) => {
-                        let Some(command) = self.relay_command(conn, command).await else {
+                        let Some(command) = self.account_command(command).await else {
                             continue;
                         };
                         if let Some(outcome) = self.job(Job::Command(command)).await {
@@ -296,6 +318,17 @@ impl Engine {
                 },
             }
         }
+    }
+
+    /// Runs a command that needs the logged-in connection (lending it);
+    /// gives any other back.
+    async fn account_command(&mut self, command: Command) -> Option<Command> {
+        let Some(mut conn) = self.account.take() else {
+            return Some(command);
+        };
+        let rest = self.relay_command(&mut conn, command).await;
+        self.account = Some(conn);
+        rest
     }
 
     /// Classifies an error met while connected.
@@ -358,6 +391,19 @@ impl Engine {
         };
         result.err().map(Self::outcome)
     }
+}
+
+/// The next frame of the logged-in connection, or never without one.
+async fn next_frame(account: &mut Option<Conn>) -> Result<ServerFrame, ClientError> {
+    match account {
+        Some(conn) => conn.next_frame().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The error of a logged-in connection that is not there.
+fn gone() -> ClientError {
+    ClientError::Connection("the logged-in connection is gone".into())
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -32,6 +32,16 @@ pub enum ClientError {
     /// The relay refused a request.
     #[error("relay refused: {0}")]
     Relay(ErrorReply),
+    /// The relay refused a submission for want of the recipient's delivery
+    /// token: this device holds none for the recipient, or a stale one,
+    /// and the account's tokenless quota at the relay is used up. Nothing
+    /// was stored for that recipient; send again after `retry_after_ms`,
+    /// or once the peer has written (its contents carry its token).
+    #[error("the recipient requires a delivery token this device lacks, and the tokenless quota is used up")]
+    DeliveryTokenRefused {
+        /// When the relay's quota has room again, if it said.
+        retry_after_ms: Option<u64>,
+    },
     /// The user has no device with published prekeys at the relay.
     #[error("unknown user: {0}")]
     UnknownPeer(String),
@@ -117,9 +127,11 @@ impl ClientError {
                     | ErrorCode::TooManyErrors
                     | ErrorCode::DeviceRemoved
             ),
-            Self::Connection(_) | Self::Timeout(_) | Self::Protocol(_) | Self::Attachment(_) => {
-                false
-            }
+            Self::Connection(_)
+            | Self::Timeout(_)
+            | Self::Protocol(_)
+            | Self::Attachment(_)
+            | Self::DeliveryTokenRefused { .. } => false,
             _ => true,
         }
     }

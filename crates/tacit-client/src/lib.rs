@@ -67,6 +67,7 @@ mod key;
 mod link;
 mod recovery;
 mod store;
+mod token_field;
 mod transfer;
 mod worker;
 
@@ -341,6 +342,17 @@ impl Client {
     pub async fn set_push_endpoint(&self, url: Option<&str>) -> Result<(), ClientError> {
         let url = url.map(str::to_owned);
         self.call(|reply| Command::SetPushEndpoint { url, reply })
+            .await
+    }
+
+    /// Draws a new delivery token for this device, stores it and sets it
+    /// at the relay (needs the connection). Correspondents learn it from
+    /// this device's next text or read receipt to them; until then the
+    /// relay refuses their anonymous submissions, and they submit logged
+    /// in, within their account's tokenless quota (`docs/client.md`,
+    /// "Delivery tokens").
+    pub async fn rotate_delivery_token(&self) -> Result<(), ClientError> {
+        self.call(|reply| Command::RotateDeliveryToken { reply })
             .await
     }
 

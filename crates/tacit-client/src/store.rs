@@ -21,6 +21,7 @@ use crate::{Direction, HistoryEntry, Status};
 mod groups;
 #[cfg(test)]
 pub(crate) mod stall;
+mod tokens;
 
 pub(crate) use groups::{InboundRecord, OutboundRecord, PendingGroupMessage};
 

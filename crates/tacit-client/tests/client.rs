@@ -418,12 +418,14 @@ async fn a_failed_record_write_leaves_the_message_to_be_redelivered() {
 }
 
 /// Sealed sender is only worth something if the relay cannot see who
-/// submitted the envelope: every `Submit` and `FetchBundles` must arrive on
-/// a connection that is not logged in. The relay counts requests by kind
-/// and by the login state of the connection that carried them (and serves
-/// only these two clients).
+/// submitted the envelope: every `Submit` is tried on a connection that is
+/// not logged in, with the recipient's delivery token once the recipient
+/// has written, and only first contact goes logged in; every
+/// `FetchBundles` is anonymous. The relay counts requests by kind and by
+/// the login state of the connection that carried them (and serves only
+/// these two clients).
 #[tokio::test]
-async fn envelopes_and_bundle_fetches_never_go_on_the_logged_in_connection() {
+async fn envelopes_go_anonymously_with_tokens_and_fetches_never_logged_in() {
     let dir = TempDir::new("anonymous");
     let relay = start_relay(&dir.path("relay.db")).await;
     let at = relay.local_addr();
@@ -464,22 +466,25 @@ async fn envelopes_and_bundle_fetches_never_go_on_the_logged_in_connection() {
 
     let page = metrics(&relay).await;
     let stored = metric(&page, "tacit_relay_submitted_total");
-    assert_eq!(requests(&page, "submit", true), 0, "{page}");
+    // Every submission was tried anonymously first. Alice's two texts
+    // before Bob wrote lacked his delivery token (his delivery receipts
+    // do not carry it): refused there, they went on her logged-in
+    // connection, within her account's tokenless quota. Everything after
+    // carried the token and stayed anonymous.
+    assert_eq!(requests(&page, "submit", true), 2, "{page}");
     assert_eq!(requests(&page, "submit", false), stored, "{page}");
-    assert_eq!(requests(&page, "fetch_bundles", true), 0, "{page}");
-    assert!(requests(&page, "fetch_bundles", false) >= 1, "{page}");
-    // The logged-in connections did their own work: logins and acks.
-    assert!(requests(&page, "ack", true) >= expected_submits, "{page}");
-    assert_eq!(requests(&page, "login", false), 2, "{page}");
-    // The unauthenticated submissions carried no delivery token and none
-    // was needed: no refusal of any kind.
     assert_eq!(
         metric(
             &page,
             "tacit_relay_errors_total{code=\"DeliveryTokenRefused\"}"
         ),
-        0
+        2
     );
+    assert_eq!(requests(&page, "fetch_bundles", true), 0, "{page}");
+    assert!(requests(&page, "fetch_bundles", false) >= 1, "{page}");
+    // The logged-in connections did their own work: logins and acks.
+    assert!(requests(&page, "ack", true) >= expected_submits, "{page}");
+    assert_eq!(requests(&page, "login", false), 2, "{page}");
     alice.shutdown().await;
     bob.shutdown().await;
     relay.shutdown().await.unwrap();

@@ -20,7 +20,10 @@ async fn a_flood_as_a_known_user_is_held_bounded_and_leaves_the_mailbox_open() {
     let alice = Client::start(registered(&dir, "alice", at).await)
         .await
         .unwrap();
-    let bob_config = registered(&dir, "bob", at).await;
+    let mut bob_config = registered(&dir, "bob", at).await;
+    // Mallory's device is not on the relay: it can only reach a mailbox
+    // open to anonymous submissions without a token.
+    bob_config.delivery_token = false;
     let mut bob = Client::start(bob_config.clone()).await.unwrap();
     drained(&mut bob).await;
     alice.send_text("bob", "hi, it's alice").await.unwrap();

@@ -89,6 +89,8 @@ impl RelayProc {
             .args(["--claim-burst-per-requester", huge])
             .args(["--one-time-claim-rate-per-target", huge])
             .args(["--one-time-claim-burst-per-target", huge])
+            .args(["--tokenless-rate-per-account", huge])
+            .args(["--tokenless-burst-per-account", huge])
             .args([
                 "--byte-rate-per-account",
                 huge,

@@ -328,7 +328,7 @@ impl FetchBundles {
 /// A device's delivery token: 16 to 64 bytes the device shares with its
 /// correspondents inside encrypted conversations. Submissions from
 /// connections that are not logged in must present it once the device has
-/// set one.
+/// set one. Zeroized when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeliveryToken(Vec<u8>);
 
@@ -353,6 +353,12 @@ impl DeliveryToken {
     /// The token's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+}
+
+impl Drop for DeliveryToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

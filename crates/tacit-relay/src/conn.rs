@@ -667,7 +667,7 @@ impl Conn {
                 // Nothing about the submitter is stored or logged.
                 let token_hash = s.delivery_token.as_ref().map(|t| token_hash(t.as_bytes()));
                 let recipient = s.recipient.clone();
-                let authenticated = self.session.is_some();
+                let sender = self.sender();
                 let answer = self
                     .shared
                     .writer
@@ -675,7 +675,7 @@ impl Conn {
                         recipient,
                         envelope: s.into_envelope(),
                         token_hash,
-                        authenticated,
+                        sender,
                         now_ms: now_ms(),
                         reply,
                     })
@@ -689,7 +689,7 @@ impl Conn {
             }
             Request::SubmitGroup(s) => {
                 // As for `Submit`: nothing about the submitter is kept.
-                let authenticated = self.session.is_some();
+                let sender = self.sender();
                 let (shared, copies) = crate::group::copies(s);
                 let answer = self
                     .shared
@@ -697,7 +697,7 @@ impl Conn {
                     .queue(|reply| Command::SubmitGroup {
                         shared,
                         copies,
-                        authenticated,
+                        sender,
                         now_ms: now_ms(),
                         reply,
                     })
@@ -1221,6 +1221,19 @@ fn invalid_list(error: &tacit::error::IdentityError) -> ErrorReply {
 fn stored_list(list: Vec<u8>) -> Outcome<DeviceListBytes> {
     DeviceListBytes::new(list)
         .map_err(|_| ErrorReply::new(ErrorCode::Internal, "the stored device list is corrupt"))
+}
+
+impl Conn {
+    /// The sender of a submission on this connection, for the token check.
+    fn sender(&self) -> crate::tokenless::Sender {
+        match &self.session {
+            Some(session) => crate::tokenless::Sender::Account {
+                user_id: session.address.user_id().to_owned(),
+                quota: Arc::clone(&self.shared.tokenless),
+            },
+            None => crate::tokenless::Sender::Anonymous,
+        }
+    }
 }
 
 /// The stored form of a delivery token.

@@ -14,6 +14,7 @@ use tacit_relay_proto::{EnvelopeKind, ErrorReply, SharedPayloadBytes, SubmitGrou
 
 use crate::conn::token_hash;
 use crate::store::{insert_envelope, may_submit, Outcome, WriterLimits};
+use crate::tokenless::Sender;
 
 /// Version 4: a mailbox message records its envelope's kind (0 a sealed
 /// envelope, 1 a group envelope); messages stored before are sealed.
@@ -42,6 +43,49 @@ pub(crate) fn copies(submission: SubmitGroup) -> (SharedPayloadBytes, Vec<GroupC
     (shared, copies)
 }
 
+/// The recipients of a group submission that a logged-in sender reaches
+/// without the token they set: how many, and the first of them.
+#[derive(Debug, Default)]
+pub(crate) struct Tokenless {
+    count: u32,
+    first: Option<String>,
+}
+
+impl Tokenless {
+    /// Counts the recipient at `index` if `needs` a unit.
+    pub(crate) fn count(&mut self, needs: bool, index: usize, recipient: &Address) {
+        if needs {
+            self.count = self.count.saturating_add(1);
+            self.first
+                .get_or_insert_with(|| format!("recipient {index} ({recipient})"));
+        }
+    }
+
+    /// Takes the units from `sender`'s quota, all or none.
+    pub(crate) fn charge(&self, sender: &Sender) -> Outcome<()> {
+        let first = self.first.as_deref().unwrap_or("");
+        sender.charge(self.count, first).map_err(|refusal| {
+            let mut whole = ErrorReply::new(
+                refusal.code,
+                format!("{}; nothing was queued", refusal.message),
+            );
+            whole.retry_after_ms = refusal.retry_after_ms;
+            whole
+        })
+    }
+}
+
+/// A recipient's refusal as the refusal of the whole submission.
+pub(crate) fn group_refusal(index: usize, recipient: &Address, refusal: &ErrorReply) -> ErrorReply {
+    ErrorReply::new(
+        refusal.code,
+        format!(
+            "recipient {index} ({recipient}): {}; nothing was queued",
+            refusal.message
+        ),
+    )
+}
+
 /// Queues every copy, in order, with the checks of `Submit` (the same
 /// device, token and queue checks). Every recipient is checked before any
 /// envelope is composed or written, so a refused submission costs reads
@@ -53,22 +97,20 @@ pub(crate) fn submit_group(
     t: &Connection,
     shared: &SharedPayloadBytes,
     copies: &[GroupCopy],
-    authenticated: bool,
+    sender: &Sender,
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<Outcome<u32>, rusqlite::Error> {
+    let mut tokenless = Tokenless::default();
     for (index, copy) in copies.iter().enumerate() {
         let len = (copy.token_hash, shared.envelope_len());
-        let checked = may_submit(t, &copy.recipient, len, authenticated, limits)?;
-        if let Err(refusal) = checked {
-            return Ok(Err(ErrorReply::new(
-                refusal.code,
-                format!(
-                    "recipient {index} ({}): {}; nothing was queued",
-                    copy.recipient, refusal.message
-                ),
-            )));
+        match may_submit(t, &copy.recipient, len, sender.logged_in(), limits)? {
+            Ok(needs) => tokenless.count(needs, index, &copy.recipient),
+            Err(refusal) => return Ok(Err(group_refusal(index, &copy.recipient, &refusal))),
         }
+    }
+    if let Err(refusal) = tokenless.charge(sender) {
+        return Ok(Err(refusal));
     }
     for copy in copies {
         let envelope = shared.envelope_for(&copy.wrapped_key);
@@ -166,7 +208,7 @@ mod tests {
         for (queued, copies, code) in cases {
             let c = store(queued);
             let before = c.total_changes();
-            let refused = submit_group(&c, &shared(), &copies, false, 1, &LIMITS)
+            let refused = submit_group(&c, &shared(), &copies, &Sender::Anonymous, 1, &LIMITS)
                 .unwrap()
                 .unwrap_err();
             assert_eq!(refused.code, code);
@@ -177,7 +219,7 @@ mod tests {
         let c = store(0);
         let copies = [copy("a", None), copy("c", token), copy("b", None)];
         assert_eq!(
-            submit_group(&c, &shared(), &copies, false, 1, &LIMITS).unwrap(),
+            submit_group(&c, &shared(), &copies, &Sender::Anonymous, 1, &LIMITS).unwrap(),
             Ok(3)
         );
         let stored: u32 = c

@@ -42,6 +42,7 @@ mod static_dir;
 mod store;
 #[cfg(feature = "tls")]
 mod tls;
+mod tokenless;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -198,6 +199,10 @@ pub struct Config {
     /// or the peer network of a connection that is not logged in; past
     /// it, `RateLimited`.
     pub claim_rate_per_requester: Rate,
+    /// Recipients a logged-in account may reach without presenting the
+    /// delivery token they set (`docs/relay.md`, "Delivery tokens"); past
+    /// it, `DeliveryTokenRefused` with `retry_after_ms`. Per node.
+    pub tokenless_rate_per_account: Rate,
     /// Claims that use up one-time prekeys, per target user id; past it,
     /// bundles carry the devices' fallback prekeys instead, so no one can
     /// drain a device's one-time prekeys.
@@ -293,6 +298,7 @@ impl Config {
             registration_rate_per_ip: Rate::new(1.0 / 60.0, 20),
             registration_rate: Rate::new(20.0, 200),
             claim_rate_per_requester: Rate::new(0.5, 100),
+            tokenless_rate_per_account: Rate::new(1.0 / 60.0, 100),
             one_time_claim_rate_per_target: Rate::new(0.1, 100),
             metrics_listen: None,
             allow_http_push: false,
@@ -400,6 +406,7 @@ pub(crate) struct Shared {
     pub(crate) registrations_per_ip: PerIp,
     pub(crate) registrations: PerKey<()>,
     pub(crate) claims_per_requester: PerKey<limits::Requester>,
+    pub(crate) tokenless: Arc<tokenless::TokenlessQuota>,
     pub(crate) one_time_claims_per_target: PerKey<String>,
     pub(crate) links: LinkSlots,
     pub(crate) blobs: attachments::Blobs,
@@ -602,6 +609,9 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         registrations_per_ip: PerIp::new(config.registration_rate_per_ip),
         registrations: PerKey::new(config.registration_rate),
         claims_per_requester: PerKey::new(config.claim_rate_per_requester),
+        tokenless: Arc::new(tokenless::TokenlessQuota::new(
+            config.tokenless_rate_per_account,
+        )),
         one_time_claims_per_target: PerKey::new(config.one_time_claim_rate_per_target),
         links: LinkSlots::new(config.link_ttl, config.max_link_slots).on(&readers),
         blobs,
@@ -696,6 +706,7 @@ async fn purge_loop(shared: Arc<Shared>) {
         shared.per_account_bytes.sweep();
         shared.registrations_per_ip.sweep();
         shared.claims_per_requester.sweep();
+        shared.tokenless.sweep();
         shared.one_time_claims_per_target.sweep();
         shared.links.sweep();
     }

@@ -67,6 +67,21 @@ impl Bucket {
         }
     }
 
+    /// Takes exactly `n` tokens, all or none. Unlike
+    /// [`take_n`](Self::take_n), `n` above the burst is never taken:
+    /// `Err(None)`, no wait would help; otherwise `Err(Some(wait))`.
+    pub(crate) fn take_exact(
+        &mut self,
+        rate: Rate,
+        n: u32,
+        now: Instant,
+    ) -> Result<(), Option<Duration>> {
+        if n > rate.burst {
+            return Err(None);
+        }
+        self.take_n(rate, f64::from(n), now).map_err(Some)
+    }
+
     fn is_full(&self, rate: Rate, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens + elapsed * rate.per_second >= f64::from(rate.burst)
@@ -126,6 +141,19 @@ impl<K: Hash + Eq> PerKey<K> {
             .take_n(self.rate, n as f64, now)
     }
 
+    /// Takes exactly `n` tokens from the bucket of `key`, all or none
+    /// ([`Bucket::take_exact`]).
+    pub(crate) fn take_exact(&self, key: K, n: u32) -> Result<(), Option<Duration>> {
+        let now = Instant::now();
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(key)
+            .or_insert_with(|| Bucket::full(self.rate))
+            .take_exact(self.rate, n, now)
+    }
+
     /// Forgets buckets that have refilled (they would start full anyway).
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
@@ -168,6 +196,19 @@ mod tests {
         let mut full = Bucket::full(rate);
         assert!(full.take_n(rate, 1e9, t0).is_ok());
         assert!(full.take_n(rate, 1.0, t0).is_err());
+    }
+
+    #[test]
+    fn exact_takes_are_all_or_none_and_never_above_the_burst() {
+        let rate = Rate::new(1.0, 3);
+        let mut b = Bucket::full(rate);
+        let t0 = b.last;
+        assert_eq!(b.take_exact(rate, 4, t0), Err(None));
+        assert!(b.take_exact(rate, 2, t0).is_ok());
+        assert_eq!(b.take_exact(rate, 2, t0), Err(Some(Duration::from_secs(1))));
+        // The refused take took nothing.
+        assert!(b.take_exact(rate, 1, t0).is_ok());
+        assert!(b.take_exact(rate, 1, t0).is_err());
     }
 
     #[test]

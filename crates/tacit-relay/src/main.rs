@@ -108,6 +108,14 @@ struct Args {
     /// Burst of bundle claims per requester.
     #[arg(long, default_value_t = 100)]
     claim_burst_per_requester: u32,
+    /// Recipients per second a logged-in account may reach without
+    /// presenting the delivery token they set.
+    #[arg(long, default_value_t = 1.0 / 60.0)]
+    tokenless_rate_per_account: f64,
+    /// Burst of recipients reached without their delivery token, per
+    /// account.
+    #[arg(long, default_value_t = 100)]
+    tokenless_burst_per_account: u32,
     /// Claims per second that use up one-time prekeys, per target user;
     /// past it, bundles carry fallback prekeys.
     #[arg(long, default_value_t = 0.1)]
@@ -199,6 +207,10 @@ async fn main() -> anyhow::Result<()> {
     );
     config.per_account_byte_rate =
         Rate::new(args.byte_rate_per_account, args.byte_burst_per_account);
+    config.tokenless_rate_per_account = Rate::new(
+        args.tokenless_rate_per_account,
+        args.tokenless_burst_per_account,
+    );
     config.upgrade_timeout = Duration::from_secs(args.upgrade_timeout_secs);
     config.login_timeout = Duration::from_secs(args.login_timeout_secs);
     config.max_connections = args.max_connections;

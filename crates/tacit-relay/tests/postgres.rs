@@ -254,6 +254,16 @@ async fn a_group_submission_is_queued_for_all_or_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenless_submissions_are_held_to_a_quota_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut config = pg_config(&pg);
+    config.tokenless_rate_per_account = tokens::QUOTA;
+    let relay = Relay::bind(config).await.unwrap();
+    tokens::tokenless_quota(relay.local_addr()).await;
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_loses_no_acknowledged_message() {
     let Some(pg) = Postgres::start() else { return };
     let (one, two) = (node(&pg).await, node(&pg).await);

@@ -188,6 +188,10 @@ enum Cmd {
         #[arg(long)]
         clear: bool,
     },
+    /// Draw a new delivery token for this device and set it at the relay:
+    /// correspondents learn it from this device's next text to them, and
+    /// until then submit logged in, within their quota.
+    RotateToken,
     /// Groups: create, add, remove, leave, send, list.
     Group {
         /// What to do.
@@ -391,6 +395,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Some(_) => "push endpoint set",
                 None => "push endpoint cleared",
             });
+            Ok(())
+        }
+        Cmd::RotateToken => {
+            let mut config = config(&args)?;
+            config.receive = false;
+            let mut client = start(config).await?;
+            let result = match connected(&mut client).await {
+                Ok(()) => client
+                    .rotate_delivery_token()
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            client.shutdown().await;
+            result?;
+            print_line("delivery token rotated");
             Ok(())
         }
         Cmd::History => {

@@ -110,6 +110,9 @@ impl Engine {
             Command::AllocateAttachment { size, reply } => {
                 let _ = reply.send(super::files::allocate(conn, size).await);
             }
+            Command::RotateDeliveryToken { reply } => {
+                let _ = reply.send(self.rotate_token(conn).await);
+            }
             Command::AcceptUserKey {
                 user_id,
                 user_key,
@@ -162,7 +165,9 @@ impl Engine {
             Command::ApproveLink { reply, .. } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
-            Command::RemoveDevice { reply, .. } | Command::SetPushEndpoint { reply, .. } => {
+            Command::RemoveDevice { reply, .. }
+            | Command::SetPushEndpoint { reply, .. }
+            | Command::RotateDeliveryToken { reply } => {
                 let _ = reply.send(Err(ClientError::Stopped));
             }
             Command::Devices { reply } => {

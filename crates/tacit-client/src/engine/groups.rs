@@ -25,7 +25,7 @@ use tacit::group::{
 };
 use tacit::keys::IdentityKey;
 use tacit::Address;
-use tacit_relay_proto::{Reply, SubmitGroup};
+use tacit_relay_proto::{ErrorCode, Reply, Request};
 use tokio::sync::oneshot;
 
 use super::{unexpected, Engine, Job, Outcome};
@@ -461,12 +461,21 @@ impl Engine {
 
         let sealed = multi::seal(&message.to_bytes(), &recipients, &mut OsRng)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let request = SubmitGroup::from_sealed(&sealed, |_| None)?;
-        let uploaded_bytes =
-            request.shared().as_bytes().len() + request.recipients().len() * multi::WRAPPED_KEY_LEN;
-        match self.courier.submit_group(request).await? {
+        let request = self.submit_group_request(&sealed)?;
+        let uploaded_bytes = match &request {
+            Request::SubmitGroup(r) => {
+                r.shared().as_bytes().len() + r.recipients().len() * multi::WRAPPED_KEY_LEN
+            }
+            _ => 0,
+        };
+        match self.submit_with_fallback(request).await? {
             Ok(Reply::SubmittedGroup { .. }) => {}
             Ok(other) => return Err(unexpected(&other)),
+            Err(e) if e.code == ErrorCode::DeliveryTokenRefused => {
+                return Err(ClientError::DeliveryTokenRefused {
+                    retry_after_ms: e.retry_after_ms,
+                })
+            }
             Err(e) => return Err(ClientError::Relay(e)),
         }
         entry.status = Status::Sent;

@@ -104,6 +104,9 @@ impl Engine {
         } else {
             self.counts.delivered += 1;
             writes.seen_content(&key, now);
+            if let Some(token) = crate::token_field::read(content) {
+                writes.peer_token(&received.sender, &token);
+            }
             match content.kind() {
                 ContentKind::Text => {
                     let text = String::from_utf8_lossy(content.body()).into_owned();

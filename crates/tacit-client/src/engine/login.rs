@@ -30,6 +30,7 @@ impl Engine {
         };
         self.counts = Counts::default();
         self.backlog = true;
+        self.ensure_token(&mut conn).await?;
         self.emit(Event::Connected).await;
         self.maintain_prekeys(&mut conn, info).await?;
         Ok(conn)

@@ -6,7 +6,7 @@ use tacit::envelope::{AttachmentPointer, Content, ContentKind};
 use tacit::error::SessionError;
 use tacit::session::OutgoingEnvelope;
 use tacit::Address;
-use tacit_relay_proto::{ErrorCode, FetchBundles, Reply, Submit};
+use tacit_relay_proto::{ErrorCode, FetchBundles, Reply};
 use tokio::sync::oneshot;
 
 use crate::store::Writes;
@@ -124,6 +124,7 @@ impl Engine {
         OsRng.fill_bytes(&mut message_id);
         let content = Content::from_parts(kind, body, now_ms(), message_id, attachment)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let content = self.with_token(content)?;
         let mut envelopes = Vec::with_capacity(reachable.len());
         for address in &reachable {
             envelopes.push(
@@ -135,28 +136,25 @@ impl Engine {
     }
 
     /// Submits every envelope not yet stored, over the anonymous
-    /// connection and without a delivery token (this client sets none; a
-    /// recipient that did refuses with `DeliveryTokenRefused`). Rate
-    /// limits are waited out by the courier. On a lost connection, returns
-    /// the error and the send, to be resumed after reconnecting (the same
-    /// envelope bytes, so a copy stored twice is recognised by the
-    /// recipient).
+    /// connection with the recipient's delivery token if this device
+    /// holds it; a copy refused for want of the token is sent again on
+    /// the logged-in connection, within the account's tokenless quota
+    /// (`tokens`). Rate limits are waited out by the courier. On a lost
+    /// connection, returns the error and the send, to be resumed after
+    /// reconnecting (the same envelope bytes, so a copy stored twice is
+    /// recognised by the recipient).
     pub(super) async fn submit(
         &mut self,
         mut pending: PendingSend,
     ) -> Result<(), (ClientError, PendingSend)> {
         while let Some(outgoing) = pending.envelopes.first().cloned() {
-            let answer =
-                match Submit::new(outgoing.recipient.clone(), outgoing.envelope.clone(), None) {
-                    Ok(request) => match self.courier.submit(request).await {
-                        Ok(answer) => answer,
-                        Err(e) => return Err((e, pending)),
-                    },
-                    Err(e) => Err(tacit_relay_proto::ErrorReply::new(
-                        ErrorCode::InvalidRequest,
-                        e.to_string(),
-                    )),
-                };
+            let answer = match self.submit_request(&outgoing.recipient, outgoing.envelope.clone()) {
+                Ok(request) => match self.submit_with_fallback(request).await {
+                    Ok(answer) => answer,
+                    Err(e) => return Err((e, pending)),
+                },
+                Err(e) => Err(e),
+            };
             match answer {
                 Ok(Reply::Submitted { .. }) => pending.stored_for.push(outgoing.recipient.clone()),
                 Ok(other) => pending.refused.push((
@@ -191,6 +189,11 @@ impl Engine {
                 .any(|a| Some(a.user_id()) == pending.peer.as_deref());
             if result.is_ok() && !reached_peer && pending.peer.is_some() {
                 result = Err(match pending.refused.first() {
+                    Some((_, e)) if e.code == ErrorCode::DeliveryTokenRefused => {
+                        ClientError::DeliveryTokenRefused {
+                            retry_after_ms: e.retry_after_ms,
+                        }
+                    }
                     Some((_, e)) => ClientError::Relay(e.clone()),
                     None => ClientError::Protocol("no envelope for the peer".into()),
                 });

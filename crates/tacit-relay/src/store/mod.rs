@@ -27,6 +27,7 @@ use crate::group::GroupCopy;
 use crate::kem::PreKeyCounts;
 use crate::metrics::Metrics;
 use crate::online::Online;
+use crate::tokenless::Sender;
 
 pub(crate) use sqlite::{insert_envelope, may_submit};
 
@@ -143,7 +144,7 @@ pub(crate) enum Command {
         recipient: Address,
         envelope: Vec<u8>,
         token_hash: Option<[u8; 32]>,
-        authenticated: bool,
+        sender: Sender,
         now_ms: u64,
         reply: oneshot::Sender<Outcome<u64>>,
     },
@@ -152,7 +153,7 @@ pub(crate) enum Command {
     SubmitGroup {
         shared: SharedPayloadBytes,
         copies: Vec<GroupCopy>,
-        authenticated: bool,
+        sender: Sender,
         now_ms: u64,
         reply: oneshot::Sender<Outcome<u32>>,
     },

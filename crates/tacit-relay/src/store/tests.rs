@@ -13,7 +13,7 @@ fn submit(len: usize) -> impl FnOnce(oneshot::Sender<Outcome<u64>>) -> Command {
         recipient: Address::new("bob", 1).unwrap(),
         envelope: vec![0; len],
         token_hash: None,
-        authenticated: false,
+        sender: crate::tokenless::Sender::Anonymous,
         now_ms: 0,
         reply,
     }

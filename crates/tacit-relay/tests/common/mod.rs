@@ -9,6 +9,7 @@
 //! A minimal test client for the relay, and helpers to start relays.
 
 pub mod pg;
+pub mod tokens;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -183,12 +183,17 @@ pub(super) async fn apply(
             recipient,
             envelope,
             token_hash,
-            authenticated,
+            sender,
             now_ms,
             ..
         } => {
             let checks = (*token_hash, envelope.len());
-            if let Err(e) = may_submit(t, recipient, checks, *authenticated, limits).await? {
+            let tokenless =
+                match may_submit(t, recipient, checks, sender.logged_in(), limits).await? {
+                    Ok(tokenless) => tokenless,
+                    Err(e) => return Ok(Err(e)),
+                };
+            if let Err(e) = sender.charge(u32::from(tokenless), recipient) {
                 return Ok(Err(e));
             }
             let id = insert_envelope(
@@ -206,10 +211,10 @@ pub(super) async fn apply(
         Command::SubmitGroup {
             shared,
             copies,
-            authenticated,
+            sender,
             now_ms,
             ..
-        } => submit_group(t, shared, copies, *authenticated, *now_ms, limits, effects)
+        } => submit_group(t, shared, copies, sender, *now_ms, limits, effects)
             .await?
             .map(Value::U32),
         Command::Ack { address, ids, .. } => {

@@ -3,24 +3,27 @@
 
 use subtle::ConstantTimeEq;
 use tacit::Address;
-use tacit_relay_proto::{EnvelopeKind, ErrorCode, ErrorReply, SharedPayloadBytes};
+use tacit_relay_proto::{EnvelopeKind, ErrorCode, SharedPayloadBytes};
 use tokio_postgres::Error;
 
 use super::apply::{execute, i64_of, query, query_opt, u64_of, Tx};
-use crate::group::GroupCopy;
+use crate::group::{group_refusal, GroupCopy, Tokenless};
 use crate::store::{refuse, Effects, Outcome, WriterLimits};
+use crate::tokenless::Sender;
 
 /// The checks of `Submit`, without writing: the device exists, its token
-/// is presented unless `authenticated`, its queue is below the cap in
+/// is presented unless `logged_in`, its queue is below the cap in
 /// messages and would stay within it in bytes with an envelope of `len`
-/// bytes. The device row is locked to the commit.
+/// bytes. The device row is locked to the commit. Answers whether the
+/// submission goes without a token the device set (a logged-in sender's,
+/// which costs a unit of its tokenless quota).
 pub(super) async fn may_submit(
     t: &Tx<'_>,
     recipient: &Address,
     (token_hash, len): (Option<[u8; 32]>, usize),
-    authenticated: bool,
+    logged_in: bool,
     limits: &WriterLimits,
-) -> Result<Outcome<()>, Error> {
+) -> Result<Outcome<bool>, Error> {
     let Some(row) = query_opt(
         t,
         "SELECT token_hash, queued, queued_bytes FROM devices WHERE user_id = $1 AND device_id = $2 FOR UPDATE",
@@ -32,14 +35,16 @@ pub(super) async fn may_submit(
     };
     let (stored_token, queued, queued_bytes): (Option<Vec<u8>>, i64, i64) =
         (row.get(0), row.get(1), row.get(2));
-    if let (Some(stored), false) = (stored_token, authenticated) {
+    let mut tokenless = false;
+    if let Some(stored) = stored_token {
         let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
-        if !matches {
+        if !matches && !logged_in {
             return Ok(refuse(
                 ErrorCode::DeliveryTokenRefused,
                 "the recipient requires its delivery token",
             ));
         }
+        tokenless = !matches;
     }
     if u64_of(queued) >= u64::from(limits.queue_cap) {
         return Ok(refuse(
@@ -47,11 +52,7 @@ pub(super) async fn may_submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
-    Ok(crate::store::mailbox_bytes_check(
-        u64_of(queued_bytes),
-        len,
-        limits,
-    ))
+    Ok(crate::store::mailbox_bytes_check(u64_of(queued_bytes), len, limits).map(|()| tokenless))
 }
 
 /// Queues `envelope` for `recipient`, which [`may_submit`] accepted (and
@@ -93,23 +94,22 @@ pub(super) async fn submit_group(
     t: &Tx<'_>,
     shared: &SharedPayloadBytes,
     copies: &[GroupCopy],
-    authenticated: bool,
+    sender: &Sender,
     now_ms: u64,
     limits: &WriterLimits,
     effects: &mut Effects,
 ) -> Result<Outcome<u32>, Error> {
+    let mut tokenless = Tokenless::default();
     for (index, copy) in copies.iter().enumerate() {
         let len = (copy.token_hash, shared.envelope_len());
-        let checked = may_submit(t, &copy.recipient, len, authenticated, limits).await?;
-        if let Err(refusal) = checked {
-            return Ok(Err(ErrorReply::new(
-                refusal.code,
-                format!(
-                    "recipient {index} ({}): {}; nothing was queued",
-                    copy.recipient, refusal.message
-                ),
-            )));
+        let checked = may_submit(t, &copy.recipient, len, sender.logged_in(), limits).await?;
+        match checked {
+            Ok(needs) => tokenless.count(needs, index, &copy.recipient),
+            Err(refusal) => return Ok(Err(group_refusal(index, &copy.recipient, &refusal))),
         }
+    }
+    if let Err(refusal) = tokenless.charge(sender) {
+        return Ok(Err(refusal));
     }
     for copy in copies {
         let envelope = shared.envelope_for(&copy.wrapped_key);

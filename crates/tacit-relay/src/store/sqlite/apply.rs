@@ -14,6 +14,7 @@ use super::{savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
 use crate::store::{refuse, Claimed, Command, Effects, Outcome, WriterLimits};
+use crate::tokenless::Sender;
 
 pub(super) fn apply(
     tx: &mut Transaction<'_>,
@@ -101,7 +102,7 @@ pub(super) fn apply(
             recipient,
             envelope,
             token_hash,
-            authenticated,
+            sender,
             now_ms,
             reply,
         } => {
@@ -111,7 +112,7 @@ pub(super) fn apply(
                     &recipient,
                     (&envelope, EnvelopeKind::Sealed),
                     token_hash,
-                    authenticated,
+                    &sender,
                     now_ms,
                     limits,
                 )
@@ -125,12 +126,12 @@ pub(super) fn apply(
         Command::SubmitGroup {
             shared,
             copies,
-            authenticated,
+            sender,
             now_ms,
             reply,
         } => {
             let result = savepoint(tx, |t| {
-                group::submit_group(t, &shared, &copies, authenticated, now_ms, limits)
+                group::submit_group(t, &shared, &copies, &sender, now_ms, limits)
             });
             if let Ok(n) = result {
                 effects.submitted += u64::from(n);
@@ -565,34 +566,42 @@ fn claim_bundles(
 }
 
 /// Queues `envelope`, of its kind, for `recipient`, or refuses: no such
-/// device, its delivery token is needed, its queue is full.
+/// device, its delivery token is needed, its queue is full, the sender's
+/// tokenless quota is used up.
 pub(crate) fn submit(
     t: &Connection,
     recipient: &Address,
     (envelope, kind): (&[u8], EnvelopeKind),
     token_hash: Option<[u8; 32]>,
-    authenticated: bool,
+    sender: &Sender,
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, rusqlite::Error> {
     let len = envelope.len();
-    if let Err(refusal) = may_submit(t, recipient, (token_hash, len), authenticated, limits)? {
+    let checked = may_submit(t, recipient, (token_hash, len), sender.logged_in(), limits)?;
+    let tokenless = match checked {
+        Ok(tokenless) => tokenless,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Err(refusal) = sender.charge(u32::from(tokenless), recipient) {
         return Ok(Err(refusal));
     }
     insert_envelope(t, recipient, (envelope, kind), now_ms, limits).map(Ok)
 }
 
 /// The checks of `Submit`, in order, without writing anything: the device
-/// exists, its delivery token is presented unless `authenticated`, its
+/// exists, its delivery token is presented unless `logged_in`, its
 /// queue is below the cap in messages, and would stay within it in bytes
-/// with an envelope of `len` bytes.
+/// with an envelope of `len` bytes. Answers whether the submission goes
+/// without a token the device set (a logged-in sender's, which costs a
+/// unit of its tokenless quota).
 pub(crate) fn may_submit(
     t: &Connection,
     recipient: &Address,
     (token_hash, len): (Option<[u8; 32]>, usize),
-    authenticated: bool,
+    logged_in: bool,
     limits: &WriterLimits,
-) -> Result<Outcome<()>, rusqlite::Error> {
+) -> Result<Outcome<bool>, rusqlite::Error> {
     let (user, device) = (recipient.user_id(), recipient.device_id());
     let row: Option<(Option<Vec<u8>>, u32, u64)> = t
         .prepare_cached(
@@ -603,14 +612,16 @@ pub(crate) fn may_submit(
     let Some((stored_token, queued, queued_bytes)) = row else {
         return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
     };
-    if let (Some(stored), false) = (stored_token, authenticated) {
+    let mut tokenless = false;
+    if let Some(stored) = stored_token {
         let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
-        if !matches {
+        if !matches && !logged_in {
             return Ok(refuse(
                 ErrorCode::DeliveryTokenRefused,
                 "the recipient requires its delivery token",
             ));
         }
+        tokenless = !matches;
     }
     if queued >= limits.queue_cap {
         return Ok(refuse(
@@ -618,7 +629,7 @@ pub(crate) fn may_submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
-    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits))
+    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits).map(|()| tokenless))
 }
 
 /// Queues `envelope` for `recipient`, which [`may_submit`] accepted;

@@ -104,7 +104,7 @@ async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64
             recipient,
             envelope,
             token_hash: None,
-            authenticated: true,
+            sender: crate::tokenless::Sender::Anonymous,
             now_ms: crate::now_ms(),
             reply,
         })
@@ -200,7 +200,7 @@ fn submit_command(to: &Address, envelope: Vec<u8>) -> (Command, oneshot::Receive
         recipient: to.clone(),
         envelope,
         token_hash: None,
-        authenticated: true,
+        sender: crate::tokenless::Sender::Anonymous,
         now_ms: crate::now_ms(),
         reply,
     };
