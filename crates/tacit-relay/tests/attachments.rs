@@ -360,3 +360,81 @@ async fn nodes_sharing_postgres_serve_each_others_attachments() {
     one.shutdown().await.unwrap();
     two.shutdown().await.unwrap();
 }
+
+/// A downloader that stops reading is cut at the transfer deadline: it
+/// does not hold its connection (and its network's connection slot)
+/// for ever.
+#[tokio::test]
+async fn a_download_that_stops_reading_is_cut_at_its_deadline() {
+    let dir = TempDir::new("attach-stall");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    // More than the socket buffers of both ends hold.
+    let body = blob(6, 12 * 1024 * 1024);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    assert_eq!(put_all(relay.local_addr(), &id, &token, &body).await, 201);
+    let small = blob(7, 1000);
+    let (small_id, token) = allocate(&mut alice, small.len() as u64).await.unwrap();
+    assert_eq!(
+        put_all(relay.local_addr(), &small_id, &token, &small).await,
+        201
+    );
+    drop(alice);
+    relay.shutdown().await.unwrap();
+    // One connection per network, and a transfer deadline of about 1.5 s.
+    let mut cfg = cfg;
+    cfg.max_connections_per_ip = 1;
+    cfg.upgrade_timeout = Duration::from_millis(500);
+    cfg.attachment_min_rate = u64::MAX;
+    let relay = Relay::bind(cfg).await.unwrap();
+    let at = relay.local_addr();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(at).await.unwrap();
+    let head = format!(
+        "GET /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\n\r\n",
+        hex(&id)
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    stalled.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // The stalled download holds the network's only slot until the relay
+    // cuts it; then another download is served.
+    let fetched = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, got) = get_if_accepted(at, &hex(&small_id)).await;
+            if status == Some(200) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the stalled download still holds its slot");
+    assert_eq!(fetched, small);
+    // What the stalled downloader gets when it reads on is cut short.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    assert!(rest.len() < body.len(), "the whole blob was sent");
+    relay.shutdown().await.unwrap();
+}
+
+/// A `GET` on a connection the relay may drop on accept: the status (none
+/// if dropped) and the body.
+async fn get_if_accepted(at: SocketAddr, id: &str) -> (Option<u16>, Vec<u8>) {
+    let Ok(mut tcp) = TcpStream::connect(at).await else {
+        return (None, Vec::new());
+    };
+    let head = format!("GET /v1/attachments/{id} HTTP/1.1\r\nhost: relay\r\n\r\n");
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return (None, Vec::new());
+    }
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut all)).await;
+    let Some(end) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (None, Vec::new());
+    };
+    let status = String::from_utf8_lossy(&all[9..12]).parse().ok();
+    (status, all[end + 4..].to_vec())
+}
