@@ -405,3 +405,56 @@ async fn a_removed_device_loses_its_endpoint() {
     assert_eq!(gateway.count(), 1);
     relay.shutdown().await.unwrap();
 }
+
+/// Waits until the relay counts at least `n` failed push attempts.
+async fn wait_failed(relay: &Relay, n: u64) {
+    tokio::time::timeout(WAIT, async {
+        while metric(&metrics(relay).await, "tacit_relay_push_failed_total") < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_never_contacted() {
+    let gateway = Receiver::start(OK).await;
+    let port = gateway
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    // Names, not address literals, so they pass the check when set; each
+    // resolves to 127.0.0.1.
+    let names = ["127.1", "2130706433", "0x7f.0.0.1"];
+    let dir = TempDir::new("push-resolved");
+    let mut c = local(config(&dir.db()), Duration::from_millis(10));
+    c.allow_private_push = false;
+    c.push_attempts = 1;
+    let relay = Relay::bind(c).await.unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let device = Device::new(&format!("user{i}"), 1, 10 + i as u8);
+        offline_with(&relay, &device, &format!("http://{name}:{port}/up")).await;
+        submit_n(&relay, &device.address, 1).await;
+        wait_failed(&relay, i as u64 + 1).await;
+    }
+    assert_eq!(gateway.count(), 0);
+    relay.shutdown().await.unwrap();
+    // The same names reach the gateway when private addresses are allowed:
+    // they did resolve to it.
+    let dir = TempDir::new("push-resolved-allowed");
+    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
+        .await
+        .unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let device = Device::new(&format!("user{i}"), 1, 10 + i as u8);
+        offline_with(&relay, &device, &format!("http://{name}:{port}/up")).await;
+        submit_n(&relay, &device.address, 1).await;
+        gateway.wait_for(i + 1).await;
+    }
+    relay.shutdown().await.unwrap();
+}
