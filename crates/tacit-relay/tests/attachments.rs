@@ -438,3 +438,65 @@ async fn get_if_accepted(at: SocketAddr, id: &str) -> (Option<u16>, Vec<u8>) {
     let status = String::from_utf8_lossy(&all[9..12]).parse().ok();
     (status, all[end + 4..].to_vec())
 }
+
+/// While one upload of a slot runs, a second one (with the slot's token) is
+/// refused, another account's token is refused, and the half-uploaded
+/// blob is not served; a chunked body longer than the reservation (no
+/// `Content-Length` to refuse early) is refused too.
+#[tokio::test]
+async fn a_slot_takes_one_upload_at_a_time_and_serves_nothing_half_done() {
+    let dir = TempDir::new("attach-race");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(8, 300_000);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    let mut bob = registered(at, &Device::new("bob", 1, 2)).await;
+    let (_, bob_token) = allocate(&mut bob, body.len() as u64).await.unwrap();
+    let mut first = TcpStream::connect(at).await.unwrap();
+    let head = format!(
+        "PUT /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\nx-tacit-upload-token: {}\r\ncontent-length: {}\r\n\r\n",
+        hex(&id),
+        hex(&token),
+        body.len()
+    );
+    first.write_all(head.as_bytes()).await.unwrap();
+    first.write_all(&body[..200_000]).await.unwrap();
+    // Wait until the first upload's chunks are landing: it holds the slot.
+    tokio::time::timeout(WAIT, async {
+        while stored(&dir.db()).1 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(put_all(at, &id, &token, &body).await, 409);
+    assert_eq!(put_all(at, &id, &bob_token, &body).await, 403);
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    first.write_all(&body[200_000..]).await.unwrap();
+    assert_eq!(read_response(first).await.0, 201);
+    assert_eq!(get(at, &hex(&id)).await, (200, body.clone()));
+
+    // A chunked body one byte over its reservation.
+    let small = blob(9, 1000);
+    let (id, token) = allocate(&mut alice, small.len() as u64).await.unwrap();
+    let mut tcp = TcpStream::connect(at).await.unwrap();
+    let head = format!(
+        "PUT /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\nx-tacit-upload-token: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        hex(&id),
+        hex(&token),
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for piece in [&small[..600], &small[600..], &[0u8][..]] {
+        let frame = format!("{:x}\r\n", piece.len());
+        tcp.write_all(frame.as_bytes()).await.unwrap();
+        tcp.write_all(piece).await.unwrap();
+        tcp.write_all(b"\r\n").await.unwrap();
+    }
+    tcp.write_all(b"0\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(tcp).await.0, 413);
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    assert_eq!(put_all(at, &id, &token, &small).await, 201);
+    drop((alice, bob));
+    relay.shutdown().await.unwrap();
+}

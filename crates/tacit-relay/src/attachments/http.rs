@@ -122,8 +122,8 @@ async fn put(
         .ok_or(TransferError::BadToken)?;
     let blobs = &shared.blobs;
     let now = now_ms();
-    // A declared length that cannot be the reserved size is refused before
-    // the slot is touched.
+    // A declared length over the reserved size is refused before any of
+    // the body is read.
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -133,16 +133,38 @@ async fn put(
         now.saturating_add(u64::try_from(within.as_millis()).unwrap_or(u64::MAX))
     };
     let size = blobs.begin(id, token, now, lease_of).await?;
-    let within = transfer_time(shared, size);
     let mut guard = Unfinished {
         blobs: blobs.clone(),
         id,
         done: false,
     };
+    let received = receive(shared, upgraded, id, size, declared, body).await;
+    if received.is_err() {
+        // The slot is freed before the refusal is answered, so that a
+        // retry finds it free (the guard covers a request dropped here).
+        if let Err(e) = blobs.abort(id).await {
+            tracing::warn!(error = %e.message, "an unfinished upload was not cleaned");
+        }
+    }
+    guard.done = true;
+    received
+}
+
+/// The body of an upload that holds the lease of slot `id` (`size`
+/// bytes), streamed in and committed.
+async fn receive(
+    shared: &Shared,
+    upgraded: &Upgraded,
+    id: Id,
+    size: u64,
+    declared: Option<u64>,
+    body: Body,
+) -> Result<(), TransferError> {
+    let blobs = &shared.blobs;
     if declared.is_some_and(|len| len > size) {
         return Err(TransferError::TooLong);
     }
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + transfer_time(shared, size);
     upgraded.retime(deadline);
     let streamed = tokio::time::timeout_at(deadline, stream_in(blobs, id, size, body)).await;
     match streamed {
@@ -156,7 +178,6 @@ async fn put(
     if !blobs.commit(id).await? {
         return Err(TransferError::Busy);
     }
-    guard.done = true;
     Ok(())
 }
 
