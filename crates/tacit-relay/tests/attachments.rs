@@ -160,24 +160,32 @@ async fn a_multi_megabyte_blob_round_trips_in_chunks_and_survives_a_restart() {
 async fn the_size_cap_and_the_quota_refuse_with_nothing_stored() {
     let dir = TempDir::new("attach-quota");
     let mut cfg = config(&dir.db());
-    cfg.attachment_max_len = 1000;
-    cfg.attachment_quota = 1500;
+    cfg.attachment_max_len = 10_000;
+    cfg.attachment_quota = 15_000;
     let (relay, mut alice) = relay_with(&cfg).await;
     assert_eq!(
-        allocate(&mut alice, 1001).await,
+        allocate(&mut alice, 10_001).await,
         Err(ErrorCode::AttachmentTooLarge)
     );
     assert_eq!(stored(&dir.db()).0, 0);
-    allocate(&mut alice, 1000).await.unwrap();
+    allocate(&mut alice, 10_000).await.unwrap();
     assert_eq!(
-        allocate(&mut alice, 501).await,
+        allocate(&mut alice, 5_001).await,
         Err(ErrorCode::AttachmentQuotaExceeded)
     );
     assert_eq!(stored(&dir.db()).0, 1);
-    allocate(&mut alice, 500).await.unwrap();
+    allocate(&mut alice, 5_000).await.unwrap();
     // Another account has a quota of its own.
     let mut other = registered(relay.local_addr(), &Device::new("bob", 1, 2)).await;
-    allocate(&mut other, 1000).await.unwrap();
+    allocate(&mut other, 10_000).await.unwrap();
+    // Tiny slots count 4 KiB each: no flood of one-byte reservations.
+    for _ in 0..(15_000 - 10_000) / 4096 {
+        allocate(&mut other, 1).await.unwrap();
+    }
+    assert_eq!(
+        allocate(&mut other, 1).await,
+        Err(ErrorCode::AttachmentQuotaExceeded)
+    );
     // Not logged in: refused.
     let mut anonymous = connect(relay.local_addr()).await;
     let refused = anonymous
