@@ -28,7 +28,7 @@ use crate::listener::Upgraded;
 use crate::{now_ms, Peer, Shared};
 
 /// How long a transfer of `size` bytes may take.
-fn transfer_time(shared: &Shared, size: u64) -> Duration {
+pub(crate) fn transfer_time(shared: &Shared, size: u64) -> Duration {
     let rate = shared.config.attachment_min_rate.max(1);
     shared.config.upgrade_timeout + Duration::from_secs(size / rate + 1)
 }
