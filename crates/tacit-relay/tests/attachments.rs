@@ -2,7 +2,9 @@
 //! Attachments over HTTP against the real relay: a multi-megabyte round
 //! trip that survives a restart, the size cap and quota, tokens, unknown
 //! ids, cut and overlong uploads leaving nothing, the TTL purge, chunked
-//! storage, and transfers longer than the upgrade deadline.
+//! storage, transfers longer than the upgrade deadline, stalled downloads
+//! cut at theirs, one upload per slot at a time, and concurrent
+//! reservations held to the quota.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use tacit_relay::{Config, Relay};
-use tacit_relay_proto::{AllocateAttachment, ErrorCode, Reply, Request};
+use tacit_relay_proto::{AllocateAttachment, ErrorCode, Reply, Request, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -506,5 +508,48 @@ async fn a_slot_takes_one_upload_at_a_time_and_serves_nothing_half_done() {
     assert_eq!(get(at, &hex(&id)).await.0, 404);
     assert_eq!(put_all(at, &id, &token, &small).await, 201);
     drop((alice, bob));
+    relay.shutdown().await.unwrap();
+}
+
+/// Reservations sent all at once, from two devices of one account, pass
+/// its quota no more than reservations sent one by one.
+#[tokio::test]
+async fn concurrent_reservations_do_not_pass_the_quota() {
+    let dir = TempDir::new("attach-concurrent");
+    let mut cfg = config(&dir.db());
+    cfg.attachment_quota = 5 * 10_000;
+    let relay = Relay::bind(cfg).await.unwrap();
+    let (_, devices) = same_user(
+        1,
+        vec![Device::new("mallory", 1, 3), Device::new("mallory", 2, 4)],
+    );
+    let mut m1 = registered(relay.local_addr(), &devices[0]).await;
+    let mut m2 = registered(relay.local_addr(), &devices[1]).await;
+    let reserve = || Request::AllocateAttachment(AllocateAttachment { size: 10_000 });
+    for _ in 0..10 {
+        m1.send(reserve()).await;
+        m2.send(reserve()).await;
+    }
+    let (mut allocated, mut refused) = (0, 0);
+    for client in [&mut m1, &mut m2] {
+        let mut answers = 0;
+        while answers < 10 {
+            match client.read().await {
+                Some(ServerFrame::Response(r)) => {
+                    answers += 1;
+                    match r.result {
+                        Ok(Reply::AttachmentAllocated { .. }) => allocated += 1,
+                        Err(e) if e.code == ErrorCode::AttachmentQuotaExceeded => refused += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                Some(_) => {} // not an answer (a prekey notice)
+                None => panic!("the connection closed"),
+            }
+        }
+    }
+    assert_eq!((allocated, refused), (5, 15));
+    assert_eq!(stored(&dir.db()).0, 5);
+    drop((m1, m2));
     relay.shutdown().await.unwrap();
 }
