@@ -612,6 +612,18 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, AttachmentFileError::Http(404)), "{e:?}");
+        // A redirect is not followed, even with the blob in its body.
+        let mut moved = format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://{at}/elsewhere\r\ncontent-length: {}\r\n\r\n",
+            blob.len()
+        )
+        .into_bytes();
+        moved.extend_from_slice(&blob);
+        let (at, _) = serve_once(moved).await;
+        let e = download(&at, &pointer, dir.path(), "doc.pdf")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AttachmentFileError::Http(302)), "{e:?}");
         assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     }
 }
