@@ -278,7 +278,7 @@ mod tests {
         let config = ClientConfig::new(
             "unused.db",
             StoreKey::from_bytes([0; 32]),
-            &format!("ws://{at}/v1"),
+            format!("ws://{at}/v1"),
         );
         let t =
             Transfer::new(&Endpoint::new(&config).unwrap(), Duration::from_millis(300)).unwrap();
