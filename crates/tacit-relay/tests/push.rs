@@ -4,7 +4,8 @@
 //! a failing receiver is retried and a silent one holds nothing up;
 //! endpoints are checked, also when a name resolves to loopback;
 //! redirects are not followed, an endless answer is not read and a silent
-//! gateway is hung up on; clearing and removal stop wake-ups. The first
+//! gateway is hung up on; the wake-ups pending are capped; clearing and
+//! removal stop wake-ups. The first
 //! test runs on PostgreSQL too when its binaries are installed.
 
 mod common;
@@ -576,5 +577,36 @@ async fn an_endless_answer_is_not_read_and_a_silent_gateway_is_hung_up_on() {
     })
     .await
     .unwrap();
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pending_wakeups_are_capped() {
+    let dir = TempDir::new("push-capped");
+    let gateway = Receiver::start(SILENT).await;
+    let mut c = local(config(&dir.db()), Duration::from_millis(10));
+    c.push_timeout = Duration::from_secs(3600);
+    c.push_max_pending = 2;
+    let relay = Relay::bind(c).await.unwrap();
+    let mut devices = Vec::new();
+    for i in 0..5u8 {
+        let d = Device::new(&format!("user{i}"), 1, 10 + i);
+        offline_with(&relay, &d, &gateway.url).await;
+        devices.push(d);
+    }
+    for d in &devices {
+        submit_n(&relay, &d.address, 1).await;
+    }
+    // Two wake-ups hang at the silent gateway; the other three devices
+    // found the table full and were dropped, not queued.
+    gateway.wait_for(2).await;
+    tokio::time::timeout(WAIT, async {
+        while metric(&metrics(&relay).await, "tacit_relay_push_dropped_total") < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(gateway.count(), 2);
     relay.shutdown().await.unwrap();
 }
