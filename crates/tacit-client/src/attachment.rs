@@ -51,24 +51,74 @@ pub enum AttachmentFileError {
 }
 
 /// A name safe to create in a directory: the last path component of
-/// `name` (both `/` and `\` separate), without control characters, not
-/// starting with a dot, at most [`MAX_FILE_NAME_LEN`] bytes; `attachment`
+/// `name` (both `/` and `\\` separate), without control characters or
+/// invisible format characters (such as the bidirectional overrides that
+/// make `x\u{202e}fdp.exe` show as `xexe.pdf`), with the characters
+/// Windows refuses (`<>:"|?*`) as `_`, not starting with a dot nor ending
+/// with a dot or space, at most [`MAX_FILE_NAME_LEN`] bytes, and with `_`
+/// before a Windows device name (`CON`, `nul.txt`, ...); `attachment`
 /// when nothing is left.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let mut out = String::new();
-    for c in last.chars().filter(|c| !c.is_control()) {
+    for c in last.chars().filter(|&c| !c.is_control() && !is_format(c)) {
+        let c = if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') {
+            '_'
+        } else {
+            c
+        };
         if out.len() + c.len_utf8() > MAX_FILE_NAME_LEN {
             break;
         }
         out.push(c);
     }
-    let out = out.trim().trim_start_matches('.').trim().to_owned();
+    let out = out
+        .trim()
+        .trim_start_matches('.')
+        .trim()
+        .trim_end_matches(['.', ' '])
+        .to_owned();
     if out.is_empty() {
         "attachment".into()
+    } else if is_windows_device(&out) {
+        format!("_{out}")
     } else {
         out
     }
+}
+
+/// Invisible format characters (Unicode category Cf): bidirectional
+/// controls, zero-width characters, the byte order mark, tags.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
+}
+
+/// Whether Windows reads `name` as a device: `CON`, `PRN`, `AUX`, `NUL`,
+/// `COM0`-`COM9` or `LPT0`-`LPT9` (also with a superscript digit), in any
+/// case, alone or before an extension.
+fn is_windows_device(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or("").trim_end();
+    let upper = stem.to_ascii_uppercase();
+    if matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL") {
+        return true;
+    }
+    let mut chars = upper.chars();
+    let prefix: String = chars.by_ref().take(3).collect();
+    let digit = chars.next();
+    (prefix == "COM" || prefix == "LPT")
+        && matches!(digit, Some('0'..='9' | '\u{b9}' | '\u{b2}' | '\u{b3}'))
+        && chars.next().is_none()
 }
 
 /// Encrypts everything `plaintext` yields into `blob`, holding one chunk
@@ -360,6 +410,26 @@ mod tests {
         assert!(safe_file_name(&"é".repeat(500)).len() <= MAX_FILE_NAME_LEN);
     }
 
+    #[test]
+    fn names_cannot_disguise_themselves_or_name_devices() {
+        // Bidirectional overrides and other invisible format characters
+        // would show "invoice\u{202e}fdp.exe" as "invoiceexe.pdf".
+        assert_eq!(safe_file_name("invoice\u{202e}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(safe_file_name("a\u{200b}b\u{2066}c\u{feff}.txt"), "abc.txt");
+        // Windows device names, with or without an extension, and
+        // characters Windows refuses or reads as a stream name.
+        assert_eq!(safe_file_name("CON"), "_CON");
+        assert_eq!(safe_file_name("nul.txt"), "_nul.txt");
+        assert_eq!(safe_file_name("com1.tar.gz"), "_com1.tar.gz");
+        assert_eq!(safe_file_name("Lpt9"), "_Lpt9");
+        assert_eq!(safe_file_name("console.txt"), "console.txt");
+        assert_eq!(safe_file_name("a:b.txt"), "a_b.txt");
+        assert_eq!(safe_file_name("x<y>|\"?*.txt"), "x_y_____.txt");
+        // Trailing dots and spaces, which Windows drops.
+        assert_eq!(safe_file_name("report.exe. . "), "report.exe");
+        assert_eq!(safe_file_name("nul. "), "_nul");
+    }
+
     #[tokio::test]
     async fn a_multi_chunk_file_round_trips_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
@@ -542,6 +612,18 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, AttachmentFileError::Http(404)), "{e:?}");
+        // A redirect is not followed, even with the blob in its body.
+        let mut moved = format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://{at}/elsewhere\r\ncontent-length: {}\r\n\r\n",
+            blob.len()
+        )
+        .into_bytes();
+        moved.extend_from_slice(&blob);
+        let (at, _) = serve_once(moved).await;
+        let e = download(&at, &pointer, dir.path(), "doc.pdf")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AttachmentFileError::Http(302)), "{e:?}");
         assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     }
 }

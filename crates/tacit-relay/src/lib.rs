@@ -675,11 +675,24 @@ async fn websocket(
 }
 
 /// A file of `--static-dir` (`static_dir`), or 404 without one.
-async fn static_file(State(shared): State<Arc<Shared>>, uri: axum::http::Uri) -> impl IntoResponse {
-    match &shared.config.static_dir {
+/// A file of the static directory. Its connection's deadline becomes the
+/// one an attachment of the file's size would have, so that a slow
+/// client still gets a large file, and one that stops reading is cut.
+async fn static_file(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(Peer(_, upgraded)): ConnectInfo<Peer>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    let response = match &shared.config.static_dir {
         Some(dir) => static_dir::serve(dir, &uri).await,
         None => axum::http::StatusCode::NOT_FOUND.into_response(),
-    }
+    };
+    let len = axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .unwrap_or(0);
+    let within = attachments::http::transfer_time(&shared, len);
+    upgraded.retime(tokio::time::Instant::now() + within);
+    response
 }
 
 async fn purge_loop(shared: Arc<Shared>) {

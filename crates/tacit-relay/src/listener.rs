@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{inc, Metrics};
 
@@ -108,23 +108,45 @@ impl Drop for Slot {
     }
 }
 
-/// Lifts the upgrade deadline of one connection once it is a WebSocket.
+/// Lifts the upgrade deadline of one connection once it is a WebSocket,
+/// or moves it for an attachment transfer.
 #[derive(Debug, Clone)]
-pub(crate) struct Upgraded(Arc<AtomicBool>);
+pub(crate) struct Upgraded(Arc<Timing>);
+
+#[derive(Debug, Default)]
+struct Timing {
+    lifted: AtomicBool,
+    /// A deadline set by [`Upgraded::retime`], not yet taken up by the
+    /// socket.
+    moved: Mutex<Option<Instant>>,
+}
 
 impl Upgraded {
-    /// The connection is a WebSocket: its reads are no longer timed here
-    /// (the connection's own login deadline and keepalive take over).
+    /// The connection is a WebSocket: its reads and writes are no longer
+    /// timed here (the connection's own login deadline and keepalive take
+    /// over).
     pub(crate) fn lift(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.lifted.store(true, Ordering::Release);
+    }
+
+    /// The connection carries an attachment transfer: its reads and
+    /// writes fail once `until` passes instead of the upgrade deadline,
+    /// whether or not the peer reads what is written.
+    pub(crate) fn retime(&self, until: Instant) {
+        *self
+            .0
+            .moved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
     }
 }
 
-/// A socket under the limits: it holds its [`Slot`], and its reads fail
-/// with `TimedOut` once the upgrade deadline passes unless it became a
-/// WebSocket before. The HTTP server then drops the connection: a peer
-/// that sends its request head slowly, or keeps a plain HTTP connection
-/// open, is disconnected.
+/// A socket under the limits: it holds its [`Slot`], and its reads and
+/// writes fail with `TimedOut` once the upgrade deadline (or the one
+/// [`Upgraded::retime`] set) passes unless it became a WebSocket before.
+/// The HTTP server then drops the connection: a peer that sends its
+/// request head slowly, keeps a plain HTTP connection open, or stops
+/// reading an answer, is disconnected.
 #[derive(Debug)]
 pub(crate) struct Guarded<Io> {
     io: Io,
@@ -140,7 +162,7 @@ impl<Io> Guarded<Io> {
             io,
             _slot: slot,
             deadline: Box::pin(tokio::time::sleep(upgrade_within)),
-            upgraded: Upgraded(Arc::new(AtomicBool::new(false))),
+            upgraded: Upgraded(Arc::new(Timing::default())),
             expired: false,
         }
     }
@@ -151,25 +173,48 @@ impl<Io> Guarded<Io> {
     }
 }
 
+impl<Io> Guarded<Io> {
+    /// Whether the deadline has passed (and the connection is not a
+    /// WebSocket); registers `cx` to be woken when it passes.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.upgraded.0.lifted.load(Ordering::Acquire) {
+            return false;
+        }
+        let moved = self
+            .upgraded
+            .0
+            .moved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(until) = moved {
+            self.deadline.as_mut().reset(until);
+            self.expired = false;
+        }
+        if !self.expired && self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+        }
+        self.expired
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no WebSocket upgrade or transfer within the deadline",
+    )
+}
+
 impl<Io: AsyncRead + Unpin> AsyncRead for Guarded<Io> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if !this.upgraded.0.load(Ordering::Acquire) {
-            if !this.expired && this.deadline.as_mut().poll(cx).is_ready() {
-                this.expired = true;
-            }
-            if this.expired {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no WebSocket upgrade before the deadline",
-                )));
-            }
+        if self.timed_out(cx) {
+            return Poll::Ready(Err(timed_out()));
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -179,10 +224,16 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Guarded<Io> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.timed_out(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.timed_out(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -195,6 +246,9 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Guarded<Io> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.timed_out(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 

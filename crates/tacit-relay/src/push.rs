@@ -93,11 +93,13 @@ fn host_of(uri: &Uri) -> &str {
         .trim_end_matches(']')
 }
 
-/// Whether a wake-up may go to `ip` without `allow_private`.
+/// Whether a wake-up may go to `ip` without `allow_private`. An IPv6
+/// address that carries an IPv4 one (mapped, compatible, NAT64 or 6to4)
+/// is judged by the IPv4 address it reaches.
 fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -106,10 +108,13 @@ fn is_public(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)))
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || (a == 192 && b == 0 && c == 0))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
@@ -117,9 +122,35 @@ fn is_public(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0)
         }
     }
+}
+
+/// The IPv4 address an IPv6 one leads to: IPv4-mapped (`::ffff:0:0/96`),
+/// IPv4-compatible (`::/96`, but not `::` and `::1`), NAT64
+/// (`64:ff9b::/96`) or 6to4 (`2002::/16`).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let low = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+        return Some(low(s[6], s[7]));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return Some(low(s[1], s[2]));
+    }
+    None
 }
 
 /// Counts of what the pusher did since start.
@@ -398,6 +429,14 @@ mod tests {
     fn endpoints_are_checked() {
         let strict = settings(false, false);
         assert!(check_endpoint("https://push.example/up/1", &strict).is_ok());
+        for good in [
+            "https://8.8.8.8/up",
+            "https://[2606:4700::1111]/up",
+            "https://[64:ff9b::8.8.8.8]/up",
+            "https://[2002:808:808::1]/up",
+        ] {
+            assert!(check_endpoint(good, &strict).is_ok(), "{good}");
+        }
         for bad in [
             "http://push.example/up",
             "ftp://push.example/up",
@@ -410,6 +449,15 @@ mod tests {
             "https://169.254.169.254/latest",
             "https://[fd00::1]/up",
             "https://[::ffff:127.0.0.1]/up",
+            "https://[::127.0.0.1]/up",
+            "https://[64:ff9b::10.0.0.1]/up",
+            "https://[64:ff9b::169.254.169.254]/up",
+            "https://[2002:7f00:1::1]/up",
+            "https://[2002:a9fe:a9fe::]/up",
+            "https://[fec0::1]/up",
+            "https://240.0.0.1/up",
+            "https://198.18.0.1/up",
+            "https://192.0.0.8/up",
             "https://localhost/up",
             "https://a.localhost/up",
             "/relative",

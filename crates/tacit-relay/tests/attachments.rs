@@ -2,7 +2,9 @@
 //! Attachments over HTTP against the real relay: a multi-megabyte round
 //! trip that survives a restart, the size cap and quota, tokens, unknown
 //! ids, cut and overlong uploads leaving nothing, the TTL purge, chunked
-//! storage, and transfers longer than the upgrade deadline.
+//! storage, transfers longer than the upgrade deadline, stalled downloads
+//! cut at theirs, one upload per slot at a time, and concurrent
+//! reservations held to the quota.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use tacit_relay::{Config, Relay};
-use tacit_relay_proto::{AllocateAttachment, ErrorCode, Reply, Request};
+use tacit_relay_proto::{AllocateAttachment, ErrorCode, Reply, Request, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -160,24 +162,32 @@ async fn a_multi_megabyte_blob_round_trips_in_chunks_and_survives_a_restart() {
 async fn the_size_cap_and_the_quota_refuse_with_nothing_stored() {
     let dir = TempDir::new("attach-quota");
     let mut cfg = config(&dir.db());
-    cfg.attachment_max_len = 1000;
-    cfg.attachment_quota = 1500;
+    cfg.attachment_max_len = 10_000;
+    cfg.attachment_quota = 15_000;
     let (relay, mut alice) = relay_with(&cfg).await;
     assert_eq!(
-        allocate(&mut alice, 1001).await,
+        allocate(&mut alice, 10_001).await,
         Err(ErrorCode::AttachmentTooLarge)
     );
     assert_eq!(stored(&dir.db()).0, 0);
-    allocate(&mut alice, 1000).await.unwrap();
+    allocate(&mut alice, 10_000).await.unwrap();
     assert_eq!(
-        allocate(&mut alice, 501).await,
+        allocate(&mut alice, 5_001).await,
         Err(ErrorCode::AttachmentQuotaExceeded)
     );
     assert_eq!(stored(&dir.db()).0, 1);
-    allocate(&mut alice, 500).await.unwrap();
+    allocate(&mut alice, 5_000).await.unwrap();
     // Another account has a quota of its own.
     let mut other = registered(relay.local_addr(), &Device::new("bob", 1, 2)).await;
-    allocate(&mut other, 1000).await.unwrap();
+    allocate(&mut other, 10_000).await.unwrap();
+    // Tiny slots count 4 KiB each: no flood of one-byte reservations.
+    for _ in 0..(15_000 - 10_000) / 4096 {
+        allocate(&mut other, 1).await.unwrap();
+    }
+    assert_eq!(
+        allocate(&mut other, 1).await,
+        Err(ErrorCode::AttachmentQuotaExceeded)
+    );
     // Not logged in: refused.
     let mut anonymous = connect(relay.local_addr()).await;
     let refused = anonymous
@@ -359,4 +369,187 @@ async fn nodes_sharing_postgres_serve_each_others_attachments() {
     drop((alice, alice_two));
     one.shutdown().await.unwrap();
     two.shutdown().await.unwrap();
+}
+
+/// A downloader that stops reading is cut at the transfer deadline: it
+/// does not hold its connection (and its network's connection slot)
+/// for ever.
+#[tokio::test]
+async fn a_download_that_stops_reading_is_cut_at_its_deadline() {
+    let dir = TempDir::new("attach-stall");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    // More than the socket buffers of both ends hold.
+    let body = blob(6, 12 * 1024 * 1024);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    assert_eq!(put_all(relay.local_addr(), &id, &token, &body).await, 201);
+    let small = blob(7, 1000);
+    let (small_id, token) = allocate(&mut alice, small.len() as u64).await.unwrap();
+    assert_eq!(
+        put_all(relay.local_addr(), &small_id, &token, &small).await,
+        201
+    );
+    drop(alice);
+    relay.shutdown().await.unwrap();
+    // One connection per network, and a transfer deadline of about 1.5 s.
+    let mut cfg = cfg;
+    cfg.max_connections_per_ip = 1;
+    cfg.upgrade_timeout = Duration::from_millis(500);
+    cfg.attachment_min_rate = u64::MAX;
+    let relay = Relay::bind(cfg).await.unwrap();
+    let at = relay.local_addr();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(at).await.unwrap();
+    let head = format!(
+        "GET /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\n\r\n",
+        hex(&id)
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    stalled.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // The stalled download holds the network's only slot until the relay
+    // cuts it; then another download is served.
+    let fetched = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, got) = get_if_accepted(at, &hex(&small_id)).await;
+            if status == Some(200) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the stalled download still holds its slot");
+    assert_eq!(fetched, small);
+    // What the stalled downloader gets when it reads on is cut short.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    assert!(rest.len() < body.len(), "the whole blob was sent");
+    relay.shutdown().await.unwrap();
+}
+
+/// A `GET` on a connection the relay may drop on accept: the status (none
+/// if dropped) and the body.
+async fn get_if_accepted(at: SocketAddr, id: &str) -> (Option<u16>, Vec<u8>) {
+    let Ok(mut tcp) = TcpStream::connect(at).await else {
+        return (None, Vec::new());
+    };
+    let head = format!("GET /v1/attachments/{id} HTTP/1.1\r\nhost: relay\r\n\r\n");
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return (None, Vec::new());
+    }
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut all)).await;
+    let Some(end) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (None, Vec::new());
+    };
+    let status = String::from_utf8_lossy(&all[9..12]).parse().ok();
+    (status, all[end + 4..].to_vec())
+}
+
+/// While one upload of a slot runs, a second one (with the slot's token) is
+/// refused, another account's token is refused, and the half-uploaded
+/// blob is not served; a chunked body longer than the reservation (no
+/// `Content-Length` to refuse early) is refused too.
+#[tokio::test]
+async fn a_slot_takes_one_upload_at_a_time_and_serves_nothing_half_done() {
+    let dir = TempDir::new("attach-race");
+    let cfg = config(&dir.db());
+    let (relay, mut alice) = relay_with(&cfg).await;
+    let at = relay.local_addr();
+    let body = blob(8, 300_000);
+    let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+    let mut bob = registered(at, &Device::new("bob", 1, 2)).await;
+    let (_, bob_token) = allocate(&mut bob, body.len() as u64).await.unwrap();
+    let mut first = TcpStream::connect(at).await.unwrap();
+    let head = format!(
+        "PUT /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\nx-tacit-upload-token: {}\r\ncontent-length: {}\r\n\r\n",
+        hex(&id),
+        hex(&token),
+        body.len()
+    );
+    first.write_all(head.as_bytes()).await.unwrap();
+    first.write_all(&body[..200_000]).await.unwrap();
+    // Wait until the first upload's chunks are landing: it holds the slot.
+    tokio::time::timeout(WAIT, async {
+        while stored(&dir.db()).1 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(put_all(at, &id, &token, &body).await, 409);
+    assert_eq!(put_all(at, &id, &bob_token, &body).await, 403);
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    first.write_all(&body[200_000..]).await.unwrap();
+    assert_eq!(read_response(first).await.0, 201);
+    assert_eq!(get(at, &hex(&id)).await, (200, body.clone()));
+
+    // A chunked body one byte over its reservation.
+    let small = blob(9, 1000);
+    let (id, token) = allocate(&mut alice, small.len() as u64).await.unwrap();
+    let mut tcp = TcpStream::connect(at).await.unwrap();
+    let head = format!(
+        "PUT /v1/attachments/{} HTTP/1.1\r\nhost: relay\r\nx-tacit-upload-token: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        hex(&id),
+        hex(&token),
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for piece in [&small[..600], &small[600..], &[0u8][..]] {
+        let frame = format!("{:x}\r\n", piece.len());
+        tcp.write_all(frame.as_bytes()).await.unwrap();
+        tcp.write_all(piece).await.unwrap();
+        tcp.write_all(b"\r\n").await.unwrap();
+    }
+    tcp.write_all(b"0\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(tcp).await.0, 413);
+    assert_eq!(get(at, &hex(&id)).await.0, 404);
+    assert_eq!(put_all(at, &id, &token, &small).await, 201);
+    drop((alice, bob));
+    relay.shutdown().await.unwrap();
+}
+
+/// Reservations sent all at once, from two devices of one account, pass
+/// its quota no more than reservations sent one by one.
+#[tokio::test]
+async fn concurrent_reservations_do_not_pass_the_quota() {
+    let dir = TempDir::new("attach-concurrent");
+    let mut cfg = config(&dir.db());
+    cfg.attachment_quota = 5 * 10_000;
+    let relay = Relay::bind(cfg).await.unwrap();
+    let (_, devices) = same_user(
+        1,
+        vec![Device::new("mallory", 1, 3), Device::new("mallory", 2, 4)],
+    );
+    let mut m1 = registered(relay.local_addr(), &devices[0]).await;
+    let mut m2 = registered(relay.local_addr(), &devices[1]).await;
+    let reserve = || Request::AllocateAttachment(AllocateAttachment { size: 10_000 });
+    for _ in 0..10 {
+        m1.send(reserve()).await;
+        m2.send(reserve()).await;
+    }
+    let (mut allocated, mut refused) = (0, 0);
+    for client in [&mut m1, &mut m2] {
+        let mut answers = 0;
+        while answers < 10 {
+            match client.read().await {
+                Some(ServerFrame::Response(r)) => {
+                    answers += 1;
+                    match r.result {
+                        Ok(Reply::AttachmentAllocated { .. }) => allocated += 1,
+                        Err(e) if e.code == ErrorCode::AttachmentQuotaExceeded => refused += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                Some(_) => {} // not an answer (a prekey notice)
+                None => panic!("the connection closed"),
+            }
+        }
+    }
+    assert_eq!((allocated, refused), (5, 15));
+    assert_eq!(stored(&dir.db()).0, 5);
+    drop((m1, m2));
+    relay.shutdown().await.unwrap();
 }

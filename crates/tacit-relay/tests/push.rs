@@ -2,7 +2,10 @@
 //! Push wake-ups against a local HTTP receiver: an offline device with an
 //! endpoint gets content-free, coalesced wake-ups; an online one gets none;
 //! a failing receiver is retried and a silent one holds nothing up;
-//! endpoints are checked; clearing and removal stop wake-ups. The first
+//! endpoints are checked, also when a name resolves to loopback;
+//! redirects are not followed, an endless answer is not read and a silent
+//! gateway is hung up on; the wake-ups pending are capped; clearing and
+//! removal stop wake-ups. The first
 //! test runs on PostgreSQL too when its binaries are installed.
 
 mod common;
@@ -403,5 +406,207 @@ async fn a_removed_device_loses_its_endpoint() {
     gateway.wait_for(1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gateway.count(), 1);
+    relay.shutdown().await.unwrap();
+}
+
+/// Waits until the relay counts at least `n` failed push attempts.
+async fn wait_failed(relay: &Relay, n: u64) {
+    tokio::time::timeout(WAIT, async {
+        while metric(&metrics(relay).await, "tacit_relay_push_failed_total") < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_never_contacted() {
+    let gateway = Receiver::start(OK).await;
+    let port = gateway
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    // Names, not address literals, so they pass the check when set; each
+    // resolves to 127.0.0.1.
+    let names = ["127.1", "2130706433", "0x7f.0.0.1"];
+    let dir = TempDir::new("push-resolved");
+    let mut c = local(config(&dir.db()), Duration::from_millis(10));
+    c.allow_private_push = false;
+    c.push_attempts = 1;
+    let relay = Relay::bind(c).await.unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let device = Device::new(&format!("user{i}"), 1, 10 + i as u8);
+        offline_with(&relay, &device, &format!("http://{name}:{port}/up")).await;
+        submit_n(&relay, &device.address, 1).await;
+        wait_failed(&relay, i as u64 + 1).await;
+    }
+    assert_eq!(gateway.count(), 0);
+    relay.shutdown().await.unwrap();
+    // The same names reach the gateway when private addresses are allowed:
+    // they did resolve to it.
+    let dir = TempDir::new("push-resolved-allowed");
+    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
+        .await
+        .unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let device = Device::new(&format!("user{i}"), 1, 10 + i as u8);
+        offline_with(&relay, &device, &format!("http://{name}:{port}/up")).await;
+        submit_n(&relay, &device.address, 1).await;
+        gateway.wait_for(i + 1).await;
+    }
+    relay.shutdown().await.unwrap();
+}
+
+/// A gateway that reads one request head on each connection and hands
+/// the socket to `answer`; answers the endpoint URL.
+async fn scripted_gateway<F, Fut>(answer: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/up", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                answer(s).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let target = Receiver::start(OK).await;
+    let location = target.url.clone();
+    let url = scripted_gateway(move |mut s| {
+        let location = location.clone();
+        async move {
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    })
+    .await;
+    let dir = TempDir::new("push-redirect");
+    let mut c = local(config(&dir.db()), Duration::from_millis(10));
+    c.push_attempts = 2;
+    let relay = Relay::bind(c).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    offline_with(&relay, &bob, &url).await;
+    submit_n(&relay, &bob.address, 1).await;
+    wait_failed(&relay, 2).await;
+    assert_eq!(target.count(), 0, "the redirect was followed");
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_not_read_and_a_silent_gateway_is_hung_up_on() {
+    // An endless body after a 200: the relay takes the status and hangs up,
+    // so the gateway's writes fail.
+    let (hung_up, mut hung_up_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let tx = hung_up.clone();
+    let endless = scripted_gateway(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n";
+            if s.write_all(head).await.is_err() {
+                return;
+            }
+            let block = vec![b'x'; 64 * 1024];
+            while s.write_all(&block).await.is_ok() {}
+            let _ = tx.send("endless");
+        }
+    })
+    .await;
+    // A gateway that never answers: once the request times out, the relay
+    // closes the connection, which the gateway reads as its end.
+    let tx = hung_up.clone();
+    let silent = scripted_gateway(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            let mut byte = [0u8; 1];
+            while matches!(s.read(&mut byte).await, Ok(n) if n > 0) {}
+            let _ = tx.send("silent");
+        }
+    })
+    .await;
+    let dir = TempDir::new("push-endless");
+    let mut c = local(config(&dir.db()), Duration::from_millis(10));
+    c.push_attempts = 1;
+    c.push_timeout = Duration::from_millis(300);
+    let relay = Relay::bind(c).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    offline_with(&relay, &bob, &endless).await;
+    let carol = Device::new("carol", 1, 3);
+    offline_with(&relay, &carol, &silent).await;
+    submit_n(&relay, &bob.address, 1).await;
+    submit_n(&relay, &carol.address, 1).await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let which = tokio::time::timeout(WAIT, hung_up_rx.recv())
+            .await
+            .expect("a gateway connection was kept open")
+            .unwrap();
+        seen.push(which);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, ["endless", "silent"]);
+    // The 200 counted as a wake-up sent.
+    tokio::time::timeout(WAIT, async {
+        while metric(&metrics(&relay).await, "tacit_relay_push_sent_total") < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pending_wakeups_are_capped() {
+    let dir = TempDir::new("push-capped");
+    let gateway = Receiver::start(SILENT).await;
+    let mut c = local(config(&dir.db()), Duration::from_millis(10));
+    c.push_timeout = Duration::from_secs(3600);
+    c.push_max_pending = 2;
+    let relay = Relay::bind(c).await.unwrap();
+    let mut devices = Vec::new();
+    for i in 0..5u8 {
+        let d = Device::new(&format!("user{i}"), 1, 10 + i);
+        offline_with(&relay, &d, &gateway.url).await;
+        devices.push(d);
+    }
+    for d in &devices {
+        submit_n(&relay, &d.address, 1).await;
+    }
+    // Two wake-ups hang at the silent gateway; the other three devices
+    // found the table full and were dropped, not queued.
+    gateway.wait_for(2).await;
+    tokio::time::timeout(WAIT, async {
+        while metric(&metrics(&relay).await, "tacit_relay_push_dropped_total") < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(gateway.count(), 2);
     relay.shutdown().await.unwrap();
 }

@@ -96,3 +96,42 @@ async fn without_a_static_dir_nothing_is_served() {
     assert!(status.contains("404"), "{status}");
     relay.shutdown().await.unwrap();
 }
+
+/// A large file read slowly, past the upgrade deadline, still arrives
+/// whole: a file's connection gets the deadline an attachment of its size
+/// would.
+#[tokio::test]
+async fn a_large_file_read_slowly_outlasts_the_upgrade_deadline() {
+    let dir = TempDir::new("static-slow");
+    let site = dir.path("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(site.join("big.wasm"), &big).unwrap();
+    let mut config = config(&dir.db());
+    config.static_dir = Some(site);
+    config.upgrade_timeout = std::time::Duration::from_millis(300);
+    let relay = Relay::bind(config).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = socket.connect(relay.local_addr()).await.unwrap();
+    s.write_all(b"GET /big.wasm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Read a little at a time, pausing well past the upgrade deadline in
+    // all.
+    let mut raw = Vec::new();
+    let mut piece = vec![0u8; 256 * 1024];
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let n = s.read(&mut piece).await.unwrap();
+        raw.extend_from_slice(&piece[..n]);
+    }
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(raw.starts_with(b"HTTP/1.1 200"));
+    assert!(raw[split..] == big[..], "the file was cut");
+    relay.shutdown().await.unwrap();
+}

@@ -1,9 +1,11 @@
 //! The HTTP side of attachments: `PUT` and `GET`
 //! `/v1/attachments/{id}` (`docs/relay.md`, "Attachments").
 //!
-//! A transfer lifts its connection's upgrade deadline and runs under one
-//! of its own: the upgrade timeout plus the time the blob takes at
+//! A transfer moves its connection's upgrade deadline to one of its own:
+//! the upgrade timeout plus the time the blob takes at
 //! [`Config::attachment_min_rate`](crate::Config::attachment_min_rate).
+//! It bounds the socket's reads and writes alike, so a peer that stops
+//! reading a download is cut at it too.
 //! Every answer carries `Connection: close`, so a connection freed of the
 //! upgrade deadline never idles as a kept-alive HTTP connection.
 
@@ -22,10 +24,11 @@ use tacit_relay_proto::{
 use tokio::time::Instant;
 
 use super::{Blobs, Id, TransferError, CHUNK_LEN};
+use crate::listener::Upgraded;
 use crate::{now_ms, Peer, Shared};
 
 /// How long a transfer of `size` bytes may take.
-fn transfer_time(shared: &Shared, size: u64) -> Duration {
+pub(crate) fn transfer_time(shared: &Shared, size: u64) -> Duration {
     let rate = shared.config.attachment_min_rate.max(1);
     shared.config.upgrade_timeout + Duration::from_secs(size / rate + 1)
 }
@@ -95,8 +98,7 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    upgraded.lift();
-    match put(&shared, &id, &headers, body).await {
+    match put(&shared, &upgraded, &id, &headers, body).await {
         Ok(()) => answer(StatusCode::CREATED),
         Err(error) => {
             tracing::debug!(?error, "attachment upload refused");
@@ -107,6 +109,7 @@ pub(crate) async fn upload(
 
 async fn put(
     shared: &Shared,
+    upgraded: &Upgraded,
     id: &str,
     headers: &HeaderMap,
     body: Body,
@@ -119,8 +122,8 @@ async fn put(
         .ok_or(TransferError::BadToken)?;
     let blobs = &shared.blobs;
     let now = now_ms();
-    // A declared length that cannot be the reserved size is refused before
-    // the slot is touched.
+    // A declared length over the reserved size is refused before any of
+    // the body is read.
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -130,26 +133,51 @@ async fn put(
         now.saturating_add(u64::try_from(within.as_millis()).unwrap_or(u64::MAX))
     };
     let size = blobs.begin(id, token, now, lease_of).await?;
-    let within = transfer_time(shared, size);
     let mut guard = Unfinished {
         blobs: blobs.clone(),
         id,
         done: false,
     };
+    let received = receive(shared, upgraded, id, size, declared, body).await;
+    if received.is_err() {
+        // The slot is freed before the refusal is answered, so that a
+        // retry finds it free (the guard covers a request dropped here).
+        if let Err(e) = blobs.abort(id).await {
+            tracing::warn!(error = %e.message, "an unfinished upload was not cleaned");
+        }
+    }
+    guard.done = true;
+    received
+}
+
+/// The body of an upload that holds the lease of slot `id` (`size`
+/// bytes), streamed in and committed.
+async fn receive(
+    shared: &Shared,
+    upgraded: &Upgraded,
+    id: Id,
+    size: u64,
+    declared: Option<u64>,
+    body: Body,
+) -> Result<(), TransferError> {
+    let blobs = &shared.blobs;
     if declared.is_some_and(|len| len > size) {
         return Err(TransferError::TooLong);
     }
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + transfer_time(shared, size);
+    upgraded.retime(deadline);
     let streamed = tokio::time::timeout_at(deadline, stream_in(blobs, id, size, body)).await;
     match streamed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(TransferError::Incomplete),
     }
+    // The body is in: the commit and the answer get an upgrade timeout
+    // of their own.
+    upgraded.retime(Instant::now() + shared.config.upgrade_timeout);
     if !blobs.commit(id).await? {
         return Err(TransferError::Busy);
     }
-    guard.done = true;
     Ok(())
 }
 
@@ -201,8 +229,8 @@ pub(crate) async fn download(
         Ok(None) => return answer(StatusCode::NOT_FOUND),
         Err(e) => return answer(status_of(&TransferError::Storage(e))),
     };
-    upgraded.lift();
     let deadline = Instant::now() + transfer_time(&shared, size);
+    upgraded.retime(deadline);
     let chunks = u32::try_from(size.div_ceil(CHUNK_LEN as u64)).unwrap_or(u32::MAX);
     let blobs = shared.blobs.clone();
     let stream = futures_util::stream::unfold(0u32, move |idx| {

@@ -34,6 +34,16 @@ use crate::store::{Database, Outcome, Readers, StoreError};
 /// The bytes of one stored chunk (the last may be shorter).
 pub(crate) const CHUNK_LEN: usize = 64 * 1024;
 
+/// The least a slot counts against its account's quota, whatever its
+/// size: a slot is a row in two indexes, so tiny reservations must not
+/// let one account fill the database with rows.
+pub(crate) const MIN_CHARGE: u64 = 4096;
+
+/// What a slot of `size` bytes counts against the quota.
+fn charge(size: u64) -> u64 {
+    size.max(MIN_CHARGE)
+}
+
 /// An attachment id.
 pub(crate) type Id = [u8; ATTACHMENT_ID_LEN];
 

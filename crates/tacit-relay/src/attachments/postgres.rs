@@ -6,7 +6,7 @@
 use deadpool_postgres::Pool;
 use tacit_relay_proto::{ErrorCode, ErrorReply};
 
-use super::{i64_of, quota_exceeded, u64_of, Id, NewSlot, Slot};
+use super::{charge, i64_of, quota_exceeded, u64_of, Id, NewSlot, Slot, MIN_CHARGE};
 use crate::store::postgres::internal;
 use crate::store::Outcome;
 
@@ -46,14 +46,14 @@ pub(crate) async fn allocate(pool: &Pool, new: NewSlot) -> Outcome<()> {
         .map_err(|e| internal(&e))?;
     let used: i64 = tx
         .query_one(
-            "SELECT COALESCE(SUM(size), 0)::BIGINT FROM attachments
+            "SELECT COALESCE(SUM(GREATEST(size, $3)), 0)::BIGINT FROM attachments
              WHERE owner = $1 AND expires_ms > $2",
-            &[&new.owner, &i64_of(new.now_ms)],
+            &[&new.owner, &i64_of(new.now_ms), &i64_of(MIN_CHARGE)],
         )
         .await
         .map_err(|e| internal(&e))?
         .get(0);
-    if u64_of(used).saturating_add(new.size) > new.quota {
+    if u64_of(used).saturating_add(charge(new.size)) > new.quota {
         return Err(quota_exceeded());
     }
     tx.execute(

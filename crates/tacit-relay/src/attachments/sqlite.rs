@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tacit_relay_proto::ErrorCode;
 
-use super::{i64_of, quota_exceeded, u64_of, Id, NewSlot, Slot};
+use super::{charge, i64_of, quota_exceeded, u64_of, Id, NewSlot, Slot, MIN_CHARGE};
 use crate::store::sqlite::{internal, open_limited};
 use crate::store::{refuse, Database, Outcome, StoreError};
 
@@ -72,12 +72,12 @@ impl Blobs {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let used: i64 = tx.query_row(
-                "SELECT COALESCE(SUM(size), 0) FROM attachments
+                "SELECT COALESCE(SUM(MAX(size, ?3)), 0) FROM attachments
                  WHERE owner = ?1 AND expires_ms > ?2",
-                params![new.owner, i64_of(new.now_ms)],
+                params![new.owner, i64_of(new.now_ms), i64_of(MIN_CHARGE)],
                 |r| r.get(0),
             )?;
-            if u64_of(used).saturating_add(new.size) > new.quota {
+            if u64_of(used).saturating_add(charge(new.size)) > new.quota {
                 return Ok(Err(quota_exceeded()));
             }
             tx.execute(
