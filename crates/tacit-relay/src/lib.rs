@@ -31,6 +31,7 @@ mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group;
+mod inbox;
 mod kem;
 mod limits;
 mod link;

@@ -58,11 +58,11 @@ async fn small_commands_count_too() {
     let (tx, mut rx) = queue();
     let writer = Writer::new(vec![tx], 1_000);
     for _ in 0..3 {
-        let _ = writer.queue(submit(0)).await;
+        drop(writer.queue(submit(0)).await);
     }
     let mut fourth = Box::pin(writer.queue(submit(0)));
     assert!((&mut fourth).now_or_never().is_none());
     while rx.try_recv().is_some() {}
     rx.release();
-    let _ = fourth.await;
+    drop(fourth.await);
 }
