@@ -174,6 +174,8 @@ pub(crate) fn open_limited(
             }
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Every statement the writer runs stays prepared.
+        conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn)?;
         if let Some(max_bytes) = max_bytes {
             let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -381,22 +383,47 @@ fn reply_of(command: Command) -> Pending {
     }
 }
 
-/// Runs `f` in a savepoint, kept only if `f` succeeds.
+/// Runs `f` in a savepoint, kept only if `f` succeeds. The `SAVEPOINT`,
+/// `RELEASE` and `ROLLBACK TO` statements are prepared once and cached on
+/// the connection: every command runs them, and parsing them each time
+/// showed in the writer's profile.
 fn savepoint<T>(
     tx: &mut Transaction<'_>,
     f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
 ) -> Outcome<T> {
-    let sp = match tx.savepoint() {
-        Ok(sp) => sp,
-        Err(error) => return Err(internal(&error)),
-    };
-    match f(&sp) {
-        Ok(Ok(value)) => match sp.commit() {
-            Ok(()) => Ok(value),
-            Err(error) => Err(internal(&error)),
-        },
-        // Dropping the savepoint rolls it back.
-        Ok(Err(refusal)) => Err(refusal),
-        Err(error) => Err(internal(&error)),
+    let conn: &Connection = tx;
+    if let Err(error) = run_cached(conn, "SAVEPOINT command") {
+        return Err(internal(&error));
     }
+    match f(conn) {
+        Ok(Ok(value)) => match run_cached(conn, "RELEASE command") {
+            Ok(()) => Ok(value),
+            Err(error) => {
+                undo(conn);
+                Err(internal(&error))
+            }
+        },
+        Ok(Err(refusal)) => {
+            undo(conn);
+            Err(refusal)
+        }
+        Err(error) => {
+            undo(conn);
+            Err(internal(&error))
+        }
+    }
+}
+
+/// Runs one cached statement that returns no rows.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Rolls the command's savepoint back and releases it. After SQLite rolled
+/// the whole transaction back on its own (`SQLITE_FULL`, I/O errors) the
+/// savepoint is gone and this fails, which the caller sees through
+/// `is_autocommit`.
+fn undo(conn: &Connection) {
+    let _ = run_cached(conn, "ROLLBACK TO command");
+    let _ = run_cached(conn, "RELEASE command");
 }
