@@ -8,6 +8,7 @@
 //! command. An answer of success therefore means durable.
 
 mod apply;
+mod checkpoint;
 mod readers;
 #[cfg(test)]
 mod tests;
@@ -195,6 +196,13 @@ pub(crate) fn start_writer(
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
+    let checkpointer = match database {
+        Database::Sqlite(_) => {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            Some(checkpoint::Checkpointer::start(database)?)
+        }
+        _ => None,
+    };
     let (tx, mut rx) = super::queue();
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
@@ -213,11 +221,18 @@ pub(crate) fn start_writer(
                         next = rx.try_recv();
                     }
                 }
+                if let Some(checkpointer) = &checkpointer {
+                    let bytes: usize = batch.iter().map(Command::queued_bytes).sum();
+                    checkpointer.wrote(bytes as u64);
+                }
                 run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
                 rx.release();
                 if stop {
                     break;
                 }
+            }
+            if let Some(checkpointer) = checkpointer {
+                checkpointer.stop();
             }
             if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
                 tracing::warn!(%error, "checkpoint at shutdown failed");
@@ -318,7 +333,12 @@ fn run_transaction(
 ) {
     let mut pending: Vec<Pending> = Vec::with_capacity(commands.len());
     let mut effects = Effects::default();
-    let mut tx = match conn.transaction() {
+    // IMMEDIATE: the write lock is taken at BEGIN, where SQLite waits for
+    // it (busy timeout). A deferred transaction that has read would get
+    // SQLITE_BUSY at once if the checkpointing connection held the lock
+    // for a moment (it does while it rereads a header the writer is
+    // updating).
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(error) => {
             let e = internal(&error);
