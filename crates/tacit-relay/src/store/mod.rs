@@ -340,6 +340,9 @@ pub(crate) struct WriterLimits {
     /// How often a node of a shared database reads its online devices'
     /// mailboxes again.
     pub(crate) mailbox_recheck: std::time::Duration,
+    /// `Config::unsafe_no_fsync_benchmarks_only`: SQLite commits are not
+    /// synced.
+    pub(crate) unsafe_no_fsync: bool,
 }
 
 /// The writer's queue.

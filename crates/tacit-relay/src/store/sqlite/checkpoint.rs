@@ -35,14 +35,16 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing `database` (a SQLite file).
-    pub(super) fn start(database: &Database) -> Result<Self, StoreError> {
+    /// With `no_fsync` (benchmarks only) it does not sync either.
+    pub(super) fn start(database: &Database, no_fsync: bool) -> Result<Self, StoreError> {
         let Database::Sqlite(path) = database else {
             return Err(StoreError::msg("not a SQLite file"));
         };
         // Its own connection: the writer has set the database up.
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let sync = if no_fsync { "OFF" } else { "FULL" };
+        conn.pragma_update(None, "synchronous", sync)?;
         let written = Arc::new(AtomicU64::new(0));
         let seen = Arc::clone(&written);
         let (stop, rx) = mpsc::channel::<()>();

@@ -196,10 +196,19 @@ pub(crate) fn start_writer(
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
+    if limits.unsafe_no_fsync {
+        tracing::warn!(
+            "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"
+        );
+        conn.pragma_update(None, "synchronous", "OFF")?;
+    }
     let checkpointer = match database {
         Database::Sqlite(_) => {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            Some(checkpoint::Checkpointer::start(database)?)
+            Some(checkpoint::Checkpointer::start(
+                database,
+                limits.unsafe_no_fsync,
+            )?)
         }
         _ => None,
     };
