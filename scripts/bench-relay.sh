@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The relay against mosquitto, side by side, in one command.
 #
-#   scripts/bench-relay.sh [tacit-load flags...]   e.g. --rounds 3, --tiny
+#   scripts/bench-relay.sh [--unsafe-no-fsync-column] [tacit-load flags...]
+#       e.g. --rounds 3, --tiny
+#
+# --unsafe-no-fsync-column also runs the relay with --unsafe-no-fsync
+# (SQLite synchronous=OFF: loses acknowledged messages on power loss;
+# benchmarks only) each round, as a third column: a lower bound on the
+# relay's cost without its fsyncs, which mosquitto does not make either.
 #
 # Builds the relay and the load generator in release, installs mosquitto
 # from Debian's packages if it is missing, starts it on a free loopback
@@ -11,6 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+unsafe_column=0
+if [ "${1:-}" = "--unsafe-no-fsync-column" ]; then
+  unsafe_column=1
+  shift
+fi
 
 cargo build --release --locked -q -p tacit-relay -p tacit-load
 
@@ -62,6 +74,16 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+extra=()
+if [ "$unsafe_column" = 1 ]; then
+  cat >"$dir/tacit-relay-no-fsync" <<WRAP
+#!/bin/sh
+exec "$CARGO_TARGET_DIR/release/tacit-relay" --unsafe-no-fsync "\$@"
+WRAP
+  chmod +x "$dir/tacit-relay-no-fsync"
+  extra=(--unsafe-relay-bin "$dir/tacit-relay-no-fsync")
+fi
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $("$mosquitto_bin" -h 2>&1 | head -1)" >&2
 "$CARGO_TARGET_DIR/release/tacit-load" \
   --relay-bin "$CARGO_TARGET_DIR/release/tacit-relay" \
@@ -69,4 +91,4 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
   --mqtt-pidfile "$dir/mosquitto.pid" \
   --mqtt-restart "$start_broker" \
   --mqtt-name "$("$mosquitto_bin" -h 2>&1 | head -1 | awk '{print $1 " " $3}')" \
-  "$@"
+  "${extra[@]}" "$@"

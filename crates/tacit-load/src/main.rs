@@ -47,6 +47,15 @@ struct Args {
     /// The tacit-relay binary (default: next to this binary).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// A second relay binary (or wrapper) run each round after the first,
+    /// as a column of its own: scripts/bench-relay.sh passes a wrapper
+    /// adding `--unsafe-no-fsync`, for a lower bound on what the syncs
+    /// cost. Its lost messages are not checked.
+    #[arg(long)]
+    unsafe_relay_bin: Option<PathBuf>,
+    /// The second relay's column heading.
+    #[arg(long, default_value = "tacit-relay, no fsync (unsafe)")]
+    unsafe_relay_name: String,
     /// Relay nodes per scenario, all started on the same `--db` (so more
     /// than one needs a shared database: a `--relay-bin` wrapper that maps
     /// the path to one PostgreSQL database). Sender i logs in on node
@@ -315,10 +324,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let mut table = Table::new(args.mqtt.is_some(), &args.mqtt_name);
+    if args.unsafe_relay_bin.is_some() {
+        table.with_second_relay(&args.unsafe_relay_name);
+    }
     for round in 0..args.rounds.max(1) {
         let relay = run_target(&args, Target::Relay, round).await?;
         eprintln!("round {}: relay done", round + 1);
         table.add_relay(relay);
+        if let Some(bin) = &args.unsafe_relay_bin {
+            let mut second = args.clone();
+            second.relay_bin = Some(bin.clone());
+            let m = run_target(&second, Target::Relay, round).await?;
+            eprintln!("round {}: {} done", round + 1, args.unsafe_relay_name);
+            table.add_second_relay(m);
+        }
         if args.mqtt.is_some() {
             let mqtt = run_target(&args, Target::Mqtt, round).await?;
             eprintln!("round {}: {} done", round + 1, args.mqtt_name);

@@ -134,6 +134,8 @@ pub(crate) struct Table {
     mqtt_name: String,
     relay: Vec<Metrics>,
     mqtt: Vec<Metrics>,
+    /// A second relay column (its heading and runs), if any.
+    second: Option<(String, Vec<Metrics>)>,
 }
 
 fn median(runs: &[Metrics], key: &str) -> Option<f64> {
@@ -179,6 +181,19 @@ impl Table {
             mqtt_name: mqtt_name.into(),
             relay: Vec::new(),
             mqtt: Vec::new(),
+            second: None,
+        }
+    }
+
+    /// Adds a second relay column headed `name`.
+    pub(crate) fn with_second_relay(&mut self, name: &str) {
+        self.second = Some((name.into(), Vec::new()));
+    }
+
+    /// Adds a run of the second relay.
+    pub(crate) fn add_second_relay(&mut self, m: Metrics) {
+        if let Some((_, runs)) = &mut self.second {
+            runs.push(m);
         }
     }
 
@@ -193,7 +208,12 @@ impl Table {
     /// The table, as Markdown.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
-        if self.with_mqtt {
+        if let (true, Some((name, _))) = (self.with_mqtt, &self.second) {
+            out.push_str(&format!(
+                "| scenario | metric | tacit-relay | {name} | {m} | relay / {m} | no fsync / {m} | target |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
+                m = self.mqtt_name
+            ));
+        } else if self.with_mqtt {
             out.push_str(&format!(
                 "| scenario | metric | tacit-relay | {} | relay / {} | target |\n| --- | --- | ---: | ---: | ---: | --- |\n",
                 self.mqtt_name, self.mqtt_name
@@ -220,12 +240,13 @@ impl Table {
                 ));
                 continue;
             }
-            let ratio = match (r, m) {
+            let ratio_of = |r: Option<f64>| match (r, m) {
                 (Some(r), Some(m)) if m != 0.0 && !r.is_nan() && !m.is_nan() => {
                     format!("{:.2}", r / m)
                 }
                 _ => "".into(),
             };
+            let ratio = ratio_of(r);
             let target = match (d.goal, r, m) {
                 (Some(Goal::Zero), Some(r), _) => verdict(r == 0.0, "= 0"),
                 (Some(g), Some(r), Some(m)) if !r.is_nan() && !m.is_nan() => match g {
@@ -237,6 +258,21 @@ impl Table {
                 },
                 _ => String::new(),
             };
+            if let Some((_, runs)) = &self.second {
+                let s = median(runs, d.key);
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    d.scenario,
+                    d.label,
+                    cell(r, &self.relay),
+                    cell(s, runs),
+                    cell(m, &self.mqtt),
+                    ratio,
+                    ratio_of(s),
+                    target
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} |\n",
                 d.scenario,

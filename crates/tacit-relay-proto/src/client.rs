@@ -522,6 +522,34 @@ pub struct LinkTake {
     pub slot: [u8; LINK_SLOT_LEN],
 }
 
+/// The most bytes the per-thread buffer of [`reencodes_to`] keeps between
+/// frames; a larger frame is re-encoded into a buffer of its own.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+std::thread_local! {
+    static REENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `m` encodes to exactly `bytes`. The encoding goes into a buffer
+/// kept per thread (up to [`KEPT_BUFFER`] bytes), so checking a frame
+/// does not allocate a second copy of it.
+fn reencodes_to(m: &proto::ClientFrame, bytes: &[u8]) -> bool {
+    REENCODED.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            return m.encode_to_vec() == bytes;
+        };
+        buf.clear();
+        if buf.capacity() < bytes.len() && bytes.len() > KEPT_BUFFER {
+            return m.encode_to_vec() == bytes;
+        }
+        // The length was checked against `encoded_len`: the buffer has
+        // room, and encoding cannot fail.
+        let equal = m.encode(&mut *buf).is_ok() && buf.as_slice() == bytes;
+        buf.clear();
+        equal
+    })
+}
+
 impl ClientFrame {
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
@@ -543,7 +571,7 @@ impl ClientFrame {
             });
         }
         let m = proto::ClientFrame::decode(bytes).map_err(|_| FrameError::Malformed)?;
-        let canonical = m.encoded_len() == bytes.len() && m.encode_to_vec() == bytes;
+        let canonical = m.encoded_len() == bytes.len() && reencodes_to(&m, bytes);
         if m.request_id == 0 {
             return Err(if canonical {
                 FrameError::MissingRequestId

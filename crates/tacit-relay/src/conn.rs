@@ -25,7 +25,7 @@ use crate::limits::{Bucket, Requester};
 use crate::listener::ip_key;
 use crate::metrics::inc;
 use crate::online::Signal;
-use crate::store::{Command, Outcome};
+use crate::store::{Command, Outcome, StoredMessage};
 use crate::{now_ms, Shared};
 
 /// Requests whose answers may be pending at once on one connection.
@@ -1101,7 +1101,9 @@ impl Conn {
 }
 
 /// Pushes the device's mailbox in id order: the stored backlog, then
-/// `QueueEmpty`, then each message as it arrives.
+/// `QueueEmpty`, then each message as it is committed, as the writer hands
+/// it over, reading the store again only when the inbox went stale
+/// (`crate::inbox` explains why nothing is skipped or pushed twice).
 async fn deliver(
     shared: Arc<Shared>,
     address: Address,
@@ -1109,6 +1111,11 @@ async fn deliver(
     out: mpsc::Sender<Outbound>,
     push_budget: Option<Arc<Semaphore>>,
 ) {
+    let pusher = Pusher {
+        shared: &shared,
+        out: &out,
+        budget: push_budget.as_deref(),
+    };
     let mut cursor = 0u64;
     let mut backlog_sent = false;
     loop {
@@ -1124,43 +1131,37 @@ async fn deliver(
                 return;
             }
         }
-        loop {
-            let page = match shared
-                .readers
-                .messages_after(&address, cursor, now_ms(), PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(_) => {
-                    // Retry after a pause; the mailbox is not lost.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let full = page.len() == PAGE;
-            for m in page {
-                cursor = m.id;
-                let push = ServerFrame::Push(Push {
-                    message_id: m.id,
-                    server_time_ms: m.server_ms,
-                    envelope: m.envelope,
-                    kind: EnvelopeKind::from_u32(m.kind).unwrap_or_default(),
-                });
-                if let Some(budget) = &push_budget {
-                    let cost = push_cost(push_len(&push));
-                    match budget.acquire_many(cost).await {
-                        // The writer gives the permits back once written.
-                        Ok(permits) => permits.forget(),
-                        Err(_) => return,
+        let taken = signal.inbox.take();
+        if taken.stale {
+            loop {
+                let page = match shared
+                    .readers
+                    .messages_after(&address, cursor, now_ms(), PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(_) => {
+                        // Retry after a pause; the mailbox is not lost.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let full = page.len() == PAGE;
+                for m in page {
+                    cursor = m.id;
+                    if !pusher.push(m).await {
+                        return;
                     }
                 }
-                if out.send(Outbound::Frame(push)).await.is_err() {
-                    return;
+                if !full {
+                    break;
                 }
-                inc(&shared.metrics.pushed_total);
             }
-            if !full {
-                break;
+        }
+        for m in crate::inbox::after(cursor, taken.messages) {
+            cursor = m.id;
+            if !pusher.push(m).await {
+                return;
             }
         }
         if !backlog_sent {
@@ -1174,6 +1175,38 @@ async fn deliver(
             }
         }
         signal.wake.notified().await;
+    }
+}
+
+/// Queues pushes on one connection.
+struct Pusher<'a> {
+    shared: &'a Shared,
+    out: &'a mpsc::Sender<Outbound>,
+    budget: Option<&'a Semaphore>,
+}
+
+impl Pusher<'_> {
+    /// Queues one message's push; false once the connection is gone.
+    async fn push(&self, m: StoredMessage) -> bool {
+        let push = ServerFrame::Push(Push {
+            message_id: m.id,
+            server_time_ms: m.server_ms,
+            envelope: m.envelope,
+            kind: EnvelopeKind::from_u32(m.kind).unwrap_or_default(),
+        });
+        if let Some(budget) = self.budget {
+            let cost = push_cost(push_len(&push));
+            match budget.acquire_many(cost).await {
+                // The writer gives the permits back once written.
+                Ok(permits) => permits.forget(),
+                Err(_) => return false,
+            }
+        }
+        if self.out.send(Outbound::Frame(push)).await.is_err() {
+            return false;
+        }
+        inc(&self.shared.metrics.pushed_total);
+        true
     }
 }
 

@@ -141,6 +141,7 @@ mod tests {
         queue_bytes: 1 << 26,
         mailbox_bytes: 1 << 30,
         mailbox_recheck: std::time::Duration::from_secs(5),
+        unsafe_no_fsync: false,
     };
 
     /// A database of the current schema with the devices `a.1` to `c.1`,

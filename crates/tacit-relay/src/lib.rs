@@ -31,6 +31,7 @@ mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group;
+mod inbox;
 mod kem;
 mod limits;
 mod link;
@@ -139,6 +140,12 @@ pub struct Config {
     /// as on a full disk, changes are refused with `StorageFull` while
     /// stored messages are still delivered and can be acknowledged.
     pub max_db_bytes: Option<u64>,
+    /// UNSAFE, for benchmarks only: SQLite runs with `synchronous=OFF`, so
+    /// a commit is not synced to disk before it is answered. Loses
+    /// acknowledged messages on power loss (and breaks the relay's promise
+    /// that an answer means durable); it exists to measure what the syncs
+    /// cost. Off by default; ignored on PostgreSQL.
+    pub unsafe_no_fsync_benchmarks_only: bool,
     /// The most bytes of commands waiting for the writer, and in the batch
     /// it applies, together (a submission counts its envelope); a request
     /// past it waits, and its connection reads no further frame, until the
@@ -282,6 +289,7 @@ impl Config {
             max_batch: 512,
             readers: 4,
             max_db_bytes: capped,
+            unsafe_no_fsync_benchmarks_only: false,
             writer_queue_bytes: 64 * 1024 * 1024,
             tls: None,
             shutdown_grace: Duration::from_secs(10),
@@ -581,6 +589,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         queue_bytes: config.writer_queue_bytes,
         mailbox_bytes: config.mailbox_bytes_cap,
         mailbox_recheck: config.mailbox_recheck,
+        unsafe_no_fsync: config.unsafe_no_fsync_benchmarks_only,
     };
     let (writer, writer_thread) =
         store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics)).await?;

@@ -49,6 +49,10 @@ struct Args {
     /// on PostgreSQL.
     #[arg(long)]
     max_db_bytes: Option<u64>,
+    /// UNSAFE, benchmarks only: SQLite commits are not synced
+    /// (synchronous=OFF). Loses acknowledged messages on power loss.
+    #[arg(long, hide = true)]
+    unsafe_no_fsync: bool,
     /// The most bytes of commands waiting for the writer; past it, requests
     /// wait.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
@@ -187,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
         config.max_db_bytes = (cap > 0).then_some(cap);
     }
     config.writer_queue_bytes = args.writer_queue_bytes;
+    config.unsafe_no_fsync_benchmarks_only = args.unsafe_no_fsync;
     config.ping_interval = Duration::from_secs(args.ping_interval_secs);
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);

@@ -8,8 +8,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tacit::Address;
 use tokio::sync::{mpsc, Notify};
 
+use crate::inbox::Inbox;
 use crate::kem::PreKeyCounts;
 use crate::push::Pusher;
+use crate::store::StoredMessage;
+
+/// The most bytes of handed-over messages a connection holds before it
+/// reads its mailbox from the store instead.
+const INBOX_BYTES: usize = 256 * 1024;
 
 /// How the relay reaches one logged-in connection.
 #[derive(Debug)]
@@ -25,6 +31,8 @@ pub(crate) struct Signal {
     removed: AtomicBool,
     /// A pending low-prekeys warning (the counts).
     low: Mutex<Option<PreKeyCounts>>,
+    /// Messages handed over after their commit ([`crate::inbox`]).
+    pub(crate) inbox: Inbox,
 }
 
 impl Signal {
@@ -35,7 +43,15 @@ impl Signal {
             kicked: Notify::new(),
             removed: AtomicBool::new(false),
             low: Mutex::new(None),
+            inbox: Inbox::new(INBOX_BYTES),
         }
+    }
+
+    /// Mail landed that was not handed over: the delivery task reads the
+    /// store again.
+    fn stale(&self) {
+        self.inbox.mark_stale();
+        self.wake.notify_one();
     }
 
     /// Whether the connection was kicked because its device was removed.
@@ -106,7 +122,7 @@ impl Online {
     /// Wakes every connection's delivery task, to read its mailbox again.
     pub(crate) fn wake_all(&self) {
         for (signal, _) in self.map().values() {
-            signal.wake.notify_one();
+            signal.stale();
         }
     }
 
@@ -131,10 +147,11 @@ impl Online {
         }
     }
 
-    /// Wakes the device's delivery task, if it is online.
+    /// Wakes the device's delivery task, if it is online, to read its
+    /// mailbox.
     pub(crate) fn wake(&self, address: &Address) {
         if let Some((s, _)) = self.map().get(address) {
-            s.wake.notify_one();
+            s.stale();
         }
     }
 
@@ -149,9 +166,30 @@ impl Online {
     /// wake-up it does not need (`docs/relay.md`, "Push wake-ups").
     pub(crate) fn wake_or_push(&self, address: &Address) {
         if let Some((s, _)) = self.map().get(address) {
-            s.wake.notify_one();
+            s.stale();
             return;
         }
+        if let Some(pusher) = self.push.get() {
+            pusher.offer(address);
+        }
+    }
+
+    /// A message committed to the device's mailbox: handed to its
+    /// connection if it is online here. Returns whether it is.
+    pub(crate) fn hand_over(&self, address: &Address, message: StoredMessage) -> bool {
+        let signal = self.map().get(address).map(|(s, _)| Arc::clone(s));
+        match signal {
+            Some(s) => {
+                s.inbox.hand(message);
+                s.wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Offers a push wake-up to a device not online here.
+    pub(crate) fn offer_push(&self, address: &Address) {
         if let Some(pusher) = self.push.get() {
             pusher.offer(address);
         }

@@ -742,3 +742,106 @@ async fn metrics_endpoint_reports_queues_and_counters() {
     }
     relay.shutdown().await.unwrap();
 }
+
+/// Messages committed while the recipient logs in and while it is online
+/// (handed from the writer to its connection) reach it each exactly once,
+/// in id order: concurrent senders straddle the login, so the backlog read
+/// and the hand-over overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submits_to_an_online_recipient_are_never_skipped_or_doubled() {
+    let dir = TempDir::new("handover");
+    let relay = start(&dir.db()).await;
+    let at = relay.local_addr();
+    let bob = Device::new("bob", 1, 2);
+    let mut b = registered(at, &bob).await;
+    assert!(b.drain().await.is_empty());
+    drop(b);
+
+    const SENDERS: u8 = 4;
+    const EACH: usize = 300;
+    let go = std::sync::Arc::new(tokio::sync::Barrier::new(usize::from(SENDERS) + 1));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let to = bob.address.clone();
+            let go = std::sync::Arc::clone(&go);
+            tokio::spawn(async move {
+                let mut c = connect(at).await;
+                go.wait().await;
+                let mut ids = Vec::with_capacity(EACH);
+                for i in 0..EACH {
+                    let body = format!("{s}:{i}");
+                    ids.push(submitted(c.submit(&to, body.as_bytes()).await));
+                }
+                ids
+            })
+        })
+        .collect();
+    go.wait().await;
+    // Log in again and again while the senders are submitting (nothing is
+    // acknowledged, so each backlog is longer and read in several pages
+    // while new messages are handed over): within one connection the ids
+    // only increase.
+    let mut marker = connect(at).await;
+    let mut marks = Vec::new();
+    let mut logins = 0;
+    while !senders.iter().all(tokio::task::JoinHandle::is_finished) || logins == 0 {
+        logins += 1;
+        let mut b = connect(at).await;
+        b.login(&bob).await.unwrap();
+        let mut last = 0;
+        loop {
+            match b.next_frame().await {
+                Some(ServerFrame::Push(p)) => {
+                    assert!(p.message_id > last, "{} after {last}", p.message_id);
+                    last = p.message_id;
+                }
+                Some(ServerFrame::QueueEmpty) => break,
+                Some(ServerFrame::PreKeysLow { .. }) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // What was handed over during the backlog read comes next: read
+        // up to a mark committed after it.
+        let mark = submitted(marker.submit(&bob.address, b"mark").await);
+        marks.push(mark);
+        loop {
+            let p = b.next_push().await;
+            assert!(p.message_id > last, "{} after {last}", p.message_id);
+            last = p.message_id;
+            if p.message_id == mark {
+                break;
+            }
+        }
+    }
+    let mut expected = HashSet::new();
+    for s in senders {
+        expected.extend(s.await.unwrap());
+    }
+    expected.extend(marks);
+    let mut b = connect(at).await;
+    b.login(&bob).await.unwrap();
+    let total = usize::from(SENDERS) * EACH + logins;
+    assert_eq!(expected.len(), total);
+
+    let mut got = Vec::with_capacity(total);
+    while got.len() < total {
+        match b.next_frame().await {
+            Some(ServerFrame::Push(p)) => got.push(p.message_id),
+            Some(ServerFrame::QueueEmpty | ServerFrame::PreKeysLow { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "pushes out of order or doubled"
+    );
+    assert_eq!(got.iter().copied().collect::<HashSet<_>>(), expected);
+    // Nothing pushed twice after the last one either: the next push is a
+    // new message.
+    let mut alice = connect(at).await;
+    let last = submitted(alice.submit(&bob.address, b"last").await);
+    let push = b.next_push().await;
+    assert_eq!(push.message_id, last);
+    assert_eq!(push.envelope, b"last");
+    relay.shutdown().await.unwrap();
+}

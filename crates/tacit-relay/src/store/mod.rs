@@ -341,6 +341,9 @@ pub(crate) struct WriterLimits {
     /// How often a node of a shared database reads its online devices'
     /// mailboxes again.
     pub(crate) mailbox_recheck: std::time::Duration,
+    /// `Config::unsafe_no_fsync_benchmarks_only`: SQLite commits are not
+    /// synced.
+    pub(crate) unsafe_no_fsync: bool,
 }
 
 /// The writer's queue.
@@ -432,7 +435,11 @@ impl Writer {
 /// the connections of removed devices.
 #[derive(Default)]
 pub(crate) struct Effects {
+    /// Recipients of mail not handed over: their connections read the
+    /// store.
     pub(crate) mail: Vec<Address>,
+    /// Messages to hand to their recipients' connections, in commit order.
+    pub(crate) handed: Vec<(Address, StoredMessage)>,
     pub(crate) removed: Vec<Address>,
     pub(crate) low: Vec<(Address, PreKeyCounts)>,
     pub(crate) submitted: u64,
@@ -444,6 +451,7 @@ impl Effects {
     /// Adds another command's effects.
     pub(crate) fn merge(&mut self, other: Self) {
         self.mail.extend(other.mail);
+        self.handed.extend(other.handed);
         self.removed.extend(other.removed);
         self.low.extend(other.low);
         self.submitted += other.submitted;
@@ -461,13 +469,29 @@ impl Effects {
         }
     }
 
-    /// Wakes the recipients (once each, however many messages they got) and
-    /// warns the owners of low prekeys. Runs after the answers.
+    /// Hands committed messages to their recipients' connections, wakes
+    /// the other recipients (once each, however many messages they got),
+    /// offers push wake-ups to those offline, and warns the owners of low
+    /// prekeys. Runs after the commit and the answers, so nothing is
+    /// pushed before it is durable.
     pub(crate) fn wake(mut self, online: &Online) {
+        let mut offline = Vec::new();
+        for (address, message) in self.handed {
+            if !online.hand_over(&address, message) {
+                offline.push(address);
+            }
+        }
+        offline.sort_unstable();
+        offline.dedup();
+        for address in &offline {
+            online.offer_push(address);
+        }
         self.mail.sort_unstable();
         self.mail.dedup();
         for address in &self.mail {
-            online.wake_or_push(address);
+            if offline.binary_search(address).is_err() {
+                online.wake_or_push(address);
+            }
         }
         for (address, remaining) in self.low {
             online.prekeys_low(&address, remaining);

@@ -117,9 +117,20 @@ pub(super) fn apply(
                     limits,
                 )
             });
-            if result.is_ok() {
+            if let Ok(id) = result {
                 effects.submitted += 1;
-                effects.mail.push(recipient);
+                // One writer, ids increasing in commit order: the message
+                // goes straight to the recipient's connection after the
+                // commit (`crate::inbox`).
+                effects.handed.push((
+                    recipient,
+                    crate::store::StoredMessage {
+                        id,
+                        server_ms: now_ms,
+                        envelope,
+                        kind: EnvelopeKind::Sealed.as_u32(),
+                    },
+                ));
             }
             Pending::U64(reply, result)
         }

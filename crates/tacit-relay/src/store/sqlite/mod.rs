@@ -8,6 +8,7 @@
 //! command. An answer of success therefore means durable.
 
 mod apply;
+mod checkpoint;
 mod readers;
 #[cfg(test)]
 mod tests;
@@ -174,6 +175,8 @@ pub(crate) fn open_limited(
             }
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Every statement the writer runs stays prepared.
+        conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn)?;
         if let Some(max_bytes) = max_bytes {
             let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -193,6 +196,22 @@ pub(crate) fn start_writer(
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
+    if limits.unsafe_no_fsync {
+        tracing::warn!(
+            "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"
+        );
+        conn.pragma_update(None, "synchronous", "OFF")?;
+    }
+    let checkpointer = match database {
+        Database::Sqlite(_) => {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            Some(checkpoint::Checkpointer::start(
+                database,
+                limits.unsafe_no_fsync,
+            )?)
+        }
+        _ => None,
+    };
     let (tx, mut rx) = super::queue();
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
@@ -211,11 +230,18 @@ pub(crate) fn start_writer(
                         next = rx.try_recv();
                     }
                 }
+                if let Some(checkpointer) = &checkpointer {
+                    let bytes: usize = batch.iter().map(Command::queued_bytes).sum();
+                    checkpointer.wrote(bytes as u64);
+                }
                 run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
                 rx.release();
                 if stop {
                     break;
                 }
+            }
+            if let Some(checkpointer) = checkpointer {
+                checkpointer.stop();
             }
             if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
                 tracing::warn!(%error, "checkpoint at shutdown failed");
@@ -316,9 +342,12 @@ fn run_transaction(
 ) {
     let mut pending: Vec<Pending> = Vec::with_capacity(commands.len());
     let mut effects = Effects::default();
-    // Immediate: the attachment store writes through a connection of its
-    // own, and a deferred transaction that read before another connection
-    // committed could not take the write lock (SQLITE_BUSY, no retry).
+    // IMMEDIATE: the write lock is taken at BEGIN, where SQLite waits for
+    // it (busy timeout). A deferred transaction that has read would get
+    // SQLITE_BUSY at once if another connection held the lock for a
+    // moment: the attachment store writes through a connection of its own,
+    // and the checkpointing connection takes it while it rereads a header
+    // the writer is updating.
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(error) => {
@@ -384,22 +413,47 @@ fn reply_of(command: Command) -> Pending {
     }
 }
 
-/// Runs `f` in a savepoint, kept only if `f` succeeds.
+/// Runs `f` in a savepoint, kept only if `f` succeeds. The `SAVEPOINT`,
+/// `RELEASE` and `ROLLBACK TO` statements are prepared once and cached on
+/// the connection: every command runs them, and parsing them each time
+/// showed in the writer's profile.
 fn savepoint<T>(
     tx: &mut Transaction<'_>,
     f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
 ) -> Outcome<T> {
-    let sp = match tx.savepoint() {
-        Ok(sp) => sp,
-        Err(error) => return Err(internal(&error)),
-    };
-    match f(&sp) {
-        Ok(Ok(value)) => match sp.commit() {
-            Ok(()) => Ok(value),
-            Err(error) => Err(internal(&error)),
-        },
-        // Dropping the savepoint rolls it back.
-        Ok(Err(refusal)) => Err(refusal),
-        Err(error) => Err(internal(&error)),
+    let conn: &Connection = tx;
+    if let Err(error) = run_cached(conn, "SAVEPOINT command") {
+        return Err(internal(&error));
     }
+    match f(conn) {
+        Ok(Ok(value)) => match run_cached(conn, "RELEASE command") {
+            Ok(()) => Ok(value),
+            Err(error) => {
+                undo(conn);
+                Err(internal(&error))
+            }
+        },
+        Ok(Err(refusal)) => {
+            undo(conn);
+            Err(refusal)
+        }
+        Err(error) => {
+            undo(conn);
+            Err(internal(&error))
+        }
+    }
+}
+
+/// Runs one cached statement that returns no rows.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Rolls the command's savepoint back and releases it. After SQLite rolled
+/// the whole transaction back on its own (`SQLITE_FULL`, I/O errors) the
+/// savepoint is gone and this fails, which the caller sees through
+/// `is_autocommit`.
+fn undo(conn: &Connection) {
+    let _ = run_cached(conn, "ROLLBACK TO command");
+    let _ = run_cached(conn, "RELEASE command");
 }

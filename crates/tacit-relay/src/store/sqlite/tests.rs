@@ -29,6 +29,7 @@ fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
         queue_bytes: 1 << 26,
         mailbox_bytes: 1 << 30,
         mailbox_recheck: std::time::Duration::from_secs(5),
+        unsafe_no_fsync: false,
     }
 }
 
