@@ -187,6 +187,19 @@ pub(crate) fn open_limited(
     Ok(conn)
 }
 
+/// The writer's connection: `synchronous=FULL` (from [`open_limited`]),
+/// or `OFF` with the benchmark-only `unsafe_no_fsync`.
+fn open_writer(database: &Database, limits: &WriterLimits) -> Result<Connection, StoreError> {
+    let conn = open_limited(database, false, limits.max_db_bytes)?;
+    if limits.unsafe_no_fsync {
+        tracing::warn!(
+            "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"
+        );
+        conn.pragma_update(None, "synchronous", "OFF")?;
+    }
+    Ok(conn)
+}
+
 /// Starts the writer thread. It ends when every [`Writer`] is dropped,
 /// after answering the commands queued.
 pub(crate) fn start_writer(
@@ -195,13 +208,7 @@ pub(crate) fn start_writer(
     online: Arc<Online>,
     metrics: Arc<Metrics>,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
-    let conn = open_limited(database, false, limits.max_db_bytes)?;
-    if limits.unsafe_no_fsync {
-        tracing::warn!(
-            "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"
-        );
-        conn.pragma_update(None, "synchronous", "OFF")?;
-    }
+    let conn = open_writer(database, &limits)?;
     let checkpointer = match database {
         Database::Sqlite(_) => {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;

@@ -280,3 +280,23 @@ fn only_a_full_disk_maps_to_storage_full() {
     );
     assert_eq!(internal(&io).code, ErrorCode::Internal);
 }
+
+#[test]
+fn the_writer_syncs_every_commit_unless_told_otherwise_for_benchmarks() {
+    let database = Database::Sqlite(temp_db("synchronous"));
+    let synchronous = |c: &Connection| -> i64 {
+        c.pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    };
+    // 2 is FULL: acknowledged means synced.
+    assert_eq!(
+        synchronous(&open_writer(&database, &limits(None)).unwrap()),
+        2
+    );
+    let mut unsafe_limits = limits(None);
+    unsafe_limits.unsafe_no_fsync = true;
+    assert_eq!(
+        synchronous(&open_writer(&database, &unsafe_limits).unwrap()),
+        0
+    );
+}
