@@ -127,13 +127,17 @@ fn clear() -> Request {
     Request::SetPushEndpoint(SetPushEndpoint { url: None })
 }
 
+/// Registers `device` and sets `url` as its endpoint: its connection.
+async fn with_endpoint(relay: &Relay, device: &Device, url: &str) -> TcpClient {
+    let mut c = registered(relay.local_addr(), device).await;
+    assert_eq!(c.request(set(url)).await, Ok(Reply::PushEndpointSet));
+    c
+}
+
 /// Registers `device` with `url` as its endpoint and disconnects it.
 async fn offline_with(relay: &Relay, device: &Device, url: &str) {
     let before = online(relay).await;
-    let mut c = connect(relay.local_addr()).await;
-    c.register(device).await.unwrap();
-    assert_eq!(c.request(set(url)).await, Ok(Reply::PushEndpointSet));
-    drop(c);
+    drop(with_endpoint(relay, device, url).await);
     wait_online(relay, before).await;
 }
 
@@ -216,12 +220,7 @@ async fn an_online_device_gets_no_wakeup() {
         .await
         .unwrap();
     let bob = Device::new("bob", 1, 2);
-    let mut b = connect(relay.local_addr()).await;
-    b.register(&bob).await.unwrap();
-    assert_eq!(
-        b.request(set(&gateway.url)).await,
-        Ok(Reply::PushEndpointSet)
-    );
+    let mut b = with_endpoint(&relay, &bob, &gateway.url).await;
     b.drain().await;
     submit_n(&relay, &bob.address, 5).await;
     for _ in 0..5 {
@@ -345,12 +344,7 @@ async fn a_cleared_endpoint_gets_no_wakeup() {
         .await
         .unwrap();
     let bob = Device::new("bob", 1, 2);
-    let mut b = connect(relay.local_addr()).await;
-    b.register(&bob).await.unwrap();
-    assert_eq!(
-        b.request(set(&gateway.url)).await,
-        Ok(Reply::PushEndpointSet)
-    );
+    let mut b = with_endpoint(&relay, &bob, &gateway.url).await;
     assert_eq!(b.request(clear()).await, Ok(Reply::PushEndpointSet));
     drop(b);
     wait_online(&relay, 0).await;
