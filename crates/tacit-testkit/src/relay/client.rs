@@ -531,3 +531,26 @@ pub async fn registered(relay: SocketAddr, device: &Device) -> TcpClient {
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_map_to_frames_closes_and_nothing() {
+        let frame = ServerFrame::QueueEmpty;
+        assert_eq!(
+            frame_of(Message::binary(frame.encode())).expect("decodes"),
+            Some(ServerFrame::QueueEmpty)
+        );
+        assert!(matches!(
+            frame_of(Message::Close(None)),
+            Err(ClientError::Closed)
+        ));
+        assert!(matches!(frame_of(Message::text("hi")), Ok(None)));
+        assert!(matches!(
+            frame_of(Message::binary(vec![0xff, 0xff])),
+            Err(ClientError::Frame(_))
+        ));
+    }
+}

@@ -59,3 +59,41 @@ pub async fn spawn_relay(mut command: Command, wait: Duration) -> std::io::Resul
         stdout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[tokio::test]
+    async fn the_address_line_is_read() {
+        let relay = spawn_relay(
+            shell("echo 'listening on 127.0.0.1:4000'; sleep 5"),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("started");
+        assert_eq!(relay.addr, SocketAddr::from(([127, 0, 0, 1], 4000)));
+    }
+
+    #[tokio::test]
+    async fn an_exit_before_listening_is_told_from_a_bad_line_and_a_hang() {
+        let exited = spawn_relay(shell("exit 1"), Duration::from_secs(5))
+            .await
+            .expect_err("no relay");
+        assert_eq!(exited.kind(), std::io::ErrorKind::UnexpectedEof);
+        let garbled = spawn_relay(shell("echo hello"), Duration::from_secs(5))
+            .await
+            .expect_err("no address");
+        assert_eq!(garbled.kind(), std::io::ErrorKind::Other);
+        let silent = spawn_relay(shell("sleep 5"), Duration::from_millis(100))
+            .await
+            .expect_err("no line in time");
+        assert_eq!(silent.kind(), std::io::ErrorKind::TimedOut);
+    }
+}
