@@ -11,7 +11,10 @@ use futures_util::FutureExt as _;
 use tacit::identity::UserKeyPair;
 use tacit::{Address, IdentityKeyPair};
 use tacit_relay_proto::{Ack, ClientFrame, Reply, Request, ServerFrame, Submit};
-use tacit_testkit::relay::{spawn_relay, ClientError, Device, TcpClient, WebSocketConfig};
+use tacit_testkit::relay::{
+    spawn_relay, ClientError, Device, FrameSink, TcpClient, WebSocketConfig,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::procfs::{rss_bytes, ServerCpu};
 use crate::report::Metrics;
@@ -363,6 +366,32 @@ enum Until {
     QueueEmpty,
 }
 
+/// A receiver's acknowledgements: the message ids not yet acked, the id of
+/// the next Ack request (from 10, above the login's), and the Acks not yet
+/// answered.
+struct Acks {
+    pending: Vec<u64>,
+    next_id: u64,
+    out: u32,
+}
+
+impl Acks {
+    /// Acks every pending id in one request.
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        sink: &mut FrameSink<S>,
+    ) -> anyhow::Result<()> {
+        let frame = ClientFrame {
+            request_id: self.next_id,
+            request: Request::Ack(Ack::new(std::mem::take(&mut self.pending))?),
+        };
+        self.next_id += 1;
+        self.out += 1;
+        sink.send(&frame).await?;
+        Ok(())
+    }
+}
+
 /// Receives pushes and acks them in batches.
 async fn receive(
     ws: TcpClient,
@@ -377,19 +406,21 @@ async fn receive(
         seen: vec![false; expected as usize],
         ..RecvStats::default()
     };
-    let mut pending: Vec<u64> = Vec::with_capacity(ACK_BATCH);
-    let mut acks_out = 0u32;
-    let mut next_id = 10u64;
+    let mut acks = Acks {
+        pending: Vec::with_capacity(ACK_BATCH),
+        next_id: 10,
+        out: 0,
+    };
     let mut queue_empty = false;
     loop {
         let done = match until {
             Until::All => stats.distinct >= expected,
             Until::QueueEmpty => queue_empty,
         };
-        if done && pending.is_empty() && acks_out == 0 {
+        if done && acks.pending.is_empty() && acks.out == 0 {
             break;
         }
-        let message = if pending.is_empty() {
+        let message = if acks.pending.is_empty() {
             match tokio::time::timeout_at(deadline.into(), stream.next()).await {
                 Ok(m) => m,
                 Err(_) => break,
@@ -399,14 +430,7 @@ async fn receive(
                 Some(m) => m,
                 None => {
                     // Nothing more is ready: acknowledge what came.
-                    let ids = std::mem::take(&mut pending);
-                    let frame = ClientFrame {
-                        request_id: next_id,
-                        request: Request::Ack(Ack::new(ids)?),
-                    };
-                    next_id += 1;
-                    acks_out += 1;
-                    sink.send(&frame).await?;
+                    acks.send(&mut sink).await?;
                     continue;
                 }
             }
@@ -433,21 +457,14 @@ async fn receive(
                         }
                     }
                 }
-                pending.push(p.message_id);
-                if pending.len() >= ACK_BATCH {
-                    let ids = std::mem::take(&mut pending);
-                    let frame = ClientFrame {
-                        request_id: next_id,
-                        request: Request::Ack(Ack::new(ids)?),
-                    };
-                    next_id += 1;
-                    acks_out += 1;
-                    sink.send(&frame).await?;
+                acks.pending.push(p.message_id);
+                if acks.pending.len() >= ACK_BATCH {
+                    acks.send(&mut sink).await?;
                 }
             }
             ServerFrame::QueueEmpty => queue_empty = true,
             ServerFrame::Response(r) if r.request_id >= 10 => {
-                acks_out = acks_out.saturating_sub(1);
+                acks.out = acks.out.saturating_sub(1);
                 if r.result.is_err() {
                     stats.errors += 1;
                 }
