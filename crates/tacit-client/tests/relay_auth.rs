@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use common::*;
 use tacit_client::{register, Client, ClientConfig, ClientError, Event};
 use tacit_relay::{Relay, TlsFiles};
+use tacit_testkit::relay::TcpClient;
 
 /// The next `Stopped` event's error, failing on a `Connected` before it:
 /// the client must give up without logging in.
@@ -135,9 +136,8 @@ async fn wss_round_trip_with_the_configured_ca() {
     let (relay, ca) = tls_relay(&dir).await;
 
     // The relay speaks only TLS: plain WebSocket on its port fails.
-    let plain = format!("ws://{}/v1", relay.local_addr());
     assert!(
-        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(plain))
+        tokio::time::timeout(WAIT, TcpClient::try_connect(relay.local_addr()))
             .await
             .unwrap()
             .is_err()

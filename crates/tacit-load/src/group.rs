@@ -6,19 +6,17 @@
 //! so what is measured is ingest: decoding, composing and the durable
 //! commit, not pushes.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use futures_util::{SinkExt as _, StreamExt as _};
 use tacit::group::multi::{self, MultiSealed};
 use tacit::rand_core::OsRng;
 use tacit::{Address, IdentityKey};
-use tacit_relay_proto::{ClientFrame, Reply, Request, ServerFrame, Submit, SubmitGroup};
-use tokio_tungstenite::tungstenite::Message;
+use tacit_relay_proto::{Reply, Request, ServerFrame, Submit, SubmitGroup};
+use tacit_testkit::relay::{Device, TcpClient};
 
 use crate::procfs::CpuMark;
-use crate::relay::{login_all, request, Device, RelayProc, TempDir, Ws};
+use crate::relay::{device, login_all, request, RelayProc, TempDir};
 use crate::Args;
 
 /// Unanswered single submissions at once (the relay allows 128).
@@ -41,7 +39,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     let dir = TempDir::new("group")?;
     let relay = RelayProc::spawn(bin, &dir.0.join("relay.db")).await?;
     let devices: Vec<Device> = (0..u32::try_from(n)?)
-        .map(|i| Device::new("g", i))
+        .map(|i| device("g", i))
         .collect::<anyhow::Result<_>>()?;
     drop(login_all(relay.addr, &devices).await?);
     let recipients: Vec<(Address, IdentityKey)> = devices
@@ -50,8 +48,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
         .collect();
     let plaintext = crate::payload::filler(args.payload);
 
-    let mut sender = connect(relay.addr).await?;
-    let mut next_id = 1u64;
+    let mut sender = TcpClient::try_connect(relay.addr).await?;
     let mut singles = Vec::new();
     let mut groups = Vec::new();
     let rounds = args.rounds.max(1);
@@ -68,9 +65,9 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
             let start = Instant::now();
             for _ in 0..repeats {
                 if mode == 0 {
-                    submit_singles(&mut sender, &mut next_id, &sealed).await?;
+                    submit_singles(&mut sender, &sealed).await?;
                 } else {
-                    submit_group(&mut sender, &mut next_id, &sealed, n).await?;
+                    submit_group(&mut sender, &sealed, n).await?;
                 }
             }
             let sample = Sample {
@@ -109,18 +106,9 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1")).await?;
-    Ok(ws)
-}
-
 /// One `Submit` per recipient of the recipient's envelope, `WINDOW` at a
 /// time, until every one is answered `Submitted`.
-async fn submit_singles(
-    ws: &mut Ws,
-    next_id: &mut u64,
-    sealed: &MultiSealed,
-) -> anyhow::Result<()> {
+async fn submit_singles(ws: &mut TcpClient, sealed: &MultiSealed) -> anyhow::Result<()> {
     let mut frames = sealed.parts.iter().map(|p| {
         let envelope = sealed.shared.envelope_for(&p.wrapped_key).to_bytes();
         Submit::new(p.address.clone(), envelope, None).map(Request::Submit)
@@ -133,48 +121,28 @@ async fn submit_singles(
         while !sent_all && in_flight < WINDOW {
             match frames.next() {
                 Some(request) => {
-                    let bytes = ClientFrame {
-                        request_id: *next_id,
-                        request: request?,
-                    }
-                    .encode();
-                    *next_id += 1;
-                    ws.send(Message::binary(bytes)).await?;
+                    ws.try_send(request?).await?;
                     in_flight += 1;
                 }
                 None => sent_all = true,
             }
         }
-        match ws.next().await {
-            Some(Ok(Message::Binary(b))) => {
-                if let ServerFrame::Response(r) = ServerFrame::decode(&b)? {
-                    match r.result {
-                        Ok(Reply::Submitted { .. }) => {}
-                        other => bail!("a single submission was answered {other:?}"),
-                    }
-                    in_flight -= 1;
-                    answered += 1;
-                }
+        if let ServerFrame::Response(r) = ws.try_read().await? {
+            match r.result {
+                Ok(Reply::Submitted { .. }) => {}
+                other => bail!("a single submission was answered {other:?}"),
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("the relay closed the connection"),
+            in_flight -= 1;
+            answered += 1;
         }
     }
     Ok(())
 }
 
 /// One `SubmitGroup` to every recipient.
-async fn submit_group(
-    ws: &mut Ws,
-    next_id: &mut u64,
-    sealed: &MultiSealed,
-    n: usize,
-) -> anyhow::Result<()> {
+async fn submit_group(ws: &mut TcpClient, sealed: &MultiSealed, n: usize) -> anyhow::Result<()> {
     let submission = Request::SubmitGroup(SubmitGroup::from_sealed(sealed, |_| None)?);
-    let id = *next_id;
-    *next_id += 1;
-    match request(ws, id, submission).await? {
+    match request(ws, submission).await? {
         Reply::SubmittedGroup { queued } if usize::try_from(queued)? == n => Ok(()),
         other => bail!("the group submission was answered {other:?}"),
     }

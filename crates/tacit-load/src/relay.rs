@@ -1,5 +1,5 @@
-//! The relay side: spawning the relay process, a minimal client, and the
-//! scenarios.
+//! The relay side: the relay processes, the devices, and the scenarios,
+//! over the frame client of `tacit_testkit::relay`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,20 +7,18 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
-use tacit::identity::{DeviceList, UserKeyPair};
+use futures_util::FutureExt as _;
+use tacit::identity::UserKeyPair;
 use tacit::{Address, IdentityKeyPair};
-use tacit_relay_proto::{Ack, ClientFrame, Register, Reply, Request, ServerFrame, Submit};
-use tokio::io::AsyncBufReadExt as _;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tacit_relay_proto::{Ack, ClientFrame, Reply, Request, ServerFrame, Submit};
+use tacit_testkit::relay::{
+    spawn_relay, ClientError, Device, FrameSink, TcpClient, WebSocketConfig,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::procfs::{rss_bytes, ServerCpu};
 use crate::report::Metrics;
 use crate::{join_all, payload, percentile, Args, RecvStats, SendStats};
-
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long one connection may take to log in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -62,7 +60,8 @@ pub(crate) struct RelayProc {
 impl RelayProc {
     pub(crate) async fn spawn(bin: &Path, db: &Path) -> anyhow::Result<Self> {
         let huge = "1000000000";
-        let mut child = tokio::process::Command::new(bin)
+        let mut command = tokio::process::Command::new(bin);
+        command
             .args(["--listen", "127.0.0.1:0", "--server-name", "tacit-load"])
             .arg("--db")
             .arg(db)
@@ -101,31 +100,20 @@ impl RelayProc {
             .args(["--max-db-bytes", "0", "--writer-queue-bytes", huge])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id().context("the relay has no pid")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut stdout = tokio::io::BufReader::new(stdout);
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
+            .stderr(Stdio::inherit());
+        let relay = spawn_relay(command, Duration::from_secs(30))
             .await
-            .context("the relay did not start in 30 s")??;
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from the relay: {line:?}"))?
-            .parse()?;
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let addr = relay.addr;
+        let pid = relay.child.id().context("the relay has no pid")?;
         if !addr.ip().is_loopback() {
             bail!("the relay listens on {addr}, not on loopback");
         }
         Ok(Self {
-            child,
+            child: relay.child,
             addr,
             pid,
-            _stdout: stdout,
+            _stdout: relay.stdout,
         })
     }
 
@@ -207,95 +195,46 @@ pub(crate) fn node_of(nodes: &[SocketAddr], i: usize, shift: usize) -> SocketAdd
     nodes[(i + shift) % nodes.len()]
 }
 
-/// A device of the load: address, identity, and its user's device list.
-/// Each device is its own user, with a one-device list (version 1) signed
-/// by a user key derived, like the identity, from the device's number: the
-/// same device presents the same list on every run.
-#[derive(Debug, Clone)]
-pub(crate) struct Device {
-    pub(crate) address: Address,
-    pub(crate) identity: IdentityKeyPair,
-    list: DeviceList,
+/// A device of the load. Each device is its own user, with a one-device
+/// list (version 1) signed by a user key derived, like the identity, from
+/// the device's number: the same device presents the same list on every
+/// run.
+pub(crate) fn device(role: &str, i: u32) -> anyhow::Result<Device> {
+    let mut seed = [0x4c; 32];
+    seed[0] = role.as_bytes().first().copied().unwrap_or(0);
+    seed[1..5].copy_from_slice(&i.to_be_bytes());
+    let address = Address::new(&format!("load-{role}{i}"), 1)?;
+    let identity = IdentityKeyPair::from_seed(&seed);
+    seed[5] ^= 0x55;
+    Ok(Device::signed(
+        address,
+        identity,
+        &UserKeyPair::from_seed(&seed),
+    ))
 }
 
-impl Device {
-    pub(crate) fn new(role: &str, i: u32) -> anyhow::Result<Self> {
-        let mut seed = [0x4c; 32];
-        seed[0] = role.as_bytes().first().copied().unwrap_or(0);
-        seed[1..5].copy_from_slice(&i.to_be_bytes());
-        let address = Address::new(&format!("load-{role}{i}"), 1)?;
-        let identity = IdentityKeyPair::from_seed(&seed);
-        seed[5] ^= 0x55;
-        let list = DeviceList::sign(
-            &UserKeyPair::from_seed(&seed),
-            address.user_id(),
-            1,
-            &[(address.device_id(), identity.public_key(), 0)],
-        )
-        .map_err(|e| anyhow!("device list: {e}"))?;
-        Ok(Self {
-            address,
-            identity,
-            list,
-        })
-    }
-}
-
-pub(crate) async fn request(
-    ws: &mut Ws,
-    request_id: u64,
-    request: Request,
-) -> anyhow::Result<Reply> {
-    let bytes = ClientFrame {
-        request_id,
-        request,
-    }
-    .encode();
-    ws.send(Message::binary(bytes)).await?;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(b))) => match ServerFrame::decode(&b)? {
-                ServerFrame::Response(r) if r.request_id == request_id => {
-                    return r.result.map_err(|e| anyhow!("relay refused: {e:?}"));
-                }
-                _ => continue,
-            },
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("the relay closed the connection"),
-        }
-    }
+/// Sends `request` and returns its answer, or the refusal as an error.
+pub(crate) async fn request(ws: &mut TcpClient, request: Request) -> anyhow::Result<Reply> {
+    ws.try_request(request)
+        .await?
+        .map_err(|e| anyhow!("relay refused: {e:?}"))
 }
 
 /// The client's WebSocket settings: a 16 KiB read chunk (the transport
 /// zero-fills a whole chunk before each read; the 128 KiB default costs
 /// the load generator CPU that the relay shares).
-fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024)
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(16 * 1024)
 }
 
 /// Connects and registers (or, if registered, logs in) `device`.
-async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
+async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<TcpClient> {
     let attempt = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-            format!("ws://{addr}/v1"),
-            Some(ws_config()),
-            true,
-        )
-        .await?;
-        let Reply::Challenge(c) = request(&mut ws, 1, Request::GetChallenge).await? else {
-            bail!("no challenge");
-        };
-        let register = Register::sign(
-            &device.identity,
-            &c.server_name,
-            &c.challenge,
-            c.server_time_ms,
-            device.address.clone(),
-            &device.list,
-        );
-        match request(&mut ws, 2, Request::Register(register)).await? {
-            Reply::LoggedIn(_) => Ok(ws),
+        let mut ws = TcpClient::try_connect_with(addr, ws_config())
+            .await?
+            .named("tacit-load");
+        match ws.try_register(device).await? {
+            Ok(Reply::LoggedIn(_)) => Ok(ws),
             other => bail!("unexpected answer to register: {other:?}"),
         }
     };
@@ -305,7 +244,10 @@ async fn login(addr: SocketAddr, device: &Device) -> anyhow::Result<Ws> {
 }
 
 /// Logs in every device, a few at a time.
-pub(crate) async fn login_all(addr: SocketAddr, devices: &[Device]) -> anyhow::Result<Vec<Ws>> {
+pub(crate) async fn login_all(
+    addr: SocketAddr,
+    devices: &[Device],
+) -> anyhow::Result<Vec<TcpClient>> {
     login_spread(&[addr], devices, 0).await
 }
 
@@ -314,7 +256,7 @@ async fn login_spread(
     nodes: &[SocketAddr],
     devices: &[Device],
     shift: usize,
-) -> anyhow::Result<Vec<Ws>> {
+) -> anyhow::Result<Vec<TcpClient>> {
     let handles: Vec<_> = devices
         .iter()
         .cloned()
@@ -331,7 +273,7 @@ async fn login_spread(
 /// one per `pace` if given, until every one is answered or `deadline`.
 #[allow(clippy::too_many_arguments)]
 async fn send(
-    ws: Ws,
+    ws: TcpClient,
     to: Address,
     pair: u32,
     count: u32,
@@ -370,7 +312,7 @@ async fn send(
                 request_id: BASE + u64::from(sent),
                 request: Request::Submit(Submit::new(to.clone(), buf.clone(), None)?),
             };
-            sink.feed(Message::binary(frame.encode())).await?;
+            sink.feed(&frame).await?;
             sent += 1;
             in_flight += 1;
             fed = true;
@@ -383,14 +325,13 @@ async fn send(
             _ => deadline,
         };
         tokio::select! {
-            message = stream.next() => {
-                let bytes = match message {
-                    Some(Ok(Message::Binary(b))) => b,
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(e.into()),
-                    None => bail!("the relay closed a sender's connection"),
+            frame = stream.next() => {
+                let frame = match frame {
+                    Ok(frame) => frame,
+                    Err(ClientError::Closed) => bail!("the relay closed a sender's connection"),
+                    Err(e) => return Err(e.into()),
                 };
-                if let ServerFrame::Response(r) = ServerFrame::decode(&bytes)? {
+                if let ServerFrame::Response(r) = frame {
                     let Some(seq) = r.request_id.checked_sub(BASE) else { continue };
                     in_flight = in_flight.saturating_sub(1);
                     match r.result {
@@ -412,7 +353,7 @@ async fn send(
             () = tokio::time::sleep_until(wake.into()) => {}
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
+    sink.close().await;
     Ok(stats)
 }
 
@@ -425,9 +366,35 @@ enum Until {
     QueueEmpty,
 }
 
+/// A receiver's acknowledgements: the message ids not yet acked, the id of
+/// the next Ack request (from 10, above the login's), and the Acks not yet
+/// answered.
+struct Acks {
+    pending: Vec<u64>,
+    next_id: u64,
+    out: u32,
+}
+
+impl Acks {
+    /// Acks every pending id in one request.
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        sink: &mut FrameSink<S>,
+    ) -> anyhow::Result<()> {
+        let frame = ClientFrame {
+            request_id: self.next_id,
+            request: Request::Ack(Ack::new(std::mem::take(&mut self.pending))?),
+        };
+        self.next_id += 1;
+        self.out += 1;
+        sink.send(&frame).await?;
+        Ok(())
+    }
+}
+
 /// Receives pushes and acks them in batches.
 async fn receive(
-    ws: Ws,
+    ws: TcpClient,
     expected: u32,
     until: Until,
     t0: Instant,
@@ -439,19 +406,21 @@ async fn receive(
         seen: vec![false; expected as usize],
         ..RecvStats::default()
     };
-    let mut pending: Vec<u64> = Vec::with_capacity(ACK_BATCH);
-    let mut acks_out = 0u32;
-    let mut next_id = 10u64;
+    let mut acks = Acks {
+        pending: Vec::with_capacity(ACK_BATCH),
+        next_id: 10,
+        out: 0,
+    };
     let mut queue_empty = false;
     loop {
         let done = match until {
             Until::All => stats.distinct >= expected,
             Until::QueueEmpty => queue_empty,
         };
-        if done && pending.is_empty() && acks_out == 0 {
+        if done && acks.pending.is_empty() && acks.out == 0 {
             break;
         }
-        let message = if pending.is_empty() {
+        let message = if acks.pending.is_empty() {
             match tokio::time::timeout_at(deadline.into(), stream.next()).await {
                 Ok(m) => m,
                 Err(_) => break,
@@ -461,25 +430,17 @@ async fn receive(
                 Some(m) => m,
                 None => {
                     // Nothing more is ready: acknowledge what came.
-                    let ids = std::mem::take(&mut pending);
-                    let frame = ClientFrame {
-                        request_id: next_id,
-                        request: Request::Ack(Ack::new(ids)?),
-                    };
-                    next_id += 1;
-                    acks_out += 1;
-                    sink.send(Message::binary(frame.encode())).await?;
+                    acks.send(&mut sink).await?;
                     continue;
                 }
             }
         };
-        let bytes = match message {
-            Some(Ok(Message::Binary(b))) => b,
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("the relay closed a receiver's connection"),
+        let frame = match message {
+            Ok(frame) => frame,
+            Err(ClientError::Closed) => bail!("the relay closed a receiver's connection"),
+            Err(e) => return Err(e.into()),
         };
-        match ServerFrame::decode(&bytes)? {
+        match frame {
             ServerFrame::Push(p) => {
                 stats.deliveries += 1;
                 if let Some((_, seq, sent_ns)) = payload::parse(&p.envelope) {
@@ -496,21 +457,14 @@ async fn receive(
                         }
                     }
                 }
-                pending.push(p.message_id);
-                if pending.len() >= ACK_BATCH {
-                    let ids = std::mem::take(&mut pending);
-                    let frame = ClientFrame {
-                        request_id: next_id,
-                        request: Request::Ack(Ack::new(ids)?),
-                    };
-                    next_id += 1;
-                    acks_out += 1;
-                    sink.send(Message::binary(frame.encode())).await?;
+                acks.pending.push(p.message_id);
+                if acks.pending.len() >= ACK_BATCH {
+                    acks.send(&mut sink).await?;
                 }
             }
             ServerFrame::QueueEmpty => queue_empty = true,
             ServerFrame::Response(r) if r.request_id >= 10 => {
-                acks_out = acks_out.saturating_sub(1);
+                acks.out = acks.out.saturating_sub(1);
                 if r.result.is_err() {
                     stats.errors += 1;
                 }
@@ -518,12 +472,12 @@ async fn receive(
             _ => {}
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
+    sink.close().await;
     Ok(stats)
 }
 
 fn devices(role: &str, n: u32) -> anyhow::Result<Vec<Device>> {
-    (0..n).map(|i| Device::new(role, i)).collect()
+    (0..n).map(|i| device(role, i)).collect()
 }
 
 /// Runs `count` messages per pair from `senders` to `receivers` (both
@@ -531,8 +485,8 @@ fn devices(role: &str, n: u32) -> anyhow::Result<Vec<Device>> {
 #[allow(clippy::too_many_arguments)]
 async fn online(
     args: &Args,
-    senders: Vec<Ws>,
-    receivers: Vec<Ws>,
+    senders: Vec<TcpClient>,
+    receivers: Vec<TcpClient>,
     to: &[Device],
     per_pair: u32,
     rate: Option<f64>,
@@ -689,8 +643,7 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         let relay = Nodes::spawn(&bin, &db, args.nodes).await?;
         // Create the mailboxes; their owners go offline.
         for ws in login_spread(&relay.addrs(), &receivers_d, 1).await? {
-            let mut ws = ws;
-            let _ = ws.close(None).await;
+            ws.close().await;
         }
         let senders = login_spread(&relay.addrs(), &senders_d, 0).await?;
         let deadline = Instant::now() + args.cap();

@@ -131,8 +131,7 @@ async fn a_connection_that_neither_logs_in_nor_asks_is_closed() {
 }
 
 async fn ws_handshake_fails(at: SocketAddr) -> bool {
-    let url = format!("ws://{at}/v1");
-    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+    tokio::time::timeout(WAIT, TcpClient::try_connect(at))
         .await
         .expect("connect timed out")
         .is_err()

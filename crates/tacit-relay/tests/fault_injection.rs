@@ -26,14 +26,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::pg::Postgres;
-use common::{now_ms, Device, TempDir};
-use futures_util::{SinkExt, StreamExt};
-use tacit_relay_proto::{
-    Ack, ClientFrame, ErrorCode, Login, Register, Reply, Request, Response, ServerFrame, Submit,
-};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::Message;
+use common::{Device, TcpClient, TempDir};
+use tacit_relay_proto::{Ack, ErrorCode, Reply, Request, Response, ServerFrame, Submit};
+use tacit_testkit::relay::{spawn_relay, ClientError, RelayProcess};
+use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tacit-relay");
 const SERVER_NAME: &str = "test-relay";
@@ -114,12 +110,6 @@ fn parse(bytes: &[u8]) -> Option<Tag> {
 // ---------------------------------------------------------------------------
 // The relay process.
 
-/// The running relay and the address clients should use.
-struct RelayProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
 fn rate_flags() -> Vec<&'static str> {
     let mut flags = Vec::new();
     for (rate, burst) in [
@@ -135,32 +125,18 @@ fn rate_flags() -> Vec<&'static str> {
 /// Starts the binary on `listen`; None if it did not come up (the port
 /// was taken).
 async fn try_spawn(db: &OsStr, listen: SocketAddr) -> Option<RelayProcess> {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("--listen")
         .arg(listen.to_string())
         .args(["--server-name", SERVER_NAME, "--db"])
         .arg(db)
         .args(rate_flags())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the relay neither started nor exited in time")
-        .unwrap();
-    match line {
-        Some(line) => {
-            let addr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
-            Some(RelayProcess { child, addr })
-        }
-        None => {
-            let _ = child.wait().await;
-            None
-        }
+        .stderr(Stdio::null());
+    match spawn_relay(command, Duration::from_secs(20)).await {
+        Ok(relay) => Some(relay),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -209,13 +185,7 @@ impl Shared {
 // ---------------------------------------------------------------------------
 // A fallible client: every failure means "the connection is gone".
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Wire {
-    ws: Ws,
-    next_id: u64,
-}
+struct Wire(TcpClient);
 
 #[derive(Debug)]
 enum Read {
@@ -226,37 +196,23 @@ enum Read {
 
 impl Wire {
     async fn connect(addr: SocketAddr) -> Option<Self> {
-        let url = format!("ws://{addr}/v1");
-        match tokio::time::timeout(READ_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
-            Ok(Ok((ws, _))) => Some(Self { ws, next_id: 1 }),
+        match tokio::time::timeout(READ_TIMEOUT, TcpClient::try_connect(addr)).await {
+            Ok(Ok(client)) => Some(Self(client)),
             _ => None,
         }
     }
 
     async fn send(&mut self, request: Request) -> Option<u64> {
-        let request_id = self.next_id;
-        self.next_id += 1;
-        let bytes = ClientFrame {
-            request_id,
-            request,
-        }
-        .encode();
-        self.ws.send(Message::binary(bytes)).await.ok()?;
-        Some(request_id)
+        self.0.try_send(request).await.ok()
     }
 
     async fn read(&mut self, wait: Duration) -> Read {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return Read::Idle,
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Read::Lost,
-                Ok(Some(Ok(Message::Binary(b)))) => {
-                    // A frame the relay sends always decodes.
-                    return Read::Frame(ServerFrame::decode(&b).unwrap());
-                }
-                Ok(Some(Ok(_))) => {}
-            }
+        match self.0.try_read_within(wait).await {
+            Ok(Some(frame)) => Read::Frame(frame),
+            Ok(None) => Read::Idle,
+            // A frame the relay sends always decodes.
+            Err(ClientError::Frame(e)) => panic!("a bad frame from the relay: {e}"),
+            Err(_) => Read::Lost,
         }
     }
 
@@ -287,15 +243,10 @@ impl Wire {
 
     async fn register(&mut self, device: &Device) -> Option<()> {
         let challenge = self.challenge().await?;
-        let r = Register::sign(
-            &device.identity,
-            SERVER_NAME,
-            &challenge,
-            now_ms(),
-            device.address.clone(),
-            &device.list,
-        );
-        match self.call(Request::Register(r)).await? {
+        match self
+            .call(device.register_request(SERVER_NAME, &challenge))
+            .await?
+        {
             Ok(Reply::LoggedIn(_)) => Some(()),
             other => panic!("register: {other:?}"),
         }
@@ -303,14 +254,10 @@ impl Wire {
 
     async fn login(&mut self, device: &Device) -> Option<()> {
         let challenge = self.challenge().await?;
-        let l = Login::sign(
-            &device.identity,
-            SERVER_NAME,
-            &challenge,
-            now_ms(),
-            device.address.clone(),
-        );
-        match self.call(Request::Login(l)).await? {
+        match self
+            .call(device.login_request(SERVER_NAME, &challenge))
+            .await?
+        {
             Ok(Reply::LoggedIn(_)) => Some(()),
             other => panic!("login: {other:?}"),
         }

@@ -16,7 +16,7 @@ use tacit_relay_proto::{
     DeliveryToken, EnvelopeKind, ErrorCode, Reply, Request, SetDeliveryToken, SubmitGroup,
     MAX_GROUP_RECIPIENTS,
 };
-use tokio_tungstenite::tungstenite::Message;
+use tacit_testkit::relay::Message;
 
 /// Mailbox rows: (all, group envelopes).
 fn rows(db: &Path) -> (u64, u64) {

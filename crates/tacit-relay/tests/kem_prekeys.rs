@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use tacit::wire::WireMessage as _;
 use tacit_relay_proto::{Bundles, ErrorCode, Reply, ServerFrame};
-use tokio_tungstenite::tungstenite::Message;
+use tacit_testkit::relay::Message;
 
 /// Bob's one bundle from a fetch.
 async fn fetch_one(c: &mut TcpClient, bob: &Device) -> tacit::wire::PreKeyBundleMessage {

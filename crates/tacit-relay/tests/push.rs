@@ -127,13 +127,28 @@ fn clear() -> Request {
     Request::SetPushEndpoint(SetPushEndpoint { url: None })
 }
 
+/// A gateway answering as `mode` says and a relay (scratch directory
+/// `name`) that sends it wake-ups coalesced over 10 ms.
+async fn with_gateway(name: &str, mode: u8) -> (TempDir, Receiver, Relay) {
+    let dir = TempDir::new(name);
+    let gateway = Receiver::start(mode).await;
+    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
+        .await
+        .unwrap();
+    (dir, gateway, relay)
+}
+
+/// Registers `device` and sets `url` as its endpoint: its connection.
+async fn with_endpoint(relay: &Relay, device: &Device, url: &str) -> TcpClient {
+    let mut c = registered(relay.local_addr(), device).await;
+    assert_eq!(c.request(set(url)).await, Ok(Reply::PushEndpointSet));
+    c
+}
+
 /// Registers `device` with `url` as its endpoint and disconnects it.
 async fn offline_with(relay: &Relay, device: &Device, url: &str) {
     let before = online(relay).await;
-    let mut c = connect(relay.local_addr()).await;
-    c.register(device).await.unwrap();
-    assert_eq!(c.request(set(url)).await, Ok(Reply::PushEndpointSet));
-    drop(c);
+    drop(with_endpoint(relay, device, url).await);
     wait_online(relay, before).await;
 }
 
@@ -210,18 +225,9 @@ async fn an_offline_device_gets_wakeups_on_postgres() {
 
 #[tokio::test]
 async fn an_online_device_gets_no_wakeup() {
-    let dir = TempDir::new("push-online");
-    let gateway = Receiver::start(OK).await;
-    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
-        .await
-        .unwrap();
+    let (_dir, gateway, relay) = with_gateway("push-online", OK).await;
     let bob = Device::new("bob", 1, 2);
-    let mut b = connect(relay.local_addr()).await;
-    b.register(&bob).await.unwrap();
-    assert_eq!(
-        b.request(set(&gateway.url)).await,
-        Ok(Reply::PushEndpointSet)
-    );
+    let mut b = with_endpoint(&relay, &bob, &gateway.url).await;
     b.drain().await;
     submit_n(&relay, &bob.address, 5).await;
     for _ in 0..5 {
@@ -239,11 +245,7 @@ async fn an_online_device_gets_no_wakeup() {
 
 #[tokio::test]
 async fn a_failing_gateway_is_retried_and_the_mail_stays() {
-    let dir = TempDir::new("push-failing");
-    let gateway = Receiver::start(FAIL).await;
-    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
-        .await
-        .unwrap();
+    let (_dir, gateway, relay) = with_gateway("push-failing", FAIL).await;
     let bob = Device::new("bob", 1, 2);
     offline_with(&relay, &bob, &gateway.url).await;
     submit_n(&relay, &bob.address, 1).await;
@@ -339,18 +341,9 @@ async fn endpoints_are_checked() {
 
 #[tokio::test]
 async fn a_cleared_endpoint_gets_no_wakeup() {
-    let dir = TempDir::new("push-cleared");
-    let gateway = Receiver::start(OK).await;
-    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
-        .await
-        .unwrap();
+    let (_dir, gateway, relay) = with_gateway("push-cleared", OK).await;
     let bob = Device::new("bob", 1, 2);
-    let mut b = connect(relay.local_addr()).await;
-    b.register(&bob).await.unwrap();
-    assert_eq!(
-        b.request(set(&gateway.url)).await,
-        Ok(Reply::PushEndpointSet)
-    );
+    let mut b = with_endpoint(&relay, &bob, &gateway.url).await;
     assert_eq!(b.request(clear()).await, Ok(Reply::PushEndpointSet));
     drop(b);
     wait_online(&relay, 0).await;
@@ -369,11 +362,7 @@ async fn a_cleared_endpoint_gets_no_wakeup() {
 
 #[tokio::test]
 async fn a_removed_device_loses_its_endpoint() {
-    let dir = TempDir::new("push-removed");
-    let gateway = Receiver::start(OK).await;
-    let relay = Relay::bind(local(config(&dir.db()), Duration::from_millis(10)))
-        .await
-        .unwrap();
+    let (_dir, gateway, relay) = with_gateway("push-removed", OK).await;
     let (_, bobs) = same_user(1, vec![Device::new("bob", 1, 2), Device::new("bob", 2, 3)]);
     let mut one = connect(relay.local_addr()).await;
     one.register(&bobs[0]).await.unwrap();

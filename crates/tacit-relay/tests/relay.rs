@@ -12,7 +12,7 @@ use tacit_relay_proto::{
     Bundles, DeliveryToken, ErrorCode, FetchBundles, Login, Reply, Request, ServerFrame,
     SetDeliveryToken, Submit,
 };
-use tokio_tungstenite::tungstenite::Message;
+use tacit_testkit::relay::Message;
 
 fn submitted(r: Result<Reply, tacit_relay_proto::ErrorReply>) -> u64 {
     match r {
@@ -633,7 +633,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() {
     );
     // Far over the limit: the transport refuses it; the relay lives on.
     let mut huge = connect(at).await;
-    let _ = futures_util::SinkExt::send(&mut huge.ws, Message::binary(vec![0u8; 200_000])).await;
+    let _ = huge.try_send_raw(Message::binary(vec![0u8; 200_000])).await;
     let frames = huge.expect_closed().await;
     assert!(frames.iter().all(|f| matches!(f, ServerFrame::Response(r) if r.result.as_ref().unwrap_err().code == ErrorCode::FrameTooLarge)));
 

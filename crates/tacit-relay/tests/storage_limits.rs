@@ -114,10 +114,9 @@ async fn connect_from(relay: &Relay, from: [u8; 4]) -> TcpClient {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
     let stream = socket.connect(relay.local_addr()).await.unwrap();
-    let url = format!("ws://{}/v1", relay.local_addr());
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    Client::new(ws)
+    TcpClient::try_connect_over(stream, relay.local_addr())
+        .await
+        .unwrap()
 }
 
 async fn register_from(relay: &Relay, from: [u8; 4], device: &Device) -> Result<Reply, ErrorReply> {

@@ -45,16 +45,14 @@ async fn clients_connect_over_tls() {
         .await
         .unwrap();
     let url = format!("wss://localhost:{}/v1", relay.local_addr().port());
-    let (ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-    let mut c = Client::new(ws);
+    let mut c = Client::over(&url, tls).await.unwrap();
     let bob = Device::new("bob", 1, 2);
     c.register(&bob).await.unwrap();
     assert!(c.drain().await.is_empty());
 
     // A plain connection to the TLS port fails; the relay serves on.
-    let url = format!("ws://{}/v1", relay.local_addr());
     assert!(
-        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        tokio::time::timeout(WAIT, TcpClient::try_connect(relay.local_addr()))
             .await
             .unwrap()
             .is_err()

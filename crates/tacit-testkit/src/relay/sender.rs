@@ -1,51 +1,27 @@
-//! Talking to a relay outside `tacit-client`: one request a connection, and
-//! a device whose every message a test scripts.
+//! One request a connection, and a device whose every message a test
+//! scripts.
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
 use rand_core::OsRng;
 use tacit::envelope::{Content, ContentKind};
 use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::session::{Account, SessionConfig, SessionManager};
 use tacit::store::InMemoryStore;
 use tacit::Address;
-use tacit_relay_proto::{
-    ClientFrame, ErrorReply, FetchBundles, FetchDeviceList, Reply, Request, Response, ServerFrame,
-    Submit,
-};
-use tokio_tungstenite::tungstenite::Message;
+use tacit_relay_proto::{ErrorReply, FetchBundles, FetchDeviceList, Reply, Request, Submit};
 
-/// How long [`request`] waits for the relay's answer.
-pub const WAIT: Duration = Duration::from_secs(15);
+use super::client::{Client, WAIT};
 
 /// Sends `request` over a new connection to the relay at `url` (which
 /// never logs in) and returns the relay's answer.
 pub async fn request(url: &str, request: Request) -> Result<Reply, ErrorReply> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
         .await
+        .expect("the relay accepts a connection in time")
         .expect("the relay accepts a connection");
-    let frame = ClientFrame {
-        request_id: 1,
-        request,
-    };
-    ws.send(Message::binary(frame.encode()))
-        .await
-        .expect("the request is sent");
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("the relay answers in time")
-            .expect("the connection stays open")
-            .expect("a frame");
-        if let Message::Binary(b) = message {
-            let frame = ServerFrame::decode(&b).expect("a server frame");
-            if let ServerFrame::Response(Response { result, .. }) = frame {
-                let _ = ws.close(None).await;
-                return result;
-            }
-        }
-    }
+    let mut client = Client::new(ws);
+    let answer = client.request(request).await;
+    client.close().await;
+    answer
 }
 
 /// A device that is not a `tacit-client`: a session manager over an
