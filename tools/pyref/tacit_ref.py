@@ -1940,6 +1940,40 @@ def decode_content(padded):
     return kind, m.get(3, 0), m[4], m.get(5, b""), pointer, unknown
 
 
+def delivery_token(unknown):
+    """Section 10, "Extension field 16": the sender's delivery token in a
+    content's unknown fields (as decode_content returns them, so already
+    checked record by record), or None. The token is recorded only if
+    exactly one record of field 16 is present, and it is of wire type 2 and
+    16 to 64 bytes; every record of field 16 counts, whatever its wire type
+    or length; anything else is no token, and the content stays valid."""
+    records = []
+    i = 0
+    while i < len(unknown):
+        key, i = _read_varint(unknown, i)
+        number, wt = key >> 3, key & 7
+        if wt == 0:
+            _, i = _read_varint(unknown, i)
+            value = None
+        elif wt == 1:
+            value, i = None, i + 8
+        elif wt == 5:
+            value, i = None, i + 4
+        elif wt == 2:
+            n, i = _read_varint(unknown, i)
+            value, i = unknown[i:i + n], i + n
+        else:
+            raise VectorError(f"unknown fields: wire type {wt} was accepted")
+        if number == 16:
+            records.append((wt, value))
+    if len(records) != 1:
+        return None
+    wt, value = records[0]
+    if wt != 2 or not 16 <= len(value) <= 64:
+        return None
+    return value
+
+
 def verify_padding_case(c):
     _keys(c, ("unpadded_len", "padded_len"), where="padding")
     n, want = _int(c["unpadded_len"], "unpadded_len"), _int(c["padded_len"], "padded_len")
@@ -1998,6 +2032,30 @@ def verify_unknown_content(c):
         raise VectorError("decodes to another content")
     kind, ts, mid, body, pointer, unknown = got
     encoded = encode_content(kind, ts, mid, body, pointer) + unknown
+    _same("re-encoded", pad_to(encoded, padded_len(len(encoded))), padded)
+
+
+def verify_delivery_token_case(c):
+    _keys(c, ("name", "padded", "expected"), where="delivery_tokens")
+    x = c["expected"]
+    _keys(x, ("kind", "unknown_fields", "delivery_token"), where="delivery_tokens expected")
+    kind = _int(x["kind"], "kind")
+    want_unknown = _hex(x["unknown_fields"], None, "unknown_fields")
+    want_token = _hex(x["delivery_token"], None, "delivery_token", nullable=True)
+    padded = _hex(c["padded"], None, "padded")
+    try:
+        got = decode_content(padded)
+    except Refused as e:
+        raise VectorError(f"the content was refused: {e}") from None
+    got_kind, ts, mid, body, pointer, unknown = got
+    if got_kind != kind:
+        raise VectorError(f"kind: expected {kind}, decoded {got_kind}")
+    _same("unknown_fields", unknown, want_unknown)
+    token = delivery_token(unknown)
+    if token != want_token:
+        show = lambda t: "none" if t is None else t.hex()
+        raise VectorError(f"delivery_token: expected {show(want_token)}, read {show(token)}")
+    encoded = encode_content(got_kind, ts, mid, body, pointer) + unknown
     _same("re-encoded", pad_to(encoded, padded_len(len(encoded))), padded)
 
 
@@ -2315,7 +2373,7 @@ def verify_invalid_sealed(c):
 
 
 ENVELOPE_LISTS = ("padding", "contents", "unknown_contents", "invalid_contents", "attachments",
-                  "invalid_attachments", "sealed", "invalid_sealed")
+                  "invalid_attachments", "sealed", "invalid_sealed", "delivery_tokens")
 
 
 def envelope_groups(doc):
@@ -2328,6 +2386,7 @@ def envelope_groups(doc):
         (doc["invalid_attachments"], verify_invalid_attachment),
         (doc["sealed"], lambda c: verify_sealed_case(c, doc["contents"])),
         (doc["invalid_sealed"], verify_invalid_sealed),
+        (doc["delivery_tokens"], verify_delivery_token_case),
     ]
 
 

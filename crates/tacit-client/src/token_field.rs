@@ -3,7 +3,7 @@
 //! keeps among a content's unknown fields and this layer reads and writes.
 
 use tacit::envelope::Content;
-use tacit_relay_proto::{DeliveryToken, MAX_DELIVERY_TOKEN_LEN, MIN_DELIVERY_TOKEN_LEN};
+use tacit_relay_proto::DeliveryToken;
 use zeroize::Zeroizing;
 
 /// The record's tag: field 16, wire type 2 (length-delimited).
@@ -26,50 +26,13 @@ pub(crate) fn attach(content: &Content, token: &DeliveryToken) -> Result<Content
 }
 
 /// The token a content carries: exactly one record of field 16, of wire
-/// type 2 and 16 to 64 bytes. Anything else (no such record, another wire
-/// type or length, a repeat) is no token; the content stays valid.
+/// type 2 and 16 to 64 bytes ([`Content::delivery_token`]). Anything else
+/// (no such record, another wire type or length, a repeat) is no token;
+/// the content stays valid.
 pub(crate) fn read(content: &Content) -> Option<DeliveryToken> {
-    let mut rest = content.unknown_fields();
-    let mut found = None;
-    while !rest.is_empty() {
-        let (key, after) = varint(rest)?;
-        let field = key >> 3;
-        let (value, after) = match key & 7 {
-            0 => (None, varint(after)?.1),
-            1 => (None, after.get(8..)?),
-            5 => (None, after.get(4..)?),
-            2 => {
-                let (len, after) = varint(after)?;
-                let len = usize::try_from(len).ok()?;
-                (Some(after.get(..len)?), after.get(len..)?)
-            }
-            _ => return None,
-        };
-        if field == 16 {
-            if found.is_some() {
-                return None;
-            }
-            let value = value?;
-            if !(MIN_DELIVERY_TOKEN_LEN..=MAX_DELIVERY_TOKEN_LEN).contains(&value.len()) {
-                return None;
-            }
-            found = Some(value);
-        }
-        rest = after;
-    }
-    found.and_then(|v| DeliveryToken::new(v).ok())
-}
-
-/// A varint and what follows it (the core checked the encoding).
-fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
+    content
+        .delivery_token()
+        .and_then(|token| DeliveryToken::new(token).ok())
 }
 
 #[cfg(test)]
@@ -97,6 +60,14 @@ mod tests {
         assert_eq!(back.body(), b"hi");
         assert_eq!(read(&back), Some(token));
         assert_eq!(read(&text()), None);
+    }
+
+    #[test]
+    fn the_core_reads_the_lengths_the_relay_takes() {
+        use tacit::envelope::content;
+        use tacit_relay_proto::{MAX_DELIVERY_TOKEN_LEN, MIN_DELIVERY_TOKEN_LEN};
+        assert_eq!(content::MIN_DELIVERY_TOKEN_LEN, MIN_DELIVERY_TOKEN_LEN);
+        assert_eq!(content::MAX_DELIVERY_TOKEN_LEN, MAX_DELIVERY_TOKEN_LEN);
     }
 
     #[test]

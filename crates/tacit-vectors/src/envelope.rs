@@ -19,6 +19,7 @@ use crate::envelope_attachments::{
 };
 use crate::envelope_contents::{self, verify_unknown_content, UnknownContent};
 use crate::envelope_session::{self, SessionInputs};
+use crate::envelope_tokens::{self, verify_delivery_token, DeliveryTokenCase};
 use crate::generate::derive;
 use crate::schema::{Hex, HexBytes, PROFILE};
 use crate::script_rng::ScriptRng;
@@ -49,6 +50,9 @@ pub struct EnvelopeFile {
     pub sealed: Vec<SealedCase>,
     /// Envelopes the recipient must refuse.
     pub invalid_sealed: Vec<InvalidSealed>,
+    /// Padded contents carrying extension field 16, delivered, with the
+    /// sender's delivery token read from them or ignored.
+    pub delivery_tokens: Vec<DeliveryTokenCase>,
 }
 
 /// One length of the padding rule.
@@ -338,6 +342,10 @@ pub fn verify_envelope(file: &EnvelopeFile) -> Vec<CaseResult> {
         .invalid_sealed
         .iter()
         .map(|entry| result(entry.name.clone(), verify_invalid_sealed(entry)));
+    let delivery_tokens = file
+        .delivery_tokens
+        .iter()
+        .map(|case| result(case.name.clone(), verify_delivery_token(case)));
     padding
         .chain(contents)
         .chain(unknown_contents)
@@ -346,6 +354,7 @@ pub fn verify_envelope(file: &EnvelopeFile) -> Vec<CaseResult> {
         .chain(invalid_attachments)
         .chain(sealed)
         .chain(invalid_sealed)
+        .chain(delivery_tokens)
         .collect()
 }
 
@@ -1209,6 +1218,7 @@ pub fn envelope_file() -> Result<EnvelopeFile, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut invalid_contents = invalid_contents(&contents[0].1)?;
     invalid_contents.extend(envelope_contents::invalid_contents()?);
+    invalid_contents.extend(envelope_tokens::invalid_delivery_tokens()?);
     let unknown_contents = envelope_contents::unknown_contents(&contents[0].1.to_bytes())?;
 
     let conversation = Conversation::new(
@@ -1258,6 +1268,7 @@ pub fn envelope_file() -> Result<EnvelopeFile, String> {
         invalid_attachments,
         sealed: sealed_cases,
         invalid_sealed: invalid,
+        delivery_tokens: envelope_tokens::delivery_tokens()?,
     })
 }
 

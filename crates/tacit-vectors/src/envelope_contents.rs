@@ -98,18 +98,20 @@ fn bytes(out: &mut Vec<u8>, number: u64, value: &[u8]) {
 
 /// The fields of a `Content`, written as given (nothing checked).
 #[derive(Clone)]
-struct Raw {
-    version: u64,
-    kind: u64,
-    timestamp: u64,
-    message_id: Vec<u8>,
-    body: Vec<u8>,
-    pointer: Option<Vec<u8>>,
-    extra: Vec<u8>,
+pub(crate) struct Raw {
+    pub(crate) version: u64,
+    pub(crate) kind: u64,
+    pub(crate) timestamp: u64,
+    pub(crate) message_id: Vec<u8>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) pointer: Option<Vec<u8>>,
+    /// Records after the known fields (unknown fields, or misplaced ones).
+    pub(crate) extra: Vec<u8>,
 }
 
 impl Raw {
-    fn text(label: &str) -> Self {
+    /// A text content whose message id is derived from `label`.
+    pub(crate) fn text(label: &str) -> Self {
         Self {
             version: 1,
             kind: 1,
@@ -121,7 +123,8 @@ impl Raw {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The fields in order, then `extra`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         uint(&mut out, 1, self.version);
         uint(&mut out, 2, self.kind);
@@ -137,7 +140,8 @@ impl Raw {
         out
     }
 
-    fn padded(&self) -> Result<Vec<u8>, String> {
+    /// [`Raw::encode`], padded.
+    pub(crate) fn padded(&self) -> Result<Vec<u8>, String> {
         padding::pad(&self.encode()).map_err(|e| e.to_string())
     }
 }

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod envelope_attachments;
 pub mod envelope_contents;
 pub mod envelope_session;
+pub mod envelope_tokens;
 pub mod generate;
 pub mod group;
 pub mod group_gen;

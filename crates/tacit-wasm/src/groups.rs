@@ -21,9 +21,10 @@ use rand_core::OsRng;
 use tacit::envelope::{Content, ContentKind};
 use tacit::error::GroupStateError;
 use tacit::group::{
-    multi, Applied, ChainConfig, Group, GroupChange, GroupControl, GroupId, GroupMember,
-    GroupMessage, GroupSigner, InboundChain, OutboundChain, Role, SenderChainDistribution,
-    SessionControlBody, SignedGroupState,
+    apply_states, chain_state, check_states_sender, held_state, multi, ChainConfig, ChainRefusal,
+    ControlSender, Group, GroupChange, GroupControl, GroupId, GroupMember, GroupMessage,
+    GroupSigner, InboundChain, OutboundChain, Role, SenderChainDistribution, SessionControlBody,
+    SignedGroupState, StatesRefusal,
 };
 use tacit::identity::{DeviceList, UserKey};
 use tacit::keys::IdentityKey;
@@ -605,60 +606,41 @@ fn accept_states(
     let Some(new) = states.last() else {
         return Ok(Err(Error::new("group-state", "no state")));
     };
-    if new.signer() != &received.sender || new.signer_identity() != &received.sender_identity {
-        return Ok(Err(about(
-            Error::new(
-                "group-not-from-signer",
-                "a group state not sent by the device that signed it",
-            ),
-            received.sender.user_id(),
-        )));
-    }
     let id = new.state().group_id().to_bytes();
     let existing = load(m, &id)?;
-    let parent_state = match states {
-        [parent, _] => Some(parent.state().clone()),
-        _ => new.state().parent().and_then(|p| {
-            existing
-                .as_ref()
-                .and_then(|g| held_state(g, &p.to_bytes()))
-                .map(|s| s.state().clone())
-        }),
+    let sender = ControlSender {
+        address: &received.sender,
+        identity: &received.sender_identity,
+        user_key: &received.sender_user_key,
     };
-    // The signer's user key as the state lists it (as the parent does, when
-    // the signer left) must be the trusted one.
-    let signer_user = new.signer().user_id();
-    let listed = new
-        .state()
-        .member(signer_user)
-        .or_else(|| parent_state.as_ref().and_then(|p| p.member(signer_user)))
-        .map(|m| m.user_key);
-    if listed != Some(received.sender_user_key) {
-        return Ok(Err(about(
-            Error::new(
-                "group-user-key",
-                "the state lists another user key for its signer than the trusted one",
-            ),
-            signer_user,
-        )));
+    match check_states_sender(states, existing.as_ref(), sender) {
+        Ok(_) => {}
+        Err(StatesRefusal::NotFromSigner) => {
+            return Ok(Err(about(
+                Error::new(
+                    "group-not-from-signer",
+                    "a group state not sent by the device that signed it",
+                ),
+                received.sender.user_id(),
+            )))
+        }
+        Err(StatesRefusal::UserKeyMismatch) => {
+            return Ok(Err(about(
+                Error::new(
+                    "group-user-key",
+                    "the state lists another user key for its signer than the trusted one",
+                ),
+                new.signer().user_id(),
+            )))
+        }
+        Err(other) => return Ok(Err(Error::new("group-state", other.to_string()))),
     }
     let group = match existing {
-        Some(mut group) => {
-            // A state that lost to the current one is kept as history.
-            let mut taken = false;
-            for state in states {
-                match group.apply(state) {
-                    Ok(Applied::Advanced | Applied::SwitchedToWinner { .. })
-                    | Ok(Applied::Lost { .. }) => taken = true,
-                    Err(GroupStateError::AlreadyApplied) => {}
-                    Err(e) => return Ok(Err(state_error(e))),
-                }
-            }
-            if !taken {
-                return Ok(Err(state_error(GroupStateError::AlreadyApplied)));
-            }
-            group
-        }
+        // A state that lost to the current one counts as taken.
+        Some(group) => match apply_states(group, states) {
+            Ok((group, _lost)) => group,
+            Err(e) => return Ok(Err(state_error(e))),
+        },
         None => {
             let own_key = *own_list(m)?.user_key();
             match Group::join(
@@ -674,14 +656,6 @@ fn accept_states(
         }
     };
     Ok(Ok(group))
-}
-
-/// The state of `group`'s history whose hash is `hash`.
-fn held_state<'a>(group: &'a Group, hash: &[u8; 32]) -> Option<&'a SignedGroupState> {
-    group
-        .history()
-        .iter()
-        .find(|s| &s.hash().to_bytes() == hash)
 }
 
 /// Stores a sender chain from a member of the state it names; `Ok(false)`
@@ -703,32 +677,38 @@ fn accept_chain(
             None => return refuse("unknown-group", "a sender chain of an unknown group"),
         },
     };
-    let current = group.current().hash().to_bytes();
-    let parent = group.state().parent().map(|h| h.to_bytes());
-    let state = if chain.state_hash() == &current {
-        group.state()
-    } else if Some(*chain.state_hash()) == parent && group.state().member(user).is_some() {
-        match held_state(&group, chain.state_hash()) {
-            Some(s) => s.state(),
-            None => return refuse("unknown-group", "a sender chain of an unknown state"),
+    let local = m.local_address().user_id();
+    let checked = chain_state(
+        &group,
+        chain.state_hash(),
+        local,
+        &received.sender,
+        &received.sender_user_key,
+    );
+    match checked {
+        Ok(_) => {}
+        Err(ChainRefusal::ParentNotHeld) => {
+            return refuse("unknown-group", "a sender chain of an unknown state")
         }
-    } else {
-        return refuse("unknown-group", "a sender chain of a state no longer taken");
-    };
-    if state.member(m.local_address().user_id()).is_none() {
-        return refuse(
-            "not-group-member",
-            "a sender chain of a state without this user",
-        );
-    }
-    let Some(member) = state.member(user) else {
-        return refuse("not-group-member", "a sender chain from a non-member");
-    };
-    if member.user_key != received.sender_user_key {
-        return refuse(
-            "group-user-key",
-            "a sender chain from a user key the state does not list",
-        );
+        Err(ChainRefusal::NotRecent | ChainRefusal::SenderLeft) => {
+            return refuse("unknown-group", "a sender chain of a state no longer taken")
+        }
+        Err(ChainRefusal::LocalNotMember) => {
+            return refuse(
+                "not-group-member",
+                "a sender chain of a state without this user",
+            )
+        }
+        Err(ChainRefusal::NotMember) => {
+            return refuse("not-group-member", "a sender chain from a non-member")
+        }
+        Err(ChainRefusal::UserKeyMismatch) => {
+            return refuse(
+                "group-user-key",
+                "a sender chain from a user key the state does not list",
+            )
+        }
+        Err(other) => return refuse("group-chain-refused", &other.to_string()),
     }
     let key = in_key(&id, &chain.signing_key().to_bytes());
     if m.store().group_record(GroupTable::In, &key).is_some() {

@@ -75,14 +75,6 @@ fn info(group: &Group) -> GroupInfo {
     }
 }
 
-/// The state of `group`'s history whose hash is `hash`.
-pub(super) fn held_state<'a>(group: &'a Group, hash: &[u8; 32]) -> Option<&'a SignedGroupState> {
-    group
-        .history()
-        .iter()
-        .find(|s| &s.hash().to_bytes() == hash)
-}
-
 /// The errors that end a connected period, copied for the outcome.
 fn transport_copy(error: &ClientError) -> Option<ClientError> {
     match error {

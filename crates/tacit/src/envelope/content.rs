@@ -33,6 +33,13 @@ pub const MAX_ATTACHMENT_ID_LEN: usize = 64;
 pub const MAX_CONTENT_TYPE_LEN: usize = 128;
 /// Length of an attachment digest (SHA-256).
 pub const DIGEST_LEN: usize = 32;
+/// The extension field that carries the sender's delivery token
+/// (`docs/PROTOCOL.md` section 10, "Extension field 16").
+pub const DELIVERY_TOKEN_FIELD: u32 = 16;
+/// The shortest delivery token field 16 carries.
+pub const MIN_DELIVERY_TOKEN_LEN: usize = 16;
+/// The longest delivery token field 16 carries.
+pub const MAX_DELIVERY_TOKEN_LEN: usize = 64;
 
 /// What a [`Content`] is. The body's meaning depends on the kind; see
 /// `docs/PROTOCOL.md` (section 10).
@@ -341,6 +348,18 @@ impl Content {
     /// See [`unknown_fields`].
     pub fn unknown_fields(&self) -> &[u8] {
         &self.unknown_fields
+    }
+
+    /// The sender's delivery token (extension field 16): the value of the
+    /// only record of field [`DELIVERY_TOKEN_FIELD`] among the unknown
+    /// fields, if it is of wire type 2 and [`MIN_DELIVERY_TOKEN_LEN`] to
+    /// [`MAX_DELIVERY_TOKEN_LEN`] bytes. No such record, another wire type
+    /// or length, or a repeat is `None`: the content stays valid whatever
+    /// the field holds. The token is a secret of its sender's mailbox.
+    pub fn delivery_token(&self) -> Option<&[u8]> {
+        unknown_fields::only_bytes_field(&self.unknown_fields, DELIVERY_TOKEN_FIELD).filter(
+            |token| (MIN_DELIVERY_TOKEN_LEN..=MAX_DELIVERY_TOKEN_LEN).contains(&token.len()),
+        )
     }
 
     /// The canonical encoding (unpadded): the known fields, then the

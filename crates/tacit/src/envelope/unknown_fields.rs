@@ -87,6 +87,34 @@ pub(crate) fn split(bytes: &[u8]) -> Result<usize, WireError> {
     Ok(start.unwrap_or(bytes.len()))
 }
 
+/// The value of the only record of field `number` in `unknown` (unknown
+/// fields that [`split`] accepted), if there is exactly one and it is of
+/// wire type 2; `None` otherwise.
+pub(crate) fn only_bytes_field(unknown: &[u8], number: u32) -> Option<&[u8]> {
+    let mut at = 0;
+    let mut found = None;
+    let mut count = 0usize;
+    while at < unknown.len() {
+        let tag = varint(unknown, &mut at).ok()?;
+        let start = at;
+        skip_value(unknown, &mut at, tag & 7).ok()?;
+        if tag >> 3 == u64::from(number) {
+            count += 1;
+            if tag & 7 == 2 {
+                // The value is what follows its length.
+                let mut value_at = start;
+                varint(unknown, &mut value_at).ok()?;
+                found = unknown.get(value_at..at);
+            }
+        }
+    }
+    if count == 1 {
+        found
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +158,22 @@ mod tests {
         for (i, (bytes, error)) in cases.iter().enumerate() {
             assert_eq!(split(bytes).as_ref(), Err(error), "case {i}");
         }
+    }
+
+    #[test]
+    fn finds_the_only_bytes_record_of_a_field() {
+        // Field 7 varint, field 16 bytes "ab", field 17 bytes "c".
+        let bytes = [0x38, 0x00, 0x82, 0x01, 2, b'a', b'b', 0x8a, 0x01, 1, b'c'];
+        assert_eq!(only_bytes_field(&bytes, 16), Some(&b"ab"[..]));
+        assert_eq!(only_bytes_field(&bytes, 17), Some(&b"c"[..]));
+        assert_eq!(only_bytes_field(&bytes, 7), None, "not of wire type 2");
+        assert_eq!(only_bytes_field(&bytes, 8), None, "absent");
+        // Twice: neither is taken.
+        let twice = [0x82, 0x01, 1, b'a', 0x82, 0x01, 1, b'b'];
+        assert_eq!(only_bytes_field(&twice, 16), None);
+        // Once as bytes and once as a varint: a repeat too.
+        let mixed = [0x80, 0x01, 5, 0x82, 0x01, 1, b'b'];
+        assert_eq!(only_bytes_field(&mixed, 16), None);
+        assert_eq!(only_bytes_field(&[0x82, 0x01, 0], 16), Some(&b""[..]));
     }
 }

@@ -38,6 +38,7 @@
 //! group message for every recipient device, with a 32-byte part per
 //! device, uploaded once and fanned out by the relay.
 
+mod accept;
 mod chain;
 mod chain_proto;
 mod chain_record;
@@ -52,6 +53,10 @@ mod record;
 mod signed;
 mod state;
 
+pub use accept::{
+    apply_states, chain_state, check_states_sender, held_state, ChainRefusal, ControlSender,
+    StatesRefusal,
+};
 pub use chain::{
     ChainConfig, InboundChain, InboundChains, OutboundChain, CHAIN_RECORD_VERSION,
     MAX_STORED_CHAIN_KEYS,

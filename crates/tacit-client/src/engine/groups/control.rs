@@ -2,10 +2,10 @@
 //! "Groups"): states from their signer under the trusted user key, sender
 //! chains from members of their state; receipts for group messages.
 
-use tacit::error::GroupStateError;
 use tacit::group::{
-    Applied, ChainConfig, Group, GroupState, InboundChain, Role, SenderChainDistribution,
-    SessionControlBody, SignedGroupState,
+    apply_states, chain_state, check_states_sender, ChainConfig, ChainRefusal, ControlSender,
+    Group, GroupState, InboundChain, Role, SenderChainDistribution, SessionControlBody,
+    SignedGroupState, StatesRefusal,
 };
 use tacit::session::Received;
 use tacit::Address;
@@ -13,8 +13,6 @@ use tacit::Address;
 use crate::engine::Engine;
 use crate::store::{InboundRecord, Writes};
 use crate::{ClientError, Event, GroupRefusal, MessageId, Status};
-
-use super::held_state;
 
 /// A change for display: what `new` changed from `parent`.
 fn describe(parent: Option<&GroupState>, new: &GroupState, signer: &str) -> String {
@@ -54,6 +52,15 @@ fn describe(parent: Option<&GroupState>, new: &GroupState, signer: &str) -> Stri
         "changed".into()
     } else {
         parts.join(", ")
+    }
+}
+
+/// The pairwise sender of `received`, for the core's acceptance rules.
+fn control_sender(received: &Received) -> ControlSender<'_> {
+    ControlSender {
+        address: &received.sender,
+        identity: &received.sender_identity,
+        user_key: &received.sender_user_key,
     }
 }
 
@@ -118,7 +125,9 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Applies (or joins with) `states` from their signer device.
+    /// Applies (or joins with) `states` from their signer device, under
+    /// the core's rules (`tacit::group::check_states_sender`,
+    /// `apply_states`).
     fn accept_states(
         &self,
         received: &Received,
@@ -128,52 +137,33 @@ impl Engine {
         let Some(new) = states.last() else {
             return Ok(Err(GroupRefusal::Malformed("no state".into())));
         };
-        if new.signer() != &received.sender || new.signer_identity() != &received.sender_identity {
-            return Ok(Err(GroupRefusal::NotFromSigner {
-                sender: received.sender.clone(),
-            }));
-        }
         let id = new.state().group_id().to_bytes();
         let existing = self.manager.store().group(&id)?;
-        let parent_state: Option<GroupState> = match states {
-            [parent, _] => Some(parent.state().clone()),
-            _ => new.state().parent().and_then(|p| {
-                existing
-                    .as_ref()
-                    .and_then(|g| held_state(g, &p.to_bytes()))
-                    .map(|s| s.state().clone())
-            }),
-        };
-        // The signer's user key as the state lists it (as the parent does,
-        // when the signer left) must be the trusted one.
         let signer_user = new.signer().user_id();
-        let listed = new
-            .state()
-            .member(signer_user)
-            .or_else(|| parent_state.as_ref().and_then(|p| p.member(signer_user)))
-            .map(|m| m.user_key);
-        if listed != Some(received.sender_user_key) {
-            return Ok(Err(GroupRefusal::UserKeyMismatch {
-                user_id: signer_user.to_owned(),
-            }));
-        }
+        let parent_state =
+            match check_states_sender(states, existing.as_ref(), control_sender(received)) {
+                Ok(parent) => parent,
+                Err(StatesRefusal::UserKeyMismatch) => {
+                    return Ok(Err(GroupRefusal::UserKeyMismatch {
+                        user_id: signer_user.to_owned(),
+                    }))
+                }
+                Err(StatesRefusal::NotFromSigner) => {
+                    return Ok(Err(GroupRefusal::NotFromSigner {
+                        sender: received.sender.clone(),
+                    }))
+                }
+                Err(other) => return Ok(Err(GroupRefusal::Malformed(other.to_string()))),
+            };
         let mut lost = false;
         let group = match existing {
-            Some(mut group) => {
-                let mut changed = false;
-                for state in states {
-                    match group.apply(state) {
-                        Ok(Applied::Advanced | Applied::SwitchedToWinner { .. }) => changed = true,
-                        Ok(Applied::Lost { .. }) => lost = true,
-                        Err(GroupStateError::AlreadyApplied) => {}
-                        Err(e) => return Ok(Err(GroupRefusal::State(e))),
-                    }
+            Some(group) => match apply_states(group, states) {
+                Ok((group, was_lost)) => {
+                    lost = was_lost;
+                    group
                 }
-                if !changed && !lost {
-                    return Ok(Err(GroupRefusal::State(GroupStateError::AlreadyApplied)));
-                }
-                group
-            }
+                Err(e) => return Ok(Err(GroupRefusal::State(e))),
+            },
             None => {
                 let own_key = *self.stored_own_list()?.user_key();
                 let local = self.manager.local_address().user_id();
@@ -230,35 +220,21 @@ impl Engine {
             },
         };
         let user = received.sender.user_id();
-        let current = group.current().hash().to_bytes();
-        let parent = group.state().parent().map(|h| h.to_bytes());
-        let state = if chain.state_hash() == &current {
-            group.state()
-        } else if Some(*chain.state_hash()) == parent {
-            if group.state().member(user).is_none() {
-                return Ok(Err(GroupRefusal::NotMember {
-                    user_id: user.to_owned(),
-                }));
-            }
-            match held_state(&group, chain.state_hash()) {
-                Some(s) => s.state(),
-                None => return Ok(Err(GroupRefusal::UnknownState)),
-            }
-        } else {
-            return Ok(Err(GroupRefusal::UnknownState));
-        };
         let local = self.manager.local_address().user_id();
-        if state.member(local).is_none() {
-            return Ok(Err(GroupRefusal::UnknownState));
-        }
-        let Some(member) = state.member(user) else {
-            return Ok(Err(GroupRefusal::NotMember {
-                user_id: user.to_owned(),
-            }));
-        };
-        if member.user_key != received.sender_user_key {
-            return Ok(Err(GroupRefusal::UserKeyMismatch {
-                user_id: user.to_owned(),
+        if let Err(refusal) = chain_state(
+            &group,
+            chain.state_hash(),
+            local,
+            &received.sender,
+            &received.sender_user_key,
+        ) {
+            let user_id = user.to_owned();
+            return Ok(Err(match refusal {
+                ChainRefusal::SenderLeft | ChainRefusal::NotMember => {
+                    GroupRefusal::NotMember { user_id }
+                }
+                ChainRefusal::UserKeyMismatch => GroupRefusal::UserKeyMismatch { user_id },
+                _ => GroupRefusal::UnknownState,
             }));
         }
         let signing_key = chain.signing_key().to_bytes();

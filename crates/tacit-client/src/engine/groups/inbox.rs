@@ -3,7 +3,7 @@
 //! with a typed reason when they cannot be read.
 
 use tacit::envelope::{Content, ContentKind};
-use tacit::group::{multi, Group, GroupMessage};
+use tacit::group::{held_state, multi, Group, GroupMessage};
 
 use crate::engine::Engine;
 use crate::store::{content_key, envelope_digest, InboundRecord, PendingGroupMessage, Writes};
@@ -11,8 +11,6 @@ use crate::{
     now_ms, ClientError, Direction, Event, GroupHistoryEntry, GroupRefusal, IncomingGroupMessage,
     MessageId, Status,
 };
-
-use super::held_state;
 
 /// The most group envelopes held waiting for their chain (the oldest is
 /// dropped first).
