@@ -7,6 +7,8 @@
 //! (so the commit is on disk when it returns), and only then answers each
 //! command. An answer of success therefore means durable.
 
+#[cfg(test)]
+mod ack_tests;
 mod apply;
 mod checkpoint;
 mod readers;
