@@ -11,6 +11,8 @@
 mod ack_tests;
 mod apply;
 mod checkpoint;
+#[cfg(test)]
+mod read_tests;
 mod readers;
 #[cfg(test)]
 mod tests;
