@@ -216,6 +216,12 @@ pub(crate) fn start_writer(
     let checkpointer = match database {
         Database::Sqlite(_) => {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let _limit: i64 = conn.pragma_update_and_check(
+                None,
+                "journal_size_limit",
+                checkpoint::JOURNAL_SIZE_LIMIT,
+                |r| r.get(0),
+            )?;
             Some(checkpoint::Checkpointer::start(
                 database,
                 limits.unsafe_no_fsync,
