@@ -105,6 +105,16 @@ impl Checkpointer {
     }
 }
 
+/// Sets the writer's connection up for this thread: no checkpoints of its
+/// own (`wal_autocheckpoint=0`), and its log file cut back to
+/// [`JOURNAL_SIZE_LIMIT`] whenever the log restarts.
+pub(super) fn set_up_writer(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let _limit: i64 =
+        conn.pragma_update_and_check(None, "journal_size_limit", JOURNAL_SIZE_LIMIT, |r| r.get(0))?;
+    Ok(())
+}
+
 /// A `PASSIVE` checkpoint, then, if the log has grown past
 /// [`RESTART_FRAMES`], a `RESTART` one; answers the log's frames after it
 /// as `(frames in the log, frames copied)`.

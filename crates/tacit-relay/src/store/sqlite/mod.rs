@@ -215,13 +215,7 @@ pub(crate) fn start_writer(
     let conn = open_writer(database, &limits)?;
     let checkpointer = match database {
         Database::Sqlite(_) => {
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            let _limit: i64 = conn.pragma_update_and_check(
-                None,
-                "journal_size_limit",
-                checkpoint::JOURNAL_SIZE_LIMIT,
-                |r| r.get(0),
-            )?;
+            checkpoint::set_up_writer(&conn)?;
             Some(checkpoint::Checkpointer::start(
                 database,
                 limits.unsafe_no_fsync,

@@ -53,31 +53,28 @@ fn the_backlog_read_walks_the_mailbox_index_without_sorting() {
 fn the_log_file_is_cut_back_when_a_checkpoint_restarts_it() {
     let (dir, database) = database();
     let conn = open(&database, false).unwrap();
-    // As the writer sets its connection up.
-    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-    let _: i64 = conn
-        .pragma_update_and_check(
-            None,
-            "journal_size_limit",
-            checkpoint::JOURNAL_SIZE_LIMIT,
-            |r| r.get(0),
-        )
-        .unwrap();
+    checkpoint::set_up_writer(&conn).unwrap();
     let checkpointer = Connection::open(dir.path().join("relay.db")).unwrap();
     let wal = dir.path().join("relay.db-wal");
     let wal_len = || std::fs::metadata(&wal).unwrap().len();
-    // More than RESTART_FRAMES pages of log, in many commits.
+    // More than RESTART_FRAMES pages of log, in a few commits.
     let blob = vec![7u8; 3000];
-    for i in 0..3000i64 {
-        conn.execute(
-            "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope) VALUES ('bob', 1, ?1, 0, ?2)",
-            params![i, blob],
-        )
-        .unwrap();
+    for commit in 0..3i64 {
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..1000i64 {
+            conn.execute(
+                "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope) VALUES ('bob', 1, ?1, 0, ?2)",
+                params![commit * 1000 + i, blob],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
     }
     let limit = u64::try_from(checkpoint::JOURNAL_SIZE_LIMIT).unwrap();
     assert!(wal_len() > limit, "{}", wal_len());
     let (frames, copied) = checkpoint::checkpoint(&checkpointer).unwrap();
+    // Past RESTART_FRAMES: the restarting checkpoint ran, and copied all.
+    assert!(frames > checkpoint::RESTART_FRAMES, "{frames}");
     assert_eq!(frames, copied);
     // The next commit starts the log again and cuts its file back.
     conn.execute("DELETE FROM messages WHERE server_ms < 10", [])
