@@ -665,14 +665,25 @@ pub(crate) fn insert_envelope(
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
+/// Deletes the acknowledged messages and takes their count and bytes off
+/// the mailbox's counters; an id that is not in the mailbox (or is given
+/// twice) refuses the whole ack.
+///
+/// Each id is one rowid lookup (its envelope's length, from the record
+/// header, without reading the envelope) and one delete by rowid. A
+/// `DELETE ... RETURNING` here made SQLite build and drop a temporary
+/// table for every id, about as costly as the rest of the ack (callgrind:
+/// 29k instructions per acknowledged id with it, 14.5k without); with
+/// one writer, that bounded the drain.
 fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
     let (user, device) = (address.user_id(), address.device_id());
     let mut removed = 0u32;
     let mut bytes = 0u64;
     {
-        let mut delete = t.prepare_cached(
-            "DELETE FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3 RETURNING length(envelope)",
+        let mut length = t.prepare_cached(
+            "SELECT length(envelope) FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3",
         )?;
+        let mut delete = t.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
         for &id in ids {
             let Ok(id) = i64::try_from(id) else {
                 return Ok(refuse(
@@ -680,7 +691,7 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
                     format!("message {id} is not in this mailbox"),
                 ));
             };
-            let Some(len) = delete
+            let Some(len) = length
                 .query_row(params![id, user, device], |r| r.get::<_, u64>(0))
                 .optional()?
             else {
@@ -689,6 +700,7 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
                     format!("message {id} is not in this mailbox; nothing was deleted"),
                 ));
             };
+            delete.execute(params![id])?;
             bytes += len;
             removed += 1;
         }

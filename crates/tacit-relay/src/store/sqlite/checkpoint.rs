@@ -10,6 +10,16 @@
 //! before (each is synced to the log with `synchronous=FULL` before it is
 //! answered); what moves is only when the log is copied into the database.
 //! The log is reused from its start once a checkpoint has copied all of it.
+//!
+//! Under a steady load a `PASSIVE` checkpoint rarely copies all of the log:
+//! the writer commits more frames while it runs, so the log would never be
+//! reused and would grow without bound. Once the log holds more than
+//! [`RESTART_FRAMES`], the thread follows its passive checkpoint with a
+//! `RESTART` one, which waits for the writer's current transaction, copies
+//! the few frames committed since, and makes the writer start the log
+//! again from its beginning. That holds commits up only for that remainder
+//! and one sync of the database file. The writer's `journal_size_limit`
+//! ([`JOURNAL_SIZE_LIMIT`]) then cuts the file back when the log restarts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -24,6 +34,11 @@ const TICK: Duration = Duration::from_millis(100);
 const DUE_BYTES: u64 = 4 * 1024 * 1024;
 /// The longest a written log waits for a checkpoint.
 const DUE_AFTER: Duration = Duration::from_secs(5);
+/// Past this many frames in the log, a checkpoint restarts it.
+pub(super) const RESTART_FRAMES: i64 = 2_000;
+/// The size, in bytes, the writer cuts the log file back to when the log
+/// restarts (SQLite's `journal_size_limit`).
+pub(super) const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
 /// The checkpointing thread; it ends when this is dropped or joined.
 pub(super) struct Checkpointer {
@@ -59,8 +74,7 @@ impl Checkpointer {
                     }
                     seen.fetch_sub(pending, Ordering::Relaxed);
                     last = Instant::now();
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                    if let Err(error) = done {
+                    if let Err(error) = checkpoint(&conn) {
                         tracing::warn!(%error, "checkpoint failed");
                     }
                 }
@@ -89,6 +103,32 @@ impl Checkpointer {
             let _ = thread.join();
         }
     }
+}
+
+/// Sets the writer's connection up for this thread: no checkpoints of its
+/// own (`wal_autocheckpoint=0`), and its log file cut back to
+/// [`JOURNAL_SIZE_LIMIT`] whenever the log restarts.
+pub(super) fn set_up_writer(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let _limit: i64 =
+        conn.pragma_update_and_check(None, "journal_size_limit", JOURNAL_SIZE_LIMIT, |r| r.get(0))?;
+    Ok(())
+}
+
+/// A `PASSIVE` checkpoint, then, if the log has grown past
+/// [`RESTART_FRAMES`], a `RESTART` one; answers the log's frames after it
+/// as `(frames in the log, frames copied)`.
+pub(super) fn checkpoint(conn: &rusqlite::Connection) -> Result<(i64, i64), rusqlite::Error> {
+    let passive = run(conn, "PRAGMA wal_checkpoint(PASSIVE)")?;
+    if passive.0 <= RESTART_FRAMES {
+        return Ok(passive);
+    }
+    run(conn, "PRAGMA wal_checkpoint(RESTART)")
+}
+
+/// Runs one `wal_checkpoint` pragma: `(frames in the log, frames copied)`.
+fn run(conn: &rusqlite::Connection, sql: &str) -> Result<(i64, i64), rusqlite::Error> {
+    conn.query_row(sql, [], |r| Ok((r.get(1)?, r.get(2)?)))
 }
 
 impl Drop for Checkpointer {

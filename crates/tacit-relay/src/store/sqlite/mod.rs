@@ -7,8 +7,12 @@
 //! (so the commit is on disk when it returns), and only then answers each
 //! command. An answer of success therefore means durable.
 
+#[cfg(test)]
+mod ack_tests;
 mod apply;
 mod checkpoint;
+#[cfg(test)]
+mod read_tests;
 mod readers;
 #[cfg(test)]
 mod tests;
@@ -211,7 +215,7 @@ pub(crate) fn start_writer(
     let conn = open_writer(database, &limits)?;
     let checkpointer = match database {
         Database::Sqlite(_) => {
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            checkpoint::set_up_writer(&conn)?;
             Some(checkpoint::Checkpointer::start(
                 database,
                 limits.unsafe_no_fsync,

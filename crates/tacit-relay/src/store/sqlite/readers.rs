@@ -12,6 +12,13 @@ use super::{internal, open};
 use crate::kem;
 use crate::store::{refuse, Database, DeviceInfo, Outcome, QueueStats, StoreError, StoredMessage};
 
+/// A device's unexpired messages after an id, in id order: the backlog a
+/// connection pushes, read a page at a time (see
+/// [`Readers::messages_after`]).
+pub(super) const MESSAGES_AFTER: &str = "SELECT id, server_ms, envelope, kind FROM messages
+     WHERE user_id = ?1 AND device_id = ?2 AND id > ?3 AND expires_ms > ?4
+     ORDER BY id";
+
 /// Read-only connections, used from blocking tasks.
 #[derive(Debug, Clone)]
 pub(crate) struct Readers {
@@ -106,6 +113,13 @@ impl Readers {
         .await
     }
 
+    /// Up to `limit` of the device's unexpired messages after `after`, in
+    /// id order.
+    ///
+    /// The limit is applied by stepping the statement `limit` times, not
+    /// by a bound `LIMIT ?`: SQLite plans with the value bound to a
+    /// `LIMIT` parameter and so prepares such a statement again after
+    /// every new binding, which cost more than the read itself.
     pub(crate) async fn messages_after(
         &self,
         address: &Address,
@@ -115,14 +129,9 @@ impl Readers {
     ) -> Outcome<Vec<StoredMessage>> {
         let (user, device) = (address.user_id().to_owned(), address.device_id());
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, server_ms, envelope, kind FROM messages
-                 WHERE user_id = ?1 AND device_id = ?2 AND id > ?3 AND expires_ms > ?4
-                 ORDER BY id LIMIT ?5",
-            )?;
-            let rows = stmt.query_map(params![user, device, after, now_ms, limit], |r| {
+            let mut stmt = c.prepare_cached(MESSAGES_AFTER)?;
+            let rows = stmt.query_map(params![user, device, after, now_ms], |r| {
                 Ok(StoredMessage {
                     id: r.get(0)?,
                     server_ms: r.get(1)?,
@@ -130,7 +139,7 @@ impl Readers {
                     kind: r.get(3)?,
                 })
             })?;
-            rows.collect()
+            rows.take(limit).collect()
         })
         .await
     }

@@ -1,0 +1,83 @@
+//! Tests of how the SQLite backend's reads and checkpoints run: the
+//! backlog read is prepared once and walks the mailbox's index, and the
+//! log file is cut back once it restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rusqlite::{params, StatementStatus};
+
+use super::readers::MESSAGES_AFTER;
+use super::*;
+
+fn database() -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = Database::Sqlite(dir.path().join("relay.db"));
+    (dir, database)
+}
+
+#[test]
+fn the_backlog_read_is_not_prepared_again_for_each_page() {
+    let (_dir, database) = database();
+    drop(open(&database, false).unwrap());
+    let c = open(&database, true).unwrap();
+    let mut stmt = c.prepare_cached(MESSAGES_AFTER).unwrap();
+    for after in 0..5i64 {
+        let rows = stmt
+            .query_map(params!["bob", 1, after, 0], |r| r.get::<_, i64>(0))
+            .unwrap();
+        assert_eq!(rows.take(64).count(), 0);
+    }
+    // A bound LIMIT made SQLite prepare the statement again on every
+    // binding.
+    assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+}
+
+#[test]
+fn the_backlog_read_walks_the_mailbox_index_without_sorting() {
+    let (_dir, database) = database();
+    let c = open(&database, false).unwrap();
+    let plan: Vec<String> = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {MESSAGES_AFTER}"))
+        .unwrap()
+        .query_map(params!["bob", 1, 0, 0], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let plan = plan.join("; ");
+    // Stepping a page of rows reads only that page: no sort of the whole
+    // mailbox first.
+    assert!(plan.contains("messages_by_device"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+}
+
+#[test]
+fn the_log_file_is_cut_back_when_a_checkpoint_restarts_it() {
+    let (dir, database) = database();
+    let conn = open(&database, false).unwrap();
+    checkpoint::set_up_writer(&conn).unwrap();
+    let checkpointer = Connection::open(dir.path().join("relay.db")).unwrap();
+    let wal = dir.path().join("relay.db-wal");
+    let wal_len = || std::fs::metadata(&wal).unwrap().len();
+    // More than RESTART_FRAMES pages of log, in a few commits.
+    let blob = vec![7u8; 3000];
+    for commit in 0..3i64 {
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..1000i64 {
+            conn.execute(
+                "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope) VALUES ('bob', 1, ?1, 0, ?2)",
+                params![commit * 1000 + i, blob],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    let limit = u64::try_from(checkpoint::JOURNAL_SIZE_LIMIT).unwrap();
+    assert!(wal_len() > limit, "{}", wal_len());
+    let (frames, copied) = checkpoint::checkpoint(&checkpointer).unwrap();
+    // Past RESTART_FRAMES: the restarting checkpoint ran, and copied all.
+    assert!(frames > checkpoint::RESTART_FRAMES, "{frames}");
+    assert_eq!(frames, copied);
+    // The next commit starts the log again and cuts its file back.
+    conn.execute("DELETE FROM messages WHERE server_ms < 10", [])
+        .unwrap();
+    assert!(wal_len() <= limit, "{}", wal_len());
+}
