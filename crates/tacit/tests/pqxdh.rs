@@ -3,7 +3,7 @@
 //! and every hostile input of 15.5, 15.7 and 15.8 refused with its error
 //! and no change.
 
-use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tacit::error::{DecryptError, KemError, PqxdhError, SessionError, WireError};
 use tacit::identity::{DeviceList, UserKeyPair};
@@ -557,7 +557,7 @@ fn accounts_without_kem_prekeys_speak_v1_until_enabled() {
 /// A generator that must not be drawn from: a refusal draws nothing.
 struct MustNotDraw;
 
-impl rand_chacha::rand_core::RngCore for MustNotDraw {
+impl RngCore for MustNotDraw {
     fn next_u32(&mut self) -> u32 {
         panic!("drew randomness")
     }
@@ -567,12 +567,12 @@ impl rand_chacha::rand_core::RngCore for MustNotDraw {
     fn fill_bytes(&mut self, _: &mut [u8]) {
         panic!("drew randomness")
     }
-    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
         panic!("drew randomness")
     }
 }
 
-impl rand_chacha::rand_core::CryptoRng for MustNotDraw {}
+impl CryptoRng for MustNotDraw {}
 
 #[test]
 fn the_pqxdh_initiator_refuses_a_bundle_without_a_kem_prekey() {
