@@ -213,10 +213,10 @@ fn from_sessions(s: &mut Seeds) -> Result<(), Error> {
     )?;
     dump(&alice, s)?;
     for round in 0..3u8 {
-        let content = Content::new_with_rng(ContentKind::Text, vec![round; 5], 1, rng)?;
+        let content = Content::new(ContentKind::Text, vec![round; 5], 1, rng)?;
         let out = alice.seal_for_device(&bob_address, &content, rng)?;
         bob.open_envelope(&out.envelope, rng)?;
-        let reply = Content::new_with_rng(ContentKind::Text, vec![round; 3], 2, rng)?;
+        let reply = Content::new(ContentKind::Text, vec![round; 3], 2, rng)?;
         let back = bob.seal_for_device(alice.local_address(), &reply, rng)?;
         alice.open_envelope(&back.envelope, rng)?;
         dump(&alice, s)?;

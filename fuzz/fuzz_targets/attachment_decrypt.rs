@@ -11,7 +11,7 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use tacit::envelope::attachment::{encrypt_attachment_with_rng, CHUNK_LEN};
+use tacit::envelope::attachment::{encrypt_attachment, CHUNK_LEN};
 use tacit::envelope::{AttachmentDecryptor, AttachmentPointer};
 
 struct Real {
@@ -29,7 +29,7 @@ fn reals() -> &'static [Real] {
             .map(|len| {
                 let plaintext: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
                 let (blob, encrypted) =
-                    encrypt_attachment_with_rng(&plaintext, &mut rng).expect("encrypt");
+                    encrypt_attachment(&plaintext, &mut rng).expect("encrypt");
                 let pointer = encrypted
                     .pointer(b"id", "application/octet-stream")
                     .expect("pointer");

@@ -31,7 +31,7 @@ fn established() -> (InboundChains, Vec<Vec<u8>>) {
         );
         for i in 0..6u8 {
             let content =
-                Content::new_with_rng(ContentKind::Text, vec![i; usize::from(i) * 9], 1, &mut rng)
+                Content::new(ContentKind::Text, vec![i; usize::from(i) * 9], 1, &mut rng)
                     .expect("content");
             wires.push(sender.encrypt(&content).expect("encrypt").to_bytes());
         }

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(bundle) = PreKeyBundleMessage::from_wire(data) {
         assert_eq!(bundle.to_wire(), data, "accepted a non-canonical bundle");
-        assert_eq!(bundle.pqxdh_bundle().is_some(), bundle.version() == 2);
+        assert_eq!(bundle.bundle().kem_prekey.is_some(), bundle.version() == 2);
     }
     if let Ok(message) = PreKeyMessage::from_wire(data) {
         assert_eq!(

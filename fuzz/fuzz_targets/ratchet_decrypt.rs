@@ -27,15 +27,15 @@ fn established() -> (Ratchet, Vec<Vec<u8>>) {
     let mut bob = Ratchet::new_responder(keys(), bob_key, RatchetConfig::default());
     let mut wires = Vec::new();
     let a: Vec<EncryptedMessage> = (0..3)
-        .map(|i| alice.encrypt_with_rng(&[i; 20], &mut rng).expect("encrypt"))
+        .map(|i| alice.encrypt(&[i; 20], &mut rng).expect("encrypt"))
         .collect();
-    bob.decrypt_with_rng(&a[2], &mut rng).expect("decrypt");
-    let b = bob.encrypt_with_rng(b"reply", &mut rng).expect("encrypt");
-    alice.decrypt_with_rng(&b, &mut rng).expect("decrypt");
+    bob.decrypt(&a[2], &mut rng).expect("decrypt");
+    let b = bob.encrypt(b"reply", &mut rng).expect("encrypt");
+    alice.decrypt(&b, &mut rng).expect("decrypt");
     let next: Vec<EncryptedMessage> = (0..3)
-        .map(|i| alice.encrypt_with_rng(&[i; 7], &mut rng).expect("encrypt"))
+        .map(|i| alice.encrypt(&[i; 7], &mut rng).expect("encrypt"))
         .collect();
-    bob.decrypt_with_rng(&next[1], &mut rng).expect("decrypt");
+    bob.decrypt(&next[1], &mut rng).expect("decrypt");
     wires.extend(a.iter().map(EncryptedMessage::to_bytes));
     wires.extend(next.iter().map(EncryptedMessage::to_bytes));
     (bob, wires)
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(message) = EncryptedMessage::from_bytes(&input) else {
         return;
     };
-    if bob.decrypt_with_rng(&message, &mut rng).is_err() {
+    if bob.decrypt(&message, &mut rng).is_err() {
         assert_eq!(
             bob.to_bytes(),
             before,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use tacit::envelope::{seal_with_rng, Content, ContentKind, Sender};
+use tacit::envelope::{seal, Content, ContentKind, Sender};
 use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair, PublicKey};
 use tacit::ratchet::{Ratchet, RatchetConfig, SessionKeys};
@@ -51,7 +51,7 @@ fn fixture() -> &'static Fixture {
         .expect("initiator");
         let mut envelopes = Vec::new();
         for (i, body) in [&b"hi"[..], &[7; 300], b""].into_iter().enumerate() {
-            let content = Content::new_with_rng(
+            let content = Content::new(
                 ContentKind::Text,
                 body.to_vec(),
                 1_700_000_000_000,
@@ -59,7 +59,7 @@ fn fixture() -> &'static Fixture {
             )
             .expect("content");
             let encrypted = session
-                .encrypt_with_rng(&content.to_padded().expect("pad"), &mut rng)
+                .encrypt(&content.to_padded().expect("pad"), &mut rng)
                 .expect("encrypt");
             let message = if i == 1 {
                 SessionMessage::PreKey(Box::new(PreKeyMessage {
@@ -74,7 +74,7 @@ fn fixture() -> &'static Fixture {
                 SessionMessage::Ratchet(encrypted)
             };
             envelopes.push(
-                seal_with_rng(
+                seal(
                     &sealed_sender,
                     &recipient.public_key(),
                     &recipient_address,

@@ -42,7 +42,7 @@ fn manager(rng: &mut ChaCha20Rng, user: &str) -> SessionManager<InMemoryStore> {
 }
 
 fn content(rng: &mut ChaCha20Rng, body: &[u8]) -> Content {
-    Content::new_with_rng(ContentKind::Text, body.to_vec(), 1_700_000_000_000, rng)
+    Content::new(ContentKind::Text, body.to_vec(), 1_700_000_000_000, rng)
         .expect("content")
 }
 

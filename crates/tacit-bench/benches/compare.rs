@@ -34,10 +34,10 @@ use tacit::envelope::sealed;
 use tacit::identity::{DeviceCertificate, UserKey, UserKeyPair};
 use tacit::kem::KemKeyPair;
 use tacit::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
-use tacit::pqxdh::PqxdhBundle;
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
 use tacit::wire::SessionMessage;
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::{BundleKemPreKey, PreKeyBundle};
 use vodozemac::olm::{Account, Session, SessionConfig, SessionPickle};
 
 #[path = "compare/pq.rs"]
@@ -70,7 +70,7 @@ struct Fixture {
     /// Bob's KEM prekey and the `tacit-v2` bundle offering it (with the
     /// same X25519 keys as `bundle`).
     kem_prekey: KemKeyPair,
-    pq_bundle: PqxdhBundle,
+    pq_bundle: PreKeyBundle,
     alice_address: Address,
     bob_address: Address,
     alice_user_key: UserKey,
@@ -88,15 +88,15 @@ impl Fixture {
             signed_prekey: signed_prekey.public_key(),
             signed_prekey_signature: bob.sign_prekey(&signed_prekey.public_key()),
             one_time_prekey: Some(one_time_prekey.public_key()),
+            kem_prekey: None,
         };
         let kem_prekey = KemKeyPair::from_seed(&[0x4b; 64]);
-        let pq_bundle = PqxdhBundle {
-            identity_key: bundle.identity_key,
-            signed_prekey: bundle.signed_prekey,
-            signed_prekey_signature: bundle.signed_prekey_signature,
-            one_time_prekey: bundle.one_time_prekey,
-            kem_prekey: kem_prekey.public_key().clone(),
-            kem_prekey_signature: bob.sign_kem_prekey(kem_prekey.public_key()),
+        let pq_bundle = PreKeyBundle {
+            kem_prekey: Some(BundleKemPreKey {
+                key: kem_prekey.public_key().clone(),
+                signature: bob.sign_kem_prekey(kem_prekey.public_key()),
+            }),
+            ..bundle.clone()
         };
         let alice_address = Address::new("alice", 1).unwrap();
         let alice_user = UserKeyPair::from_seed(&[0xa5; 32]);
@@ -152,7 +152,7 @@ impl Fixture {
             rng,
         )
         .unwrap();
-        let first = alice.encrypt_with_rng(&[0x55; PLAINTEXT_LEN], rng).unwrap();
+        let first = alice.encrypt(&[0x55; PLAINTEXT_LEN], rng).unwrap();
         (alice, first)
     }
 
@@ -184,7 +184,7 @@ impl Fixture {
     ) -> Ratchet {
         let mut bob =
             Ratchet::new_responder(keys, self.signed_prekey.clone(), RatchetConfig::default());
-        black_box(bob.decrypt_with_rng(first, rng).unwrap());
+        black_box(bob.decrypt(first, rng).unwrap());
         bob
     }
 
@@ -199,10 +199,10 @@ impl Fixture {
     /// on an ordinary chain step.
     fn established(&self) -> (Ratchet, Ratchet) {
         let (mut alice, mut bob) = self.setup(&mut OsRng);
-        let reply = bob.encrypt(&[1; PLAINTEXT_LEN]).unwrap();
-        alice.decrypt(&reply).unwrap();
-        let m = alice.encrypt(&[2; PLAINTEXT_LEN]).unwrap();
-        bob.decrypt(&m).unwrap();
+        let reply = bob.encrypt(&[1; PLAINTEXT_LEN], &mut OsRng).unwrap();
+        alice.decrypt(&reply, &mut OsRng).unwrap();
+        let m = alice.encrypt(&[2; PLAINTEXT_LEN], &mut OsRng).unwrap();
+        bob.decrypt(&m, &mut OsRng).unwrap();
         (alice, bob)
     }
 }
@@ -633,8 +633,8 @@ fn tacit_chain<'a>(name: &'static str, f: &Fixture, mut rng: impl CryptoRngCore 
     let (mut alice, mut bob) = f.established();
     let plaintext = [0x42; PLAINTEXT_LEN];
     simple(name, move || {
-        let m = alice.encrypt_with_rng(&plaintext, &mut rng).unwrap();
-        bob.decrypt_with_rng(&m, &mut rng).unwrap()
+        let m = alice.encrypt(&plaintext, &mut rng).unwrap();
+        bob.decrypt(&m, &mut rng).unwrap()
     })
 }
 
@@ -649,8 +649,8 @@ fn tacit_ping_pong<'a>(
     let plaintext = [0x42; PLAINTEXT_LEN];
     simple(name, move || {
         let [sender, receiver] = &mut sides;
-        let m = sender.encrypt_with_rng(&plaintext, &mut rng).unwrap();
-        let out = receiver.decrypt_with_rng(&m, &mut rng).unwrap();
+        let m = sender.encrypt(&plaintext, &mut rng).unwrap();
+        let out = receiver.decrypt(&m, &mut rng).unwrap();
         sides.swap(0, 1);
         out
     })
@@ -660,18 +660,20 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
     // Skipping: Bob's state before 1000 lost messages, and the one after.
     let (mut alice, bob_before_skip) = f.established();
     for _ in 0..SKIPPED {
-        alice.encrypt(&[0; PLAINTEXT_LEN]).unwrap();
+        alice.encrypt(&[0; PLAINTEXT_LEN], &mut OsRng).unwrap();
     }
-    let after_skip = alice.encrypt(&[0x42; PLAINTEXT_LEN]).unwrap();
+    let after_skip = alice.encrypt(&[0x42; PLAINTEXT_LEN], &mut OsRng).unwrap();
 
     // Envelopes: one ratchet message of 256 bytes, sealed to Bob.
     let (mut alice, _) = f.established();
-    let message = SessionMessage::Ratchet(alice.encrypt(&[0x42; PLAINTEXT_LEN]).unwrap());
+    let message =
+        SessionMessage::Ratchet(alice.encrypt(&[0x42; PLAINTEXT_LEN], &mut OsRng).unwrap());
     let envelope = sealed::seal(
         &f.alice_sender(),
         &f.bob.public_key(),
         &f.bob_address,
         &message,
+        &mut OsRng,
     )
     .unwrap();
 
@@ -710,7 +712,9 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
         tacit_ping_pong(T_PING_C, f, ChaCha20Rng::seed_from_u64(3)),
         row(T_SKIP, move |n| {
             let mut bobs: Vec<Ratchet> = (0..n).map(|_| bob_before_skip.clone()).collect();
-            let elapsed = timed(n, |i| bobs[i as usize].decrypt(&after_skip).unwrap());
+            let elapsed = timed(n, |i| {
+                bobs[i as usize].decrypt(&after_skip, &mut OsRng).unwrap()
+            });
             drop(bobs);
             elapsed
         }),
@@ -731,6 +735,7 @@ fn tacit_rows(f: &Fixture) -> Vec<Row<'_>> {
                 &f.bob.public_key(),
                 &f.bob_address,
                 &message,
+                &mut OsRng,
             )
             .unwrap()
         }),
@@ -1167,18 +1172,22 @@ fn print_sizes(f: &Fixture, o: &Olm) {
         let pt = [0x42; PLAINTEXT_LEN];
         if ping_pong {
             for _ in 0..100 {
-                tb.decrypt(&ta.encrypt(&pt).unwrap()).unwrap();
-                ta.decrypt(&tb.encrypt(&pt).unwrap()).unwrap();
+                tb.decrypt(&ta.encrypt(&pt, &mut OsRng).unwrap(), &mut OsRng)
+                    .unwrap();
+                ta.decrypt(&tb.encrypt(&pt, &mut OsRng).unwrap(), &mut OsRng)
+                    .unwrap();
                 vb.decrypt(&va.encrypt(pt).unwrap()).unwrap();
                 va.decrypt(&vb.encrypt(pt).unwrap()).unwrap();
             }
         } else {
             for _ in 0..100 {
-                tb.decrypt(&ta.encrypt(&pt).unwrap()).unwrap();
+                tb.decrypt(&ta.encrypt(&pt, &mut OsRng).unwrap(), &mut OsRng)
+                    .unwrap();
                 vb.decrypt(&va.encrypt(pt).unwrap()).unwrap();
             }
             for _ in 0..100 {
-                ta.decrypt(&tb.encrypt(&pt).unwrap()).unwrap();
+                ta.decrypt(&tb.encrypt(&pt, &mut OsRng).unwrap(), &mut OsRng)
+                    .unwrap();
                 va.decrypt(&vb.encrypt(pt).unwrap()).unwrap();
             }
         }
@@ -1211,9 +1220,9 @@ fn print_skipped_sizes(f: &Fixture) {
                  deliver: &dyn Fn(u32) -> bool,
                  rng: &mut ChaCha20Rng| {
         for i in 0..count {
-            let m = from.encrypt_with_rng(&pt, rng).unwrap();
+            let m = from.encrypt(&pt, rng).unwrap();
             if deliver(i) {
-                to.decrypt_with_rng(&m, rng).unwrap();
+                to.decrypt(&m, rng).unwrap();
             }
         }
     };

@@ -112,7 +112,7 @@ type Measure = Box<dyn FnMut(u64) -> Duration>;
 /// The six measurements, named `group/library`.
 fn measurements() -> Vec<(&'static str, Measure)> {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let content = Content::new_with_rng(
+    let content = Content::new(
         ContentKind::Text,
         vec![0x61; PLAINTEXT_LEN],
         1_700_000_000_000,

@@ -28,7 +28,8 @@ use tacit::identity::{DeviceCertificate, UserKey, UserKeyPair};
 use tacit::keys::{IdentityKey, IdentityKeyPair, KeyPair};
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::SessionMessage;
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 use tacit_relay_proto::{ClientFrame, Request, Submit, SubmitGroup};
 
 const PLAINTEXT_LEN: usize = 256;
@@ -91,6 +92,7 @@ impl Recipients {
                 signed_prekey: signed_prekey.public_key(),
                 signed_prekey_signature: identity.sign_prekey(&signed_prekey.public_key()),
                 one_time_prekey: None,
+                kem_prekey: None,
             };
             let init = x3dh::initiate(&sender.identity, &bundle, rng).unwrap();
             let ratchet = Ratchet::new_initiator(
@@ -111,7 +113,7 @@ impl Recipients {
 }
 
 fn content(rng: &mut ChaCha20Rng) -> Content {
-    Content::new_with_rng(
+    Content::new(
         ContentKind::Text,
         vec![0x61; PLAINTEXT_LEN],
         1_700_000_000_000,
@@ -149,9 +151,8 @@ fn send_pairwise(
     let padded = content.to_padded().unwrap();
     let mut uploaded = 0;
     for ((address, identity), session) in recipients.devices.iter().zip(&mut recipients.sessions) {
-        let message = SessionMessage::Ratchet(session.encrypt_with_rng(&padded, rng).unwrap());
-        let envelope =
-            sealed::seal_with_rng(&sender.sealed(), identity, address, &message, rng).unwrap();
+        let message = SessionMessage::Ratchet(session.encrypt(&padded, rng).unwrap());
+        let envelope = sealed::seal(&sender.sealed(), identity, address, &message, rng).unwrap();
         let submit = Submit::new(address.clone(), envelope, None).unwrap();
         uploaded += ClientFrame {
             request_id: 1,

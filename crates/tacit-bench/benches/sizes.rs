@@ -98,7 +98,14 @@ fn setup_sizes(v2: bool) -> SetupSizes {
         user_key: &alice_user.public_key(),
         certificate: &certificate,
     };
-    let envelope = sealed::seal(&sender, &bob_identity, &bob_address, &first).unwrap();
+    let envelope = sealed::seal(
+        &sender,
+        &bob_identity,
+        &bob_address,
+        &first,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
     let initiator_record_pending = record_len(&alice, &bob_address);
 
     bob.decrypt(&alice_address, &alice_identity, &first, &mut rng)

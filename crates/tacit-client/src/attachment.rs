@@ -131,7 +131,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut encryptor = AttachmentEncryptor::new_with_rng(&mut OsRng);
+    let mut encryptor = AttachmentEncryptor::new(&mut OsRng);
     let mut input = vec![0u8; READ_LEN];
     let mut output = Vec::with_capacity(READ_LEN + 1024);
     loop {

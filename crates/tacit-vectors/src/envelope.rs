@@ -463,7 +463,7 @@ fn verify_sealed(case: &SealedCase, contents: &[ContentCase]) -> Result<(), Stri
     let certificate = DeviceCertificate::issue(&user, &sender_address, &sender.public_key());
 
     let mut rng = ScriptRng::new([case.ephemeral_private.0]);
-    let envelope = sealed::seal_with_rng(
+    let envelope = sealed::seal(
         &sealed::Sender {
             identity: &sender,
             address: &sender_address,
@@ -824,7 +824,7 @@ fn sealed_case_with(
     let recipient_pair = IdentityKeyPair::from_seed(&recipient.seed);
     let ephemeral = derive(&format!("envelope/{name}/ephemeral_private"));
     let mut rng = ScriptRng::new([ephemeral]);
-    let envelope = sealed::seal_with_rng(
+    let envelope = sealed::seal(
         &sealed::Sender {
             identity: &sender_pair,
             address: &sender.address()?,
@@ -941,7 +941,7 @@ fn chacha20poly1305_seal(
     Ok(out)
 }
 
-/// Seals an arbitrary padded inner plaintext as `sealed::seal_with_rng`
+/// Seals an arbitrary padded inner plaintext as `sealed::seal`
 /// seals a `SealedContent` (`docs/PROTOCOL.md` section 10), for contents
 /// the library no longer produces.
 fn seal_inner(

@@ -96,7 +96,7 @@ pub(crate) fn recompute(
         let padded = &case.expected.padded.0;
         rng.load_nonce(nonce.0);
         let encrypted = alice
-            .encrypt_with_rng(padded, &mut rng)
+            .encrypt(padded, &mut rng)
             .map_err(|e| format!("session: {e}"))?;
         if let Some(violation) = rng.take_violation() {
             return Err(format!("session randomness: {violation}"));
@@ -105,7 +105,7 @@ pub(crate) fn recompute(
             return Err(format!("session: message {i} drew no nonce"));
         }
         let decrypted = bob
-            .decrypt(&encrypted)
+            .decrypt(&encrypted, &mut rand_core::OsRng)
             .map_err(|e| format!("session: Bob cannot decrypt message {i}: {e}"))?;
         if decrypted.as_slice() != padded.as_slice() {
             return Err(format!("session: message {i} decrypts to other bytes"));
@@ -186,7 +186,7 @@ pub(crate) fn generate(name: &str, contents: &[(&str, &Content)]) -> Result<Sess
     for (_, content) in contents {
         let padded = content.to_padded().map_err(|e| e.to_string())?;
         alice
-            .encrypt_with_rng(&padded, &mut rng)
+            .encrypt(&padded, &mut rng)
             .map_err(|e| e.to_string())?;
     }
     let key = |draw: &Vec<u8>| <[u8; 32]>::try_from(draw.as_slice()).map(Hex);

@@ -372,9 +372,7 @@ impl Conversation {
         let (ratchet, rng) = self.side(sender);
         let header = ratchet.next_header().ok_or("sender cannot send yet")?;
         rng.nonce = Some(nonce);
-        let wire = ratchet
-            .encrypt_with_rng(plaintext, rng)
-            .map_err(|e| e.to_string())?;
+        let wire = ratchet.encrypt(plaintext, rng).map_err(|e| e.to_string())?;
         if let Some(v) = rng.violation.take() {
             return Err(v);
         }
@@ -407,9 +405,7 @@ impl Conversation {
             .sender
             .peer();
         let (ratchet, rng) = self.side(receiver);
-        let result = ratchet
-            .decrypt_with_rng(wire, rng)
-            .map_err(|e| e.to_string());
+        let result = ratchet.decrypt(wire, rng).map_err(|e| e.to_string());
         if let Some(v) = rng.violation.take() {
             return Err(v);
         }

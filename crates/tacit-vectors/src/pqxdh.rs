@@ -14,6 +14,7 @@ use tacit::pqxdh;
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::{PreKeyBundleMessage, PreKeyMessage, WireMessage};
 use tacit::x3dh;
+use tacit::PreKeyBundle;
 
 use crate::schema::{required_nullable, Hex, HexBytes};
 use crate::script_rng::ScriptRng;
@@ -192,9 +193,10 @@ fn alice_side(
     case: &PqxdhCase,
     bundle: &PreKeyBundleMessage,
 ) -> Result<(pqxdh::Initiation, PreKeyMessage), String> {
-    let pq = bundle
-        .pqxdh_bundle()
-        .ok_or("the bundle offers no KEM prekey")?;
+    let pq = bundle.bundle();
+    if pq.kem_prekey.is_none() {
+        return Err("the bundle offers no KEM prekey".into());
+    }
     let mut rng = ScriptRng::new([
         case.alice_ephemeral_private.0,
         case.kem_encapsulation_m.0,
@@ -211,7 +213,7 @@ fn alice_side(
     .map_err(|e| format!("ratchet: {e}"))?;
     rng.load_nonce(case.header_nonce.0);
     let message = ratchet
-        .encrypt_with_rng(&case.plaintext.0, &mut rng)
+        .encrypt(&case.plaintext.0, &mut rng)
         .map_err(|e| format!("encrypt: {e}"))?;
     if let Some(v) = rng.take_violation() {
         return Err(format!("initiator randomness: {v}"));
@@ -272,7 +274,7 @@ impl<'a> Responder<'a> {
         {
             return s
                 .ratchet
-                .decrypt(&m.message)
+                .decrypt(&m.message, &mut rand_core::OsRng)
                 .map_err(|_| "decrypt".to_string());
         }
         let Some((kem_id, ct)) = &m.kem else {
@@ -308,7 +310,7 @@ impl<'a> Responder<'a> {
             RatchetConfig::default(),
         );
         let plaintext = ratchet
-            .decrypt(&m.message)
+            .decrypt(&m.message, &mut rand_core::OsRng)
             .map_err(|_| "decrypt".to_string())?;
         self.consumed_opk |= opk.is_some();
         self.consumed_kem |= kem_one_time;
@@ -355,25 +357,26 @@ fn bundle_error(bytes: &[u8], alice: &IdentityKeyPair) -> Result<(), String> {
     })?;
     // Any randomness will do for a bundle that must be refused.
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-    let Some(pq) = bundle.pqxdh_bundle() else {
+    let pq = bundle.bundle();
+    if pq.kem_prekey.is_none() {
         // A version-1 bundle starts a tacit-v1 session (15.8): X3DH.
-        return x3dh::initiate(alice, &bundle.x3dh_bundle(), &mut rng)
-            .map(drop)
-            .map_err(|e| {
-                match e {
-                    X3dhError::InvalidSignature => "signature",
-                    _ => "small_order",
-                }
-                .to_string()
-            });
-    };
+        return x3dh::initiate(alice, &pq, &mut rng).map(drop).map_err(|e| {
+            match e {
+                X3dhError::InvalidSignature => "signature",
+                X3dhError::SmallOrderKey => "small_order",
+                _ => "unexpected",
+            }
+            .to_string()
+        });
+    }
     pqxdh::initiate(alice, &pq, &mut rng)
         .map(drop)
         .map_err(|e| {
             match e {
                 PqxdhError::InvalidSignature => "signature",
                 PqxdhError::InvalidKemSignature => "kem_signature",
-                _ => "small_order",
+                PqxdhError::SmallOrderKey => "small_order",
+                _ => "unexpected",
             }
             .to_string()
         })
@@ -791,8 +794,11 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
 
     // A classical first message (X3DH) made with Bob's keys.
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x7631);
-    let init =
-        x3dh::initiate(&keys.alice, &bundle.x3dh_bundle(), &mut rng).map_err(|e| e.to_string())?;
+    let classical = PreKeyBundle {
+        kem_prekey: None,
+        ..bundle.bundle()
+    };
+    let init = x3dh::initiate(&keys.alice, &classical, &mut rng).map_err(|e| e.to_string())?;
     let mut ratchet = Ratchet::new_initiator(
         init.agreement.session_keys(),
         &bundle.signed_prekey,
@@ -801,7 +807,7 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
     )
     .map_err(|e| e.to_string())?;
     let message = ratchet
-        .encrypt_with_rng(b"classical", &mut rng)
+        .encrypt(b"classical", &mut rng)
         .map_err(|e| e.to_string())?;
     let classical = PreKeyMessage {
         identity_key: keys.alice.public_key(),
@@ -850,7 +856,7 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
         // one-time KEM prekey, and no EC one-time prekey.
         let mut again = bundle.clone();
         again.one_time_prekey = None;
-        let pq = again.pqxdh_bundle().ok_or("no KEM prekey")?;
+        let pq = again.bundle();
         let init = pqxdh::initiate(&keys.alice, &pq, &mut rng).map_err(|e| e.to_string())?;
         let mut ratchet = Ratchet::new_initiator(
             init.agreement.session_keys(),
@@ -860,7 +866,7 @@ fn invalid_entries(case: &PqxdhCase) -> Result<Vec<PqxdhInvalid>, String> {
         )
         .map_err(|e| e.to_string())?;
         let message = ratchet
-            .encrypt_with_rng(b"again", &mut rng)
+            .encrypt(b"again", &mut rng)
             .map_err(|e| e.to_string())?;
         let second = PreKeyMessage {
             identity_key: keys.alice.public_key(),

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use tacit::keys::{IdentityKeyPair, KeyPair, PublicKey, Signature};
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig, DEFAULT_MAX_SKIP};
-use tacit::x3dh::{self, Initiation, PreKeyBundle};
+use tacit::x3dh::{self, Initiation};
+use tacit::PreKeyBundle;
 use tacit::X3dhError;
 
 use crate::schema::{
@@ -149,6 +150,7 @@ impl Parties {
             signed_prekey,
             signed_prekey_signature: self.signature,
             one_time_prekey: self.one_time_prekey.as_ref().map(KeyPair::public_key),
+            kem_prekey: None,
         }
     }
 
@@ -416,7 +418,7 @@ fn send(side: &mut Side, message: &crate::schema::Message) -> Result<EncryptedMe
     side.rng.load_nonce(message.header_nonce.0);
     let encrypted = side
         .ratchet
-        .encrypt_with_rng(&message.plaintext.0, &mut side.rng)
+        .encrypt(&message.plaintext.0, &mut side.rng)
         .map_err(|e| format!("encryption failed: {e}"))?;
     if let Some(violation) = side.rng.take_violation() {
         return Err(format!("sender randomness: {violation}"));
@@ -440,8 +442,8 @@ fn send(side: &mut Side, message: &crate::schema::Message) -> Result<EncryptedMe
 fn deliver(side: &mut Side, wire: &[u8], plaintext: &[u8], expect: Expect) -> Result<(), String> {
     let before = side.ratchet.to_bytes();
     let keys_before = side.rng.keys_drawn();
-    let result = EncryptedMessage::from_bytes(wire)
-        .and_then(|m| side.ratchet.decrypt_with_rng(&m, &mut side.rng));
+    let result =
+        EncryptedMessage::from_bytes(wire).and_then(|m| side.ratchet.decrypt(&m, &mut side.rng));
     if let Some(violation) = side.rng.take_violation() {
         return Err(format!("receiver randomness: {violation}"));
     }

@@ -474,7 +474,7 @@ impl Tacit {
         self.check()?;
         let kind =
             ContentKind::from_code(kind).map_err(|e| Error::new("content", e.to_string()))?;
-        let content = Content::new(kind, body, millis(timestamp_ms)?)
+        let content = Content::new(kind, body, millis(timestamp_ms)?, &mut OsRng)
             .map_err(|e| Error::new("content", e.to_string()))?;
         let sealed = self
             .manager

@@ -254,7 +254,7 @@ fn seal_control(
         }
         .to_wire(),
     );
-    let content = Content::new(ContentKind::SessionControl, body.to_vec(), now)
+    let content = Content::new(ContentKind::SessionControl, body.to_vec(), now, &mut OsRng)
         .map_err(|e| Error::new("content", e.to_string()))?;
     Ok(m.seal_for_user(user, &content, &mut OsRng)?)
 }
@@ -478,7 +478,7 @@ pub fn send_text(m: &mut Manager, id: &[u8; 32], text: &str, now: u64) -> Result
     let group = load_active(m, id)?;
     let hash = group.current().hash().to_bytes();
     let own = m.local_address().clone();
-    let content = Content::new(ContentKind::Text, text.as_bytes().to_vec(), now)
+    let content = Content::new(ContentKind::Text, text.as_bytes().to_vec(), now, &mut OsRng)
         .map_err(|e| Error::new("content", e.to_string()))?;
     let devices = member_devices(m, &group)?;
     if devices.is_empty() {

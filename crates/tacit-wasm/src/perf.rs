@@ -14,7 +14,8 @@
 use rand_core::OsRng;
 use tacit::keys::{IdentityKeyPair, KeyPair};
 use tacit::ratchet::{Ratchet, RatchetConfig};
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 
 /// The plaintext length of every message.
 pub const PLAINTEXT_LEN: usize = 256;
@@ -53,6 +54,7 @@ impl Workloads {
             signed_prekey: signed_prekey.public_key(),
             signed_prekey_signature: bob.sign_prekey(&signed_prekey.public_key()),
             one_time_prekey: Some(one_time_prekey.public_key()),
+            kem_prekey: None,
         };
         let keys = Keys {
             alice,
@@ -63,9 +65,10 @@ impl Workloads {
         };
         let [mut a, mut b] = keys.setup_pair()?;
         let reply = b
-            .encrypt(&[1; PLAINTEXT_LEN])
+            .encrypt(&[1; PLAINTEXT_LEN], &mut OsRng)
             .map_err(|_| PerfError("encrypt"))?;
-        a.decrypt(&reply).map_err(|_| PerfError("decrypt"))?;
+        a.decrypt(&reply, &mut OsRng)
+            .map_err(|_| PerfError("decrypt"))?;
         Ok(Self {
             keys,
             sides: [a, b],
@@ -90,7 +93,7 @@ impl Keys {
         )
         .map_err(|_| PerfError("initiator"))?;
         let first = alice
-            .encrypt(&[0x55; PLAINTEXT_LEN])
+            .encrypt(&[0x55; PLAINTEXT_LEN], &mut OsRng)
             .map_err(|_| PerfError("encrypt"))?;
         let agreement = x3dh::respond(
             &self.bob,
@@ -105,7 +108,8 @@ impl Keys {
             self.signed_prekey.clone(),
             RatchetConfig::default(),
         );
-        bob.decrypt(&first).map_err(|_| PerfError("decrypt"))?;
+        bob.decrypt(&first, &mut OsRng)
+            .map_err(|_| PerfError("decrypt"))?;
         Ok([alice, bob])
     }
 }
@@ -115,9 +119,11 @@ impl Workloads {
     pub fn chain_step(&mut self) -> Result<(), PerfError> {
         let [sender, receiver] = &mut self.sides;
         let m = sender
-            .encrypt(&[0x42; PLAINTEXT_LEN])
+            .encrypt(&[0x42; PLAINTEXT_LEN], &mut OsRng)
             .map_err(|_| PerfError("encrypt"))?;
-        receiver.decrypt(&m).map_err(|_| PerfError("decrypt"))?;
+        receiver
+            .decrypt(&m, &mut OsRng)
+            .map_err(|_| PerfError("decrypt"))?;
         Ok(())
     }
 

@@ -231,7 +231,12 @@ fn control_from(from: &mut User, to: &str, control: &GroupControl) -> Vec<Outgoi
         group: control.clone(),
     }
     .to_wire();
-    let content = ok(Content::new(ContentKind::SessionControl, body, 5));
+    let content = ok(Content::new(
+        ContentKind::SessionControl,
+        body,
+        5,
+        &mut OsRng,
+    ));
     let out = ok(from.m.seal_for_user(to, &content, &mut OsRng));
     flush(from);
     out
@@ -395,7 +400,12 @@ fn held_messages_are_bounded() {
         users[2].m.account().identity().public_key(),
     )];
     for i in 0..=groups::MAX_HELD {
-        let content = ok(Content::new(ContentKind::Text, vec![b'x'], i as u64));
+        let content = ok(Content::new(
+            ContentKind::Text,
+            vec![b'x'],
+            i as u64,
+            &mut OsRng,
+        ));
         let message = ok(chain.encrypt(&content));
         let sealed = ok(tacit::group::multi::seal(
             &message.to_bytes(),

@@ -6,7 +6,8 @@ use std::error::Error;
 use rand_core::OsRng;
 use tacit::keys::{IdentityKeyPair, KeyPair};
 use tacit::ratchet::{EncryptedMessage, Ratchet, RatchetConfig};
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 
 fn short(bytes: &[u8]) -> String {
     let hex: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -25,6 +26,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         signed_prekey: bob_signed_prekey.public_key(),
         signed_prekey_signature: bob_identity.sign_prekey(&bob_signed_prekey.public_key()),
         one_time_prekey: Some(bob_one_time_prekey.public_key()),
+        kem_prekey: None,
     };
     println!("Bob publishes his bundle:");
     println!(
@@ -54,9 +56,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         short(initiation.ephemeral_key.as_bytes())
     );
 
-    let first = alice.encrypt(b"Hi Bob, it's Alice.")?;
-    let second = alice.encrypt(b"Are you there?")?;
-    let third = alice.encrypt(b"Ping.")?;
+    let first = alice.encrypt(b"Hi Bob, it's Alice.", &mut rng)?;
+    let second = alice.encrypt(b"Are you there?", &mut rng)?;
+    let third = alice.encrypt(b"Ping.", &mut rng)?;
     println!(
         "Alice sends three messages; on the wire each is an encrypted header and a ciphertext:"
     );
@@ -81,23 +83,26 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("\nThe network reorders them, and someone flips a bit of the first on the way.");
     println!(
         "  Bob reads: {}",
-        String::from_utf8_lossy(&bob.decrypt(&third)?)
+        String::from_utf8_lossy(&bob.decrypt(&third, &mut rng)?)
     );
     let mut tampered = first.to_bytes();
     tampered[100] ^= 0x01;
     let before = bob.to_bytes();
-    let refused = bob.decrypt(&EncryptedMessage::from_bytes(&tampered)?);
+    let refused = bob.decrypt(&EncryptedMessage::from_bytes(&tampered)?, &mut rng);
     println!(
         "  Bob refuses the tampered copy ({}); his session is unchanged: {}",
         refused.err().map_or("?".into(), |e| e.to_string()),
         bob.to_bytes() == before
     );
     for m in [&first, &second] {
-        println!("  Bob reads: {}", String::from_utf8_lossy(&bob.decrypt(m)?));
+        println!(
+            "  Bob reads: {}",
+            String::from_utf8_lossy(&bob.decrypt(m, &mut rng)?)
+        );
     }
     println!(
         "  A replay of the first message is refused: {}",
-        bob.decrypt(&first)
+        bob.decrypt(&first, &mut rng)
             .err()
             .map_or("?".into(), |e| e.to_string())
     );
@@ -115,10 +120,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         } else {
             (&mut alice, &mut bob)
         };
-        let message = from.encrypt(text)?;
+        let message = from.encrypt(text, &mut rng)?;
         println!(
             "  {who:>5}: {}",
-            String::from_utf8_lossy(&to.decrypt(&message)?)
+            String::from_utf8_lossy(&to.decrypt(&message, &mut rng)?)
         );
     }
 

@@ -43,6 +43,10 @@ pub enum X3dhError {
     /// The signed prekey's signature failed strict verification.
     #[error("signed prekey signature is invalid")]
     InvalidSignature,
+    /// The bundle offers a KEM prekey: it starts a `tacit-v2` session
+    /// ([`crate::pqxdh::initiate`]), never a classical one.
+    #[error("the bundle offers a KEM prekey: use PQXDH (tacit-v2)")]
+    KemPreKeyOffered,
     /// One of the Diffie-Hellman outputs was all zeros.
     #[error("a Diffie-Hellman output is all zeros (small-order key)")]
     SmallOrderKey,
@@ -86,6 +90,10 @@ pub enum KemError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum PqxdhError {
+    /// The bundle has no KEM prekey: it can only start a `tacit-v1`
+    /// session ([`crate::x3dh::initiate`]).
+    #[error("the bundle has no KEM prekey")]
+    MissingKemPreKey,
     /// The signed prekey's signature failed strict verification.
     #[error("signed prekey signature is invalid")]
     InvalidSignature,

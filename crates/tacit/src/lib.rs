@@ -9,6 +9,8 @@
 //!
 //! - [`keys`]: identity keys (Ed25519 with their X25519 view), X25519 key
 //!   pairs, strict prekey signatures, Diffie-Hellman with the all-zero check.
+//! - [`bundle`]: the prekey bundle both handshakes take, with an optional
+//!   KEM prekey that selects the profile.
 //! - [`x3dh`]: the handshake of profile `tacit-v1`, producing
 //!   [`ratchet::SessionKeys`].
 //! - [`kem`] and [`pqxdh`]: ML-KEM-1024 and the post-quantum handshake of
@@ -25,17 +27,31 @@
 //!   simultaneous initiation, identity trust and safety numbers, over the
 //!   storage traits of [`store`].
 //!
-//! All randomness comes from a caller-supplied [`rand_core::CryptoRngCore`]
-//! (`rand_core` 0.6, re-exported as [`tacit::rand_core`](crate::rand_core));
-//! with the default `std` feature, convenience methods use the operating
-//! system's generator.
+//! # Randomness
+//!
+//! The crate never draws randomness by itself. Every public operation that
+//! needs it takes the caller's generator as a parameter, always named
+//! `rng` and always typed `rng: &mut impl CryptoRngCore`: that is
+//! [`rand_core::CryptoRngCore`], implemented for every
+//! `CryptoRng + RngCore`, of `rand_core` 0.6, re-exported as
+//! [`tacit::rand_core`](crate::rand_core) so that callers name the same
+//! version. The same holds at every layer, from [`keys`] to [`session`]:
+//! [`Ratchet::encrypt`] takes `rng` as [`SessionManager::encrypt`] does, and
+//! there is no second variant drawing from the operating system. A caller
+//! that wants the operating system's generator passes
+//! `&mut tacit::rand_core::OsRng` (with the default `std` feature, or on
+//! `wasm32` with the `js` backend); a test passes a seeded generator and
+//! gets the same bytes every run. Each function's documentation says how
+//! many bytes it draws, in how many calls, and that a refusal draws
+//! nothing where the protocol says so.
 //!
 //! # Quick start
 //!
 //! ```
 //! use tacit::keys::{IdentityKeyPair, KeyPair};
 //! use tacit::ratchet::{Ratchet, RatchetConfig};
-//! use tacit::x3dh::{self, PreKeyBundle};
+//! use tacit::x3dh;
+//! use tacit::PreKeyBundle;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut rng = tacit::rand_core::OsRng;
@@ -49,6 +65,7 @@
 //!     signed_prekey: bob_signed_prekey.public_key(),
 //!     signed_prekey_signature: bob.sign_prekey(&bob_signed_prekey.public_key()),
 //!     one_time_prekey: None,
+//!     kem_prekey: None,
 //! };
 //! let init = x3dh::initiate(&alice, &bundle, &mut rng)?;
 //! let mut alice_session = Ratchet::new_initiator(
@@ -57,16 +74,16 @@
 //!     RatchetConfig::default(),
 //!     &mut rng,
 //! )?;
-//! let first = alice_session.encrypt(b"hello Bob")?;
+//! let first = alice_session.encrypt(b"hello Bob", &mut rng)?;
 //!
 //! // Bob receives Alice's identity key, ephemeral key and first message.
 //! let agreement = x3dh::respond(&bob, &bob_signed_prekey, None, &alice.public_key(), &init.ephemeral_key)?;
 //! let mut bob_session =
 //!     Ratchet::new_responder(agreement.session_keys(), bob_signed_prekey, RatchetConfig::default());
-//! assert_eq!(bob_session.decrypt(&first)?, b"hello Bob");
+//! assert_eq!(bob_session.decrypt(&first, &mut rng)?, b"hello Bob");
 //!
-//! let reply = bob_session.encrypt(b"hello Alice")?;
-//! assert_eq!(alice_session.decrypt(&reply)?, b"hello Alice");
+//! let reply = bob_session.encrypt(b"hello Alice", &mut rng)?;
+//! assert_eq!(alice_session.decrypt(&reply, &mut rng)?, b"hello Alice");
 //! # Ok(()) }
 //! ```
 
@@ -77,6 +94,7 @@ extern crate alloc;
 
 pub mod address;
 mod aead;
+pub mod bundle;
 mod codec;
 mod crypto;
 pub mod envelope;
@@ -97,11 +115,12 @@ pub mod wire;
 pub mod x3dh;
 
 /// The `rand_core` version whose traits this crate's API takes
-/// ([`rand_core::CryptoRngCore`]) and, with `std`, whose `OsRng` it uses:
-/// re-exported so that callers name the same version.
+/// ([`rand_core::CryptoRngCore`]; see [Randomness](crate#randomness)):
+/// re-exported so that callers name the same version, and its `OsRng`.
 pub use rand_core;
 
 pub use address::{Address, DeviceId};
+pub use bundle::{BundleKemPreKey, PreKeyBundle};
 pub use error::GroupStateError;
 pub use error::{
     AccountError, AddressError, AttachmentError, ConfigError, ContentError, DecryptError,
@@ -113,7 +132,6 @@ pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Si
 pub use ratchet::{EncryptedMessage, Ratchet, RatchetConfig, SessionKeys};
 pub use session::{Account, Decrypted, SafetyNumber, SessionManager};
 pub use store::{InMemoryStore, Store};
-pub use x3dh::PreKeyBundle;
 
 /// The classical profile (X3DH), kept for existing sessions and vectors.
 pub const PROFILE: &str = "tacit-v1";

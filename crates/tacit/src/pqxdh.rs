@@ -11,14 +11,16 @@
 //! RK0 || HKA || NHKB = HKDF(0^32, SK, "tacit/session/v2", 96)
 //! ```
 //!
-//! The initiator checks the signed prekey's signature, then the KEM
-//! prekey's, before drawing any randomness; then that no DH output is all
-//! zeros.
+//! The initiator takes the same [`PreKeyBundle`] as X3DH and requires its
+//! KEM part. It checks that the KEM prekey is there, then the signed
+//! prekey's signature, then the KEM prekey's, before drawing any
+//! randomness; then that no DH output is all zeros.
 //!
 //! ```
 //! use tacit::kem::KemKeyPair;
 //! use tacit::keys::{IdentityKeyPair, KeyPair};
-//! use tacit::pqxdh::{self, PqxdhBundle};
+//! use tacit::pqxdh;
+//! use tacit::{BundleKemPreKey, PreKeyBundle};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut rng = rand_core::OsRng;
@@ -27,13 +29,15 @@
 //! let signed_prekey = KeyPair::generate(&mut rng);
 //! let kem_prekey = KemKeyPair::generate(&mut rng);
 //!
-//! let bundle = PqxdhBundle {
+//! let bundle = PreKeyBundle {
 //!     identity_key: bob.public_key(),
 //!     signed_prekey: signed_prekey.public_key(),
 //!     signed_prekey_signature: bob.sign_prekey(&signed_prekey.public_key()),
 //!     one_time_prekey: None,
-//!     kem_prekey: kem_prekey.public_key().clone(),
-//!     kem_prekey_signature: bob.sign_kem_prekey(kem_prekey.public_key()),
+//!     kem_prekey: Some(BundleKemPreKey {
+//!         key: kem_prekey.public_key().clone(),
+//!         signature: bob.sign_kem_prekey(kem_prekey.public_key()),
+//!     }),
 //! };
 //! let initiated = pqxdh::initiate(&alice, &bundle, &mut rng)?;
 //! let responded = pqxdh::respond(
@@ -54,12 +58,13 @@ use alloc::vec::Vec;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
+use crate::bundle::PreKeyBundle;
 use crate::crypto::hkdf;
 use crate::error::PqxdhError;
 use crate::kem::{
     KemCiphertext, KemKeyPair, KemPublicKey, KEM_CIPHERTEXT_LEN, KEM_ENCODED_PUBLIC_KEY_LEN,
 };
-use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature};
+use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32};
 use crate::x3dh::{associated_data, dh_key_material, Agreement};
 
 /// The PQXDH `info` label: it names the profile, so the profile is
@@ -67,24 +72,6 @@ use crate::x3dh::{associated_data, dh_key_material, Agreement};
 pub const PQXDH_INFO: &[u8] = b"tacit/pqxdh/v2";
 /// The label deriving RK0, HKA and NHKB from a `tacit-v2` SK.
 pub const SESSION_INFO_V2: &[u8] = b"tacit/session/v2";
-
-/// What the initiator needs from the responder: X3DH's bundle and a signed
-/// KEM prekey (one-time or last-resort).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PqxdhBundle {
-    /// The responder's identity key `IK_B`.
-    pub identity_key: IdentityKey,
-    /// The responder's signed prekey `SPK_B`.
-    pub signed_prekey: PublicKey,
-    /// `IK_B`'s Ed25519 signature over `Enc(SPK_B)`.
-    pub signed_prekey_signature: Signature,
-    /// A one-time prekey `OPK_B`, when the responder had one to offer.
-    pub one_time_prekey: Option<PublicKey>,
-    /// The KEM prekey `PQPK_B` (checked when decoded).
-    pub kem_prekey: KemPublicKey,
-    /// `IK_B`'s Ed25519 signature over `EncodeKEM(PQPK_B)`.
-    pub kem_prekey_signature: Signature,
-}
 
 /// The initiator's result: the agreement and what the responder needs to
 /// repeat it.
@@ -100,21 +87,26 @@ pub struct Initiation {
     pub used_one_time_prekey: bool,
 }
 
-/// The initiator's half: checks both signatures, then draws `EK_A` (32
-/// bytes, one call) and the encapsulation randomness `m` (32 bytes, one
-/// call) from `rng`.
+/// The initiator's half: requires the bundle's KEM prekey
+/// ([`PqxdhError::MissingKemPreKey`] without one), checks both signatures,
+/// then draws `EK_A` (32 bytes, one call) and the encapsulation randomness
+/// `m` (32 bytes, one call) from `rng`. Nothing is drawn when it refuses.
 pub fn initiate(
     identity: &IdentityKeyPair,
-    bundle: &PqxdhBundle,
+    bundle: &PreKeyBundle,
     rng: &mut impl CryptoRngCore,
 ) -> Result<Initiation, PqxdhError> {
+    let kem = bundle
+        .kem_prekey
+        .as_ref()
+        .ok_or(PqxdhError::MissingKemPreKey)?;
     bundle
         .identity_key
         .verify_signed_prekey(&bundle.signed_prekey, &bundle.signed_prekey_signature)
         .map_err(|_| PqxdhError::InvalidSignature)?;
     bundle
         .identity_key
-        .verify_kem_prekey(&bundle.kem_prekey, &bundle.kem_prekey_signature)
+        .verify_kem_prekey(&kem.key, &kem.signature)
         .map_err(|_| PqxdhError::InvalidKemSignature)?;
     let ephemeral = KeyPair::generate(rng);
     let their_identity = bundle.identity_key.to_x25519();
@@ -127,8 +119,8 @@ pub fn initiate(
             .map(|opk| ephemeral.diffie_hellman(&opk)),
     )
     .map_err(|_| PqxdhError::SmallOrderKey)?;
-    let (kem_ciphertext, kem_secret) = bundle.kem_prekey.encapsulate(rng);
-    let shared_secret = derive_shared_secret(&dh, &kem_secret, &bundle.kem_prekey, &kem_ciphertext);
+    let (kem_ciphertext, kem_secret) = kem.key.encapsulate(rng);
+    let shared_secret = derive_shared_secret(&dh, &kem_secret, &kem.key, &kem_ciphertext);
     Ok(Initiation {
         agreement: Agreement::new(
             shared_secret,

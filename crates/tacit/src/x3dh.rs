@@ -8,12 +8,14 @@
 //! RK0 || HKA || NHKB = HKDF(0^32, SK, "tacit/session/v1", 96)
 //! ```
 //!
-//! The initiator checks the signed prekey's signature first (strict
-//! Ed25519), then that no DH output is all zeros.
+//! The initiator refuses a bundle that offers a KEM prekey (that bundle is
+//! for PQXDH, [`crate::pqxdh`]), then checks the signed prekey's signature
+//! (strict Ed25519), then that no DH output is all zeros.
 //!
 //! ```
 //! use tacit::keys::{IdentityKeyPair, KeyPair};
-//! use tacit::x3dh::{self, PreKeyBundle};
+//! use tacit::x3dh;
+//! use tacit::PreKeyBundle;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut rng = rand_core::OsRng;
@@ -27,6 +29,7 @@
 //!     signed_prekey: signed_prekey.public_key(),
 //!     signed_prekey_signature: bob.sign_prekey(&signed_prekey.public_key()),
 //!     one_time_prekey: Some(one_time_prekey.public_key()),
+//!     kem_prekey: None,
 //! };
 //! let initiated = x3dh::initiate(&alice, &bundle, &mut rng)?;
 //! let responded = x3dh::respond(
@@ -46,31 +49,16 @@ use core::fmt;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
+use crate::bundle::PreKeyBundle;
 use crate::crypto::hkdf;
 use crate::error::{KeyError, X3dhError};
-use crate::keys::{
-    IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, Signature, KEY_LEN,
-};
+use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, SecretKey32, KEY_LEN};
 use crate::ratchet::SessionKeys;
 
 const X3DH_INFO: &[u8] = b"tacit/x3dh/v1";
 const SESSION_INFO: &[u8] = b"tacit/session/v1";
 /// Length of `AD = Enc(IK_A) || Enc(IK_B)`.
 pub const ASSOCIATED_DATA_LEN: usize = 2 * KEY_LEN;
-
-/// What the initiator needs from the responder: identity key, signed prekey
-/// with its signature, and optionally a one-time prekey.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreKeyBundle {
-    /// The responder's identity key `IK_B`.
-    pub identity_key: IdentityKey,
-    /// The responder's signed prekey `SPK_B`.
-    pub signed_prekey: PublicKey,
-    /// `IK_B`'s Ed25519 signature over `Enc(SPK_B)`.
-    pub signed_prekey_signature: Signature,
-    /// A one-time prekey `OPK_B`, when the responder had one to offer.
-    pub one_time_prekey: Option<PublicKey>,
-}
 
 /// The result of X3DH (or of PQXDH, [`crate::pqxdh`]) on either side: `SK`
 /// and `AD`.
@@ -140,11 +128,18 @@ pub struct Initiation {
 
 /// The initiator's half: checks the bundle and agrees on `SK` with a fresh
 /// ephemeral key drawn from `rng` (32 bytes in one call).
+///
+/// A bundle that offers a KEM prekey is refused with
+/// [`X3dhError::KemPreKeyOffered`] before anything is drawn: it starts a
+/// `tacit-v2` session ([`crate::pqxdh::initiate`]), never a classical one.
 pub fn initiate(
     identity: &IdentityKeyPair,
     bundle: &PreKeyBundle,
     rng: &mut impl CryptoRngCore,
 ) -> Result<Initiation, X3dhError> {
+    if bundle.kem_prekey.is_some() {
+        return Err(X3dhError::KemPreKeyOffered);
+    }
     bundle
         .identity_key
         .verify_signed_prekey(&bundle.signed_prekey, &bundle.signed_prekey_signature)

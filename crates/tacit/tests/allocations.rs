@@ -23,12 +23,12 @@ fn session(rng: &mut ChaCha20Rng) -> (Ratchet, Ratchet) {
     let mut bob = Ratchet::new_responder(keys(), bob_key, RatchetConfig::default());
     // Both sides have sent and received; Alice's next message is an
     // ordinary step of her sending chain and Bob's receiving chain.
-    let m = alice.encrypt_with_rng(b"first", rng).unwrap();
-    bob.decrypt_with_rng(&m, rng).unwrap();
-    let m = bob.encrypt_with_rng(b"reply", rng).unwrap();
-    alice.decrypt_with_rng(&m, rng).unwrap();
-    let m = alice.encrypt_with_rng(b"again", rng).unwrap();
-    bob.decrypt_with_rng(&m, rng).unwrap();
+    let m = alice.encrypt(b"first", rng).unwrap();
+    bob.decrypt(&m, rng).unwrap();
+    let m = bob.encrypt(b"reply", rng).unwrap();
+    alice.decrypt(&m, rng).unwrap();
+    let m = alice.encrypt(b"again", rng).unwrap();
+    bob.decrypt(&m, rng).unwrap();
     (alice, bob)
 }
 
@@ -40,13 +40,13 @@ fn encrypt_and_decrypt_on_a_chain_allocate_only_the_output() {
     for len in [0, 1, 256, 4096] {
         let mut message = None;
         let sent = measure(|| {
-            message = Some(alice.encrypt_with_rng(&plaintext[..len], &mut rng).unwrap());
+            message = Some(alice.encrypt(&plaintext[..len], &mut rng).unwrap());
         });
         assert_eq!(sent.count_total, 1, "encrypt of {len} B: {sent:?}");
         let message = message.unwrap();
         let mut opened = None;
         let received = measure(|| {
-            opened = Some(bob.decrypt_with_rng(&message, &mut rng).unwrap());
+            opened = Some(bob.decrypt(&message, &mut rng).unwrap());
         });
         // An empty plaintext is an empty `Vec`, which allocates nothing.
         let expected = u64::from(len > 0);
@@ -59,15 +59,15 @@ fn encrypt_and_decrypt_on_a_chain_allocate_only_the_output() {
 }
 
 #[test]
-fn the_os_rng_conveniences_allocate_nothing_more() {
+fn the_os_rng_allocates_nothing_more() {
     let mut rng = ChaCha20Rng::seed_from_u64(8);
     let (mut alice, mut bob) = session(&mut rng);
     let mut message = None;
-    let sent = measure(|| message = Some(alice.encrypt(&[7; 100]).unwrap()));
+    let sent = measure(|| message = Some(alice.encrypt(&[7; 100], &mut rand_core::OsRng).unwrap()));
     assert_eq!(sent.count_total, 1, "{sent:?}");
     let message = message.unwrap();
     let received = measure(|| {
-        bob.decrypt(&message).unwrap();
+        bob.decrypt(&message, &mut rand_core::OsRng).unwrap();
     });
     assert_eq!(received.count_total, 1, "{received:?}");
 }
@@ -79,9 +79,9 @@ fn the_os_rng_conveniences_allocate_nothing_more() {
 fn a_dh_ratchet_step_allocates_only_the_output() {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let (mut alice, mut bob) = session(&mut rng);
-    let reply = bob.encrypt_with_rng(&[1; 64], &mut rng).unwrap();
+    let reply = bob.encrypt(&[1; 64], &mut rng).unwrap();
     let received = measure(|| {
-        alice.decrypt_with_rng(&reply, &mut rng).unwrap();
+        alice.decrypt(&reply, &mut rng).unwrap();
     });
     assert_eq!(received.count_total, 1, "{received:?}");
 }

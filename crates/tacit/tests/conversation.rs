@@ -58,10 +58,7 @@ fn a_long_one_way_chain_decrypts_in_order() {
         let message = s.a(&text);
         assert_eq!(s.alice.next_header().unwrap().message_number, i + 1);
         let mut rng = CountingRng::new(u64::from(i));
-        assert_eq!(
-            s.bob.decrypt_with_rng(&message, &mut rng).unwrap(),
-            text.as_bytes()
-        );
+        assert_eq!(s.bob.decrypt(&message, &mut rng).unwrap(), text.as_bytes());
         assert_eq!(rng.bytes, if i == 0 { 32 } else { 0 });
     }
     assert_eq!(s.bob.skipped_key_count(), 0);
@@ -115,7 +112,7 @@ fn plaintexts_of_any_size_round_trip() {
     let mut rng = common::rng(6);
     for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000, 65_536] {
         let plaintext: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
-        let message = s.alice.encrypt_with_rng(&plaintext, &mut rng).unwrap();
+        let message = s.alice.encrypt(&plaintext, &mut rng).unwrap();
         assert_eq!(message.ciphertext().len(), len + 16);
         assert_eq!(message.to_bytes().len(), 80 + len + 16);
         if len > 0 {
@@ -127,25 +124,22 @@ fn plaintexts_of_any_size_round_trip() {
         }
         let parsed = tacit::EncryptedMessage::from_bytes(&message.to_bytes()).unwrap();
         assert_eq!(parsed, message);
-        assert_eq!(
-            s.bob.decrypt_with_rng(&parsed, &mut rng).unwrap(),
-            plaintext
-        );
+        assert_eq!(s.bob.decrypt(&parsed, &mut rng).unwrap(), plaintext);
     }
 }
 
 #[test]
-fn the_os_rng_conveniences_work() {
+fn the_os_rng_works() {
     let mut s = session(RatchetConfig::default(), 7);
-    let m = s.alice.encrypt(b"hello").unwrap();
-    assert_eq!(s.bob.decrypt(&m).unwrap(), b"hello");
-    let r = s.bob.encrypt(b"hi").unwrap();
-    assert_eq!(s.alice.decrypt(&r).unwrap(), b"hi");
+    let m = s.alice.encrypt(b"hello", &mut rand_core::OsRng).unwrap();
+    assert_eq!(s.bob.decrypt(&m, &mut rand_core::OsRng).unwrap(), b"hello");
+    let r = s.bob.encrypt(b"hi", &mut rand_core::OsRng).unwrap();
+    assert_eq!(s.alice.decrypt(&r, &mut rand_core::OsRng).unwrap(), b"hi");
     // Two encryptions of the same plaintext differ (fresh header nonce,
     // next message key).
     let (x, y) = (
-        s.alice.encrypt(b"same").unwrap(),
-        s.alice.encrypt(b"same").unwrap(),
+        s.alice.encrypt(b"same", &mut rand_core::OsRng).unwrap(),
+        s.alice.encrypt(b"same", &mut rand_core::OsRng).unwrap(),
     );
     assert_ne!(x.encrypted_header()[..24], y.encrypted_header()[..24]);
     assert_ne!(x.ciphertext(), y.ciphertext());
@@ -167,7 +161,7 @@ fn a_stolen_state_stops_working_after_a_round_trip() {
     let x = s.a("x");
     // The thief reads it (with its own randomness).
     let mut thief_rng = CountingRng::new(666);
-    assert_eq!(thief.decrypt_with_rng(&x, &mut thief_rng).unwrap(), b"x");
+    assert_eq!(thief.decrypt(&x, &mut thief_rng).unwrap(), b"x");
     assert_decrypts(&mut s.bob, &x, "x", true);
     let y = s.b("y");
     assert_decrypts(&mut s.alice, &y, "y", true);

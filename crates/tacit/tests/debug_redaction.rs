@@ -10,7 +10,8 @@ use common::{assert_decrypts, rng, session, Record};
 use sha2::{Digest, Sha512};
 use tacit::keys::{IdentityKeyPair, KeyPair, SecretKey32};
 use tacit::ratchet::RatchetConfig;
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 
 /// Whether `text` shows any 8 consecutive bytes of `secret` as hex, or any
 /// 6 consecutive bytes of it as decimal numbers in order.
@@ -91,6 +92,7 @@ fn debug_output_shows_no_secret() {
         signed_prekey: spk.public_key(),
         signed_prekey_signature: bob_id.sign_prekey(&spk.public_key()),
         one_time_prekey: Some(opk.public_key()),
+        kem_prekey: None,
     };
     let mut ek = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut r.clone(), &mut ek);

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
 use tacit::envelope::attachment::{
-    decrypt_attachment, encrypt_attachment_with_rng, encrypted_len, CHUNK_LEN, CHUNK_TAG_LEN,
+    decrypt_attachment, encrypt_attachment, encrypted_len, CHUNK_LEN, CHUNK_TAG_LEN,
     NONCE_PREFIX_LEN,
 };
 use tacit::envelope::padding::{self, padded_len};
@@ -24,7 +24,8 @@ use tacit::identity::{DeviceCertificate, UserKeyPair};
 use tacit::keys::{IdentityKeyPair, KeyPair, SecretKey32};
 use tacit::ratchet::{Ratchet, RatchetConfig};
 use tacit::wire::{PreKeyMessage, SessionMessage, WireMessage};
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 use tacit::{Address, AttachmentError, ContentError, EnvelopeError, PaddingError, WireError};
 
 const TIMESTAMP: u64 = 1_767_225_600_123;
@@ -51,7 +52,7 @@ fn seal_from(
         user_key: &user.public_key(),
         certificate: &certificate,
     };
-    sealed::seal_with_rng(&sender, recipient_identity, recipient_address, message, rng).unwrap()
+    sealed::seal(&sender, recipient_identity, recipient_address, message, rng).unwrap()
 }
 
 /// Alice and Bob with a session: Alice's first message is a prekey message.
@@ -78,6 +79,7 @@ impl World {
             signed_prekey: bob_signed_prekey.public_key(),
             signed_prekey_signature: bob.sign_prekey(&bob_signed_prekey.public_key()),
             one_time_prekey: None,
+            kem_prekey: None,
         };
         let init = x3dh::initiate(&alice, &bundle, &mut rng).unwrap();
         let alice_session = Ratchet::new_initiator(
@@ -120,7 +122,7 @@ impl World {
     fn message(&mut self, content: &Content, prekey: bool) -> SessionMessage {
         let encrypted = self
             .alice_session
-            .encrypt_with_rng(&content.to_padded().unwrap(), &mut self.rng)
+            .encrypt(&content.to_padded().unwrap(), &mut self.rng)
             .unwrap();
         if prekey {
             SessionMessage::PreKey(Box::new(PreKeyMessage {
@@ -153,7 +155,7 @@ impl World {
     }
 
     fn text(&mut self, body: &[u8]) -> Content {
-        Content::new_with_rng(ContentKind::Text, body.to_vec(), TIMESTAMP, &mut self.rng).unwrap()
+        Content::new(ContentKind::Text, body.to_vec(), TIMESTAMP, &mut self.rng).unwrap()
     }
 }
 
@@ -175,14 +177,9 @@ fn every_content_kind_round_trips_through_padding() {
     let mut rng = rng(1);
     for kind in ContentKind::ALL {
         let content = if kind == ContentKind::AttachmentPointer {
-            Content::attachment_pointer_with_rng(
-                pointer(),
-                b"a caption".to_vec(),
-                TIMESTAMP,
-                &mut rng,
-            )
+            Content::attachment_pointer(pointer(), b"a caption".to_vec(), TIMESTAMP, &mut rng)
         } else {
-            Content::new_with_rng(kind, b"body bytes".to_vec(), TIMESTAMP, &mut rng)
+            Content::new(kind, b"body bytes".to_vec(), TIMESTAMP, &mut rng)
         }
         .unwrap();
         let padded = content.to_padded().unwrap();
@@ -210,12 +207,24 @@ fn every_content_kind_round_trips_through_padding() {
 
 #[test]
 fn message_ids_are_random_and_drawn_in_one_16_byte_call() {
-    let a = Content::new(ContentKind::Text, b"x".to_vec(), TIMESTAMP).unwrap();
-    let b = Content::new(ContentKind::Text, b"x".to_vec(), TIMESTAMP).unwrap();
+    let a = Content::new(
+        ContentKind::Text,
+        b"x".to_vec(),
+        TIMESTAMP,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let b = Content::new(
+        ContentKind::Text,
+        b"x".to_vec(),
+        TIMESTAMP,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
     assert_ne!(a.message_id(), b.message_id());
     let mut expected = [0u8; 16];
     rng(5).fill_bytes(&mut expected);
-    let c = Content::new_with_rng(ContentKind::Text, Vec::new(), 1, &mut rng(5)).unwrap();
+    let c = Content::new(ContentKind::Text, Vec::new(), 1, &mut rng(5)).unwrap();
     assert_eq!(c.message_id(), &expected);
 }
 
@@ -388,20 +397,16 @@ fn content_decoding_refuses_each_defect_with_its_error() {
 #[test]
 fn debug_prints_no_body_and_no_attachment_key() {
     let mut rng = rng(2);
-    let content = Content::attachment_pointer_with_rng(
-        pointer(),
-        b"secret caption".to_vec(),
-        TIMESTAMP,
-        &mut rng,
-    )
-    .unwrap();
+    let content =
+        Content::attachment_pointer(pointer(), b"secret caption".to_vec(), TIMESTAMP, &mut rng)
+            .unwrap();
     let text = format!("{content:?}");
     assert!(
         !text.contains("secret caption") && !text.contains("115, 101"),
         "{text}"
     );
     assert!(!text.contains("42") && !text.contains("66, 66"), "{text}");
-    let (_, encrypted) = encrypt_attachment_with_rng(b"x", &mut rng).unwrap();
+    let (_, encrypted) = encrypt_attachment(b"x", &mut rng).unwrap();
     let key_hex: String = encrypted
         .key()
         .as_bytes()
@@ -501,7 +506,9 @@ fn a_conversation_through_sealed_envelopes() {
     let SessionMessage::PreKey(prekey) = opened.message else {
         panic!("expected a prekey message")
     };
-    let padded = bob_session.decrypt(&prekey.message).unwrap();
+    let padded = bob_session
+        .decrypt(&prekey.message, &mut rand_core::OsRng)
+        .unwrap();
     assert_eq!(Content::from_padded(&padded).unwrap(), first);
 
     // Bob answers; Alice opens with her own identity and address.
@@ -509,9 +516,12 @@ fn a_conversation_through_sealed_envelopes() {
         ContentKind::ReadReceipt,
         first.message_id().to_vec(),
         TIMESTAMP + 5,
+        &mut rand_core::OsRng,
     )
     .unwrap();
-    let encrypted = bob_session.encrypt(&reply.to_padded().unwrap()).unwrap();
+    let encrypted = bob_session
+        .encrypt(&reply.to_padded().unwrap(), &mut rand_core::OsRng)
+        .unwrap();
     let bob_user = common::user_key("bob");
     let certificate =
         DeviceCertificate::issue(&bob_user, &world.bob_address, &world.bob.public_key());
@@ -525,6 +535,7 @@ fn a_conversation_through_sealed_envelopes() {
         &world.alice.public_key(),
         &world.alice_address,
         &SessionMessage::Ratchet(encrypted),
+        &mut rand_core::OsRng,
     )
     .unwrap();
     let opened = sealed::open(&world.alice, &world.alice_address, &envelope).unwrap();
@@ -534,7 +545,13 @@ fn a_conversation_through_sealed_envelopes() {
     let SessionMessage::Ratchet(m) = opened.message else {
         panic!("expected a ratchet message")
     };
-    let back = Content::from_padded(&world.alice_session.decrypt(&m).unwrap()).unwrap();
+    let back = Content::from_padded(
+        &world
+            .alice_session
+            .decrypt(&m, &mut rand_core::OsRng)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(back, reply);
     assert_eq!(back.body(), first.message_id());
 }
@@ -576,7 +593,7 @@ fn a_claimed_sender_address_is_checked_against_the_sealed_identity() {
     let alice_user = common::user_key("alice");
     let alice_certificate =
         DeviceCertificate::issue(&alice_user, &world.alice_address, &world.alice.public_key());
-    let forged = sealed::seal_with_rng(
+    let forged = sealed::seal(
         &sealed::Sender {
             identity: &world.alice,
             address: &carol_address,
@@ -594,7 +611,7 @@ fn a_claimed_sender_address_is_checked_against_the_sealed_identity() {
         Err(EnvelopeError::InvalidSenderCertificate)
     );
     // Nor does it verify under Carol's user key, which never signed it.
-    let forged = sealed::seal_with_rng(
+    let forged = sealed::seal(
         &sealed::Sender {
             identity: &world.alice,
             address: &carol_address,
@@ -863,7 +880,7 @@ fn a_multi_megabyte_attachment_streams_in_bounded_memory() {
     let mut blob_hash = Sha256::new();
     let mut blob = Vec::with_capacity(len + 2048);
 
-    let mut encryptor = AttachmentEncryptor::new_with_rng(&mut rng(13));
+    let mut encryptor = AttachmentEncryptor::new(&mut rng(13));
     let mut out = Vec::new();
     let mut remaining = len;
     let mut chunk = vec![0u8; piece];
@@ -908,9 +925,9 @@ fn a_multi_megabyte_attachment_streams_in_bounded_memory() {
 fn attachments_of_edge_sizes_round_trip_whatever_the_pieces() {
     for len in [0, 1, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 3 * CHUNK_LEN] {
         let plaintext = attachment_bytes(len, 14);
-        let (blob, encrypted) = encrypt_attachment_with_rng(&plaintext, &mut rng(15)).unwrap();
+        let (blob, encrypted) = encrypt_attachment(&plaintext, &mut rng(15)).unwrap();
         // The same key and prefix fed in other pieces give the same blob.
-        let mut piecewise = AttachmentEncryptor::new_with_rng(&mut rng(15));
+        let mut piecewise = AttachmentEncryptor::new(&mut rng(15));
         let mut other = Vec::new();
         for piece in plaintext.chunks(4_099) {
             piecewise.update(piece, &mut other).unwrap();
@@ -926,7 +943,7 @@ fn attachments_of_edge_sizes_round_trip_whatever_the_pieces() {
 /// An attachment of three full chunks and a short one.
 fn three_and_a_bit() -> (Vec<u8>, AttachmentPointer) {
     let plaintext = attachment_bytes(3 * CHUNK_LEN + 100, 16);
-    let (blob, encrypted) = encrypt_attachment_with_rng(&plaintext, &mut rng(17)).unwrap();
+    let (blob, encrypted) = encrypt_attachment(&plaintext, &mut rng(17)).unwrap();
     (blob, encrypted.pointer(b"id", "").unwrap())
 }
 
@@ -1073,8 +1090,7 @@ proptest! {
 fn a_raw_proto_content_with_a_pointer_decodes() {
     // A sanity check that prost's derived encoding is what the document says.
     let mut rng = rng(19);
-    let content =
-        Content::attachment_pointer_with_rng(pointer(), Vec::new(), TIMESTAMP, &mut rng).unwrap();
+    let content = Content::attachment_pointer(pointer(), Vec::new(), TIMESTAMP, &mut rng).unwrap();
     let bytes = content.to_bytes();
     assert_eq!(&bytes[..4], &[0x08, 0x01, 0x10, 0x02]);
     assert_eq!(bytes[4], 0x18);

@@ -36,7 +36,7 @@ fn sender_chain_records_are_encoded_at_their_exact_length() {
         ChainConfig::new(25_000).unwrap(),
     )
     .unwrap();
-    let content = Content::new_with_rng(ContentKind::Text, b"x".to_vec(), 1, &mut rng).unwrap();
+    let content = Content::new(ContentKind::Text, b"x".to_vec(), 1, &mut rng).unwrap();
     let mut sent = 0u32;
     for target in [0u32, 3, 200, 20_000] {
         let mut last = None;

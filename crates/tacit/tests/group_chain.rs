@@ -97,7 +97,7 @@ fn receiver(config: ChainConfig) -> InboundChain {
 }
 
 fn content(text: &str, rng: &mut ChaCha20Rng) -> Content {
-    Content::new_with_rng(ContentKind::Text, text.as_bytes().to_vec(), 7, rng).unwrap()
+    Content::new(ContentKind::Text, text.as_bytes().to_vec(), 7, rng).unwrap()
 }
 
 fn message_at(i: u32, text: &str) -> Vec<u8> {

@@ -41,7 +41,8 @@ use tacit::wire::{
     PreKeyBundleMessage, PreKeyMessage, SessionMessage, WireMessage, MAX_BUNDLE_LEN,
     MAX_MESSAGE_LEN,
 };
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 use tacit::{
     Address, DecryptError, EnvelopeError, IdentityKeyPair, KeyError, KeyPair, SessionError,
     StateError, WireError,
@@ -203,7 +204,7 @@ fn introduce(from: &mut Device, to: &Device, prekey: BundlePreKey, rng: &mut Cha
 }
 
 fn text(body: &str, rng: &mut ChaCha20Rng) -> Content {
-    Content::new_with_rng(ContentKind::Text, body.as_bytes().to_vec(), 1, rng).unwrap()
+    Content::new(ContentKind::Text, body.as_bytes().to_vec(), 1, rng).unwrap()
 }
 
 fn seal(from: &mut Device, to: &Device, body: &str, rng: &mut ChaCha20Rng) -> Vec<u8> {
@@ -958,7 +959,7 @@ fn hostile_inputs_at_every_layer() {
         .unwrap()
         .message;
     let forged_certificate = DeviceCertificate::issue(&mallory_key, &ghost_address, &ghost_id);
-    let forged = envelope::sealed::seal_with_rng(
+    let forged = envelope::sealed::seal(
         &envelope::sealed::Sender {
             identity: ghost.account().identity(),
             address: &ghost_address,
@@ -1075,11 +1076,11 @@ fn hostile_inputs_at_every_layer() {
     let m: Vec<EncryptedMessage> = (0..8)
         .map(|i| {
             sender
-                .encrypt_with_rng(format!("r{i}").as_bytes(), &mut rng)
+                .encrypt(format!("r{i}").as_bytes(), &mut rng)
                 .unwrap()
         })
         .collect();
-    receiver.decrypt_with_rng(&m[0], &mut rng).unwrap();
+    receiver.decrypt(&m[0], &mut rng).unwrap();
     cat.row(
         "ratchet",
         Kind::Truncated,
@@ -1093,7 +1094,7 @@ fn hostile_inputs_at_every_layer() {
         m[1].ciphertext()[..m[1].ciphertext().len() - 1].to_vec(),
     )
     .unwrap();
-    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt_with_rng(&short, &mut rng));
+    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt(&short, &mut rng));
     cat.row(
         "ratchet",
         Kind::Truncated,
@@ -1102,7 +1103,7 @@ fn hostile_inputs_at_every_layer() {
         DecryptError::AuthenticationFailed,
         u,
     );
-    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt_with_rng(&m[0], &mut rng));
+    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt(&m[0], &mut rng));
     cat.row(
         "ratchet",
         Kind::Replayed,
@@ -1112,7 +1113,7 @@ fn hostile_inputs_at_every_layer() {
         u,
     );
     // m[7] needs keys for 6 skipped messages; max_skip is 4.
-    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt_with_rng(&m[7], &mut rng));
+    let (r, u) = on_ratchet(&mut receiver, |s| s.decrypt(&m[7], &mut rng));
     cat.row(
         "ratchet",
         Kind::Reordered,
@@ -1121,7 +1122,7 @@ fn hostile_inputs_at_every_layer() {
         DecryptError::TooManySkipped,
         u,
     );
-    let (r, u) = on_ratchet(&mut stranger, |s| s.decrypt_with_rng(&m[1], &mut rng));
+    let (r, u) = on_ratchet(&mut stranger, |s| s.decrypt(&m[1], &mut rng));
     cat.row(
         "ratchet",
         Kind::CrossSession,
@@ -1162,7 +1163,7 @@ fn hostile_inputs_at_every_layer() {
         .unwrap(),
     );
     let text = |t: &str, rng: &mut ChaCha20Rng| {
-        Content::new_with_rng(ContentKind::Text, t.as_bytes().to_vec(), 1, rng).unwrap()
+        Content::new(ContentKind::Text, t.as_bytes().to_vec(), 1, rng).unwrap()
     };
     let g: Vec<Vec<u8>> = (0..8)
         .map(|i| {
@@ -1680,6 +1681,7 @@ fn ratchet_pair(rng: &mut ChaCha20Rng, max_skip: u32) -> (Ratchet, Ratchet) {
         signed_prekey: spk.public_key(),
         signed_prekey_signature: b.sign_prekey(&spk.public_key()),
         one_time_prekey: None,
+        kem_prekey: None,
     };
     let init = x3dh::initiate(&a, &bundle, rng).unwrap();
     let sender = Ratchet::new_initiator(

@@ -48,7 +48,7 @@ fn connect(from: &mut Device, to: &Device, rng: &mut ChaCha20Rng) {
 }
 
 fn text(body: &str, rng: &mut ChaCha20Rng) -> Content {
-    Content::new_with_rng(ContentKind::Text, body.as_bytes().to_vec(), 7, rng).unwrap()
+    Content::new(ContentKind::Text, body.as_bytes().to_vec(), 7, rng).unwrap()
 }
 
 /// Seals `body` from `from` to `to`.
@@ -267,7 +267,7 @@ fn impersonation_at_first_contact_is_refused() {
         .unwrap()
         .message;
     let forged_certificate = DeviceCertificate::issue(&mallory, &addr("alice", 5), &id(&fake));
-    let forged = sealed::seal_with_rng(
+    let forged = sealed::seal(
         &sealed::Sender {
             identity: fake.account().identity(),
             address: &addr("alice", 5),

@@ -60,8 +60,7 @@ fn fan_out_reaches_every_device_and_reveals_nothing() {
 
     let body = b"meet at the north gate at noon".to_vec();
     let content =
-        Content::new_with_rng(ContentKind::Text, body.clone(), 1_765_432_100_123, &mut rng)
-            .unwrap();
+        Content::new(ContentKind::Text, body.clone(), 1_765_432_100_123, &mut rng).unwrap();
     let outgoing = alice1.seal_for_user("bob", &content, &mut rng).unwrap();
     let recipients: Vec<String> = outgoing.iter().map(|o| o.recipient.to_string()).collect();
     assert_eq!(recipients, ["alice.2", "bob.1", "bob.2"]);
@@ -98,7 +97,7 @@ fn fan_out_reaches_every_device_and_reveals_nothing() {
     }
 
     // Bob's first device answers on the same session with a receipt.
-    let receipt = Content::new_with_rng(
+    let receipt = Content::new(
         ContentKind::DeliveryReceipt,
         content.message_id().to_vec(),
         1,
@@ -140,7 +139,7 @@ fn failures_leave_every_store_unchanged() {
     trust_all(&mut [&mut alice, &mut bob, &mut carol]);
     introduce(&mut alice, &bob, &mut rng);
     introduce(&mut alice, &carol, &mut rng);
-    let content = Content::new_with_rng(ContentKind::Text, b"hi".to_vec(), 5, &mut rng).unwrap();
+    let content = Content::new(ContentKind::Text, b"hi".to_vec(), 5, &mut rng).unwrap();
     let to_bob = alice
         .seal_for_device(bob.local_address(), &content, &mut rng)
         .unwrap();
@@ -190,7 +189,7 @@ fn sealing_to_a_user_without_known_devices_sends_nothing() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut alice = device("alice", 1, &mut rng);
     let mut bob = device("bob", 1, &mut rng);
-    let content = Content::new_with_rng(ContentKind::Typing, vec![1], 0, &mut rng).unwrap();
+    let content = Content::new(ContentKind::Typing, vec![1], 0, &mut rng).unwrap();
     // Not on its own list yet: no certificate to send with.
     assert!(matches!(
         alice.seal_for_user("bob", &content, &mut rng),
@@ -258,7 +257,7 @@ fn a_kind_this_build_does_not_know_is_delivered_as_unknown() {
     trust_all(&mut [&mut alice, &mut bob]);
     introduce(&mut alice, &bob, &mut rng);
     let text = |body: &[u8], rng: &mut ChaCha20Rng| {
-        Content::new_with_rng(ContentKind::Text, body.to_vec(), 1, rng).unwrap()
+        Content::new(ContentKind::Text, body.to_vec(), 1, rng).unwrap()
     };
     // A later version's message: kind 7, with a field 9 (varint 1) and a
     // field 10 (bytes "x") this build does not know either.

@@ -3,19 +3,20 @@
 //! and every hostile input of 15.5, 15.7 and 15.8 refused with its error
 //! and no change.
 
-use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tacit::error::{DecryptError, KemError, PqxdhError, SessionError, WireError};
 use tacit::identity::{DeviceList, UserKeyPair};
 use tacit::kem::{KemKeyPair, KemPublicKey};
-use tacit::keys::{IdentityKeyPair, KeyPair};
-use tacit::pqxdh::{self, PqxdhBundle};
+use tacit::keys::{IdentityKeyPair, KeyPair, Signature};
+use tacit::pqxdh;
 use tacit::session::{
     Account, BundlePreKey, KemPreKeyChoice, Profile, SessionConfig, SessionManager,
 };
 use tacit::store::{InMemoryStore, SessionStore};
 use tacit::wire::{PreKeyBundleMessage, PreKeyMessage, SessionMessage, WireMessage};
 use tacit::{Address, IdentityKey};
+use tacit::{BundleKemPreKey, PreKeyBundle};
 
 type Manager = SessionManager<InMemoryStore>;
 
@@ -324,15 +325,29 @@ fn bob_keys(r: &mut ChaCha20Rng) -> Bob {
     }
 }
 
-fn pq_bundle(bob: &Bob) -> PqxdhBundle {
-    PqxdhBundle {
+fn pq_bundle(bob: &Bob) -> PreKeyBundle {
+    PreKeyBundle {
         identity_key: bob.identity.public_key(),
         signed_prekey: bob.spk.public_key(),
         signed_prekey_signature: bob.identity.sign_prekey(&bob.spk.public_key()),
         one_time_prekey: None,
-        kem_prekey: bob.kem.public_key().clone(),
-        kem_prekey_signature: bob.identity.sign_kem_prekey(bob.kem.public_key()),
+        kem_prekey: Some(BundleKemPreKey {
+            key: bob.kem.public_key().clone(),
+            signature: bob.identity.sign_kem_prekey(bob.kem.public_key()),
+        }),
     }
+}
+
+/// `good` with its KEM prekey signature replaced by `signature`.
+fn with_kem_signature(good: &PreKeyBundle, signature: Signature) -> PreKeyBundle {
+    let mut bundle = good.clone();
+    bundle.kem_prekey.as_mut().expect("KEM part").signature = signature;
+    bundle
+}
+
+/// The KEM prekey signature of a `tacit-v2` bundle.
+fn kem_signature(bundle: &PreKeyBundle) -> Signature {
+    bundle.kem_prekey.as_ref().expect("KEM part").signature
 }
 
 #[test]
@@ -344,25 +359,19 @@ fn kem_prekey_signatures_are_checked_and_encodings_never_collide() {
     let good = pq_bundle(&bob);
     assert!(pqxdh::initiate(&alice, &good, &mut r).is_ok());
     // Signed by another identity.
-    let other = PqxdhBundle {
-        kem_prekey_signature: mallory.sign_kem_prekey(bob.kem.public_key()),
-        ..good.clone()
-    };
+    let other = with_kem_signature(&good, mallory.sign_kem_prekey(bob.kem.public_key()));
     assert_eq!(
         pqxdh::initiate(&alice, &other, &mut r).err(),
         Some(PqxdhError::InvalidKemSignature)
     );
     // The EC signature presented as the KEM one, and the other way round.
-    let swapped_kem = PqxdhBundle {
-        kem_prekey_signature: good.signed_prekey_signature,
-        ..good.clone()
-    };
+    let swapped_kem = with_kem_signature(&good, good.signed_prekey_signature);
     assert_eq!(
         pqxdh::initiate(&alice, &swapped_kem, &mut r).err(),
         Some(PqxdhError::InvalidKemSignature)
     );
-    let swapped_ec = PqxdhBundle {
-        signed_prekey_signature: good.kem_prekey_signature,
+    let swapped_ec = PreKeyBundle {
+        signed_prekey_signature: kem_signature(&good),
         ..good.clone()
     };
     assert_eq!(
@@ -370,10 +379,9 @@ fn kem_prekey_signatures_are_checked_and_encodings_never_collide() {
         Some(PqxdhError::InvalidSignature)
     );
     // Both bad: the EC signature is checked first.
-    let both = PqxdhBundle {
-        signed_prekey_signature: good.kem_prekey_signature,
-        kem_prekey_signature: good.signed_prekey_signature,
-        ..good.clone()
+    let both = PreKeyBundle {
+        signed_prekey_signature: kem_signature(&good),
+        ..with_kem_signature(&good, good.signed_prekey_signature)
     };
     assert_eq!(
         pqxdh::initiate(&alice, &both, &mut r).err(),
@@ -383,11 +391,11 @@ fn kem_prekey_signatures_are_checked_and_encodings_never_collide() {
     assert!(bob
         .identity
         .public_key()
-        .verify_kem_prekey(bob.kem.public_key(), &good.kem_prekey_signature)
+        .verify_kem_prekey(bob.kem.public_key(), &kem_signature(&good))
         .is_ok());
     assert!(mallory
         .public_key()
-        .verify_kem_prekey(bob.kem.public_key(), &good.kem_prekey_signature)
+        .verify_kem_prekey(bob.kem.public_key(), &kem_signature(&good))
         .is_err());
 }
 
@@ -544,4 +552,97 @@ fn accounts_without_kem_prekeys_speak_v1_until_enabled() {
         })
     );
     assert_eq!(*account.to_bytes(), *bytes);
+}
+
+/// A generator that must not be drawn from: a refusal draws nothing.
+struct MustNotDraw;
+
+impl RngCore for MustNotDraw {
+    fn next_u32(&mut self) -> u32 {
+        panic!("drew randomness")
+    }
+    fn next_u64(&mut self) -> u64 {
+        panic!("drew randomness")
+    }
+    fn fill_bytes(&mut self, _: &mut [u8]) {
+        panic!("drew randomness")
+    }
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
+        panic!("drew randomness")
+    }
+}
+
+impl CryptoRng for MustNotDraw {}
+
+#[test]
+fn the_pqxdh_initiator_refuses_a_bundle_without_a_kem_prekey() {
+    let mut r = rng(21);
+    let alice = IdentityKeyPair::generate(&mut r);
+    let bob = bob_keys(&mut r);
+    let classical = PreKeyBundle {
+        kem_prekey: None,
+        ..pq_bundle(&bob)
+    };
+    assert_eq!(classical.profile(), tacit::PROFILE);
+    assert_eq!(
+        pqxdh::initiate(&alice, &classical, &mut MustNotDraw).err(),
+        Some(PqxdhError::MissingKemPreKey)
+    );
+    // Checked before the signatures: a bundle that is bad in both ways
+    // names the missing KEM prekey.
+    let unsigned = PreKeyBundle {
+        signed_prekey_signature: Signature::from_bytes([0; 64]),
+        ..classical
+    };
+    assert_eq!(
+        pqxdh::initiate(&alice, &unsigned, &mut MustNotDraw).err(),
+        Some(PqxdhError::MissingKemPreKey)
+    );
+}
+
+#[test]
+fn the_x3dh_initiator_refuses_a_bundle_that_offers_a_kem_prekey() {
+    // No silent downgrade: a tacit-v2 bundle never starts a tacit-v1
+    // session, even when a caller hands it to X3DH.
+    let mut r = rng(22);
+    let alice = IdentityKeyPair::generate(&mut r);
+    let bob = bob_keys(&mut r);
+    let bundle = pq_bundle(&bob);
+    assert_eq!(bundle.profile(), tacit::PROFILE_V2);
+    assert_eq!(
+        tacit::x3dh::initiate(&alice, &bundle, &mut MustNotDraw).err(),
+        Some(tacit::X3dhError::KemPreKeyOffered)
+    );
+    // The same keys without the KEM part are a valid tacit-v1 bundle.
+    let classical = PreKeyBundle {
+        kem_prekey: None,
+        ..bundle
+    };
+    assert!(tacit::x3dh::initiate(&alice, &classical, &mut r).is_ok());
+}
+
+#[test]
+fn a_decoded_bundle_has_its_kem_part_exactly_when_it_is_version_2() {
+    let mut r = rng(23);
+    let (_, bob) = pair(SessionConfig::default(), &mut r);
+    let v2 = bob.account().bundle(BundlePreKey::Auto).unwrap();
+    let v1 = bob
+        .account()
+        .bundle_with(BundlePreKey::Auto, KemPreKeyChoice::None)
+        .unwrap();
+    for message in [v2, v1] {
+        let decoded = PreKeyBundleMessage::from_wire(&message.to_wire()).unwrap();
+        let bundle = decoded.bundle();
+        assert_eq!(bundle.kem_prekey.is_some(), decoded.version() == 2);
+        assert_eq!(
+            bundle.kem_prekey.as_ref().map(|k| (&k.key, k.signature)),
+            decoded.kem_prekey.as_ref().map(|k| (&k.key, k.signature))
+        );
+        assert_eq!(bundle.identity_key, decoded.identity_key);
+        assert_eq!(bundle.signed_prekey, decoded.signed_prekey);
+        assert_eq!(
+            bundle.one_time_prekey,
+            decoded.one_time_prekey.map(|(_, k)| k)
+        );
+    }
 }

@@ -16,7 +16,8 @@ use rand_core::RngCore;
 use sha2::Sha256;
 use tacit::keys::{IdentityKeyPair, KeyPair, PublicKey};
 use tacit::ratchet::{Header, Ratchet, RatchetConfig};
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 
 fn hkdf<const L: usize>(salt: &[u8; 32], ikm: &[u8], info: &[u8]) -> [u8; L] {
     let mut out = [0u8; L];
@@ -114,6 +115,7 @@ fn the_ratchet_follows_the_profile_byte_for_byte() {
         signed_prekey: spk.public_key(),
         signed_prekey_signature: bob_id.sign_prekey(&spk.public_key()),
         one_time_prekey: None,
+        kem_prekey: None,
     };
     let init = x3dh::initiate(&alice_id, &bundle, &mut r).unwrap();
     let agreement = x3dh::respond(
@@ -169,7 +171,7 @@ fn the_ratchet_follows_the_profile_byte_for_byte() {
     let mut sent = Vec::new();
     for (n, mk, text) in [(0, mk0, b"m0"), (1, mk1, b"m1")] {
         let nonce = peek::<24>(&r);
-        let message = alice.encrypt_with_rng(text, &mut r).unwrap();
+        let message = alice.encrypt(text, &mut r).unwrap();
         let expected = expected_message(&hka, nonce, header(a_public, 0, n), &mk, &ad, text);
         assert_eq!(hex::encode(message.to_bytes()), hex::encode(expected));
         sent.push(message);
@@ -177,7 +179,7 @@ fn the_ratchet_follows_the_profile_byte_for_byte() {
 
     // Bob receives m1 first: a DH ratchet step, and m0's key is skipped.
     let b_private = peek::<32>(&r);
-    assert_eq!(bob.decrypt_with_rng(&sent[1], &mut r).unwrap(), b"m1");
+    assert_eq!(bob.decrypt(&sent[1], &mut r).unwrap(), b"m1");
     let b_public = KeyPair::from_private_bytes(b_private).public_key();
     let (rk1_bob, ckr, nhkr_bob) = kdf_rk(&rk0, &dh(spk_private, a_public));
     assert_eq!(rk1_bob, rk1);
@@ -208,14 +210,14 @@ fn the_ratchet_follows_the_profile_byte_for_byte() {
     // Bob's reply.
     let (mk_b0, _) = kdf_ck(&cks_b0);
     let nonce = peek::<24>(&r);
-    let reply = bob.encrypt_with_rng(b"r0", &mut r).unwrap();
+    let reply = bob.encrypt(b"r0", &mut r).unwrap();
     let expected = expected_message(&nhkb, nonce, header(b_public, 0, 0), &mk_b0, &ad, b"r0");
     assert_eq!(hex::encode(reply.to_bytes()), hex::encode(expected));
 
     // Alice receives it: her step, and her next message carries PN = 2
     // under the header key she derived at initialisation.
     let a2_private = peek::<32>(&r);
-    assert_eq!(alice.decrypt_with_rng(&reply, &mut r).unwrap(), b"r0");
+    assert_eq!(alice.decrypt(&reply, &mut r).unwrap(), b"r0");
     let a2_public = KeyPair::from_private_bytes(a2_private).public_key();
     let (rk2_alice, ckr_a, nhkr_a) = kdf_rk(&rk1, &dh(a_private, b_public));
     assert_eq!((rk2_alice, ckr_a, nhkr_a), (rk2, cks_b0, nhks_b));
@@ -230,13 +232,13 @@ fn the_ratchet_follows_the_profile_byte_for_byte() {
 
     let (mk_a1, _) = kdf_ck(&cks_a1);
     let nonce = peek::<24>(&r);
-    let next = alice.encrypt_with_rng(b"n0", &mut r).unwrap();
+    let next = alice.encrypt(b"n0", &mut r).unwrap();
     let expected = expected_message(&nhks_a, nonce, header(a2_public, 2, 0), &mk_a1, &ad, b"n0");
     assert_eq!(hex::encode(next.to_bytes()), hex::encode(expected));
 
     // Bob takes the step too, and the skipped m0 still opens.
-    assert_eq!(bob.decrypt_with_rng(&next, &mut r).unwrap(), b"n0");
-    assert_eq!(bob.decrypt_with_rng(&sent[0], &mut r).unwrap(), b"m0");
+    assert_eq!(bob.decrypt(&next, &mut r).unwrap(), b"n0");
+    assert_eq!(bob.decrypt(&sent[0], &mut r).unwrap(), b"m0");
     assert_eq!(bob.skipped_key_count(), 0);
     let rec = Record::of(&bob);
     assert_eq!((rec.sent, rec.previous_sent, rec.received), (0, 1, 1));

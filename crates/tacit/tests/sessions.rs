@@ -385,7 +385,7 @@ fn fan_out_reaches_the_peers_devices_and_my_other_devices() {
     );
     assert_eq!(alice1.dump(), before);
     // Sealing to the user fails the same way, and writes nothing either.
-    let content = Content::new_with_rng(ContentKind::Text, b"x".to_vec(), 0, &mut rng).unwrap();
+    let content = Content::new(ContentKind::Text, b"x".to_vec(), 0, &mut rng).unwrap();
     assert_eq!(
         alice1
             .manager

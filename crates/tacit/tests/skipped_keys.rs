@@ -259,9 +259,9 @@ fn one_skipped_key_per_chain(s: &mut common::Session, chains: usize) -> Vec<Encr
     for i in 0..chains {
         lost.push(s.a(&format!("lost {i}")));
         let m = s.a(&format!("kept {i}"));
-        s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+        s.bob.decrypt(&m, &mut s.rng).unwrap();
         let r = s.b("ack");
-        s.alice.decrypt_with_rng(&r, &mut s.rng).unwrap();
+        s.alice.decrypt(&r, &mut s.rng).unwrap();
     }
     lost
 }
@@ -291,9 +291,9 @@ fn a_chain_eviction_takes_all_its_keys() {
     // each: the first chain goes, all three keys at once.
     let first: Vec<_> = (0..3).map(|i| s.a(&format!("first {i}"))).collect();
     let m = s.a("kept");
-    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    s.bob.decrypt(&m, &mut s.rng).unwrap();
     let r = s.b("ack");
-    s.alice.decrypt_with_rng(&r, &mut s.rng).unwrap();
+    s.alice.decrypt(&r, &mut s.rng).unwrap();
     assert_eq!(s.bob.skipped_key_count(), 3);
     one_skipped_key_per_chain(&mut s, MAX_SKIPPED_CHAINS - 1);
     assert_eq!(s.bob.skipped_key_count(), 3 + MAX_SKIPPED_CHAINS - 1);

@@ -66,34 +66,31 @@ fn continue_conversation(alice: &mut Ratchet, bob: &mut Ratchet, m: &Mid) -> Vec
     };
     let mut transcript = Vec::new();
     for (message, text) in m.to_bob.iter().rev() {
-        let plain = bob.decrypt_with_rng(message, &mut next()).unwrap();
+        let plain = bob.decrypt(message, &mut next()).unwrap();
         assert_eq!(plain, text.as_bytes());
         transcript.push(plain);
     }
     for (message, text) in &m.to_alice {
-        let plain = alice.decrypt_with_rng(message, &mut next()).unwrap();
+        let plain = alice.decrypt(message, &mut next()).unwrap();
         assert_eq!(plain, text.as_bytes());
         transcript.push(plain);
     }
     for round in 0..3u8 {
         let xs: Vec<_> = (0..3u8)
-            .map(|i| alice.encrypt_with_rng(&[round, i], &mut next()).unwrap())
+            .map(|i| alice.encrypt(&[round, i], &mut next()).unwrap())
             .collect();
         for i in [2, 0, 1] {
             transcript.push(xs[i].to_bytes());
-            let plain = bob.decrypt_with_rng(&xs[i], &mut next()).unwrap();
+            let plain = bob.decrypt(&xs[i], &mut next()).unwrap();
             assert_eq!(plain, [round, i as u8]);
             transcript.push(plain);
         }
         let ys: Vec<_> = (0..2u8)
-            .map(|i| {
-                bob.encrypt_with_rng(&[0x80 | round, i], &mut next())
-                    .unwrap()
-            })
+            .map(|i| bob.encrypt(&[0x80 | round, i], &mut next()).unwrap())
             .collect();
         for y in ys.iter().rev() {
             transcript.push(y.to_bytes());
-            transcript.push(alice.decrypt_with_rng(y, &mut next()).unwrap());
+            transcript.push(alice.decrypt(y, &mut next()).unwrap());
         }
     }
     transcript.push(state(alice));
@@ -384,7 +381,7 @@ fn a_sending_chain_is_exhausted_after_two_to_the_32_minus_one_messages() {
     let mut bob = Ratchet::from_bytes(&bob.encode()).unwrap();
 
     assert_eq!(alice.next_header().unwrap().message_number, u32::MAX - 1);
-    let last = alice.encrypt_with_rng(b"last", &mut rng(1)).unwrap();
+    let last = alice.encrypt(b"last", &mut rng(1)).unwrap();
     assert_decrypts(&mut bob, &last, "last", false);
     assert_eq!(Record::of(&bob).received, u64::from(u32::MAX));
 
@@ -396,7 +393,7 @@ fn a_sending_chain_is_exhausted_after_two_to_the_32_minus_one_messages() {
     );
     let mut counting = CountingRng::new(2);
     assert_eq!(
-        alice.encrypt_with_rng(b"one too many", &mut counting),
+        alice.encrypt(b"one too many", &mut counting),
         Err(EncryptError::ChainExhausted)
     );
     assert_eq!(state(&alice), before);
@@ -405,14 +402,14 @@ fn a_sending_chain_is_exhausted_after_two_to_the_32_minus_one_messages() {
 
     // Bob answers; Alice steps, and her new chain starts at 0 with
     // PN = 2^32 - 1, which Bob accepts (nothing left to skip).
-    let b0 = bob.encrypt_with_rng(b"b0", &mut rng(3)).unwrap();
+    let b0 = bob.encrypt(b"b0", &mut rng(3)).unwrap();
     assert_decrypts(&mut alice, &b0, "b0", true);
     let header = alice.next_header().unwrap();
     assert_eq!(
         (header.previous_chain_length, header.message_number),
         (u32::MAX, 0)
     );
-    let c0 = alice.encrypt_with_rng(b"c0", &mut rng(4)).unwrap();
+    let c0 = alice.encrypt(b"c0", &mut rng(4)).unwrap();
     assert_decrypts(&mut bob, &c0, "c0", true);
     assert_eq!(bob.skipped_key_count(), 0);
 }
@@ -462,9 +459,9 @@ fn exercise(r: &mut Ratchet, pending: &[EncryptedMessage]) {
     let again = Ratchet::from_bytes(&bytes).unwrap();
     assert_eq!(state(&again), bytes);
     for message in pending {
-        let _ = r.decrypt_with_rng(message, &mut rng(5));
+        let _ = r.decrypt(message, &mut rng(5));
     }
-    let _ = r.encrypt_with_rng(b"x", &mut rng(6));
+    let _ = r.encrypt(b"x", &mut rng(6));
 }
 
 proptest! {
@@ -529,7 +526,7 @@ proptest! {
 fn version_1_records_are_still_read() {
     let mut s = session(RatchetConfig::default(), 21);
     let m = s.a("first");
-    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    s.bob.decrypt(&m, &mut s.rng).unwrap();
     let r = Record::of(&s.bob);
     let mut v1 = vec![1u8];
     v1.extend(
@@ -548,11 +545,8 @@ fn version_1_records_are_still_read() {
     v1.extend_from_slice(&v2[after..]);
     let mut bob = Ratchet::from_bytes(&v1).unwrap();
     assert_eq!(bob.to_bytes().as_slice(), v2.as_slice());
-    let reply = bob.encrypt_with_rng(b"reply", &mut s.rng).unwrap();
-    assert_eq!(
-        s.alice.decrypt_with_rng(&reply, &mut s.rng).unwrap(),
-        b"reply"
-    );
+    let reply = bob.encrypt(b"reply", &mut s.rng).unwrap();
+    assert_eq!(s.alice.decrypt(&reply, &mut s.rng).unwrap(), b"reply");
     // Version 1 is read as strictly: a redundant varint group is refused.
     let mut padded = vec![1u8, 0xe8, 0x87, 0x00];
     padded.extend_from_slice(&v1[3..]);
@@ -569,7 +563,7 @@ fn version_1_records_are_still_read() {
 fn the_stored_public_key_is_used_as_stored() {
     let mut s = session(RatchetConfig::default(), 22);
     let m = s.a("first");
-    s.bob.decrypt_with_rng(&m, &mut s.rng).unwrap();
+    s.bob.decrypt(&m, &mut s.rng).unwrap();
     let mut r = Record::of(&s.bob);
     r.ratchet_public_key = [9; 32];
     let bob = Ratchet::from_bytes(&r.encode()).unwrap();

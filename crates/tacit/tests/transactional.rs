@@ -163,7 +163,7 @@ fn messages_of_another_session_or_reflected_are_unknown_header_key() {
         &mut rng,
     )
     .unwrap();
-    let rebound = impostor.encrypt_with_rng(b"a0", &mut rng).unwrap();
+    let rebound = impostor.encrypt(b"a0", &mut rng).unwrap();
     let mut fresh_bob = session(RatchetConfig::default(), 4).bob;
     assert_rejected(&mut fresh_bob, &rebound, DecryptError::UnknownHeaderKey);
     // Control: the same construction with the right AD is accepted.
@@ -181,7 +181,7 @@ fn messages_of_another_session_or_reflected_are_unknown_header_key() {
         &mut rng,
     )
     .unwrap();
-    let accepted = honest.encrypt_with_rng(b"a0", &mut rng).unwrap();
+    let accepted = honest.encrypt(b"a0", &mut rng).unwrap();
     assert_decrypts(&mut fresh_bob.clone(), &accepted, "a0", true);
 
     // A party's own messages sent back to it.
@@ -318,12 +318,12 @@ fn a_tampered_message_opening_a_new_chain_changes_nothing_and_draws_nothing() {
     // The untampered message decrypts, drawing the new pair (32 bytes, one
     // call) only now.
     let mut rng = CountingRng::new(77);
-    assert_eq!(m.s.bob.decrypt_with_rng(&c0, &mut rng).unwrap(), b"c0");
+    assert_eq!(m.s.bob.decrypt(&c0, &mut rng).unwrap(), b"c0");
     assert_eq!((rng.bytes, rng.calls), (32, 1));
     // Exactly as if the tampered copies had never arrived.
     let mut twin = twin;
     let mut twin_rng = CountingRng::new(77);
-    assert_eq!(twin.decrypt_with_rng(&c0, &mut twin_rng).unwrap(), b"c0");
+    assert_eq!(twin.decrypt(&c0, &mut twin_rng).unwrap(), b"c0");
     assert_eq!(state(&m.s.bob), state(&twin));
     // The new sending pair is the first 32 bytes of that RNG.
     let expected_pair = KeyPair::generate(&mut common::rng(77));
@@ -407,7 +407,7 @@ fn responder_cannot_encrypt_before_receiving_and_state_is_unchanged() {
     let before = state(&s.bob);
     let mut rng = CountingRng::new(1);
     assert_eq!(
-        s.bob.encrypt_with_rng(b"too early", &mut rng),
+        s.bob.encrypt(b"too early", &mut rng),
         Err(EncryptError::NoSendingChain)
     );
     assert_eq!(state(&s.bob), before);
@@ -421,7 +421,7 @@ fn responder_cannot_encrypt_before_receiving_and_state_is_unchanged() {
         DecryptError::AuthenticationFailed,
     );
     assert_eq!(
-        s.bob.encrypt_with_rng(b"still too early", &mut rng),
+        s.bob.encrypt(b"still too early", &mut rng),
         Err(EncryptError::NoSendingChain)
     );
     assert_eq!(state(&s.bob), before);
@@ -429,7 +429,7 @@ fn responder_cannot_encrypt_before_receiving_and_state_is_unchanged() {
     assert_decrypts(&mut s.bob, &a0, "a0", true);
     assert!(s.bob.can_send());
     let mut rng = CountingRng::new(2);
-    let b0 = s.bob.encrypt_with_rng(b"b0", &mut rng).unwrap();
+    let b0 = s.bob.encrypt(b"b0", &mut rng).unwrap();
     assert_eq!((rng.bytes, rng.calls), (24, 1), "one 24-byte header nonce");
     assert_eq!(&b0.encrypted_header()[..24], &{
         let mut nonce = [0u8; 24];

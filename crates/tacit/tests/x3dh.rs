@@ -12,7 +12,8 @@ use rand_core::RngCore;
 use sha2::{Digest, Sha256, Sha512};
 use tacit::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey, Signature};
 use tacit::ratchet::{Ratchet, RatchetConfig};
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
+use tacit::PreKeyBundle;
 use tacit::{DecryptError, InitError, KeyError, X3dhError};
 
 struct Parties {
@@ -38,6 +39,7 @@ fn bundle(p: &Parties, with_opk: bool) -> PreKeyBundle {
         signed_prekey: p.spk.public_key(),
         signed_prekey_signature: p.bob.sign_prekey(&p.spk.public_key()),
         one_time_prekey: with_opk.then(|| p.opk.public_key()),
+        kem_prekey: None,
     }
 }
 
@@ -110,7 +112,7 @@ fn both_sides_agree_with_and_without_a_one_time_prekey() {
             Ratchet::new_initiator(ka, &b.signed_prekey, RatchetConfig::default(), &mut rng(3))
                 .unwrap();
         let mut bob = Ratchet::new_responder(kb, p.spk.clone(), RatchetConfig::default());
-        let m = alice.encrypt_with_rng(b"hi", &mut rng(4)).unwrap();
+        let m = alice.encrypt(b"hi", &mut rng(4)).unwrap();
         assert_decrypts(&mut bob, &m, "hi", true);
     }
     assert_ne!(secrets[0], secrets[1], "DH4 is part of SK");
@@ -266,6 +268,7 @@ fn a_signed_small_order_prekey_is_refused() {
             signed_prekey: key,
             signed_prekey_signature: p.bob.sign_prekey(&key),
             one_time_prekey: None,
+            kem_prekey: None,
         };
         assert_eq!(
             x3dh::initiate(&p.alice, &b, &mut rng(1)).err(),
@@ -286,6 +289,7 @@ fn a_signed_small_order_prekey_is_refused() {
             signed_prekey: key,
             signed_prekey_signature: p.bob.sign_prekey(&p.spk.public_key()),
             one_time_prekey: None,
+            kem_prekey: None,
         };
         assert_eq!(
             x3dh::initiate(&p.alice, &b, &mut rng(1)).err(),
@@ -364,7 +368,7 @@ fn a_responder_with_other_keys_cannot_open_the_first_message() {
         &mut rng(14),
     )
     .unwrap();
-    let first = alice.encrypt_with_rng(b"first", &mut rng(15)).unwrap();
+    let first = alice.encrypt(b"first", &mut rng(15)).unwrap();
 
     let wrong_opk = KeyPair::generate(&mut rng(16));
     let mallory = IdentityKeyPair::generate(&mut rng(17));

@@ -143,7 +143,13 @@ impl KemPrimitives {
             public,
             private,
             ciphertext,
-            encoded_kem_prekey: f.pq_bundle.kem_prekey.to_encoded(),
+            encoded_kem_prekey: f
+                .pq_bundle
+                .kem_prekey
+                .as_ref()
+                .expect("the tacit-v2 bundle offers a KEM prekey")
+                .key
+                .to_encoded(),
             ikm: vec![0x5a; PQXDH_IKM_LEN],
         }
     }
@@ -151,6 +157,11 @@ impl KemPrimitives {
 
 pub(crate) fn primitive_rows<'a>(p: &'a Primitives, k: &'a KemPrimitives) -> Vec<Row<'a>> {
     let bundle = &p.fixture.pq_bundle;
+    let kem_prekey_signature = bundle
+        .kem_prekey
+        .as_ref()
+        .expect("the tacit-v2 bundle offers a KEM prekey")
+        .signature;
     let mut m = [0u8; 32];
     vec![
         simple(KEM_KEYGEN, move || {
@@ -166,7 +177,7 @@ pub(crate) fn primitive_rows<'a>(p: &'a Primitives, k: &'a KemPrimitives) -> Vec
         simple(VERIFY_KEM, move || {
             bundle
                 .identity_key
-                .verify(&k.encoded_kem_prekey, &bundle.kem_prekey_signature)
+                .verify(&k.encoded_kem_prekey, &kem_prekey_signature)
                 .unwrap()
         }),
         simple(HKDF_PQ, move || p.hkdf::<32>(&k.ikm, pqxdh::PQXDH_INFO)),

@@ -426,7 +426,7 @@ impl Engine {
         }
 
         // Encrypt, then commit the chain step before anything leaves.
-        let content = Content::new_with_rng(
+        let content = Content::new(
             ContentKind::Text,
             text.clone().into_bytes(),
             now_ms(),

@@ -109,7 +109,7 @@ impl Sender {
     /// [`reach`](Self::reach) started, and submits it; the relay must store
     /// it.
     pub async fn send(&mut self, recipient: &Address, kind: ContentKind, body: Vec<u8>) {
-        let content = Content::new(kind, body, 0).expect("a valid content");
+        let content = Content::new(kind, body, 0, &mut OsRng).expect("a valid content");
         let out = self
             .manager
             .seal_for_device(recipient, &content, &mut OsRng)

@@ -133,7 +133,7 @@ pub struct AttachmentEncryptor {
 impl AttachmentEncryptor {
     /// A new encryptor with a fresh key (32 bytes drawn from `rng` in one
     /// call) and nonce prefix (19 bytes, in a second call).
-    pub fn new_with_rng(rng: &mut impl CryptoRngCore) -> Self {
+    pub fn new(rng: &mut impl CryptoRngCore) -> Self {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rng.fill_bytes(key.as_mut());
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
@@ -400,12 +400,12 @@ impl fmt::Debug for AttachmentDecryptor {
 }
 
 /// Encrypts a whole attachment held in memory: the blob and what goes into
-/// its pointer. Draws as [`AttachmentEncryptor::new_with_rng`] does.
-pub fn encrypt_attachment_with_rng(
+/// its pointer. Draws as [`AttachmentEncryptor::new`] does.
+pub fn encrypt_attachment(
     plaintext: &[u8],
     rng: &mut impl CryptoRngCore,
 ) -> Result<(Vec<u8>, EncryptedAttachment), AttachmentError> {
-    let mut encryptor = AttachmentEncryptor::new_with_rng(rng);
+    let mut encryptor = AttachmentEncryptor::new(rng);
     let mut blob = Vec::new();
     encryptor.update(plaintext, &mut blob)?;
     let encrypted = encryptor.finish(&mut blob)?;

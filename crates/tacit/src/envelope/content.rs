@@ -243,9 +243,9 @@ pub struct Content {
 
 impl Content {
     /// A content of any kind but [`ContentKind::AttachmentPointer`] (use
-    /// [`attachment_pointer_with_rng`](Self::attachment_pointer_with_rng)),
+    /// [`attachment_pointer`](Self::attachment_pointer)),
     /// with a message id of 16 bytes drawn from `rng` in one call.
-    pub fn new_with_rng(
+    pub fn new(
         kind: ContentKind,
         body: Vec<u8>,
         timestamp: u64,
@@ -258,7 +258,7 @@ impl Content {
 
     /// An attachment content: the pointer and a caption (may be empty),
     /// with a message id of 16 bytes drawn from `rng` in one call.
-    pub fn attachment_pointer_with_rng(
+    pub fn attachment_pointer(
         pointer: AttachmentPointer,
         caption: Vec<u8>,
         timestamp: u64,
@@ -432,25 +432,6 @@ impl Content {
     /// Strictly unpads and decodes what the ratchet decrypted.
     pub fn from_padded(padded: &[u8]) -> Result<Self, ContentError> {
         Self::from_bytes(padding::unpad(padded)?)
-    }
-}
-
-#[cfg(feature = "std")]
-impl Content {
-    /// [`new_with_rng`](Self::new_with_rng) with the operating system's
-    /// randomness.
-    pub fn new(kind: ContentKind, body: Vec<u8>, timestamp: u64) -> Result<Self, ContentError> {
-        Self::new_with_rng(kind, body, timestamp, &mut rand_core::OsRng)
-    }
-
-    /// [`attachment_pointer_with_rng`](Self::attachment_pointer_with_rng)
-    /// with the operating system's randomness.
-    pub fn attachment_pointer(
-        pointer: AttachmentPointer,
-        caption: Vec<u8>,
-        timestamp: u64,
-    ) -> Result<Self, ContentError> {
-        Self::attachment_pointer_with_rng(pointer, caption, timestamp, &mut rand_core::OsRng)
     }
 }
 

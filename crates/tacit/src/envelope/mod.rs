@@ -7,7 +7,7 @@
 //! - [`sealed`]: sealed sender, hiding the sender from the relay.
 //!
 //! A message's way out: `Content` -> [`Content::to_padded`] -> ratchet
-//! encrypt -> [`crate::wire::SessionMessage`] -> [`sealed::seal_with_rng`]
+//! encrypt -> [`crate::wire::SessionMessage`] -> [`sealed::seal`]
 //! -> bytes for the relay. And back in: [`sealed::open`] -> check the
 //! sender -> ratchet decrypt -> [`Content::from_padded`]. The wire format of
 //! every message here is in `docs/PROTOCOL.md` (section 10).
@@ -35,8 +35,8 @@
 //! let mut bob_session = Ratchet::new_responder(keys()?, bob_ratchet_key, RatchetConfig::default());
 //!
 //! // Alice: content, padded, encrypted, sealed.
-//! let content = Content::new(ContentKind::Text, b"hello Bob".to_vec(), 1_767_225_600_000)?;
-//! let encrypted = alice_session.encrypt(&content.to_padded()?)?;
+//! let content = Content::new(ContentKind::Text, b"hello Bob".to_vec(), 1_767_225_600_000, &mut rng)?;
+//! let encrypted = alice_session.encrypt(&content.to_padded()?, &mut rng)?;
 //! let sender = sealed::Sender {
 //!     identity: &alice,
 //!     address: &alice_address,
@@ -48,6 +48,7 @@
 //!     &bob.public_key(),
 //!     &bob_address,
 //!     &SessionMessage::Ratchet(encrypted),
+//!     &mut rng,
 //! )?;
 //!
 //! // Bob: opened, sender checked against his session's identity, decrypted.
@@ -55,7 +56,7 @@
 //! opened.check_sender_identity(&alice.public_key())?;
 //! assert_eq!(opened.sender_user_key, alice_user.public_key());
 //! let SessionMessage::Ratchet(message) = opened.message else { unreachable!() };
-//! let received = Content::from_padded(&bob_session.decrypt(&message)?)?;
+//! let received = Content::from_padded(&bob_session.decrypt(&message, &mut rng)?)?;
 //! assert_eq!(received.body(), b"hello Bob");
 //! assert_eq!(received.message_id(), content.message_id());
 //! # Ok(()) }
@@ -72,7 +73,4 @@ pub use attachment::{
     AttachmentDecryptor, AttachmentEncryptor, EncryptedAttachment, MAX_ATTACHMENT_LEN,
 };
 pub use content::{AttachmentPointer, Content, ContentKind, MAX_BODY_LEN, MESSAGE_ID_LEN};
-pub use sealed::{open, seal_with_rng, SealedEnvelope, Sender, Unsealed};
-
-#[cfg(feature = "std")]
-pub use sealed::seal;
+pub use sealed::{open, seal, SealedEnvelope, Sender, Unsealed};

@@ -302,7 +302,7 @@ fn inner_len(message: &SessionMessage) -> usize {
 /// Seals `message` from `sender` to the identity `recipient_identity` at
 /// `recipient_address`. Draws exactly 32 bytes from `rng`, in one call: the
 /// ephemeral private key.
-pub fn seal_with_rng(
+pub fn seal(
     sender: &Sender<'_>,
     recipient_identity: &IdentityKey,
     recipient_address: &Address,
@@ -388,23 +388,6 @@ fn seal_padded(
         encrypted_message: core::mem::take(buffer),
     }
     .to_wire())
-}
-
-/// [`seal_with_rng`] with the operating system's randomness.
-#[cfg(feature = "std")]
-pub fn seal(
-    sender: &Sender<'_>,
-    recipient_identity: &IdentityKey,
-    recipient_address: &Address,
-    message: &SessionMessage,
-) -> Result<Vec<u8>, EnvelopeError> {
-    seal_with_rng(
-        sender,
-        recipient_identity,
-        recipient_address,
-        message,
-        &mut rand_core::OsRng,
-    )
 }
 
 /// Opens an envelope sealed to `recipient` at `recipient_address`.
@@ -555,7 +538,7 @@ mod tests {
             user_key: &user_key,
             certificate: &certificate,
         };
-        seal_with_rng(&sender, &bob.public_key(), &bob_address, message, rng)
+        seal(&sender, &bob.public_key(), &bob_address, message, rng)
     }
 
     fn ratchet(len: usize) -> SessionMessage {

@@ -25,10 +25,10 @@
 //! let mut alice = Ratchet::new_initiator(keys()?, &bob_public, RatchetConfig::default(), &mut rng)?;
 //! let mut bob = Ratchet::new_responder(keys()?, bob_ratchet_key, RatchetConfig::default());
 //!
-//! let message = alice.encrypt(b"hello")?;
-//! assert_eq!(bob.decrypt(&message)?, b"hello");
-//! let reply = bob.encrypt(b"hi")?;
-//! assert_eq!(alice.decrypt(&reply)?, b"hi");
+//! let message = alice.encrypt(b"hello", &mut rng)?;
+//! assert_eq!(bob.decrypt(&message, &mut rng)?, b"hello");
+//! let reply = bob.encrypt(b"hi", &mut rng)?;
+//! assert_eq!(alice.decrypt(&reply, &mut rng)?, b"hi");
 //! # Ok(()) }
 //! ```
 
@@ -350,7 +350,7 @@ impl Ratchet {
 
     /// Encrypts `plaintext` (`RatchetEncryptHE`), drawing the 24-byte header
     /// nonce from `rng` in one call.
-    pub fn encrypt_with_rng(
+    pub fn encrypt(
         &mut self,
         plaintext: &[u8],
         rng: &mut impl CryptoRngCore,
@@ -387,7 +387,7 @@ impl Ratchet {
     /// nothing is drawn.
     ///
     /// On error the session is unchanged.
-    pub fn decrypt_with_rng(
+    pub fn decrypt(
         &mut self,
         message: &EncryptedMessage,
         rng: &mut impl CryptoRngCore,
@@ -560,21 +560,6 @@ impl Ratchet {
         for (n, key) in keys {
             self.skipped.push(header_key, n, key, cap);
         }
-    }
-}
-
-#[cfg(feature = "std")]
-impl Ratchet {
-    /// [`encrypt_with_rng`](Self::encrypt_with_rng) with the operating
-    /// system's randomness.
-    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<EncryptedMessage, EncryptError> {
-        self.encrypt_with_rng(plaintext, &mut rand_core::OsRng)
-    }
-
-    /// [`decrypt_with_rng`](Self::decrypt_with_rng) with the operating
-    /// system's randomness.
-    pub fn decrypt(&mut self, message: &EncryptedMessage) -> Result<Vec<u8>, DecryptError> {
-        self.decrypt_with_rng(message, &mut rand_core::OsRng)
     }
 }
 

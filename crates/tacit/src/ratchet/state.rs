@@ -246,9 +246,9 @@ mod tests {
         )
         .unwrap();
         let mut bob = Ratchet::new_responder(keys(), bob_key, RatchetConfig::default());
-        let _skipped = alice.encrypt_with_rng(b"0", &mut rng).unwrap();
-        let m = alice.encrypt_with_rng(b"1", &mut rng).unwrap();
-        bob.decrypt_with_rng(&m, &mut rng).unwrap();
+        let _skipped = alice.encrypt(b"0", &mut rng).unwrap();
+        let m = alice.encrypt(b"1", &mut rng).unwrap();
+        bob.decrypt(&m, &mut rng).unwrap();
         (alice, bob)
     }
 

@@ -27,7 +27,7 @@
 //! }
 //! alice.process_bundle(&bob_address, &bob.account().bundle(BundlePreKey::Auto)?, &mut rng)?;
 //!
-//! let content = Content::new(ContentKind::Text, b"hello".to_vec(), 1_700_000_000_000)?;
+//! let content = Content::new(ContentKind::Text, b"hello".to_vec(), 1_700_000_000_000, &mut rng)?;
 //! for outgoing in alice.seal_for_user("bob", &content, &mut rng)? {
 //!     // `outgoing.envelope` goes to the relay, addressed to `outgoing.recipient`.
 //!     let received = bob.open_envelope(&outgoing.envelope, &mut rng)?;
@@ -189,7 +189,7 @@ impl<S: Store> SessionManager<S> {
             user_key,
             certificate,
         };
-        let envelope = sealed::seal_with_rng(&sender, identity, recipient, message, rng)?;
+        let envelope = sealed::seal(&sender, identity, recipient, message, rng)?;
         Ok(OutgoingEnvelope {
             recipient: recipient.clone(),
             envelope,

@@ -405,18 +405,17 @@ impl<S: Store> SessionManager<S> {
         self.check_not_self(address)?;
         self.check_listed(address, &bundle.identity_key, None)?;
         let trust = self.check_trust(address, &bundle.identity_key)?;
-        let (agreement, ephemeral_key, kem, profile) =
-            match (bundle.pqxdh_bundle(), &bundle.kem_prekey) {
-                (Some(pq), Some(offer)) => {
-                    let init = pqxdh::initiate(self.account.identity(), &pq, rng)?;
-                    let kem = Some((offer.id, init.kem_ciphertext));
-                    (init.agreement, init.ephemeral_key, kem, Profile::V2)
-                }
-                _ => {
-                    let init = x3dh::initiate(self.account.identity(), &bundle.x3dh_bundle(), rng)?;
-                    (init.agreement, init.ephemeral_key, None, Profile::V1)
-                }
-            };
+        let (agreement, ephemeral_key, kem, profile) = match &bundle.kem_prekey {
+            Some(offer) => {
+                let init = pqxdh::initiate(self.account.identity(), &bundle.bundle(), rng)?;
+                let kem = Some((offer.id, init.kem_ciphertext));
+                (init.agreement, init.ephemeral_key, kem, Profile::V2)
+            }
+            None => {
+                let init = x3dh::initiate(self.account.identity(), &bundle.bundle(), rng)?;
+                (init.agreement, init.ephemeral_key, None, Profile::V1)
+            }
+        };
         let ratchet = Ratchet::new_initiator(
             agreement.session_keys(),
             &bundle.signed_prekey,
@@ -523,7 +522,7 @@ impl<S: Store> SessionManager<S> {
                 )));
             }
         }
-        let encrypted = state.ratchet.encrypt_with_rng(plaintext, rng)?;
+        let encrypted = state.ratchet.encrypt(plaintext, rng)?;
         let message = match &state.pending {
             Some(p) => SessionMessage::PreKey(Box::new(PreKeyMessage {
                 identity_key: self.account.identity().public_key(),
@@ -743,7 +742,7 @@ impl<S: Store> SessionManager<S> {
             signed_prekey.key_pair().clone(),
             self.config.ratchet,
         );
-        let plaintext = ratchet.decrypt_with_rng(&message.message, rng)?;
+        let plaintext = ratchet.decrypt(&message.message, rng)?;
 
         // Decrypted: build the changes.
         let mut changes = Changes::new();

@@ -27,12 +27,11 @@ use alloc::vec::Vec;
 
 use prost::Message as _;
 
+use crate::bundle::{BundleKemPreKey, PreKeyBundle};
 use crate::error::WireError;
 use crate::kem::{KemCiphertext, KemPublicKey, SignedKemPreKey};
 use crate::keys::{IdentityKey, PublicKey, Signature, KEY_LEN, SIGNATURE_LEN};
-use crate::pqxdh::PqxdhBundle;
 use crate::ratchet::{EncryptedMessage, ENCRYPTED_HEADER_LEN, TAG_LEN};
-use crate::x3dh::PreKeyBundle;
 
 /// The version every message of this format carries, except bundles and
 /// prekey messages of profile `tacit-v2`.
@@ -182,27 +181,21 @@ pub struct PreKeyBundleMessage {
 }
 
 impl PreKeyBundleMessage {
-    /// The bundle as X3DH takes it (without ids).
-    pub fn x3dh_bundle(&self) -> PreKeyBundle {
+    /// The bundle as the key agreement takes it, without ids: with its KEM
+    /// part when this is a version-2 bundle, for
+    /// [`pqxdh::initiate`](crate::pqxdh::initiate); without, for
+    /// [`x3dh::initiate`](crate::x3dh::initiate).
+    pub fn bundle(&self) -> PreKeyBundle {
         PreKeyBundle {
             identity_key: self.identity_key,
             signed_prekey: self.signed_prekey,
             signed_prekey_signature: self.signed_prekey_signature,
             one_time_prekey: self.one_time_prekey.map(|(_, key)| key),
+            kem_prekey: self.kem_prekey.as_ref().map(|kem| BundleKemPreKey {
+                key: kem.key.clone(),
+                signature: kem.signature,
+            }),
         }
-    }
-
-    /// The bundle as PQXDH takes it (without ids), if it offers a KEM
-    /// prekey.
-    pub fn pqxdh_bundle(&self) -> Option<PqxdhBundle> {
-        self.kem_prekey.as_ref().map(|kem| PqxdhBundle {
-            identity_key: self.identity_key,
-            signed_prekey: self.signed_prekey,
-            signed_prekey_signature: self.signed_prekey_signature,
-            one_time_prekey: self.one_time_prekey.map(|(_, key)| key),
-            kem_prekey: kem.key.clone(),
-            kem_prekey_signature: kem.signature,
-        })
     }
 
     /// The wire version: 2 when a KEM prekey is offered, else 1.

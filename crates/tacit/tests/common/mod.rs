@@ -16,8 +16,9 @@ use tacit::ratchet::{
     EncryptedMessage, Header, Ratchet, RatchetConfig, SessionKeys, ENCRYPTED_HEADER_LEN,
     STATE_VERSION,
 };
-use tacit::x3dh::{self, PreKeyBundle};
+use tacit::x3dh;
 use tacit::DecryptError;
+use tacit::PreKeyBundle;
 
 /// A deterministic RNG.
 pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
@@ -89,14 +90,14 @@ impl Session {
     /// Alice encrypts `text`.
     pub(crate) fn a(&mut self, text: &str) -> EncryptedMessage {
         self.alice
-            .encrypt_with_rng(text.as_bytes(), &mut self.rng)
+            .encrypt(text.as_bytes(), &mut self.rng)
             .expect("alice encrypts")
     }
 
     /// Bob encrypts `text`.
     pub(crate) fn b(&mut self, text: &str) -> EncryptedMessage {
         self.bob
-            .encrypt_with_rng(text.as_bytes(), &mut self.rng)
+            .encrypt(text.as_bytes(), &mut self.rng)
             .expect("bob encrypts")
     }
 }
@@ -112,6 +113,7 @@ pub(crate) fn session(config: RatchetConfig, seed: u64) -> Session {
         signed_prekey: spk.public_key(),
         signed_prekey_signature: bob_id.sign_prekey(&spk.public_key()),
         one_time_prekey: None,
+        kem_prekey: None,
     };
     let init = x3dh::initiate(&alice_id, &bundle, &mut rng).expect("initiate");
     let agreement = x3dh::respond(
@@ -153,7 +155,7 @@ pub(crate) fn decrypt_counting(
     seed: u64,
 ) -> (Result<Vec<u8>, DecryptError>, CountingRng) {
     let mut rng = CountingRng::new(seed);
-    let result = r.decrypt_with_rng(message, &mut rng);
+    let result = r.decrypt(message, &mut rng);
     (result, rng)
 }
 
