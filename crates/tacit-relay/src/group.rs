@@ -134,14 +134,7 @@ mod tests {
 
     const LIMITS: WriterLimits = WriterLimits {
         queue_cap: 5,
-        ttl_ms: 3_600_000,
-        prekeys_low: 0,
-        max_batch: 64,
-        max_db_bytes: None,
-        queue_bytes: 1 << 26,
-        mailbox_bytes: 1 << 30,
-        mailbox_recheck: std::time::Duration::from_secs(5),
-        unsafe_no_fsync: false,
+        ..WriterLimits::FOR_TESTS
     };
 
     /// A database of the current schema with the devices `a.1` to `c.1`,

@@ -346,6 +346,23 @@ pub(crate) struct WriterLimits {
     pub(crate) unsafe_no_fsync: bool,
 }
 
+#[cfg(test)]
+impl WriterLimits {
+    /// Limits for the writer's unit tests: wide enough that only what a
+    /// test sets itself binds, with fsync on.
+    pub(crate) const FOR_TESTS: WriterLimits = WriterLimits {
+        queue_cap: 100_000,
+        ttl_ms: 3_600_000,
+        prekeys_low: 0,
+        max_batch: 64,
+        max_db_bytes: None,
+        queue_bytes: 1 << 26,
+        mailbox_bytes: 1 << 30,
+        mailbox_recheck: std::time::Duration::from_secs(5),
+        unsafe_no_fsync: false,
+    };
+}
+
 /// The writer's queue.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {

@@ -10,17 +10,7 @@ use tacit::{Address, IdentityKeyPair};
 use super::*;
 
 fn limits() -> WriterLimits {
-    WriterLimits {
-        queue_cap: 100_000,
-        ttl_ms: 3_600_000,
-        prekeys_low: 0,
-        max_batch: 64,
-        max_db_bytes: None,
-        queue_bytes: 1 << 26,
-        mailbox_bytes: 1 << 30,
-        mailbox_recheck: std::time::Duration::from_secs(5),
-        unsafe_no_fsync: false,
-    }
+    WriterLimits::FOR_TESTS
 }
 
 /// Runs `commands` as one batch, as the writer thread does.

@@ -21,15 +21,8 @@ fn temp_db(name: &str) -> PathBuf {
 
 fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
     WriterLimits {
-        queue_cap: 100_000,
-        ttl_ms: 3_600_000,
-        prekeys_low: 0,
-        max_batch: 64,
         max_db_bytes,
-        queue_bytes: 1 << 26,
-        mailbox_bytes: 1 << 30,
-        mailbox_recheck: std::time::Duration::from_secs(5),
-        unsafe_no_fsync: false,
+        ..WriterLimits::FOR_TESTS
     }
 }
 
