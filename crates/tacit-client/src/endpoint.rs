@@ -319,8 +319,8 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_ca_file_is_refused() {
-        let dir = std::env::temp_dir().join(format!("tacit-endpoint-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         for path in [dir.join("missing.pem"), empty] {
@@ -330,6 +330,5 @@ mod tests {
                 path.display()
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -27,10 +26,12 @@ fn verify(files: &[&Path]) -> (bool, String) {
     (out.status.success(), String::from_utf8(out.stdout).unwrap())
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tacit-vectors-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of its own for one test's files, removed when dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("tacit-vectors-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn load(name: &str) -> Value {
@@ -39,9 +40,8 @@ fn load(name: &str) -> Value {
 }
 
 fn verify_value(value: &Value, name: &str) -> (bool, String) {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = scratch("mutated").join(format!("{n}-{name}"));
+    let dir = scratch("mutated");
+    let path = dir.path().join(name);
     std::fs::write(&path, serde_json::to_string_pretty(value).unwrap()).unwrap();
     verify(&[&path])
 }
@@ -129,8 +129,9 @@ fn pqxdh_replays_use_the_stored_session_and_v1_bundles_run_x3dh() {
 
 #[test]
 fn generation_is_deterministic_and_matches_the_committed_files() {
-    let dir = scratch("generated");
-    let out = tool(&[Path::new("generate"), &dir]);
+    let scratch = scratch("generated");
+    let dir = scratch.path();
+    let out = tool(&[Path::new("generate"), dir]);
     assert!(
         out.status.success(),
         "{}",
@@ -299,7 +300,8 @@ fn duplicate_keys_are_refused() {
         1,
     );
     assert_ne!(duplicated, text);
-    let path = scratch("duplicate").join("x3dh.json");
+    let dir = scratch("duplicate");
+    let path = dir.path().join("x3dh.json");
     std::fs::write(&path, duplicated).unwrap();
     let (ok, out) = verify(&[&path]);
     assert!(!ok && out.contains("duplicate field"), "{out}");

@@ -9,14 +9,15 @@ use tacit::{Address, IdentityKey};
 
 use super::*;
 
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tacit-relay-store-{name}-{}-{}",
-        std::process::id(),
-        crate::now_ms()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("relay.db")
+/// A database path in a directory of its own, removed when the guard drops
+/// (also when the test fails).
+fn temp_db(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("tacit-relay-store-{name}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("relay.db");
+    (dir, path)
 }
 
 fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
@@ -52,7 +53,7 @@ fn register_command(
 
 #[test]
 fn an_old_database_is_migrated_and_its_devices_cannot_log_in() {
-    let path = temp_db("migrate");
+    let (_dir, path) = temp_db("migrate");
     {
         let c = Connection::open(&path).unwrap();
         c.execute_batch(SCHEMA_V1).unwrap();
@@ -88,7 +89,6 @@ fn an_old_database_is_migrated_and_its_devices_cannot_log_in() {
         .unwrap();
     drop(c);
     assert!(open(&database, false).is_err());
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64> {
@@ -119,7 +119,7 @@ fn counts(path: &std::path::Path) -> (u64, u64) {
 
 #[tokio::test]
 async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
-    let path = temp_db("full");
+    let (_dir, path) = temp_db("full");
     let (writer, thread) = start_writer(
         &Database::Sqlite(path.clone()),
         limits(Some(96 * 1024)),
@@ -166,7 +166,6 @@ async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
     );
     writer.stop().await;
     thread.join().unwrap();
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 /// Runs one batch on `conn` and returns the answers, in order.
@@ -213,7 +212,7 @@ fn stored(conn: &Connection, envelope: &[u8]) -> bool {
 
 #[test]
 fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
-    let path = temp_db("rollback");
+    let (_dir, path) = temp_db("rollback");
     let mut conn = open_limited(&Database::Sqlite(path.clone()), false, Some(64 * 1024)).unwrap();
     let bob = Address::new("bob", 1).unwrap();
     let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
@@ -259,7 +258,6 @@ fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
         .unwrap();
     assert_eq!(queued, count);
     drop(conn);
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[test]
@@ -276,7 +274,8 @@ fn only_a_full_disk_maps_to_storage_full() {
 
 #[test]
 fn the_writer_syncs_every_commit_unless_told_otherwise_for_benchmarks() {
-    let database = Database::Sqlite(temp_db("synchronous"));
+    let (_dir, path) = temp_db("synchronous");
+    let database = Database::Sqlite(path);
     let synchronous = |c: &Connection| -> i64 {
         c.pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap()
