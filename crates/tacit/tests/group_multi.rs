@@ -3,6 +3,9 @@
 //! each part opening only for its own device, tampering, small-order
 //! ephemeral keys and strict decoding.
 
+mod common;
+
+use common::MustNotDraw;
 use rand_chacha::rand_core::{CryptoRng, Error as RandError, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tacit::error::WireError;
@@ -188,24 +191,8 @@ fn sealing_draws_64_bytes_in_one_call() {
 
 #[test]
 fn bad_recipient_lists_and_plaintexts_are_refused_before_drawing() {
-    struct Never;
-    impl RngCore for Never {
-        fn next_u32(&mut self) -> u32 {
-            panic!("drew randomness")
-        }
-        fn next_u64(&mut self) -> u64 {
-            panic!("drew randomness")
-        }
-        fn fill_bytes(&mut self, _: &mut [u8]) {
-            panic!("drew randomness")
-        }
-        fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), RandError> {
-            panic!("drew randomness")
-        }
-    }
-    impl CryptoRng for Never {}
     assert_eq!(
-        multi::seal(MESSAGE, &[], &mut Never),
+        multi::seal(MESSAGE, &[], &mut MustNotDraw),
         Err(MultiError::NoRecipients)
     );
     let key = IdentityKeyPair::from_seed(&[3; 32]).public_key();
@@ -213,7 +200,7 @@ fn bad_recipient_lists_and_plaintexts_are_refused_before_drawing() {
         .map(|i| (Address::new(&format!("u{i}"), 1).unwrap(), key))
         .collect();
     assert_eq!(
-        multi::seal(MESSAGE, &many, &mut Never),
+        multi::seal(MESSAGE, &many, &mut MustNotDraw),
         Err(MultiError::TooManyRecipients {
             count: MAX_RECIPIENTS + 1,
             max: MAX_RECIPIENTS
@@ -222,14 +209,14 @@ fn bad_recipient_lists_and_plaintexts_are_refused_before_drawing() {
     let mut twice = list(&devices(4));
     twice.push(twice[2].clone());
     assert_eq!(
-        multi::seal(MESSAGE, &twice, &mut Never),
+        multi::seal(MESSAGE, &twice, &mut MustNotDraw),
         Err(MultiError::DuplicateRecipient { index: 4 })
     );
     assert_eq!(
         multi::seal(
             &vec![0; MAX_PLAINTEXT_LEN + 1],
             &list(&devices(1)),
-            &mut Never
+            &mut MustNotDraw
         ),
         Err(MultiError::TooLarge {
             len: MAX_PLAINTEXT_LEN + 1,

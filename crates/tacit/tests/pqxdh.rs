@@ -3,7 +3,10 @@
 //! and every hostile input of 15.5, 15.7 and 15.8 refused with its error
 //! and no change.
 
-use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
+mod common;
+
+use common::MustNotDraw;
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tacit::error::{DecryptError, KemError, PqxdhError, SessionError, WireError};
 use tacit::identity::{DeviceList, UserKeyPair};
@@ -553,26 +556,6 @@ fn accounts_without_kem_prekeys_speak_v1_until_enabled() {
     );
     assert_eq!(*account.to_bytes(), *bytes);
 }
-
-/// A generator that must not be drawn from: a refusal draws nothing.
-struct MustNotDraw;
-
-impl RngCore for MustNotDraw {
-    fn next_u32(&mut self) -> u32 {
-        panic!("drew randomness")
-    }
-    fn next_u64(&mut self) -> u64 {
-        panic!("drew randomness")
-    }
-    fn fill_bytes(&mut self, _: &mut [u8]) {
-        panic!("drew randomness")
-    }
-    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
-        panic!("drew randomness")
-    }
-}
-
-impl CryptoRng for MustNotDraw {}
 
 #[test]
 fn the_pqxdh_initiator_refuses_a_bundle_without_a_kem_prekey() {

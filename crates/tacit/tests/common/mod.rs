@@ -73,6 +73,28 @@ impl RngCore for CountingRng {
 
 impl CryptoRng for CountingRng {}
 
+/// A generator that must not be drawn from: a test of a refusal that has
+/// to come before any randomness is drawn passes it, and a draw panics.
+#[derive(Debug)]
+pub(crate) struct MustNotDraw;
+
+impl RngCore for MustNotDraw {
+    fn next_u32(&mut self) -> u32 {
+        panic!("drew randomness")
+    }
+    fn next_u64(&mut self) -> u64 {
+        panic!("drew randomness")
+    }
+    fn fill_bytes(&mut self, _: &mut [u8]) {
+        panic!("drew randomness")
+    }
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
+        panic!("drew randomness")
+    }
+}
+
+impl CryptoRng for MustNotDraw {}
+
 /// The two sides of a fresh session, set up through X3DH from seeded keys,
 /// with what a test may need to craft messages.
 pub(crate) struct Session {
