@@ -166,14 +166,14 @@ fn from_sessions(s: &mut Seeds) -> Result<(), Error> {
     let mut alice = SessionManager::create(
         InMemoryStore::new(),
         Address::new("alice", 1)?,
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )?;
     let bob_address = Address::new("bob", 1)?;
     let mut bob = SessionManager::create(
         InMemoryStore::new(),
         bob_address.clone(),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )?;
     bob.generate_one_time_prekeys(3, rng)?;

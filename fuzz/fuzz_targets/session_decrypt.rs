@@ -35,7 +35,7 @@ fn manager(rng: &mut ChaCha20Rng, user: &str) -> SessionManager<InMemoryStore> {
     SessionManager::create(
         InMemoryStore::new(),
         Address::new(user, 1).expect("address"),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )
     .expect("manager")

@@ -36,7 +36,7 @@ struct SetupSizes {
 
 fn manager(user: &str, config: SessionConfig, rng: &mut ChaCha20Rng) -> Manager {
     let address = Address::new(user, 1).unwrap();
-    let account = Account::generate(rng, 0);
+    let account = Account::generate(0, rng);
     SessionManager::create(InMemoryStore::new(), address, account, config).unwrap()
 }
 
@@ -130,7 +130,7 @@ fn setup_sizes(v2: bool) -> SetupSizes {
 /// X25519 prekeys, and with 100 one-time KEM prekeys as well.
 fn account_sizes() -> [(String, usize); 4] {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let mut account = Account::generate(&mut rng, 0);
+    let mut account = Account::generate(0, &mut rng);
     let fresh = account.to_bytes().len();
     let mut kem_only = account.clone();
     kem_only

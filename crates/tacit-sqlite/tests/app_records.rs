@@ -99,7 +99,7 @@ fn session_changes_and_app_writes_land_together_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let store = SqliteStore::open(&path, &KEY).unwrap();
-    let account = Account::generate(&mut ChaCha20Rng::seed_from_u64(1), 0);
+    let account = Account::generate(0, &mut ChaCha20Rng::seed_from_u64(1));
 
     // The application write fails (injected): the account is not written.
     // (The store holds the file's lock, so the trigger goes in while it is

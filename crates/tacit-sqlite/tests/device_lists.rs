@@ -237,12 +237,12 @@ fn update_device_list_deletes_sessions_in_the_same_transaction() {
     let mut alice = SessionManager::create(
         SqliteStore::open(&path, &KEY).unwrap(),
         addr("alice", 1),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
-    let bob1 = Account::generate(&mut rng, 0);
-    let bob2 = Account::generate(&mut rng, 0);
+    let bob1 = Account::generate(0, &mut rng);
+    let bob2 = Account::generate(0, &mut rng);
     let (k1, k2) = (bob1.identity().public_key(), bob2.identity().public_key());
     alice
         .update_device_list(&list("bob", 1, &[(1, k1), (2, k2)]))

@@ -102,18 +102,18 @@ fn hostile_inputs_at_the_sqlite_store() {
     let mut alice = SessionManager::create(
         SqliteStore::open(&path, &KEY).unwrap(),
         addr("alice", 1),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
     let mut bob = SessionManager::create(
         InMemoryStore::new(),
         addr("bob", 1),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
-    let bob2 = Account::generate(&mut rng, 0);
+    let bob2 = Account::generate(0, &mut rng);
     let (a, b, b2) = (addr("alice", 1), addr("bob", 1), addr("bob", 2));
     let bob_id = bob.account().identity().public_key();
     let alice_id = alice.account().identity().public_key();
@@ -153,7 +153,7 @@ fn hostile_inputs_at_the_sqlite_store() {
     let mut other = SessionManager::create(
         SqliteStore::open(&other_path, &[9; 32]).unwrap(),
         addr("alice", 1),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();

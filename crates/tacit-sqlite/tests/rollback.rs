@@ -35,14 +35,14 @@ fn setup(path: &std::path::Path, rng: &mut ChaCha20Rng) -> SessionManager<InMemo
     let mut alice = SessionManager::create(
         SqliteStore::open(path, &KEY).unwrap(),
         addr("alice", 1),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )
     .unwrap();
     let mut bob = SessionManager::create(
         InMemoryStore::new(),
         addr("bob", 1),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )
     .unwrap();

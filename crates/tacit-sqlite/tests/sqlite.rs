@@ -96,7 +96,7 @@ fn pair(
     let mut alice = SessionManager::create(
         SqliteStore::open(path, &KEY).unwrap(),
         addr("alice", 1),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )
     .unwrap();
@@ -104,7 +104,7 @@ fn pair(
     let mut bob = SessionManager::create(
         InMemoryStore::new(),
         addr("bob", 1),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         SessionConfig::default(),
     )
     .unwrap();
@@ -120,9 +120,9 @@ fn records_round_trip() {
     let mut rng = rng(1);
     let mut store = SqliteStore::open_in_memory(&KEY).unwrap();
     let mut memory = InMemoryStore::new();
-    let mut account = Account::generate(&mut rng, 5);
+    let mut account = Account::generate(5, &mut rng);
     account.generate_one_time_prekeys(3, &mut rng).unwrap();
-    let peer = Account::generate(&mut rng, 5);
+    let peer = Account::generate(5, &mut rng);
     let mut manager = SessionManager::create(
         InMemoryStore::new(),
         addr("alice", 1),
@@ -198,7 +198,7 @@ fn swapped_rows_are_detected() {
     let path = dir.path().join("store.db");
     let mut rng = rng(3);
     let (alice, bob) = pair(&path, &mut rng);
-    let bob2 = Account::generate(&mut rng, 0);
+    let bob2 = Account::generate(0, &mut rng);
     let bundle = bob2.bundle(BundlePreKey::None).unwrap();
     let mut alice = alice;
     let bob_v2 = list(
@@ -324,7 +324,7 @@ fn a_failed_transaction_leaves_nothing_partial() {
     let mut bob = SessionManager::create(
         SqliteStore::open(&path, &KEY).unwrap(),
         addr("bob", 1),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
@@ -332,7 +332,7 @@ fn a_failed_transaction_leaves_nothing_partial() {
     let mut alice = SessionManager::create(
         InMemoryStore::new(),
         addr("alice", 1),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
@@ -439,7 +439,7 @@ fn a_second_store_on_the_same_file_is_refused_and_the_first_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let mut first = SqliteStore::open(&path, &KEY).unwrap();
-    let account = Account::generate(&mut ChaCha20Rng::seed_from_u64(3), 0);
+    let account = Account::generate(0, &mut ChaCha20Rng::seed_from_u64(3));
 
     // Two managers on one file would each write the account they loaded,
     // and one would lose the other's consumed one-time prekey: the second

@@ -24,7 +24,7 @@ pub fn device_with(
     let mut d = SessionManager::create(
         InMemoryStore::new(),
         Address::new(user, device_id).expect("a valid test address"),
-        Account::generate(rng, 0),
+        Account::generate(0, rng),
         config,
     )
     .expect("a new session manager");

@@ -244,7 +244,7 @@ impl Tacit {
             address: address.clone(),
             user_key: UserKeyPair::generate(&mut OsRng),
         };
-        let account = Account::generate(&mut OsRng, now);
+        let account = Account::generate(now, &mut OsRng);
         let list = DeviceList::sign(
             &local.user_key,
             &user_id,

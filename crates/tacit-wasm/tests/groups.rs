@@ -45,7 +45,7 @@ fn user(name: &str) -> User {
         user_key: UserKeyPair::generate(&mut OsRng),
     };
     let store = ok(BrowserStore::create(&KEY, &local));
-    let account = Account::generate(&mut OsRng, 0);
+    let account = Account::generate(0, &mut OsRng);
     let mut m = ok(SessionManager::create(
         store,
         address(name),

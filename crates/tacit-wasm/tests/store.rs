@@ -30,7 +30,7 @@ fn device(user: &str) -> (SessionManager<BrowserStore>, UserKeyPair) {
         user_key: UserKeyPair::generate(&mut OsRng),
     };
     let store = BrowserStore::create(&KEY, &local).unwrap_or_else(|_| unreachable!());
-    let account = Account::generate(&mut OsRng, 0);
+    let account = Account::generate(0, &mut OsRng);
     let mut m = SessionManager::create(store, address, account, SessionConfig::default())
         .unwrap_or_else(|_| unreachable!());
     m.generate_one_time_prekeys(2, &mut OsRng)

@@ -41,9 +41,10 @@
 //! that wants the operating system's generator passes
 //! `&mut tacit::rand_core::OsRng` (with the default `std` feature, or on
 //! `wasm32` with the `js` backend); a test passes a seeded generator and
-//! gets the same bytes every run. Each function's documentation says how
-//! many bytes it draws, in how many calls, and that a refusal draws
-//! nothing where the protocol says so.
+//! gets the same bytes every run. The generator is always the last
+//! parameter. Each function's documentation says how many bytes it draws,
+//! in how many calls, and that a refusal draws nothing where the protocol
+//! says so.
 //!
 //! # Quick start
 //!

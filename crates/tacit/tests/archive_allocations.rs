@@ -25,7 +25,7 @@ fn device(dir: &Directory, user: &str, rng: &mut ChaCha20Rng) -> (Address, Manag
     let manager = SessionManager::create(
         InMemoryStore::new(),
         address.clone(),
-        Account::generate(rng, 1_000),
+        Account::generate(1_000, rng),
         SessionConfig::default(),
     )
     .unwrap();

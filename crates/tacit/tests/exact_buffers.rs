@@ -10,7 +10,7 @@ use tacit::session::Account;
 #[test]
 fn account_records_are_encoded_at_their_exact_length() {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
-    let mut account = Account::generate(&mut rng, 1_000);
+    let mut account = Account::generate(1_000, &mut rng);
     for batch in [0, 1, 5, 20, 50] {
         account.generate_one_time_prekeys(batch, &mut rng).unwrap();
         let bytes = account.to_bytes();

@@ -34,7 +34,7 @@ fn pair(bob_config: SessionConfig, rng: &mut ChaCha20Rng) -> (Manager, Manager) 
         SessionManager::create(
             InMemoryStore::new(),
             Address::new(user, 1).unwrap(),
-            Account::generate(rng, 0),
+            Account::generate(0, rng),
             config,
         )
         .unwrap()
@@ -442,7 +442,7 @@ fn the_kem_key_and_ciphertext_are_bound_into_sk() {
 #[test]
 fn hostile_kem_fields_are_refused_on_decoding() {
     let mut r = rng(9);
-    let account = Account::generate(&mut r, 0);
+    let account = Account::generate(0, &mut r);
     let bundle = account.bundle(BundlePreKey::Auto).unwrap();
     let wire = bundle.to_wire();
     assert!(wire.len() <= tacit::wire::MAX_BUNDLE_LEN);
@@ -528,7 +528,7 @@ fn prost_len(out: &mut Vec<u8>, len: usize) {
 #[test]
 fn accounts_without_kem_prekeys_speak_v1_until_enabled() {
     let mut r = rng(10);
-    let mut account = Account::generate(&mut r, 0);
+    let mut account = Account::generate(0, &mut r);
     assert!(account.has_kem_prekeys());
     assert_eq!(
         account.enable_post_quantum(0, &mut r).err(),

@@ -59,7 +59,7 @@ impl Device {
         let mut manager = SessionManager::create(
             InMemoryStore::new(),
             address.clone(),
-            Account::generate(rng, 1_000),
+            Account::generate(1_000, rng),
             SessionConfig::default(),
         )
         .unwrap();
@@ -98,7 +98,7 @@ impl Device {
         let mut manager = SessionManager::create(
             InMemoryStore::new(),
             address.clone(),
-            Account::generate(rng, 1_000),
+            Account::generate(1_000, rng),
             config,
         )
         .unwrap();
@@ -1017,7 +1017,7 @@ fn managers_and_stores_are_send() {
     let mut boxed = SessionManager::create(
         store,
         Address::new("alice", 1).unwrap(),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
@@ -1049,7 +1049,7 @@ fn opening_needs_an_account_and_creating_needs_none() {
     let manager = SessionManager::create(
         InMemoryStore::new(),
         address.clone(),
-        Account::generate(&mut rng, 0),
+        Account::generate(0, &mut rng),
         SessionConfig::default(),
     )
     .unwrap();
@@ -1058,7 +1058,7 @@ fn opening_needs_an_account_and_creating_needs_none() {
         SessionManager::create(
             store,
             address,
-            Account::generate(&mut rng, 0),
+            Account::generate(0, &mut rng),
             SessionConfig::default()
         )
         .unwrap_err(),

@@ -63,7 +63,7 @@ pub(crate) fn open_manager(
             // The account and the profile; the own list comes from the
             // device that links this one.
             store.hold()?;
-            let account = Account::generate(&mut OsRng, now_ms());
+            let account = Account::generate(now_ms(), &mut OsRng);
             let created =
                 SessionManager::create(store, address.clone(), account, SessionConfig::default());
             let manager = created?;
@@ -79,7 +79,7 @@ pub(crate) fn open_manager(
             // The account, the user key, the device's own signed list and
             // the profile are written in one transaction.
             store.hold()?;
-            let account = Account::generate(&mut OsRng, now_ms());
+            let account = Account::generate(now_ms(), &mut OsRng);
             let identity = account.identity().public_key();
             let created =
                 SessionManager::create(store, address.clone(), account, SessionConfig::default());

@@ -53,7 +53,7 @@ impl Sender {
         let mut manager = SessionManager::create(
             InMemoryStore::new(),
             address.clone(),
-            Account::generate(&mut OsRng, 0),
+            Account::generate(0, &mut OsRng),
             SessionConfig::default(),
         )
         .expect("a new session manager");

@@ -199,15 +199,15 @@ impl Account {
     /// at `now`. It holds no one-time prekeys yet: see
     /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) and
     /// [`generate_one_time_kem_prekeys`](Self::generate_one_time_kem_prekeys).
-    pub fn generate(rng: &mut impl CryptoRngCore, now: u64) -> Self {
-        Self::from_identity(IdentityKeyPair::generate(rng), rng, now)
+    pub fn generate(now: u64, rng: &mut impl CryptoRngCore) -> Self {
+        Self::from_identity(IdentityKeyPair::generate(rng), now, rng)
     }
 
     /// A new account around an existing identity.
     pub fn from_identity(
         identity: IdentityKeyPair,
-        rng: &mut impl CryptoRngCore,
         now: u64,
+        rng: &mut impl CryptoRngCore,
     ) -> Self {
         let key_pair = KeyPair::generate(rng);
         let signature = identity.sign_prekey(&key_pair.public_key());
@@ -852,7 +852,7 @@ mod tests {
     #[test]
     fn round_trip_is_exact() {
         let mut rng = rng();
-        let mut account = Account::generate(&mut rng, 100);
+        let mut account = Account::generate(100, &mut rng);
         account.generate_one_time_prekeys(5, &mut rng).unwrap();
         account.rotate_signed_prekey(200, 1000, &mut rng).unwrap();
         account.rotate_fallback_prekey(200, &mut rng).unwrap();
@@ -870,7 +870,7 @@ mod tests {
     /// decoded, and was not written back the same.
     #[test]
     fn non_minimal_varints_are_refused() {
-        let account = Account::generate(&mut rng(), 100);
+        let account = Account::generate(100, &mut rng());
         let bytes = account.to_bytes();
         // The encoding ends with next_signed_prekey_id and next_prekey_id,
         // both small varints; widen the last one to two bytes.
@@ -888,7 +888,7 @@ mod tests {
     #[test]
     fn decoding_is_strict() {
         let mut rng = rng();
-        let account = Account::generate(&mut rng, 1);
+        let account = Account::generate(1, &mut rng);
         let bytes = account.to_bytes();
         assert_eq!(Account::from_bytes(&[]).err(), Some(StateError::Empty));
         let mut v3 = bytes.to_vec();
@@ -920,7 +920,7 @@ mod tests {
     #[test]
     fn ids_are_fresh_and_one_time_prekeys_capped() {
         let mut rng = rng();
-        let mut account = Account::generate(&mut rng, 1);
+        let mut account = Account::generate(1, &mut rng);
         let a = account.generate_one_time_prekeys(3, &mut rng).unwrap();
         let b = account.generate_one_time_prekeys(3, &mut rng).unwrap();
         let ids: Vec<u32> = a.iter().chain(b.iter()).map(|(id, _)| *id).collect();
@@ -939,7 +939,7 @@ mod tests {
     #[test]
     fn rotation_keeps_previous_for_grace_period() {
         let mut rng = rng();
-        let mut account = Account::generate(&mut rng, 0);
+        let mut account = Account::generate(0, &mut rng);
         account.rotate_signed_prekey(100, 50, &mut rng).unwrap();
         assert!(account.signed_prekey_by_id(1).is_some());
         assert_eq!(account.prune_signed_prekeys(149, 50), 0);
@@ -951,7 +951,7 @@ mod tests {
     #[test]
     fn bundles_offer_the_chosen_prekey() {
         let mut rng = rng();
-        let mut account = Account::generate(&mut rng, 0);
+        let mut account = Account::generate(0, &mut rng);
         let auto = account.bundle(BundlePreKey::Auto).unwrap();
         assert_eq!(auto.one_time_prekey.map(|(id, _)| id), Some(1)); // fallback
         let keys = account.generate_one_time_prekeys(2, &mut rng).unwrap();
@@ -974,7 +974,7 @@ mod tests {
     #[test]
     fn debug_prints_no_secret() {
         let mut rng = rng();
-        let account = Account::generate(&mut rng, 0);
+        let account = Account::generate(0, &mut rng);
         let seed = hex::encode(account.identity().seed().as_bytes());
         let text = format!("{account:?}");
         assert!(!text.contains(&seed[..16]));

@@ -13,10 +13,10 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut rng = rand_core::OsRng;
 //! let mut alice = SessionManager::create(
-//!     InMemoryStore::new(), Address::new("alice", 1)?, Account::generate(&mut rng, 0), SessionConfig::default())?;
+//!     InMemoryStore::new(), Address::new("alice", 1)?, Account::generate(0, &mut rng), SessionConfig::default())?;
 //! let bob_address = Address::new("bob", 1)?;
 //! let mut bob = SessionManager::create(
-//!     InMemoryStore::new(), bob_address.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
+//!     InMemoryStore::new(), bob_address.clone(), Account::generate(0, &mut rng), SessionConfig::default())?;
 //! bob.generate_one_time_prekeys(5, &mut rng)?;
 //! let identities = [("alice", alice.account().identity().public_key()),
 //!                   ("bob", bob.account().identity().public_key())];

@@ -30,9 +30,9 @@
 //! let alice_addr = Address::new("alice", 1)?;
 //! let bob_addr = Address::new("bob", 1)?;
 //! let mut alice = SessionManager::create(
-//!     InMemoryStore::new(), alice_addr.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
+//!     InMemoryStore::new(), alice_addr.clone(), Account::generate(0, &mut rng), SessionConfig::default())?;
 //! let mut bob = SessionManager::create(
-//!     InMemoryStore::new(), bob_addr.clone(), Account::generate(&mut rng, 0), SessionConfig::default())?;
+//!     InMemoryStore::new(), bob_addr.clone(), Account::generate(0, &mut rng), SessionConfig::default())?;
 //! bob.generate_one_time_prekeys(10, &mut rng)?;
 //!
 //! // Each user key signs its user's device list; each device trusts its own
