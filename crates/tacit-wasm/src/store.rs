@@ -28,7 +28,7 @@
 //! layer's ([`crate::groups`], `docs/PROTOCOL.md` 11):
 //! [`BrowserStore::put_group_record`]. Delivery tokens, this device's and
 //! its correspondents' (`docs/client.md`, "Delivery tokens"), are
-//! [`crate::tokens`]'.
+//! kept by [`crate::tokens`].
 //!
 //! Storage keys show only tags, so the database does not list whom the
 //! device talks to. Every record is sealed at generation 0: the browser
