@@ -8,8 +8,6 @@ import init, {
   encodeFetchBundles,
   encodeFetchDeviceList,
   encodeGetChallenge,
-  encodeSubmit,
-  encodeSubmitGroup,
 } from "./pkg/tacit_wasm.js";
 import { IdbStorage } from "./pkg/idb-storage.js";
 import { RelayConnection, RelayError } from "./relay.js";
@@ -29,6 +27,7 @@ let device; // the Tacit device, once unlocked
 let account; // the logged-in connection: pushes, acknowledgements, prekeys
 let courier; // the anonymous connection: lists, bundles, submissions
 let peer = "";
+let fallbacks = 0; // submissions sent logged in for want of a delivery token
 const warned = new Set(); // users whose identity change is on screen
 
 // ---- the store key: PBKDF2-SHA256 of the passphrase ------------------------
@@ -137,7 +136,8 @@ function relayUrl() {
 }
 
 /** Logs `device` in (registering it again is a login), publishing its
- * prekeys when the relay lacks them. */
+ * prekeys when the relay lacks them, and sets its delivery token (drawn
+ * and stored the first time: docs/web.md, "Delivery tokens"). */
 async function connect() {
   const url = relayUrl();
   const expected = new URL(url).hostname;
@@ -157,6 +157,7 @@ async function connect() {
   if (!info.hasSignedPrekey || !info.hasKemPrekey || info.registered) {
     await account.request((id) => device.uploadPreKeysFrame(id));
   }
+  await account.request((id) => device.deliveryTokenFrame(id));
   status(`connected as ${device.userId}.${device.deviceId}`);
 }
 
@@ -235,15 +236,18 @@ async function prepare(userId) {
   }
 }
 
-/** Submits on the anonymous connection. The page keeps no delivery token
- * (docs/web.md, "Limits"): a submission the relay refuses there for want of
- * the recipient's token goes again on the logged-in connection, where the
+/** Submits on the anonymous connection, with the recipients' recorded
+ * delivery tokens (the frames carry them). A submission the relay refuses
+ * there for want of a token (first contact, a rotated one: docs/web.md,
+ * "Delivery tokens") goes again on the logged-in connection, where the
  * relay takes it within the account's tokenless quota. */
 async function submitFrame(encode) {
   try {
     return await courier.request(encode);
   } catch (e) {
     if (!(e instanceof RelayError) || e.code !== "DeliveryTokenRefused") throw e;
+    fallbacks += 1;
+    document.body.dataset.fallbacks = String(fallbacks);
     return await account.request(encode);
   }
 }
@@ -251,7 +255,7 @@ async function submitFrame(encode) {
 /** Submits pairwise envelopes, each once the relay stored the one before. */
 async function submitAll(out) {
   for (const o of out) {
-    await submitFrame((id) => encodeSubmit(id, o.userId, o.deviceId, o.envelope));
+    await submitFrame((id) => device.submitFrame(id, o.userId, o.deviceId, o.envelope));
   }
 }
 
@@ -305,7 +309,7 @@ async function sendGroup(groupId, text) {
   const sent = await device.sendGroupText(groupId, text, ts);
   // The sender chain reaches every member before the message does.
   await submitAll(sent.outgoing);
-  await submitFrame((id) => encodeSubmitGroup(id, sent));
+  await submitFrame((id) => device.submitGroupFrame(id, sent));
   await saveEntry({ dir: "out", peer: `[${group.title}]`, group: hex(groupId), id: hex(sent.messageId), ts, text, status: "sent" });
   render();
 }
@@ -539,4 +543,5 @@ $("peer").onchange = () => {
   showSafety();
 };
 status(existing ? "locked" : "no account yet");
+document.body.dataset.fallbacks = "0";
 document.body.dataset.ready = "true";

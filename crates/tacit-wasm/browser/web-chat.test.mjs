@@ -2,8 +2,11 @@
 // playwright-core) against a real tacit-relay serving the page
 // (--static-dir), with a native tacit-chat user: messages both ways,
 // group messages both ways in a group of each side's,
-// receipts, first contact and safety numbers; then the page reloads, its
-// history and sessions are still there, and messages still go both ways.
+// receipts, first contact and safety numbers, delivery tokens (the page's
+// in its contents, so that tacit-chat's anonymous receipts reach it; bob's
+// presented by the page, so that only its first-contact submission goes
+// logged in: body[data-fallbacks]); then the page reloads, its history and
+// sessions are still there, and messages still go both ways.
 //
 // Needs examples/web/pkg (crates/tacit-wasm/build.sh examples/web/pkg) and
 // the binaries tacit-relay and tacit-chat (cargo build -p tacit-relay -p
@@ -56,6 +59,8 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
   });
   try {
     await chat("register", "bob");
+    // Bob's first login sets his delivery token at the relay.
+    await chat("recv");
     const page = await browser.newPage({ viewport: { width: 900, height: 720 } });
     page.on("pageerror", (e) => console.error("page error:", e));
     page.on("console", (m) => console.error("page:", m.text()));
@@ -86,7 +91,12 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     const bobGot = await chat("recv");
     assert.match(bobGot.stdout, /^alice: hello from the browser$/m);
     assert.match(bobGot.stderr, /first contact with alice/);
-    // Bob's delivery receipt reaches the page.
+    // Bob set a delivery token the page did not know yet: the page's
+    // anonymous submission was refused and went again logged in.
+    assert.equal(await page.getAttribute("body", "data-fallbacks"), "1");
+    // Bob's delivery receipt reaches the page: tacit-chat submits it only
+    // anonymously, so with the token the page set at login and sent in
+    // its text.
     await page.waitForSelector(".msg.out[data-status=delivered]", { timeout: WAIT });
 
     // Terminal to browser; the page answers with receipts.
@@ -96,6 +106,9 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     const receipts = await chat("recv");
     assert.match(receipts.stderr, /delivered to alice/);
     assert.match(receipts.stderr, /read by alice/);
+    // The page recorded bob's token from his text: its receipts went
+    // anonymously, presenting it.
+    assert.equal(await page.getAttribute("body", "data-fallbacks"), "1");
 
     // The same safety number on both sides.
     const safety = await chat("safety", "alice");
@@ -159,6 +172,10 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     await chat("group", "send", "web", "back in the page's group");
     await page.waitForSelector(".msg.in >> text=back in the page's group", { timeout: WAIT });
     assert.doesNotMatch(await page.textContent("#notices"), /could not be read|refused/);
+    // Since the reload, every submission (texts, receipts, group controls,
+    // chains and SubmitGroup) presented bob's recorded token: none went
+    // logged in.
+    assert.equal(await page.getAttribute("body", "data-fallbacks"), "0");
 
     await page.screenshot({ path: process.env.WEB_CHAT_SCREENSHOT ?? join(dir, "web-chat.png") });
   } finally {

@@ -462,7 +462,9 @@ impl Tacit {
     }
 
     /// Seals a message of content kind `kind` with `body` for every device
-    /// of `userId` (and the local user's other devices).
+    /// of `userId` (and the local user's other devices). Every kind but a
+    /// delivery receipt carries this device's delivery token, once set
+    /// (`deliveryTokenFrame`), in field 16.
     #[wasm_bindgen(unchecked_return_type = "Promise<Outgoing[]>")]
     pub fn seal(
         &mut self,
@@ -476,10 +478,7 @@ impl Tacit {
             ContentKind::from_code(kind).map_err(|e| Error::new("content", e.to_string()))?;
         let content = Content::new(kind, body, millis(timestamp_ms)?, &mut OsRng)
             .map_err(|e| Error::new("content", e.to_string()))?;
-        let sealed = self
-            .manager
-            .seal_for_user(user_id, &content, &mut OsRng)
-            .map_err(Error::from)?;
+        let sealed = crate::tokens::seal_for_user(&mut self.manager, user_id, &content)?;
         let out: Array = sealed
             .into_iter()
             .map(|o| {
@@ -513,14 +512,13 @@ impl Tacit {
     /// Opens an envelope addressed to this device. An envelope that does not
     /// open, or a sender not on its user's trusted list, throws and changes
     /// nothing. A group control (kind 6) is taken here (`groupId`,
-    /// `groupChanged`, `groupRefusal`, `groupMessages`).
+    /// `groupChanged`, `groupRefusal`, `groupMessages`). The sender's
+    /// delivery token, when the content carries one, is recorded with the
+    /// rest (`submitFrame` presents it).
     #[wasm_bindgen(js_name = openEnvelope, unchecked_return_type = "Promise<Received>")]
     pub fn open_envelope(&mut self, envelope: &[u8]) -> Result<Promise, JsValue> {
         self.check()?;
-        let received = self
-            .manager
-            .open_envelope(envelope, &mut OsRng)
-            .map_err(Error::from)?;
+        let received = crate::tokens::open_envelope(&mut self.manager, envelope)?;
         let out = Received {
             sender_user_id: received.sender.user_id().into(),
             sender_device_id: received.sender.device_id(),

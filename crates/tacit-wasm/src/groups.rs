@@ -240,7 +240,8 @@ fn check_sessions<'a>(m: &Manager, users: impl IntoIterator<Item = &'a str>) -> 
 }
 
 /// Seals `control` as a `SessionControl` content for every device of
-/// `user` (and this user's other devices).
+/// `user` (and this user's other devices), with this device's delivery
+/// token.
 fn seal_control(
     m: &mut Manager,
     user: &str,
@@ -256,7 +257,7 @@ fn seal_control(
     );
     let content = Content::new(ContentKind::SessionControl, body.to_vec(), now, &mut OsRng)
         .map_err(|e| Error::new("content", e.to_string()))?;
-    Ok(m.seal_for_user(user, &content, &mut OsRng)?)
+    crate::tokens::seal_for_user(m, user, &content)
 }
 
 /// Creates a group with the local user as its admin and `members` (users

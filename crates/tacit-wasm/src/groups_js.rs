@@ -62,13 +62,13 @@ impl From<GroupView> for GroupInfo {
 pub struct GroupUpdate {
     /// The group after the change.
     pub group: GroupInfo,
-    /// The pairwise envelopes to submit (`encodeSubmit`).
+    /// The pairwise envelopes to submit (`Tacit.submitFrame`).
     pub outgoing: Vec<Outgoing>,
 }
 
 /// A group message sealed here: submit `outgoing` (the pairwise
 /// distributions of this device's sender chain) first, then the group
-/// envelope (`encodeSubmitGroup`).
+/// envelope (`Tacit.submitGroupFrame`).
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct GroupSent {

@@ -28,6 +28,8 @@ mod perf_js;
 pub mod relay;
 mod relay_device;
 pub mod store;
+pub mod tokens;
+mod tokens_js;
 
 pub use api::{DeviceAddress, Outgoing, Received, Storage, Tacit};
 pub use groups_js::{GroupInfo, GroupMemberInfo, GroupReceived, GroupSent, GroupUpdate};

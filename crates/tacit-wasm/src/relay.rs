@@ -114,7 +114,8 @@ pub fn encode_fetch_device_list(
     Ok(frame(request_id, Request::FetchDeviceList(request))?)
 }
 
-/// Encodes the submission of a sealed envelope to a device's mailbox.
+/// Encodes the submission of a sealed envelope to a device's mailbox,
+/// without a delivery token (`Tacit.submitFrame` presents the recorded one).
 #[wasm_bindgen(js_name = encodeSubmit)]
 pub fn encode_submit(
     #[wasm_bindgen(js_name = requestId)] request_id: f64,
@@ -129,7 +130,9 @@ pub fn encode_submit(
 
 /// Encodes the submission of a group message's envelope (`sent` from
 /// `sendGroupText`): its shared payload once and a part for every
-/// recipient device, fanned out by the relay. Submit `sent.outgoing` first.
+/// recipient device, fanned out by the relay, without delivery tokens
+/// (`Tacit.submitGroupFrame` presents the recorded ones). Submit
+/// `sent.outgoing` first.
 #[wasm_bindgen(js_name = encodeSubmitGroup)]
 pub fn encode_submit_group(
     #[wasm_bindgen(js_name = requestId)] request_id: f64,

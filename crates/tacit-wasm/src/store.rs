@@ -15,6 +15,8 @@
 //! "group-out/" h group_out     id_tag                  (the same)
 //! "group-in/" h  group_in      id_tag                  (the same)
 //! "group-held/" h group_held   id_tag                  (the same)
+//! "token"       delivery_token "token"                this device's delivery token
+//! "peer-token/" h peer_tokens  user_tag || device id   address || the device's token
 //! address    = user id length (u16 BE) || user id || device id (u32 BE)
 //! user_tag   = HMAC-SHA256(index_key, user id);  h = hex of the row key
 //! name_tag   = HMAC-SHA256(index_key, "app/" || name)
@@ -24,7 +26,9 @@
 //! App records are the page's own (a chat's history, say), sealed like the
 //! rest: [`BrowserStore::put_app_record`]. Group records are the group
 //! layer's ([`crate::groups`], `docs/PROTOCOL.md` 11):
-//! [`BrowserStore::put_group_record`].
+//! [`BrowserStore::put_group_record`]. Delivery tokens, this device's and
+//! its correspondents' (`docs/client.md`, "Delivery tokens"), are
+//! kept by [`crate::tokens`].
 //!
 //! Storage keys show only tags, so the database does not list whom the
 //! device talks to. Every record is sealed at generation 0: the browser
@@ -42,6 +46,7 @@ use tacit::keys::IdentityKey;
 use tacit::session::{Account, SessionRecord};
 use tacit::store::{Changes, IdentityStore, InMemoryStore, PreKeyStore, SessionStore, Store};
 use tacit::{Address, DeviceId};
+use tacit_relay_proto::DeliveryToken;
 use tacit_seal::RecordSealer;
 use zeroize::Zeroizing;
 
@@ -75,9 +80,11 @@ pub struct Local {
 pub struct BrowserStore {
     sealer: RecordSealer,
     inner: InMemoryStore,
-    pending: RefCell<Vec<Write>>,
+    pub(crate) pending: RefCell<Vec<Write>>,
     app: RefCell<BTreeMap<String, Zeroizing<Vec<u8>>>>,
     grouped: RefCell<GroupRecords>,
+    pub(crate) own_token: RefCell<Option<DeliveryToken>>,
+    pub(crate) peer_tokens: RefCell<BTreeMap<Address, DeliveryToken>>,
 }
 
 /// The group records in memory, by table and id.
@@ -176,6 +183,8 @@ impl BrowserStore {
             pending: RefCell::default(),
             app: RefCell::default(),
             grouped: RefCell::default(),
+            own_token: RefCell::default(),
+            peer_tokens: RefCell::default(),
         };
         let check = store.seal_write("meta", b"key_check", KEY_CHECK)?;
         let local = store.seal_write("local", b"local", &encode_local(local))?;
@@ -209,10 +218,14 @@ impl BrowserStore {
             pending: RefCell::default(),
             app: RefCell::default(),
             grouped: RefCell::default(),
+            own_token: RefCell::default(),
+            peer_tokens: RefCell::default(),
         };
         let mut local = None;
         let mut app = BTreeMap::new();
         let mut grouped = BTreeMap::new();
+        let mut own_token = None;
+        let mut peer_tokens = BTreeMap::new();
         let mut changes = Changes::new();
         for (storage_key, value) in records {
             let (table, row) = parse_key(storage_key).ok_or_else(|| StoreError::Tampered {
@@ -237,6 +250,12 @@ impl BrowserStore {
                         return Err(tampered(table, &row));
                     }
                     grouped.insert((kind, id.to_vec()), Zeroizing::new(value.to_vec()));
+                }
+                "delivery_token" => own_token = Some(decode_token(table, &record)?),
+                "peer_tokens" => {
+                    let (address, token) = decode_address(table, &record)?;
+                    store.check_row(table, &row, &address)?;
+                    peer_tokens.insert(address, decode_token(table, token)?);
                 }
                 "account" => {
                     let account = Account::from_bytes(&record)
@@ -286,6 +305,8 @@ impl BrowserStore {
         store.inner.commit(changes)?;
         store.app = RefCell::new(app);
         store.grouped = RefCell::new(grouped);
+        store.own_token = RefCell::new(own_token);
+        store.peer_tokens = RefCell::new(peer_tokens);
         Ok(Some((store, local)))
     }
 
@@ -420,7 +441,7 @@ impl BrowserStore {
         self.sealer.tag(&tagged).to_vec()
     }
 
-    fn address_row(&self, address: &Address) -> Vec<u8> {
+    pub(crate) fn address_row(&self, address: &Address) -> Vec<u8> {
         let mut row = self.sealer.tag(address.user_id().as_bytes()).to_vec();
         row.extend_from_slice(&address.device_id().to_be_bytes());
         row
@@ -440,7 +461,12 @@ impl BrowserStore {
         }
     }
 
-    fn seal_write(&self, table: &str, row: &[u8], record: &[u8]) -> Result<Write, StoreError> {
+    pub(crate) fn seal_write(
+        &self,
+        table: &str,
+        row: &[u8],
+        record: &[u8],
+    ) -> Result<Write, StoreError> {
         Ok(Write {
             key: storage_key(table, row),
             value: Some(
@@ -503,6 +529,8 @@ fn tampered(table: &'static str, row: &[u8]) -> StoreError {
 fn storage_key(table: &str, row: &[u8]) -> String {
     match table {
         "meta" | "local" | "account" => table.into(),
+        "delivery_token" => "token".into(),
+        "peer_tokens" => format!("peer-token/{}", hex(row)),
         "identities" => format!("identity/{}", hex(row)),
         "sessions" => format!("session/{}", hex(row)),
         "app_records" => format!("app/{}", hex(row)),
@@ -520,6 +548,7 @@ fn parse_key(key: &str) -> Option<(&'static str, Vec<u8>)> {
         "meta" => return Some(("meta", b"key_check".to_vec())),
         "local" => return Some(("local", b"local".to_vec())),
         "account" => return Some(("account", b"account".to_vec())),
+        "token" => return Some(("delivery_token", b"token".to_vec())),
         _ => {
             let (prefix, row) = key.split_once('/')?;
             let table = match prefix {
@@ -527,6 +556,7 @@ fn parse_key(key: &str) -> Option<(&'static str, Vec<u8>)> {
                 "session" => "sessions",
                 "list" => "device_lists",
                 "app" => "app_records",
+                "peer-token" => "peer_tokens",
                 other => GroupTable::ALL
                     .into_iter()
                     .find(|t| t.prefix() == other)?
@@ -569,6 +599,14 @@ fn decode_named<'a>(
         return Err(corrupt());
     }
     Ok(rest.split_at(len))
+}
+
+/// A stored delivery token: 16 to 64 bytes, or the record is corrupt.
+fn decode_token(table: &'static str, bytes: &[u8]) -> Result<DeliveryToken, StoreError> {
+    DeliveryToken::new(bytes).map_err(|_| StoreError::Corrupt {
+        table,
+        error: StateError::Corrupt,
+    })
 }
 
 fn encode_local(local: &Local) -> Zeroizing<Vec<u8>> {

@@ -147,3 +147,36 @@ test("an error about a user names it (userId), for the page to fetch its list", 
   assert.equal(e.name, "TacitError");
   assert.equal(e.userId, undefined);
 });
+
+test("delivery tokens: set at login, carried in contents, recorded and presented", async () => {
+  const aliceStorage = new MemoryStorage();
+  const alice = await Tacit.create(aliceStorage, KEY, "alice", 1, Date.now());
+  const bob = await Tacit.create(new MemoryStorage(), KEY, "bob", 1, Date.now());
+  // SetDeliveryToken: field 9 holding token (field 1), 32 bytes.
+  const set = await alice.deliveryTokenFrame(5);
+  assert.deepEqual(set.slice(0, 6), bytes(0x08, 0x05, 0x4a, 0x22, 0x0a, 0x20));
+  assert.equal(set.length, 38);
+  const token = set.slice(6);
+  // The same token at the next login, and after a reopen.
+  assert.deepEqual((await alice.deliveryTokenFrame(5)).slice(6), token);
+  const reopened = await Tacit.open(aliceStorage, KEY);
+  assert.deepEqual((await reopened.deliveryTokenFrame(5)).slice(6), token);
+  assert.notDeepEqual((await bob.deliveryTokenFrame(5)).slice(6), token);
+
+  await alice.updateDeviceList(bob.deviceList());
+  await bob.updateDeviceList(alice.deviceList());
+  await alice.processBundle("bob", 1, bob.bundle());
+  const envelope = new Uint8Array(10).fill(1);
+  // Nothing recorded yet: the frame is encodeSubmit's, without a token.
+  assert.equal(bob.hasDeliveryToken("alice", 1), false);
+  assert.deepEqual(bob.submitFrame(1, "alice", 1, envelope), encodeSubmit(1, "alice", 1, envelope));
+  const [out] = await alice.sealText("bob", "hi", Date.now());
+  const received = await bob.openEnvelope(out.envelope);
+  assert.equal(new TextDecoder().decode(received.body), "hi");
+  // Recorded: the Submit carries it as delivery_token (field 4).
+  assert.equal(bob.hasDeliveryToken("alice", 1), true);
+  const submit = bob.submitFrame(1, "alice", 1, envelope);
+  assert.deepEqual(submit.slice(-34), bytes(0x22, 0x20, [...token]));
+  assert.equal(submit.length, encodeSubmit(1, "alice", 1, envelope).length + 34);
+  assert.equal(bob.hasDeliveryToken("carol", 1), false);
+});
