@@ -12,6 +12,9 @@ mod ack_tests;
 mod apply;
 mod checkpoint;
 #[cfg(test)]
+mod mailbox_tests;
+mod mailboxes;
+#[cfg(test)]
 mod read_tests;
 mod readers;
 #[cfg(test)]
@@ -48,6 +51,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     crate::push::SCHEMA_SQLITE,
     SCHEMA_MAILBOX_BYTES,
     crate::attachments::sqlite::SCHEMA,
+    mailboxes::SCHEMA_MAILBOXES,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the

@@ -112,7 +112,7 @@ fn counts(path: &std::path::Path) -> (u64, u64) {
         .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
         .unwrap();
     let queued = c
-        .query_row("SELECT SUM(queued) FROM devices", [], |r| r.get(0))
+        .query_row("SELECT SUM(queued) FROM mailboxes", [], |r| r.get(0))
         .unwrap();
     (stored, queued)
 }
@@ -251,7 +251,7 @@ fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
     // The commands after the rolled-back one ran in a new transaction.
     assert!(answers[2..].iter().all(Result::is_ok), "{answers:?}");
     let queued: u64 = conn
-        .query_row("SELECT queued FROM devices", [], |r| r.get(0))
+        .query_row("SELECT queued FROM mailboxes", [], |r| r.get(0))
         .unwrap();
     let count: u64 = conn
         .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
