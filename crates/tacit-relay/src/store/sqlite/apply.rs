@@ -1,5 +1,6 @@
 //! The SQLite writer's commands: each applied inside its own savepoint of
-//! the batch's transaction.
+//! the batch's transaction, except `Submit`, whose checks all come before
+//! its one write statement.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use subtle::ConstantTimeEq;
@@ -10,7 +11,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
 };
 
-use super::{savepoint, Pending};
+use super::{one_statement, savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
 use crate::store::{refuse, Claimed, Command, Effects, Outcome, WriterLimits};
@@ -106,7 +107,11 @@ pub(super) fn apply(
             now_ms,
             reply,
         } => {
-            let result = savepoint(tx, |t| {
+            // No savepoint: every check comes before the one statement
+            // that writes (the insert, which counts the message through
+            // the trigger `messages_counted`), and a statement that fails
+            // leaves nothing of itself behind.
+            let result = one_statement(tx, |t| {
                 submit(
                     t,
                     &recipient,
@@ -672,7 +677,10 @@ pub(crate) struct Checked {
 }
 
 /// Queues `envelope` in `mailbox`, which [`may_submit`] accepted (its
-/// [`Checked::mailbox`]); answers the message id.
+/// [`Checked::mailbox`]); answers the message id. One statement: the
+/// trigger `messages_counted` adds the message to the mailbox's counters
+/// in it, so the message and its count are written together or not at
+/// all.
 pub(crate) fn insert_envelope(
     t: &Connection,
     mailbox: i64,
@@ -685,10 +693,6 @@ pub(crate) fn insert_envelope(
     )?
     .execute(params![mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     let id = t.last_insert_rowid();
-    t.prepare_cached(
-        "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
-    )?
-    .execute(params![mailbox, envelope.len()])?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 

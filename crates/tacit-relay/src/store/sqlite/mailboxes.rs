@@ -15,6 +15,12 @@
 /// and the sequence is carried over, so ids keep increasing past every id
 /// ever given out, also past deleted ones. Messages of no registered
 /// device (which no one could read) are not carried over.
+///
+/// The trigger `messages_counted` counts a message into its mailbox's row
+/// in the statement that inserts it: the insert and the count are one
+/// statement, which SQLite applies whole or not at all, so a `Submit`
+/// needs no savepoint of its own (`apply.rs`). Deletions are counted by
+/// the statements that delete (one update per ack or purge, not per row).
 pub(crate) const SCHEMA_MAILBOXES: &str = "
 CREATE TABLE mailboxes (
     mailbox INTEGER PRIMARY KEY,
@@ -54,4 +60,8 @@ DROP TABLE messages;
 ALTER TABLE messages_by_number RENAME TO messages;
 CREATE INDEX messages_by_mailbox ON messages (mailbox, id);
 CREATE INDEX messages_by_expiry ON messages (expires_ms);
+CREATE TRIGGER messages_counted AFTER INSERT ON messages BEGIN
+    UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + length(NEW.envelope)
+    WHERE mailbox = NEW.mailbox;
+END;
 ";
