@@ -140,8 +140,10 @@ fn stored_rows(db: &Path) -> anyhow::Result<(Vec<String>, Vec<StoredRow>)> {
     for name in names {
         columns.push(name?);
     }
-    let mut stmt =
-        conn.prepare("SELECT id, user_id, device_id, envelope FROM messages ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT m.id, d.user_id, d.device_id, m.envelope
+             FROM messages m JOIN devices d ON d.mailbox = m.mailbox ORDER BY m.id",
+    )?;
     let rows = stmt.query_map([], |r| {
         let envelope: Vec<u8> = r.get(3)?;
         Ok(StoredRow {
