@@ -557,11 +557,15 @@ async fn a_changed_user_key_holds_its_messages_until_accepted() {
     // her user (as an operator does on a verified account reset) and she
     // registers again under a new user key.
     let db = rusqlite::Connection::open(&relay_db).unwrap();
+    db.execute_batch(
+        "DELETE FROM messages WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = 'alice');
+         DELETE FROM mailboxes WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = 'alice');",
+    )
+    .unwrap();
     for table in [
         "devices",
         "one_time_prekeys",
         "one_time_kem_prekeys",
-        "messages",
         "users",
     ] {
         db.execute(&format!("DELETE FROM {table} WHERE user_id = 'alice'"), [])

@@ -139,8 +139,19 @@ async fn a_linked_device_receives_and_a_removed_one_does_not_even_from_a_lying_r
     assert_eq!(sent.stored_for, vec![addr("alice", 1)]);
     assert!(sent.refused.is_empty(), "{:?}", sent.refused);
     assert_eq!(next_text(&mut alice1).await, "after removal");
-    assert_eq!(rows_of(&relay_db, "messages", "alice", 2), 0);
     assert_eq!(rows_of(&relay_db, "devices", "alice", 2), 0);
+    // Its mailbox went with it: no message or mailbox row of no device.
+    let conn = rusqlite::Connection::open(&relay_db).unwrap();
+    let orphans: u32 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM messages WHERE mailbox NOT IN (SELECT mailbox FROM devices))
+                  + (SELECT count(*) FROM mailboxes WHERE mailbox NOT IN (SELECT mailbox FROM devices))",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    drop(conn);
 
     // The relay lies: it rolls back to its state before the removal, so
     // it serves the older list and alice.2's bundles and mailbox again. Bob

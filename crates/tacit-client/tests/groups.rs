@@ -80,7 +80,8 @@ async fn team(dir: &TempDir, relay: std::net::SocketAddr) -> [(Client, ClientCon
 fn queued_of_kind(relay_db: &Path, user: &str, kind: u32) -> u32 {
     let conn = rusqlite::Connection::open(relay_db).unwrap();
     conn.query_row(
-        "SELECT count(*) FROM messages WHERE user_id = ?1 AND kind = ?2",
+        "SELECT count(*) FROM messages
+         WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = ?1) AND kind = ?2",
         rusqlite::params![user, kind],
         |r| r.get(0),
     )
@@ -246,9 +247,10 @@ async fn a_removed_member_given_the_group_envelope_cannot_open_it() {
     {
         let conn = rusqlite::Connection::open(&relay_db).unwrap();
         conn.execute(
-            "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
-             SELECT 'carol', 1, server_ms, expires_ms, envelope, kind FROM messages
-             WHERE user_id = 'bob' AND kind = 1",
+            "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope, kind)
+             SELECT (SELECT mailbox FROM devices WHERE user_id = 'carol' AND device_id = 1),
+                 server_ms, expires_ms, envelope, kind FROM messages
+             WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = 'bob') AND kind = 1",
             [],
         )
         .unwrap();
@@ -384,7 +386,8 @@ async fn a_group_message_whose_chain_the_relay_dropped_is_held_then_dropped() {
         let conn = rusqlite::Connection::open(&relay_db).unwrap();
         let dropped = conn
             .execute(
-                "DELETE FROM messages WHERE user_id = 'carol' AND kind = 0",
+                "DELETE FROM messages WHERE kind = 0
+                 AND mailbox IN (SELECT mailbox FROM devices WHERE user_id = 'carol')",
                 [],
             )
             .unwrap();
@@ -609,7 +612,8 @@ async fn a_group_message_ahead_of_its_chain_is_held_and_read_when_the_chain_come
         let conn = rusqlite::Connection::open(&relay_db).unwrap();
         let moved = conn
             .execute(
-                "UPDATE messages SET id = id + 1000000 WHERE user_id = 'carol' AND kind = 0",
+                "UPDATE messages SET id = id + 1000000 WHERE kind = 0
+                 AND mailbox IN (SELECT mailbox FROM devices WHERE user_id = 'carol')",
                 [],
             )
             .unwrap();

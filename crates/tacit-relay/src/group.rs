@@ -102,25 +102,23 @@ pub(crate) fn submit_group(
     limits: &WriterLimits,
 ) -> Result<Outcome<u32>, rusqlite::Error> {
     let mut tokenless = Tokenless::default();
+    let mut mailboxes = Vec::with_capacity(copies.len());
     for (index, copy) in copies.iter().enumerate() {
         let len = (copy.token_hash, shared.envelope_len());
         match may_submit(t, &copy.recipient, len, sender.logged_in(), limits)? {
-            Ok(needs) => tokenless.count(needs, index, &copy.recipient),
+            Ok(checked) => {
+                tokenless.count(checked.tokenless, index, &copy.recipient);
+                mailboxes.push(checked.mailbox);
+            }
             Err(refusal) => return Ok(Err(group_refusal(index, &copy.recipient, &refusal))),
         }
     }
     if let Err(refusal) = tokenless.charge(sender) {
         return Ok(Err(refusal));
     }
-    for copy in copies {
+    for (copy, mailbox) in copies.iter().zip(mailboxes) {
         let envelope = shared.envelope_for(&copy.wrapped_key);
-        insert_envelope(
-            t,
-            &copy.recipient,
-            (&envelope, EnvelopeKind::Group),
-            now_ms,
-            limits,
-        )?;
+        insert_envelope(t, mailbox, (&envelope, EnvelopeKind::Group), now_ms, limits)?;
     }
     Ok(Ok(u32::try_from(copies.len()).unwrap_or(u32::MAX)))
 }
@@ -144,15 +142,24 @@ mod tests {
         for migration in crate::store::sqlite::MIGRATIONS {
             c.execute_batch(migration).unwrap();
         }
-        for (user, token) in [("a", None), ("b", None), ("c", Some(token_hash(b"token")))] {
+        for (mailbox, user, token) in [
+            (1, "a", None),
+            (2, "b", None),
+            (3, "c", Some(token_hash(b"token"))),
+        ] {
             c.execute(
-                "INSERT INTO devices (user_id, device_id, identity_key, token_hash, created_ms) VALUES (?1, 1, x'00', ?2, 0)",
-                params![user, token.map(|h| h.to_vec())],
+                "INSERT INTO mailboxes (mailbox) VALUES (?1)",
+                params![mailbox],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO devices (user_id, device_id, identity_key, token_hash, created_ms, mailbox) VALUES (?1, 1, x'00', ?2, 0, ?3)",
+                params![user, token.map(|h| h.to_vec()), mailbox],
             )
             .unwrap();
         }
         c.execute(
-            "UPDATE devices SET queued = ?1 WHERE user_id = 'b'",
+            "UPDATE mailboxes SET queued = ?1 WHERE mailbox = 2",
             [queued],
         )
         .unwrap();

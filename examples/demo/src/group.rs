@@ -41,8 +41,10 @@ async fn changed(client: &mut Client, what: &str) -> anyhow::Result<(String, boo
 /// 1 group), oldest first.
 fn mailbox(db: &Path, user: &str) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
     let conn = rusqlite::Connection::open(db)?;
-    let mut stmt =
-        conn.prepare("SELECT kind, envelope FROM messages WHERE user_id = ?1 ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT m.kind, m.envelope FROM messages m JOIN devices d ON d.mailbox = m.mailbox
+             WHERE d.user_id = ?1 ORDER BY m.id",
+    )?;
     let rows = stmt.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
@@ -132,8 +134,9 @@ pub(crate) async fn show(
     {
         let conn = rusqlite::Connection::open(relay_db)?;
         conn.execute(
-            "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
-             VALUES ('carol', 1, 0, 9223372036854775807, ?1, 1)",
+            "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope, kind)
+             SELECT mailbox, 0, 9223372036854775807, ?1, 1 FROM devices
+             WHERE user_id = 'carol' AND device_id = 1",
             [&bob_copy],
         )?;
     }

@@ -140,8 +140,10 @@ fn stored_rows(db: &Path) -> anyhow::Result<(Vec<String>, Vec<StoredRow>)> {
     for name in names {
         columns.push(name?);
     }
-    let mut stmt =
-        conn.prepare("SELECT id, user_id, device_id, envelope FROM messages ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT m.id, d.user_id, d.device_id, m.envelope
+             FROM messages m JOIN devices d ON d.mailbox = m.mailbox ORDER BY m.id",
+    )?;
     let rows = stmt.query_map([], |r| {
         let envelope: Vec<u8> = r.get(3)?;
         Ok(StoredRow {
@@ -170,11 +172,16 @@ fn held_for(db: &Path, user_id: &str, device_id: u32) -> anyhow::Result<(u32, u3
             |r| r.get(0),
         )?)
     };
-    Ok((
-        count("devices")?,
-        count("one_time_prekeys")?,
-        count("messages")?,
-    ))
+    // Messages are keyed by the device's mailbox number; messages of a
+    // removed device's mailbox would show as rows of no device at all.
+    let messages = conn.query_row(
+        "SELECT count(*) FROM messages WHERE mailbox IN
+             (SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2)
+         OR mailbox NOT IN (SELECT mailbox FROM devices)",
+        rusqlite::params![user_id, device_id],
+        |r| r.get(0),
+    )?;
+    Ok((count("devices")?, count("one_time_prekeys")?, messages))
 }
 
 /// The devices the relay has registered, as `user.device`.

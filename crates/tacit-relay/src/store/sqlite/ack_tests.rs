@@ -25,7 +25,7 @@ fn run(conn: &mut Connection, commands: Vec<Command>) {
     );
 }
 
-fn register(conn: &mut Connection, address: &Address, seed: u8) {
+pub(super) fn register(conn: &mut Connection, address: &Address, seed: u8) {
     let identity_key = IdentityKeyPair::from_seed(&[seed; 32]).public_key();
     let user = tacit::identity::UserKeyPair::from_seed(&[seed; 32]);
     let list = DeviceList::sign(
@@ -52,7 +52,7 @@ fn register(conn: &mut Connection, address: &Address, seed: u8) {
 
 /// Queues one envelope of `len` bytes per entry, in one batch; answers
 /// the ids.
-fn submit(conn: &mut Connection, to: &Address, lens: &[usize]) -> Vec<u64> {
+pub(super) fn submit(conn: &mut Connection, to: &Address, lens: &[usize]) -> Vec<u64> {
     let (commands, receivers): (Vec<_>, Vec<_>) = lens
         .iter()
         .enumerate()
@@ -77,7 +77,7 @@ fn submit(conn: &mut Connection, to: &Address, lens: &[usize]) -> Vec<u64> {
 }
 
 /// Runs one `Ack` per entry of `acks`, all in one batch; answers each.
-fn ack(conn: &mut Connection, acks: &[(&Address, Vec<u64>)]) -> Vec<Outcome<u32>> {
+pub(super) fn ack(conn: &mut Connection, acks: &[(&Address, Vec<u64>)]) -> Vec<Outcome<u32>> {
     let (commands, receivers): (Vec<_>, Vec<_>) = acks
         .iter()
         .map(|(address, ids)| {
@@ -97,20 +97,22 @@ fn ack(conn: &mut Connection, acks: &[(&Address, Vec<u64>)]) -> Vec<Outcome<u32>
         .collect()
 }
 
-/// (`queued`, `queued_bytes`) as the device row counts them, and
+/// (`queued`, `queued_bytes`) as the mailbox row counts them, and
 /// (messages, envelope bytes) as stored.
-fn counters(conn: &Connection, address: &Address) -> ((u64, u64), (u64, u64)) {
+pub(super) fn counters(conn: &Connection, address: &Address) -> ((u64, u64), (u64, u64)) {
     let (user, device) = (address.user_id(), address.device_id());
     let counted = conn
         .query_row(
-            "SELECT queued, queued_bytes FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            "SELECT m.queued, m.queued_bytes FROM devices d JOIN mailboxes m ON m.mailbox = d.mailbox
+             WHERE d.user_id = ?1 AND d.device_id = ?2",
             params![user, device],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     let stored = conn
         .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM messages WHERE user_id = ?1 AND device_id = ?2",
+            "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM messages
+             WHERE mailbox = (SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2)",
             params![user, device],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

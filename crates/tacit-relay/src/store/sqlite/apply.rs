@@ -1,5 +1,6 @@
 //! The SQLite writer's commands: each applied inside its own savepoint of
-//! the batch's transaction.
+//! the batch's transaction, except `Submit`, whose checks all come before
+//! its one write statement.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use subtle::ConstantTimeEq;
@@ -10,7 +11,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
 };
 
-use super::{savepoint, Pending};
+use super::{one_statement, savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
 use crate::store::{refuse, Claimed, Command, Effects, Outcome, WriterLimits};
@@ -106,7 +107,11 @@ pub(super) fn apply(
             now_ms,
             reply,
         } => {
-            let result = savepoint(tx, |t| {
+            // No savepoint: every check comes before the one statement
+            // that writes (the insert, which counts the message through
+            // the trigger `messages_counted`), and a statement that fails
+            // leaves nothing of itself behind.
+            let result = one_statement(tx, |t| {
                 submit(
                     t,
                     &recipient,
@@ -204,20 +209,24 @@ pub(super) fn apply(
         Command::TakeExpired { address, reply } => Pending::U64(
             reply,
             savepoint(tx, |t| {
-                let n: Option<u64> = t
+                let row: Option<(i64, u64)> = t
                     .query_row(
-                        "SELECT expired_unreported FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                        "SELECT m.mailbox, m.expired_unreported FROM devices d JOIN mailboxes m ON m.mailbox = d.mailbox
+                         WHERE d.user_id = ?1 AND d.device_id = ?2",
                         params![address.user_id(), address.device_id()],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
-                if n.unwrap_or(0) > 0 {
+                let Some((mailbox, n)) = row else {
+                    return Ok(Ok(0));
+                };
+                if n > 0 {
                     t.execute(
-                        "UPDATE devices SET expired_unreported = 0 WHERE user_id = ?1 AND device_id = ?2",
-                        params![address.user_id(), address.device_id()],
+                        "UPDATE mailboxes SET expired_unreported = 0 WHERE mailbox = ?1",
+                        params![mailbox],
                     )?;
                 }
-                Ok(Ok(n.unwrap_or(0)))
+                Ok(Ok(n))
             }),
         ),
         Command::Stop => Pending::None,
@@ -309,13 +318,14 @@ fn store_list(
             .execute(params![user, version, bytes, now_ms])?;
         }
     }
-    let devices: Vec<(DeviceId, Vec<u8>)> = {
-        let mut stmt =
-            t.prepare_cached("SELECT device_id, identity_key FROM devices WHERE user_id = ?1")?;
-        let rows = stmt.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let devices: Vec<(DeviceId, Vec<u8>, i64)> = {
+        let mut stmt = t.prepare_cached(
+            "SELECT device_id, identity_key, mailbox FROM devices WHERE user_id = ?1",
+        )?;
+        let rows = stmt.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    for (device, key) in devices {
+    for (device, key, mailbox) in devices {
         let listed = IdentityKey::try_from_slice(&key).is_ok_and(|k| list.lists(device, &k));
         if listed {
             continue;
@@ -323,9 +333,14 @@ fn store_list(
         for sql in [
             "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
             "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND device_id = ?2",
-            "DELETE FROM messages WHERE user_id = ?1 AND device_id = ?2",
         ] {
             t.prepare_cached(sql)?.execute(params![user, device])?;
+        }
+        for sql in [
+            "DELETE FROM messages WHERE mailbox = ?1",
+            "DELETE FROM mailboxes WHERE mailbox = ?1",
+        ] {
+            t.prepare_cached(sql)?.execute(params![mailbox])?;
         }
         kem::delete_device(t, user, device)?;
         if let Ok(address) = Address::new(user, device) {
@@ -367,14 +382,18 @@ fn register(
             "the user has the most devices allowed",
         ));
     }
+    t.prepare_cached("INSERT INTO mailboxes DEFAULT VALUES")?
+        .execute([])?;
+    let mailbox = t.last_insert_rowid();
     t.prepare_cached(
-        "INSERT INTO devices (user_id, device_id, identity_key, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO devices (user_id, device_id, identity_key, created_ms, mailbox) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         address.user_id(),
         address.device_id(),
         identity_key.to_bytes().to_vec(),
-        now_ms
+        now_ms,
+        mailbox
     ])?;
     Ok(Ok(true))
 }
@@ -590,37 +609,41 @@ pub(crate) fn submit(
 ) -> Result<Outcome<u64>, rusqlite::Error> {
     let len = envelope.len();
     let checked = may_submit(t, recipient, (token_hash, len), sender.logged_in(), limits)?;
-    let tokenless = match checked {
-        Ok(tokenless) => tokenless,
+    let checked = match checked {
+        Ok(checked) => checked,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    if let Err(refusal) = sender.charge(u32::from(tokenless), recipient) {
+    if let Err(refusal) = sender.charge(u32::from(checked.tokenless), recipient) {
         return Ok(Err(refusal));
     }
-    insert_envelope(t, recipient, (envelope, kind), now_ms, limits).map(Ok)
+    insert_envelope(t, checked.mailbox, (envelope, kind), now_ms, limits).map(Ok)
 }
 
 /// The checks of `Submit`, in order, without writing anything: the device
 /// exists, its delivery token is presented unless `logged_in`, its
 /// queue is below the cap in messages, and would stay within it in bytes
-/// with an envelope of `len` bytes. Answers whether the submission goes
-/// without a token the device set (a logged-in sender's, which costs a
-/// unit of its tokenless quota).
+/// with an envelope of `len` bytes. Answers the device's mailbox and
+/// whether the submission goes without a token the device set (a
+/// logged-in sender's, which costs a unit of its tokenless quota).
 pub(crate) fn may_submit(
     t: &Connection,
     recipient: &Address,
     (token_hash, len): (Option<[u8; 32]>, usize),
     logged_in: bool,
     limits: &WriterLimits,
-) -> Result<Outcome<bool>, rusqlite::Error> {
+) -> Result<Outcome<Checked>, rusqlite::Error> {
     let (user, device) = (recipient.user_id(), recipient.device_id());
-    let row: Option<(Option<Vec<u8>>, u32, u64)> = t
+    let row: Option<(Option<Vec<u8>>, i64, u32, u64)> = t
         .prepare_cached(
-            "SELECT token_hash, queued, queued_bytes FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            "SELECT d.token_hash, m.mailbox, m.queued, m.queued_bytes
+             FROM devices d JOIN mailboxes m ON m.mailbox = d.mailbox
+             WHERE d.user_id = ?1 AND d.device_id = ?2",
         )?
-        .query_row(params![user, device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(params![user, device], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
-    let Some((stored_token, queued, queued_bytes)) = row else {
+    let Some((stored_token, mailbox, queued, queued_bytes)) = row else {
         return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
     };
     let mut tokenless = false;
@@ -640,28 +663,36 @@ pub(crate) fn may_submit(
             format!("the recipient's queue holds {queued} messages, the most allowed"),
         ));
     }
-    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits).map(|()| tokenless))
+    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits)
+        .map(|()| Checked { mailbox, tokenless }))
 }
 
-/// Queues `envelope` for `recipient`, which [`may_submit`] accepted;
-/// answers the message id.
+/// What [`may_submit`] answers for an accepted submission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checked {
+    /// The recipient's mailbox number, for [`insert_envelope`].
+    pub(crate) mailbox: i64,
+    /// Whether it goes without the token the device set.
+    pub(crate) tokenless: bool,
+}
+
+/// Queues `envelope` in `mailbox`, which [`may_submit`] accepted (its
+/// [`Checked::mailbox`]); answers the message id. One statement: the
+/// trigger `messages_counted` adds the message to the mailbox's counters
+/// in it, so the message and its count are written together or not at
+/// all.
 pub(crate) fn insert_envelope(
     t: &Connection,
-    recipient: &Address,
+    mailbox: i64,
     (envelope, kind): (&[u8], EnvelopeKind),
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<u64, rusqlite::Error> {
-    let (user, device) = (recipient.user_id(), recipient.device_id());
     t.prepare_cached(
-        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![user, device, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
+    .execute(params![mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     let id = t.last_insert_rowid();
-    t.prepare_cached(
-        "UPDATE devices SET queued = queued + 1, queued_bytes = queued_bytes + ?3 WHERE user_id = ?1 AND device_id = ?2",
-    )?
-    .execute(params![user, device, envelope.len()])?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
@@ -676,12 +707,19 @@ pub(crate) fn insert_envelope(
 /// 29k instructions per acknowledged id with it, 14.5k without); with
 /// one writer, that bounded the drain.
 fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
-    let (user, device) = (address.user_id(), address.device_id());
+    let mailbox: Option<i64> = t
+        .prepare_cached("SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2")?
+        .query_row(params![address.user_id(), address.device_id()], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    // No device: no mailbox, so any id is not in it (an empty ack is 0).
+    let mailbox = mailbox.unwrap_or(-1);
     let mut removed = 0u32;
     let mut bytes = 0u64;
     {
         let mut length = t.prepare_cached(
-            "SELECT length(envelope) FROM messages WHERE id = ?1 AND user_id = ?2 AND device_id = ?3",
+            "SELECT length(envelope) FROM messages WHERE id = ?1 AND mailbox = ?2",
         )?;
         let mut delete = t.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
         for &id in ids {
@@ -692,7 +730,7 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
                 ));
             };
             let Some(len) = length
-                .query_row(params![id, user, device], |r| r.get::<_, u64>(0))
+                .query_row(params![id, mailbox], |r| r.get::<_, u64>(0))
                 .optional()?
             else {
                 return Ok(refuse(
@@ -706,28 +744,26 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
         }
     }
     t.prepare_cached(
-        "UPDATE devices SET queued = queued - ?3, queued_bytes = queued_bytes - ?4 WHERE user_id = ?1 AND device_id = ?2",
+        "UPDATE mailboxes SET queued = queued - ?2, queued_bytes = queued_bytes - ?3 WHERE mailbox = ?1",
     )?
-    .execute(params![user, device, removed, bytes])?;
+    .execute(params![mailbox, removed, bytes])?;
     Ok(Ok(removed))
 }
 
 fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
-    let groups: Vec<(String, u32, u64, u64)> = {
+    let groups: Vec<(i64, u64, u64)> = {
         let mut stmt = t.prepare_cached(
-            "SELECT user_id, device_id, COUNT(*), SUM(length(envelope)) FROM messages WHERE expires_ms <= ?1 GROUP BY user_id, device_id",
+            "SELECT mailbox, COUNT(*), SUM(length(envelope)) FROM messages WHERE expires_ms <= ?1 GROUP BY mailbox",
         )?;
-        let rows = stmt.query_map(params![now_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+        let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     let mut total = 0;
-    for (user, device, n, bytes) in groups {
+    for (mailbox, n, bytes) in groups {
         t.prepare_cached(
-            "UPDATE devices SET queued = queued - ?3, queued_bytes = queued_bytes - ?4, expired_unreported = expired_unreported + ?3 WHERE user_id = ?1 AND device_id = ?2",
+            "UPDATE mailboxes SET queued = queued - ?2, queued_bytes = queued_bytes - ?3, expired_unreported = expired_unreported + ?2 WHERE mailbox = ?1",
         )?
-        .execute(params![user, device, n, bytes])?;
+        .execute(params![mailbox, n, bytes])?;
         total += n;
     }
     t.prepare_cached("DELETE FROM messages WHERE expires_ms <= ?1")?

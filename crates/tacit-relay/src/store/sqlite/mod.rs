@@ -3,14 +3,18 @@
 //!
 //! The writer thread takes every command waiting (up to a batch limit),
 //! applies each inside its own savepoint (a refused or failed command
-//! changes nothing), commits the batch with `synchronous=FULL` in WAL mode
-//! (so the commit is on disk when it returns), and only then answers each
-//! command. An answer of success therefore means durable.
+//! changes nothing; a `Submit`, which writes with one statement after all
+//! its checks, needs none), commits the batch with `synchronous=FULL` in
+//! WAL mode (so the commit is on disk when it returns), and only then
+//! answers each command. An answer of success therefore means durable.
 
 #[cfg(test)]
 mod ack_tests;
 mod apply;
 mod checkpoint;
+#[cfg(test)]
+mod mailbox_tests;
+mod mailboxes;
 #[cfg(test)]
 mod read_tests;
 mod readers;
@@ -48,6 +52,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     crate::push::SCHEMA_SQLITE,
     SCHEMA_MAILBOX_BYTES,
     crate::attachments::sqlite::SCHEMA,
+    mailboxes::SCHEMA_MAILBOXES,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the
@@ -453,6 +458,19 @@ fn savepoint<T>(
             Err(internal(&error))
         }
     }
+}
+
+/// Runs `f` without a savepoint: only for a command whose checks all come
+/// before its first write and which writes with one statement. A refusal
+/// has then written nothing, and a statement that fails leaves nothing of
+/// itself (SQLite undoes the statement, or the whole transaction, which
+/// the caller sees through `is_autocommit`), so there is nothing to undo.
+fn one_statement<T>(
+    tx: &mut Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
+) -> Outcome<T> {
+    let conn: &Connection = tx;
+    f(conn).unwrap_or_else(|error| Err(internal(&error)))
 }
 
 /// Runs one cached statement that returns no rows.

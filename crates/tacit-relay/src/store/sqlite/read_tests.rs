@@ -45,7 +45,7 @@ fn the_backlog_read_walks_the_mailbox_index_without_sorting() {
     let plan = plan.join("; ");
     // Stepping a page of rows reads only that page: no sort of the whole
     // mailbox first.
-    assert!(plan.contains("messages_by_device"), "{plan}");
+    assert!(plan.contains("messages_by_mailbox"), "{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "{plan}");
 }
 
@@ -63,7 +63,7 @@ fn the_log_file_is_cut_back_when_a_checkpoint_restarts_it() {
         conn.execute_batch("BEGIN").unwrap();
         for i in 0..1000i64 {
             conn.execute(
-                "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope) VALUES ('bob', 1, ?1, 0, ?2)",
+                "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope) VALUES (1, ?1, 0, ?2)",
                 params![commit * 1000 + i, blob],
             )
             .unwrap();

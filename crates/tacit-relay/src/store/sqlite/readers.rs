@@ -16,7 +16,8 @@ use crate::store::{refuse, Database, DeviceInfo, Outcome, QueueStats, StoreError
 /// connection pushes, read a page at a time (see
 /// [`Readers::messages_after`]).
 pub(super) const MESSAGES_AFTER: &str = "SELECT id, server_ms, envelope, kind FROM messages
-     WHERE user_id = ?1 AND device_id = ?2 AND id > ?3 AND expires_ms > ?4
+     WHERE mailbox = (SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2)
+     AND id > ?3 AND expires_ms > ?4
      ORDER BY id";
 
 /// Read-only connections, used from blocking tasks.
@@ -147,7 +148,7 @@ impl Readers {
     pub(crate) async fn stats(&self) -> Outcome<QueueStats> {
         self.with(|c| {
             let (devices, queued, max, nonempty): (u64, Option<u64>, Option<u64>, u64) = c.query_row(
-                "SELECT COUNT(*), SUM(queued), MAX(queued), COUNT(CASE WHEN queued > 0 THEN 1 END) FROM devices",
+                "SELECT (SELECT COUNT(*) FROM devices), SUM(queued), MAX(queued), COUNT(CASE WHEN queued > 0 THEN 1 END) FROM mailboxes",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;

@@ -112,7 +112,7 @@ fn counts(path: &std::path::Path) -> (u64, u64) {
         .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
         .unwrap();
     let queued = c
-        .query_row("SELECT SUM(queued) FROM devices", [], |r| r.get(0))
+        .query_row("SELECT SUM(queued) FROM mailboxes", [], |r| r.get(0))
         .unwrap();
     (stored, queued)
 }
@@ -251,13 +251,62 @@ fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
     // The commands after the rolled-back one ran in a new transaction.
     assert!(answers[2..].iter().all(Result::is_ok), "{answers:?}");
     let queued: u64 = conn
-        .query_row("SELECT queued FROM devices", [], |r| r.get(0))
+        .query_row("SELECT queued FROM mailboxes", [], |r| r.get(0))
         .unwrap();
     let count: u64 = conn
         .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
         .unwrap();
     assert_eq!(queued, count);
     drop(conn);
+}
+
+/// A `Submit` runs without a savepoint: its insert and the count of the
+/// message (the trigger `messages_counted`) are one statement. A failure
+/// inside that statement, after the message's row is written, must leave
+/// neither the row nor a count behind, and the batch's other commands
+/// commit.
+#[test]
+fn a_submission_that_fails_after_its_row_is_written_leaves_nothing() {
+    let (_dir, path) = temp_db("one-statement");
+    let mut conn = open(&Database::Sqlite(path), false).unwrap();
+    let bob = Address::new("bob", 1).unwrap();
+    let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
+    let (reply, mut rx) = oneshot::channel();
+    run_batch(
+        &mut conn,
+        &mut vec![register_command(&bob, identity, reply)],
+        &limits(None),
+        &Online::default(),
+        &Metrics::default(),
+    );
+    assert_eq!(rx.try_recv().unwrap(), Ok(true));
+    // The count of a 777-byte envelope fails: the message's row is
+    // already inserted when the trigger's update aborts.
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER refuse_777 BEFORE UPDATE ON mailboxes
+         WHEN NEW.queued_bytes - OLD.queued_bytes = 777
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    let (before, failing, after) = (vec![1u8; 100], vec![2u8; 777], vec![3u8; 50]);
+    let answers = batch(
+        &mut conn,
+        vec![
+            submit_command(&bob, before.clone()),
+            submit_command(&bob, failing.clone()),
+            submit_command(&bob, after.clone()),
+        ],
+    );
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert_eq!(answers[1].as_ref().unwrap_err().code, ErrorCode::Internal);
+    assert!(stored(&conn, &before) && stored(&conn, &after));
+    assert!(!stored(&conn, &failing));
+    let counted: (u64, u64) = conn
+        .query_row("SELECT queued, queued_bytes FROM mailboxes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(counted, (2, 150));
 }
 
 #[test]
