@@ -60,6 +60,18 @@ pub(crate) enum Outbound {
     Close(u16, &'static str),
 }
 
+/// What, from outside the connection, ended it, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ending {
+    /// The relay is shutting down.
+    Shutdown,
+    /// The writer gave up on the peer.
+    PeerGone,
+    /// Another login replaced the device's connection, or the device was
+    /// removed.
+    Kicked,
+}
+
 /// Why the reading loop ended.
 enum End {
     PeerClosed,
@@ -290,34 +302,71 @@ impl Conn {
         let interval = self.shared.config.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut last_heard = Instant::now();
-        let mut shutdown = self.shared.shutdown.clone();
+        let shutdown = self.shared.shutdown.clone();
         let login = tokio::time::sleep_until(self.login_deadline);
         tokio::pin!(login);
         let out = self.out.clone();
+        // What ends the connection from outside (shutdown, the writer
+        // giving up, a kick) is waited for by futures made once and polled
+        // only when woken: made anew on every turn of the loop, each
+        // registered and unregistered its waker, and was polled, for every
+        // frame read and every answer sent.
+        let mut ends: FuturesUnordered<Pin<Box<dyn Future<Output = Ending> + Send>>> =
+            FuturesUnordered::new();
+        let mut shutdown_rx = shutdown.clone();
+        ends.push(Box::pin(async move {
+            let _ = shutdown_rx.wait_for(|s| *s).await;
+            Ending::Shutdown
+        }));
+        ends.push(Box::pin(async move {
+            out.closed().await;
+            Ending::PeerGone
+        }));
+        // The signal of the device logged in, watched since its login.
+        let mut kicked: Option<Arc<Signal>> = None;
         loop {
-            let kicked = self.session.as_ref().map(|s| Arc::clone(&s.signal));
+            if kicked.is_none() {
+                if let Some(session) = &self.session {
+                    let signal = Arc::clone(&session.signal);
+                    kicked = Some(Arc::clone(&signal));
+                    ends.push(Box::pin(async move {
+                        signal.kicked.notified().await;
+                        Ending::Kicked
+                    }));
+                }
+            }
             if login.deadline() != self.login_deadline {
                 login.as_mut().reset(self.login_deadline);
             }
             tokio::select! {
                 biased;
-                () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                    return End::Close(CLOSE_GOING_AWAY, "shutting down");
-                }
-                // The writer gave up on the peer (a write timed out).
-                () = out.closed() => return End::PeerClosed,
-                () = &mut login, if self.session.is_none() => {
-                    inc(&self.shared.metrics.login_timeouts_total);
-                    self.error(0, ErrorCode::NotAuthenticated, "no login or request in time").await;
-                    return End::Close(CLOSE_POLICY, "login timeout");
-                }
-                () = async { match &kicked { Some(s) => s.kicked.notified().await, None => std::future::pending().await } } => {
+                Some(ending) = ends.next() => {
+                    // Of events that coincide, the first in this order
+                    // ends the connection, whichever future completed.
+                    let now = if *shutdown.borrow() {
+                        Ending::Shutdown
+                    } else if self.out.is_closed() {
+                        Ending::PeerGone
+                    } else {
+                        Ending::Kicked
+                    };
+                    match ending.min(now) {
+                        Ending::Shutdown => return End::Close(CLOSE_GOING_AWAY, "shutting down"),
+                        // The writer gave up on the peer (a write timed out).
+                        Ending::PeerGone => return End::PeerClosed,
+                        Ending::Kicked => {}
+                    }
                     if kicked.as_ref().is_some_and(|s| s.was_removed()) {
                         self.error(0, ErrorCode::DeviceRemoved, "this device was removed from its user's device list").await;
                         return End::Close(CLOSE_POLICY, "device removed");
                     }
                     self.error(0, ErrorCode::Superseded, "another connection logged in as this device").await;
                     return End::Close(CLOSE_POLICY, "superseded");
+                }
+                () = &mut login, if self.session.is_none() => {
+                    inc(&self.shared.metrics.login_timeouts_total);
+                    self.error(0, ErrorCode::NotAuthenticated, "no login or request in time").await;
+                    return End::Close(CLOSE_POLICY, "login timeout");
                 }
                 Some(frame) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     if !self.send_frame(frame).await {
