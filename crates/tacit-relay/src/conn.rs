@@ -26,6 +26,7 @@ use crate::listener::ip_key;
 use crate::metrics::inc;
 use crate::online::Signal;
 use crate::store::{Command, Outcome, StoredMessage};
+use crate::within::within;
 use crate::{now_ms, Shared};
 
 /// Requests whose answers may be pending at once on one connection.
@@ -217,11 +218,12 @@ async fn write_loop(
     metrics: Arc<crate::metrics::Metrics>,
     push_budget: Arc<Semaphore>,
 ) {
-    let timed = |result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| match result
-    {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
-        Err(_) => {
+    // Each write sets its deadline only if it has to wait for the peer
+    // (`within`): nearly all of them go into the transport's buffer at once.
+    let timed = |result: Option<Result<(), axum::Error>>| match result {
+        Some(Ok(())) => true,
+        Some(Err(_)) => false,
+        None => {
             inc(&metrics.write_timeouts_total);
             tracing::debug!("write timed out: the peer stopped reading");
             false
@@ -248,13 +250,13 @@ async fn write_loop(
                         code,
                         reason: reason.into(),
                     }));
-                    if timed(tokio::time::timeout(timeout, sink.send(close)).await) {
+                    if timed(within(timeout, sink.send(close)).await) {
                         let _ = tokio::time::timeout(timeout, sink.close()).await;
                     }
                     return;
                 }
             };
-            if !timed(tokio::time::timeout(timeout, sink.feed(message)).await) {
+            if !timed(within(timeout, sink.feed(message)).await) {
                 return;
             }
             push_budget.add_permits(cost as usize);
@@ -263,7 +265,7 @@ async fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
-        if !timed(tokio::time::timeout(timeout, sink.flush()).await) {
+        if !timed(within(timeout, sink.flush()).await) {
             return;
         }
     }
@@ -271,10 +273,12 @@ async fn write_loop(
 }
 
 impl Conn {
+    /// Queues `item` for the writer, waiting at most the write timeout
+    /// for room; false if it could not.
     async fn send(&self, item: Outbound) -> bool {
         matches!(
-            tokio::time::timeout(self.shared.config.write_timeout, self.out.send(item)).await,
-            Ok(Ok(()))
+            within(self.shared.config.write_timeout, self.out.send(item)).await,
+            Some(Ok(()))
         )
     }
 
