@@ -474,8 +474,9 @@ impl Conn {
         let now = Instant::now();
         if let Some(session) = &self.session {
             self.bucket.take(config.authenticated_rate, now)?;
-            let user = session.address.user_id().to_owned();
-            self.shared.per_account_bytes.take_key(user, len)
+            self.shared
+                .per_account_bytes
+                .take_borrowed(session.address.user_id(), len)
         } else {
             self.bucket.take(config.unauthenticated_rate, now)?;
             self.shared.per_ip.take(self.peer.ip())?;
