@@ -18,7 +18,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame,
     CHALLENGE_LEN,
 };
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use crate::limits::{Bucket, Requester};
@@ -276,10 +276,13 @@ impl Conn {
     /// Queues `item` for the writer, waiting at most the write timeout
     /// for room; false if it could not.
     async fn send(&self, item: Outbound) -> bool {
-        matches!(
-            within(self.shared.config.write_timeout, self.out.send(item)).await,
-            Some(Ok(()))
-        )
+        match queue_now(&self.out, item) {
+            Ok(queued) => queued,
+            Err(item) => matches!(
+                within(self.shared.config.write_timeout, self.out.send(item)).await,
+                Some(Ok(()))
+            ),
+        }
     }
 
     async fn send_frame(&self, frame: ServerFrame) -> bool {
@@ -1250,17 +1253,39 @@ impl Pusher<'_> {
         });
         if let Some(budget) = self.budget {
             let cost = push_cost(push_len(&push));
-            match budget.acquire_many(cost).await {
-                // The writer gives the permits back once written.
-                Ok(permits) => permits.forget(),
-                Err(_) => return false,
-            }
+            let permits = match budget.try_acquire_many(cost) {
+                Ok(permits) => permits,
+                Err(TryAcquireError::Closed) => return false,
+                // The queue holds its budget's worth: wait for the writer.
+                Err(TryAcquireError::NoPermits) => match budget.acquire_many(cost).await {
+                    Ok(permits) => permits,
+                    Err(_) => return false,
+                },
+            };
+            // The writer gives the permits back once written.
+            permits.forget();
         }
-        if self.out.send(Outbound::Frame(push)).await.is_err() {
+        let queued = match queue_now(self.out, Outbound::Frame(push)) {
+            Ok(queued) => queued,
+            Err(item) => self.out.send(item).await.is_ok(),
+        };
+        if !queued {
             return false;
         }
         inc(&self.shared.metrics.pushed_total);
         true
+    }
+}
+
+/// Queues `item` for the writer if the queue has room, without the
+/// machinery of a send that may wait: `Ok(true)` once queued, `Ok(false)`
+/// if the writer is gone, `Err(item)` if the queue is full (the caller
+/// then waits for room as before).
+fn queue_now(out: &mpsc::Sender<Outbound>, item: Outbound) -> Result<bool, Outbound> {
+    match out.try_send(item) {
+        Ok(()) => Ok(true),
+        Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
+        Err(mpsc::error::TrySendError::Full(item)) => Err(item),
     }
 }
 
