@@ -73,6 +73,22 @@ enum Ending {
     Kicked,
 }
 
+impl Ending {
+    /// What ends the connection when `self` completed: of events that
+    /// coincide, the first in order of precedence, given whether the relay
+    /// is `shutting_down` now and whether the writer is `writer_gone`.
+    fn first(self, shutting_down: bool, writer_gone: bool) -> Self {
+        let now = if shutting_down {
+            Self::Shutdown
+        } else if writer_gone {
+            Self::PeerGone
+        } else {
+            Self::Kicked
+        };
+        self.min(now)
+    }
+}
+
 /// Why the reading loop ended.
 enum End {
     PeerClosed,
@@ -348,16 +364,9 @@ impl Conn {
             tokio::select! {
                 biased;
                 Some(ending) = ends.next() => {
-                    // Of events that coincide, the first in this order
-                    // ends the connection, whichever future completed.
-                    let now = if *shutdown.borrow() {
-                        Ending::Shutdown
-                    } else if self.out.is_closed() {
-                        Ending::PeerGone
-                    } else {
-                        Ending::Kicked
-                    };
-                    match ending.min(now) {
+                    // Of events that coincide, the first in order of
+                    // precedence ends the connection.
+                    match ending.first(*shutdown.borrow(), self.out.is_closed()) {
                         Ending::Shutdown => return End::Close(CLOSE_GOING_AWAY, "shutting down"),
                         // The writer gave up on the peer (a write timed out).
                         Ending::PeerGone => return End::PeerClosed,
@@ -1354,4 +1363,25 @@ pub(crate) fn token_hash(token: &[u8]) -> [u8; 32] {
     h.update(b"tacit-relay-delivery-token-v1");
     h.update(token);
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ending;
+
+    #[test]
+    fn a_shutdown_or_a_dead_writer_comes_before_a_kick() {
+        // What completed, and nothing else since.
+        for ending in [Ending::Shutdown, Ending::PeerGone, Ending::Kicked] {
+            assert_eq!(ending.first(false, false), ending);
+        }
+        // A kick that coincides with a shutdown or a dead writer.
+        assert_eq!(Ending::Kicked.first(true, false), Ending::Shutdown);
+        assert_eq!(Ending::Kicked.first(false, true), Ending::PeerGone);
+        assert_eq!(Ending::Kicked.first(true, true), Ending::Shutdown);
+        // A dead writer seen while the relay shuts down.
+        assert_eq!(Ending::PeerGone.first(true, true), Ending::Shutdown);
+        // A shutdown signal whose sender is gone still shuts down.
+        assert_eq!(Ending::Shutdown.first(false, true), Ending::Shutdown);
+    }
 }
