@@ -18,7 +18,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, ErrorReply, LoggedIn, Push, Reply, Request, Response, ServerFrame,
     CHALLENGE_LEN,
 };
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use crate::limits::{Bucket, Requester};
@@ -26,6 +26,7 @@ use crate::listener::ip_key;
 use crate::metrics::inc;
 use crate::online::Signal;
 use crate::store::{Command, Outcome, StoredMessage};
+use crate::within::within;
 use crate::{now_ms, Shared};
 
 /// Requests whose answers may be pending at once on one connection.
@@ -58,6 +59,34 @@ pub(crate) enum Outbound {
     Frame(ServerFrame),
     Ping,
     Close(u16, &'static str),
+}
+
+/// What, from outside the connection, ended it, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ending {
+    /// The relay is shutting down.
+    Shutdown,
+    /// The writer gave up on the peer.
+    PeerGone,
+    /// Another login replaced the device's connection, or the device was
+    /// removed.
+    Kicked,
+}
+
+impl Ending {
+    /// What ends the connection when `self` completed: of events that
+    /// coincide, the first in order of precedence, given whether the relay
+    /// is `shutting_down` now and whether the writer is `writer_gone`.
+    fn first(self, shutting_down: bool, writer_gone: bool) -> Self {
+        let now = if shutting_down {
+            Self::Shutdown
+        } else if writer_gone {
+            Self::PeerGone
+        } else {
+            Self::Kicked
+        };
+        self.min(now)
+    }
 }
 
 /// Why the reading loop ended.
@@ -205,11 +234,12 @@ async fn write_loop(
     metrics: Arc<crate::metrics::Metrics>,
     push_budget: Arc<Semaphore>,
 ) {
-    let timed = |result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| match result
-    {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
-        Err(_) => {
+    // Each write sets its deadline only if it has to wait for the peer
+    // (`within`): nearly all of them go into the transport's buffer at once.
+    let timed = |result: Option<Result<(), axum::Error>>| match result {
+        Some(Ok(())) => true,
+        Some(Err(_)) => false,
+        None => {
             inc(&metrics.write_timeouts_total);
             tracing::debug!("write timed out: the peer stopped reading");
             false
@@ -236,13 +266,13 @@ async fn write_loop(
                         code,
                         reason: reason.into(),
                     }));
-                    if timed(tokio::time::timeout(timeout, sink.send(close)).await) {
+                    if timed(within(timeout, sink.send(close)).await) {
                         let _ = tokio::time::timeout(timeout, sink.close()).await;
                     }
                     return;
                 }
             };
-            if !timed(tokio::time::timeout(timeout, sink.feed(message)).await) {
+            if !timed(within(timeout, sink.feed(message)).await) {
                 return;
             }
             push_budget.add_permits(cost as usize);
@@ -251,7 +281,7 @@ async fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
-        if !timed(tokio::time::timeout(timeout, sink.flush()).await) {
+        if !timed(within(timeout, sink.flush()).await) {
             return;
         }
     }
@@ -259,11 +289,16 @@ async fn write_loop(
 }
 
 impl Conn {
+    /// Queues `item` for the writer, waiting at most the write timeout
+    /// for room; false if it could not.
     async fn send(&self, item: Outbound) -> bool {
-        matches!(
-            tokio::time::timeout(self.shared.config.write_timeout, self.out.send(item)).await,
-            Ok(Ok(()))
-        )
+        match queue_now(&self.out, item) {
+            Ok(queued) => queued,
+            Err(item) => matches!(
+                within(self.shared.config.write_timeout, self.out.send(item)).await,
+                Some(Ok(()))
+            ),
+        }
     }
 
     async fn send_frame(&self, frame: ServerFrame) -> bool {
@@ -290,34 +325,64 @@ impl Conn {
         let interval = self.shared.config.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut last_heard = Instant::now();
-        let mut shutdown = self.shared.shutdown.clone();
+        let shutdown = self.shared.shutdown.clone();
         let login = tokio::time::sleep_until(self.login_deadline);
         tokio::pin!(login);
         let out = self.out.clone();
+        // What ends the connection from outside (shutdown, the writer
+        // giving up, a kick) is waited for by futures made once and polled
+        // only when woken: made anew on every turn of the loop, each
+        // registered and unregistered its waker, and was polled, for every
+        // frame read and every answer sent.
+        let mut ends: FuturesUnordered<Pin<Box<dyn Future<Output = Ending> + Send>>> =
+            FuturesUnordered::new();
+        let mut shutdown_rx = shutdown.clone();
+        ends.push(Box::pin(async move {
+            let _ = shutdown_rx.wait_for(|s| *s).await;
+            Ending::Shutdown
+        }));
+        ends.push(Box::pin(async move {
+            out.closed().await;
+            Ending::PeerGone
+        }));
+        // The signal of the device logged in, watched since its login.
+        let mut kicked: Option<Arc<Signal>> = None;
         loop {
-            let kicked = self.session.as_ref().map(|s| Arc::clone(&s.signal));
+            if kicked.is_none() {
+                if let Some(session) = &self.session {
+                    let signal = Arc::clone(&session.signal);
+                    kicked = Some(Arc::clone(&signal));
+                    ends.push(Box::pin(async move {
+                        signal.kicked.notified().await;
+                        Ending::Kicked
+                    }));
+                }
+            }
             if login.deadline() != self.login_deadline {
                 login.as_mut().reset(self.login_deadline);
             }
             tokio::select! {
                 biased;
-                () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                    return End::Close(CLOSE_GOING_AWAY, "shutting down");
-                }
-                // The writer gave up on the peer (a write timed out).
-                () = out.closed() => return End::PeerClosed,
-                () = &mut login, if self.session.is_none() => {
-                    inc(&self.shared.metrics.login_timeouts_total);
-                    self.error(0, ErrorCode::NotAuthenticated, "no login or request in time").await;
-                    return End::Close(CLOSE_POLICY, "login timeout");
-                }
-                () = async { match &kicked { Some(s) => s.kicked.notified().await, None => std::future::pending().await } } => {
+                Some(ending) = ends.next() => {
+                    // Of events that coincide, the first in order of
+                    // precedence ends the connection.
+                    match ending.first(*shutdown.borrow(), self.out.is_closed()) {
+                        Ending::Shutdown => return End::Close(CLOSE_GOING_AWAY, "shutting down"),
+                        // The writer gave up on the peer (a write timed out).
+                        Ending::PeerGone => return End::PeerClosed,
+                        Ending::Kicked => {}
+                    }
                     if kicked.as_ref().is_some_and(|s| s.was_removed()) {
                         self.error(0, ErrorCode::DeviceRemoved, "this device was removed from its user's device list").await;
                         return End::Close(CLOSE_POLICY, "device removed");
                     }
                     self.error(0, ErrorCode::Superseded, "another connection logged in as this device").await;
                     return End::Close(CLOSE_POLICY, "superseded");
+                }
+                () = &mut login, if self.session.is_none() => {
+                    inc(&self.shared.metrics.login_timeouts_total);
+                    self.error(0, ErrorCode::NotAuthenticated, "no login or request in time").await;
+                    return End::Close(CLOSE_POLICY, "login timeout");
                 }
                 Some(frame) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     if !self.send_frame(frame).await {
@@ -421,8 +486,9 @@ impl Conn {
         let now = Instant::now();
         if let Some(session) = &self.session {
             self.bucket.take(config.authenticated_rate, now)?;
-            let user = session.address.user_id().to_owned();
-            self.shared.per_account_bytes.take_key(user, len)
+            self.shared
+                .per_account_bytes
+                .take_borrowed(session.address.user_id(), len)
         } else {
             self.bucket.take(config.unauthenticated_rate, now)?;
             self.shared.per_ip.take(self.peer.ip())?;
@@ -1196,17 +1262,39 @@ impl Pusher<'_> {
         });
         if let Some(budget) = self.budget {
             let cost = push_cost(push_len(&push));
-            match budget.acquire_many(cost).await {
-                // The writer gives the permits back once written.
-                Ok(permits) => permits.forget(),
-                Err(_) => return false,
-            }
+            let permits = match budget.try_acquire_many(cost) {
+                Ok(permits) => permits,
+                Err(TryAcquireError::Closed) => return false,
+                // The queue holds its budget's worth: wait for the writer.
+                Err(TryAcquireError::NoPermits) => match budget.acquire_many(cost).await {
+                    Ok(permits) => permits,
+                    Err(_) => return false,
+                },
+            };
+            // The writer gives the permits back once written.
+            permits.forget();
         }
-        if self.out.send(Outbound::Frame(push)).await.is_err() {
+        let queued = match queue_now(self.out, Outbound::Frame(push)) {
+            Ok(queued) => queued,
+            Err(item) => self.out.send(item).await.is_ok(),
+        };
+        if !queued {
             return false;
         }
         inc(&self.shared.metrics.pushed_total);
         true
+    }
+}
+
+/// Queues `item` for the writer if the queue has room, without the
+/// machinery of a send that may wait: `Ok(true)` once queued, `Ok(false)`
+/// if the writer is gone, `Err(item)` if the queue is full (the caller
+/// then waits for room as before).
+fn queue_now(out: &mpsc::Sender<Outbound>, item: Outbound) -> Result<bool, Outbound> {
+    match out.try_send(item) {
+        Ok(()) => Ok(true),
+        Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
+        Err(mpsc::error::TrySendError::Full(item)) => Err(item),
     }
 }
 
@@ -1275,4 +1363,25 @@ pub(crate) fn token_hash(token: &[u8]) -> [u8; 32] {
     h.update(b"tacit-relay-delivery-token-v1");
     h.update(token);
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ending;
+
+    #[test]
+    fn a_shutdown_or_a_dead_writer_comes_before_a_kick() {
+        // What completed, and nothing else since.
+        for ending in [Ending::Shutdown, Ending::PeerGone, Ending::Kicked] {
+            assert_eq!(ending.first(false, false), ending);
+        }
+        // A kick that coincides with a shutdown or a dead writer.
+        assert_eq!(Ending::Kicked.first(true, false), Ending::Shutdown);
+        assert_eq!(Ending::Kicked.first(false, true), Ending::PeerGone);
+        assert_eq!(Ending::Kicked.first(true, true), Ending::Shutdown);
+        // A dead writer seen while the relay shuts down.
+        assert_eq!(Ending::PeerGone.first(true, true), Ending::Shutdown);
+        // A shutdown signal whose sender is gone still shuts down.
+        assert_eq!(Ending::Shutdown.first(false, true), Ending::Shutdown);
+    }
 }

@@ -44,6 +44,7 @@ mod store;
 #[cfg(feature = "tls")]
 mod tls;
 mod tokenless;
+mod within;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! peer network (an IPv4 address or an IPv6 /64, [`ip_key`]) and per
 //! account.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 
 use std::collections::HashMap;
@@ -141,6 +142,29 @@ impl<K: Hash + Eq> PerKey<K> {
             .take_n(self.rate, n as f64, now)
     }
 
+    /// Takes `n` tokens from the bucket of `key`, as [`take_key`]
+    /// (Self::take_key) does, making an owned key only for a bucket that
+    /// is not there yet: no allocation per request for a key such as a
+    /// user id.
+    pub(crate) fn take_borrowed<Q>(&self, key: &Q, n: usize) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let now = Instant::now();
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(bucket) = map.get_mut(key) {
+            return bucket.take_n(self.rate, n as f64, now);
+        }
+        let mut bucket = Bucket::full(self.rate);
+        let taken = bucket.take_n(self.rate, n as f64, now);
+        map.insert(key.to_owned(), bucket);
+        taken
+    }
+
     /// Takes exactly `n` tokens from the bucket of `key`, all or none
     /// ([`Bucket::take_exact`]).
     pub(crate) fn take_exact(&self, key: K, n: u32) -> Result<(), Option<Duration>> {
@@ -209,6 +233,23 @@ mod tests {
         // The refused take took nothing.
         assert!(b.take_exact(rate, 1, t0).is_ok());
         assert!(b.take_exact(rate, 1, t0).is_err());
+    }
+
+    #[test]
+    fn borrowed_and_owned_keys_share_one_bucket() {
+        let limits: PerKey<String> = PerKey::new(Rate::new(0.0, 1000));
+        // A new key's bucket starts full, and a take above what is left
+        // is refused without taking anything.
+        assert!(limits.take_borrowed("alice", 600).is_ok());
+        assert!(limits.take_key("alice".to_owned(), 600).is_err());
+        assert!(limits.take_borrowed("alice", 400).is_ok());
+        assert!(limits.take_borrowed("alice", 1).is_err());
+        assert!(limits.take_key("alice".to_owned(), 1).is_err());
+        // Another key has a bucket of its own.
+        assert!(limits.take_borrowed("bob", 1000).is_ok());
+        assert!(limits.take_borrowed("bob", 1).is_err());
+        // The first take keeps the key's bucket, once.
+        assert_eq!(limits.buckets.lock().unwrap().len(), 2);
     }
 
     #[test]
