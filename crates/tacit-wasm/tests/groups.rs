@@ -3,7 +3,7 @@
 //! out fail (a non-admin's state, a forwarded chain, a removed member's
 //! chain, a removed member reading on), with the records reopened.
 
-use std::collections::BTreeMap;
+mod common;
 
 use rand_core::OsRng;
 use tacit::envelope::{Content, ContentKind};
@@ -11,60 +11,12 @@ use tacit::group::{
     GroupControl, GroupId, GroupSigner, GroupState, OutboundChain, SessionControlBody,
     SignedGroupState,
 };
-use tacit::identity::{DeviceList, UserKeyPair};
-use tacit::session::{Account, BundlePreKey, OutgoingEnvelope, SessionConfig, SessionManager};
-use tacit::Address;
+use tacit::identity::DeviceList;
+use tacit::session::{BundlePreKey, OutgoingEnvelope, SessionConfig, SessionManager};
 use tacit_wasm::groups::{self, ControlOutcome, GroupReceived};
-use tacit_wasm::store::{BrowserStore, Local, Write};
+use tacit_wasm::store::BrowserStore;
 
-const KEY: [u8; 32] = [7; 32];
-
-type Manager = SessionManager<BrowserStore>;
-
-struct User {
-    m: Manager,
-    key: UserKeyPair,
-    records: BTreeMap<String, Vec<u8>>,
-}
-
-#[track_caller]
-fn ok<T, E: core::fmt::Debug>(r: Result<T, E>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => unreachable!("{e:?}"),
-    }
-}
-
-fn address(user: &str) -> Address {
-    ok(Address::new(user, 1))
-}
-
-fn user(name: &str) -> User {
-    let local = Local {
-        address: address(name),
-        user_key: UserKeyPair::generate(&mut OsRng),
-    };
-    let store = ok(BrowserStore::create(&KEY, &local));
-    let account = Account::generate(0, &mut OsRng);
-    let mut m = ok(SessionManager::create(
-        store,
-        address(name),
-        account,
-        SessionConfig::default(),
-    ));
-    ok(m.generate_one_time_prekeys(4, &mut OsRng));
-    User {
-        m,
-        key: local.user_key,
-        records: BTreeMap::new(),
-    }
-}
-
-fn list(u: &User) -> DeviceList {
-    let identity = u.m.account().identity().public_key();
-    let name = u.m.local_address().user_id().to_owned();
-    ok(DeviceList::sign(&u.key, &name, 1, &[(1, identity, 0)]))
-}
+use common::{address, flush, list, ok, user, User, KEY};
 
 /// Alice, Bob and Carol, each trusting every list, with sessions both
 /// ways.
@@ -87,16 +39,6 @@ fn three() -> [User; 3] {
         }
     }
     users
-}
-
-/// Applies the queued writes to the user's records, as the storage would.
-fn flush(u: &mut User) {
-    for Write { key, value } in u.m.store().take_writes() {
-        match value {
-            Some(v) => u.records.insert(key, v),
-            None => u.records.remove(&key),
-        };
-    }
 }
 
 /// Opens the pairwise envelopes of `out` addressed to `to`, taking group

@@ -5,81 +5,23 @@
 //! writes) and presented in the next `Submit` and `SubmitGroup`, and
 //! malformed or unauthenticated fields recording nothing.
 
-use std::collections::BTreeMap;
+mod common;
 
 use rand_core::OsRng;
 use tacit::envelope::{Content, ContentKind};
-use tacit::identity::{DeviceList, UserKeyPair};
-use tacit::session::{Account, BundlePreKey, OutgoingEnvelope, SessionConfig, SessionManager};
-use tacit::Address;
+use tacit::session::{BundlePreKey, OutgoingEnvelope, SessionConfig, SessionManager};
 use tacit_relay_proto::{ClientFrame, DeliveryToken, Request};
 use tacit_wasm::groups;
-use tacit_wasm::store::{BrowserStore, Local, Write};
+use tacit_wasm::store::{BrowserStore, Write};
 use tacit_wasm::tokens;
 
-const KEY: [u8; 32] = [5; 32];
+use common::{address, flush, list, ok, User, KEY};
 
-type Manager = SessionManager<BrowserStore>;
-
-struct User {
-    m: Manager,
-    key: UserKeyPair,
-    records: BTreeMap<String, Vec<u8>>,
-}
-
-#[track_caller]
-fn ok<T, E: core::fmt::Debug>(r: Result<T, E>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => unreachable!("{e:?}"),
-    }
-}
-
-fn address(user: &str) -> Address {
-    ok(Address::new(user, 1))
-}
-
+/// A new user whose first writes are already stored.
 fn user(name: &str) -> User {
-    let local = Local {
-        address: address(name),
-        user_key: UserKeyPair::generate(&mut OsRng),
-    };
-    let store = ok(BrowserStore::create(&KEY, &local));
-    let account = Account::generate(0, &mut OsRng);
-    let mut m = ok(SessionManager::create(
-        store,
-        address(name),
-        account,
-        SessionConfig::default(),
-    ));
-    ok(m.generate_one_time_prekeys(4, &mut OsRng));
-    let mut u = User {
-        m,
-        key: local.user_key,
-        records: BTreeMap::new(),
-    };
+    let mut u = common::user(name);
     flush(&mut u);
     u
-}
-
-fn list(u: &User) -> DeviceList {
-    let identity = u.m.account().identity().public_key();
-    let name = u.m.local_address().user_id().to_owned();
-    ok(DeviceList::sign(&u.key, &name, 1, &[(1, identity, 0)]))
-}
-
-/// Applies the queued writes to the user's records, as the storage would
-/// (one transaction); how many there were.
-fn flush(u: &mut User) -> usize {
-    let writes = u.m.store().take_writes();
-    let n = writes.len();
-    for Write { key, value } in writes {
-        match value {
-            Some(v) => u.records.insert(key, v),
-            None => u.records.remove(&key),
-        };
-    }
-    n
 }
 
 /// The user's device opened again from its records (a reload).

@@ -210,21 +210,18 @@ fn stored(conn: &Connection, envelope: &[u8]) -> bool {
         > 0
 }
 
+/// Registers `bob.1` through the writer's batch; its address.
+fn register_bob(conn: &mut Connection) -> Address {
+    let bob = Address::new("bob", 1).unwrap();
+    ack_tests::register(conn, &bob, 3);
+    bob
+}
+
 #[test]
 fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
     let (_dir, path) = temp_db("rollback");
     let mut conn = open_limited(&Database::Sqlite(path.clone()), false, Some(64 * 1024)).unwrap();
-    let bob = Address::new("bob", 1).unwrap();
-    let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
-    let (reply, mut rx) = oneshot::channel();
-    run_batch(
-        &mut conn,
-        &mut vec![register_command(&bob, identity, reply)],
-        &limits(None),
-        &Online::default(),
-        &Metrics::default(),
-    );
-    assert_eq!(rx.try_recv().unwrap(), Ok(true));
+    let bob = register_bob(&mut conn);
     // One batch: a message that fits, one far too large for the cap,
     // then small ones. SQLite rolls the whole transaction back at the
     // large one.
@@ -269,17 +266,7 @@ fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
 fn a_submission_that_fails_after_its_row_is_written_leaves_nothing() {
     let (_dir, path) = temp_db("one-statement");
     let mut conn = open(&Database::Sqlite(path), false).unwrap();
-    let bob = Address::new("bob", 1).unwrap();
-    let identity = tacit::IdentityKeyPair::from_seed(&[3; 32]).public_key();
-    let (reply, mut rx) = oneshot::channel();
-    run_batch(
-        &mut conn,
-        &mut vec![register_command(&bob, identity, reply)],
-        &limits(None),
-        &Online::default(),
-        &Metrics::default(),
-    );
-    assert_eq!(rx.try_recv().unwrap(), Ok(true));
+    let bob = register_bob(&mut conn);
     // The count of a 777-byte envelope fails: the message's row is
     // already inserted when the trigger's update aborts.
     conn.execute_batch(
