@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::conn::{self, Outbound};
-use crate::store::{Command, Database};
+use crate::store::Database;
 use crate::{Config, RelayError, Shared, Started};
 
 /// Frames waiting to be read by the caller.
@@ -85,7 +85,7 @@ impl FuzzRelay {
         let now_ms = crate::now_ms();
         self.shared
             .writer
-            .call(|reply| Command::Purge { now_ms, reply })
+            .purge(now_ms, self.shared.config.purge_chunk)
             .await
             .map_err(|e| e.message)
     }

@@ -130,6 +130,10 @@ pub struct Config {
     pub max_bad_frames: u32,
     /// How often expired messages are deleted.
     pub purge_interval: Duration,
+    /// The most expired messages deleted in one writer command; a purge
+    /// repeats it until none is left. It bounds how long one purge holds
+    /// the writer and, on SQLite, the memory of its undo journal.
+    pub purge_chunk: u32,
     /// The most commands committed in one transaction.
     pub max_batch: usize,
     /// Read-only database connections.
@@ -287,6 +291,7 @@ impl Config {
             authenticated_rate: Rate::new(200.0, 1000),
             max_bad_frames: 16,
             purge_interval: Duration::from_secs(60),
+            purge_chunk: 1024,
             max_batch: 512,
             readers: 4,
             max_db_bytes: capped,
@@ -350,8 +355,12 @@ impl Config {
         if self.mailbox_bytes_cap < self.max_frame_len as u64 {
             return bad("the mailbox byte cap must hold one frame");
         }
-        if self.queue_cap == 0 || self.max_batch == 0 || self.writer_queue_bytes == 0 {
-            return bad("queue cap and batch size must be positive");
+        if self.queue_cap == 0
+            || self.max_batch == 0
+            || self.writer_queue_bytes == 0
+            || self.purge_chunk == 0
+        {
+            return bad("queue cap, batch size and purge chunk must be positive");
         }
         if self.message_ttl.is_zero()
             || self.ping_interval.is_zero()
@@ -710,11 +719,7 @@ async fn purge_loop(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let now_ms = now_ms();
-        match shared
-            .writer
-            .call(|reply| store::Command::Purge { now_ms, reply })
-            .await
-        {
+        match shared.writer.purge(now_ms, shared.config.purge_chunk).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired messages deleted"),
             Err(e) => tracing::warn!(error = %e, "purge failed"),

@@ -174,6 +174,12 @@ async fn prekey_claims_from_two_nodes_are_exactly_once() {
 }
 
 #[tokio::test]
+async fn expired_messages_are_purged_a_chunk_at_a_time_until_none_is_left() {
+    let Some(pg) = Postgres::start() else { return };
+    a_purge_goes_on_until_no_expired_message_is_left(pg_config(&pg)).await;
+}
+
+#[tokio::test]
 async fn a_message_committed_on_one_node_wakes_its_recipient_on_another() {
     let Some(pg) = Postgres::start() else { return };
     let (one, two) = (node(&pg).await, node(&pg).await);

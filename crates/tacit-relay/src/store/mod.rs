@@ -177,8 +177,11 @@ pub(crate) enum Command {
         address: Address,
         reply: oneshot::Sender<Outcome<u64>>,
     },
+    /// Deletes at most `limit` expired messages, those expiring first;
+    /// answers how many. [`Writer::purge`] repeats it until none is left.
     Purge {
         now_ms: u64,
+        limit: u32,
         reply: oneshot::Sender<Outcome<u64>>,
     },
     /// Stop after this batch.
@@ -434,6 +437,28 @@ impl Writer {
         build: impl FnOnce(oneshot::Sender<Outcome<T>>) -> Command,
     ) -> Outcome<T> {
         self.queue(build).await.await
+    }
+
+    /// Deletes every message expired at `now_ms`, `chunk` at a time, each
+    /// chunk a command of its own: one purge neither holds the writer for
+    /// long nor, on SQLite, keeps more than a chunk's pages in its undo
+    /// journal (which the writer holds in memory). Answers how many.
+    pub(crate) async fn purge(&self, now_ms: u64, chunk: u32) -> Outcome<u64> {
+        let chunk = chunk.max(1);
+        let mut total = 0;
+        loop {
+            let n = self
+                .call(|reply| Command::Purge {
+                    now_ms,
+                    limit: chunk,
+                    reply,
+                })
+                .await?;
+            total += n;
+            if n < u64::from(chunk) {
+                return Ok(total);
+            }
+        }
     }
 
     /// Asks the writer thread to stop after the commands queued before.

@@ -113,3 +113,35 @@ pub async fn spawn(db: &Path) -> (tokio::process::Child, SocketAddr) {
         .expect("the relay starts");
     (relay.child, relay.addr)
 }
+
+/// Starts a relay on `config` whose messages expire after 100 ms and whose
+/// purge deletes one at a time, once a second; queues three messages for a
+/// device and checks that the one purge after they expired deleted all
+/// three, chunk after chunk: the device learns of three at login, before
+/// the next purge could have run.
+pub async fn a_purge_goes_on_until_no_expired_message_is_left(mut config: Config) {
+    use tacit_relay_proto::{Reply, ServerFrame};
+    config.message_ttl = std::time::Duration::from_millis(100);
+    config.purge_interval = std::time::Duration::from_secs(1);
+    config.purge_chunk = 1;
+    let relay = Relay::bind(config).await.unwrap();
+    let bob = Device::new("bob", 1, 2);
+    drop(registered(relay.local_addr(), &bob).await);
+    let mut a = connect(relay.local_addr()).await;
+    for _ in 0..3 {
+        assert!(matches!(
+            a.submit(&bob.address, b"old").await,
+            Ok(Reply::Submitted { .. })
+        ));
+    }
+    // The purge at 1 s deletes them; the next is at 2 s.
+    tokio::time::sleep(std::time::Duration::from_millis(1400)).await;
+    let mut b = connect(relay.local_addr()).await;
+    b.login(&bob).await.unwrap();
+    assert_eq!(
+        b.next_frame().await,
+        Some(ServerFrame::MessagesExpired { count: 3 })
+    );
+    assert!(b.drain().await.is_empty());
+    relay.shutdown().await.unwrap();
+}

@@ -284,8 +284,8 @@ pub(super) async fn apply(
             }
             Ok(Value::U64(n))
         }
-        Command::Purge { now_ms, .. } => {
-            let n = purge(t, *now_ms).await?;
+        Command::Purge { now_ms, limit, .. } => {
+            let n = purge(t, *now_ms, *limit).await?;
             effects.expired += n;
             Ok(Value::U64(n))
         }

@@ -167,13 +167,18 @@ pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Ou
     Ok(Ok(u32::try_from(deleted.len()).unwrap_or(u32::MAX)))
 }
 
-/// Deletes the expired messages and counts them against their devices.
-pub(super) async fn purge(t: &Tx<'_>, now_ms: u64) -> Result<u64, Error> {
+/// Deletes at most `limit` expired messages, those expiring first, and
+/// counts them against their devices.
+pub(super) async fn purge(t: &Tx<'_>, now_ms: u64, limit: u32) -> Result<u64, Error> {
     let groups = query(
         t,
-        "WITH gone AS (DELETE FROM messages WHERE expires_ms <= $1 RETURNING user_id, device_id, length(envelope) AS len)
+        "WITH gone AS (
+             DELETE FROM messages WHERE id IN (
+                 SELECT id FROM messages WHERE expires_ms <= $1 ORDER BY expires_ms, id LIMIT $2
+             ) RETURNING user_id, device_id, length(envelope) AS len
+         )
          SELECT user_id, device_id, COUNT(*), SUM(len)::bigint FROM gone GROUP BY user_id, device_id ORDER BY user_id, device_id",
-        &[&i64_of(now_ms)],
+        &[&i64_of(now_ms), &i64::from(limit)],
     )
     .await?;
     let mut total = 0;

@@ -230,8 +230,12 @@ pub(super) fn apply(
             }),
         ),
         Command::Stop => Pending::None,
-        Command::Purge { now_ms, reply } => {
-            let result = savepoint(tx, |t| purge(t, now_ms));
+        Command::Purge {
+            now_ms,
+            limit,
+            reply,
+        } => {
+            let result = savepoint(tx, |t| purge(t, now_ms, limit));
             if let Ok(n) = result {
                 effects.expired += n;
             }
@@ -750,12 +754,21 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
     Ok(Ok(removed))
 }
 
-fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
+/// Deletes at most `limit` messages expired at `now_ms`, in the order of
+/// the expiry index (expiry, then id), and takes them off their mailboxes'
+/// counters, as expired and not yet reported.
+fn purge(t: &Connection, now_ms: u64, limit: u32) -> Result<Outcome<u64>, rusqlite::Error> {
+    // Both statements take the same first `limit` rows of the index.
     let groups: Vec<(i64, u64, u64)> = {
         let mut stmt = t.prepare_cached(
-            "SELECT mailbox, COUNT(*), SUM(length(envelope)) FROM messages WHERE expires_ms <= ?1 GROUP BY mailbox",
+            "SELECT mailbox, COUNT(*), SUM(len) FROM (
+                 SELECT mailbox, length(envelope) AS len FROM messages
+                 WHERE expires_ms <= ?1 ORDER BY expires_ms, id LIMIT ?2
+             ) GROUP BY mailbox",
         )?;
-        let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map(params![now_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
         rows.collect::<Result<_, _>>()?
     };
     let mut total = 0;
@@ -766,7 +779,11 @@ fn purge(t: &Connection, now_ms: u64) -> Result<Outcome<u64>, rusqlite::Error> {
         .execute(params![mailbox, n, bytes])?;
         total += n;
     }
-    t.prepare_cached("DELETE FROM messages WHERE expires_ms <= ?1")?
-        .execute(params![now_ms])?;
+    t.prepare_cached(
+        "DELETE FROM messages WHERE id IN (
+             SELECT id FROM messages WHERE expires_ms <= ?1 ORDER BY expires_ms, id LIMIT ?2
+         )",
+    )?
+    .execute(params![now_ms, limit])?;
     Ok(Ok(total))
 }

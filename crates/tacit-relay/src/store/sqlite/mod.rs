@@ -16,6 +16,8 @@ mod checkpoint;
 mod mailbox_tests;
 mod mailboxes;
 #[cfg(test)]
+mod purge_tests;
+#[cfg(test)]
 mod read_tests;
 mod readers;
 #[cfg(test)]
@@ -197,9 +199,22 @@ pub(crate) fn open_limited(
 }
 
 /// The writer's connection: `synchronous=FULL` (from [`open_limited`]),
-/// or `OFF` with the benchmark-only `unsafe_no_fsync`.
+/// or `OFF` with the benchmark-only `unsafe_no_fsync`, and its undo
+/// journals in memory (`temp_store=MEMORY`).
+///
+/// SQLite keeps, for each savepoint and each statement that may fail
+/// halfway (an insert with a trigger), the pages it changes as they were
+/// before, in a journal that spills to a temporary file past 64 KiB. One
+/// ack of a few dozen ids spilled it, and then every later statement of
+/// the transaction wrote its pages to that file: ten writes to it for
+/// each one to the log, about a quarter of the relay's CPU at full load.
+/// In memory, a journal holds the pages of one command at most, which
+/// the commands bound: an ack by its ids, a purge by
+/// [`crate::Config::purge_chunk`], a device's removal by its mailbox's
+/// caps.
 fn open_writer(database: &Database, limits: &WriterLimits) -> Result<Connection, StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     if limits.unsafe_no_fsync {
         tracing::warn!(
             "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"
