@@ -1,6 +1,7 @@
 //! The SQLite writer's commands: each applied inside its own savepoint of
-//! the batch's transaction, except `Submit`, whose checks all come before
-//! its one write statement.
+//! the batch's transaction, except `Submit` and `Ack`, whose checks all
+//! come before their first write and which undo a failed write
+//! themselves (`without_savepoint`).
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use subtle::ConstantTimeEq;
@@ -11,7 +12,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
 };
 
-use super::{one_statement, savepoint, Pending};
+use super::{savepoint, without_savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
 use crate::store::{refuse, Claimed, Command, Effects, Outcome, WriterLimits};
@@ -107,11 +108,9 @@ pub(super) fn apply(
             now_ms,
             reply,
         } => {
-            // No savepoint: every check comes before the one statement
-            // that writes (the insert, which counts the message through
-            // the trigger `messages_counted`), and a statement that fails
-            // leaves nothing of itself behind.
-            let result = one_statement(tx, |t| {
+            // No savepoint: every check comes before the insert, and
+            // `insert_envelope` undoes the insert if the count fails.
+            let result = without_savepoint(tx, |t| {
                 submit(
                     t,
                     &recipient,
@@ -160,7 +159,8 @@ pub(super) fn apply(
             ids,
             reply,
         } => {
-            let result = savepoint(tx, |t| ack(t, &address, &ids));
+            // No savepoint: every id is checked before the first delete.
+            let result = without_savepoint(tx, |t| ack(t, &address, &ids));
             if let Ok(n) = result {
                 effects.acked += u64::from(n);
             }
@@ -681,10 +681,15 @@ pub(crate) struct Checked {
 }
 
 /// Queues `envelope` in `mailbox`, which [`may_submit`] accepted (its
-/// [`Checked::mailbox`]); answers the message id. One statement: the
-/// trigger `messages_counted` adds the message to the mailbox's counters
-/// in it, so the message and its count are written together or not at
-/// all.
+/// [`Checked::mailbox`]), and counts it on the mailbox; answers the
+/// message id.
+///
+/// Two statements of one row each, so that SQLite keeps no statement
+/// journal for either (schema version 9). The message and its count are
+/// written together or not at all: a failed insert wrote nothing (SQLite
+/// undoes it, or the whole transaction), and if the count fails the row
+/// is deleted again; if that fails too, the whole transaction is rolled
+/// back, which the writer sees through `is_autocommit`.
 pub(crate) fn insert_envelope(
     t: &Connection,
     mailbox: i64,
@@ -697,12 +702,28 @@ pub(crate) fn insert_envelope(
     )?
     .execute(params![mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     let id = t.last_insert_rowid();
+    let counted = t
+        .prepare_cached(
+            "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
+        )
+        .and_then(|mut count| count.execute(params![mailbox, envelope.len()]));
+    if let Err(error) = counted {
+        let undone = t
+            .prepare_cached("DELETE FROM messages WHERE id = ?1")
+            .and_then(|mut delete| delete.execute(params![id]));
+        if undone.is_err() {
+            super::roll_back(t);
+        }
+        return Err(error);
+    }
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
 /// Deletes the acknowledged messages and takes their count and bytes off
 /// the mailbox's counters; an id that is not in the mailbox (or is given
-/// twice) refuses the whole ack.
+/// twice) refuses the whole ack before anything is deleted. Runs without
+/// a savepoint: a delete or the count that fails after the first delete
+/// rolls the whole transaction back.
 ///
 /// Each id is one rowid lookup (its envelope's length, from the record
 /// header, without reading the envelope) and one delete by rowid. A
@@ -719,39 +740,63 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
         .optional()?;
     // No device: no mailbox, so any id is not in it (an empty ack is 0).
     let mailbox = mailbox.unwrap_or(-1);
-    let mut removed = 0u32;
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    if let Some(twice) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Ok(refuse(
+            ErrorCode::UnknownMessage,
+            format!("message {} is given twice; nothing was deleted", twice[0]),
+        ));
+    }
+    let mut rows = Vec::with_capacity(ids.len());
     let mut bytes = 0u64;
     {
         let mut length = t.prepare_cached(
             "SELECT length(envelope) FROM messages WHERE id = ?1 AND mailbox = ?2",
         )?;
-        let mut delete = t.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
         for &id in ids {
-            let Ok(id) = i64::try_from(id) else {
-                return Ok(refuse(
-                    ErrorCode::UnknownMessage,
-                    format!("message {id} is not in this mailbox"),
-                ));
+            let row = i64::try_from(id).ok();
+            let len = match row {
+                Some(row) => length
+                    .query_row(params![row, mailbox], |r| r.get::<_, u64>(0))
+                    .optional()?,
+                None => None,
             };
-            let Some(len) = length
-                .query_row(params![id, mailbox], |r| r.get::<_, u64>(0))
-                .optional()?
-            else {
+            let (Some(row), Some(len)) = (row, len) else {
                 return Ok(refuse(
                     ErrorCode::UnknownMessage,
                     format!("message {id} is not in this mailbox; nothing was deleted"),
                 ));
             };
-            delete.execute(params![id])?;
+            rows.push(row);
             bytes += len;
-            removed += 1;
         }
+    }
+    let removed = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    let written = delete_counted(t, mailbox, &rows, bytes);
+    if written.is_err() {
+        super::roll_back(t);
+    }
+    written.map(|()| Ok(removed))
+}
+
+/// The writes of an ack whose ids were all checked: the rows, then the
+/// count.
+fn delete_counted(
+    t: &Connection,
+    mailbox: i64,
+    rows: &[i64],
+    bytes: u64,
+) -> Result<(), rusqlite::Error> {
+    let mut delete = t.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+    for &row in rows {
+        delete.execute(params![row])?;
     }
     t.prepare_cached(
         "UPDATE mailboxes SET queued = queued - ?2, queued_bytes = queued_bytes - ?3 WHERE mailbox = ?1",
     )?
-    .execute(params![mailbox, removed, bytes])?;
-    Ok(Ok(removed))
+    .execute(params![mailbox, rows.len(), bytes])?;
+    Ok(())
 }
 
 /// Deletes at most `limit` messages expired at `now_ms`, in the order of

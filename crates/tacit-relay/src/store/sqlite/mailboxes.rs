@@ -16,11 +16,10 @@
 /// ever given out, also past deleted ones. Messages of no registered
 /// device (which no one could read) are not carried over.
 ///
-/// The trigger `messages_counted` counts a message into its mailbox's row
-/// in the statement that inserts it: the insert and the count are one
-/// statement, which SQLite applies whole or not at all, so a `Submit`
-/// needs no savepoint of its own (`apply.rs`). Deletions are counted by
-/// the statements that delete (one update per ack or purge, not per row).
+/// The trigger `messages_counted` counted a message into its mailbox's row
+/// in the statement that inserted it (version 9 drops it: see
+/// [`SCHEMA_COUNT_IN_CODE`]). Deletions are counted by the statements
+/// that delete (one update per ack or purge, not per row).
 pub(crate) const SCHEMA_MAILBOXES: &str = "
 CREATE TABLE mailboxes (
     mailbox INTEGER PRIMARY KEY,
@@ -64,4 +63,20 @@ CREATE TRIGGER messages_counted AFTER INSERT ON messages BEGIN
     UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + length(NEW.envelope)
     WHERE mailbox = NEW.mailbox;
 END;
+";
+
+/// Version 9: the trigger `messages_counted` goes; [`insert_envelope`]
+/// counts each message with an update of its own.
+///
+/// SQLite keeps a statement journal (the pages a statement changes, as
+/// they were) for every statement that writes more than one row and may
+/// fail halfway, so that it can undo the statement alone. The insert with
+/// its trigger was such a statement: each `Submit` copied about five pages
+/// into that journal. A plain insert of one row and an update of one row
+/// need none; [`insert_envelope`] undoes the insert itself when the count
+/// fails.
+///
+/// [`insert_envelope`]: super::apply::insert_envelope
+pub(crate) const SCHEMA_COUNT_IN_CODE: &str = "
+DROP TRIGGER messages_counted;
 ";

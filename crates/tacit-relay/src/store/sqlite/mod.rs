@@ -22,6 +22,8 @@ mod read_tests;
 mod readers;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod undo_tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     SCHEMA_MAILBOX_BYTES,
     crate::attachments::sqlite::SCHEMA,
     mailboxes::SCHEMA_MAILBOXES,
+    mailboxes::SCHEMA_COUNT_IN_CODE,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the
@@ -476,16 +479,32 @@ fn savepoint<T>(
 }
 
 /// Runs `f` without a savepoint: only for a command whose checks all come
-/// before its first write and which writes with one statement. A refusal
-/// has then written nothing, and a statement that fails leaves nothing of
-/// itself (SQLite undoes the statement, or the whole transaction, which
-/// the caller sees through `is_autocommit`), so there is nothing to undo.
-fn one_statement<T>(
+/// before its first write, and which leaves nothing of a write that fails:
+/// it undoes what it wrote, or rolls the whole transaction back
+/// ([`roll_back`]), which the caller sees through `is_autocommit`. A
+/// refusal has then written nothing.
+///
+/// A savepoint makes SQLite copy every page the command changes, as it
+/// was, into a journal: for the commands every message goes through,
+/// that copy cost more than the rest of their writes.
+fn without_savepoint<T>(
     tx: &mut Transaction<'_>,
     f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
 ) -> Outcome<T> {
     let conn: &Connection = tx;
     f(conn).unwrap_or_else(|error| Err(internal(&error)))
+}
+
+/// Rolls the whole transaction back, after a write that could not be
+/// undone on its own. The writer sees it through `is_autocommit`: it
+/// answers the commands applied before with the error (they changed
+/// nothing) and runs the rest in a new transaction.
+fn roll_back(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(error) = conn.execute_batch("ROLLBACK") {
+            tracing::warn!(%error, "rolling the transaction back failed");
+        }
+    }
 }
 
 /// Runs one cached statement that returns no rows.

@@ -11,7 +11,7 @@ use super::*;
 
 /// A database path in a directory of its own, removed when the guard drops
 /// (also when the test fails).
-fn temp_db(name: &str) -> (tempfile::TempDir, PathBuf) {
+pub(super) fn temp_db(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("tacit-relay-store-{name}-"))
         .tempdir()
@@ -169,7 +169,7 @@ async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
 }
 
 /// Runs one batch on `conn` and returns the answers, in order.
-fn batch(
+pub(super) fn batch(
     conn: &mut Connection,
     commands: Vec<(Command, oneshot::Receiver<Outcome<u64>>)>,
 ) -> Vec<Outcome<u64>> {
@@ -187,7 +187,10 @@ fn batch(
         .collect()
 }
 
-fn submit_command(to: &Address, envelope: Vec<u8>) -> (Command, oneshot::Receiver<Outcome<u64>>) {
+pub(super) fn submit_command(
+    to: &Address,
+    envelope: Vec<u8>,
+) -> (Command, oneshot::Receiver<Outcome<u64>>) {
     let (reply, rx) = oneshot::channel();
     let command = Command::Submit {
         recipient: to.clone(),
@@ -200,7 +203,7 @@ fn submit_command(to: &Address, envelope: Vec<u8>) -> (Command, oneshot::Receive
     (command, rx)
 }
 
-fn stored(conn: &Connection, envelope: &[u8]) -> bool {
+pub(super) fn stored(conn: &Connection, envelope: &[u8]) -> bool {
     conn.query_row(
         "SELECT COUNT(*) FROM messages WHERE envelope = ?1",
         params![envelope],
@@ -211,7 +214,7 @@ fn stored(conn: &Connection, envelope: &[u8]) -> bool {
 }
 
 /// Registers `bob.1` through the writer's batch; its address.
-fn register_bob(conn: &mut Connection) -> Address {
+pub(super) fn register_bob(conn: &mut Connection) -> Address {
     let bob = Address::new("bob", 1).unwrap();
     ack_tests::register(conn, &bob, 3);
     bob
@@ -255,45 +258,6 @@ fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
         .unwrap();
     assert_eq!(queued, count);
     drop(conn);
-}
-
-/// A `Submit` runs without a savepoint: its insert and the count of the
-/// message (the trigger `messages_counted`) are one statement. A failure
-/// inside that statement, after the message's row is written, must leave
-/// neither the row nor a count behind, and the batch's other commands
-/// commit.
-#[test]
-fn a_submission_that_fails_after_its_row_is_written_leaves_nothing() {
-    let (_dir, path) = temp_db("one-statement");
-    let mut conn = open(&Database::Sqlite(path), false).unwrap();
-    let bob = register_bob(&mut conn);
-    // The count of a 777-byte envelope fails: the message's row is
-    // already inserted when the trigger's update aborts.
-    conn.execute_batch(
-        "CREATE TEMP TRIGGER refuse_777 BEFORE UPDATE ON mailboxes
-         WHEN NEW.queued_bytes - OLD.queued_bytes = 777
-         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-    )
-    .unwrap();
-    let (before, failing, after) = (vec![1u8; 100], vec![2u8; 777], vec![3u8; 50]);
-    let answers = batch(
-        &mut conn,
-        vec![
-            submit_command(&bob, before.clone()),
-            submit_command(&bob, failing.clone()),
-            submit_command(&bob, after.clone()),
-        ],
-    );
-    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
-    assert_eq!(answers[1].as_ref().unwrap_err().code, ErrorCode::Internal);
-    assert!(stored(&conn, &before) && stored(&conn, &after));
-    assert!(!stored(&conn, &failing));
-    let counted: (u64, u64) = conn
-        .query_row("SELECT queued, queued_bytes FROM mailboxes", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!(counted, (2, 150));
 }
 
 #[test]

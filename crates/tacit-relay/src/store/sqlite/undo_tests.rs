@@ -1,0 +1,151 @@
+//! Tests of the commands run without a savepoint (`Submit`, `Ack`): a
+//! write that fails leaves nothing of the command, by its own undo or by
+//! rolling the whole transaction back, and every answer is true.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use tacit::Address;
+
+use super::tests::{batch, register_bob, stored, submit_command, temp_db};
+use super::*;
+
+/// (`queued`, `queued_bytes`) as the mailbox counts them, and as stored.
+fn counted_and_stored(conn: &Connection) -> ((u64, u64), (u64, u64)) {
+    let counted = conn
+        .query_row("SELECT queued, queued_bytes FROM mailboxes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let stored = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM messages",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    (counted, stored)
+}
+
+/// A new database in a scratch directory, with `bob.1` registered.
+fn with_bob(name: &str) -> (tempfile::TempDir, Connection, Address) {
+    let (dir, path) = temp_db(name);
+    let mut conn = open(&Database::Sqlite(path), false).unwrap();
+    let bob = register_bob(&mut conn);
+    (dir, conn, bob)
+}
+
+/// Queues `n` envelopes of 10 bytes for `to` (`[1; 10]`, `[2; 10]`, ...);
+/// answers their ids.
+fn queued(conn: &mut Connection, to: &Address, n: u8) -> Vec<u64> {
+    let commands = (1..=n).map(|i| submit_command(to, vec![i; 10])).collect();
+    batch(conn, commands)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Makes the count of a 777-byte envelope fail, after its row is written.
+const REFUSE_COUNT_777: &str = "CREATE TEMP TRIGGER refuse_777 BEFORE UPDATE ON mailboxes
+     WHEN NEW.queued_bytes - OLD.queued_bytes = 777
+     BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
+
+/// Submits each envelope to `to`, in one batch; the answers.
+fn submit_each(conn: &mut Connection, to: &Address, envelopes: [&[u8]; 3]) -> Vec<Outcome<u64>> {
+    let commands = envelopes
+        .iter()
+        .map(|e| submit_command(to, e.to_vec()))
+        .collect();
+    batch(conn, commands)
+}
+
+#[test]
+fn a_submission_whose_count_fails_deletes_its_row_and_the_batch_commits() {
+    let (_dir, mut conn, bob) = with_bob("undo-count");
+    conn.execute_batch(REFUSE_COUNT_777).unwrap();
+    let (before, failing, after) = (vec![1u8; 100], vec![2u8; 777], vec![3u8; 50]);
+    let answers = submit_each(&mut conn, &bob, [&before, &failing, &after]);
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert_eq!(answers[1].as_ref().unwrap_err().code, ErrorCode::Internal);
+    assert!(stored(&conn, &before) && stored(&conn, &after));
+    assert!(!stored(&conn, &failing));
+    assert_eq!(counted_and_stored(&conn), ((2, 150), (2, 150)));
+}
+
+#[test]
+fn a_submission_whose_undo_fails_too_rolls_the_transaction_back() {
+    let (_dir, mut conn, bob) = with_bob("undo-rollback");
+    conn.execute_batch(REFUSE_COUNT_777).unwrap();
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER keep_777 BEFORE DELETE ON messages
+         WHEN length(OLD.envelope) = 777
+         BEGIN SELECT RAISE(ABORT, 'kept by the test'); END;",
+    )
+    .unwrap();
+    let (before, failing, after) = (vec![1u8; 100], vec![2u8; 777], vec![3u8; 50]);
+    let answers = submit_each(&mut conn, &bob, [&before, &failing, &after]);
+    // The command before was rolled back with the failing one and is told
+    // so; the one after ran in a new transaction.
+    assert_eq!(answers[0].as_ref().unwrap_err().code, ErrorCode::Internal);
+    assert_eq!(answers[1].as_ref().unwrap_err().code, ErrorCode::Internal);
+    assert!(answers[2].is_ok(), "{answers:?}");
+    assert!(!stored(&conn, &before) && !stored(&conn, &failing));
+    assert!(stored(&conn, &after));
+    assert_eq!(counted_and_stored(&conn), ((1, 50), (1, 50)));
+}
+
+#[test]
+fn an_ack_whose_second_delete_fails_rolls_the_transaction_back() {
+    let (_dir, mut conn, bob) = with_bob("ack-rollback");
+    let ids = queued(&mut conn, &bob, 3);
+    conn.execute_batch(&format!(
+        "CREATE TEMP TRIGGER keep_second BEFORE DELETE ON messages
+         WHEN OLD.id = {}
+         BEGIN SELECT RAISE(ABORT, 'kept by the test'); END;",
+        ids[1]
+    ))
+    .unwrap();
+    let (x, y) = (vec![7u8; 20], vec![8u8; 30]);
+    let (submit_x, mut x_rx) = submit_command(&bob, x.clone());
+    let (ack_reply, mut ack_rx) = oneshot::channel();
+    let ack = Command::Ack {
+        address: bob.clone(),
+        ids: vec![ids[0], ids[1]],
+        reply: ack_reply,
+    };
+    let (submit_y, mut y_rx) = submit_command(&bob, y.clone());
+    let mut commands = vec![submit_x, ack, submit_y];
+    run_batch(
+        &mut conn,
+        &mut commands,
+        &WriterLimits::FOR_TESTS,
+        &Online::default(),
+        &Metrics::default(),
+    );
+    assert_eq!(
+        x_rx.try_recv().unwrap().unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert_eq!(
+        ack_rx.try_recv().unwrap().unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert!(y_rx.try_recv().unwrap().is_ok());
+    // The first id's delete went with the rollback: all three are queued,
+    // with y and without x, and counted so.
+    assert!(!stored(&conn, &x) && stored(&conn, &y));
+    for i in 1..=3u8 {
+        assert!(stored(&conn, &[i; 10]));
+    }
+    assert_eq!(counted_and_stored(&conn), ((4, 60), (4, 60)));
+}
+
+#[test]
+fn an_ack_that_names_an_id_twice_deletes_nothing() {
+    let (_dir, mut conn, bob) = with_bob("ack-twice");
+    let ids = queued(&mut conn, &bob, 2);
+    let answers = ack_tests::ack(&mut conn, &[(&bob, vec![ids[0], ids[1], ids[0]])]);
+    assert_eq!(
+        answers[0].as_ref().unwrap_err().code,
+        ErrorCode::UnknownMessage
+    );
+    assert_eq!(counted_and_stored(&conn), ((2, 20), (2, 20)));
+}
