@@ -27,9 +27,6 @@ use crate::store::{encode_address, BrowserStore};
 /// The length of the tokens this device draws.
 pub const TOKEN_LEN: usize = 32;
 
-/// Field 16's tag: field 16, wire type 2 (length-delimited).
-const TAG: [u8; 2] = [0x82, 0x01];
-
 type Manager = SessionManager<BrowserStore>;
 
 impl BrowserStore {
@@ -94,26 +91,6 @@ pub fn set_request(store: &BrowserStore) -> Result<SetDeliveryToken, Error> {
     })
 }
 
-/// `content` with `token` appended as field 16. The content must carry no
-/// unknown field yet (those this module builds carry none), so that the
-/// record is the last and the encoding stays canonical; the core decodes
-/// the result strictly.
-fn attach(content: &Content, token: &DeliveryToken) -> Result<Content, Error> {
-    if !content.unknown_fields().is_empty() {
-        return Err(Error::new(
-            "content",
-            "the content already carries unknown fields",
-        ));
-    }
-    let token = token.as_bytes();
-    let len = u8::try_from(token.len()).map_err(|_| Error::invalid("token too long"))?;
-    let mut bytes = Zeroizing::new(content.to_bytes());
-    bytes.extend_from_slice(&TAG);
-    bytes.push(len);
-    bytes.extend_from_slice(token);
-    Content::from_bytes(&bytes).map_err(|e| Error::new("content", e.to_string()))
-}
-
 /// `content` with this device's token in field 16, for every kind but
 /// delivery receipts (those go out on their own to anyone who writes: a
 /// stranger's first message must not earn it the token). Before the
@@ -123,7 +100,9 @@ pub fn with_token(store: &BrowserStore, content: Content) -> Result<Content, Err
         return Ok(content);
     }
     match store.own_token() {
-        Some(token) => attach(&content, &token),
+        Some(token) => content
+            .with_delivery_token(token.as_bytes())
+            .map_err(|e| Error::new("content", e.to_string())),
         None => Ok(content),
     }
 }

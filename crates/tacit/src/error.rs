@@ -304,6 +304,10 @@ pub enum ContentError {
     /// The padding around the encoded content is wrong.
     #[error("content padding: {0}")]
     Padding(PaddingError),
+    /// A delivery token cannot be attached: the named part is wrong (see
+    /// [`crate::envelope::Content::with_delivery_token`]).
+    #[error("delivery token: {0}")]
+    DeliveryToken(&'static str),
 }
 
 impl From<WireError> for ContentError {

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::conn::Conn;
 use crate::store::Writes;
-use crate::{token_field, ClientError};
+use crate::ClientError;
 
 use super::{unexpected, Engine};
 
@@ -87,7 +87,9 @@ impl Engine {
             return Ok(content);
         }
         match self.manager.store().own_token()? {
-            Some(token) => token_field::attach(&content, &token).map_err(ClientError::Invalid),
+            Some(token) => content
+                .with_delivery_token(token.as_bytes())
+                .map_err(|e| ClientError::Invalid(e.to_string())),
             None => Ok(content),
         }
     }

@@ -362,6 +362,32 @@ impl Content {
         )
     }
 
+    /// This content with `token` as its sender's delivery token: one record
+    /// of field [`DELIVERY_TOKEN_FIELD`] (wire type 2) appended to the
+    /// encoding, which [`Content::delivery_token`] then reads. The token
+    /// must be [`MIN_DELIVERY_TOKEN_LEN`] to [`MAX_DELIVERY_TOKEN_LEN`]
+    /// bytes, and the content must carry no unknown field yet, so that the
+    /// record is the only one and the encoding stays canonical
+    /// (`docs/PROTOCOL.md` section 10, "Extension field 16").
+    pub fn with_delivery_token(&self, token: &[u8]) -> Result<Self, ContentError> {
+        let len = u8::try_from(token.len())
+            .ok()
+            .filter(|_| (MIN_DELIVERY_TOKEN_LEN..=MAX_DELIVERY_TOKEN_LEN).contains(&token.len()))
+            .ok_or(ContentError::DeliveryToken("its length"))?;
+        if !self.unknown_fields.is_empty() {
+            return Err(ContentError::DeliveryToken(
+                "the content already carries unknown fields",
+            ));
+        }
+        let mut with = self.clone();
+        // Field 16, wire type 2: the tag 0x82 0x01, then a one-byte length.
+        with.unknown_fields = Vec::with_capacity(3 + token.len());
+        with.unknown_fields.extend_from_slice(&[0x82, 0x01]);
+        with.unknown_fields.push(len);
+        with.unknown_fields.extend_from_slice(token);
+        Ok(with)
+    }
+
     /// The canonical encoding (unpadded): the known fields, then the
     /// unknown fields as received.
     pub fn to_bytes(&self) -> Vec<u8> {
