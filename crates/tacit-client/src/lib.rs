@@ -67,7 +67,6 @@ mod key;
 mod link;
 mod recovery;
 mod store;
-mod token_field;
 mod transfer;
 mod worker;
 

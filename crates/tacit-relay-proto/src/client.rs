@@ -354,6 +354,16 @@ impl DeliveryToken {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The token `content` carries as its sender's
+    /// ([`Content::delivery_token`](tacit::envelope::Content::delivery_token):
+    /// exactly one record of field 16, of wire type 2 and 16 to 64 bytes);
+    /// anything else is no token, the content staying valid.
+    pub fn carried_by(content: &tacit::envelope::Content) -> Option<Self> {
+        content
+            .delivery_token()
+            .and_then(|token| Self::new(token).ok())
+    }
 }
 
 impl Drop for DeliveryToken {

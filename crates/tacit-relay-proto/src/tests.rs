@@ -903,3 +903,16 @@ fn a_full_upload_fits_in_a_client_frame() {
     assert!(bytes.len() <= MAX_ENVELOPE_LEN + 1024, "{}", bytes.len());
     assert!(bytes.len() * 2 > MAX_ENVELOPE_LEN + 1024);
 }
+
+#[test]
+fn a_content_carries_a_token_of_the_lengths_the_relay_takes() {
+    use tacit::envelope::{content, Content, ContentKind};
+    assert_eq!(content::MIN_DELIVERY_TOKEN_LEN, MIN_DELIVERY_TOKEN_LEN);
+    assert_eq!(content::MAX_DELIVERY_TOKEN_LEN, MAX_DELIVERY_TOKEN_LEN);
+    let text = Content::from_parts(ContentKind::Text, b"hi".to_vec(), 7, [3; 16], None).unwrap();
+    let token = DeliveryToken::new(&[9; 32]).unwrap();
+    let with = text.with_delivery_token(token.as_bytes()).unwrap();
+    let back = Content::from_bytes(&with.to_bytes()).unwrap();
+    assert_eq!(DeliveryToken::carried_by(&back), Some(token));
+    assert_eq!(DeliveryToken::carried_by(&text), None);
+}

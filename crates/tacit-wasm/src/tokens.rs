@@ -118,22 +118,13 @@ pub fn seal_for_user(
     Ok(m.seal_for_user(user, &content, &mut OsRng)?)
 }
 
-/// The token a content carries ([`Content::delivery_token`]: exactly one
-/// record of field 16, of wire type 2 and 16 to 64 bytes); anything else
-/// is no token, the content staying valid.
-pub fn read(content: &Content) -> Option<DeliveryToken> {
-    content
-        .delivery_token()
-        .and_then(|token| DeliveryToken::new(token).ok())
-}
-
 /// Opens an envelope addressed to this device and records the token its
 /// content carries for the sender's device, replacing the previous one,
 /// with the writes of the opening (one commit for the page's storage). A
 /// content without a valid field 16 records nothing.
 pub fn open_envelope(m: &mut Manager, envelope: &[u8]) -> Result<Received, Error> {
     let received = m.open_envelope(envelope, &mut OsRng)?;
-    if let Some(token) = read(&received.content) {
+    if let Some(token) = DeliveryToken::carried_by(&received.content) {
         // Sealing the record fails only without randomness; the token is
         // then not recorded, as a malformed one, and nothing else changes.
         let _ = m.store().put_peer_token(&received.sender, &token);

@@ -3,7 +3,7 @@
 
 use tacit::envelope::{ContentKind, MESSAGE_ID_LEN};
 use tacit::error::SessionError;
-use tacit_relay_proto::{Ack, EnvelopeKind, Push, Request};
+use tacit_relay_proto::{Ack, DeliveryToken, EnvelopeKind, Push, Request};
 
 use crate::conn::Conn;
 use crate::store::{content_key, envelope_digest, Writes};
@@ -104,7 +104,7 @@ impl Engine {
         } else {
             self.counts.delivered += 1;
             writes.seen_content(&key, now);
-            if let Some(token) = crate::token_field::read(content) {
+            if let Some(token) = DeliveryToken::carried_by(content) {
                 writes.peer_token(&received.sender, &token);
             }
             match content.kind() {

@@ -708,11 +708,14 @@ pub(crate) fn insert_envelope(
         )
         .and_then(|mut count| count.execute(params![mailbox, envelope.len()]));
     if let Err(error) = counted {
-        let undone = t
-            .prepare_cached("DELETE FROM messages WHERE id = ?1")
-            .and_then(|mut delete| delete.execute(params![id]));
-        if undone.is_err() {
-            super::roll_back(t);
+        // Unless SQLite has already rolled the whole transaction back.
+        if !t.is_autocommit() {
+            let undone = t
+                .prepare_cached("DELETE FROM messages WHERE id = ?1")
+                .and_then(|mut delete| delete.execute(params![id]));
+            if undone.is_err() {
+                super::roll_back(t);
+            }
         }
         return Err(error);
     }
@@ -755,14 +758,14 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
             "SELECT length(envelope) FROM messages WHERE id = ?1 AND mailbox = ?2",
         )?;
         for &id in ids {
-            let row = i64::try_from(id).ok();
-            let len = match row {
-                Some(row) => length
+            let found = match i64::try_from(id) {
+                Ok(row) => length
                     .query_row(params![row, mailbox], |r| r.get::<_, u64>(0))
-                    .optional()?,
-                None => None,
+                    .optional()?
+                    .map(|len| (row, len)),
+                Err(_) => None,
             };
-            let (Some(row), Some(len)) = (row, len) else {
+            let Some((row, len)) = found else {
                 return Ok(refuse(
                     ErrorCode::UnknownMessage,
                     format!("message {id} is not in this mailbox; nothing was deleted"),

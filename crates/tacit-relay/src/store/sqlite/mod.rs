@@ -205,9 +205,9 @@ pub(crate) fn open_limited(
 /// or `OFF` with the benchmark-only `unsafe_no_fsync`, and its undo
 /// journals in memory (`temp_store=MEMORY`).
 ///
-/// SQLite keeps, for each savepoint and each statement that may fail
-/// halfway (an insert with a trigger), the pages it changes as they were
-/// before, in a journal that spills to a temporary file past 64 KiB. One
+/// SQLite keeps, for each savepoint and each statement that writes several
+/// rows and may fail halfway, the pages it changes as they were before,
+/// in a journal that spills to a temporary file past 64 KiB. One
 /// ack of a few dozen ids spilled it, and then every later statement of
 /// the transaction wrote its pages to that file: ten writes to it for
 /// each one to the log, about a quarter of the relay's CPU at full load.
