@@ -1,7 +1,8 @@
 //! The SQLite writer's commands: each applied inside its own savepoint of
 //! the batch's transaction, except `Submit` and `Ack`, whose checks all
-//! come before their first write and which undo a failed write
-//! themselves (`without_savepoint`).
+//! come before their first write, which count into the mailboxes the
+//! transaction holds (`held`), and which roll the transaction back if a
+//! write fails halfway (`without_savepoint`).
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use subtle::ConstantTimeEq;
@@ -12,6 +13,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
 };
 
+use super::held::{read_row, HeldMailboxes, MailboxRow};
 use super::{savepoint, without_savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
@@ -23,6 +25,7 @@ pub(super) fn apply(
     command: Command,
     limits: &WriterLimits,
     effects: &mut Effects,
+    held: &mut HeldMailboxes,
 ) -> Pending {
     match command {
         Command::Register {
@@ -108,11 +111,12 @@ pub(super) fn apply(
             now_ms,
             reply,
         } => {
-            // No savepoint: every check comes before the insert, and
-            // `insert_envelope` undoes the insert if the count fails.
+            // No savepoint: every check comes before the insert, its one
+            // write; the count goes into the mailboxes `held`.
             let result = without_savepoint(tx, |t| {
                 submit(
                     t,
+                    held,
                     &recipient,
                     (&envelope, EnvelopeKind::Sealed),
                     token_hash,
@@ -160,7 +164,7 @@ pub(super) fn apply(
             reply,
         } => {
             // No savepoint: every id is checked before the first delete.
-            let result = without_savepoint(tx, |t| ack(t, &address, &ids));
+            let result = without_savepoint(tx, |t| ack(t, held, &address, &ids));
             if let Ok(n) = result {
                 effects.acked += u64::from(n);
             }
@@ -601,9 +605,12 @@ fn claim_bundles(
 
 /// Queues `envelope`, of its kind, for `recipient`, or refuses: no such
 /// device, its delivery token is needed, its queue is full, the sender's
-/// tokenless quota is used up.
+/// tokenless quota is used up. The recipient's mailbox row and counters
+/// are the ones `held` for the transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn submit(
     t: &Connection,
+    held: &mut HeldMailboxes,
     recipient: &Address,
     (envelope, kind): (&[u8], EnvelopeKind),
     token_hash: Option<[u8; 32]>,
@@ -612,15 +619,17 @@ pub(crate) fn submit(
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, rusqlite::Error> {
     let len = envelope.len();
-    let checked = may_submit(t, recipient, (token_hash, len), sender.logged_in(), limits)?;
-    let checked = match checked {
+    let row = held.row(t, recipient)?;
+    let checked = match check_submission(row, (token_hash, len), sender.logged_in(), limits) {
         Ok(checked) => checked,
         Err(refusal) => return Ok(Err(refusal)),
     };
     if let Err(refusal) = sender.charge(u32::from(checked.tokenless), recipient) {
         return Ok(Err(refusal));
     }
-    insert_envelope(t, checked.mailbox, (envelope, kind), now_ms, limits).map(Ok)
+    let id = insert_message(t, checked.mailbox, (envelope, kind), now_ms, limits)?;
+    held.add(recipient, 1, len as u64);
+    Ok(Ok(id))
 }
 
 /// The checks of `Submit`, in order, without writing anything: the device
@@ -632,43 +641,49 @@ pub(crate) fn submit(
 pub(crate) fn may_submit(
     t: &Connection,
     recipient: &Address,
-    (token_hash, len): (Option<[u8; 32]>, usize),
+    checks: (Option<[u8; 32]>, usize),
     logged_in: bool,
     limits: &WriterLimits,
 ) -> Result<Outcome<Checked>, rusqlite::Error> {
-    let (user, device) = (recipient.user_id(), recipient.device_id());
-    let row: Option<(Option<Vec<u8>>, i64, u32, u64)> = t
-        .prepare_cached(
-            "SELECT d.token_hash, m.mailbox, m.queued, m.queued_bytes
-             FROM devices d JOIN mailboxes m ON m.mailbox = d.mailbox
-             WHERE d.user_id = ?1 AND d.device_id = ?2",
-        )?
-        .query_row(params![user, device], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    let Some((stored_token, mailbox, queued, queued_bytes)) = row else {
-        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    let row = read_row(t, recipient)?;
+    Ok(check_submission(row.as_ref(), checks, logged_in, limits))
+}
+
+/// [`may_submit`]'s checks on the recipient's mailbox row (`None`: no such
+/// device).
+fn check_submission(
+    row: Option<&MailboxRow>,
+    (token_hash, len): (Option<[u8; 32]>, usize),
+    logged_in: bool,
+    limits: &WriterLimits,
+) -> Outcome<Checked> {
+    let Some(row) = row else {
+        return refuse(ErrorCode::UnknownDevice, "no such device");
     };
     let mut tokenless = false;
-    if let Some(stored) = stored_token {
+    if let Some(stored) = &row.token_hash {
         let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
         if !matches && !logged_in {
-            return Ok(refuse(
+            return refuse(
                 ErrorCode::DeliveryTokenRefused,
                 "the recipient requires its delivery token",
-            ));
+            );
         }
         tokenless = !matches;
     }
-    if queued >= limits.queue_cap {
-        return Ok(refuse(
+    if row.queued >= u64::from(limits.queue_cap) {
+        return refuse(
             ErrorCode::QueueFull,
-            format!("the recipient's queue holds {queued} messages, the most allowed"),
-        ));
+            format!(
+                "the recipient's queue holds {} messages, the most allowed",
+                row.queued
+            ),
+        );
     }
-    Ok(crate::store::mailbox_bytes_check(queued_bytes, len, limits)
-        .map(|()| Checked { mailbox, tokenless }))
+    crate::store::mailbox_bytes_check(row.queued_bytes, len, limits).map(|()| Checked {
+        mailbox: row.mailbox,
+        tokenless,
+    })
 }
 
 /// What [`may_submit`] answers for an accepted submission.
@@ -682,15 +697,27 @@ pub(crate) struct Checked {
 
 /// Queues `envelope` in `mailbox`, which [`may_submit`] accepted (its
 /// [`Checked::mailbox`]), and counts it on the mailbox; answers the
-/// message id.
-///
-/// Two statements of one row each, so that SQLite keeps no statement
-/// journal for either (schema version 9). The message and its count are
-/// written together or not at all: a failed insert wrote nothing (SQLite
-/// undoes it, or the whole transaction), and if the count fails the row
-/// is deleted again; if that fails too, the whole transaction is rolled
-/// back, which the writer sees through `is_autocommit`.
+/// message id. Runs inside a savepoint, which undoes the insert if the
+/// count fails.
 pub(crate) fn insert_envelope(
+    t: &Connection,
+    mailbox: i64,
+    (envelope, kind): (&[u8], EnvelopeKind),
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<u64, rusqlite::Error> {
+    let id = insert_message(t, mailbox, (envelope, kind), now_ms, limits)?;
+    t.prepare_cached(
+        "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
+    )?
+    .execute(params![mailbox, envelope.len()])?;
+    Ok(id)
+}
+
+/// Inserts the message, uncounted: one statement of one row, for which
+/// SQLite keeps no statement journal, and which writes all or nothing.
+/// Answers its id.
+fn insert_message(
     t: &Connection,
     mailbox: i64,
     (envelope, kind): (&[u8], EnvelopeKind),
@@ -701,32 +728,14 @@ pub(crate) fn insert_envelope(
         "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
-    let id = t.last_insert_rowid();
-    let counted = t
-        .prepare_cached(
-            "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
-        )
-        .and_then(|mut count| count.execute(params![mailbox, envelope.len()]));
-    if let Err(error) = counted {
-        // Unless SQLite has already rolled the whole transaction back.
-        if !t.is_autocommit() {
-            let undone = t
-                .prepare_cached("DELETE FROM messages WHERE id = ?1")
-                .and_then(|mut delete| delete.execute(params![id]));
-            if undone.is_err() {
-                super::roll_back(t);
-            }
-        }
-        return Err(error);
-    }
-    Ok(u64::try_from(id).unwrap_or(0))
+    Ok(u64::try_from(t.last_insert_rowid()).unwrap_or(0))
 }
 
 /// Deletes the acknowledged messages and takes their count and bytes off
-/// the mailbox's counters; an id that is not in the mailbox (or is given
-/// twice) refuses the whole ack before anything is deleted. Runs without
-/// a savepoint: a delete or the count that fails after the first delete
-/// rolls the whole transaction back.
+/// the mailbox's counters `held` for the transaction; an id that is not
+/// in the mailbox (or is given twice) refuses the whole ack before
+/// anything is deleted. Runs without a savepoint: a delete that fails
+/// after the first rolls the whole transaction back.
 ///
 /// Each id is one rowid lookup (its envelope's length, from the record
 /// header, without reading the envelope) and one delete by rowid. A
@@ -734,15 +743,14 @@ pub(crate) fn insert_envelope(
 /// table for every id, about as costly as the rest of the ack (callgrind:
 /// 29k instructions per acknowledged id with it, 14.5k without); with
 /// one writer, that bounded the drain.
-fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, rusqlite::Error> {
-    let mailbox: Option<i64> = t
-        .prepare_cached("SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2")?
-        .query_row(params![address.user_id(), address.device_id()], |r| {
-            r.get(0)
-        })
-        .optional()?;
+fn ack(
+    t: &Connection,
+    held: &mut HeldMailboxes,
+    address: &Address,
+    ids: &[u64],
+) -> Result<Outcome<u32>, rusqlite::Error> {
     // No device: no mailbox, so any id is not in it (an empty ack is 0).
-    let mailbox = mailbox.unwrap_or(-1);
+    let mailbox = held.row(t, address)?.map_or(-1, |row| row.mailbox);
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     if let Some(twice) = sorted.windows(2).find(|w| w[0] == w[1]) {
@@ -775,30 +783,20 @@ fn ack(t: &Connection, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, r
             bytes += len;
         }
     }
-    let removed = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-    let written = delete_counted(t, mailbox, &rows, bytes);
-    if written.is_err() {
+    if let Err(error) = delete_rows(t, &rows) {
         super::roll_back(t);
+        return Err(error);
     }
-    written.map(|()| Ok(removed))
+    held.remove(address, rows.len() as u64, bytes);
+    Ok(Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX)))
 }
 
-/// The writes of an ack whose ids were all checked: the rows, then the
-/// count.
-fn delete_counted(
-    t: &Connection,
-    mailbox: i64,
-    rows: &[i64],
-    bytes: u64,
-) -> Result<(), rusqlite::Error> {
+/// Deletes the messages of an ack whose ids were all checked.
+fn delete_rows(t: &Connection, rows: &[i64]) -> Result<(), rusqlite::Error> {
     let mut delete = t.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
     for &row in rows {
         delete.execute(params![row])?;
     }
-    t.prepare_cached(
-        "UPDATE mailboxes SET queued = queued - ?2, queued_bytes = queued_bytes - ?3 WHERE mailbox = ?1",
-    )?
-    .execute(params![mailbox, rows.len(), bytes])?;
     Ok(())
 }
 

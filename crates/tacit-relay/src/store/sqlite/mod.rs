@@ -12,6 +12,9 @@
 mod ack_tests;
 mod apply;
 mod checkpoint;
+mod held;
+#[cfg(test)]
+mod held_tests;
 #[cfg(test)]
 mod mailbox_tests;
 mod mailboxes;
@@ -42,6 +45,7 @@ use crate::online::Online;
 
 use apply::apply;
 pub(crate) use apply::{insert_envelope, may_submit};
+use held::HeldMailboxes;
 pub(crate) use readers::Readers;
 
 /// Schema migrations: entry `i` brings a database from version `i` (its
@@ -367,6 +371,12 @@ fn run_batch(
 /// it are left in `commands` for a fresh transaction. Without this, they
 /// would run outside any transaction, each committed on its own, and then
 /// be answered as failed.
+///
+/// The counters of the mailboxes that `Submit` and `Ack` held
+/// ([`HeldMailboxes`]) are written back before any other command and
+/// before the commit. If that fails, the transaction is rolled back the
+/// same way, and a command it came before is left in `commands` (a new
+/// transaction holds nothing, so it runs there).
 fn run_transaction(
     conn: &mut Connection,
     commands: &mut VecDeque<Command>,
@@ -392,20 +402,32 @@ fn run_transaction(
             return;
         }
     };
+    let mut held = HeldMailboxes::default();
     while let Some(command) = commands.pop_front() {
-        let answer = apply(&mut tx, command, limits, &mut effects);
+        // Any other command reads or changes mailboxes through SQL: it
+        // finds the true counters, and the rows are read again after it.
+        if !matches!(command, Command::Submit { .. } | Command::Ack { .. }) {
+            if let Err(error) = held.write_back(&tx) {
+                roll_back(&tx);
+                fail_rolled_back(pending, None, internal(&error));
+                commands.push_front(command);
+                return;
+            }
+        }
+        let answer = apply(&mut tx, command, limits, &mut effects, &mut held);
         if tx.is_autocommit() {
             let e = answer.error().unwrap_or_else(|| {
                 ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
             });
-            tracing::warn!(error = %e, rolled_back = pending.len(), "the transaction was rolled back");
-            for p in pending {
-                p.fail(e.clone());
-            }
-            answer.fail(e);
+            fail_rolled_back(pending, Some(answer), e);
             return;
         }
         pending.push(answer);
+    }
+    if let Err(error) = held.write_back(&tx) {
+        roll_back(&tx);
+        fail_rolled_back(pending, None, internal(&error));
+        return;
     }
     let size = pending.len();
     match tx.commit() {
@@ -423,6 +445,16 @@ fn run_transaction(
                 p.fail(e.clone());
             }
         }
+    }
+}
+
+/// Answers the commands of a transaction that was rolled back (`pending`,
+/// and the one whose failure rolled it back, if any) with `error`: none of
+/// them changed anything.
+fn fail_rolled_back(pending: Vec<Pending>, failed: Option<Pending>, error: ErrorReply) {
+    tracing::warn!(%error, rolled_back = pending.len(), "the transaction was rolled back");
+    for p in pending.into_iter().chain(failed) {
+        p.fail(error.clone());
     }
 }
 

@@ -1,0 +1,135 @@
+//! What a transaction of the writer holds in memory: for each device that
+//! a `Submit` or an `Ack` of the transaction names, its mailbox row (the
+//! device's token hash, mailbox number and counters), read from the
+//! database once and then kept up to date.
+//!
+//! A submission reads the row and adds its message to the counters; an
+//! ack reads it and takes its messages off. The counters go back to the
+//! database, one update per mailbox that changed, before the transaction commits and before any other command runs:
+//! every other command reads or changes devices and mailboxes through
+//! SQL, so it finds the true counters, and the rows held are dropped
+//! before it runs and read again after. Without this, each message cost a
+//! read of two rows and an update of one (callgrind: 67.9k instructions
+//! of the relay per delivered message before, 57.7k after).
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tacit::Address;
+
+/// A device's mailbox row, as [`super::apply::may_submit`] checks it.
+#[derive(Debug, Clone)]
+pub(crate) struct MailboxRow {
+    /// The hash of the delivery token the device set, if any.
+    pub(crate) token_hash: Option<Vec<u8>>,
+    /// The device's mailbox number.
+    pub(crate) mailbox: i64,
+    /// Messages queued.
+    pub(crate) queued: u64,
+    /// Envelope bytes queued.
+    pub(crate) queued_bytes: u64,
+}
+
+/// Reads `address`'s mailbox row; `None` if there is no such device.
+pub(crate) fn read_row(
+    t: &Connection,
+    address: &Address,
+) -> Result<Option<MailboxRow>, rusqlite::Error> {
+    t.prepare_cached(
+        "SELECT d.token_hash, m.mailbox, m.queued, m.queued_bytes
+         FROM devices d JOIN mailboxes m ON m.mailbox = d.mailbox
+         WHERE d.user_id = ?1 AND d.device_id = ?2",
+    )?
+    .query_row(params![address.user_id(), address.device_id()], |r| {
+        Ok(MailboxRow {
+            token_hash: r.get(0)?,
+            mailbox: r.get(1)?,
+            queued: r.get(2)?,
+            queued_bytes: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// A held row, and whether its counters differ from the database's.
+#[derive(Debug)]
+struct Held {
+    row: MailboxRow,
+    changed: bool,
+}
+
+/// The mailbox rows one transaction holds. Its size is bounded by the
+/// transaction's commands (one row for each device they name).
+#[derive(Debug, Default)]
+pub(crate) struct HeldMailboxes {
+    rows: HashMap<Address, Held>,
+}
+
+impl HeldMailboxes {
+    /// `address`'s mailbox row: the one held, or read now and held.
+    /// Devices that do not exist are not held (nothing is to be counted
+    /// for them).
+    pub(crate) fn row(
+        &mut self,
+        t: &Connection,
+        address: &Address,
+    ) -> Result<Option<&MailboxRow>, rusqlite::Error> {
+        if !self.rows.contains_key(address) {
+            let Some(row) = read_row(t, address)? else {
+                return Ok(None);
+            };
+            self.rows.insert(
+                address.clone(),
+                Held {
+                    row,
+                    changed: false,
+                },
+            );
+        }
+        Ok(self.rows.get(address).map(|held| &held.row))
+    }
+
+    /// Counts `messages` of `bytes` in all into `address`'s mailbox, whose
+    /// row is held.
+    pub(crate) fn add(&mut self, address: &Address, messages: u64, bytes: u64) {
+        if let Some(held) = self.rows.get_mut(address) {
+            held.row.queued = held.row.queued.saturating_add(messages);
+            held.row.queued_bytes = held.row.queued_bytes.saturating_add(bytes);
+            held.changed = true;
+        }
+    }
+
+    /// Takes `messages` of `bytes` in all off `address`'s mailbox, whose
+    /// row is held.
+    pub(crate) fn remove(&mut self, address: &Address, messages: u64, bytes: u64) {
+        if let Some(held) = self.rows.get_mut(address) {
+            held.row.queued = held.row.queued.saturating_sub(messages);
+            held.row.queued_bytes = held.row.queued_bytes.saturating_sub(bytes);
+            held.changed = true;
+        }
+    }
+
+    /// Writes the counters that changed to the database and drops every
+    /// row held. On an error some may have been written: the caller rolls
+    /// the transaction back.
+    pub(crate) fn write_back(&mut self, t: &Connection) -> Result<(), rusqlite::Error> {
+        let rows = std::mem::take(&mut self.rows);
+        let mut changed: Vec<&MailboxRow> = rows
+            .values()
+            .filter(|held| held.changed)
+            .map(|held| &held.row)
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        // In mailbox order: the updates walk the table's pages once.
+        changed.sort_unstable_by_key(|row| row.mailbox);
+        let mut update = t.prepare_cached(
+            "UPDATE mailboxes SET queued = ?2, queued_bytes = ?3 WHERE mailbox = ?1",
+        )?;
+        for row in changed {
+            update.execute(params![row.mailbox, row.queued, row.queued_bytes])?;
+        }
+        Ok(())
+    }
+}
