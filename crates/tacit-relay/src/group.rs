@@ -13,7 +13,7 @@ use tacit::Address;
 use tacit_relay_proto::{EnvelopeKind, ErrorReply, SharedPayloadBytes, SubmitGroup};
 
 use crate::conn::token_hash;
-use crate::store::{insert_envelope, may_submit, Outcome, WriterLimits};
+use crate::store::{insert_envelope, may_submit, MessageIds, Outcome, WriterLimits};
 use crate::tokenless::Sender;
 
 /// Version 4: a mailbox message records its envelope's kind (0 a sealed
@@ -116,10 +116,19 @@ pub(crate) fn submit_group(
     if let Err(refusal) = tokenless.charge(sender) {
         return Ok(Err(refusal));
     }
+    let mut ids = MessageIds::default();
     for (copy, mailbox) in copies.iter().zip(mailboxes) {
         let envelope = shared.envelope_for(&copy.wrapped_key);
-        insert_envelope(t, mailbox, (&envelope, EnvelopeKind::Group), now_ms, limits)?;
+        insert_envelope(
+            t,
+            &mut ids,
+            mailbox,
+            (&envelope, EnvelopeKind::Group),
+            now_ms,
+            limits,
+        )?;
     }
+    ids.write_back(t)?;
     Ok(Ok(u32::try_from(copies.len()).unwrap_or(u32::MAX)))
 }
 
@@ -229,5 +238,27 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, 3);
+    }
+
+    /// Copies take their ids from the writer's sequence and move it on:
+    /// an acknowledged copy's id is never given out again.
+    #[test]
+    fn copies_take_ids_from_the_sequence_and_move_it_on() {
+        let c = store(0);
+        let copies = [copy("a", None), copy("b", None)];
+        assert_eq!(
+            submit_group(&c, &shared(), &copies, &Sender::Anonymous, 1, &LIMITS).unwrap(),
+            Ok(2)
+        );
+        let (first, last): (i64, i64) = c
+            .query_row("SELECT MIN(id), MAX(id) FROM messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(last, first + 1);
+        let next: i64 = c
+            .query_row("SELECT next FROM message_ids", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, last + 1);
     }
 }

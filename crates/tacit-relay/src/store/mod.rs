@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::tokenless::Sender;
 
-pub(crate) use sqlite::{insert_envelope, may_submit};
+pub(crate) use sqlite::{insert_envelope, may_submit, MessageIds};
 
 /// A store failure that is not a refusal: the database could not be opened
 /// or used.

@@ -14,6 +14,7 @@ use tacit_relay_proto::{
 };
 
 use super::held::{read_row, HeldMailboxes, MailboxRow};
+pub(crate) use super::ids::MessageIds;
 use super::{savepoint, without_savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
@@ -627,7 +628,8 @@ pub(crate) fn submit(
     if let Err(refusal) = sender.charge(u32::from(checked.tokenless), recipient) {
         return Ok(Err(refusal));
     }
-    let id = insert_message(t, checked.mailbox, (envelope, kind), now_ms, limits)?;
+    let id = held.take_id(t)?;
+    let id = insert_message(t, (id, checked.mailbox), (envelope, kind), now_ms, limits)?;
     held.add(recipient, 1, len as u64);
     Ok(Ok(id))
 }
@@ -696,17 +698,19 @@ pub(crate) struct Checked {
 }
 
 /// Queues `envelope` in `mailbox`, which [`may_submit`] accepted (its
-/// [`Checked::mailbox`]), and counts it on the mailbox; answers the
-/// message id. Runs inside a savepoint, which undoes the insert if the
-/// count fails.
+/// [`Checked::mailbox`]), with the next of `ids`, and counts it on the
+/// mailbox; answers the message id. Runs inside a savepoint, which undoes
+/// the insert if the count fails.
 pub(crate) fn insert_envelope(
     t: &Connection,
+    ids: &mut MessageIds,
     mailbox: i64,
     (envelope, kind): (&[u8], EnvelopeKind),
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<u64, rusqlite::Error> {
-    let id = insert_message(t, mailbox, (envelope, kind), now_ms, limits)?;
+    let id = ids.take(t)?;
+    let id = insert_message(t, (id, mailbox), (envelope, kind), now_ms, limits)?;
     t.prepare_cached(
         "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
     )?
@@ -714,21 +718,21 @@ pub(crate) fn insert_envelope(
     Ok(id)
 }
 
-/// Inserts the message, uncounted: one statement of one row, for which
-/// SQLite keeps no statement journal, and which writes all or nothing.
-/// Answers its id.
+/// Inserts the message as `id`, uncounted: one statement of one row, for
+/// which SQLite keeps no statement journal, and which writes all or
+/// nothing. Answers the id.
 fn insert_message(
     t: &Connection,
-    mailbox: i64,
+    (id, mailbox): (i64, i64),
     (envelope, kind): (&[u8], EnvelopeKind),
     now_ms: u64,
     limits: &WriterLimits,
 ) -> Result<u64, rusqlite::Error> {
     t.prepare_cached(
-        "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO messages (id, mailbox, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
-    Ok(u64::try_from(t.last_insert_rowid()).unwrap_or(0))
+    .execute(params![id, mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
+    Ok(u64::try_from(id).unwrap_or(0))
 }
 
 /// Deletes the acknowledged messages and takes their count and bytes off

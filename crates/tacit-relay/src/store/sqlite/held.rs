@@ -1,11 +1,13 @@
 //! What a transaction of the writer holds in memory: for each device that
 //! a `Submit` or an `Ack` of the transaction names, its mailbox row (the
 //! device's token hash, mailbox number and counters), read from the
-//! database once and then kept up to date.
+//! database once and then kept up to date; and the next message id
+//! ([`MessageIds`]).
 //!
 //! A submission reads the row and adds its message to the counters; an
 //! ack reads it and takes its messages off. The counters go back to the
-//! database, one update per mailbox that changed, before the transaction commits and before any other command runs:
+//! database, one update per mailbox that changed (and the next id, once),
+//! before the transaction commits and before any other command runs:
 //! every other command reads or changes devices and mailboxes through
 //! SQL, so it finds the true counters, and the rows held are dropped
 //! before it runs and read again after. Without this, each message cost a
@@ -16,6 +18,8 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tacit::Address;
+
+use super::ids::MessageIds;
 
 /// A device's mailbox row, as [`super::apply::may_submit`] checks it.
 #[derive(Debug, Clone)]
@@ -58,14 +62,21 @@ struct Held {
     changed: bool,
 }
 
-/// The mailbox rows one transaction holds. Its size is bounded by the
-/// transaction's commands (one row for each device they name).
+/// The mailbox rows and the next message id one transaction holds. Its
+/// size is bounded by the transaction's commands (one row for each device
+/// they name).
 #[derive(Debug, Default)]
 pub(crate) struct HeldMailboxes {
     rows: HashMap<Address, Held>,
+    ids: MessageIds,
 }
 
 impl HeldMailboxes {
+    /// The id of the next message, taken.
+    pub(crate) fn take_id(&mut self, t: &Connection) -> Result<i64, rusqlite::Error> {
+        self.ids.take(t)
+    }
+
     /// `address`'s mailbox row: the one held, or read now and held.
     /// Devices that do not exist are not held (nothing is to be counted
     /// for them).
@@ -109,10 +120,11 @@ impl HeldMailboxes {
         }
     }
 
-    /// Writes the counters that changed to the database and drops every
-    /// row held. On an error some may have been written: the caller rolls
-    /// the transaction back.
+    /// Writes the counters that changed and the next id to the database
+    /// and drops everything held. On an error some may have been written:
+    /// the caller rolls the transaction back.
     pub(crate) fn write_back(&mut self, t: &Connection) -> Result<(), rusqlite::Error> {
+        self.ids.write_back(t)?;
         let rows = std::mem::take(&mut self.rows);
         let mut changed: Vec<&MailboxRow> = rows
             .values()

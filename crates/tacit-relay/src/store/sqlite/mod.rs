@@ -15,6 +15,9 @@ mod checkpoint;
 mod held;
 #[cfg(test)]
 mod held_tests;
+mod ids;
+#[cfg(test)]
+mod ids_tests;
 #[cfg(test)]
 mod mailbox_tests;
 mod mailboxes;
@@ -44,7 +47,7 @@ use crate::metrics::Metrics;
 use crate::online::Online;
 
 use apply::apply;
-pub(crate) use apply::{insert_envelope, may_submit};
+pub(crate) use apply::{insert_envelope, may_submit, MessageIds};
 use held::HeldMailboxes;
 pub(crate) use readers::Readers;
 
@@ -62,6 +65,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     crate::attachments::sqlite::SCHEMA,
     mailboxes::SCHEMA_MAILBOXES,
     mailboxes::SCHEMA_COUNT_IN_CODE,
+    ids::SCHEMA_IDS_IN_CODE,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the

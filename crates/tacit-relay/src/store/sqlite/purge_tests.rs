@@ -7,6 +7,7 @@ use rusqlite::params;
 use tacit::Address;
 
 use super::ack_tests::{counters, register, submit};
+use super::tests::stored_ids;
 use super::*;
 
 /// Runs one `Purge` of at most `limit` messages, as of `now_ms`.
@@ -66,14 +67,7 @@ fn a_purge_deletes_one_chunk_of_the_first_to_expire_and_counts_it() {
     assert_eq!(purge(&mut conn, later, 2), Ok(2));
     assert_eq!(counters(&conn, &bob), ((1, 300), (1, 300)));
     assert_eq!(unreported(&conn, &bob), 2);
-    let left: Vec<u64> = conn
-        .prepare("SELECT id FROM messages ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(left, vec![bob_ids[2], carol_ids[1]]);
+    assert_eq!(stored_ids(&conn), vec![bob_ids[2], carol_ids[1]]);
 
     // One chunk spans both mailboxes, and a chunk not filled is the last.
     assert_eq!(purge(&mut conn, later, 5), Ok(2));

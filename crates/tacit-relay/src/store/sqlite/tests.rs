@@ -213,6 +213,16 @@ pub(super) fn stored(conn: &Connection, envelope: &[u8]) -> bool {
         > 0
 }
 
+/// The ids of every stored message, in order.
+pub(super) fn stored_ids(conn: &Connection) -> Vec<u64> {
+    conn.prepare("SELECT id FROM messages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// Registers `bob.1` through the writer's batch; its address.
 pub(super) fn register_bob(conn: &mut Connection) -> Address {
     let bob = Address::new("bob", 1).unwrap();
