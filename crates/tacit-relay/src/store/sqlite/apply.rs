@@ -13,7 +13,7 @@ use tacit_relay_proto::{
     EnvelopeKind, ErrorCode, OneTimePreKey, UploadPreKeys, MAX_DEVICES_PER_USER,
 };
 
-use super::held::{read_row, HeldMailboxes, MailboxRow};
+use super::held::{read_row, HeldMailboxes, MailboxRow, INSERT_MESSAGE};
 pub(crate) use super::ids::MessageIds;
 use super::{savepoint, without_savepoint, Pending};
 use crate::group;
@@ -22,11 +22,11 @@ use crate::store::{refuse, Claimed, Command, Effects, Outcome, WriterLimits};
 use crate::tokenless::Sender;
 
 pub(super) fn apply(
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     command: Command,
     limits: &WriterLimits,
     effects: &mut Effects,
-    held: &mut HeldMailboxes,
+    held: &mut HeldMailboxes<'_>,
 ) -> Pending {
     match command {
         Command::Register {
@@ -114,9 +114,8 @@ pub(super) fn apply(
         } => {
             // No savepoint: every check comes before the insert, its one
             // write; the count goes into the mailboxes `held`.
-            let result = without_savepoint(tx, |t| {
+            let result = without_savepoint(tx, |_| {
                 submit(
-                    t,
                     held,
                     &recipient,
                     (&envelope, EnvelopeKind::Sealed),
@@ -610,8 +609,7 @@ fn claim_bundles(
 /// are the ones `held` for the transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn submit(
-    t: &Connection,
-    held: &mut HeldMailboxes,
+    held: &mut HeldMailboxes<'_>,
     recipient: &Address,
     (envelope, kind): (&[u8], EnvelopeKind),
     token_hash: Option<[u8; 32]>,
@@ -620,7 +618,7 @@ pub(crate) fn submit(
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, rusqlite::Error> {
     let len = envelope.len();
-    let row = held.row(t, recipient)?;
+    let row = held.row(recipient)?;
     let checked = match check_submission(row, (token_hash, len), sender.logged_in(), limits) {
         Ok(checked) => checked,
         Err(refusal) => return Ok(Err(refusal)),
@@ -628,10 +626,17 @@ pub(crate) fn submit(
     if let Err(refusal) = sender.charge(u32::from(checked.tokenless), recipient) {
         return Ok(Err(refusal));
     }
-    let id = held.take_id(t)?;
-    let id = insert_message(t, (id, checked.mailbox), (envelope, kind), now_ms, limits)?;
+    let id = held.take_id()?;
+    held.insert(params![
+        id,
+        checked.mailbox,
+        now_ms,
+        now_ms.saturating_add(limits.ttl_ms),
+        envelope,
+        kind.as_u32()
+    ])?;
     held.add(recipient, 1, len as u64);
-    Ok(Ok(id))
+    Ok(Ok(u64::try_from(id).unwrap_or(0)))
 }
 
 /// The checks of `Submit`, in order, without writing anything: the device
@@ -710,28 +715,18 @@ pub(crate) fn insert_envelope(
     limits: &WriterLimits,
 ) -> Result<u64, rusqlite::Error> {
     let id = ids.take(t)?;
-    let id = insert_message(t, (id, mailbox), (envelope, kind), now_ms, limits)?;
+    t.prepare_cached(INSERT_MESSAGE)?.execute(params![
+        id,
+        mailbox,
+        now_ms,
+        now_ms.saturating_add(limits.ttl_ms),
+        envelope,
+        kind.as_u32()
+    ])?;
     t.prepare_cached(
         "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
     )?
     .execute(params![mailbox, envelope.len()])?;
-    Ok(id)
-}
-
-/// Inserts the message as `id`, uncounted: one statement of one row, for
-/// which SQLite keeps no statement journal, and which writes all or
-/// nothing. Answers the id.
-fn insert_message(
-    t: &Connection,
-    (id, mailbox): (i64, i64),
-    (envelope, kind): (&[u8], EnvelopeKind),
-    now_ms: u64,
-    limits: &WriterLimits,
-) -> Result<u64, rusqlite::Error> {
-    t.prepare_cached(
-        "INSERT INTO messages (id, mailbox, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![id, mailbox, now_ms, now_ms.saturating_add(limits.ttl_ms), envelope, kind.as_u32()])?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
@@ -749,12 +744,12 @@ fn insert_message(
 /// one writer, that bounded the drain.
 fn ack(
     t: &Connection,
-    held: &mut HeldMailboxes,
+    held: &mut HeldMailboxes<'_>,
     address: &Address,
     ids: &[u64],
 ) -> Result<Outcome<u32>, rusqlite::Error> {
     // No device: no mailbox, so any id is not in it (an empty ack is 0).
-    let mailbox = held.row(t, address)?.map_or(-1, |row| row.mailbox);
+    let mailbox = held.row(address)?.map_or(-1, |row| row.mailbox);
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     if let Some(twice) = sorted.windows(2).find(|w| w[0] == w[1]) {
@@ -766,15 +761,9 @@ fn ack(
     let mut rows = Vec::with_capacity(ids.len());
     let mut bytes = 0u64;
     {
-        let mut length = t.prepare_cached(
-            "SELECT length(envelope) FROM messages WHERE id = ?1 AND mailbox = ?2",
-        )?;
         for &id in ids {
             let found = match i64::try_from(id) {
-                Ok(row) => length
-                    .query_row(params![row, mailbox], |r| r.get::<_, u64>(0))
-                    .optional()?
-                    .map(|len| (row, len)),
+                Ok(row) => held.envelope_length(row, mailbox)?.map(|len| (row, len)),
                 Err(_) => None,
             };
             let Some((row, len)) = found else {
@@ -787,21 +776,12 @@ fn ack(
             bytes += len;
         }
     }
-    if let Err(error) = delete_rows(t, &rows) {
+    if let Err(error) = rows.iter().try_for_each(|&row| held.delete(row)) {
         super::roll_back(t);
         return Err(error);
     }
     held.remove(address, rows.len() as u64, bytes);
     Ok(Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX)))
-}
-
-/// Deletes the messages of an ack whose ids were all checked.
-fn delete_rows(t: &Connection, rows: &[i64]) -> Result<(), rusqlite::Error> {
-    let mut delete = t.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
-    for &row in rows {
-        delete.execute(params![row])?;
-    }
-    Ok(())
 }
 
 /// Deletes at most `limit` messages expired at `now_ms`, in the order of

@@ -396,7 +396,7 @@ fn run_transaction(
     // moment: the attachment store writes through a connection of its own,
     // and the checkpointing connection takes it while it rereads a header
     // the writer is updating.
-    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(error) => {
             let e = internal(&error);
@@ -406,19 +406,19 @@ fn run_transaction(
             return;
         }
     };
-    let mut held = HeldMailboxes::default();
+    let mut held = HeldMailboxes::new(&tx);
     while let Some(command) = commands.pop_front() {
         // Any other command reads or changes mailboxes through SQL: it
         // finds the true counters, and the rows are read again after it.
         if !matches!(command, Command::Submit { .. } | Command::Ack { .. }) {
-            if let Err(error) = held.write_back(&tx) {
+            if let Err(error) = held.write_back() {
                 roll_back(&tx);
                 fail_rolled_back(pending, None, internal(&error));
                 commands.push_front(command);
                 return;
             }
         }
-        let answer = apply(&mut tx, command, limits, &mut effects, &mut held);
+        let answer = apply(&tx, command, limits, &mut effects, &mut held);
         if tx.is_autocommit() {
             let e = answer.error().unwrap_or_else(|| {
                 ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
@@ -428,11 +428,13 @@ fn run_transaction(
         }
         pending.push(answer);
     }
-    if let Err(error) = held.write_back(&tx) {
+    if let Err(error) = held.write_back() {
         roll_back(&tx);
         fail_rolled_back(pending, None, internal(&error));
         return;
     }
+    // The statements held go back to the connection's cache.
+    drop(held);
     let size = pending.len();
     match tx.commit() {
         Ok(()) => {
@@ -488,7 +490,7 @@ fn reply_of(command: Command) -> Pending {
 /// the connection: every command runs them, and parsing them each time
 /// showed in the writer's profile.
 fn savepoint<T>(
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
 ) -> Outcome<T> {
     let conn: &Connection = tx;
@@ -524,7 +526,7 @@ fn savepoint<T>(
 /// was, into a journal: for the commands every message goes through,
 /// that copy cost more than the rest of their writes.
 fn without_savepoint<T>(
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     f: impl FnOnce(&Connection) -> Result<Outcome<T>, rusqlite::Error>,
 ) -> Outcome<T> {
     let conn: &Connection = tx;
