@@ -4,7 +4,7 @@
 //! transaction holds (`held`), and which roll the transaction back if a
 //! write fails halfway (`without_savepoint`).
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Statement, Transaction};
 use subtle::ConstantTimeEq;
 use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
@@ -14,7 +14,7 @@ use tacit_relay_proto::{
 };
 
 use super::held::{read_row, HeldMailboxes, MailboxRow, INSERT_MESSAGE};
-pub(crate) use super::ids::MessageIds;
+use super::ids::MessageIds;
 use super::{savepoint, without_savepoint, Pending};
 use crate::group;
 use crate::kem::{self, PreKeyCounts};
@@ -607,7 +607,6 @@ fn claim_bundles(
 /// device, its delivery token is needed, its queue is full, the sender's
 /// tokenless quota is used up. The recipient's mailbox row and counters
 /// are the ones `held` for the transaction.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn submit(
     held: &mut HeldMailboxes<'_>,
     recipient: &Address,
@@ -627,16 +626,15 @@ pub(crate) fn submit(
         return Ok(Err(refusal));
     }
     let id = held.take_id()?;
-    held.insert(params![
-        id,
-        checked.mailbox,
+    let id = insert_message(
+        held.insert_statement()?,
+        (id, checked.mailbox),
+        (envelope, kind),
         now_ms,
-        now_ms.saturating_add(limits.ttl_ms),
-        envelope,
-        kind.as_u32()
-    ])?;
+        limits,
+    )?;
     held.add(recipient, 1, len as u64);
-    Ok(Ok(u64::try_from(id).unwrap_or(0)))
+    Ok(Ok(id))
 }
 
 /// The checks of `Submit`, in order, without writing anything: the device
@@ -715,18 +713,39 @@ pub(crate) fn insert_envelope(
     limits: &WriterLimits,
 ) -> Result<u64, rusqlite::Error> {
     let id = ids.take(t)?;
-    t.prepare_cached(INSERT_MESSAGE)?.execute(params![
-        id,
-        mailbox,
+    let id = insert_message(
+        &mut *t.prepare_cached(INSERT_MESSAGE)?,
+        (id, mailbox),
+        (envelope, kind),
         now_ms,
-        now_ms.saturating_add(limits.ttl_ms),
-        envelope,
-        kind.as_u32()
-    ])?;
+        limits,
+    )?;
     t.prepare_cached(
         "UPDATE mailboxes SET queued = queued + 1, queued_bytes = queued_bytes + ?2 WHERE mailbox = ?1",
     )?
     .execute(params![mailbox, envelope.len()])?;
+    Ok(id)
+}
+
+/// Inserts the message as `id` with `insert` ([`INSERT_MESSAGE`]),
+/// uncounted: one statement of one row, for which SQLite keeps no
+/// statement journal, and which writes all or nothing. Answers the id.
+pub(super) fn insert_message(
+    insert: &mut Statement<'_>,
+    (id, mailbox): (i64, i64),
+    (envelope, kind): (&[u8], EnvelopeKind),
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<u64, rusqlite::Error> {
+    let expires_ms = now_ms.saturating_add(limits.ttl_ms);
+    insert.execute(params![
+        id,
+        mailbox,
+        now_ms,
+        expires_ms,
+        envelope,
+        kind.as_u32()
+    ])?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
@@ -760,21 +779,19 @@ fn ack(
     }
     let mut rows = Vec::with_capacity(ids.len());
     let mut bytes = 0u64;
-    {
-        for &id in ids {
-            let found = match i64::try_from(id) {
-                Ok(row) => held.envelope_length(row, mailbox)?.map(|len| (row, len)),
-                Err(_) => None,
-            };
-            let Some((row, len)) = found else {
-                return Ok(refuse(
-                    ErrorCode::UnknownMessage,
-                    format!("message {id} is not in this mailbox; nothing was deleted"),
-                ));
-            };
-            rows.push(row);
-            bytes += len;
-        }
+    for &id in ids {
+        let found = match i64::try_from(id) {
+            Ok(row) => held.envelope_length(row, mailbox)?.map(|len| (row, len)),
+            Err(_) => None,
+        };
+        let Some((row, len)) = found else {
+            return Ok(refuse(
+                ErrorCode::UnknownMessage,
+                format!("message {id} is not in this mailbox; nothing was deleted"),
+            ));
+        };
+        rows.push(row);
+        bytes += len;
     }
     if let Err(error) = rows.iter().try_for_each(|&row| held.delete(row)) {
         super::roll_back(t);

@@ -95,12 +95,9 @@ impl<'c> HeldMailboxes<'c> {
         self.ids.take(self.conn)
     }
 
-    /// Inserts a message: `(id, mailbox, server_ms, expires_ms, envelope,
-    /// kind)`, the parameters of [`INSERT_MESSAGE`].
-    pub(crate) fn insert(&mut self, row: impl rusqlite::Params) -> Result<(), rusqlite::Error> {
-        cached(self.conn, &mut self.insert, INSERT_MESSAGE)?
-            .execute(row)
-            .map(drop)
+    /// The statement [`INSERT_MESSAGE`], held.
+    pub(crate) fn insert_statement(&mut self) -> Result<&mut CachedStatement<'c>, rusqlite::Error> {
+        cached(self.conn, &mut self.insert, INSERT_MESSAGE)
     }
 
     /// The length of message `id`'s envelope if it is in `mailbox`.
@@ -198,8 +195,8 @@ impl<'c> HeldMailboxes<'c> {
     }
 }
 
-/// The statement that inserts a message, uncounted: one row, for which
-/// SQLite keeps no statement journal, and which writes all or nothing.
+/// The statement that inserts a message, uncounted (see
+/// [`super::apply::insert_message`]).
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, mailbox, server_ms, expires_ms, envelope, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// `slot`'s statement, taken from `conn`'s cache at its first use.

@@ -6,8 +6,7 @@
 
 use tacit::Address;
 
-use super::tests::{stored, submit_command};
-use super::undo_tests::{counted_and_stored, with_bob};
+use super::tests::{counted_and_stored, stored, submit_command, with_bob};
 use super::*;
 
 /// Runs `commands` as one batch under `limits`.
@@ -34,6 +33,11 @@ fn submit_at(
         *at = now_ms;
     }
     (command, rx)
+}
+
+/// The code of the refusal `rx` was answered with.
+fn refusal<T: std::fmt::Debug>(rx: &mut oneshot::Receiver<Outcome<T>>) -> ErrorCode {
+    rx.try_recv().unwrap().unwrap_err().code
 }
 
 /// Makes the write of a mailbox's counters fail when it would record
@@ -85,10 +89,7 @@ fn a_token_set_in_the_same_batch_is_required_by_the_next_submission() {
     assert!(before_rx.try_recv().unwrap().is_ok());
     assert!(token_rx.try_recv().unwrap().is_ok());
     // The row held before the token was set had none: it was dropped.
-    assert_eq!(
-        after_rx.try_recv().unwrap().unwrap_err().code,
-        ErrorCode::DeliveryTokenRefused
-    );
+    assert_eq!(refusal(&mut after_rx), ErrorCode::DeliveryTokenRefused);
     assert!(!stored(&conn, &[2; 10]));
     assert_eq!(counted_and_stored(&conn), ((1, 10), (1, 10)));
 }
@@ -122,10 +123,7 @@ fn a_write_back_that_fails_at_the_commit_rolls_the_whole_batch_back() {
         (1..=3u8).map(|i| submit_command(&bob, vec![i; 10])).unzip();
     run(&mut conn, commands, &WriterLimits::FOR_TESTS);
     for mut rx in answers {
-        assert_eq!(
-            rx.try_recv().unwrap().unwrap_err().code,
-            ErrorCode::Internal
-        );
+        assert_eq!(refusal(&mut rx), ErrorCode::Internal);
     }
     assert_eq!(counted_and_stored(&conn), ((0, 0), (0, 0)));
     // Nothing is held over: the next batch counts from the true rows.
@@ -154,10 +152,7 @@ fn a_write_back_that_fails_before_another_command_leaves_it_for_a_new_transactio
         &WriterLimits::FOR_TESTS,
     );
     for rx in [&mut a_rx, &mut b_rx] {
-        assert_eq!(
-            rx.try_recv().unwrap().unwrap_err().code,
-            ErrorCode::Internal
-        );
+        assert_eq!(refusal(rx), ErrorCode::Internal);
     }
     assert!(token_rx.try_recv().unwrap().is_ok());
     assert!(c_rx.try_recv().unwrap().is_ok());
@@ -198,9 +193,6 @@ fn acks_and_submissions_of_one_batch_leave_exact_counters() {
     );
     assert_eq!(acked.try_recv().unwrap().unwrap(), 2);
     assert!(more_rx.try_recv().unwrap().is_ok());
-    assert_eq!(
-        acked_again.try_recv().unwrap().unwrap_err().code,
-        ErrorCode::UnknownMessage
-    );
+    assert_eq!(refusal(&mut acked_again), ErrorCode::UnknownMessage);
     assert_eq!(counted_and_stored(&conn), ((2, 25), (2, 25)));
 }

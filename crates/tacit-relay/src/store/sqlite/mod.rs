@@ -47,8 +47,9 @@ use crate::metrics::Metrics;
 use crate::online::Online;
 
 use apply::apply;
-pub(crate) use apply::{insert_envelope, may_submit, MessageIds};
+pub(crate) use apply::{insert_envelope, may_submit};
 use held::HeldMailboxes;
+pub(crate) use ids::MessageIds;
 pub(crate) use readers::Readers;
 
 /// Schema migrations: entry `i` brings a database from version `i` (its

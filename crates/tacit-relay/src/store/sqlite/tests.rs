@@ -223,6 +223,31 @@ pub(super) fn stored_ids(conn: &Connection) -> Vec<u64> {
         .unwrap()
 }
 
+/// (`queued`, `queued_bytes`) as the mailbox counts them, and as stored.
+pub(super) fn counted_and_stored(conn: &Connection) -> ((u64, u64), (u64, u64)) {
+    let counted = conn
+        .query_row("SELECT queued, queued_bytes FROM mailboxes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let stored = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM messages",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    (counted, stored)
+}
+
+/// A new database in a scratch directory, with `bob.1` registered.
+pub(super) fn with_bob(name: &str) -> (tempfile::TempDir, Connection, Address) {
+    let (dir, path) = temp_db(name);
+    let mut conn = open(&Database::Sqlite(path), false).unwrap();
+    let bob = register_bob(&mut conn);
+    (dir, conn, bob)
+}
+
 /// Registers `bob.1` through the writer's batch; its address.
 pub(super) fn register_bob(conn: &mut Connection) -> Address {
     let bob = Address::new("bob", 1).unwrap();
