@@ -366,6 +366,13 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         }
         let per_pair = total / pairs.max(1);
         let want = u64::from(per_pair) * u64::from(pairs);
+        // The relay starts afresh for every scenario; so does the broker
+        // for (b), where it can, or its RSS growth would be memory an
+        // earlier round freed and kept (about 0 B per message after the
+        // first round of (b) alone).
+        if key == "b" && args.mqtt_restart.is_some() {
+            kill_and_restart(args, addr).await?;
+        }
         // Persistent sessions with their subscriptions; then offline.
         for c in open_subscribers(addr, &tag, key, pairs, args.window).await? {
             close(c).await;
@@ -411,6 +418,8 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
             kill_and_restart(args, addr).await?;
         }
         let start = Instant::now();
+        let pid = broker_pid(args);
+        let cpu = CpuMark::now(pid);
         let deadline = Instant::now() + args.cap();
         let handles: Vec<_> = (0..pairs)
             .map(|i| {
@@ -436,12 +445,16 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
             .into_iter()
             .collect::<Result<_, _>>()?;
         let drain_secs = start.elapsed().as_secs_f64();
+        let cpu_us = cpu.since(pid);
         if key == "b" {
             let r = crate::sum_recvs(recv);
             if u64::from(r.distinct) < want {
                 eprintln!("warning: MQTT drained {} of {want}", r.distinct);
             }
             m.insert("b.drain", f64::from(r.distinct) / drain_secs);
+            if let Some(us) = cpu_us {
+                m.insert("b.drain_cpu", us as f64 / f64::from(r.distinct.max(1)));
+            }
         } else {
             m.insert("c.lost", crate::lost(&send, &recv) as f64);
         }

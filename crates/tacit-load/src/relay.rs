@@ -696,6 +696,7 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
             Nodes::spawn(&bin, &db, args.nodes).await?
         };
         let start = Instant::now();
+        let cpu = ServerCpu::now(&relay.pids(), db_pid(args));
         let receivers = login_spread(&relay.addrs(), &receivers_d, 1).await?;
         let until = if key == "b" {
             Until::All
@@ -709,11 +710,20 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
             .collect();
         let recv: Vec<RecvStats> = join_all(recv).await.into_iter().collect::<Result<_, _>>()?;
         let drain_secs = start.elapsed().as_secs_f64();
+        let cpu = cpu
+            .zip(ServerCpu::now(&relay.pids(), db_pid(args)))
+            .map(|(before, after)| after.minus(before));
         relay.stop().await?;
         if key == "b" {
             let r = crate::sum_recvs(recv);
             warn_short("relay drained", u64::from(r.distinct), want);
             m.insert("b.drain", f64::from(r.distinct) / drain_secs);
+            if let Some(cpu) = cpu {
+                m.insert(
+                    "b.drain_cpu",
+                    cpu.total_us() as f64 / f64::from(r.distinct.max(1)),
+                );
+            }
         } else {
             m.insert("c.lost", crate::lost(&send, &recv) as f64);
         }

@@ -96,6 +96,12 @@ const METRICS: &[Desc] = &[
         goal: Some(Goal::AtLeast),
     },
     Desc {
+        key: "b.drain_cpu",
+        scenario: "(b)",
+        label: "broker CPU us / drained msg (logins included)",
+        goal: None,
+    },
+    Desc {
         key: "b.rss_mb",
         scenario: "(b)",
         label: "broker RSS with the queue, MB",
