@@ -1,16 +1,18 @@
-//! The PostgreSQL writer's commands, each applied inside its savepoint of
-//! the batch's transaction, with the semantics of the SQLite backend's:
+//! The PostgreSQL writer's commands other than `Submit` and `Ack` (which
+//! run with the rows the batch holds, `super::held`), each applied inside
+//! its savepoint of the batch's transaction, with the semantics of the
+//! SQLite backend's:
 //! the dispatch, the row locks a batch takes first, device lists and
 //! registration, and the statement helpers the other command modules use.
 
 use deadpool_postgres::Transaction;
 use tacit::identity::DeviceList;
 use tacit::{Address, IdentityKey};
-use tacit_relay_proto::{EnvelopeKind, ErrorCode, MAX_DEVICES_PER_USER};
+use tacit_relay_proto::{ErrorCode, MAX_DEVICES_PER_USER};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Error;
 
-use super::mailbox::{ack, insert_envelope, may_submit, purge, submit_group};
+use super::mailbox::{purge, submit_group};
 use super::prekeys::{claim_bundles, upload_prekeys};
 use super::Value;
 use crate::store::{refuse, Command, Effects, Outcome, WriterLimits};
@@ -179,35 +181,6 @@ pub(super) async fn apply(
                 .await?
                 .map(Value::Bundles)
         }
-        Command::Submit {
-            recipient,
-            envelope,
-            token_hash,
-            sender,
-            now_ms,
-            ..
-        } => {
-            let checks = (*token_hash, envelope.len());
-            let tokenless =
-                match may_submit(t, recipient, checks, sender.logged_in(), limits).await? {
-                    Ok(tokenless) => tokenless,
-                    Err(e) => return Ok(Err(e)),
-                };
-            if let Err(e) = sender.charge(u32::from(tokenless), recipient) {
-                return Ok(Err(e));
-            }
-            let id = insert_envelope(
-                t,
-                recipient,
-                (envelope, EnvelopeKind::Sealed),
-                *now_ms,
-                limits,
-            )
-            .await?;
-            effects.submitted += 1;
-            effects.mail.push(recipient.clone());
-            Ok(Value::U64(id))
-        }
         Command::SubmitGroup {
             shared,
             copies,
@@ -217,13 +190,6 @@ pub(super) async fn apply(
         } => submit_group(t, shared, copies, sender, *now_ms, limits, effects)
             .await?
             .map(Value::U32),
-        Command::Ack { address, ids, .. } => {
-            let result = ack(t, address, ids).await?;
-            if let Ok(n) = result {
-                effects.acked += u64::from(n);
-            }
-            result.map(Value::U32)
-        }
         Command::SetToken {
             address,
             token_hash,
@@ -289,7 +255,11 @@ pub(super) async fn apply(
             effects.expired += n;
             Ok(Value::U64(n))
         }
-        Command::Stop => refuse(ErrorCode::Internal, "nothing to apply"),
+        // `Submit` and `Ack` run with the rows held for the batch
+        // (`super::held`), never here.
+        Command::Submit { .. } | Command::Ack { .. } | Command::Stop => {
+            refuse(ErrorCode::Internal, "nothing to apply")
+        }
     })
 }
 

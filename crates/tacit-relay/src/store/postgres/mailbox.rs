@@ -7,16 +7,14 @@ use tacit_relay_proto::{EnvelopeKind, ErrorCode, SharedPayloadBytes};
 use tokio_postgres::Error;
 
 use super::apply::{execute, i64_of, query, query_opt, u64_of, Tx};
+use super::held::HeldDevices;
 use crate::group::{group_refusal, GroupCopy, Tokenless};
 use crate::store::{refuse, Effects, Outcome, WriterLimits};
 use crate::tokenless::Sender;
 
-/// The checks of `Submit`, without writing: the device exists, its token
-/// is presented unless `logged_in`, its queue is below the cap in
-/// messages and would stay within it in bytes with an envelope of `len`
-/// bytes. The device row is locked to the commit. Answers whether the
-/// submission goes without a token the device set (a logged-in sender's,
-/// which costs a unit of its tokenless quota).
+/// The checks of a group copy, without writing: those of
+/// [`check_submission`], on the device row, which is locked to the
+/// commit. Answers whether the copy goes without a token the device set.
 pub(super) async fn may_submit(
     t: &Tx<'_>,
     recipient: &Address,
@@ -35,28 +33,99 @@ pub(super) async fn may_submit(
     };
     let (stored_token, queued, queued_bytes): (Option<Vec<u8>>, i64, i64) =
         (row.get(0), row.get(1), row.get(2));
+    Ok(check_submission(
+        (stored_token.as_deref(), queued, queued_bytes),
+        (token_hash, len),
+        logged_in,
+        limits,
+    ))
+}
+
+/// The checks of a submission against the recipient's row (its token
+/// hash and queue counters): its token is presented unless `logged_in`,
+/// its queue is below the cap in messages and would stay within it in
+/// bytes with an envelope of `len` bytes. Answers whether the submission
+/// goes without a token the device set (a logged-in sender's, which costs
+/// a unit of its tokenless quota).
+fn check_submission(
+    (stored_token, queued, queued_bytes): (Option<&[u8]>, i64, i64),
+    (token_hash, len): (Option<[u8; 32]>, usize),
+    logged_in: bool,
+    limits: &WriterLimits,
+) -> Outcome<bool> {
     let mut tokenless = false;
     if let Some(stored) = stored_token {
-        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
+        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored)));
         if !matches && !logged_in {
-            return Ok(refuse(
+            return refuse(
                 ErrorCode::DeliveryTokenRefused,
                 "the recipient requires its delivery token",
-            ));
+            );
         }
         tokenless = !matches;
     }
     if u64_of(queued) >= u64::from(limits.queue_cap) {
-        return Ok(refuse(
+        return refuse(
             ErrorCode::QueueFull,
             format!("the recipient's queue holds {queued} messages, the most allowed"),
-        ));
+        );
     }
-    Ok(crate::store::mailbox_bytes_check(u64_of(queued_bytes), len, limits).map(|()| tokenless))
+    crate::store::mailbox_bytes_check(u64_of(queued_bytes), len, limits).map(|()| tokenless)
 }
 
-/// Queues `envelope` for `recipient`, which [`may_submit`] accepted (and
-/// locked); answers the message id.
+/// Queues a sealed `envelope` for `recipient`, or refuses: no such
+/// device, its delivery token is needed, its queue is full, the sender's
+/// tokenless quota is used up. The recipient's row and counters are the
+/// ones `held` for the batch. Runs without a savepoint: every check comes
+/// before the one write, and a write that fails abandons the batch.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn submit(
+    t: &Tx<'_>,
+    held: &mut HeldDevices,
+    recipient: &Address,
+    envelope: &[u8],
+    token_hash: Option<[u8; 32]>,
+    sender: &Sender,
+    now_ms: u64,
+    limits: &WriterLimits,
+) -> Result<Outcome<u64>, Error> {
+    let Some(row) = held.row(t, recipient).await? else {
+        return Ok(refuse(ErrorCode::UnknownDevice, "no such device"));
+    };
+    let stored = (row.token_hash.as_deref(), row.queued, row.queued_bytes);
+    let tokenless = match check_submission(
+        stored,
+        (token_hash, envelope.len()),
+        sender.logged_in(),
+        limits,
+    ) {
+        Ok(tokenless) => tokenless,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Err(refusal) = sender.charge(u32::from(tokenless), recipient) {
+        return Ok(Err(refusal));
+    }
+    let inserted = query(
+        t,
+        "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope, kind)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[
+            &recipient.user_id(),
+            &i64::from(recipient.device_id()),
+            &i64_of(now_ms),
+            &i64_of(now_ms.saturating_add(limits.ttl_ms)),
+            &envelope,
+            &i64::from(EnvelopeKind::Sealed.as_u32()),
+        ],
+    )
+    .await?;
+    row.count(1, i64_of(envelope.len() as u64));
+    Ok(Ok(inserted.first().map_or(0, |r| u64_of(r.get(0)))))
+}
+
+/// Queues a group copy's `envelope` for `recipient`, which [`may_submit`]
+/// accepted (and locked), and counts it on the device; answers the
+/// message id.
 pub(super) async fn insert_envelope(
     t: &Tx<'_>,
     recipient: &Address,
@@ -128,7 +197,16 @@ pub(super) async fn submit_group(
     Ok(Ok(n))
 }
 
-pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Outcome<u32>, Error> {
+/// Deletes the acknowledged messages of `address`'s mailbox, all or none:
+/// an id that is not in it (or is given twice) refuses the whole ack.
+/// Answers how many were deleted and their envelopes' bytes, which the
+/// caller takes off the device's counters (held for the batch). Runs in
+/// a savepoint, which a refusal rolls back.
+pub(super) async fn ack(
+    t: &Tx<'_>,
+    address: &Address,
+    ids: &[u64],
+) -> Result<Outcome<(u32, i64)>, Error> {
     let (user, device) = (address.user_id(), i64::from(address.device_id()));
     let wanted: Vec<i64> = ids
         .iter()
@@ -136,23 +214,14 @@ pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Ou
         .collect();
     // One round trip for the whole ack; a repeated id is deleted once, so
     // it falls short like a stranger id and refuses the ack.
-    let deleted: Vec<u64> = query(
+    let gone = query(
         t,
-        "WITH gone AS (
-            DELETE FROM messages WHERE id = ANY($3) AND user_id = $1 AND device_id = $2
-            RETURNING id, length(envelope) AS len
-         ), counted AS (
-            UPDATE devices SET queued = queued - (SELECT COUNT(*) FROM gone),
-                queued_bytes = queued_bytes - (SELECT COALESCE(SUM(len), 0) FROM gone)
-            WHERE user_id = $1 AND device_id = $2
-         )
-         SELECT id FROM gone",
+        "DELETE FROM messages WHERE id = ANY($3) AND user_id = $1 AND device_id = $2
+         RETURNING id, length(envelope)::bigint",
         &[&user, &device, &wanted],
     )
-    .await?
-    .iter()
-    .map(|r| u64_of(r.get(0)))
-    .collect();
+    .await?;
+    let deleted: Vec<u64> = gone.iter().map(|r| u64_of(r.get(0))).collect();
     if deleted.len() != ids.len() {
         let missing = ids
             .iter()
@@ -164,7 +233,11 @@ pub(super) async fn ack(t: &Tx<'_>, address: &Address, ids: &[u64]) -> Result<Ou
             format!("message {missing} is not in this mailbox; nothing was deleted"),
         ));
     }
-    Ok(Ok(u32::try_from(deleted.len()).unwrap_or(u32::MAX)))
+    let bytes = gone.iter().map(|r| r.get::<_, i64>(1)).sum();
+    Ok(Ok((
+        u32::try_from(deleted.len()).unwrap_or(u32::MAX),
+        bytes,
+    )))
 }
 
 /// Deletes at most `limit` expired messages, those expiring first, and

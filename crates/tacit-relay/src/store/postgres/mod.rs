@@ -25,6 +25,9 @@
 //! their own tag).
 
 mod apply;
+mod held;
+#[cfg(test)]
+mod held_tests;
 pub(crate) mod links;
 mod mailbox;
 mod notify;
@@ -45,6 +48,7 @@ use crate::kem::PreKeyCounts;
 use crate::metrics::Metrics;
 use crate::online::Online;
 
+use held::HeldDevices;
 use notify::start_listener;
 pub(crate) use readers::Readers;
 
@@ -326,7 +330,17 @@ async fn try_batch(
     apply::lock_rows(&tx, batch).await.map_err(retry)?;
     let mut effects = Effects::default();
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut held = HeldDevices::default();
     for command in batch {
+        if let Some(outcome) = with_held(&mut tx, &mut held, command, limits, &mut effects)
+            .await
+            .map_err(retry)?
+        {
+            outcomes.push(outcome);
+            continue;
+        }
+        // Any other command reads or changes the counters through SQL.
+        held.write_back(&tx).await.map_err(retry)?;
         let sp = tx.savepoint("command").await.map_err(retry)?;
         let mut own = Effects::default();
         match apply::apply(&sp, command, limits, &mut own).await {
@@ -346,6 +360,7 @@ async fn try_batch(
             }
         }
     }
+    held.write_back(&tx).await.map_err(retry)?;
     for payload in notify::payloads(&mut effects) {
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
             .await
@@ -360,6 +375,76 @@ async fn try_batch(
         };
     }
     Ok((outcomes, effects))
+}
+
+/// Runs `Submit` and `Ack` with the rows `held` for the batch; `None`
+/// for any other command. A submission runs without a savepoint (its
+/// checks come before its one write), so its error is the batch's:
+/// PostgreSQL abandons a transaction after a failed statement that no
+/// savepoint rolls back. An ack runs in one, which its refusal or its
+/// error rolls back, as other commands do.
+async fn with_held(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    held: &mut HeldDevices,
+    command: &Command,
+    limits: &WriterLimits,
+    effects: &mut Effects,
+) -> Result<Option<Outcome<Value>>, tokio_postgres::Error> {
+    Ok(Some(match command {
+        Command::Submit {
+            recipient,
+            envelope,
+            token_hash,
+            sender,
+            now_ms,
+            ..
+        } => {
+            let result = mailbox::submit(
+                tx,
+                held,
+                recipient,
+                envelope,
+                *token_hash,
+                sender,
+                *now_ms,
+                limits,
+            )
+            .await?;
+            if result.is_ok() {
+                effects.submitted += 1;
+                effects.mail.push(recipient.clone());
+            }
+            result.map(Value::U64)
+        }
+        Command::Ack { address, ids, .. } => {
+            // The row is read before the savepoint: a rollback to it keeps
+            // what is held true.
+            held.row(tx, address).await?;
+            let sp = tx.savepoint("command").await?;
+            let result = mailbox::ack(&sp, address, ids).await;
+            let (n, bytes) = match result {
+                Ok(Ok(deleted)) => {
+                    sp.commit().await?;
+                    deleted
+                }
+                Ok(Err(refusal)) => {
+                    sp.rollback().await?;
+                    return Ok(Some(Err(refusal)));
+                }
+                Err(error) if retryable(&error) => return Err(error),
+                Err(error) => {
+                    sp.rollback().await?;
+                    return Ok(Some(Err(internal(&error))));
+                }
+            };
+            if let Some(row) = held.row(tx, address).await? {
+                row.count(-i64::from(n), -bytes);
+            }
+            effects.acked += u64::from(n);
+            Ok(Value::U32(n))
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Whether the transaction `xid`, whose COMMIT got no answer, committed:
