@@ -7,9 +7,10 @@
 //!
 //! Every other command reads or changes the counters through SQL, so it
 //! finds the true ones; the rows held are dropped before it runs and read
-//! again after. A submission is then one round trip (its insert), where it
-//! was four (its savepoint, the read of the device row, the insert with
-//! the count, the savepoint's release).
+//! again after. A submission is then one round trip (its insert; the
+//! first to a device in a batch reads the row too), where it was four (its
+//! savepoint, the read of the device row, the insert with the count, the
+//! savepoint's release).
 
 use std::collections::HashMap;
 

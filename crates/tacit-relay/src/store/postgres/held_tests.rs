@@ -10,7 +10,9 @@ use tacit::Address;
 use tacit_relay_proto::ErrorCode;
 use tokio::sync::oneshot;
 
-use super::{pool, schema, try_batch, Value};
+use super::{pool, run_batch, schema, try_batch, Value};
+use crate::metrics::Metrics;
+use crate::online::Online;
 use crate::store::{Command, Outcome, WriterLimits};
 use crate::tokenless::Sender;
 
@@ -35,23 +37,37 @@ async fn with_bob() -> Option<(pg::Postgres, deadpool_postgres::Pool, Address)> 
     Some((server, pool, Address::new("bob", 1).unwrap()))
 }
 
-fn submit(to: &Address, len: usize) -> Command {
-    Command::Submit {
+/// A submission of `len` bytes to `to`, and where its answer goes.
+fn submit_and_reply(to: &Address, len: usize) -> (Command, oneshot::Receiver<Outcome<u64>>) {
+    let (reply, answer) = oneshot::channel();
+    let command = Command::Submit {
         recipient: to.clone(),
         envelope: vec![7; len],
         token_hash: None,
         sender: Sender::Anonymous,
         now_ms: crate::now_ms(),
-        reply: oneshot::channel().0,
-    }
+        reply,
+    };
+    (command, answer)
+}
+
+fn submit(to: &Address, len: usize) -> Command {
+    submit_and_reply(to, len).0
+}
+
+/// An ack of `ids` by `address`, and where its answer goes.
+fn ack_and_reply(address: &Address, ids: Vec<u64>) -> (Command, oneshot::Receiver<Outcome<u32>>) {
+    let (reply, answer) = oneshot::channel();
+    let command = Command::Ack {
+        address: address.clone(),
+        ids,
+        reply,
+    };
+    (command, answer)
 }
 
 fn ack(address: &Address, ids: Vec<u64>) -> Command {
-    Command::Ack {
-        address: address.clone(),
-        ids,
-        reply: oneshot::channel().0,
-    }
+    ack_and_reply(address, ids).0
 }
 
 /// Runs `batch` in one transaction; answers each command's message id or
@@ -61,7 +77,7 @@ async fn run(
     batch: &[Command],
     limits: &WriterLimits,
 ) -> Vec<Result<u64, ErrorCode>> {
-    let Ok((outcomes, _)) = try_batch(pool, batch, limits).await else {
+    let Ok((outcomes, _)) = try_batch(pool, batch, limits, false).await else {
         panic!("the batch did not commit");
     };
     outcomes
@@ -175,4 +191,50 @@ async fn a_token_set_between_two_submissions_of_a_batch_refuses_the_second() {
     assert!(answers[0].is_ok() && answers[1].is_ok());
     assert_eq!(answers[2], Err(ErrorCode::DeliveryTokenRefused));
     assert_eq!(counted_and_stored(&pool).await, ((1, 5), (1, 5)));
+}
+
+#[tokio::test]
+async fn a_submission_whose_insert_fails_fails_alone() {
+    let Some((_server, pool, bob)) = with_bob().await else {
+        return;
+    };
+    let limits = WriterLimits::FOR_TESTS;
+    let first = run(&pool, &[submit(&bob, 10)], &limits).await[0].unwrap();
+    // Inserts of 13 bytes fail (as a full disk fails inserts and not
+    // deletes); the error is not one that running again cures.
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF length(NEW.envelope) = 13 THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_13 BEFORE INSERT ON messages
+                 FOR EACH ROW EXECUTE FUNCTION refuse_13();",
+        )
+        .await
+        .unwrap();
+    let (before, mut before_answer) = submit_and_reply(&bob, 20);
+    let (acked, mut ack_answer) = ack_and_reply(&bob, vec![first]);
+    let (failing, mut failing_answer) = submit_and_reply(&bob, 13);
+    let (after, mut after_answer) = submit_and_reply(&bob, 30);
+    run_batch(
+        &pool,
+        vec![before, acked, failing, after],
+        &limits,
+        &Online::default(),
+        &Metrics::default(),
+    )
+    .await;
+    assert!(before_answer.try_recv().unwrap().is_ok());
+    assert_eq!(ack_answer.try_recv().unwrap(), Ok(1));
+    assert_eq!(
+        failing_answer.try_recv().unwrap().unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert!(after_answer.try_recv().unwrap().is_ok());
+    // 20 and 30 are queued; 10 was acknowledged.
+    assert_eq!(counted_and_stored(&pool).await, ((2, 50), (2, 50)));
 }

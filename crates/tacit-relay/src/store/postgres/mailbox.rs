@@ -76,17 +76,13 @@ fn check_submission(
 /// Queues a sealed `envelope` for `recipient`, or refuses: no such
 /// device, its delivery token is needed, its queue is full, the sender's
 /// tokenless quota is used up. The recipient's row and counters are the
-/// ones `held` for the batch. Runs without a savepoint: every check comes
-/// before the one write, and a write that fails abandons the batch.
-#[allow(clippy::too_many_arguments)]
+/// ones `held` for the batch, counted once the insert succeeded. Every
+/// check comes before the one write, so it may run without a savepoint.
 pub(super) async fn submit(
     t: &Tx<'_>,
     held: &mut HeldDevices,
     recipient: &Address,
-    envelope: &[u8],
-    token_hash: Option<[u8; 32]>,
-    sender: &Sender,
-    now_ms: u64,
+    (envelope, token_hash, sender, now_ms): (&[u8], Option<[u8; 32]>, &Sender, u64),
     limits: &WriterLimits,
 ) -> Result<Outcome<u64>, Error> {
     let Some(row) = held.row(t, recipient).await? else {

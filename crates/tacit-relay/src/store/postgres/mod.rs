@@ -2,11 +2,13 @@
 //!
 //! Each node runs a few writer tasks (one user's commands always on the
 //! same one, in order); each takes every command waiting for it (up to a
-//! batch limit) and applies them in one transaction, each in its own
-//! savepoint, as the SQLite backend does (group commit: one WAL flush for
-//! the batch). Every connection runs with `synchronous_commit = on`, checked
-//! at start, so a `COMMIT` that returned is on the server's disk; answers go
-//! out only after it.
+//! batch limit) and applies them in one transaction (group commit: one WAL
+//! flush for the batch), holding the rows of the devices its submissions
+//! and acks name ([`held`]), as the SQLite backend does; every command but
+//! a submission runs in its own savepoint (a submission too when the batch
+//! runs again after one failed). Every connection runs with
+//! `synchronous_commit = on`, checked at start, so a `COMMIT` that
+//! returned is on the server's disk; answers go out only after it.
 //!
 //! Nodes write concurrently. A batch first locks, in one sorted order, the
 //! user and device rows its commands will change, so two nodes' batches do
@@ -213,6 +215,9 @@ enum Failure {
     Fatal(ErrorReply),
     /// `COMMIT` failed: whether the batch is stored is unknown.
     Commit(String),
+    /// A submission without a savepoint failed: nothing changed, the
+    /// batch runs again with a savepoint around each submission.
+    Careful,
 }
 
 /// Whether running the batch again may succeed: a deadlock, a
@@ -258,8 +263,9 @@ async fn run_batch(
     }
     let started = Instant::now();
     let mut pause = Duration::from_millis(10);
+    let mut careful = false;
     let failure = loop {
-        match try_batch(pool, &batch, limits).await {
+        match try_batch(pool, &batch, limits, careful).await {
             Ok((outcomes, effects)) => {
                 metrics.record_batch(
                     batch.len(),
@@ -274,6 +280,7 @@ async fn run_batch(
                 effects.wake(online);
                 return;
             }
+            Err(Failure::Careful) => careful = true,
             Err(Failure::Retry(why)) if started.elapsed() < RETRY_FOR => {
                 tracing::debug!(why, "batch runs again");
                 tokio::time::sleep(pause).await;
@@ -301,12 +308,14 @@ async fn run_batch(
     }
 }
 
-/// One attempt at the batch: applies every command in its savepoint,
-/// queues the notifications, commits.
+/// One attempt at the batch: applies every command (a submission without
+/// a savepoint unless `careful`, every other in its own), queues the
+/// notifications, commits.
 async fn try_batch(
     pool: &Pool,
     batch: &[Command],
     limits: &WriterLimits,
+    careful: bool,
 ) -> Result<(Vec<Outcome<Value>>, Effects), Failure> {
     let retry = |e: tokio_postgres::Error| {
         if retryable(&e) {
@@ -332,12 +341,20 @@ async fn try_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut held = HeldDevices::default();
     for command in batch {
-        if let Some(outcome) = with_held(&mut tx, &mut held, command, limits, &mut effects)
-            .await
-            .map_err(retry)?
-        {
-            outcomes.push(outcome);
-            continue;
+        match with_held(&mut tx, &mut held, command, limits, &mut effects, careful).await {
+            Ok(Some(outcome)) => {
+                outcomes.push(outcome);
+                continue;
+            }
+            Ok(None) => {}
+            // A submission without a savepoint failed, and with it the
+            // transaction: the batch runs again with one around each, so
+            // that the failure is that submission's alone (a full disk
+            // refuses inserts while acks and purges still free space).
+            Err(error) if !careful && !retryable(&error) && is_submit(command) => {
+                return Err(Failure::Careful)
+            }
+            Err(error) => return Err(retry(error)),
         }
         // Any other command reads or changes the counters through SQL.
         held.write_back(&tx).await.map_err(retry)?;
@@ -377,18 +394,24 @@ async fn try_batch(
     Ok((outcomes, effects))
 }
 
+/// Whether `command` is a `Submit`.
+fn is_submit(command: &Command) -> bool {
+    matches!(command, Command::Submit { .. })
+}
+
 /// Runs `Submit` and `Ack` with the rows `held` for the batch; `None`
-/// for any other command. A submission runs without a savepoint (its
-/// checks come before its one write), so its error is the batch's:
-/// PostgreSQL abandons a transaction after a failed statement that no
-/// savepoint rolls back. An ack runs in one, which its refusal or its
-/// error rolls back, as other commands do.
+/// for any other command. A submission runs without a savepoint unless
+/// `careful` (its checks come before its one write), so its error is the
+/// batch's: PostgreSQL abandons a transaction after a failed statement
+/// that no savepoint rolls back. An ack runs in one, which its refusal or
+/// its error rolls back, as other commands do.
 async fn with_held(
     tx: &mut deadpool_postgres::Transaction<'_>,
     held: &mut HeldDevices,
     command: &Command,
     limits: &WriterLimits,
     effects: &mut Effects,
+    careful: bool,
 ) -> Result<Option<Outcome<Value>>, tokio_postgres::Error> {
     Ok(Some(match command {
         Command::Submit {
@@ -399,17 +422,23 @@ async fn with_held(
             now_ms,
             ..
         } => {
-            let result = mailbox::submit(
-                tx,
-                held,
-                recipient,
-                envelope,
-                *token_hash,
-                sender,
-                *now_ms,
-                limits,
-            )
-            .await?;
+            let submission = (envelope.as_slice(), *token_hash, sender, *now_ms);
+            let result = if careful {
+                let sp = tx.savepoint("command").await?;
+                match mailbox::submit(&sp, held, recipient, submission, limits).await {
+                    Ok(result) => {
+                        sp.commit().await?;
+                        result
+                    }
+                    Err(error) if retryable(&error) => return Err(error),
+                    Err(error) => {
+                        sp.rollback().await?;
+                        Err(internal(&error))
+                    }
+                }
+            } else {
+                mailbox::submit(tx, held, recipient, submission, limits).await?
+            };
             if result.is_ok() {
                 effects.submitted += 1;
                 effects.mail.push(recipient.clone());
