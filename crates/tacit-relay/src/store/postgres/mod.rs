@@ -352,7 +352,8 @@ async fn try_batch(
             // that the failure is that submission's alone (a full disk
             // refuses inserts while acks and purges still free space).
             Err(error) if !careful && !retryable(&error) && is_submit(command) => {
-                return Err(Failure::Careful)
+                tracing::warn!(%error, "a submission failed; the batch runs again with a savepoint around each");
+                return Err(Failure::Careful);
             }
             Err(error) => return Err(retry(error)),
         }
@@ -424,6 +425,10 @@ async fn with_held(
         } => {
             let submission = (envelope.as_slice(), *token_hash, sender, *now_ms);
             let result = if careful {
+                // The row is read before the savepoint: a rollback to it
+                // would release a lock first taken inside it (a device
+                // registered after the batch took its locks).
+                held.row(tx, recipient).await?;
                 let sp = tx.savepoint("command").await?;
                 match mailbox::submit(&sp, held, recipient, submission, limits).await {
                     Ok(result) => {
