@@ -17,6 +17,7 @@ mod tests;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use subtle::ConstantTimeEq;
 use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
 use tacit::{Address, DeviceId, IdentityKey};
@@ -310,13 +311,35 @@ pub(crate) fn queue() -> (mpsc::Sender<Queued>, Receiver) {
 /// device with a signed prekey.
 pub(crate) type Claimed = (Vec<u8>, Vec<(DeviceId, PreKeyBundleMessage)>);
 
-/// Refuses an envelope of `len` bytes that would take a mailbox holding
-/// `queued_bytes` past its byte cap.
-pub(crate) fn mailbox_bytes_check(
-    queued_bytes: u64,
-    len: usize,
+/// The checks of a submission against its recipient's stored state (both
+/// backends): its delivery token is presented unless `logged_in`, its
+/// queue is below the cap in messages and would stay within it in bytes
+/// with an envelope of `len` bytes. Answers whether the submission goes
+/// without a token the device set (a logged-in sender's, which costs a
+/// unit of its tokenless quota).
+pub(crate) fn recipient_check(
+    (stored_token, queued, queued_bytes): (Option<&[u8]>, u64, u64),
+    (token_hash, len): (Option<[u8; 32]>, usize),
+    logged_in: bool,
     limits: &WriterLimits,
-) -> Outcome<()> {
+) -> Outcome<bool> {
+    let mut tokenless = false;
+    if let Some(stored) = stored_token {
+        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored)));
+        if !matches && !logged_in {
+            return refuse(
+                ErrorCode::DeliveryTokenRefused,
+                "the recipient requires its delivery token",
+            );
+        }
+        tokenless = !matches;
+    }
+    if queued >= u64::from(limits.queue_cap) {
+        return refuse(
+            ErrorCode::QueueFull,
+            format!("the recipient's queue holds {queued} messages, the most allowed"),
+        );
+    }
     if queued_bytes.saturating_add(len as u64) > limits.mailbox_bytes {
         return refuse(
             ErrorCode::QueueFull,
@@ -325,7 +348,7 @@ pub(crate) fn mailbox_bytes_check(
             ),
         );
     }
-    Ok(())
+    Ok(tokenless)
 }
 
 /// Limits the writer applies.

@@ -1,7 +1,6 @@
 //! The PostgreSQL writer's mailbox commands: submissions (single and
 //! group), acks and the purge of expired messages.
 
-use subtle::ConstantTimeEq;
 use tacit::Address;
 use tacit_relay_proto::{EnvelopeKind, ErrorCode, SharedPayloadBytes};
 use tokio_postgres::Error;
@@ -41,36 +40,16 @@ pub(super) async fn may_submit(
     ))
 }
 
-/// The checks of a submission against the recipient's row (its token
-/// hash and queue counters): its token is presented unless `logged_in`,
-/// its queue is below the cap in messages and would stay within it in
-/// bytes with an envelope of `len` bytes. Answers whether the submission
-/// goes without a token the device set (a logged-in sender's, which costs
-/// a unit of its tokenless quota).
+/// [`crate::store::recipient_check`] on a device row's token hash and
+/// counters.
 fn check_submission(
     (stored_token, queued, queued_bytes): (Option<&[u8]>, i64, i64),
-    (token_hash, len): (Option<[u8; 32]>, usize),
+    checks: (Option<[u8; 32]>, usize),
     logged_in: bool,
     limits: &WriterLimits,
 ) -> Outcome<bool> {
-    let mut tokenless = false;
-    if let Some(stored) = stored_token {
-        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored)));
-        if !matches && !logged_in {
-            return refuse(
-                ErrorCode::DeliveryTokenRefused,
-                "the recipient requires its delivery token",
-            );
-        }
-        tokenless = !matches;
-    }
-    if u64_of(queued) >= u64::from(limits.queue_cap) {
-        return refuse(
-            ErrorCode::QueueFull,
-            format!("the recipient's queue holds {queued} messages, the most allowed"),
-        );
-    }
-    crate::store::mailbox_bytes_check(u64_of(queued_bytes), len, limits).map(|()| tokenless)
+    let stored = (stored_token, u64_of(queued), u64_of(queued_bytes));
+    crate::store::recipient_check(stored, checks, logged_in, limits)
 }
 
 /// Queues a sealed `envelope` for `recipient`, or refuses: no such

@@ -361,22 +361,12 @@ async fn try_batch(
         held.write_back(&tx).await.map_err(retry)?;
         let sp = tx.savepoint("command").await.map_err(retry)?;
         let mut own = Effects::default();
-        match apply::apply(&sp, command, limits, &mut own).await {
-            Ok(Ok(value)) => {
-                sp.commit().await.map_err(retry)?;
-                effects.merge(own);
-                outcomes.push(Ok(value));
-            }
-            Ok(Err(refusal)) => {
-                sp.rollback().await.map_err(retry)?;
-                outcomes.push(Err(refusal));
-            }
-            Err(error) if retryable(&error) => return Err(Failure::Retry(error.to_string())),
-            Err(error) => {
-                sp.rollback().await.map_err(retry)?;
-                outcomes.push(Err(internal(&error)));
-            }
+        let result = apply::apply(&sp, command, limits, &mut own).await;
+        let outcome = settle(sp, result).await.map_err(retry)?;
+        if outcome.is_ok() {
+            effects.merge(own);
         }
+        outcomes.push(outcome);
     }
     held.write_back(&tx).await.map_err(retry)?;
     for payload in notify::payloads(&mut effects) {
@@ -393,6 +383,31 @@ async fn try_batch(
         };
     }
     Ok((outcomes, effects))
+}
+
+/// Ends a command's savepoint by the command's result: released if it
+/// succeeded, rolled back if it was refused or failed (the failure is its
+/// answer, `Internal`). A failure that running again may cure is the
+/// batch's, as is one of the release or the rollback.
+async fn settle<T>(
+    sp: deadpool_postgres::Transaction<'_>,
+    result: Result<Outcome<T>, tokio_postgres::Error>,
+) -> Result<Outcome<T>, tokio_postgres::Error> {
+    match result {
+        Ok(Ok(value)) => {
+            sp.commit().await?;
+            Ok(Ok(value))
+        }
+        Ok(Err(refusal)) => {
+            sp.rollback().await?;
+            Ok(Err(refusal))
+        }
+        Err(error) if retryable(&error) => Err(error),
+        Err(error) => {
+            sp.rollback().await?;
+            Ok(Err(internal(&error)))
+        }
+    }
 }
 
 /// Whether `command` is a `Submit`.
@@ -430,17 +445,8 @@ async fn with_held(
                 // registered after the batch took its locks).
                 held.row(tx, recipient).await?;
                 let sp = tx.savepoint("command").await?;
-                match mailbox::submit(&sp, held, recipient, submission, limits).await {
-                    Ok(result) => {
-                        sp.commit().await?;
-                        result
-                    }
-                    Err(error) if retryable(&error) => return Err(error),
-                    Err(error) => {
-                        sp.rollback().await?;
-                        Err(internal(&error))
-                    }
-                }
+                let result = mailbox::submit(&sp, held, recipient, submission, limits).await;
+                settle(sp, result).await?
             } else {
                 mailbox::submit(tx, held, recipient, submission, limits).await?
             };
@@ -456,20 +462,9 @@ async fn with_held(
             held.row(tx, address).await?;
             let sp = tx.savepoint("command").await?;
             let result = mailbox::ack(&sp, address, ids).await;
-            let (n, bytes) = match result {
-                Ok(Ok(deleted)) => {
-                    sp.commit().await?;
-                    deleted
-                }
-                Ok(Err(refusal)) => {
-                    sp.rollback().await?;
-                    return Ok(Some(Err(refusal)));
-                }
-                Err(error) if retryable(&error) => return Err(error),
-                Err(error) => {
-                    sp.rollback().await?;
-                    return Ok(Some(Err(internal(&error))));
-                }
+            let (n, bytes) = match settle(sp, result).await? {
+                Ok(deleted) => deleted,
+                Err(refusal) => return Ok(Some(Err(refusal))),
             };
             if let Some(row) = held.row(tx, address).await? {
                 row.count(-i64::from(n), -bytes);

@@ -5,7 +5,6 @@
 //! write fails halfway (`without_savepoint`).
 
 use rusqlite::{params, Connection, OptionalExtension, Statement, Transaction};
-use subtle::ConstantTimeEq;
 use tacit::identity::DeviceList;
 use tacit::wire::PreKeyBundleMessage;
 use tacit::{Address, DeviceId, IdentityKey, PublicKey, Signature};
@@ -665,29 +664,12 @@ fn check_submission(
     let Some(row) = row else {
         return refuse(ErrorCode::UnknownDevice, "no such device");
     };
-    let mut tokenless = false;
-    if let Some(stored) = &row.token_hash {
-        let matches = token_hash.is_some_and(|h| bool::from(h.as_slice().ct_eq(stored.as_slice())));
-        if !matches && !logged_in {
-            return refuse(
-                ErrorCode::DeliveryTokenRefused,
-                "the recipient requires its delivery token",
-            );
+    let stored = (row.token_hash.as_deref(), row.queued, row.queued_bytes);
+    crate::store::recipient_check(stored, (token_hash, len), logged_in, limits).map(|tokenless| {
+        Checked {
+            mailbox: row.mailbox,
+            tokenless,
         }
-        tokenless = !matches;
-    }
-    if row.queued >= u64::from(limits.queue_cap) {
-        return refuse(
-            ErrorCode::QueueFull,
-            format!(
-                "the recipient's queue holds {} messages, the most allowed",
-                row.queued
-            ),
-        );
-    }
-    crate::store::mailbox_bytes_check(row.queued_bytes, len, limits).map(|()| Checked {
-        mailbox: row.mailbox,
-        tokenless,
     })
 }
 
