@@ -12,6 +12,7 @@ use tacit_relay_proto::{ErrorCode, MAX_DEVICES_PER_USER};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Error;
 
+use super::held::HeldDevices;
 use super::mailbox::{purge, submit_group};
 use super::prekeys::{claim_bundles, upload_prekeys};
 use super::Value;
@@ -66,7 +67,10 @@ pub(super) async fn query_opt(
 /// their locks in one order. Claims need no lock (they skip prekeys that
 /// another transaction holds); a purge locks as it goes (it is rare, and a
 /// deadlock only runs the batch again).
-pub(super) async fn lock_rows(t: &Tx<'_>, batch: &[Command]) -> Result<(), Error> {
+///
+/// Returns the devices locked, as the batch holds them
+/// ([`HeldDevices`]), read by the statement that locks them.
+pub(super) async fn lock_rows(t: &Tx<'_>, batch: &[Command]) -> Result<HeldDevices, Error> {
     let mut users: Vec<String> = Vec::new();
     let mut devices: Vec<(String, i64)> = Vec::new();
     let mut device = |a: &Address| devices.push((a.user_id().to_owned(), i64::from(a.device_id())));
@@ -98,18 +102,20 @@ pub(super) async fn lock_rows(t: &Tx<'_>, batch: &[Command]) -> Result<(), Error
         )
         .await?;
     }
-    if !users.is_empty() || !devices.is_empty() {
-        let (ids, numbers): (Vec<String>, Vec<i64>) = devices.into_iter().unzip();
-        query(
-            t,
-            "SELECT 1 FROM devices WHERE user_id = ANY($1)
-                OR (user_id, device_id) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))
-             ORDER BY user_id, device_id FOR UPDATE",
-            &[&users, &ids, &numbers],
-        )
-        .await?;
+    if users.is_empty() && devices.is_empty() {
+        return Ok(HeldDevices::default());
     }
-    Ok(())
+    let (ids, numbers): (Vec<String>, Vec<i64>) = devices.into_iter().unzip();
+    let rows = query(
+        t,
+        "SELECT user_id, device_id, token_hash, queued, queued_bytes FROM devices
+         WHERE user_id = ANY($1)
+            OR (user_id, device_id) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))
+         ORDER BY user_id, device_id FOR UPDATE",
+        &[&users, &ids, &numbers],
+    )
+    .await?;
+    Ok(HeldDevices::locked(&rows))
 }
 
 /// Applies one command; `effects` gets its after-commit effects.

@@ -1,21 +1,20 @@
 //! What a PostgreSQL batch holds in memory, as the SQLite writer does
 //! (`store::sqlite::held`): for each device that its `Submit` and `Ack`
-//! commands name, the device's token hash and queue counters, read once
-//! (under the row lock the batch took first, [`super::apply::lock_rows`])
+//! commands name, the device's token hash and queue counters, read by the
+//! statement that locks the batch's rows ([`super::apply::lock_rows`])
 //! and then kept up to date, and written back, one statement for all
 //! devices that changed, before the commit and before any other command.
 //!
 //! Every other command reads or changes the counters through SQL, so it
 //! finds the true ones; the rows held are dropped before it runs and read
-//! again after. A submission is then one round trip (its insert; the
-//! first to a device in a batch reads the row too), where it was four (its
-//! savepoint, the read of the device row, the insert with the count, the
-//! savepoint's release).
+//! again after (one statement each). A submission is then one round trip
+//! (its insert), where it was four (its savepoint, the read of the device
+//! row, the insert with the count, the savepoint's release).
 
 use std::collections::HashMap;
 
 use tacit::Address;
-use tokio_postgres::Error;
+use tokio_postgres::{Error, Row};
 
 use super::apply::{execute, query_opt, Tx};
 
@@ -33,6 +32,16 @@ pub(super) struct HeldDevice {
 }
 
 impl HeldDevice {
+    /// The token hash and counters in `row`'s columns from `first` on.
+    fn read(row: &Row, first: usize) -> Self {
+        Self {
+            token_hash: row.get(first),
+            queued: row.get(first + 1),
+            queued_bytes: row.get(first + 2),
+            changed: false,
+        }
+    }
+
     /// Counts `messages` of `bytes` in all into the queue (negative:
     /// takes them off).
     pub(super) fn count(&mut self, messages: i64, bytes: i64) {
@@ -50,6 +59,22 @@ pub(super) struct HeldDevices {
 }
 
 impl HeldDevices {
+    /// The devices of `rows` (`user_id, device_id, token_hash, queued,
+    /// queued_bytes`), read under their row locks: the batch's locking
+    /// statement ([`super::apply::lock_rows`]) returns them, so that no
+    /// command reads its device again until a write-back drops them.
+    pub(super) fn locked(rows: &[Row]) -> Self {
+        let rows = rows
+            .iter()
+            .filter_map(|row| {
+                let device = u32::try_from(row.get::<_, i64>(1)).ok()?;
+                let address = Address::new(row.get::<_, &str>(0), device).ok()?;
+                Some((address, HeldDevice::read(row, 2)))
+            })
+            .collect();
+        Self { rows }
+    }
+
     /// `address`'s row: the one held, or read now and held; `None` if
     /// there is no such device.
     pub(super) async fn row(
@@ -67,15 +92,7 @@ impl HeldDevices {
             else {
                 return Ok(None);
             };
-            self.rows.insert(
-                address.clone(),
-                HeldDevice {
-                    token_hash: row.get(0),
-                    queued: row.get(1),
-                    queued_bytes: row.get(2),
-                    changed: false,
-                },
-            );
+            self.rows.insert(address.clone(), HeldDevice::read(&row, 0));
         }
         Ok(self.rows.get_mut(address))
     }

@@ -1,7 +1,8 @@
 //! Tests of the rows a PostgreSQL batch holds (`held`): the counters a
 //! batch leaves match the messages stored, a submission is checked against
 //! the counts of the same batch, and a command that changes a device
-//! through SQL between two submissions is seen by the second. Each runs
+//! through SQL between two submissions is seen by the second, and the rows
+//! held are those the statement that locks them read. Each runs
 //! batches on a private PostgreSQL server (skipped without its binaries,
 //! failed with `TACIT_REQUIRE_POSTGRES=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -237,4 +238,36 @@ async fn a_submission_whose_insert_fails_fails_alone() {
     assert!(after_answer.try_recv().unwrap().is_ok());
     // 20 and 30 are queued; 10 was acknowledged.
     assert_eq!(counted_and_stored(&pool).await, ((2, 50), (2, 50)));
+}
+
+/// The statement that locks a batch's rows reads the rows the batch holds:
+/// a row changed after it, inside the same transaction, is not read again.
+#[tokio::test]
+async fn the_locking_statement_reads_the_rows_held() {
+    let Some((_server, pool, bob)) = with_bob().await else {
+        return;
+    };
+    let mut client = pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE devices SET queued = 3, queued_bytes = 30 WHERE user_id = 'bob'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let mut held = super::apply::lock_rows(&tx, &[submit(&bob, 10)])
+        .await
+        .unwrap();
+    tx.execute(
+        "UPDATE devices SET queued = 99, queued_bytes = 990 WHERE user_id = 'bob'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let row = held.row(&tx, &bob).await.unwrap().expect("bob is held");
+    assert_eq!((row.queued, row.queued_bytes), (3, 30));
+    // A device the batch does not name is not held: read when asked.
+    let carol = Address::new("carol", 1).unwrap();
+    assert!(held.row(&tx, &carol).await.unwrap().is_none());
 }

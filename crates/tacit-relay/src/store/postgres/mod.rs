@@ -336,10 +336,9 @@ async fn try_batch(
         .await
         .map_err(retry)?
         .get(0);
-    apply::lock_rows(&tx, batch).await.map_err(retry)?;
+    let mut held = apply::lock_rows(&tx, batch).await.map_err(retry)?;
     let mut effects = Effects::default();
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut held = HeldDevices::default();
     for command in batch {
         match with_held(&mut tx, &mut held, command, limits, &mut effects, careful).await {
             Ok(Some(outcome)) => {
@@ -369,10 +368,15 @@ async fn try_batch(
         outcomes.push(outcome);
     }
     held.write_back(&tx).await.map_err(retry)?;
-    for payload in notify::payloads(&mut effects) {
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(retry)?;
+    let payloads = notify::payloads(&mut effects);
+    if !payloads.is_empty() {
+        apply::execute(
+            &tx,
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+            &[&CHANNEL, &payloads],
+        )
+        .await
+        .map_err(retry)?;
     }
     if let Err(error) = tx.commit().await {
         drop(client);
