@@ -1,15 +1,20 @@
 //! What a PostgreSQL batch holds in memory, as the SQLite writer does
-//! (`store::sqlite::held`): for each device that its `Submit` and `Ack`
-//! commands name, the device's token hash and queue counters, read by the
-//! statement that locks the batch's rows ([`super::apply::lock_rows`])
-//! and then kept up to date, and written back, one statement for all
-//! devices that changed, before the commit and before any other command.
+//! (`store::sqlite::held`): for each device row the batch locks (those its
+//! commands name, and every device of a user whose list or registration
+//! it changes), the device's token hash and queue counters, read by the
+//! statement that locks them ([`super::apply::lock_rows`]); its `Submit`
+//! and `Ack` commands check and count them in memory, and they are written
+//! back, one statement for all devices that changed, before the commit and
+//! before any other command.
 //!
 //! Every other command reads or changes the counters through SQL, so it
-//! finds the true ones; the rows held are dropped before it runs and read
-//! again after (one statement each). A submission is then one round trip
-//! (its insert), where it was four (its savepoint, the read of the device
-//! row, the insert with the count, the savepoint's release).
+//! finds the true ones; the rows held are dropped before it runs, and a
+//! `Submit` or `Ack` after it reads its device's row again (one statement),
+//! as it does for a device that did not exist when the batch took its
+//! locks. A submission is then one round trip (its insert), where it was
+//! four (its savepoint, the read of the device row, the insert with the
+//! count, the savepoint's release); three in a batch run again with a
+//! savepoint around each submission.
 
 use std::collections::HashMap;
 
@@ -51,8 +56,8 @@ impl HeldDevice {
     }
 }
 
-/// The devices one batch holds; bounded by its commands (one row for each
-/// device they name).
+/// The devices one batch holds; bounded by the rows it locks (the devices
+/// its commands name, all the devices of the users they name).
 #[derive(Debug, Default)]
 pub(super) struct HeldDevices {
     rows: HashMap<Address, HeldDevice>,

@@ -267,7 +267,16 @@ async fn the_locking_statement_reads_the_rows_held() {
     .unwrap();
     let row = held.row(&tx, &bob).await.unwrap().expect("bob is held");
     assert_eq!((row.queued, row.queued_bytes), (3, 30));
-    // A device the batch does not name is not held: read when asked.
+    // A device that did not exist when the batch took its locks (one
+    // another node registers) is read when a command asks for it.
+    tx.execute(
+        "INSERT INTO devices (user_id, device_id, identity_key, created_ms, queued, queued_bytes)
+         VALUES ('carol', 1, '\\x00', 0, 7, 70)",
+        &[],
+    )
+    .await
+    .unwrap();
     let carol = Address::new("carol", 1).unwrap();
-    assert!(held.row(&tx, &carol).await.unwrap().is_none());
+    let row = held.row(&tx, &carol).await.unwrap().expect("carol is read");
+    assert_eq!((row.queued, row.queued_bytes), (7, 70));
 }
