@@ -28,6 +28,7 @@ let account; // the logged-in connection: pushes, acknowledgements, prekeys
 let courier; // the anonymous connection: lists, bundles, submissions
 let peer = "";
 let fallbacks = 0; // submissions sent logged in for want of a delivery token
+let rotations = 0; // delivery tokens rotated since the page loaded
 const warned = new Set(); // users whose identity change is on screen
 
 // ---- the store key: PBKDF2-SHA256 of the passphrase ------------------------
@@ -492,6 +493,24 @@ async function onSend(event) {
   }
 }
 
+/** A new delivery token for this device (docs/web.md, "Delivery tokens"):
+ * stored, then set at the relay, which from then on refuses anonymous
+ * submissions presenting the old one; correspondents learn the new one
+ * from this device's next message. */
+async function onRotateToken() {
+  $("rotate-token").disabled = true;
+  try {
+    await account.request((id) => device.rotateDeliveryTokenFrame(id));
+    rotations += 1;
+    document.body.dataset.tokenRotations = String(rotations);
+    notice("New delivery token set: your correspondents learn it from your next message.");
+  } catch (e) {
+    notice(`Delivery token not rotated: ${e.code ?? ""} ${e.message}`, "error");
+  } finally {
+    $("rotate-token").disabled = false;
+  }
+}
+
 async function onGroupCreate(event) {
   event.preventDefault();
   const title = $("group-title").value.trim();
@@ -538,6 +557,7 @@ $("setup").onsubmit = unlock;
 $("compose").onsubmit = onSend;
 $("group-new").onsubmit = onGroupCreate;
 $("group-compose").onsubmit = onGroupSend;
+$("rotate-token").onclick = onRotateToken;
 $("peer").onchange = () => {
   peer = $("peer").value.trim();
   showSafety();

@@ -6,7 +6,9 @@
 // in its contents, so that tacit-chat's anonymous receipts reach it; bob's
 // presented by the page, so that only its first-contact submission goes
 // logged in: body[data-fallbacks]); then the page reloads, its history and
-// sessions are still there, and messages still go both ways.
+// sessions are still there, and messages still go both ways; last, the page
+// rotates its delivery token, bob's stale one is refused and his client
+// falls back, and the page's next text gives him the new one.
 //
 // Needs examples/web/pkg (crates/tacit-wasm/build.sh examples/web/pkg) and
 // the binaries tacit-relay and tacit-chat (cargo build -p tacit-relay -p
@@ -53,6 +55,12 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
   const url = `ws://127.0.0.1:${port}/v1`;
   const chat = (...args) =>
     run(join(bin, "tacit-chat"), ["--store", join(dir, "bob.db"), "--relay", url, ...args], { timeout: WAIT });
+  // The same, with tacit-client's debug log on stderr.
+  const chatDebug = (...args) =>
+    run(join(bin, "tacit-chat"), ["--store", join(dir, "bob.db"), "--relay", url, ...args], {
+      timeout: WAIT,
+      env: { ...process.env, RUST_LOG: "tacit_client=debug" },
+    });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--no-sandbox"],
@@ -176,6 +184,25 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     // chains and SubmitGroup) presented bob's recorded token: none went
     // logged in.
     assert.equal(await page.getAttribute("body", "data-fallbacks"), "0");
+
+    // The page rotates its delivery token. Bob's recorded one is refused:
+    // his next text goes again logged in (tacit-client logs the fallback
+    // at debug level). The page's answer carries the new token, and bob's
+    // text after it goes anonymously, presenting it.
+    await page.click("#rotate-token");
+    await page.waitForSelector("body[data-token-rotations='1']", { timeout: WAIT });
+    const stale = await chatDebug("send", "alice", "after the rotation");
+    assert.match(stale.stderr, /delivery token refused; submitting logged in/);
+    await page.waitForSelector(".msg.in >> text=after the rotation", { timeout: WAIT });
+    await page.fill("#peer", "bob");
+    await page.fill("#text", "with the new token");
+    await page.click("#send");
+    await page.waitForSelector(".msg.out[data-status=sent] >> text=with the new token", { timeout: WAIT });
+    const rotated = await chat("recv");
+    assert.match(rotated.stdout, /^alice: with the new token$/m);
+    const fresh = await chatDebug("send", "alice", "presenting the new token");
+    assert.doesNotMatch(fresh.stderr, /delivery token refused/);
+    await page.waitForSelector(".msg.in >> text=presenting the new token", { timeout: WAIT });
 
     await page.screenshot({ path: process.env.WEB_CHAT_SCREENSHOT ?? join(dir, "web-chat.png") });
   } finally {

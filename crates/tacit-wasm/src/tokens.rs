@@ -73,9 +73,16 @@ impl BrowserStore {
 /// first if it has none: the relay is only ever asked to set a token the
 /// store holds. The draw's write is queued with the store's other writes.
 pub fn ensure_own(store: &BrowserStore) -> Result<DeliveryToken, Error> {
-    if let Some(token) = store.own_token() {
-        return Ok(token);
+    match store.own_token() {
+        Some(token) => Ok(token),
+        None => draw_own(store),
     }
+}
+
+/// A new token for this device ([`TOKEN_LEN`] random bytes), stored in
+/// place of the one it had; the draw's write is queued with the store's
+/// other writes.
+fn draw_own(store: &BrowserStore) -> Result<DeliveryToken, Error> {
     let mut bytes = Zeroizing::new([0u8; TOKEN_LEN]);
     OsRng.fill_bytes(bytes.as_mut());
     let token = DeliveryToken::new(bytes.as_ref()).map_err(|e| Error::invalid(e.to_string()))?;
@@ -88,6 +95,18 @@ pub fn ensure_own(store: &BrowserStore) -> Result<DeliveryToken, Error> {
 pub fn set_request(store: &BrowserStore) -> Result<SetDeliveryToken, Error> {
     Ok(SetDeliveryToken {
         token: Some(ensure_own(store)?),
+    })
+}
+
+/// The relay's `SetDeliveryToken` request for a new token, drawn and
+/// stored in place of this device's token, as `tacit-client`'s
+/// `rotate_delivery_token` does: once the relay has set it, anonymous
+/// submissions presenting the old one are refused. Correspondents learn
+/// the new token from the next content this device seals (until then
+/// their submissions go on their logged-in connection).
+pub fn rotate_request(store: &BrowserStore) -> Result<SetDeliveryToken, Error> {
+    Ok(SetDeliveryToken {
+        token: Some(draw_own(store)?),
     })
 }
 

@@ -4,16 +4,33 @@
 
 use js_sys::{Promise, Uint8Array};
 use tacit::Address;
-use tacit_relay_proto::Request;
+use tacit_relay_proto::{Request, SetDeliveryToken};
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::groups_js::GroupSent;
 use crate::relay::frame;
+use crate::store::BrowserStore;
 use crate::{tokens, Tacit};
 
 fn invalid(e: impl ToString) -> Error {
     Error::invalid(e.to_string())
+}
+
+impl Tacit {
+    /// The `SetDeliveryToken` frame of the token `request` leaves stored,
+    /// handed out once the store's writes are persisted.
+    fn token_frame(
+        &self,
+        request_id: f64,
+        request: fn(&BrowserStore) -> Result<SetDeliveryToken, Error>,
+    ) -> Result<Promise, JsValue> {
+        self.check()?;
+        crate::relay::id(request_id, "a request id")?;
+        let request = request(self.manager.store())?;
+        let bytes = frame(request_id, Request::SetDeliveryToken(request))?;
+        Ok(self.persist(Uint8Array::from(bytes.as_slice()).into()))
+    }
 }
 
 #[wasm_bindgen]
@@ -28,11 +45,25 @@ impl Tacit {
         &self,
         #[wasm_bindgen(js_name = requestId)] request_id: f64,
     ) -> Result<Promise, JsValue> {
-        self.check()?;
-        crate::relay::id(request_id, "a request id")?;
-        let request = tokens::set_request(self.manager.store())?;
-        let bytes = frame(request_id, Request::SetDeliveryToken(request))?;
-        Ok(self.persist(Uint8Array::from(bytes.as_slice()).into()))
+        self.token_frame(request_id, tokens::set_request)
+    }
+
+    /// Resolves to the encoded `SetDeliveryToken` of a new token for this
+    /// device, drawn (32 random bytes) and stored in place of its token
+    /// before the frame is handed out. Send it on the logged-in
+    /// connection; the relay then refuses anonymous submissions that
+    /// present the old token, and correspondents learn the new one from
+    /// the next content this device seals. Later logins set the new one
+    /// (`deliveryTokenFrame`).
+    #[wasm_bindgen(
+        js_name = rotateDeliveryTokenFrame,
+        unchecked_return_type = "Promise<Uint8Array>"
+    )]
+    pub fn rotate_delivery_token_frame(
+        &self,
+        #[wasm_bindgen(js_name = requestId)] request_id: f64,
+    ) -> Result<Promise, JsValue> {
+        self.token_frame(request_id, tokens::rotate_request)
     }
 
     /// Encodes the submission of a sealed envelope to a device's mailbox,

@@ -1,9 +1,10 @@
 //! Delivery tokens on the browser store natively (`tacit_wasm::tokens`,
 //! `docs/web.md`): the device's own token drawn once and kept across a
-//! reopen, carried in field 16 of what it seals but delivery receipts, a
-//! correspondent's token recorded from an accepted content (in the same
-//! writes) and presented in the next `Submit` and `SubmitGroup`, and
-//! malformed or unauthenticated fields recording nothing.
+//! reopen and replaced by a rotation, carried in field 16 of what it seals
+//! but delivery receipts, a correspondent's token recorded from an
+//! accepted content (in the same writes) and presented in the next
+//! `Submit` and `SubmitGroup`, and malformed or unauthenticated fields
+//! recording nothing.
 
 mod common;
 
@@ -132,6 +133,40 @@ fn the_own_token_is_drawn_once_stored_and_kept_across_a_reopen() {
             .own_token()
             .unwrap_or_else(|| unreachable!())
     );
+}
+
+#[test]
+fn a_rotation_draws_stores_and_sends_a_new_token() {
+    let (mut alice, mut bob) = pair();
+    let old = ok(tokens::ensure_own(alice.m.store()));
+    flush(&mut alice);
+    let request = ok(tokens::rotate_request(alice.m.store()));
+    let new = request.token.clone().unwrap_or_else(|| unreachable!());
+    assert_ne!(new, old);
+    assert_eq!(new.as_bytes().len(), tokens::TOKEN_LEN);
+    // Stored with the frame's request: one sealed write, kept across a
+    // reload and set at the next login.
+    assert_eq!(flush(&mut alice), 1);
+    reopen(&mut alice);
+    assert_eq!(alice.m.store().own_token(), Some(new.clone()));
+    assert_eq!(
+        ok(tokens::set_request(alice.m.store())).token,
+        Some(new.clone())
+    );
+    assert_eq!(flush(&mut alice), 0);
+    // What alice seals now carries the new token, which bob records and
+    // presents in place of the old one.
+    let env = seal(
+        &mut alice,
+        "bob",
+        &content(ContentKind::Text, b"after the rotation"),
+    );
+    ok(tokens::open_envelope(&mut bob.m, &env));
+    flush(&mut bob);
+    assert_eq!(submitted_token(&bob, "alice"), Some(new.clone()));
+    // A second rotation draws another.
+    let again = ok(tokens::rotate_request(alice.m.store())).token;
+    assert!(again.is_some() && again != Some(new) && again != Some(old));
 }
 
 #[test]

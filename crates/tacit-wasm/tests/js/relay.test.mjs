@@ -179,4 +179,19 @@ test("delivery tokens: set at login, carried in contents, recorded and presented
   assert.deepEqual(submit.slice(-34), bytes(0x22, 0x20, [...token]));
   assert.equal(submit.length, encodeSubmit(1, "alice", 1, envelope).length + 34);
   assert.equal(bob.hasDeliveryToken("carol", 1), false);
+
+  // A rotation: a new token, stored before the frame is handed out, set
+  // at the next login and after a reopen, and carried in what alice
+  // seals next, so that bob presents it in place of the old one.
+  const rotated = await alice.rotateDeliveryTokenFrame(6);
+  assert.deepEqual(rotated.slice(0, 6), bytes(0x08, 0x06, 0x4a, 0x22, 0x0a, 0x20));
+  assert.equal(rotated.length, 38);
+  const newToken = rotated.slice(6);
+  assert.notDeepEqual(newToken, token);
+  assert.deepEqual((await alice.deliveryTokenFrame(5)).slice(6), newToken);
+  const afterRotation = await Tacit.open(aliceStorage, KEY);
+  assert.deepEqual((await afterRotation.deliveryTokenFrame(5)).slice(6), newToken);
+  const [next] = await afterRotation.sealText("bob", "rotated", Date.now());
+  await bob.openEnvelope(next.envelope);
+  assert.deepEqual(bob.submitFrame(1, "alice", 1, envelope).slice(-34), bytes(0x22, 0x20, [...newToken]));
 });
