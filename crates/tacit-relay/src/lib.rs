@@ -151,6 +151,15 @@ pub struct Config {
     /// that an answer means durable); it exists to measure what the syncs
     /// cost. Off by default; ignored on PostgreSQL.
     pub unsafe_no_fsync_benchmarks_only: bool,
+    /// SQLite overwrites what it deletes with zeros (`secure_delete=ON`):
+    /// once a message is acknowledged, expired or purged and the log
+    /// checkpointed, its envelope and its row (mailbox, times) are gone
+    /// from the database file, free pages included, instead of lying in
+    /// free space until reused. Old page images stay in the write-ahead
+    /// log until its space is reused. Off by default (it costs CPU and
+    /// writes: docs/PERFORMANCE.md); ignored on PostgreSQL, whose dead
+    /// rows stay until `VACUUM` reuses their space.
+    pub secure_delete: bool,
     /// The most bytes of commands waiting for the writer, and in the batch
     /// it applies, together (a submission counts its envelope); a request
     /// past it waits, and its connection reads no further frame, until the
@@ -296,6 +305,7 @@ impl Config {
             readers: 4,
             max_db_bytes: capped,
             unsafe_no_fsync_benchmarks_only: false,
+            secure_delete: false,
             writer_queue_bytes: 64 * 1024 * 1024,
             tls: None,
             shutdown_grace: Duration::from_secs(10),
@@ -600,6 +610,7 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
         mailbox_bytes: config.mailbox_bytes_cap,
         mailbox_recheck: config.mailbox_recheck,
         unsafe_no_fsync: config.unsafe_no_fsync_benchmarks_only,
+        secure_delete: config.secure_delete,
     };
     let (writer, writer_thread) =
         store::start_writer(database, limits, Arc::clone(&online), Arc::clone(&metrics)).await?;
@@ -612,7 +623,12 @@ pub(crate) async fn start(config: Config, database: &Database) -> Result<Started
     };
     let pusher = push::Pusher::new(config.push_settings(), readers.clone());
     online.push_with(pusher.clone());
-    let blobs = match attachments::Blobs::open(database, config.max_db_bytes, &readers) {
+    let blobs = match attachments::Blobs::open(
+        database,
+        config.max_db_bytes,
+        config.secure_delete,
+        &readers,
+    ) {
         Ok(b) => b,
         Err(e) => {
             writer.stop().await;

@@ -53,6 +53,11 @@ struct Args {
     /// (synchronous=OFF). Loses acknowledged messages on power loss.
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
+    /// SQLite zeroes what it deletes (secure_delete=ON): acknowledged and
+    /// expired messages leave no trace in the database file once the log
+    /// is checkpointed. Costs CPU and writes. Ignored on PostgreSQL.
+    #[arg(long)]
+    secure_delete: bool,
     /// The most bytes of commands waiting for the writer; past it, requests
     /// wait.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
@@ -192,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.writer_queue_bytes = args.writer_queue_bytes;
     config.unsafe_no_fsync_benchmarks_only = args.unsafe_no_fsync;
+    config.secure_delete = args.secure_delete;
     config.ping_interval = Duration::from_secs(args.ping_interval_secs);
     config.unauthenticated_rate = Rate::new(args.rate_unauthenticated, args.burst_unauthenticated);
     config.per_ip_rate = Rate::new(args.rate_per_ip, args.burst_per_ip);

@@ -2,7 +2,8 @@
 //! Attachments over HTTP against the real relay: a multi-megabyte round
 //! trip that survives a restart, the size cap and quota, tokens, unknown
 //! ids, cut and overlong uploads leaving nothing, the TTL purge, chunked
-//! storage, transfers longer than the upgrade deadline, stalled downloads
+//! storage, no trace of an expired one with `secure_delete`, transfers
+//! longer than the upgrade deadline, stalled downloads
 //! cut at theirs, one upload per slot at a time, and concurrent
 //! reservations held to the quota.
 
@@ -120,6 +121,20 @@ fn stored(db: &Path) -> (i64, i64, i64) {
         )
         .unwrap();
     (rows, chunks, largest)
+}
+
+/// What [`stored`] reads once the purge has emptied the tables, or after
+/// ten seconds.
+async fn purged(db: &Path) -> (i64, i64, i64) {
+    let mut left = stored(db);
+    for _ in 0..100 {
+        if left == (0, 0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = stored(db);
+    }
+    left
 }
 
 async fn relay_with(cfg: &Config) -> (Relay, TcpClient) {
@@ -296,17 +311,52 @@ async fn expired_attachments_are_purged() {
     let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
     assert_eq!(put_all(at, &id, &token, &body).await, 201);
     assert_eq!(get(at, &hex(&id)).await.0, 200);
-    let mut left = (1, 1, 1);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = stored(&dir.db());
-        if left == (0, 0, 0) {
-            break;
-        }
-    }
-    assert_eq!(left, (0, 0, 0));
+    assert_eq!(purged(&dir.db()).await, (0, 0, 0));
     assert_eq!(get(at, &hex(&id)).await.0, 404);
     relay.shutdown().await.unwrap();
+}
+
+/// Whether any of `pieces` is in the database file or its log.
+fn on_disk(db: &Path, pieces: &[&[u8]]) -> bool {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    [db.to_path_buf(), wal.into()]
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .any(|bytes| {
+            pieces
+                .iter()
+                .any(|piece| bytes.windows(piece.len()).any(|w| w == *piece))
+        })
+}
+
+/// With `secure_delete`, an attachment's bytes are gone from the files
+/// once it expired and the relay stopped (its last checkpoint); without
+/// it, stretches of them are still there, in free space.
+#[tokio::test]
+async fn with_secure_delete_an_expired_attachment_leaves_no_trace() {
+    let body = blob(9, 300_000);
+    // A stretch of each chunk.
+    let pieces: Vec<&[u8]> = body.chunks(64 * 1024).map(|c| &c[100..164]).collect();
+    for secure_delete in [false, true] {
+        let dir = TempDir::new("attach-secure-delete");
+        let mut cfg = config(&dir.db());
+        cfg.attachment_ttl = Duration::from_millis(1500);
+        cfg.purge_interval = Duration::from_millis(100);
+        cfg.secure_delete = secure_delete;
+        let (relay, mut alice) = relay_with(&cfg).await;
+        let at = relay.local_addr();
+        let (id, token) = allocate(&mut alice, body.len() as u64).await.unwrap();
+        assert_eq!(put_all(at, &id, &token, &body).await, 201);
+        assert_eq!(purged(&dir.db()).await, (0, 0, 0));
+        drop(alice);
+        relay.shutdown().await.unwrap();
+        assert_eq!(
+            on_disk(&dir.db(), &pieces),
+            !secure_delete,
+            "secure_delete {secure_delete}"
+        );
+    }
 }
 
 #[tokio::test]

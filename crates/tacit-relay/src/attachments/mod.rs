@@ -126,11 +126,16 @@ impl Blobs {
     pub(crate) fn open(
         database: &Database,
         max_db_bytes: Option<u64>,
+        secure_delete: bool,
         readers: &Readers,
     ) -> Result<Self, StoreError> {
         match readers {
             Readers::Postgres(r) => Ok(Self::Postgres(r.pool().clone())),
-            Readers::Sqlite(_) => Ok(Self::Sqlite(sqlite::Blobs::open(database, max_db_bytes)?)),
+            Readers::Sqlite(_) => Ok(Self::Sqlite(sqlite::Blobs::open(
+                database,
+                max_db_bytes,
+                secure_delete,
+            )?)),
         }
     }
 

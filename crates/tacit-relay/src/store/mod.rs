@@ -370,6 +370,8 @@ pub(crate) struct WriterLimits {
     /// `Config::unsafe_no_fsync_benchmarks_only`: SQLite commits are not
     /// synced.
     pub(crate) unsafe_no_fsync: bool,
+    /// `Config::secure_delete`: SQLite zeroes what it deletes.
+    pub(crate) secure_delete: bool,
 }
 
 #[cfg(test)]
@@ -386,6 +388,7 @@ impl WriterLimits {
         mailbox_bytes: 1 << 30,
         mailbox_recheck: std::time::Duration::from_secs(5),
         unsafe_no_fsync: false,
+        secure_delete: false,
     };
 }
 

@@ -210,9 +210,20 @@ pub(crate) fn open_limited(
     Ok(conn)
 }
 
+/// With `on`, `conn` overwrites with zeros what it deletes
+/// (`secure_delete=ON`: the cells it removes and the pages it frees), as
+/// `Config::secure_delete` asks of every connection that deletes.
+pub(crate) fn set_secure_delete(conn: &Connection, on: bool) -> Result<(), rusqlite::Error> {
+    if on {
+        conn.pragma_update(None, "secure_delete", "ON")?;
+    }
+    Ok(())
+}
+
 /// The writer's connection: `synchronous=FULL` (from [`open_limited`]),
-/// or `OFF` with the benchmark-only `unsafe_no_fsync`, and its undo
-/// journals in memory (`temp_store=MEMORY`).
+/// or `OFF` with the benchmark-only `unsafe_no_fsync`, its undo journals
+/// in memory (`temp_store=MEMORY`), and `secure_delete=ON` if asked
+/// ([`set_secure_delete`]).
 ///
 /// SQLite keeps, for each savepoint and each statement that writes several
 /// rows and may fail halfway, the pages it changes as they were before,
@@ -227,6 +238,7 @@ pub(crate) fn open_limited(
 fn open_writer(database: &Database, limits: &WriterLimits) -> Result<Connection, StoreError> {
     let conn = open_limited(database, false, limits.max_db_bytes)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    set_secure_delete(&conn, limits.secure_delete)?;
     if limits.unsafe_no_fsync {
         tracing::warn!(
             "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"

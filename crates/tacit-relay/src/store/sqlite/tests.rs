@@ -117,12 +117,14 @@ fn counts(path: &std::path::Path) -> (u64, u64) {
     (stored, queued)
 }
 
-#[tokio::test]
-async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
-    let (_dir, path) = temp_db("full");
+/// A writer on `path` with `limits`, and the device `bob.1` registered.
+async fn writer_with_bob(
+    path: &std::path::Path,
+    limits: WriterLimits,
+) -> (Writer, std::thread::JoinHandle<()>, Address) {
     let (writer, thread) = start_writer(
-        &Database::Sqlite(path.clone()),
-        limits(Some(96 * 1024)),
+        &Database::Sqlite(path.to_path_buf()),
+        limits,
         Arc::default(),
         Arc::default(),
     )
@@ -134,6 +136,13 @@ async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
         .call(|reply| register_command(&address, identity, reply))
         .await
         .unwrap();
+    (writer, thread, bob)
+}
+
+#[tokio::test]
+async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
+    let (_dir, path) = temp_db("full");
+    let (writer, thread, bob) = writer_with_bob(&path, limits(Some(96 * 1024))).await;
     let mut ids = Vec::new();
     let refusal = loop {
         assert!(ids.len() < 1000, "the cap never bit");
@@ -166,6 +175,61 @@ async fn a_full_database_refuses_with_storage_full_and_changes_nothing() {
     );
     writer.stop().await;
     thread.join().unwrap();
+}
+
+/// Whether `needle` appears in the database file or its log.
+fn on_disk(path: &std::path::Path, needle: &[u8]) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), PathBuf::from(wal)]
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+/// With `secure_delete`, the envelopes of acknowledged messages, one held
+/// in its table page and one large enough for overflow pages (which go to
+/// the free list), are not in the files once the writer stops (its last
+/// checkpoint); without it they are, in free space.
+#[tokio::test]
+async fn secure_delete_leaves_no_acknowledged_envelope_on_disk() {
+    let small: Vec<u8> = b"acknowledged-and-deleted:".repeat(20);
+    let large: Vec<u8> = b"a-large-envelope-in-overflow-pages:".repeat(600);
+    for secure_delete in [false, true] {
+        let (_dir, path) = temp_db("secure-delete");
+        let limits = WriterLimits {
+            secure_delete,
+            ..WriterLimits::FOR_TESTS
+        };
+        let (writer, thread, bob) = writer_with_bob(&path, limits).await;
+        let kept = submit(&writer, &bob, vec![0x5a; 64]).await.unwrap();
+        let ids = vec![
+            submit(&writer, &bob, small.clone()).await.unwrap(),
+            submit(&writer, &bob, large.clone()).await.unwrap(),
+        ];
+        let address = bob.clone();
+        let removed = writer
+            .call(|reply| Command::Ack {
+                address,
+                ids,
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(removed, 2);
+        writer.stop().await;
+        thread.join().unwrap();
+        assert_eq!(counts(&path), (1, 1), "message {kept} is kept");
+        // Any stretch of either envelope (the free block that replaces a
+        // deleted cell overwrites a few of its bytes).
+        for piece in [&small[..75], &large[..105]] {
+            assert_eq!(
+                on_disk(&path, piece),
+                !secure_delete,
+                "secure_delete {secure_delete}"
+            );
+        }
+    }
 }
 
 /// Runs one batch on `conn` and returns the answers, in order.
