@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tacit_relay_proto::ErrorCode;
 
 use super::{charge, i64_of, quota_exceeded, u64_of, Id, NewSlot, Slot, MIN_CHARGE};
-use crate::store::sqlite::{internal, open_limited, set_secure_delete};
+use crate::store::sqlite::{internal, open_limited};
 use crate::store::{refuse, Database, Outcome, StoreError};
 
 /// The tables, schema version 7. `IF NOT EXISTS` so that the migration
@@ -48,8 +48,7 @@ impl Blobs {
         max_db_bytes: Option<u64>,
         secure_delete: bool,
     ) -> Result<Self, StoreError> {
-        let conn = open_limited(database, false, max_db_bytes)?;
-        set_secure_delete(&conn, secure_delete)?;
+        let conn = open_limited(database, false, max_db_bytes, secure_delete)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

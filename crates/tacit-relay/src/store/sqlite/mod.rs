@@ -169,16 +169,20 @@ pub(crate) fn internal(error: &rusqlite::Error) -> ErrorReply {
 /// Opens the database (creating it and the schema): a file in WAL mode with
 /// `synchronous=FULL`.
 fn open(database: &Database, read_only: bool) -> Result<Connection, StoreError> {
-    open_limited(database, read_only, None)
+    open_limited(database, read_only, None, false)
 }
 
 /// [`open`], and for a writer with `max_bytes`, a cap on the database's
 /// size: past it, writes fail with `SQLITE_FULL` as on a full disk. A cap
-/// below the current size holds the database at its current size.
+/// below the current size holds the database at its current size. With
+/// `secure_delete`, a writer zeroes what it deletes
+/// ([`set_secure_delete`]) from before the migrations, which copy tables
+/// and drop the old ones.
 pub(crate) fn open_limited(
     database: &Database,
     read_only: bool,
     max_bytes: Option<u64>,
+    secure_delete: bool,
 ) -> Result<Connection, StoreError> {
     let mut conn = match database {
         Database::Sqlite(path) => Connection::open(path)?,
@@ -200,6 +204,7 @@ pub(crate) fn open_limited(
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Every statement the writer runs stays prepared.
         conn.set_prepared_statement_cache_capacity(128);
+        set_secure_delete(&conn, secure_delete)?;
         migrate(&mut conn)?;
         if let Some(max_bytes) = max_bytes {
             let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -213,7 +218,7 @@ pub(crate) fn open_limited(
 /// With `on`, `conn` overwrites with zeros what it deletes
 /// (`secure_delete=ON`: the cells it removes and the pages it frees), as
 /// `Config::secure_delete` asks of every connection that deletes.
-pub(crate) fn set_secure_delete(conn: &Connection, on: bool) -> Result<(), rusqlite::Error> {
+fn set_secure_delete(conn: &Connection, on: bool) -> Result<(), rusqlite::Error> {
     if on {
         conn.pragma_update(None, "secure_delete", "ON")?;
     }
@@ -223,7 +228,7 @@ pub(crate) fn set_secure_delete(conn: &Connection, on: bool) -> Result<(), rusql
 /// The writer's connection: `synchronous=FULL` (from [`open_limited`]),
 /// or `OFF` with the benchmark-only `unsafe_no_fsync`, its undo journals
 /// in memory (`temp_store=MEMORY`), and `secure_delete=ON` if asked
-/// ([`set_secure_delete`]).
+/// (from [`open_limited`]).
 ///
 /// SQLite keeps, for each savepoint and each statement that writes several
 /// rows and may fail halfway, the pages it changes as they were before,
@@ -236,9 +241,8 @@ pub(crate) fn set_secure_delete(conn: &Connection, on: bool) -> Result<(), rusql
 /// [`crate::Config::purge_chunk`], a device's removal by its mailbox's
 /// caps.
 fn open_writer(database: &Database, limits: &WriterLimits) -> Result<Connection, StoreError> {
-    let conn = open_limited(database, false, limits.max_db_bytes)?;
+    let conn = open_limited(database, false, limits.max_db_bytes, limits.secure_delete)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    set_secure_delete(&conn, limits.secure_delete)?;
     if limits.unsafe_no_fsync {
         tracing::warn!(
             "--unsafe-no-fsync: commits are not synced; acknowledged messages are lost on power loss (benchmarks only)"

@@ -232,6 +232,48 @@ async fn secure_delete_leaves_no_acknowledged_envelope_on_disk() {
     }
 }
 
+/// How many times `needle` appears in the database file.
+fn copies_on_disk(path: &std::path::Path, needle: &[u8]) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// With `secure_delete`, the migrations that copy the messages to a new
+/// table and drop the old one leave one copy of a queued envelope in the
+/// file, the live one; without it, the dropped table's pages keep more.
+#[test]
+fn secure_delete_covers_the_migrations() {
+    // Bytes with no period, so that a stretch is found once a copy.
+    let envelope: Vec<u8> = (0..400u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut copies = Vec::new();
+    for secure_delete in [false, true] {
+        let (_dir, path) = temp_db("secure-delete-migrate");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute(
+                "INSERT INTO devices (user_id, device_id, identity_key, created_ms) VALUES ('bob', 1, ?1, 0)",
+                params![vec![3u8; 32]],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO messages (user_id, device_id, server_ms, expires_ms, envelope)
+                 VALUES ('bob', 1, 0, ?1, ?2)",
+                params![i64::MAX, envelope],
+            )
+            .unwrap();
+        }
+        let database = Database::Sqlite(path.clone());
+        // The last connection to close checkpoints the log into the file.
+        drop(open_limited(&database, false, None, secure_delete).unwrap());
+        copies.push(copies_on_disk(&path, &envelope[100..200]));
+    }
+    assert!(copies[0] > 1, "{copies:?}");
+    assert_eq!(copies[1], 1, "{copies:?}");
+}
+
 /// Runs one batch on `conn` and returns the answers, in order.
 pub(super) fn batch(
     conn: &mut Connection,
@@ -322,7 +364,13 @@ pub(super) fn register_bob(conn: &mut Connection) -> Address {
 #[test]
 fn a_batch_that_sqlite_rolls_back_answers_each_command_truthfully() {
     let (_dir, path) = temp_db("rollback");
-    let mut conn = open_limited(&Database::Sqlite(path.clone()), false, Some(64 * 1024)).unwrap();
+    let mut conn = open_limited(
+        &Database::Sqlite(path.clone()),
+        false,
+        Some(64 * 1024),
+        false,
+    )
+    .unwrap();
     let bob = register_bob(&mut conn);
     // One batch: a message that fits, one far too large for the cap,
     // then small ones. SQLite rolls the whole transaction back at the
