@@ -144,7 +144,10 @@ async function connect() {
   const expected = new URL(url).hostname;
   account = await RelayConnection.open(url, {
     onPush: receive,
-    onClose: () => status("disconnected: reload the page to reconnect"),
+    onClose: () => {
+      $("rotate-token").disabled = true;
+      status("disconnected: reload the page to reconnect");
+    },
   });
   courier = await RelayConnection.open(url);
   const challenge = await account.request((id) => encodeGetChallenge(id));
@@ -159,6 +162,7 @@ async function connect() {
     await account.request((id) => device.uploadPreKeysFrame(id));
   }
   await account.request((id) => device.deliveryTokenFrame(id));
+  $("rotate-token").disabled = false;
   status(`connected as ${device.userId}.${device.deviceId}`);
 }
 
@@ -496,7 +500,9 @@ async function onSend(event) {
 /** A new delivery token for this device (docs/web.md, "Delivery tokens"):
  * stored, then set at the relay, which from then on refuses anonymous
  * submissions presenting the old one; correspondents learn the new one
- * from this device's next message. */
+ * from this device's next message. The button is enabled only while the
+ * logged-in connection is open. If the relay does not answer, the stored
+ * token is set at the next login. */
 async function onRotateToken() {
   $("rotate-token").disabled = true;
   try {
@@ -507,7 +513,7 @@ async function onRotateToken() {
   } catch (e) {
     notice(`Delivery token not rotated: ${e.code ?? ""} ${e.message}`, "error");
   } finally {
-    $("rotate-token").disabled = false;
+    $("rotate-token").disabled = account.ws.readyState !== WebSocket.OPEN;
   }
 }
 

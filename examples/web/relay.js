@@ -60,11 +60,16 @@ export class RelayConnection {
   }
 
   /** Sends the frame `encode(requestId)` makes (or resolves to);
-   * resolves to the reply. */
+   * resolves to the reply. Rejects on a connection that is not open,
+   * before encoding if it is not open then (a frame sent on a closed
+   * WebSocket is dropped without an error, and nothing would answer). */
   async request(encode) {
+    const closed = () => new Error("connection closed");
+    if (this.ws.readyState !== WebSocket.OPEN) throw closed();
     const id = this.nextId++;
     const bytes = await encode(id);
     return new Promise((resolve, reject) => {
+      if (this.ws.readyState !== WebSocket.OPEN) return reject(closed());
       this.waiting.set(id, { resolve, reject });
       this.ws.send(bytes);
     });

@@ -185,10 +185,12 @@ test("web chat in Chromium and tacit-chat through a real relay, across a reload"
     // logged in.
     assert.equal(await page.getAttribute("body", "data-fallbacks"), "0");
 
-    // The page rotates its delivery token. Bob's recorded one is refused:
-    // his next text goes again logged in (tacit-client logs the fallback
-    // at debug level). The page's answer carries the new token, and bob's
-    // text after it goes anonymously, presenting it.
+    // The page rotates its delivery token (the button is live once
+    // logged in). Bob's recorded token is refused: his next text goes
+    // again logged in (tacit-client logs the fallback at debug level).
+    // The page's read receipt and answer carry the new token, and bob's
+    // text after them goes anonymously, presenting it.
+    assert.equal(await page.isEnabled("#rotate-token"), true);
     await page.click("#rotate-token");
     await page.waitForSelector("body[data-token-rotations='1']", { timeout: WAIT });
     const stale = await chatDebug("send", "alice", "after the rotation");
