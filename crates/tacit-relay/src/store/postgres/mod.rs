@@ -3,8 +3,8 @@
 //! Each node runs a few writer tasks (one user's commands always on the
 //! same one, in order); each takes every command waiting for it (up to a
 //! batch limit) and applies them in one transaction (group commit: one WAL
-//! flush for the batch), holding the rows of the devices its submissions
-//! and acks name ([`held`]), as the SQLite backend does; every command but
+//! flush for the batch), holding for its submissions and acks the device
+//! rows it locks ([`held`]), as the SQLite backend does; every command but
 //! a submission runs in its own savepoint (a submission too when the batch
 //! runs again after one failed). Every connection runs with
 //! `synchronous_commit = on`, checked at start, so a `COMMIT` that
