@@ -80,7 +80,7 @@ async fn team(dir: &TempDir, relay: std::net::SocketAddr) -> [(Client, ClientCon
 fn queued_of_kind(relay_db: &Path, user: &str, kind: u32) -> u32 {
     let conn = rusqlite::Connection::open(relay_db).unwrap();
     conn.query_row(
-        "SELECT count(*) FROM messages
+        "SELECT count(*) FROM queued_messages
          WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = ?1) AND kind = ?2",
         rusqlite::params![user, kind],
         |r| r.get(0),
@@ -249,7 +249,7 @@ async fn a_removed_member_given_the_group_envelope_cannot_open_it() {
         conn.execute(
             "INSERT INTO messages (mailbox, server_ms, expires_ms, envelope, kind)
              SELECT (SELECT mailbox FROM devices WHERE user_id = 'carol' AND device_id = 1),
-                 server_ms, expires_ms, envelope, kind FROM messages
+                 server_ms, expires_ms, envelope, kind FROM queued_messages
              WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = 'bob') AND kind = 1",
             [],
         )

@@ -448,6 +448,14 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         let cpu_us = cpu.since(pid);
         if key == "b" {
             let r = crate::sum_recvs(recv);
+            let settled =
+                crate::procfs::settled_cpu_us(|| pid.and_then(crate::procfs::cpu_us)).await;
+            if let (Some(before), Some(settled)) = (cpu.start_us(), settled) {
+                m.insert(
+                    "b.drain_cpu_settled",
+                    settled.saturating_sub(before) as f64 / f64::from(r.distinct.max(1)),
+                );
+            }
             if u64::from(r.distinct) < want {
                 eprintln!("warning: MQTT drained {} of {want}", r.distinct);
             }

@@ -53,6 +53,11 @@ impl CpuMark {
         Self(pid.and_then(cpu_us))
     }
 
+    /// The process's CPU time at the mark, microseconds.
+    pub(crate) fn start_us(self) -> Option<u64> {
+        self.0
+    }
+
     /// Microseconds of CPU since the mark.
     pub(crate) fn since(self, pid: Option<u32>) -> Option<u64> {
         let end = pid.and_then(cpu_us)?;
@@ -133,6 +138,25 @@ impl ServerCpu {
     pub(crate) fn total_us(self) -> u64 {
         self.relays_us + self.db_us.unwrap_or(0)
     }
+}
+
+/// Waits until a server's CPU time, as `read` gives it in microseconds,
+/// grows by less than 1% of the wall time over 200 ms (at most 20 s):
+/// the work it left for after the load (a relay sweeping acknowledged
+/// rows, say) is then done. Answers the time read last.
+pub(crate) async fn settled_cpu_us(read: impl Fn() -> Option<u64>) -> Option<u64> {
+    const STEP: std::time::Duration = std::time::Duration::from_millis(200);
+    let mut last = read()?;
+    for _ in 0..100 {
+        tokio::time::sleep(STEP).await;
+        let now = read()?;
+        let grew = now.saturating_sub(last);
+        last = now;
+        if grew < 2_000 {
+            break;
+        }
+    }
+    Some(last)
 }
 
 #[cfg(test)]

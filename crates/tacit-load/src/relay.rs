@@ -16,7 +16,7 @@ use tacit_testkit::relay::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::procfs::{rss_bytes, ServerCpu};
+use crate::procfs::{rss_bytes, settled_cpu_us, ServerCpu};
 use crate::report::Metrics;
 use crate::{join_all, payload, percentile, Args, RecvStats, SendStats};
 
@@ -697,6 +697,7 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
         };
         let start = Instant::now();
         let cpu = ServerCpu::now(&relay.pids(), db_pid(args));
+        let before_total = cpu.map(ServerCpu::total_us);
         let receivers = login_spread(&relay.addrs(), &receivers_d, 1).await?;
         let until = if key == "b" {
             Until::All
@@ -710,9 +711,16 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
             .collect();
         let recv: Vec<RecvStats> = join_all(recv).await.into_iter().collect::<Result<_, _>>()?;
         let drain_secs = start.elapsed().as_secs_f64();
-        let cpu = cpu
-            .zip(ServerCpu::now(&relay.pids(), db_pid(args)))
-            .map(|(before, after)| after.minus(before));
+        let after = ServerCpu::now(&relay.pids(), db_pid(args));
+        let cpu = cpu.zip(after).map(|(before, after)| after.minus(before));
+        let settled = match (key, cpu) {
+            ("b", Some(_)) => {
+                let pids = relay.pids();
+                let db = db_pid(args);
+                settled_cpu_us(|| ServerCpu::now(&pids, db).map(ServerCpu::total_us)).await
+            }
+            _ => None,
+        };
         relay.stop().await?;
         if key == "b" {
             let r = crate::sum_recvs(recv);
@@ -722,6 +730,12 @@ pub(crate) async fn run(args: &Args, round: u32) -> anyhow::Result<Metrics> {
                 m.insert(
                     "b.drain_cpu",
                     cpu.total_us() as f64 / f64::from(r.distinct.max(1)),
+                );
+            }
+            if let (Some(before), Some(settled)) = (before_total, settled) {
+                m.insert(
+                    "b.drain_cpu_settled",
+                    settled.saturating_sub(before) as f64 / f64::from(r.distinct.max(1)),
                 );
             }
         } else {

@@ -102,6 +102,12 @@ const METRICS: &[Desc] = &[
         goal: None,
     },
     Desc {
+        key: "b.drain_cpu_settled",
+        scenario: "(b)",
+        label: "the same, until the broker is idle after the drain",
+        goal: None,
+    },
+    Desc {
         key: "b.rss_mb",
         scenario: "(b)",
         label: "broker RSS with the queue, MB",

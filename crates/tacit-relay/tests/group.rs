@@ -18,12 +18,12 @@ use tacit_relay_proto::{
 };
 use tacit_testkit::relay::Message;
 
-/// Mailbox rows: (all, group envelopes).
+/// Messages queued (not acknowledged): (all, group envelopes).
 fn rows(db: &Path) -> (u64, u64) {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     c.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(kind = 1), 0) FROM messages",
+        "SELECT COUNT(*), COALESCE(SUM(kind = 1), 0) FROM queued_messages",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
@@ -314,7 +314,7 @@ async fn a_thousand_recipients_in_one_submission() {
             .unwrap();
     let distinct: u64 = c
         .query_row(
-            "SELECT COUNT(DISTINCT d.user_id || '/' || d.device_id) FROM messages m JOIN devices d ON d.mailbox = m.mailbox",
+            "SELECT COUNT(DISTINCT d.user_id || '/' || d.device_id) FROM queued_messages m JOIN devices d ON d.mailbox = m.mailbox",
             [],
             |r| r.get(0),
         )

@@ -472,7 +472,8 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     alice.shutdown().await;
     bob.shutdown().await;
     alice2.shutdown().await;
-    // Give the last acknowledgements a moment to commit before counting.
+    // Give the last acknowledgements a moment to commit, and the relay to
+    // sweep the acknowledged rows, before counting.
     let mut left = stored_rows(&relay_db)?.1.len();
     for _ in 0..20 {
         if left == 0 {

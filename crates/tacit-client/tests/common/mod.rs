@@ -154,7 +154,7 @@ pub fn texts(events: &[Event]) -> Vec<String> {
 pub fn queued(relay_db: &Path, user: &str) -> u32 {
     let conn = rusqlite::Connection::open(relay_db).unwrap();
     conn.query_row(
-        "SELECT count(*) FROM messages WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = ?1)",
+        "SELECT count(*) FROM queued_messages WHERE mailbox IN (SELECT mailbox FROM devices WHERE user_id = ?1)",
         [user],
         |r| r.get(0),
     )

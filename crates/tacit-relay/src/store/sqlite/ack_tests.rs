@@ -22,6 +22,7 @@ fn run(conn: &mut Connection, commands: Vec<Command>) {
         &limits(),
         &Online::default(),
         &Metrics::default(),
+        false,
     );
 }
 
@@ -98,7 +99,7 @@ pub(super) fn ack(conn: &mut Connection, acks: &[(&Address, Vec<u64>)]) -> Vec<O
 }
 
 /// (`queued`, `queued_bytes`) as the mailbox row counts them, and
-/// (messages, envelope bytes) as stored.
+/// (messages, envelope bytes) as queued in the table.
 pub(super) fn counters(conn: &Connection, address: &Address) -> ((u64, u64), (u64, u64)) {
     let (user, device) = (address.user_id(), address.device_id());
     let counted = conn
@@ -111,8 +112,11 @@ pub(super) fn counters(conn: &Connection, address: &Address) -> ((u64, u64), (u6
         .unwrap();
     let stored = conn
         .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM messages
-             WHERE mailbox = (SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2)",
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM {}
+                 WHERE mailbox = (SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2)",
+                tests::QUEUED
+            ),
             params![user, device],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

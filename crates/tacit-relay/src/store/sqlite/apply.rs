@@ -731,26 +731,30 @@ pub(super) fn insert_message(
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
-/// Deletes the acknowledged messages and takes their count and bytes off
-/// the mailbox's counters `held` for the transaction; an id that is not
-/// in the mailbox (or is given twice) refuses the whole ack before
-/// anything is deleted. Runs without a savepoint: a delete that fails
-/// after the first rolls the whole transaction back.
+/// Acknowledges `ids` in `address`'s mailbox and takes their count and
+/// bytes off the mailbox's counters `held` for the transaction; an id
+/// that is not in the mailbox (already acknowledged, or given twice)
+/// refuses the whole ack before anything is written. Runs without a
+/// savepoint: a delete that fails after the first rolls the whole
+/// transaction back.
 ///
-/// Each id is one rowid lookup (its envelope's length, from the record
-/// header, without reading the envelope) and one delete by rowid. A
-/// `DELETE ... RETURNING` here made SQLite build and drop a temporary
-/// table for every id, about as costly as the rest of the ack (callgrind:
-/// 29k instructions per acknowledged id with it, 14.5k without); with
-/// one writer, that bounded the drain.
+/// The ids that are the mailbox's first messages (the acknowledged
+/// prefix, [`super::sweep`]) move its `acked_through` up and stay in the
+/// table for the sweep: one read of the mailbox index for all of them,
+/// which gives their lengths too. Each other id is one rowid lookup (its
+/// envelope's length, from the record header, without reading the
+/// envelope) and one delete by rowid. A `DELETE ... RETURNING` here made
+/// SQLite build and drop a temporary table for every id, about as costly
+/// as the rest of the ack (callgrind: 29k instructions per acknowledged
+/// id with it, 14.5k without). While the storage is full (`held` moves no
+/// prefixes) every id is deleted at once, which frees room at once and
+/// writes nothing that could need a new page.
 fn ack(
     t: &Connection,
     held: &mut HeldMailboxes<'_>,
     address: &Address,
     ids: &[u64],
 ) -> Result<Outcome<u32>, rusqlite::Error> {
-    // No device: no mailbox, so any id is not in it (an empty ack is 0).
-    let mailbox = held.row(address)?.map_or(-1, |row| row.mailbox);
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     if let Some(twice) = sorted.windows(2).find(|w| w[0] == w[1]) {
@@ -759,18 +763,45 @@ fn ack(
             format!("message {} is given twice; nothing was deleted", twice[0]),
         ));
     }
-    let mut rows = Vec::with_capacity(ids.len());
-    let mut bytes = 0u64;
+    let not_here = |id: u64| -> Outcome<u32> {
+        refuse(
+            ErrorCode::UnknownMessage,
+            format!("message {id} is not in this mailbox; nothing was deleted"),
+        )
+    };
+    // No device: no mailbox, so any id is not in it (an empty ack is 0).
+    let Some(row) = held.row(address)? else {
+        return Ok(ids.first().map_or(Ok(0), |&id| not_here(id)));
+    };
+    let (mailbox, acked_through) = (row.mailbox, row.acked_through);
+    let above: Vec<i64> = sorted
+        .iter()
+        .filter_map(|&id| i64::try_from(id).ok())
+        .filter(|&id| id > acked_through)
+        .collect();
+    let first = if held.prefixes() {
+        held.first_after(mailbox, acked_through, above.len())?
+    } else {
+        Vec::new()
+    };
+    let prefix = first
+        .iter()
+        .zip(&above)
+        .take_while(|((id, _), wanted)| id == *wanted)
+        .count();
+    let prefix_through = prefix.checked_sub(1).map(|last| above[last]);
+    let mut bytes: u64 = first[..prefix].iter().map(|(_, len)| len).sum();
+    let mut rows = Vec::with_capacity(above.len() - prefix);
     for &id in ids {
-        let found = match i64::try_from(id) {
-            Ok(row) => held.envelope_length(row, mailbox)?.map(|len| (row, len)),
-            Err(_) => None,
+        let row = match i64::try_from(id) {
+            Ok(row) if row > acked_through => row,
+            _ => return Ok(not_here(id)),
         };
-        let Some((row, len)) = found else {
-            return Ok(refuse(
-                ErrorCode::UnknownMessage,
-                format!("message {id} is not in this mailbox; nothing was deleted"),
-            ));
+        if prefix_through.is_some_and(|through| row <= through) {
+            continue;
+        }
+        let Some(len) = held.envelope_length(row, mailbox)? else {
+            return Ok(not_here(id));
         };
         rows.push(row);
         bytes += len;
@@ -779,21 +810,26 @@ fn ack(
         super::roll_back(t);
         return Err(error);
     }
-    held.remove(address, rows.len() as u64, bytes);
-    Ok(Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX)))
+    if let Some(through) = prefix_through {
+        held.advance(address, through, prefix as u64);
+    }
+    held.remove(address, ids.len() as u64, bytes);
+    Ok(Ok(u32::try_from(ids.len()).unwrap_or(u32::MAX)))
 }
 
 /// Deletes at most `limit` messages expired at `now_ms`, in the order of
-/// the expiry index (expiry, then id), and takes them off their mailboxes'
-/// counters, as expired and not yet reported.
+/// the expiry index (expiry, then id), and takes those not yet
+/// acknowledged (above their mailbox's `acked_through`) off their
+/// mailboxes' counters, as expired and not yet reported.
 fn purge(t: &Connection, now_ms: u64, limit: u32) -> Result<Outcome<u64>, rusqlite::Error> {
     // Both statements take the same first `limit` rows of the index.
     let groups: Vec<(i64, u64, u64)> = {
         let mut stmt = t.prepare_cached(
-            "SELECT mailbox, COUNT(*), SUM(len) FROM (
-                 SELECT mailbox, length(envelope) AS len FROM messages
+            "SELECT e.mailbox, COUNT(*), SUM(e.len) FROM (
+                 SELECT id, mailbox, length(envelope) AS len FROM messages
                  WHERE expires_ms <= ?1 ORDER BY expires_ms, id LIMIT ?2
-             ) GROUP BY mailbox",
+             ) AS e JOIN mailboxes b ON b.mailbox = e.mailbox
+             WHERE e.id > b.acked_through GROUP BY e.mailbox",
         )?;
         let rows = stmt.query_map(params![now_ms, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

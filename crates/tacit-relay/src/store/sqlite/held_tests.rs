@@ -18,6 +18,7 @@ fn run(conn: &mut Connection, commands: Vec<Command>, limits: &WriterLimits) {
         limits,
         &Online::default(),
         &Metrics::default(),
+        false,
     );
 }
 

@@ -109,6 +109,7 @@ fn queued_messages_survive_the_migration_and_are_delivered_and_acknowledged() {
         &WriterLimits::FOR_TESTS,
         &Online::default(),
         &Metrics::default(),
+        false,
     );
     assert_eq!(rx.try_recv().unwrap(), Ok(2));
     // An old message is acknowledged only from its own mailbox.

@@ -26,6 +26,9 @@ mod purge_tests;
 #[cfg(test)]
 mod read_tests;
 mod readers;
+mod sweep;
+#[cfg(test)]
+mod sweep_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -51,6 +54,7 @@ pub(crate) use apply::{insert_envelope, may_submit};
 use held::HeldMailboxes;
 pub(crate) use ids::MessageIds;
 pub(crate) use readers::Readers;
+use sweep::{Advance, Sweep};
 
 /// Schema migrations: entry `i` brings a database from version `i` (its
 /// `PRAGMA user_version`) to `i + 1`. Databases made before versioning have
@@ -67,6 +71,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     mailboxes::SCHEMA_MAILBOXES,
     mailboxes::SCHEMA_COUNT_IN_CODE,
     ids::SCHEMA_IDS_IN_CODE,
+    sweep::SCHEMA_ACKED_PREFIX,
 ];
 
 /// A device counts the envelope bytes its mailbox holds, beside the
@@ -271,6 +276,7 @@ pub(crate) fn start_writer(
         }
         _ => None,
     };
+    let mut sweep = Sweep::load(&conn)?;
     let (tx, mut rx) = super::queue();
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
@@ -278,7 +284,21 @@ pub(crate) fn start_writer(
             let mut conn = conn;
             let mut batch = Vec::with_capacity(limits.max_batch);
             let mut stop = false;
-            while let Some(first) = rx.blocking_recv() {
+            let mut storage_full = false;
+            loop {
+                // With no command waiting, the writer sweeps (one window a
+                // transaction, then it looks for commands again).
+                let first = match rx.try_recv() {
+                    Some(command) => command,
+                    None if sweep.pending() => {
+                        run_sweep(&mut conn, &mut sweep);
+                        continue;
+                    }
+                    None => match rx.blocking_recv() {
+                        Some(command) => command,
+                        None => break,
+                    },
+                };
                 let mut next = Some(first);
                 while let Some(command) = next.take() {
                     match command {
@@ -293,11 +313,39 @@ pub(crate) fn start_writer(
                     let bytes: usize = batch.iter().map(Command::queued_bytes).sum();
                     checkpointer.wrote(bytes as u64);
                 }
-                run_batch(&mut conn, &mut batch, &limits, &online, &metrics);
+                // After a batch that found the storage full, everything
+                // acknowledged is swept before the next one, and its acks
+                // delete at once: the room acks free goes to the next
+                // submissions, and an ack writes nothing that could need a
+                // new page.
+                if storage_full && sweep.pending() {
+                    if let Err(error) = sweep.run_all(&mut conn) {
+                        tracing::warn!(%error, "sweep failed");
+                    }
+                }
+                let after = run_batch(
+                    &mut conn,
+                    &mut batch,
+                    &limits,
+                    &online,
+                    &metrics,
+                    storage_full,
+                );
+                for advance in after.advanced {
+                    sweep.note(advance);
+                }
+                storage_full = after.storage_full;
                 rx.release();
                 if stop {
                     break;
                 }
+                // A writer that is never idle sweeps too.
+                if sweep.due() {
+                    run_sweep(&mut conn, &mut sweep);
+                }
+            }
+            if let Err(error) = sweep.run_all(&mut conn) {
+                tracing::warn!(%error, "sweep at shutdown failed");
             }
             if let Some(checkpointer) = checkpointer {
                 checkpointer.stop();
@@ -368,22 +416,62 @@ impl Pending {
     }
 }
 
+/// Sweeps one window of acknowledged rows ([`Sweep::run`]); a failure is
+/// logged, and what is left to sweep stays for the next time.
+fn run_sweep(conn: &mut Connection, sweep: &mut Sweep) {
+    match sweep.run(conn) {
+        Ok(deleted) => tracing::trace!(deleted, waiting = sweep.waiting(), "swept"),
+        Err(error) => tracing::warn!(%error, "sweep failed"),
+    }
+}
+
+/// What a batch leaves the writer to do after it.
+#[derive(Debug, Default)]
+struct AfterBatch {
+    /// The acknowledged prefixes that moved in transactions that
+    /// committed, for the sweep.
+    advanced: Vec<Advance>,
+    /// Whether a command was answered `StorageFull`: the writer then
+    /// sweeps everything before the next batch, whose acks delete at once.
+    storage_full: bool,
+}
+
+/// Runs `batch` in as many transactions as it takes; with
+/// `storage_full` (the batch before found the storage full), its acks
+/// delete at once rather than move acknowledged prefixes.
 fn run_batch(
     conn: &mut Connection,
     batch: &mut Vec<Command>,
     limits: &WriterLimits,
     online: &Online,
     metrics: &Metrics,
-) {
+    storage_full: bool,
+) -> AfterBatch {
     let mut commands: VecDeque<Command> = batch.drain(..).collect();
+    let mut after = AfterBatch::default();
     // Each transaction takes at least one command.
     while !commands.is_empty() {
-        run_transaction(conn, &mut commands, limits, online, metrics);
+        run_transaction(
+            conn,
+            &mut commands,
+            limits,
+            online,
+            metrics,
+            storage_full,
+            &mut after,
+        );
     }
+    after
+}
+
+/// Whether `error` says the storage is full.
+fn is_full(error: &ErrorReply) -> bool {
+    error.code == ErrorCode::StorageFull
 }
 
 /// Applies commands from the front of `commands` in one transaction,
-/// commits, then answers them.
+/// commits, then answers them; notes in `after` the acknowledged
+/// prefixes that moved, if it committed, and any `StorageFull` answer.
 ///
 /// SQLite may roll a whole transaction back on its own when a statement
 /// fails with `SQLITE_FULL` or an I/O error. Then every change applied so
@@ -404,6 +492,8 @@ fn run_transaction(
     limits: &WriterLimits,
     online: &Online,
     metrics: &Metrics,
+    storage_full: bool,
+    after: &mut AfterBatch,
 ) {
     let mut pending: Vec<Pending> = Vec::with_capacity(commands.len());
     let mut effects = Effects::default();
@@ -417,20 +507,21 @@ fn run_transaction(
         Ok(tx) => tx,
         Err(error) => {
             let e = internal(&error);
+            after.storage_full |= is_full(&e);
             for command in commands.drain(..) {
                 reply_of(command).fail(e.clone());
             }
             return;
         }
     };
-    let mut held = HeldMailboxes::new(&tx);
+    let mut held = HeldMailboxes::new(&tx, !storage_full);
     while let Some(command) = commands.pop_front() {
         // Any other command reads or changes mailboxes through SQL: it
         // finds the true counters, and the rows are read again after it.
         if !matches!(command, Command::Submit { .. } | Command::Ack { .. }) {
             if let Err(error) = held.write_back() {
                 roll_back(&tx);
-                fail_rolled_back(pending, None, internal(&error));
+                fail_rolled_back(pending, None, internal(&error), after);
                 commands.push_front(command);
                 return;
             }
@@ -440,16 +531,17 @@ fn run_transaction(
             let e = answer.error().unwrap_or_else(|| {
                 ErrorReply::new(ErrorCode::Internal, "storage failure; nothing was changed")
             });
-            fail_rolled_back(pending, Some(answer), e);
+            fail_rolled_back(pending, Some(answer), e, after);
             return;
         }
         pending.push(answer);
     }
     if let Err(error) = held.write_back() {
         roll_back(&tx);
-        fail_rolled_back(pending, None, internal(&error));
+        fail_rolled_back(pending, None, internal(&error), after);
         return;
     }
+    let advanced = held.take_advanced();
     // The statements held go back to the connection's cache.
     drop(held);
     let size = pending.len();
@@ -457,13 +549,18 @@ fn run_transaction(
         Ok(()) => {
             metrics.record_batch(size, effects.submitted, effects.acked, effects.expired);
             effects.close_removed(online);
+            after.storage_full |= pending
+                .iter()
+                .any(|p| p.error().is_some_and(|e| is_full(&e)));
             for p in pending {
                 p.send();
             }
             effects.wake(online);
+            after.advanced.extend(advanced);
         }
         Err(error) => {
             let e = internal(&error);
+            after.storage_full |= is_full(&e);
             for p in pending {
                 p.fail(e.clone());
             }
@@ -474,7 +571,13 @@ fn run_transaction(
 /// Answers the commands of a transaction that was rolled back (`pending`,
 /// and the one whose failure rolled it back, if any) with `error`: none of
 /// them changed anything.
-fn fail_rolled_back(pending: Vec<Pending>, failed: Option<Pending>, error: ErrorReply) {
+fn fail_rolled_back(
+    pending: Vec<Pending>,
+    failed: Option<Pending>,
+    error: ErrorReply,
+    after: &mut AfterBatch,
+) {
+    after.storage_full |= is_full(&error);
     tracing::warn!(%error, rolled_back = pending.len(), "the transaction was rolled back");
     for p in pending.into_iter().chain(failed) {
         p.fail(error.clone());

@@ -11,20 +11,14 @@ use super::tests::stored_ids;
 use super::*;
 
 /// Runs one `Purge` of at most `limit` messages, as of `now_ms`.
-fn purge(conn: &mut Connection, now_ms: u64, limit: u32) -> Outcome<u64> {
+pub(super) fn purge(conn: &mut Connection, now_ms: u64, limit: u32) -> Outcome<u64> {
     let (reply, mut rx) = oneshot::channel();
-    let mut commands = vec![Command::Purge {
+    let purge = Command::Purge {
         now_ms,
         limit,
         reply,
-    }];
-    run_batch(
-        conn,
-        &mut commands,
-        &WriterLimits::FOR_TESTS,
-        &Online::default(),
-        &Metrics::default(),
-    );
+    };
+    sweep_tests::run(conn, vec![purge], false);
     rx.try_recv().unwrap()
 }
 

@@ -47,6 +47,27 @@ fn the_backlog_read_walks_the_mailbox_index_without_sorting() {
     // mailbox first.
     assert!(plan.contains("messages_by_mailbox"), "{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    // One range, bounded below by the cursor and the acknowledged prefix
+    // together: not a walk over acknowledged rows left for the sweep.
+    assert!(plan.contains("(mailbox=? AND id>?)"), "{plan}");
+}
+
+#[test]
+fn the_ack_reads_a_mailboxs_first_messages_from_the_index_alone() {
+    let (_dir, database) = database();
+    let c = open(&database, false).unwrap();
+    let plan: Vec<String> = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", held::FIRST_AFTER))
+        .unwrap()
+        .query_map(params![1, 0, 10], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let plan = plan.join("; ");
+    assert!(
+        plan.contains("COVERING INDEX messages_by_mailbox (mailbox=? AND id>?)"),
+        "{plan}"
+    );
 }
 
 /// Writes `rows` rows of 16 KiB into `conn`'s log, in three commits.

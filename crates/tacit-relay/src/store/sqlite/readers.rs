@@ -12,12 +12,15 @@ use super::{internal, open};
 use crate::kem;
 use crate::store::{refuse, Database, DeviceInfo, Outcome, QueueStats, StoreError, StoredMessage};
 
-/// A device's unexpired messages after an id, in id order: the backlog a
-/// connection pushes, read a page at a time (see
-/// [`Readers::messages_after`]).
+/// A device's unexpired messages after an id and after its acknowledged
+/// prefix, in id order: the backlog a connection pushes, read a page at a
+/// time (see [`Readers::messages_after`]). Both bounds are one scalar, so
+/// the read is one range of the mailbox index.
 pub(super) const MESSAGES_AFTER: &str = "SELECT id, server_ms, envelope, kind FROM messages
      WHERE mailbox = (SELECT mailbox FROM devices WHERE user_id = ?1 AND device_id = ?2)
-     AND id > ?3 AND expires_ms > ?4
+     AND id > (SELECT MAX(?3, b.acked_through) FROM devices d JOIN mailboxes b ON b.mailbox = d.mailbox
+               WHERE d.user_id = ?1 AND d.device_id = ?2)
+     AND expires_ms > ?4
      ORDER BY id";
 
 /// Read-only connections, used from blocking tasks.

@@ -28,7 +28,7 @@ fn limits(max_db_bytes: Option<u64>) -> WriterLimits {
 }
 
 /// Registers `address` with a one-device list of its own.
-fn register_command(
+pub(super) fn register_command(
     address: &Address,
     identity_key: IdentityKey,
     reply: oneshot::Sender<Outcome<bool>>,
@@ -91,7 +91,19 @@ fn an_old_database_is_migrated_and_its_devices_cannot_log_in() {
     assert!(open(&database, false).is_err());
 }
 
-async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64> {
+/// Acknowledges `ids` as `address` through the writer.
+pub(super) async fn ack(writer: &Writer, address: &Address, ids: Vec<u64>) -> Outcome<u32> {
+    let address = address.clone();
+    writer
+        .call(|reply| Command::Ack {
+            address,
+            ids,
+            reply,
+        })
+        .await
+}
+
+pub(super) async fn submit(writer: &Writer, to: &Address, envelope: Vec<u8>) -> Outcome<u64> {
     let recipient = to.clone();
     writer
         .call(|reply| Command::Submit {
@@ -118,7 +130,7 @@ fn counts(path: &std::path::Path) -> (u64, u64) {
 }
 
 /// A writer on `path` with `limits`, and the device `bob.1` registered.
-async fn writer_with_bob(
+pub(super) async fn writer_with_bob(
     path: &std::path::Path,
     limits: WriterLimits,
 ) -> (Writer, std::thread::JoinHandle<()>, Address) {
@@ -207,16 +219,7 @@ async fn secure_delete_leaves_no_acknowledged_envelope_on_disk() {
             submit(&writer, &bob, small.clone()).await.unwrap(),
             submit(&writer, &bob, large.clone()).await.unwrap(),
         ];
-        let address = bob.clone();
-        let removed = writer
-            .call(|reply| Command::Ack {
-                address,
-                ids,
-                reply,
-            })
-            .await
-            .unwrap();
-        assert_eq!(removed, 2);
+        assert_eq!(ack(&writer, &bob, ids).await, Ok(2));
         writer.stop().await;
         thread.join().unwrap();
         assert_eq!(counts(&path), (1, 1), "message {kept} is kept");
@@ -286,6 +289,7 @@ pub(super) fn batch(
         &limits(None),
         &Online::default(),
         &Metrics::default(),
+        false,
     );
     receivers
         .into_iter()
@@ -309,9 +313,14 @@ pub(super) fn submit_command(
     (command, rx)
 }
 
+/// The messages queued: those above their mailbox's acknowledged prefix
+/// (acknowledged ones stay in `messages` until the sweep).
+pub(super) const QUEUED: &str = "queued_messages";
+
+/// Whether a message with this envelope is queued.
 pub(super) fn stored(conn: &Connection, envelope: &[u8]) -> bool {
     conn.query_row(
-        "SELECT COUNT(*) FROM messages WHERE envelope = ?1",
+        &format!("SELECT COUNT(*) FROM {QUEUED} WHERE envelope = ?1"),
         params![envelope],
         |r| r.get::<_, u64>(0),
     )
@@ -319,9 +328,9 @@ pub(super) fn stored(conn: &Connection, envelope: &[u8]) -> bool {
         > 0
 }
 
-/// The ids of every stored message, in order.
+/// The ids of every queued message, in order.
 pub(super) fn stored_ids(conn: &Connection) -> Vec<u64> {
-    conn.prepare("SELECT id FROM messages ORDER BY id")
+    conn.prepare(&format!("SELECT id FROM {QUEUED} ORDER BY id"))
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -338,7 +347,7 @@ pub(super) fn counted_and_stored(conn: &Connection) -> ((u64, u64), (u64, u64)) 
         .unwrap();
     let stored = conn
         .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM messages",
+            &format!("SELECT COUNT(*), COALESCE(SUM(length(envelope)), 0) FROM {QUEUED}"),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

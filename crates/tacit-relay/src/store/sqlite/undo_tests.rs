@@ -18,15 +18,18 @@ fn queued(conn: &mut Connection, to: &Address, n: u8) -> Vec<u64> {
         .collect()
 }
 
+/// The ack moves the acknowledged prefix over the first message (in
+/// memory, until the write-back) and deletes the third and fourth by id
+/// (not the mailbox's first ones); the fourth's delete fails.
 #[test]
 fn an_ack_whose_second_delete_fails_rolls_the_transaction_back() {
     let (_dir, mut conn, bob) = with_bob("ack-rollback");
-    let ids = queued(&mut conn, &bob, 3);
+    let ids = queued(&mut conn, &bob, 4);
     conn.execute_batch(&format!(
-        "CREATE TEMP TRIGGER keep_second BEFORE DELETE ON messages
+        "CREATE TEMP TRIGGER keep_fourth BEFORE DELETE ON messages
          WHEN OLD.id = {}
          BEGIN SELECT RAISE(ABORT, 'kept by the test'); END;",
-        ids[1]
+        ids[3]
     ))
     .unwrap();
     let (x, y) = (vec![7u8; 20], vec![8u8; 30]);
@@ -34,7 +37,7 @@ fn an_ack_whose_second_delete_fails_rolls_the_transaction_back() {
     let (ack_reply, mut ack_rx) = oneshot::channel();
     let ack = Command::Ack {
         address: bob.clone(),
-        ids: vec![ids[0], ids[1]],
+        ids: vec![ids[0], ids[2], ids[3]],
         reply: ack_reply,
     };
     let (submit_y, mut y_rx) = submit_command(&bob, y.clone());
@@ -45,6 +48,7 @@ fn an_ack_whose_second_delete_fails_rolls_the_transaction_back() {
         &WriterLimits::FOR_TESTS,
         &Online::default(),
         &Metrics::default(),
+        false,
     );
     assert_eq!(
         x_rx.try_recv().unwrap().unwrap_err().code,
@@ -55,13 +59,13 @@ fn an_ack_whose_second_delete_fails_rolls_the_transaction_back() {
         ErrorCode::Internal
     );
     assert!(y_rx.try_recv().unwrap().is_ok());
-    // The first id's delete went with the rollback: all three are queued,
-    // with y and without x, and counted so.
+    // The third's delete and the prefix went with the rollback: all four
+    // are queued, with y and without x, and counted so.
     assert!(!stored(&conn, &x) && stored(&conn, &y));
-    for i in 1..=3u8 {
+    for i in 1..=4u8 {
         assert!(stored(&conn, &[i; 10]));
     }
-    assert_eq!(counted_and_stored(&conn), ((4, 60), (4, 60)));
+    assert_eq!(counted_and_stored(&conn), ((5, 70), (5, 70)));
 }
 
 #[test]
