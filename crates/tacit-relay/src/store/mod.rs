@@ -468,7 +468,9 @@ impl Writer {
     /// Deletes every message expired at `now_ms`, `chunk` at a time, each
     /// chunk a command of its own: one purge neither holds the writer for
     /// long nor, on SQLite, keeps more than a chunk's pages in its undo
-    /// journal (which the writer holds in memory). Answers how many.
+    /// journal (which the writer holds in memory). Answers how many rows
+    /// went (on SQLite, acknowledged ones the sweep had not reached yet
+    /// included).
     pub(crate) async fn purge(&self, now_ms: u64, chunk: u32) -> Outcome<u64> {
         let chunk = chunk.max(1);
         let mut total = 0;

@@ -239,10 +239,10 @@ pub(super) fn apply(
             reply,
         } => {
             let result = savepoint(tx, |t| purge(t, now_ms, limit));
-            if let Ok(n) = result {
-                effects.expired += n;
+            if let Ok(purged) = &result {
+                effects.expired += purged.expired;
             }
-            Pending::U64(reply, result)
+            Pending::U64(reply, result.map(|purged| purged.deleted))
         }
     }
 }
@@ -811,17 +811,25 @@ fn ack(
         return Err(error);
     }
     if let Some(through) = prefix_through {
-        held.advance(address, through, prefix as u64);
+        held.advance(address, above[0], through, prefix as u64);
     }
     held.remove(address, ids.len() as u64, bytes);
     Ok(Ok(u32::try_from(ids.len()).unwrap_or(u32::MAX)))
+}
+
+/// What one purge did.
+struct Purged {
+    /// Rows deleted: fewer than the limit when no expired row is left.
+    deleted: u64,
+    /// Of those, the messages not acknowledged, counted as expired.
+    expired: u64,
 }
 
 /// Deletes at most `limit` messages expired at `now_ms`, in the order of
 /// the expiry index (expiry, then id), and takes those not yet
 /// acknowledged (above their mailbox's `acked_through`) off their
 /// mailboxes' counters, as expired and not yet reported.
-fn purge(t: &Connection, now_ms: u64, limit: u32) -> Result<Outcome<u64>, rusqlite::Error> {
+fn purge(t: &Connection, now_ms: u64, limit: u32) -> Result<Outcome<Purged>, rusqlite::Error> {
     // Both statements take the same first `limit` rows of the index.
     let groups: Vec<(i64, u64, u64)> = {
         let mut stmt = t.prepare_cached(
@@ -836,19 +844,20 @@ fn purge(t: &Connection, now_ms: u64, limit: u32) -> Result<Outcome<u64>, rusqli
         })?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut total = 0;
+    let mut expired = 0;
     for (mailbox, n, bytes) in groups {
         t.prepare_cached(
             "UPDATE mailboxes SET queued = queued - ?2, queued_bytes = queued_bytes - ?3, expired_unreported = expired_unreported + ?2 WHERE mailbox = ?1",
         )?
         .execute(params![mailbox, n, bytes])?;
-        total += n;
+        expired += n;
     }
-    t.prepare_cached(
-        "DELETE FROM messages WHERE id IN (
-             SELECT id FROM messages WHERE expires_ms <= ?1 ORDER BY expires_ms, id LIMIT ?2
-         )",
-    )?
-    .execute(params![now_ms, limit])?;
-    Ok(Ok(total))
+    let deleted = t
+        .prepare_cached(
+            "DELETE FROM messages WHERE id IN (
+                 SELECT id FROM messages WHERE expires_ms <= ?1 ORDER BY expires_ms, id LIMIT ?2
+             )",
+        )?
+        .execute(params![now_ms, limit])? as u64;
+    Ok(Ok(Purged { deleted, expired }))
 }

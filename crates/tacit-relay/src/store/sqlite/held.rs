@@ -135,7 +135,9 @@ impl<'c> HeldMailboxes<'c> {
 
     /// The first `count` messages of `mailbox` above `after`, in id
     /// order, with their envelopes' lengths: read from the index
-    /// `messages_by_mailbox` alone, without the table's pages.
+    /// `messages_by_mailbox` alone, without the table's pages. The count
+    /// is not bound into the statement: a bound `LIMIT` makes SQLite
+    /// prepare the statement again at every binding.
     pub(crate) fn first_after(
         &mut self,
         mailbox: i64,
@@ -143,11 +145,8 @@ impl<'c> HeldMailboxes<'c> {
         count: usize,
     ) -> Result<Vec<(i64, u64)>, rusqlite::Error> {
         let statement = cached(self.conn, &mut self.prefix, FIRST_AFTER)?;
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![mailbox, after, count], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        rows.collect()
+        let rows = statement.query_map(params![mailbox, after], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.take(count).collect()
     }
 
     /// Deletes message `id`.
@@ -204,13 +203,14 @@ impl<'c> HeldMailboxes<'c> {
     }
 
     /// Moves `address`'s acknowledged prefix, whose row is held, up to
-    /// `through`, over `rows` messages left for the sweep.
-    pub(crate) fn advance(&mut self, address: &Address, through: i64, rows: u64) {
+    /// `through`, over `rows` messages left for the sweep, the first of
+    /// them `first`.
+    pub(crate) fn advance(&mut self, address: &Address, first: i64, through: i64, rows: u64) {
         if let Some(held) = self.rows.get_mut(address) {
             if through > held.row.acked_through {
                 self.advanced.push(Advance {
                     mailbox: held.row.mailbox,
-                    from: held.row.acked_through,
+                    from: first - 1,
                     through,
                     rows,
                 });
@@ -265,7 +265,7 @@ pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, mailbox, serv
 /// The first messages of a mailbox above an id, with their lengths
 /// ([`HeldMailboxes::first_after`]).
 pub(crate) const FIRST_AFTER: &str =
-    "SELECT id, length(envelope) FROM messages WHERE mailbox = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+    "SELECT id, length(envelope) FROM messages WHERE mailbox = ?1 AND id > ?2 ORDER BY id";
 
 /// `slot`'s statement, taken from `conn`'s cache at its first use.
 fn cached<'s, 'c>(

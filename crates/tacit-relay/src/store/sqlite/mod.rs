@@ -276,87 +276,188 @@ pub(crate) fn start_writer(
         }
         _ => None,
     };
-    let mut sweep = Sweep::load(&conn)?;
-    let (tx, mut rx) = super::queue();
+    let sweep = Sweep::load(&conn)?;
+    let (tx, rx) = super::queue();
+    let thread = WriterThread {
+        conn,
+        limits,
+        online,
+        metrics,
+        checkpointer,
+        sweep,
+        storage_full: false,
+        sweep_failed: false,
+    };
     let handle = std::thread::Builder::new()
         .name("tacit-relay-writer".into())
-        .spawn(move || {
-            let mut conn = conn;
-            let mut batch = Vec::with_capacity(limits.max_batch);
-            let mut stop = false;
-            let mut storage_full = false;
-            loop {
-                // With no command waiting, the writer sweeps (one window a
-                // transaction, then it looks for commands again).
-                let first = match rx.try_recv() {
-                    Some(command) => command,
-                    None if sweep.pending() => {
-                        run_sweep(&mut conn, &mut sweep);
-                        continue;
-                    }
-                    None => match rx.blocking_recv() {
-                        Some(command) => command,
-                        None => break,
-                    },
-                };
-                let mut next = Some(first);
-                while let Some(command) = next.take() {
-                    match command {
-                        Command::Stop => stop = true,
-                        command => batch.push(command),
-                    }
-                    if batch.len() < limits.max_batch {
-                        next = rx.try_recv();
-                    }
-                }
-                if let Some(checkpointer) = &checkpointer {
-                    let bytes: usize = batch.iter().map(Command::queued_bytes).sum();
-                    checkpointer.wrote(bytes as u64);
-                }
-                // After a batch that found the storage full, everything
-                // acknowledged is swept before the next one, and its acks
-                // delete at once: the room acks free goes to the next
-                // submissions, and an ack writes nothing that could need a
-                // new page.
-                if storage_full && sweep.pending() {
-                    if let Err(error) = sweep.run_all(&mut conn) {
-                        tracing::warn!(%error, "sweep failed");
-                    }
-                }
-                let after = run_batch(
-                    &mut conn,
-                    &mut batch,
-                    &limits,
-                    &online,
-                    &metrics,
-                    storage_full,
-                );
-                for advance in after.advanced {
-                    sweep.note(advance);
-                }
-                storage_full = after.storage_full;
-                rx.release();
-                if stop {
-                    break;
-                }
-                // A writer that is never idle sweeps too.
-                if sweep.due() {
-                    run_sweep(&mut conn, &mut sweep);
-                }
-            }
-            if let Err(error) = sweep.run_all(&mut conn) {
-                tracing::warn!(%error, "sweep at shutdown failed");
-            }
-            if let Some(checkpointer) = checkpointer {
-                checkpointer.stop();
-            }
-            if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-                tracing::warn!(%error, "checkpoint at shutdown failed");
-            }
-            tracing::debug!("writer stopped");
-        })
+        .spawn(move || thread.run(rx))
         .map_err(|e| StoreError::msg(e.to_string()))?;
     Ok((Writer::new(vec![tx], limits.queue_bytes), handle))
+}
+
+/// Estimated bytes of log a swept row costs (its share of a table page
+/// and of index pages), counted towards the next checkpoint as commands'
+/// bytes are.
+const SWEPT_ROW_BYTES: u64 = 512;
+
+/// Windows a writer sweeps at most between two batches once the rows to
+/// sweep are due ([`Sweep::due`]).
+const SWEEP_WINDOWS_PER_BATCH: usize = 16;
+
+/// The writer thread: its connection and what it keeps between batches.
+struct WriterThread {
+    conn: Connection,
+    limits: WriterLimits,
+    online: Arc<Online>,
+    metrics: Arc<Metrics>,
+    checkpointer: Option<checkpoint::Checkpointer>,
+    sweep: Sweep,
+    /// The last batch found the storage full.
+    storage_full: bool,
+    /// A sweep failed since the last batch: no sweep until the next one.
+    sweep_failed: bool,
+}
+
+impl WriterThread {
+    /// Runs batches until every sender is dropped or a `Stop` comes, then
+    /// sweeps what is left and checkpoints the log.
+    fn run(mut self, mut rx: super::Receiver) {
+        // Only to wait for a command with a deadline (an idle writer with
+        // a few rows to sweep); without it, an idle writer sweeps at once.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .inspect_err(|error| tracing::warn!(%error, "no timer for the writer"))
+            .ok();
+        let mut batch = Vec::with_capacity(self.limits.max_batch);
+        let mut stop = false;
+        while let Some(first) = self.next_command(&mut rx, waiter.as_ref()) {
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Stop => stop = true,
+                    command => batch.push(command),
+                }
+                if batch.len() < self.limits.max_batch {
+                    next = rx.try_recv();
+                }
+            }
+            if let Some(checkpointer) = &self.checkpointer {
+                let bytes: usize = batch.iter().map(Command::queued_bytes).sum();
+                checkpointer.wrote(bytes as u64);
+            }
+            self.run_commands(&mut batch);
+            rx.release();
+            if stop {
+                break;
+            }
+        }
+        if let Err(error) = self
+            .sweep
+            .restore_synchronous(&self.conn)
+            .and_then(|()| self.sweep.run_all(&mut self.conn))
+        {
+            tracing::warn!(%error, "sweep at shutdown failed");
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+        if let Err(error) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(%error, "checkpoint at shutdown failed");
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    /// The next command, sweeping while none comes: at once if enough
+    /// rows wait ([`Sweep::due_when_idle`]), else after
+    /// [`sweep::SWEEP_IDLE_DELAY`] without a command, so that a writer
+    /// under a light load sweeps many acks at a time, not each batch's.
+    /// `None` once every sender is dropped.
+    fn next_command(
+        &mut self,
+        rx: &mut super::Receiver,
+        waiter: Option<&tokio::runtime::Runtime>,
+    ) -> Option<Command> {
+        let mut waited = false;
+        loop {
+            if let Some(command) = rx.try_recv() {
+                return Some(command);
+            }
+            if !self.sweep.pending() || self.sweep_failed {
+                return rx.blocking_recv();
+            }
+            if let Some(waiter) = waiter.filter(|_| !waited && !self.sweep.due_when_idle()) {
+                // The timer is made inside the runtime, which drives it.
+                let wait = async { tokio::time::timeout(sweep::SWEEP_IDLE_DELAY, rx.recv()).await };
+                if let Ok(command) = waiter.block_on(wait) {
+                    return command;
+                }
+                waited = true;
+                continue;
+            }
+            self.sweep_once();
+        }
+    }
+
+    /// Runs one batch ([`run_batch`]), with the sweeps it calls for: all
+    /// of them before it if the last batch found the storage full, and
+    /// some after it if many rows wait.
+    fn run_commands(&mut self, batch: &mut Vec<Command>) {
+        // A sweep that could not put `synchronous` back leaves commits
+        // unsynced: nothing runs until it is back.
+        if let Err(error) = self.sweep.restore_synchronous(&self.conn) {
+            let e = internal(&error);
+            for command in batch.drain(..) {
+                reply_of(command).fail(e.clone());
+            }
+            return;
+        }
+        // After a batch that found the storage full, everything
+        // acknowledged is swept before the next one, and its acks delete
+        // at once: the room acks free goes to the next submissions, and
+        // an ack writes nothing that could need a new page.
+        if self.storage_full && self.sweep.pending() {
+            if let Err(error) = self.sweep.run_all(&mut self.conn) {
+                tracing::warn!(%error, "sweep failed");
+            }
+        }
+        let after = run_batch(
+            &mut self.conn,
+            batch,
+            &self.limits,
+            &self.online,
+            &self.metrics,
+            self.storage_full,
+        );
+        for advance in after.advanced {
+            self.sweep.note(advance);
+        }
+        self.storage_full = after.storage_full;
+        self.sweep_failed = false;
+        // A writer that is never idle sweeps too.
+        let mut windows = 0;
+        while self.sweep.due() && !self.sweep_failed && windows < SWEEP_WINDOWS_PER_BATCH {
+            self.sweep_once();
+            windows += 1;
+        }
+    }
+
+    /// Sweeps one window ([`Sweep::run`]); a failure stops the sweeps
+    /// until the next batch.
+    fn sweep_once(&mut self) {
+        match self.sweep.run(&mut self.conn) {
+            Ok(deleted) => {
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.wrote(deleted.saturating_mul(SWEPT_ROW_BYTES));
+                }
+                tracing::trace!(deleted, waiting = self.sweep.waiting(), "swept");
+            }
+            Err(error) => {
+                self.sweep_failed = true;
+                tracing::warn!(%error, "sweep failed");
+            }
+        }
+    }
 }
 
 /// An answer held until the batch commits.
@@ -413,15 +514,6 @@ impl Pending {
             Self::Counts(tx, v) => tx.send(v).map_err(drop),
             Self::None => Ok(()),
         };
-    }
-}
-
-/// Sweeps one window of acknowledged rows ([`Sweep::run`]); a failure is
-/// logged, and what is left to sweep stays for the next time.
-fn run_sweep(conn: &mut Connection, sweep: &mut Sweep) {
-    match sweep.run(conn) {
-        Ok(deleted) => tracing::trace!(deleted, waiting = sweep.waiting(), "swept"),
-        Err(error) => tracing::warn!(%error, "sweep failed"),
     }
 }
 

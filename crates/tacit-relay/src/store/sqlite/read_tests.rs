@@ -59,7 +59,7 @@ fn the_ack_reads_a_mailboxs_first_messages_from_the_index_alone() {
     let plan: Vec<String> = c
         .prepare(&format!("EXPLAIN QUERY PLAN {}", held::FIRST_AFTER))
         .unwrap()
-        .query_map(params![1, 0, 10], |r| r.get(3))
+        .query_map(params![1, 0], |r| r.get(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -68,6 +68,15 @@ fn the_ack_reads_a_mailboxs_first_messages_from_the_index_alone() {
         plan.contains("COVERING INDEX messages_by_mailbox (mailbox=? AND id>?)"),
         "{plan}"
     );
+    // Prepared once: nothing bound changes the plan.
+    let mut stmt = c.prepare_cached(held::FIRST_AFTER).unwrap();
+    for after in 0..5i64 {
+        let rows = stmt
+            .query_map(params![1, after], |r| r.get::<_, i64>(0))
+            .unwrap();
+        assert_eq!(rows.take(3).count(), 0);
+    }
+    assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
 }
 
 /// Writes `rows` rows of 16 KiB into `conn`'s log, in three commits.

@@ -5,20 +5,21 @@
 //! mailbox's first messages (the usual case: a device acks what was
 //! pushed to it, in order) moves `acked_through` up and leaves the rows
 //! where they are; reads skip them. The writer deletes them later, here,
-//! in transactions of their own: when no command waits, or when more
-//! than [`SWEEP_DUE_ROWS`] acknowledged rows wait. One sweep transaction
-//! deletes the rows of one window of [`SWEEP_WINDOW`] ids, for every
-//! mailbox with rows in it, so that each table page it touches is loaded
-//! and emptied once, not once for each mailbox with a message on it (a
-//! mailbox's messages lie among every other mailbox's, in id order).
+//! in transactions of their own (when, is the writer's choice:
+//! [`Sweep::due`], [`Sweep::due_when_idle`]). One sweep transaction
+//! deletes the rows of one window of [`SWEEP_WINDOW`] ids from the lowest
+//! row left, for the mailboxes with rows in it, so that each table page
+//! it touches is loaded and emptied once, not once for each mailbox with
+//! a message on it (a mailbox's messages lie among every other mailbox's,
+//! in id order).
 //!
 //! The sweep never deletes above the `acked_through` stored in the
-//! database, whatever it holds in memory: a transaction that moved a
-//! prefix and then rolled back leaves nothing to sweep.
+//! database, whatever it holds in memory: it reads it in its own
+//! transaction.
 
 use std::collections::{BTreeSet, HashMap};
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// Version 11: `mailboxes.acked_through`; the mailbox index carries each
 /// envelope's length, so that an ack reads the ids and lengths of a
@@ -41,16 +42,25 @@ pub(crate) const SWEEP_WINDOW: i64 = 4096;
 /// batches, even with commands waiting.
 pub(crate) const SWEEP_DUE_ROWS: u64 = 4096;
 
+/// Acknowledged rows waiting past which an idle writer sweeps at once;
+/// below, it sweeps after [`SWEEP_IDLE_DELAY`] without a command.
+pub(crate) const SWEEP_IDLE_ROWS: u64 = 256;
+
+/// How long an idle writer with fewer than [`SWEEP_IDLE_ROWS`] rows to
+/// sweep waits for a command before it sweeps them.
+pub(crate) const SWEEP_IDLE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Mailboxes one sweep transaction visits at most.
 const SWEEP_MAILBOXES: usize = 1024;
 
-/// A mailbox's acknowledged prefix moved, from `from` to `through`, over
-/// `rows` messages left in the table.
+/// A mailbox's acknowledged prefix moved up to `through`, over `rows`
+/// messages left in the table, the first of them just above `from`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Advance {
     /// The mailbox.
     pub(crate) mailbox: i64,
-    /// Its `acked_through` before.
+    /// No acknowledged row of the mailbox is at or below this id (one
+    /// below the first row the move acknowledged).
     pub(crate) from: i64,
     /// Its `acked_through` after.
     pub(crate) through: i64,
@@ -58,26 +68,56 @@ pub(crate) struct Advance {
     pub(crate) rows: u64,
 }
 
+/// One mailbox's rows left to sweep.
+#[derive(Debug, Clone, Copy)]
+struct Left {
+    /// Every acknowledged row of the mailbox at or below this id is gone.
+    swept: i64,
+    /// The mailbox's `acked_through`, as far as the sweep knows.
+    through: i64,
+    /// Rows left, as the acks counted them (the purge and a device's
+    /// removal may have deleted some).
+    rows: u64,
+}
+
 /// The acknowledged rows left in the table, by mailbox: what the writer
 /// has to sweep.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Sweep {
-    /// Mailboxes with rows left, by the id swept through (every row of
-    /// the mailbox at or below it is gone).
+    /// Mailboxes with rows left, by the id swept through.
     order: BTreeSet<(i64, i64)>,
-    /// For each mailbox in `order`: swept through, acknowledged through.
-    mailboxes: HashMap<i64, (i64, i64)>,
-    /// Acknowledged rows left, as counted by the acks (the purge and a
-    /// device's removal may have deleted some).
+    /// For each mailbox in `order`, what is left.
+    mailboxes: HashMap<i64, Left>,
+    /// The sum of the mailboxes' `rows`.
     waiting: u64,
+    /// The connection's `synchronous` level, which a sweep lowers to
+    /// `NORMAL` for its own commit and puts back.
+    synchronous: i64,
+    /// A sweep could not put `synchronous` back: nothing may commit
+    /// until [`Sweep::restore_synchronous`] has.
+    unrestored: bool,
 }
 
 impl Sweep {
+    /// Nothing to sweep, on a connection whose `synchronous` level is
+    /// `synchronous`.
+    pub(crate) fn new(synchronous: i64) -> Self {
+        Self {
+            order: BTreeSet::new(),
+            mailboxes: HashMap::new(),
+            waiting: 0,
+            synchronous,
+            unrestored: false,
+        }
+    }
+
     /// What a database holds to sweep: the mailboxes with a row at or
-    /// below their `acked_through` (one index probe per mailbox that has
-    /// acknowledged through a prefix).
+    /// below their `acked_through` (one probe of the mailbox index per
+    /// mailbox that has acknowledged a prefix); the connection's
+    /// `synchronous` level as it is now.
     pub(crate) fn load(conn: &Connection) -> Result<Self, rusqlite::Error> {
-        let mut sweep = Self::default();
+        let synchronous = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+        let mut sweep = Self::new(synchronous);
         let mut stmt = conn.prepare(
             "SELECT b.mailbox, b.acked_through,
                  (SELECT MIN(m.id) FROM messages m WHERE m.mailbox = b.mailbox),
@@ -110,10 +150,19 @@ impl Sweep {
     pub(crate) fn note(&mut self, advance: Advance) {
         self.waiting = self.waiting.saturating_add(advance.rows);
         match self.mailboxes.get_mut(&advance.mailbox) {
-            Some((_, through)) => *through = (*through).max(advance.through),
+            Some(left) => {
+                left.through = left.through.max(advance.through);
+                left.rows = left.rows.saturating_add(advance.rows);
+            }
             None => {
-                self.mailboxes
-                    .insert(advance.mailbox, (advance.from, advance.through));
+                self.mailboxes.insert(
+                    advance.mailbox,
+                    Left {
+                        swept: advance.from,
+                        through: advance.through,
+                        rows: advance.rows,
+                    },
+                );
                 self.order.insert((advance.from, advance.mailbox));
             }
         }
@@ -129,56 +178,95 @@ impl Sweep {
         self.waiting >= SWEEP_DUE_ROWS
     }
 
+    /// Whether enough rows wait that an idle writer sweeps at once.
+    pub(crate) fn due_when_idle(&self) -> bool {
+        self.waiting >= SWEEP_IDLE_ROWS
+    }
+
     /// Acknowledged rows left, as the acks counted them.
     pub(crate) fn waiting(&self) -> u64 {
         self.waiting
     }
 
+    /// Puts the connection's `synchronous` level back if a sweep could
+    /// not. Until this succeeds the writer must not commit: its commits
+    /// would not be synced.
+    pub(crate) fn restore_synchronous(&mut self, conn: &Connection) -> Result<(), rusqlite::Error> {
+        if self.unrestored {
+            conn.pragma_update(None, "synchronous", self.synchronous)?;
+            self.unrestored = false;
+        }
+        Ok(())
+    }
+
     /// Sweeps one window of ids in one transaction; answers the rows
-    /// deleted. On an error nothing is deleted and what is left to sweep
-    /// is as it was.
+    /// deleted. The window starts at the lowest row left to sweep and
+    /// covers [`SWEEP_WINDOW`] ids; after it each mailbox visited is swept
+    /// through just below its next row left (one probe of its index), so
+    /// the next window starts at a row. On an error nothing is deleted and
+    /// what is left to sweep is as it was.
     pub(crate) fn run(&mut self, conn: &mut Connection) -> Result<u64, rusqlite::Error> {
         let Some(&(lowest, _)) = self.order.first() else {
             return Ok(0);
         };
         let window_end = lowest.saturating_add(SWEEP_WINDOW);
-        let visits: Vec<(i64, i64, i64)> = self
+        let visits: Vec<Visit> = self
             .order
             .iter()
             .take_while(|(swept, _)| *swept < window_end)
             .take(SWEEP_MAILBOXES)
-            .map(|&(swept, mailbox)| {
-                let through = self.mailboxes.get(&mailbox).map_or(swept, |m| m.1);
-                (mailbox, swept, through.min(window_end))
+            .filter_map(|&(swept, mailbox)| {
+                let left = self.mailboxes.get(&mailbox)?;
+                Some(Visit {
+                    mailbox,
+                    after: swept,
+                    through: left.through.min(window_end),
+                    stored: None,
+                    deleted: 0,
+                    next: None,
+                })
             })
             .collect();
-        let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
         // Not synced: a sweep lost in a crash leaves rows that the next
         // start finds and sweeps again. The next synced commit syncs the
         // log up to its own end, this transaction included.
-        if synchronous > 1 {
+        let lower = self.synchronous > 1;
+        if lower {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
-        let deleted = delete_visits(conn, &visits);
-        if synchronous > 1 {
-            conn.pragma_update(None, "synchronous", synchronous)?;
-        }
-        let deleted = deleted?;
-        for (mailbox, swept, to) in visits {
-            self.order.remove(&(swept, mailbox));
-            let through = self.mailboxes.get(&mailbox).map_or(to, |m| m.1);
-            if to >= through {
-                self.mailboxes.remove(&mailbox);
-            } else {
-                self.mailboxes.insert(mailbox, (to, through));
-                self.order.insert((to, mailbox));
+        let result = delete_visits(conn, visits);
+        if lower {
+            if let Err(error) = conn.pragma_update(None, "synchronous", self.synchronous) {
+                self.unrestored = true;
+                return Err(error);
             }
         }
-        self.waiting = if self.order.is_empty() {
-            0
-        } else {
-            self.waiting.saturating_sub(deleted)
-        };
+        let visits = result?;
+        let mut deleted = 0;
+        for visit in visits {
+            deleted += visit.deleted;
+            self.order.remove(&(visit.after, visit.mailbox));
+            let Some(left) = self.mailboxes.get_mut(&visit.mailbox) else {
+                continue;
+            };
+            left.rows = left.rows.saturating_sub(visit.deleted);
+            // What the database says is acknowledged bounds what is left
+            // (no row: the device was removed).
+            left.through = left.through.min(visit.stored.unwrap_or(i64::MIN));
+            match visit.next.filter(|&next| next <= left.through) {
+                Some(next) => {
+                    left.swept = next - 1;
+                    self.order.insert((left.swept, visit.mailbox));
+                }
+                None => {
+                    // Whatever the acks counted and is not there any more
+                    // went with a purge or the device's removal.
+                    self.waiting = self.waiting.saturating_sub(left.rows);
+                    self.mailboxes.remove(&visit.mailbox);
+                }
+            }
+        }
+        self.waiting = self.waiting.saturating_sub(deleted);
         Ok(deleted)
     }
 
@@ -192,23 +280,49 @@ impl Sweep {
     }
 }
 
-/// Deletes, in one transaction, each visit's rows `(mailbox, after,
-/// through)`, never above the mailbox's stored `acked_through`.
+/// One mailbox's part of a sweep transaction.
+#[derive(Debug)]
+struct Visit {
+    mailbox: i64,
+    /// Rows above this id...
+    after: i64,
+    /// ... and at or below this one and `stored`.
+    through: i64,
+    /// The mailbox's `acked_through` in the database, if it has a row.
+    stored: Option<i64>,
+    /// Rows the delete took.
+    deleted: u64,
+    /// The mailbox's first row above what the delete covered, if any.
+    next: Option<i64>,
+}
+
+/// Deletes, in one transaction, each visit's rows, never above the
+/// mailbox's stored `acked_through` (whatever the sweep holds in memory),
+/// and finds each mailbox's next row.
 fn delete_visits(
     conn: &mut Connection,
-    visits: &[(i64, i64, i64)],
-) -> Result<u64, rusqlite::Error> {
+    mut visits: Vec<Visit>,
+) -> Result<Vec<Visit>, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut deleted = 0u64;
     {
-        let mut delete = tx.prepare_cached(
-            "DELETE FROM messages WHERE mailbox = ?1 AND id > ?2
-             AND id <= MIN(?3, (SELECT acked_through FROM mailboxes WHERE mailbox = ?1))",
-        )?;
-        for &(mailbox, after, through) in visits {
-            deleted += delete.execute(params![mailbox, after, through])? as u64;
+        let mut stored =
+            tx.prepare_cached("SELECT acked_through FROM mailboxes WHERE mailbox = ?1")?;
+        let mut delete =
+            tx.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND id > ?2 AND id <= ?3")?;
+        let mut next =
+            tx.prepare_cached("SELECT MIN(id) FROM messages WHERE mailbox = ?1 AND id > ?2")?;
+        for visit in &mut visits {
+            visit.stored = stored
+                .query_row(params![visit.mailbox], |r| r.get(0))
+                .optional()?;
+            let bound = visit.through.min(visit.stored.unwrap_or(i64::MIN));
+            if bound > visit.after {
+                visit.deleted = delete.execute(params![visit.mailbox, visit.after, bound])? as u64;
+            }
+            visit.next =
+                next.query_row(params![visit.mailbox, bound.max(visit.after)], |r| r.get(0))?;
         }
     }
     tx.commit()?;
-    Ok(deleted)
+    Ok(visits)
 }

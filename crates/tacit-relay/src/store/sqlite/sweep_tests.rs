@@ -122,7 +122,7 @@ fn the_sweep_deletes_nothing_above_the_stored_prefix() {
         .unwrap();
     // A sweep told more than was committed (as after a transaction that
     // moved the prefix and rolled back).
-    let mut sweep = Sweep::default();
+    let mut sweep = Sweep::load(&conn).unwrap();
     sweep.note(Advance {
         mailbox,
         from: 0,
@@ -140,7 +140,9 @@ fn the_purge_counts_no_acknowledged_message_as_expired() {
     assert_eq!(ack(&mut conn, &[(&bob, vec![ids[0]])]), vec![Ok(1)]);
     conn.execute("UPDATE messages SET expires_ms = 1", [])
         .unwrap();
-    assert_eq!(purge_tests::purge(&mut conn, 2, 100), Ok(2));
+    // Three rows went (the purge goes on while chunks are full), two
+    // messages expired.
+    assert_eq!(purge_tests::purge(&mut conn, 2, 100), Ok(3));
     assert_eq!(rows(&conn), 0);
     assert_eq!(counters(&conn, &bob), ((0, 0), (0, 0)));
     let expired: u64 = conn
@@ -203,4 +205,76 @@ fn a_batch_answered_storage_full_tells_the_writer() {
         }
     }
     assert!(full, "the cap never bit");
+}
+
+/// Ids far from zero: the first window starts at the first row the ack
+/// acknowledged, not at the mailbox's earlier prefix (zero), so one
+/// sweep transaction takes it.
+#[test]
+fn one_window_sweeps_a_prefix_far_from_zero() {
+    let (_dir, mut conn, bob, _) = bob_with(&[]);
+    conn.execute("UPDATE message_ids SET next = 5000000", [])
+        .unwrap();
+    let ids = submit(&mut conn, &bob, &[10, 20]);
+    assert_eq!(ids[0], 5_000_000);
+    let (reply, mut rx) = oneshot::channel();
+    let ack = Command::Ack {
+        address: bob.clone(),
+        ids: vec![ids[0]],
+        reply,
+    };
+    let after = run(&mut conn, vec![ack], false);
+    assert_eq!(rx.try_recv().unwrap(), Ok(1));
+    let mut sweep = Sweep::new(2);
+    for advance in after.advanced {
+        sweep.note(advance);
+    }
+    assert_eq!(sweep.run(&mut conn).unwrap(), 1);
+    assert!(!sweep.pending());
+    assert_eq!(rows(&conn), 1);
+}
+
+/// A prefix moved, written back before another command, and rolled back
+/// with the whole transaction: nothing is acknowledged, nothing is left
+/// to sweep.
+#[test]
+fn a_prefix_rolled_back_with_its_transaction_is_not_swept() {
+    let (_dir, mut conn, bob, ids) = bob_with(&[10, 20, 30, 40]);
+    undo_tests::keep_from_deletes(&conn, ids[3]);
+    let (reply, mut first) = oneshot::channel();
+    let prefix = Command::Ack {
+        address: bob.clone(),
+        ids: vec![ids[0]],
+        reply,
+    };
+    let (reply, mut token) = oneshot::channel();
+    let set_token = Command::SetToken {
+        address: bob.clone(),
+        token_hash: None,
+        reply,
+    };
+    let (reply, mut failing) = oneshot::channel();
+    let fails = Command::Ack {
+        address: bob.clone(),
+        ids: vec![ids[2], ids[3]],
+        reply,
+    };
+    let after = run(&mut conn, vec![prefix, set_token, fails], false);
+    assert!(after.advanced.is_empty());
+    assert_eq!(
+        first.try_recv().unwrap().unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert_eq!(
+        token.try_recv().unwrap().unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert_eq!(
+        failing.try_recv().unwrap().unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert_eq!(acked_through(&conn), 0);
+    assert_eq!(backlog(&conn, &bob), ids);
+    assert_eq!(counters(&conn, &bob), ((4, 100), (4, 100)));
+    assert!(!Sweep::load(&conn).unwrap().pending());
 }

@@ -21,17 +21,21 @@ fn queued(conn: &mut Connection, to: &Address, n: u8) -> Vec<u64> {
 /// The ack moves the acknowledged prefix over the first message (in
 /// memory, until the write-back) and deletes the third and fourth by id
 /// (not the mailbox's first ones); the fourth's delete fails.
+/// Makes every delete of message `id` fail.
+pub(super) fn keep_from_deletes(conn: &Connection, id: u64) {
+    conn.execute_batch(&format!(
+        "CREATE TEMP TRIGGER keep_{id} BEFORE DELETE ON messages
+         WHEN OLD.id = {id}
+         BEGIN SELECT RAISE(ABORT, 'kept by the test'); END;"
+    ))
+    .unwrap();
+}
+
 #[test]
 fn an_ack_whose_second_delete_fails_rolls_the_transaction_back() {
     let (_dir, mut conn, bob) = with_bob("ack-rollback");
     let ids = queued(&mut conn, &bob, 4);
-    conn.execute_batch(&format!(
-        "CREATE TEMP TRIGGER keep_fourth BEFORE DELETE ON messages
-         WHEN OLD.id = {}
-         BEGIN SELECT RAISE(ABORT, 'kept by the test'); END;",
-        ids[3]
-    ))
-    .unwrap();
+    keep_from_deletes(&conn, ids[3]);
     let (x, y) = (vec![7u8; 20], vec![8u8; 30]);
     let (submit_x, mut x_rx) = submit_command(&bob, x.clone());
     let (ack_reply, mut ack_rx) = oneshot::channel();
