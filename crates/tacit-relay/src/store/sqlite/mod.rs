@@ -351,14 +351,10 @@ impl WriterThread {
             if stop {
                 break;
             }
+            self.sweep_due();
         }
-        if let Err(error) = self
-            .sweep
-            .restore_synchronous(&self.conn)
-            .and_then(|()| self.sweep.run_all(&mut self.conn))
-        {
-            tracing::warn!(%error, "sweep at shutdown failed");
-        }
+        self.sweep_failed = false;
+        self.sweep_all();
         if let Some(checkpointer) = self.checkpointer.take() {
             checkpointer.stop();
         }
@@ -399,10 +395,16 @@ impl WriterThread {
         }
     }
 
-    /// Runs one batch ([`run_batch`]), with the sweeps it calls for: all
-    /// of them before it if the last batch found the storage full, and
-    /// some after it if many rows wait.
+    /// Runs one batch ([`run_batch`]), after sweeping everything if the
+    /// last batch found the storage full.
     fn run_commands(&mut self, batch: &mut Vec<Command>) {
+        // After a batch that found the storage full, everything
+        // acknowledged is swept before the next one, and its acks delete
+        // at once: the room acks free goes to the next submissions, and
+        // an ack writes nothing that could need a new page.
+        if self.storage_full {
+            self.sweep_all();
+        }
         // A sweep that could not put `synchronous` back leaves commits
         // unsynced: nothing runs until it is back.
         if let Err(error) = self.sweep.restore_synchronous(&self.conn) {
@@ -411,15 +413,6 @@ impl WriterThread {
                 reply_of(command).fail(e.clone());
             }
             return;
-        }
-        // After a batch that found the storage full, everything
-        // acknowledged is swept before the next one, and its acks delete
-        // at once: the room acks free goes to the next submissions, and
-        // an ack writes nothing that could need a new page.
-        if self.storage_full && self.sweep.pending() {
-            if let Err(error) = self.sweep.run_all(&mut self.conn) {
-                tracing::warn!(%error, "sweep failed");
-            }
         }
         let after = run_batch(
             &mut self.conn,
@@ -434,11 +427,23 @@ impl WriterThread {
         }
         self.storage_full = after.storage_full;
         self.sweep_failed = false;
-        // A writer that is never idle sweeps too.
+    }
+
+    /// Between batches, once many rows wait ([`Sweep::due`]), sweeps up
+    /// to [`SWEEP_WINDOWS_PER_BATCH`] windows, commands waiting or not:
+    /// a writer that is never idle sweeps too.
+    fn sweep_due(&mut self) {
         let mut windows = 0;
         while self.sweep.due() && !self.sweep_failed && windows < SWEEP_WINDOWS_PER_BATCH {
             self.sweep_once();
             windows += 1;
+        }
+    }
+
+    /// Sweeps until nothing is left or a sweep fails.
+    fn sweep_all(&mut self) {
+        while self.sweep.pending() && !self.sweep_failed {
+            self.sweep_once();
         }
     }
 

@@ -112,9 +112,10 @@ impl Sweep {
     }
 
     /// What a database holds to sweep: the mailboxes with a row at or
-    /// below their `acked_through` (one probe of the mailbox index per
-    /// mailbox that has acknowledged a prefix); the connection's
-    /// `synchronous` level as it is now.
+    /// below their `acked_through` (for each mailbox that has acknowledged
+    /// a prefix, a probe of the mailbox index and a count of the rows left
+    /// below it, from the index); the connection's `synchronous` level as
+    /// it is now.
     pub(crate) fn load(conn: &Connection) -> Result<Self, rusqlite::Error> {
         let synchronous = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
         let mut sweep = Self::new(synchronous);
@@ -203,8 +204,11 @@ impl Sweep {
     /// deleted. The window starts at the lowest row left to sweep and
     /// covers [`SWEEP_WINDOW`] ids; after it each mailbox visited is swept
     /// through just below its next row left (one probe of its index), so
-    /// the next window starts at a row. On an error nothing is deleted and
-    /// what is left to sweep is as it was.
+    /// the next window starts at a row. If the transaction fails nothing
+    /// is deleted and what is left to sweep is as it was; if only putting
+    /// `synchronous` back fails, the deletions are taken and the error
+    /// answered (the writer then runs nothing until
+    /// [`Sweep::restore_synchronous`] succeeds).
     pub(crate) fn run(&mut self, conn: &mut Connection) -> Result<u64, rusqlite::Error> {
         let Some(&(lowest, _)) = self.order.first() else {
             return Ok(0);
@@ -235,13 +239,18 @@ impl Sweep {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
         let result = delete_visits(conn, visits);
-        if lower {
-            if let Err(error) = conn.pragma_update(None, "synchronous", self.synchronous) {
-                self.unrestored = true;
-                return Err(error);
-            }
-        }
-        let visits = result?;
+        let restored = if lower {
+            conn.pragma_update(None, "synchronous", self.synchronous)
+        } else {
+            Ok(())
+        };
+        self.unrestored = restored.is_err();
+        let deleted = self.apply(result?);
+        restored.map(|()| deleted)
+    }
+
+    /// Takes what one sweep transaction did; answers the rows deleted.
+    fn apply(&mut self, visits: Vec<Visit>) -> u64 {
         let mut deleted = 0;
         for visit in visits {
             deleted += visit.deleted;
@@ -267,10 +276,11 @@ impl Sweep {
             }
         }
         self.waiting = self.waiting.saturating_sub(deleted);
-        Ok(deleted)
+        deleted
     }
 
     /// Sweeps until nothing is left; answers the rows deleted.
+    #[cfg(test)]
     pub(crate) fn run_all(&mut self, conn: &mut Connection) -> Result<u64, rusqlite::Error> {
         let mut deleted = 0;
         while self.pending() {

@@ -140,8 +140,8 @@ fn the_purge_counts_no_acknowledged_message_as_expired() {
     assert_eq!(ack(&mut conn, &[(&bob, vec![ids[0]])]), vec![Ok(1)]);
     conn.execute("UPDATE messages SET expires_ms = 1", [])
         .unwrap();
-    // Three rows went (the purge goes on while chunks are full), two
-    // messages expired.
+    // A chunk answers the rows it deleted, three (the writer's purge goes
+    // on while chunks are full), and two messages expired.
     assert_eq!(purge_tests::purge(&mut conn, 2, 100), Ok(3));
     assert_eq!(rows(&conn), 0);
     assert_eq!(counters(&conn, &bob), ((0, 0), (0, 0)));
@@ -277,4 +277,27 @@ fn a_prefix_rolled_back_with_its_transaction_is_not_swept() {
     assert_eq!(backlog(&conn, &bob), ids);
     assert_eq!(counters(&conn, &bob), ((4, 100), (4, 100)));
     assert!(!Sweep::load(&conn).unwrap().pending());
+}
+
+/// After a batch that found the storage full, the writer sweeps
+/// everything acknowledged before the next batch runs.
+#[test]
+fn after_a_full_storage_the_writer_sweeps_before_the_next_batch() {
+    let (_dir, mut conn, bob, ids) = bob_with(&[10, 20, 30]);
+    assert_eq!(ack(&mut conn, &[(&bob, vec![ids[0], ids[1]])]), vec![Ok(2)]);
+    let sweep = Sweep::load(&conn).unwrap();
+    assert!(sweep.pending() && !sweep.due_when_idle());
+    let mut writer = WriterThread {
+        conn,
+        limits: WriterLimits::FOR_TESTS,
+        online: Arc::default(),
+        metrics: Arc::default(),
+        checkpointer: None,
+        sweep,
+        storage_full: true,
+        sweep_failed: false,
+    };
+    writer.run_commands(&mut Vec::new());
+    assert!(!writer.sweep.pending());
+    assert_eq!(rows(&writer.conn), 1);
 }
