@@ -25,8 +25,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::account::{kem_prekey, Device};
 
-/// How long the panicking operations wait for the relay.
-pub const WAIT: Duration = Duration::from_secs(20);
+/// How long the panicking operations wait for the relay: longer than the
+/// relay takes to answer at worst while its PostgreSQL database is
+/// unreachable (it retries a batch for 20 s, each attempt bounded by 10 s
+/// timeouts, then answers with an error), so that a test around a
+/// database restart sees the relay's answer, not its own timeout.
+pub const WAIT: Duration = Duration::from_secs(45);
 
 /// The server name test relays are configured with, which [`Client::new`]
 /// expects in challenges and signs registrations and logins for.
