@@ -779,18 +779,14 @@ fn ack(
         .filter_map(|&id| i64::try_from(id).ok())
         .filter(|&id| id > acked_through)
         .collect();
-    let first = if held.prefixes() {
-        held.first_after(mailbox, acked_through, above.len())?
+    let lengths = if held.prefixes() {
+        held.prefix_lengths(mailbox, acked_through, &above)?
     } else {
         Vec::new()
     };
-    let prefix = first
-        .iter()
-        .zip(&above)
-        .take_while(|((id, _), wanted)| id == *wanted)
-        .count();
+    let prefix = lengths.len();
     let prefix_through = prefix.checked_sub(1).map(|last| above[last]);
-    let mut bytes: u64 = first[..prefix].iter().map(|(_, len)| len).sum();
+    let mut bytes: u64 = lengths.iter().sum();
     let mut rows = Vec::with_capacity(above.len() - prefix);
     for &id in ids {
         let row = match i64::try_from(id) {

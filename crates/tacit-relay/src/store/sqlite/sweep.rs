@@ -68,11 +68,10 @@ pub(crate) struct Advance {
     pub(crate) rows: u64,
 }
 
-/// One mailbox's rows left to sweep.
+/// One mailbox's rows left to sweep (the id it is swept through is its
+/// key in [`Sweep::order`]).
 #[derive(Debug, Clone, Copy)]
 struct Left {
-    /// Every acknowledged row of the mailbox at or below this id is gone.
-    swept: i64,
     /// The mailbox's `acked_through`, as far as the sweep knows.
     through: i64,
     /// Rows left, as the acks counted them (the purge and a device's
@@ -84,7 +83,8 @@ struct Left {
 /// has to sweep.
 #[derive(Debug)]
 pub(crate) struct Sweep {
-    /// Mailboxes with rows left, by the id swept through.
+    /// Mailboxes with rows left, by the id swept through (every
+    /// acknowledged row of the mailbox at or below it is gone).
     order: BTreeSet<(i64, i64)>,
     /// For each mailbox in `order`, what is left.
     mailboxes: HashMap<i64, Left>,
@@ -159,7 +159,6 @@ impl Sweep {
                 self.mailboxes.insert(
                     advance.mailbox,
                     Left {
-                        swept: advance.from,
                         through: advance.through,
                         rows: advance.rows,
                     },
@@ -264,8 +263,7 @@ impl Sweep {
             left.through = left.through.min(visit.stored.unwrap_or(i64::MIN));
             match visit.next.filter(|&next| next <= left.through) {
                 Some(next) => {
-                    left.swept = next - 1;
-                    self.order.insert((left.swept, visit.mailbox));
+                    self.order.insert((next - 1, visit.mailbox));
                 }
                 None => {
                     // Whatever the acks counted and is not there any more
